@@ -1,0 +1,79 @@
+import type { Config } from './config.js'
+import { runChecked, type Runner } from './runner.js'
+
+export interface BuildPlan {
+  /** repository:tag for each tag, most specific first */
+  refs: string[]
+  labels: Record<string, string>
+}
+
+/** OCI labels that tie the image to its version and commit. */
+export function imageLabels(opts: {
+  version?: string
+  sha: string
+  sourceUrl: string
+}): Record<string, string> {
+  return {
+    'org.opencontainers.image.source': opts.sourceUrl,
+    'org.opencontainers.image.revision': opts.sha,
+    ...(opts.version ? { 'org.opencontainers.image.version': opts.version } : {})
+  }
+}
+
+/** `docker build` argv. The classic CLI form works with and without buildx installed. */
+export function buildArgs(
+  config: Pick<Config, 'dockerfile' | 'buildArgs' | 'context'>,
+  plan: BuildPlan
+): string[] {
+  return [
+    'build',
+    '--file',
+    config.dockerfile,
+    ...plan.refs.flatMap((ref) => ['--tag', ref]),
+    ...Object.entries(plan.labels).flatMap(([k, v]) => ['--label', `${k}=${v}`]),
+    ...config.buildArgs.flatMap((a) => ['--build-arg', a]),
+    '--',
+    config.context
+  ]
+}
+
+export function loginArgs(registry: string, username: string): string[] {
+  return ['login', '--username', username, '--password-stdin', '--', registry]
+}
+
+export function pushArgs(ref: string): string[] {
+  return ['push', '--', ref]
+}
+
+/** The manifest digest `docker push` reports: `v1: digest: sha256:… size: 943`. */
+export function parsePushDigest(output: string): string | undefined {
+  return /digest: (sha256:[a-f0-9]{64})/.exec(output)?.[1]
+}
+
+export interface PushResult {
+  refs: string[]
+  digest?: string
+}
+
+/** Log in (when credentials are given), build, tag and push every ref. */
+export async function buildAndPush(
+  runner: Runner,
+  config: Pick<
+    Config,
+    'dockerfile' | 'buildArgs' | 'context' | 'registry' | 'registryUsername' | 'registryPassword'
+  >,
+  plan: BuildPlan,
+  cwd: string
+): Promise<PushResult> {
+  if (config.registryUsername && config.registryPassword)
+    await runChecked(runner, 'docker', loginArgs(config.registry, config.registryUsername), {
+      input: config.registryPassword
+    })
+  await runChecked(runner, 'docker', buildArgs(config, plan), { cwd })
+  let digest: string | undefined
+  for (const ref of plan.refs) {
+    const r = await runChecked(runner, 'docker', pushArgs(ref), { cwd })
+    digest ??= parsePushDigest(r.stdout + r.stderr)
+  }
+  return { refs: plan.refs, digest }
+}
