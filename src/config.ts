@@ -127,8 +127,9 @@ export function parseConfigFile(text: string, file: string): Inputs {
   const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true })
   if (doc.errors.length > 0) {
     const e = doc.errors[0]!
-    const where = e.linePos ? `:${e.linePos[0].line}:${e.linePos[0].col}` : ''
-    throw new ConfigError([`config file ${file}${where}: ${e.message.split('\n')[0]}`])
+    throw new ConfigError([
+      `config file ${file}${lineOf(text, e.pos[0])}: ${e.message.split('\n')[0]}`
+    ])
   }
   if (doc.contents === null) return {}
   if (!isMap(doc.contents))
@@ -137,8 +138,7 @@ export function parseConfigFile(text: string, file: string): Inputs {
   const problems: string[] = []
   for (const pair of doc.contents.items) {
     const key = isScalar(pair.key) ? String(pair.key.value) : String(pair.key)
-    const line =
-      pair.key && doc.range ? lineOf(text, (pair.key as { range?: number[] }).range?.[0]) : ''
+    const line = lineOf(text, (pair.key as { range?: number[] } | null)?.range?.[0])
     const at = `config file ${file}${line}`
     if (!(INPUT_NAMES as readonly string[]).includes(key)) {
       problems.push(`${at}: unknown input '${key}'. Expected one of the inputs in action.yml.`)

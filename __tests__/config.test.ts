@@ -1,0 +1,238 @@
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import {
+  ConfigError,
+  loadConfig,
+  mergeInputs,
+  parseConfig,
+  parseConfigFile,
+  registryOf,
+  type Inputs
+} from '../src/config.js'
+
+const KEY = '-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n'
+const FP = '256 SHA256:DB/ihW3YcsW1nKY+ts0Ok8lXF95S4AtNpu00w95d52s host (ED25519)'
+const ctx = { repository: 'acme/Shop.Web', workspace: '/ws' }
+const base: Inputs = {
+  image: 'ghcr.io/acme/shop',
+  host: 'deploy.example.com',
+  username: 'deploy',
+  'ssh-key': KEY,
+  'host-fingerprint': FP
+}
+
+function problems(inputs: Inputs): string[] {
+  try {
+    parseConfig(inputs, ctx)
+  } catch (e) {
+    if (e instanceof ConfigError) return e.problems
+    throw e
+  }
+  return []
+}
+
+test('defaults', () => {
+  const c = parseConfig(base, ctx)
+  expect(c).toMatchObject({
+    image: 'ghcr.io/acme/shop',
+    registry: 'ghcr.io',
+    context: '.',
+    dockerfile: 'Dockerfile',
+    createRelease: true,
+    ssh: { host: 'deploy.example.com', port: 22, username: 'deploy', insecureIgnoreHostKey: false },
+    app: {
+      name: 'shop.web',
+      containerPort: 8080,
+      bluePort: 8081,
+      greenPort: 8082,
+      env: [],
+      dockerRunArgs: []
+    },
+    health: { path: '/', timeout: 60, interval: 1 },
+    drainTimeout: 30,
+    nginx: {
+      upstreamFile: '/etc/nginx/conf.d/shop.web-upstream.conf',
+      upstreamName: 'shop.web',
+      testCommand: 'nginx -t',
+      reloadCommand: 'nginx -s reload'
+    }
+  })
+  expect(c.ssh.hostKeyPins).toEqual([
+    {
+      sha256: 'DB/ihW3YcsW1nKY+ts0Ok8lXF95S4AtNpu00w95d52s',
+      algorithms: ['ssh-ed25519'],
+      source: 'host-fingerprint line 1'
+    }
+  ])
+  expect(c.rollback).toBeUndefined()
+  expect(c.version).toBeUndefined()
+})
+
+test('values are parsed into their types', () => {
+  const c = parseConfig(
+    {
+      ...base,
+      'app-name': 'shop',
+      'health-interval': '0.25',
+      'drain-timeout': '0',
+      'create-release': 'FALSE',
+      env: 'A=1\n# comment\n\nB= spaced value \nC=x=y\r\n',
+      'docker-run-args': `--memory 256m --label 'a b'`,
+      'build-args': 'X=1\n\nY=2',
+      rollback: 'previous',
+      dockerfile: 'docker/Dockerfile'
+    },
+    ctx
+  )
+  expect(c.health.interval).toBe(0.25)
+  expect(c.drainTimeout).toBe(0)
+  expect(c.createRelease).toBe(false)
+  expect(c.app.env).toEqual([
+    ['A', '1'],
+    ['B', ' spaced value '],
+    ['C', 'x=y']
+  ])
+  expect(c.app.dockerRunArgs).toEqual(['--memory', '256m', '--label', 'a b'])
+  expect(c.buildArgs).toEqual(['X=1', 'Y=2'])
+  expect(c.rollback).toBe('previous')
+  expect(c.dockerfile).toBe('docker/Dockerfile')
+})
+
+test.each([
+  ['image', 'Shop', /Invalid image 'Shop'/],
+  ['image', 'ghcr.io/acme/shop:v1', /without a tag/],
+  ['image', 'ghcr.io/acme/shop@sha256:00', /without a tag or digest/],
+  ['port', '0', /Invalid port '0'. Expected a whole number from 1 to 65535/],
+  ['port', '22x', /Invalid port/],
+  ['health-interval', '-1', /Invalid health-interval/],
+  ['health-timeout', 'soon', /Invalid health-timeout 'soon'/],
+  ['health-path', 'health', /Invalid health-path 'health'. Expected a URL path starting with \//],
+  ['health-path', '/a b', /Invalid health-path/],
+  ['create-release', 'yes', /Invalid create-release 'yes'. Expected true or false/],
+  ['app-name', 'Shop', /Invalid app-name 'Shop'/],
+  ['app-name', '-x', /Invalid app-name/],
+  ['green-port', '8081', /'blue-port' and 'green-port' must differ/],
+  ['version', '-rf', /Invalid version '-rf'/],
+  ['rollback', 'latest version', /Invalid rollback/],
+  [
+    'version-pattern',
+    '(',
+    /Invalid version-pattern '\('. Expected a JavaScript regular expression/
+  ],
+  ['build-args', 'not a pair', /Invalid build-args/],
+  ['docker-run-args', "--label 'open", /Invalid docker-run-args.*unterminated/],
+  ['env-file', 'relative.env', /Invalid env-file/],
+  ['nginx-upstream-file', 'up.conf', /Invalid nginx-upstream-file/],
+  ['nginx-reload-command', 'nginx -s reload\nrm -rf /', /Invalid nginx-reload-command/],
+  ['host', '-oProxyCommand=x', /Invalid host/],
+  ['username', '-l', /Invalid username/],
+  ['host-fingerprint', 'MD5:aa:bb', /MD5 fingerprints are not accepted/],
+  ['host-fingerprint', 'SHA256:short', /Invalid host-fingerprint line 1/],
+  ['known-hosts', 'garbage', /Invalid known-hosts line 1/]
+] as const)('%s=%j fails: %s', (name, value, message) => {
+  const p = problems({ ...base, [name]: value })
+  expect(p).toHaveLength(1)
+  expect(p[0]).toMatch(message)
+})
+
+test('secrets are never quoted in messages', () => {
+  const p = problems({ ...base, 'ssh-key': 'hunter2-not-a-key', env: 'GOOD=1\nbad key=TOPSECRET' })
+  expect(p.join('\n')).toMatch(/Invalid ssh-key\. Expected the text of a private key/)
+  expect(p.join('\n')).toMatch(/Invalid env line for key 'bad key'/)
+  expect(p.join('\n')).not.toMatch(/hunter2|TOPSECRET/)
+})
+
+test('a PKCS#8 key is refused with the command that converts it', () => {
+  expect(
+    problems({ ...base, 'ssh-key': '-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----' })[0]
+  ).toMatch(/PKCS#8.*ssh-keygen -p -f/)
+})
+
+test('missing required inputs and an unpinned host key are all reported at once', () => {
+  const p = problems({})
+  expect(p).toEqual([
+    expect.stringMatching(/^Input 'image' is required/),
+    expect.stringMatching(/^Input 'host' is required/),
+    expect.stringMatching(/^Input 'username' is required/),
+    expect.stringMatching(/^Input 'ssh-key' is required/),
+    expect.stringMatching(
+      /host key is not pinned.*ssh-keygen -lf \/etc\/ssh\/ssh_host_ed25519_key.pub.*insecure-ignore-host-key/
+    )
+  ])
+})
+
+test('insecure-ignore-host-key replaces the pin', () => {
+  const { 'host-fingerprint': _, ...rest } = base
+  expect(
+    parseConfig({ ...rest, 'insecure-ignore-host-key': 'true' }, ctx).ssh.insecureIgnoreHostKey
+  ).toBe(true)
+})
+
+test('registry credentials go together', () => {
+  expect(problems({ ...base, 'registry-username': 'bot' })[0]).toMatch(
+    /'registry-username' and 'registry-password' go together/
+  )
+})
+
+test.each([
+  ['shop', 'docker.io'],
+  ['acme/shop', 'docker.io'],
+  ['ghcr.io/acme/shop', 'ghcr.io'],
+  ['localhost/shop', 'localhost'],
+  ['127.0.0.1:5000/shop', '127.0.0.1:5000']
+])('registryOf(%s) = %s', (image, registry) => {
+  expect(registryOf(image)).toBe(registry)
+})
+
+describe('config file', () => {
+  test('inputs given to the step win over the file; lists and maps become lines', () => {
+    const file = parseConfigFile(
+      'image: ghcr.io/acme/from-file\nport: 2200\nhealth-path: /healthz\nbuild-args:\n  A: 1\n  B: two\ndocker-run-args: --memory 1g\ncreate-release: false\n',
+      'deploy.yml'
+    )
+    expect(file).toEqual({
+      image: 'ghcr.io/acme/from-file',
+      port: '2200',
+      'health-path': '/healthz',
+      'build-args': 'A=1\nB=two',
+      'docker-run-args': '--memory 1g',
+      'create-release': 'false'
+    })
+    const c = parseConfig(mergeInputs(file, { ...base }), ctx)
+    expect(c.image).toBe('ghcr.io/acme/shop')
+    expect(c.ssh.port).toBe(2200)
+    expect(c.health.path).toBe('/healthz')
+    expect(c.createRelease).toBe(false)
+  })
+
+  test('a YAML syntax error gives line and column', () => {
+    expect(() => parseConfigFile('image: a\nport: [1,\n', 'deploy.yml')).toThrow(
+      /^config file deploy.yml:\d+:\d+: /
+    )
+  })
+
+  test('unknown keys and secrets in the file are refused with their line', () => {
+    expect(() => parseConfigFile('image: a\nimgae: b\nssh-key: x\n', 'd.yml')).toThrow(
+      expect.objectContaining({
+        problems: [
+          "config file d.yml:2:1: unknown input 'imgae'. Expected one of the inputs in action.yml.",
+          expect.stringMatching(
+            /^config file d.yml:3:1: 'ssh-key' is a secret and must not be committed/
+          )
+        ]
+      })
+    )
+  })
+
+  test('loadConfig reads the file relative to the workspace', () => {
+    const ws = mkdtempSync(path.join(tmpdir(), 'bgd-'))
+    writeFileSync(path.join(ws, 'deploy.yml'), 'app-name: shop\nblue-port: 9001\n')
+    const c = loadConfig({ ...base, config: 'deploy.yml' }, { ...ctx, workspace: ws })
+    expect(c.app.name).toBe('shop')
+    expect(c.app.bluePort).toBe(9001)
+    expect(() => loadConfig({ ...base, config: 'nope.yml' }, { ...ctx, workspace: ws })).toThrow(
+      /Input 'config': cannot read 'nope.yml' \(ENOENT\)/
+    )
+  })
+})

@@ -1,0 +1,66 @@
+import {
+  ensureRelease,
+  type CreateReleaseParams,
+  type Release,
+  type ReleasesApi
+} from '../src/release.js'
+
+class FakeReleases implements ReleasesApi {
+  created: CreateReleaseParams[] = []
+  constructor(
+    public releases: Release[] = [],
+    private readonly drafts: Release[] = []
+  ) {}
+  async getByTag(tag: string) {
+    return this.releases.find((r) => r.tag_name === tag)
+  }
+  async create(params: CreateReleaseParams) {
+    this.created.push(params)
+    if ([...this.releases, ...this.drafts].some((r) => r.tag_name === params.tag_name))
+      return 'already_exists' as const
+    const r = {
+      id: 1,
+      tag_name: params.tag_name,
+      html_url: `https://x/releases/${params.tag_name}`
+    }
+    this.releases.push(r)
+    return r
+  }
+  async list() {
+    return [...this.releases, ...this.drafts]
+  }
+}
+
+test('creates a missing release with generated notes at the commit', async () => {
+  const api = new FakeReleases()
+  const r = await ensureRelease(api, { tag: 'v1.4.0', sha: 'abc', prerelease: false })
+  expect(r.created).toBe(true)
+  expect(api.created).toEqual([
+    {
+      tag_name: 'v1.4.0',
+      name: 'v1.4.0',
+      target_commitish: 'abc',
+      generate_release_notes: true,
+      prerelease: false
+    }
+  ])
+})
+
+test('a re-run finds the existing release and creates nothing', async () => {
+  const api = new FakeReleases([{ id: 7, tag_name: 'v1.4.0', html_url: 'u' }])
+  expect(await ensureRelease(api, { tag: 'v1.4.0', sha: 'abc', prerelease: false })).toEqual({
+    release: { id: 7, tag_name: 'v1.4.0', html_url: 'u' },
+    created: false
+  })
+  expect(api.created).toEqual([])
+})
+
+test('a draft with the tag (invisible to getByTag) is found through the list', async () => {
+  const api = new FakeReleases([], [{ id: 9, tag_name: 'v2.0.0-rc.1', html_url: 'd', draft: true }])
+  const r = await ensureRelease(api, { tag: 'v2.0.0-rc.1', sha: 'abc', prerelease: true })
+  expect(r).toEqual({
+    release: { id: 9, tag_name: 'v2.0.0-rc.1', html_url: 'd', draft: true },
+    created: false
+  })
+  expect(api.created[0]!.prerelease).toBe(true)
+})
