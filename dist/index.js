@@ -37500,8 +37500,9 @@ function parseConfigFile(text, file) {
     const doc = (0,dist/* parseDocument */.Tp)(text, { prettyErrors: false, uniqueKeys: true });
     if (doc.errors.length > 0) {
         const e = doc.errors[0];
-        const where = e.linePos ? `:${e.linePos[0].line}:${e.linePos[0].col}` : '';
-        throw new ConfigError([`config file ${file}${where}: ${e.message.split('\n')[0]}`]);
+        throw new ConfigError([
+            `config file ${file}${lineOf(text, e.pos[0])}: ${e.message.split('\n')[0]}`
+        ]);
     }
     if (doc.contents === null)
         return {};
@@ -37511,7 +37512,7 @@ function parseConfigFile(text, file) {
     const problems = [];
     for (const pair of doc.contents.items) {
         const key = (0,dist/* isScalar */.jn)(pair.key) ? String(pair.key.value) : String(pair.key);
-        const line = pair.key && doc.range ? lineOf(text, pair.key.range?.[0]) : '';
+        const line = lineOf(text, pair.key?.range?.[0]);
         const at = `config file ${file}${line}`;
         if (!INPUT_NAMES.includes(key)) {
             problems.push(`${at}: unknown input '${key}'. Expected one of the inputs in action.yml.`);
@@ -38059,12 +38060,15 @@ function maskSecrets(get) {
         const value = get(name);
         if (!value)
             continue;
-        core_setSecret(value);
+        const parts = new Set([value]);
         for (const line of value.split(/\r?\n/)) {
             const v = name === 'env' ? line.slice(line.indexOf('=') + 1) : line.trim();
+            // very short values (0, 1, on) would mask every occurrence of them in the log
             if (v.length >= 3)
-                core_setSecret(v);
+                parts.add(v);
         }
+        for (const part of parts)
+            core_setSecret(part);
     }
 }
 async function run() {

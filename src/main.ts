@@ -12,11 +12,13 @@ export function maskSecrets(get: (name: string) => string): void {
   for (const name of SECRET_INPUTS) {
     const value = get(name)
     if (!value) continue
-    core.setSecret(value)
+    const parts = new Set([value])
     for (const line of value.split(/\r?\n/)) {
       const v = name === 'env' ? line.slice(line.indexOf('=') + 1) : line.trim()
-      if (v.length >= 3) core.setSecret(v)
+      // very short values (0, 1, on) would mask every occurrence of them in the log
+      if (v.length >= 3) parts.add(v)
     }
+    for (const part of parts) core.setSecret(part)
   }
 }
 

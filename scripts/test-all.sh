@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The whole suite on a fresh machine: lint, a dist/ freshness check, the real services
+# (installed and started by scripts/services.sh, stopped again at the end), then every test.
+set -Eeuo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+log "lint"
+npm run -s lint
+
+log "bundle, and check dist/ is what src/ builds"
+npm run -s bundle
+if [[ -n "$(git status --porcelain -- dist 2>/dev/null)" ]]; then
+  git status --short -- dist >&2
+  echo "dist/ differs from a fresh 'npm run bundle': rebuild and commit it." >&2
+  exit 1
+fi
+
+started_services=0
+cleanup() { [[ "$started_services" == 1 ]] && bash scripts/services.sh down || true; }
+trap cleanup EXIT
+log "start the real services"
+started_services=1
+bash scripts/services.sh up
+
+log "tests (unit and end to end)"
+mkdir -p .e2e
+rc=0
+NODE_OPTIONS=--experimental-vm-modules npx jest --runInBand --json --outputFile=.e2e/jest.json "$@" || rc=$?
+node -e '
+  const r = require(process.argv[1]);
+  console.log(`${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests} skipped`);
+' "$PWD/.e2e/jest.json" || true
+exit "$rc"
