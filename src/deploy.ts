@@ -4,7 +4,9 @@ import type { RunContext } from './context.js'
 import { readCommitMessage } from './context.js'
 import { buildAndPush, imageLabels } from './image.js'
 import { ensureRelease, type ReleasesApi } from './release.js'
+import { runRemote, type RemoteEvent } from './remote.js'
 import type { Runner } from './runner.js'
+import type { RemoteShell, SshConfig } from './ssh.js'
 import { isPrerelease, planVersion } from './version.js'
 
 /** What a run produced so far; main turns it into outputs even when a later step fails. */
@@ -17,19 +19,43 @@ export interface Outcome {
   color?: string
   previousColor?: string
   deployed: boolean
+  /** the remote timeline: pull, started, healthy, switched, drained, stopped */
+  events: RemoteEvent[]
 }
 
 export interface Deps {
   runner: Runner
   releases: (token: string) => ReleasesApi
+  connect: (ssh: SshConfig) => Promise<RemoteShell>
 }
 
-/** The whole run: version → build, tag, push → release. */
+/**
+ * The whole run: connect (first, so a wrong key or host key fails before anything is pushed) →
+ * version → build, tag, push → release → blue-green switch on the server.
+ */
 export async function deploy(
   config: Config,
   ctx: RunContext,
   deps: Deps,
   outcome: Outcome
+): Promise<void> {
+  const shell = await core.group(
+    `Connect to ${config.ssh.username}@${config.ssh.host}:${config.ssh.port}`,
+    () => deps.connect(config.ssh)
+  )
+  try {
+    await buildReleaseAndSwitch(config, ctx, deps, outcome, shell)
+  } finally {
+    shell.dispose()
+  }
+}
+
+async function buildReleaseAndSwitch(
+  config: Config,
+  ctx: RunContext,
+  deps: Deps,
+  outcome: Outcome,
+  shell: RemoteShell
 ): Promise<void> {
   const message = config.version ? undefined : await readCommitMessage(ctx, deps.runner)
   const plan = planVersion({
@@ -81,4 +107,45 @@ export async function deploy(
     outcome.releaseUrl = release.html_url
     core.info(`${created ? 'Created' : 'Found existing'} release ${version}: ${release.html_url}`)
   }
+
+  await switchOnServer(shell, config, ctx, outcome, refs[0]!, plan.version)
+}
+
+async function switchOnServer(
+  shell: RemoteShell,
+  config: Config,
+  ctx: RunContext,
+  outcome: Outcome,
+  image: string,
+  version: string | undefined
+): Promise<void> {
+  let open = false
+  const log = {
+    line: (text: string) => core.info(text),
+    phase: (name: string) => {
+      if (open) core.endGroup()
+      core.startGroup(`${config.ssh.host}: ${name}`)
+      open = true
+    }
+  }
+  try {
+    const r = await runRemote(
+      shell,
+      config,
+      { action: 'deploy', image, version, actor: ctx.actor, runUrl: ctx.runUrl },
+      log
+    )
+    outcome.deployed = r.deployed
+    outcome.color = r.color
+    outcome.previousColor = r.previousColor
+    outcome.events = r.events
+  } catch (e) {
+    outcome.events = (e as { events?: RemoteEvent[] }).events ?? []
+    throw e
+  } finally {
+    if (open) core.endGroup()
+  }
+  core.info(
+    `${config.app.name} ${version ?? image} serves from ${outcome.color}${outcome.previousColor ? ` (was ${outcome.previousColor})` : ''}`
+  )
 }

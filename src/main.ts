@@ -5,6 +5,7 @@ import { fromGithubContext } from './context.js'
 import { deploy, type Outcome } from './deploy.js'
 import { githubReleases } from './release.js'
 import { execRunner } from './runner.js'
+import { connectSsh } from './ssh.js'
 import { writeSummary } from './summary.js'
 
 /** Register every secret input (and each of its lines) with the log masker. */
@@ -23,7 +24,7 @@ export function maskSecrets(get: (name: string) => string): void {
 }
 
 export async function run(): Promise<void> {
-  const outcome: Outcome = { tags: [], deployed: false }
+  const outcome: Outcome = { tags: [], deployed: false, events: [] }
   try {
     maskSecrets((name) => core.getInput(name))
     const ctx = fromGithubContext(context)
@@ -37,7 +38,11 @@ export async function run(): Promise<void> {
     await deploy(
       config,
       ctx,
-      { runner: execRunner, releases: (token) => githubReleases(token, ctx.owner, ctx.repo) },
+      {
+        runner: execRunner,
+        releases: (token) => githubReleases(token, ctx.owner, ctx.repo),
+        connect: (ssh) => connectSsh(ssh, { warn: (m) => core.warning(m) })
+      },
       outcome
     )
   } catch (e) {

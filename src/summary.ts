@@ -1,6 +1,16 @@
 import * as core from '@actions/core'
 import type { Outcome } from './deploy.js'
 
+const LABELS: Record<string, string> = {
+  pull: 'pull started',
+  pulled: 'image pulled',
+  started: 'new container started',
+  healthy: 'healthy',
+  switched: 'nginx switched',
+  drained: 'old container drained',
+  stopped: 'old container stopped'
+}
+
 /** The job summary; skipped outside a runner (no GITHUB_STEP_SUMMARY). */
 export async function writeSummary(o: Outcome): Promise<void> {
   if (!process.env.GITHUB_STEP_SUMMARY) return
@@ -13,7 +23,23 @@ export async function writeSummary(o: Outcome): Promise<void> {
     ['Tags', o.tags.join('<br>') || '(not pushed)'],
     ['Digest', o.digest ?? ''],
     ['Release', o.releaseUrl ? `<a href="${o.releaseUrl}">${o.releaseUrl}</a>` : '(none)'],
-    ['Deployed', o.deployed ? `yes, ${o.color ?? ''}` : 'no']
+    [
+      'Deployed',
+      o.deployed
+        ? `yes: ${o.color ?? ''}${o.previousColor ? ` (was ${o.previousColor})` : ''}`
+        : 'no'
+    ]
   ]
-  await core.summary.addHeading('bg-deploy', 2).addTable(rows).write()
+  const summary = core.summary.addHeading('bg-deploy', 2).addTable(rows)
+  if (o.events.length > 0) {
+    const t0 = o.events[0]!.ms
+    summary.addHeading('Timeline on the server', 3).addTable([
+      [
+        { data: 'step', header: true },
+        { data: 'at', header: true }
+      ],
+      ...o.events.map((e) => [LABELS[e.name] ?? e.name, `${((e.ms - t0) / 1000).toFixed(2)} s`])
+    ])
+  }
+  await summary.write()
 }

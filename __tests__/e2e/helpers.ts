@@ -335,3 +335,184 @@ export function sleep(ms: number): Promise<void> {
 export function docker(...args: string[]): string {
   return execFileSync('docker', args, { stdio: ['ignore', 'pipe', 'pipe'] }).toString()
 }
+
+export interface LoadStats {
+  requests: number
+  ok: number
+  non2xx: number
+  errors: number
+  races: number
+  slowStarted: number
+  slowCompleted: number
+  slowFailed: number
+  failures: unknown[]
+  versions: Record<string, { count: number; first: number; last: number }>
+  statuses: Record<string, number>
+  ms: number
+}
+
+/** scripts/load.mjs in its own process, so the test's own work does not slow the clients. */
+export class Load {
+  private child?: import('node:child_process').ChildProcessWithoutNullStreams
+  private out = ''
+  startedAt = 0
+
+  async start(
+    url: string,
+    opts: { keepalive?: number; fresh?: number; slow?: number } = {}
+  ): Promise<this> {
+    this.child = spawn(process.execPath, [
+      path.join(ROOT, 'scripts/load.mjs'),
+      '--url',
+      url,
+      '--keepalive',
+      String(opts.keepalive ?? 16),
+      '--fresh',
+      String(opts.fresh ?? 4),
+      '--slow',
+      String(opts.slow ?? 2),
+      '--seconds',
+      '300'
+    ])
+    this.child.stdout.on('data', (d) => (this.out += d))
+    this.child.stderr.on('data', (d) => process.stderr.write(d))
+    while (!this.out.includes('"started"')) await sleep(20)
+    this.startedAt = Date.now()
+    return this
+  }
+
+  async stop(): Promise<LoadStats> {
+    const child = this.child!
+    const closed = new Promise((r) => child.on('close', r))
+    child.kill('SIGTERM')
+    await closed
+    const lines = this.out.trim().split('\n')
+    return JSON.parse(lines[lines.length - 1]!) as LoadStats
+  }
+}
+
+let portBase = 20000 + (process.pid % 400) * 40
+
+export interface TestApp {
+  name: string
+  repo: string
+  lbPort: number
+  url: string
+  inputs: Record<string, string>
+  ws: string
+}
+
+/**
+ * A new app: a workspace at version `v`, an nginx site on its own port that proxies to the
+ * app's upstream (written but not loaded: the first deploy's reload loads it), and inputs.
+ */
+export function newApp(
+  svc: Services,
+  prefix: string,
+  behaviour: AppBehaviour,
+  extra: Record<string, string> = {}
+): TestApp {
+  const base = (portBase += 10)
+  const name = `${prefix}-${Date.now().toString(36)}${base}`
+  const lbPort = base
+  writeFileSync(
+    path.join(svc.nginxConfd, `${name}-site.conf`),
+    `server {\n  listen 127.0.0.1:${lbPort};\n  location / { proxy_pass http://${name}; }\n}\n`
+  )
+  const ws = makeWorkspace(behaviour, `initial ${behaviour.version}`)
+  return {
+    name,
+    repo: `e2e/${name}`,
+    lbPort,
+    url: `http://127.0.0.1:${lbPort}/`,
+    ws,
+    inputs: {
+      image: `${svc.registry}/e2e/${name}`,
+      'github-token': 'ghs_faketoken0123456789',
+      'create-release': 'false',
+      host: svc.sshHost,
+      port: String(svc.sshPort),
+      username: svc.sshUser,
+      'ssh-key': svc.sshKey,
+      'host-fingerprint': svc.fingerprintEd25519,
+      'app-name': name,
+      'blue-port': String(base + 1),
+      'green-port': String(base + 2),
+      'health-interval': '0.2',
+      'drain-timeout': '10',
+      'docker-run-args': '--label bg-deploy.test=1',
+      'nginx-upstream-file': `${svc.nginxConfd}/${name}-upstream.conf`,
+      'nginx-test-command': `nginx -t -q -c ${svc.nginxConf}`,
+      'nginx-reload-command': `nginx -c ${svc.nginxConf} -s reload`,
+      ...extra
+    }
+  }
+}
+
+/** Change the workspace to a new version of the app and commit it; returns the push event. */
+export function commitVersion(
+  app: TestApp,
+  behaviour: AppBehaviour
+): { event: object; sha: string } {
+  writeAppSource(app.ws, behaviour)
+  execFileSync('git', [
+    '-C',
+    app.ws,
+    '-c',
+    'user.name=t',
+    '-c',
+    'user.email=t@e',
+    'commit',
+    '-qam',
+    `release ${behaviour.version}`
+  ])
+  const sha = headSha(app.ws)
+  return { sha, event: { head_commit: { id: sha, message: `release ${behaviour.version}` } } }
+}
+
+/** Deploy the version currently committed in the app's workspace. */
+export function deployApp(
+  app: TestApp,
+  opts: Partial<RunOptions> & { inputs?: Record<string, string> } = {}
+): Promise<ActionRun> {
+  const sha = headSha(app.ws)
+  const message = execFileSync('git', ['-C', app.ws, 'log', '-1', '--format=%B']).toString()
+  return runAction(
+    { ...app.inputs, ...opts.inputs },
+    { workspace: app.ws, sha, event: { head_commit: { id: sha, message } }, ...opts }
+  )
+}
+
+/** Remove everything an app left: containers, its nginx files (and reload), its state. */
+export function removeApp(svc: Services, app: TestApp): void {
+  for (const c of ['blue', 'green']) {
+    try {
+      docker('rm', '-f', `${app.name}-${c}`)
+    } catch {
+      /* not there */
+    }
+  }
+  rmSync(path.join(svc.nginxConfd, `${app.name}-site.conf`), { force: true })
+  rmSync(path.join(svc.nginxConfd, `${app.name}-upstream.conf`), { force: true })
+  rmSync(`/var/lib/bg-deploy/${app.name}`, { recursive: true, force: true })
+  rmSync(app.ws, { recursive: true, force: true })
+}
+
+/** Containers of an app: name -> state. */
+export function appContainers(app: TestApp): Record<string, string> {
+  const out = docker(
+    'ps',
+    '-a',
+    '--filter',
+    `label=bg-deploy.app=${app.name}`,
+    '--format',
+    '{{.Names}} {{.State}}'
+  )
+  return Object.fromEntries(
+    out
+      .trim()
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => l.split(' ') as [string, string])
+  )
+}

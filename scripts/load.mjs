@@ -1,0 +1,119 @@
+#!/usr/bin/env node
+// Load generator for deploy tests and the benchmark. Runs until SIGTERM/SIGINT or --seconds,
+// then prints one JSON line with what it saw.
+//
+//   node scripts/load.mjs --url http://127.0.0.1:PORT [--keepalive 16] [--fresh 4] [--slow 2]
+//        [--slow-path /cgi-bin/slow] [--seconds 60]
+//
+// keepalive clients reuse one connection each, like browsers; a request that fails on a *reused*
+// connection before any response byte is retried once on a new connection (as browsers do) and
+// counted as a `race`, not a failure. fresh clients open a new connection per request. slow clients
+// keep a slow request in flight. Every non-2xx answer and every other error is a failure.
+import http from 'node:http'
+
+const args = Object.fromEntries(
+  process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith('--') ? [...acc, [a.slice(2), all[i + 1]]] : acc), [])
+)
+const url = new URL(args.url ?? 'http://127.0.0.1:8080/')
+const keepalive = Number(args.keepalive ?? 16)
+const fresh = Number(args.fresh ?? 4)
+const slow = Number(args.slow ?? 2)
+const slowPath = args['slow-path'] ?? '/cgi-bin/slow'
+const seconds = Number(args.seconds ?? 600)
+
+const t0 = Date.now()
+const stats = {
+  requests: 0,
+  ok: 0,
+  non2xx: 0,
+  errors: 0,
+  races: 0,
+  slowStarted: 0,
+  slowCompleted: 0,
+  slowFailed: 0,
+  failures: [], // first few failures, for the test's message
+  versions: {}, // version -> { count, first, last } (ms since start)
+  statuses: {}
+}
+let running = true
+
+function get(path, agent) {
+  return new Promise((resolve) => {
+    const req = http.get({ host: url.hostname, port: url.port, path, agent, timeout: 30_000 }, (res) => {
+      let body = ''
+      res.setEncoding('utf8')
+      res.on('data', (d) => (body += d))
+      res.on('end', () => resolve({ status: res.statusCode, body }))
+      res.on('error', (e) => resolve({ error: e, gotResponse: true }))
+    })
+    req.on('timeout', () => req.destroy(new Error('timeout')))
+    req.on('error', (e) => resolve({ error: e, reused: req.reusedSocket }))
+  })
+}
+
+function record(kind, r) {
+  const t = Date.now() - t0
+  stats.requests++
+  if (r.error) {
+    stats.errors++
+    if (stats.failures.length < 20) stats.failures.push({ t, kind, error: r.error.code ?? r.error.message })
+    return
+  }
+  stats.statuses[r.status] = (stats.statuses[r.status] ?? 0) + 1
+  if (r.status < 200 || r.status > 299) {
+    stats.non2xx++
+    if (stats.failures.length < 20) stats.failures.push({ t, kind, status: r.status, body: r.body.slice(0, 100) })
+    return
+  }
+  stats.ok++
+  const version = r.body.trim().split(/\s+/)[0]
+  const v = (stats.versions[version] ??= { count: 0, first: t, last: t })
+  v.count++
+  v.last = t
+}
+
+async function keepaliveClient() {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
+  while (running) {
+    let r = await get(url.pathname, agent)
+    if (r.error && r.reused && !r.gotResponse) {
+      stats.races++
+      r = await get(url.pathname, agent)
+    }
+    record('keepalive', r)
+  }
+  agent.destroy()
+}
+
+async function freshClient() {
+  while (running) record('fresh', await get(url.pathname, false))
+}
+
+async function slowClient() {
+  while (running) {
+    stats.slowStarted++
+    const r = await get(slowPath, false)
+    if (r.error || r.status < 200 || r.status > 299) {
+      stats.slowFailed++
+      record('slow', r)
+    } else {
+      stats.slowCompleted++
+      record('slow', r)
+    }
+  }
+}
+
+const clients = [
+  ...Array.from({ length: keepalive }, keepaliveClient),
+  ...Array.from({ length: fresh }, freshClient),
+  ...Array.from({ length: slow }, slowClient)
+]
+const stop = () => (running = false)
+process.on('SIGTERM', stop)
+process.on('SIGINT', stop)
+const timer = setTimeout(stop, seconds * 1000)
+process.stdout.write(JSON.stringify({ started: true }) + '\n')
+await Promise.all(clients)
+clearTimeout(timer)
+stats.ms = Date.now() - t0
+process.stdout.write(JSON.stringify(stats) + '\n')
