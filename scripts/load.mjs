@@ -12,7 +12,9 @@
 import http from 'node:http'
 
 const args = Object.fromEntries(
-  process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith('--') ? [...acc, [a.slice(2), all[i + 1]]] : acc), [])
+  process.argv
+    .slice(2)
+    .reduce((acc, a, i, all) => (a.startsWith('--') ? [...acc, [a.slice(2), all[i + 1]]] : acc), [])
 )
 const url = new URL(args.url ?? 'http://127.0.0.1:8080/')
 const keepalive = Number(args.keepalive ?? 16)
@@ -39,13 +41,16 @@ let running = true
 
 function get(path, agent) {
   return new Promise((resolve) => {
-    const req = http.get({ host: url.hostname, port: url.port, path, agent, timeout: 30_000 }, (res) => {
-      let body = ''
-      res.setEncoding('utf8')
-      res.on('data', (d) => (body += d))
-      res.on('end', () => resolve({ status: res.statusCode, body }))
-      res.on('error', (e) => resolve({ error: e, gotResponse: true }))
-    })
+    const req = http.get(
+      { host: url.hostname, port: url.port, path, agent, timeout: 30_000 },
+      (res) => {
+        let body = ''
+        res.setEncoding('utf8')
+        res.on('data', (d) => (body += d))
+        res.on('end', () => resolve({ status: res.statusCode, body }))
+        res.on('error', (e) => resolve({ error: e, gotResponse: true }))
+      }
+    )
     req.on('timeout', () => req.destroy(new Error('timeout')))
     req.on('error', (e) => resolve({ error: e, reused: req.reusedSocket }))
   })
@@ -56,13 +61,15 @@ function record(kind, r) {
   stats.requests++
   if (r.error) {
     stats.errors++
-    if (stats.failures.length < 20) stats.failures.push({ t, kind, error: r.error.code ?? r.error.message })
+    if (stats.failures.length < 20)
+      stats.failures.push({ t, kind, error: r.error.code ?? r.error.message })
     return
   }
   stats.statuses[r.status] = (stats.statuses[r.status] ?? 0) + 1
   if (r.status < 200 || r.status > 299) {
     stats.non2xx++
-    if (stats.failures.length < 20) stats.failures.push({ t, kind, status: r.status, body: r.body.slice(0, 100) })
+    if (stats.failures.length < 20)
+      stats.failures.push({ t, kind, status: r.status, body: r.body.slice(0, 100) })
     return
   }
   stats.ok++
