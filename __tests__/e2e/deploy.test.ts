@@ -1,7 +1,12 @@
 // Issue 3 end to end: SSH + the blue-green script against real sshd, dockerd, registry and nginx,
 // with a load generator running during deploys.
+import { execFileSync } from 'node:child_process'
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import {
   Load,
+  makeWorkspace,
+  registryTags,
+  sleep,
   appContainers,
   commitVersion,
   deployApp,
@@ -60,3 +65,159 @@ test('first deploy on a bare server, then v1 → v2 under load with 0 failed req
   expect((await httpGet(a.url)).body).toBe('v2.0.0\n')
   expect(appContainers(a)).toEqual({ [`${a.name}-green`]: 'running', [`${a.name}-blue`]: 'exited' })
 }, 180_000)
+
+/** An app already serving v1 (blue), with the workspace then committed at `next`. */
+async function serving(
+  prefix: string,
+  next: Parameters<typeof commitVersion>[1],
+  extra: Record<string, string> = {}
+) {
+  const a = app(prefix, 'v1.0.0', extra)
+  expectOk(await deployApp(a))
+  commitVersion(a, next)
+  return a
+}
+
+function history(a: TestApp): string[][] {
+  return readFileSync(`/var/lib/bg-deploy/${a.name}/history`, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => l.split('\t'))
+}
+
+test('re-running the same deploy succeeds (known-hosts pin instead of a fingerprint)', async () => {
+  const a = await serving('rerun', { version: 'v2.0.0' })
+  const { 'host-fingerprint': _, ...inputs } = a.inputs
+  a.inputs = { ...inputs, 'known-hosts': `[${svc.sshHost}]:${svc.sshPort} ${svc.hostKeyEd25519}` }
+  const first = await deployApp(a)
+  expectOk(first)
+  const again = await deployApp(a)
+  expectOk(again)
+  expect([first.outputs.color, again.outputs.color]).toEqual(['green', 'blue'])
+  expect(again.outputs.version).toBe('v2.0.0')
+  expect((await httpGet(a.url)).body).toBe('v2.0.0\n')
+  expect(again.summary).toMatch(/Timeline on the server/)
+  expect(history(a).map((h) => [h[3], h[4], h[7]])).toEqual([
+    ['deploy', 'v1.0.0', 'ok'],
+    ['deploy', 'v2.0.0', 'ok'],
+    ['deploy', 'v2.0.0', 'ok']
+  ])
+  expect(history(a)[2]![1]).toBe('octocat')
+  expect(history(a)[2]![2]).toBe('https://github.com/acme/shop/actions/runs/4242')
+}, 180_000)
+
+test('a never-healthy image fails, v1 keeps serving under load, no container is left behind', async () => {
+  const a = await serving(
+    'sick',
+    { version: 'v2.0.0', neverHealthy: true },
+    { 'health-path': '/health', 'health-timeout': '3' }
+  )
+  const load = await new Load().start(a.url)
+  const run = await deployApp(a)
+  const stats = await load.stop()
+  expect(run.code).toBe(1)
+  expect(run.log).toMatch(
+    /did not answer 2xx on \/health within 3s.*previous version is still serving/
+  )
+  expect(run.log).toMatch(/last log lines of/)
+  expect(run.outputs.deployed).toBe('false')
+  expect(stats).toMatchObject({ non2xx: 0, errors: 0, slowFailed: 0 })
+  expect(Object.keys(stats.versions)).toEqual(['v1.0.0'])
+  expect(appContainers(a)).toEqual({ [`${a.name}-blue`]: 'running' })
+  expect(history(a).at(-1)![7]).toBe('failed-health')
+}, 180_000)
+
+test('a crashing image fails within seconds, not at the health timeout', async () => {
+  const a = await serving('crash', { version: 'v2.0.0', crash: true }, { 'health-timeout': '60' })
+  const started = Date.now()
+  const run = await deployApp(a)
+  expect(run.code).toBe(1)
+  expect(Date.now() - started).toBeLessThan(20_000)
+  expect(run.log).toMatch(/exited or restarted before it became healthy/)
+  expect(run.log).toMatch(/boom: cannot start/)
+  expect((await httpGet(a.url)).body).toBe('v1.0.0\n')
+  expect(appContainers(a)).toEqual({ [`${a.name}-blue`]: 'running' })
+}, 120_000)
+
+test('nginx -t failing restores the upstream file; v1 keeps serving', async () => {
+  const a = await serving('ngt', { version: 'v2.0.0' })
+  const upstream = readFileSync(a.inputs['nginx-upstream-file']!, 'utf8')
+  // a second upstream block with the same name makes the real `nginx -t` fail
+  const clash = `${svc.nginxConfd}/${a.name}-clash.conf.off`
+  writeFileSync(clash, `upstream ${a.name} { server 127.0.0.1:9; }\n`)
+  const run = await deployApp(a, {
+    inputs: {
+      'nginx-test-command': `cat ${clash} > ${clash.replace(/\.off$/, '')} && nginx -t -q -c ${svc.nginxConf}; rc=$?; rm -f ${clash.replace(/\.off$/, '')}; exit $rc`
+    }
+  })
+  expect(run.code).toBe(1)
+  expect(run.log).toMatch(/nginx rejected the new upstream.*duplicate upstream/s)
+  expect(readFileSync(a.inputs['nginx-upstream-file']!, 'utf8')).toBe(upstream)
+  expect((await httpGet(a.url)).body).toBe('v1.0.0\n')
+  expect(appContainers(a)).toEqual({ [`${a.name}-blue`]: 'running' })
+}, 120_000)
+
+test('two deploys started together: one waits for the lock, the end state is consistent', async () => {
+  const a = await serving('lock', { version: 'v2.0.0', startDelay: 1 })
+  const other = { ...a, ws: makeWorkspace({ version: 'v3.0.0', startDelay: 1 }, 'release v3.0.0') }
+  const [r2, r3] = await Promise.all([deployApp(a), deployApp(other)])
+  rmSync(other.ws, { recursive: true, force: true })
+  expectOk(r2)
+  expectOk(r3)
+  expect(`${r2.log}\n${r3.log}`).toMatch(
+    /holds the lock \(https:\/\/github.com\/acme\/shop\/actions\/runs\/4242 since /
+  )
+  const colors = [r2.outputs.color, r3.outputs.color].sort()
+  expect(colors).toEqual(['blue', 'green'])
+  const last = r2.ms > r3.ms ? r2 : r3
+  const nowServing = (await httpGet(a.url)).body.trim()
+  expect(nowServing).toBe(last.outputs.version)
+  const state = readFileSync(`/var/lib/bg-deploy/${a.name}/state`, 'utf8')
+  expect(state).toContain(`color=${last.outputs.color}`)
+  expect(Object.values(appContainers(a)).filter((s) => s === 'running')).toHaveLength(1)
+}, 180_000)
+
+test('the SSH connection killed mid-deploy leaves v1 serving, and a re-run converges', async () => {
+  const a = await serving('cut', { version: 'v2.0.0', startDelay: 4 })
+  const load = await new Load().start(a.url)
+  const running = deployApp(a)
+  // wait until the new container exists (the script is polling its health), then cut the session
+  for (let i = 0; i < 200 && !appContainers(a)[`${a.name}-green`]; i++) await sleep(50)
+  expect(appContainers(a)[`${a.name}-green`]).toBeDefined()
+  const sessions = execFileSync('pgrep', ['-P', readFileSync(`${svc.dir}/sshd.pid`, 'utf8').trim()])
+    .toString()
+    .trim()
+    .split('\n')
+  for (const pid of sessions) process.kill(Number(pid), 'SIGKILL')
+  const cut = await running
+  expect(cut.code).toBe(1)
+  expect(cut.log).toMatch(/SSH session ended before the deploy finished|connection/i)
+  expect((await httpGet(a.url)).body).toBe('v1.0.0\n')
+
+  const rerun = await deployApp(a)
+  const stats = await load.stop()
+  expectOk(rerun)
+  expect((await httpGet(a.url)).body).toBe('v2.0.0\n')
+  expect(stats).toMatchObject({ non2xx: 0, errors: 0, slowFailed: 0 })
+  expect(Object.values(appContainers(a)).filter((s) => s === 'running')).toHaveLength(1)
+}, 180_000)
+
+test('each pinned key type is negotiated: an RSA pin works though the client prefers ed25519', async () => {
+  const a = app('rsa')
+  const run = await deployApp(a, { inputs: { 'host-fingerprint': svc.fingerprintRsa } })
+  expectOk(run)
+  expect((await httpGet(a.url)).body).toBe('v1.0.0\n')
+}, 60_000)
+
+test('a wrong fingerprint is refused before anything is built or run on the server', async () => {
+  const a = app('fp')
+  const wrong = `256 SHA256:${'x'.repeat(43)} someone-else (ED25519)`
+  const run = await deployApp(a, { inputs: { 'host-fingerprint': wrong } })
+  expect(run.code).toBe(1)
+  expect(run.log).toMatch(
+    /Host key verification failed for 127\.0\.0\.1:\d+: the server presented SHA256:\S+ \(ssh-ed25519\), which matches none of the pinned keys \(host-fingerprint line 1\)/
+  )
+  expect(existsSync(`/var/lib/bg-deploy/${a.name}`)).toBe(false)
+  expect(await registryTags(svc.registry, a.repo)).toEqual([])
+  expect(appContainers(a)).toEqual({})
+}, 60_000)
