@@ -1,10 +1,14 @@
+import { execFileSync } from 'node:child_process'
 // Issue 2 end to end: build → tag → push → release, run as GitHub runs the action,
 // against a real dockerd and registry, with a loopback stand-in for GitHub's release API.
 import {
   FakeGitHub,
   expectOk,
   headSha,
-  makeWorkspace,
+  newApp,
+  httpGet,
+  removeApp,
+  type TestApp,
   registryTags,
   runAction,
   services,
@@ -25,33 +29,38 @@ beforeEach(() => {
   api.requests = []
 })
 
-let n = 0
-function appInputs(repo: string): Record<string, string> {
-  n++
-  return {
-    image: `${svc.registry}/${repo}`,
-    'github-token': 'ghs_faketoken0123456789',
-    host: svc.sshHost,
-    port: String(svc.sshPort),
-    username: svc.sshUser,
-    'ssh-key': svc.sshKey,
-    'host-fingerprint': svc.fingerprintEd25519,
-    'app-name': repo.replace(/\//g, '-'),
-    'blue-port': String(21000 + n * 10),
-    'green-port': String(21001 + n * 10),
-    'nginx-upstream-file': `${svc.nginxConfd}/${repo.replace(/\//g, '-')}-upstream.conf`,
-    'nginx-test-command': `nginx -t -q -c ${svc.nginxConf}`,
-    'nginx-reload-command': `nginx -c ${svc.nginxConf} -s reload`
-  }
+const apps: TestApp[] = []
+afterAll(() => {
+  for (const a of apps) removeApp(svc, a)
+})
+
+/** A fresh app whose workspace holds `version` committed with `message`; releases on. */
+function release(
+  version: string,
+  message: string
+): { a: TestApp; inputs: Record<string, string>; ws: string } {
+  const a = newApp(svc, 'rel', { version })
+  apps.push(a)
+  execFileSync('git', [
+    '-C',
+    a.ws,
+    '-c',
+    'user.name=t',
+    '-c',
+    'user.email=t@e',
+    'commit',
+    '-q',
+    '--allow-empty',
+    '-m',
+    message
+  ])
+  return { a, ws: a.ws, inputs: { ...a.inputs, 'create-release': 'true' } }
 }
 
-const repoName = () => `e2e/rel-${Date.now().toString(36)}-${n}`
-
 test('a push whose message holds v1.4.0 pushes :v1.4.0 and :latest and creates release v1.4.0; a re-run succeeds', async () => {
-  const repo = repoName()
-  const ws = makeWorkspace({ version: 'v1.4.0' }, 'Release v1.4.0\n\nwith notes')
+  const { a, ws, inputs } = release('v1.4.0', 'Release v1.4.0\n\nwith notes')
+  const repo = a.repo
   const sha = headSha(ws)
-  const inputs = appInputs(repo)
   const event = { head_commit: { id: sha, message: 'Release v1.4.0\n\nwith notes' } }
 
   const first = await runAction(inputs, { workspace: ws, sha, event, apiUrl: api.url })
@@ -104,8 +113,7 @@ test('a push whose message holds v1.4.0 pushes :v1.4.0 and :latest and creates r
 }, 120_000)
 
 test('a release that exists as a draft (404 by tag, 422 already_exists on create) is reused', async () => {
-  const repo = repoName()
-  const ws = makeWorkspace({ version: 'v2.0.0-rc.1' })
+  const { ws, inputs } = release('v2.0.0-rc.1', 'ship v2.0.0-rc.1')
   api.releases.push({
     id: 99,
     tag_name: 'v2.0.0-rc.1',
@@ -113,7 +121,7 @@ test('a release that exists as a draft (404 by tag, 422 already_exists on create
     draft: true,
     html_url: 'https://github.com/acme/shop/releases/draft-99'
   })
-  const run = await runAction(appInputs(repo), {
+  const run = await runAction(inputs, {
     workspace: ws,
     sha: headSha(ws),
     event: { head_commit: { message: 'ship v2.0.0-rc.1' } },
@@ -130,9 +138,9 @@ test('a release that exists as a draft (404 by tag, 422 already_exists on create
 }, 120_000)
 
 test('workflow_dispatch (no head_commit) reads the message of GITHUB_SHA with git', async () => {
-  const repo = repoName()
-  const ws = makeWorkspace({ version: 'v3.1.0' }, 'feat: things (v3.1.0)')
-  const run = await runAction(appInputs(repo), {
+  const { a, ws, inputs } = release('v3.1.0', 'feat: things (v3.1.0)')
+  const repo = a.repo
+  const run = await runAction(inputs, {
     workspace: ws,
     sha: headSha(ws),
     eventName: 'workflow_dispatch',
@@ -145,10 +153,10 @@ test('workflow_dispatch (no head_commit) reads the message of GITHUB_SHA with gi
 }, 120_000)
 
 test('no version in the message: latest and sha- tags, no release, a notice that says how', async () => {
-  const repo = repoName()
-  const ws = makeWorkspace({ version: 'untagged' })
+  const { a, ws, inputs } = release('untagged', 'fix typo')
+  const repo = a.repo
   const sha = headSha(ws)
-  const run = await runAction(appInputs(repo), {
+  const run = await runAction(inputs, {
     workspace: ws,
     sha,
     event: { head_commit: { message: 'fix typo' } },
@@ -158,6 +166,12 @@ test('no version in the message: latest and sha- tags, no release, a notice that
   expect(await registryTags(svc.registry, repo)).toEqual(['latest', `sha-${sha.slice(0, 7)}`])
   expect(run.outputs.version).toBe('')
   expect(run.outputs['release-url']).toBe('')
+  // the deploy still goes ahead, with the sha- tag
+  expect(run.outputs).toMatchObject({
+    deployed: 'true',
+    image: `${svc.registry}/${repo}:sha-${sha.slice(0, 7)}`
+  })
+  expect((await httpGet(a.url)).body).toBe('untagged\n')
   expect(api.requests).toEqual([])
   expect(run.log).toMatch(
     /::notice::No version found in the commit message.*put a version such as v1\.2\.3 in the commit message or set the 'version' input/
@@ -165,10 +179,10 @@ test('no version in the message: latest and sha- tags, no release, a notice that
 }, 120_000)
 
 test('bad input fails before any side effect, naming the input and the fix', async () => {
-  const repo = repoName()
-  const ws = makeWorkspace({ version: 'v9.9.9' })
+  const { a, ws, inputs } = release('v9.9.9', 'v9.9.9')
+  const repo = a.repo
   const run = await runAction(
-    { ...appInputs(repo), 'health-interval': 'often', 'ssh-key': 'not a key SECRETVALUE' },
+    { ...inputs, 'health-interval': 'often', 'ssh-key': 'not a key SECRETVALUE' },
     {
       workspace: ws,
       sha: headSha(ws),
