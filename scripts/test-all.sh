@@ -6,9 +6,6 @@ cd "$(dirname "$0")/.."
 
 log() { printf '==> %s\n' "$*" >&2; }
 
-log "lint"
-npm run -s lint
-
 log "bundle, and check dist/ is what src/ builds"
 npm run -s bundle
 if [[ -n "$(git status --porcelain -- dist 2>/dev/null)" ]]; then
@@ -23,6 +20,9 @@ trap cleanup EXIT
 log "start the real services"
 started_services=1
 bash scripts/services.sh up
+
+log "lint"
+npm run -s lint
 
 log "tests (unit and end to end)"
 mkdir -p .e2e

@@ -416,9 +416,9 @@ export function parseConfig(inputs: Inputs, ctx: ConfigContext): Config {
     if (l.trim() === '' || l.trimStart().startsWith('#')) continue
     const eq = l.indexOf('=')
     const key = eq < 0 ? l : l.slice(0, eq)
-    if (!ENV_KEY.test(key) || l.includes('\0')) {
+    if (!ENV_KEY.test(key) || /[\0\r]/.test(l)) {
       problems.push(
-        `Invalid env line ${eq < 0 || !ENV_KEY.test(key) ? `for key '${key.slice(0, 60)}'` : `for '${key}'`}. Expected one KEY=VALUE per line, KEY made of letters, digits and _ (values are not shown: env is secret).`
+        `Invalid env line ${eq < 0 || !ENV_KEY.test(key) ? `for key '${key.slice(0, 60)}'` : `for '${key}'`}. Expected one KEY=VALUE per line, KEY made of letters, digits and _, and no NUL or carriage return in the value (values are not shown: env is secret).`
       )
       continue
     }

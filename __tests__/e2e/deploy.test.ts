@@ -15,6 +15,7 @@ import {
   newApp,
   removeApp,
   services,
+  visibleLog,
   type Services,
   type TestApp
 } from './helpers.js'
@@ -220,4 +221,20 @@ test('a wrong fingerprint is refused before anything is built or run on the serv
   expect(existsSync(`/var/lib/bg-deploy/${a.name}`)).toBe(false)
   expect(await registryTags(svc.registry, a.repo)).toEqual([])
   expect(appContainers(a)).toEqual({})
+}, 60_000)
+
+test('env values reach the container byte for byte, and never a command line or the log', async () => {
+  const tricky = `it's "quoted" $(touch /tmp/bgd-canary) \`id\` ; && | > ü ${'x'.repeat(300)}  `
+  const a = app('env', 'v1.0.0', { env: `TRICKY=${tricky}\nPLAIN=hello world` })
+  const run = await deployApp(a)
+  expectOk(run)
+  const got = await httpGet(`http://127.0.0.1:${a.lbPort}/cgi-bin/env?TRICKY`)
+  expect(got.body).toBe(`${tricky}\n`)
+  expect((await httpGet(`http://127.0.0.1:${a.lbPort}/cgi-bin/env?PLAIN`)).body).toBe(
+    'hello world\n'
+  )
+  expect(existsSync('/tmp/bgd-canary')).toBe(false)
+  expect(visibleLog(run)).not.toContain(tricky)
+  // no env file is left on the server
+  expect(execFileSync('ls', ['-A', `/var/lib/bg-deploy/${a.name}`]).toString()).not.toMatch(/\.env/)
 }, 60_000)

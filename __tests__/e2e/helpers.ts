@@ -306,9 +306,14 @@ export function writeAppSource(ws: string, b: AppBehaviour): void {
   const cgi = (name: string, body: string) =>
     writeFileSync(path.join(ws, `www/cgi-bin/${name}`), `#!/bin/sh\n${body}\n`, { mode: 0o755 })
   cgi('slow', `sleep 3\nprintf 'Content-Type: text/plain\\r\\n\\r\\n${b.version} slow\\n'`)
+  // busybox-static has no printenv; the name is checked before it reaches eval
   cgi(
     'env',
-    `printf 'Content-Type: application/octet-stream\\r\\n\\r\\n'\nprintenv "$QUERY_STRING"`
+    [
+      `case "$QUERY_STRING" in *[!A-Za-z0-9_]*|'') exit 1;; esac`,
+      `printf 'Content-Type: application/octet-stream\\r\\n\\r\\n'`,
+      `eval "printf '%s\\n' \\"\\$$QUERY_STRING\\""`
+    ].join('\n')
   )
   const start = b.crash
     ? 'echo "boom: cannot start" >&2; exit 3'
