@@ -48,10 +48,16 @@ test('first deploy on a bare server, then v1 → v2 under load with 0 failed req
 
   commitVersion(a, { version: 'v2.0.0', startDelay: 2 })
   const load = await new Load().start(a.url)
+  const t0 = Date.now()
   const run = await deployApp(a)
   const stats = await load.stop()
   expectOk(run)
-  console.log('v1 -> v2 under load', JSON.stringify({ ms: run.ms, stats }))
+  const v2 = stats.versions['v2.0.0']
+  console.log(
+    `v1 -> v2 under load: ${stats.requests} requests, ${stats.ok} ok, ${stats.non2xx} non-2xx, ${stats.errors} errors, ` +
+      `${stats.races} keep-alive races retried, ${stats.slowCompleted}/${stats.slowStarted} slow requests completed; ` +
+      `v2 served ${v2 ? v2.first + load.startedAt - t0 : NaN} ms after the action started (app start-up 2 s); total run ${run.ms} ms`
+  )
   expect(run.outputs).toMatchObject({
     deployed: 'true',
     color: 'green',
