@@ -15,7 +15,8 @@ if [[ -n "$(git status --porcelain -- dist 2>/dev/null)" ]]; then
 fi
 
 started_services=0
-cleanup() { [[ "$started_services" == 1 ]] && bash scripts/services.sh down || true; }
+# shellcheck disable=SC2317 # called by the EXIT trap
+cleanup() { if [[ "$started_services" == 1 ]]; then bash scripts/services.sh down || true; fi; }
 trap cleanup EXIT
 log "start the real services"
 started_services=1
@@ -28,6 +29,7 @@ log "tests (unit and end to end)"
 mkdir -p .e2e
 rc=0
 NODE_OPTIONS=--experimental-vm-modules npx jest --runInBand --json --outputFile=.e2e/jest.json "$@" || rc=$?
+# shellcheck disable=SC2016 # JavaScript, not shell
 node -e '
   const r = require(process.argv[1]);
   console.log(`${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests} skipped`);
