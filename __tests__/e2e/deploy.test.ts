@@ -14,6 +14,7 @@ import {
   httpGet,
   newApp,
   removeApp,
+  dropSiteWithoutUpstream,
   services,
   visibleLog,
   type Services,
@@ -27,6 +28,11 @@ beforeAll(() => {
 })
 afterAll(() => {
   for (const app of apps) removeApp(svc, app)
+})
+// A site whose upstream was never written (its first deploy failed on purpose) would make every
+// later nginx -t fail; take it away after each test.
+afterEach(() => {
+  for (const app of apps) dropSiteWithoutUpstream(svc, app)
 })
 function app(prefix: string, version = 'v1.0.0', extra: Record<string, string> = {}): TestApp {
   const a = newApp(svc, prefix, { version }, extra)

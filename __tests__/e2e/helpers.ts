@@ -503,6 +503,12 @@ export function removeApp(svc: Services, app: TestApp): void {
   rmSync(app.ws, { recursive: true, force: true })
 }
 
+/** Remove the app's nginx site if its upstream file does not exist (so nginx -t passes for others). */
+export function dropSiteWithoutUpstream(svc: Services, app: TestApp): void {
+  if (!existsSync(path.join(svc.nginxConfd, `${app.name}-upstream.conf`)))
+    rmSync(path.join(svc.nginxConfd, `${app.name}-site.conf`), { force: true })
+}
+
 /** Containers of an app: name -> state. */
 export function appContainers(app: TestApp): Record<string, string> {
   const out = docker(

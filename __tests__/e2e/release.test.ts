@@ -8,6 +8,7 @@ import {
   newApp,
   httpGet,
   removeApp,
+  dropSiteWithoutUpstream,
   type TestApp,
   registryTags,
   runAction,
@@ -32,6 +33,9 @@ beforeEach(() => {
 const apps: TestApp[] = []
 afterAll(() => {
   for (const a of apps) removeApp(svc, a)
+})
+afterEach(() => {
+  for (const a of apps) dropSiteWithoutUpstream(svc, a)
 })
 
 /** A fresh app whose workspace holds `version` committed with `message`; releases on. */
