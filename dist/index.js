@@ -63609,6 +63609,7 @@ function shellQuote(word) {
 function scriptArgs(config, req) {
     const a = [
         ['action', req.action],
+        ['target', req.target],
         ['app', config.app.name],
         ['image', req.image],
         ['version', req.version],
@@ -63655,6 +63656,7 @@ class OutputParser {
     log;
     buffers = { out: '', err: '' };
     events = [];
+    history = [];
     result;
     error;
     tail = [];
@@ -63688,6 +63690,11 @@ class OutputParser {
             this.result = Object.fromEntries(m[1].split(' ').map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
             return;
         }
+        if ((m = /^::bg-deploy-history:: (.*)$/.exec(line))) {
+            const [time = '', actor = '', runUrl = '', action = '', version = '', image = '', color = '', result = ''] = m[1].split('\t');
+            this.history.push({ time, actor, runUrl, action, version, image, color, result });
+            return;
+        }
         if ((m = /^::bg-deploy-error:: (.*)$/.exec(line))) {
             this.error = m[1];
             return;
@@ -63715,22 +63722,25 @@ async function runRemote(shell, config, req, log, script = loadDeployScript()) {
             previousColor: x.previous_color || undefined,
             version: x.version || undefined,
             image: x.image || undefined,
-            events: parser.events
+            events: parser.events,
+            history: parser.history
         };
     }
     if (parser.error)
-        throw new RemoteError(parser.error, r.code, parser.events);
+        throw new RemoteError(parser.error, r.code, parser.events, parser.history);
     if (r.code === null)
-        throw new RemoteError(`The SSH session ended before the deploy finished${r.signal ? ` (signal ${r.signal})` : ''}. The server keeps serving what nginx points at; re-run the workflow and the next deploy completes or redoes this one.`, null, parser.events);
-    throw new RemoteError(`The deploy script failed with exit code ${r.code}${parser.result ? '' : ' and no result'}. Last output:\n${parser.tail.slice(-10).join('\n')}`, r.code, parser.events);
+        throw new RemoteError(`The SSH session ended before the deploy finished${r.signal ? ` (signal ${r.signal})` : ''}. The server keeps serving what nginx points at; re-run the workflow and the next deploy completes or redoes this one.`, null, parser.events, parser.history);
+    throw new RemoteError(`The deploy script failed with exit code ${r.code}${parser.result ? '' : ' and no result'}. Last output:\n${parser.tail.slice(-10).join('\n')}`, r.code, parser.events, parser.history);
 }
 class RemoteError extends Error {
     code;
     events;
-    constructor(message, code, events) {
+    history;
+    constructor(message, code, events, history = []) {
         super(message);
         this.code = code;
         this.events = events;
+        this.history = history;
         this.name = 'RemoteError';
     }
 }
@@ -63749,7 +63759,10 @@ class RemoteError extends Error {
 async function deploy(config, ctx, deps, outcome) {
     const shell = await group(`Connect to ${config.ssh.username}@${config.ssh.host}:${config.ssh.port}`, () => deps.connect(config.ssh));
     try {
-        await buildReleaseAndSwitch(config, ctx, deps, outcome, shell);
+        if (config.rollback)
+            await switchOnServer(shell, config, ctx, outcome, rollbackRequest(config.image, config.rollback));
+        else
+            await buildReleaseAndSwitch(config, ctx, deps, outcome, shell);
     }
     finally {
         shell.dispose();
@@ -63789,9 +63802,24 @@ async function buildReleaseAndSwitch(config, ctx, deps, outcome, shell) {
         outcome.releaseUrl = release.html_url;
         info(`${created ? 'Created' : 'Found existing'} release ${version}: ${release.html_url}`);
     }
-    await switchOnServer(shell, config, ctx, outcome, refs[0], plan.version);
+    // a deploy without a version is labelled on the server by its sha- tag, so it can be rolled back to
+    await switchOnServer(shell, config, ctx, outcome, {
+        action: 'deploy',
+        image: refs[0],
+        version: plan.version ?? plan.tags[0]
+    });
 }
-async function switchOnServer(shell, config, ctx, outcome, image, version) {
+/** Rollback builds, pushes and releases nothing: the server switches to a version it knows. */
+function rollbackRequest(image, target) {
+    info(`Rollback to ${target}: nothing is built, pushed or released.`);
+    // for an explicit version the registry tag is the fallback when the server has no record of it
+    return {
+        action: 'rollback',
+        target,
+        image: target === 'previous' ? `${image}:latest` : `${image}:${toImageTag(target)}`
+    };
+}
+async function switchOnServer(shell, config, ctx, outcome, req) {
     let open = false;
     const log = {
         line: (text) => info(text),
@@ -63803,21 +63831,26 @@ async function switchOnServer(shell, config, ctx, outcome, image, version) {
         }
     };
     try {
-        const r = await runRemote(shell, config, { action: 'deploy', image, version, actor: ctx.actor, runUrl: ctx.runUrl }, log);
+        const r = await runRemote(shell, config, { ...req, actor: ctx.actor, runUrl: ctx.runUrl }, log);
         outcome.deployed = r.deployed;
         outcome.color = r.color;
         outcome.previousColor = r.previousColor;
         outcome.events = r.events;
+        outcome.history = r.history;
+        outcome.image = r.image ?? outcome.image;
+        if (req.action === 'rollback')
+            outcome.version = r.version;
     }
     catch (e) {
         outcome.events = e.events ?? [];
+        outcome.history = e.history ?? [];
         throw e;
     }
     finally {
         if (open)
             endGroup();
     }
-    info(`${config.app.name} ${version ?? image} serves from ${outcome.color}${outcome.previousColor ? ` (was ${outcome.previousColor})` : ''}`);
+    info(`${config.app.name} ${outcome.version ?? outcome.image} serves from ${outcome.color}${outcome.previousColor ? ` (was ${outcome.previousColor})` : ''}`);
 }
 
 // EXTERNAL MODULE: ./node_modules/is-stream/index.js
@@ -64840,6 +64873,15 @@ async function writeSummary(o) {
                 { data: 'at', header: true }
             ],
             ...o.events.map((e) => [LABELS[e.name] ?? e.name, `${((e.ms - t0) / 1000).toFixed(2)} s`])
+        ]);
+    }
+    if (o.history && o.history.length > 0) {
+        summary.addHeading('Recent deploys on the server', 3).addTable([
+            ['time', 'version', 'action', 'result', 'who'].map((data) => ({ data, header: true })),
+            ...o.history
+                .slice()
+                .reverse()
+                .map((h) => [h.time, h.version, h.action, h.result, h.actor])
         ]);
     }
     await summary.write();

@@ -4,10 +4,10 @@ import type { RunContext } from './context.js'
 import { readCommitMessage } from './context.js'
 import { buildAndPush, imageLabels } from './image.js'
 import { ensureRelease, type ReleasesApi } from './release.js'
-import { runRemote, type RemoteEvent } from './remote.js'
+import { runRemote, type HistoryEntry, type RemoteEvent, type RemoteRequest } from './remote.js'
 import type { Runner } from './runner.js'
 import type { RemoteShell, SshConfig } from './ssh.js'
-import { isPrerelease, planVersion } from './version.js'
+import { isPrerelease, planVersion, toImageTag } from './version.js'
 
 /** What a run produced so far; main turns it into outputs even when a later step fails. */
 export interface Outcome {
@@ -21,6 +21,8 @@ export interface Outcome {
   deployed: boolean
   /** the remote timeline: pull, started, healthy, switched, drained, stopped */
   events: RemoteEvent[]
+  /** the server's last deploy history entries */
+  history?: HistoryEntry[]
 }
 
 export interface Deps {
@@ -44,7 +46,15 @@ export async function deploy(
     () => deps.connect(config.ssh)
   )
   try {
-    await buildReleaseAndSwitch(config, ctx, deps, outcome, shell)
+    if (config.rollback)
+      await switchOnServer(
+        shell,
+        config,
+        ctx,
+        outcome,
+        rollbackRequest(config.image, config.rollback)
+      )
+    else await buildReleaseAndSwitch(config, ctx, deps, outcome, shell)
   } finally {
     shell.dispose()
   }
@@ -108,7 +118,26 @@ async function buildReleaseAndSwitch(
     core.info(`${created ? 'Created' : 'Found existing'} release ${version}: ${release.html_url}`)
   }
 
-  await switchOnServer(shell, config, ctx, outcome, refs[0]!, plan.version)
+  // a deploy without a version is labelled on the server by its sha- tag, so it can be rolled back to
+  await switchOnServer(shell, config, ctx, outcome, {
+    action: 'deploy',
+    image: refs[0]!,
+    version: plan.version ?? plan.tags[0]
+  })
+}
+
+/** Rollback builds, pushes and releases nothing: the server switches to a version it knows. */
+function rollbackRequest(
+  image: string,
+  target: string
+): Pick<RemoteRequest, 'action' | 'image' | 'target'> {
+  core.info(`Rollback to ${target}: nothing is built, pushed or released.`)
+  // for an explicit version the registry tag is the fallback when the server has no record of it
+  return {
+    action: 'rollback',
+    target,
+    image: target === 'previous' ? `${image}:latest` : `${image}:${toImageTag(target)}`
+  }
 }
 
 async function switchOnServer(
@@ -116,8 +145,7 @@ async function switchOnServer(
   config: Config,
   ctx: RunContext,
   outcome: Outcome,
-  image: string,
-  version: string | undefined
+  req: Pick<RemoteRequest, 'action' | 'image' | 'version' | 'target'>
 ): Promise<void> {
   let open = false
   const log = {
@@ -129,23 +157,22 @@ async function switchOnServer(
     }
   }
   try {
-    const r = await runRemote(
-      shell,
-      config,
-      { action: 'deploy', image, version, actor: ctx.actor, runUrl: ctx.runUrl },
-      log
-    )
+    const r = await runRemote(shell, config, { ...req, actor: ctx.actor, runUrl: ctx.runUrl }, log)
     outcome.deployed = r.deployed
     outcome.color = r.color
     outcome.previousColor = r.previousColor
     outcome.events = r.events
+    outcome.history = r.history
+    outcome.image = r.image ?? outcome.image
+    if (req.action === 'rollback') outcome.version = r.version
   } catch (e) {
     outcome.events = (e as { events?: RemoteEvent[] }).events ?? []
+    outcome.history = (e as { history?: HistoryEntry[] }).history ?? []
     throw e
   } finally {
     if (open) core.endGroup()
   }
   core.info(
-    `${config.app.name} ${version ?? image} serves from ${outcome.color}${outcome.previousColor ? ` (was ${outcome.previousColor})` : ''}`
+    `${config.app.name} ${outcome.version ?? outcome.image} serves from ${outcome.color}${outcome.previousColor ? ` (was ${outcome.previousColor})` : ''}`
   )
 }

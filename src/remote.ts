@@ -9,7 +9,9 @@ export function loadDeployScript(): string {
 
 /** What the server is asked to do. */
 export interface RemoteRequest {
-  action: 'deploy'
+  action: 'deploy' | 'rollback'
+  /** rollback: 'previous' or a version */
+  target?: string
   /** full image reference to run, repository:tag */
   image: string
   version?: string
@@ -26,6 +28,7 @@ export function shellQuote(word: string): string {
 export function scriptArgs(config: Config, req: RemoteRequest): string[] {
   const a: [string, string | number | undefined][] = [
     ['action', req.action],
+    ['target', req.target],
     ['app', config.app.name],
     ['image', req.image],
     ['version', req.version],
@@ -81,6 +84,19 @@ export interface RemoteResult {
   version?: string
   image?: string
   events: RemoteEvent[]
+  /** the last entries of the server's deploy history, oldest first */
+  history: HistoryEntry[]
+}
+
+export interface HistoryEntry {
+  time: string
+  actor: string
+  runUrl: string
+  action: string
+  version: string
+  image: string
+  color: string
+  result: string
 }
 
 /** Callbacks the output is streamed to (core.info / startGroup / endGroup in the action). */
@@ -93,6 +109,7 @@ export interface RemoteLog {
 export class OutputParser {
   private buffers = { out: '', err: '' }
   events: RemoteEvent[] = []
+  history: HistoryEntry[] = []
   result?: Record<string, string>
   error?: string
   tail: string[] = []
@@ -125,6 +142,20 @@ export class OutputParser {
       this.result = Object.fromEntries(
         m[1]!.split(' ').map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])
       )
+      return
+    }
+    if ((m = /^::bg-deploy-history:: (.*)$/.exec(line))) {
+      const [
+        time = '',
+        actor = '',
+        runUrl = '',
+        action = '',
+        version = '',
+        image = '',
+        color = '',
+        result = ''
+      ] = m[1]!.split('\t')
+      this.history.push({ time, actor, runUrl, action, version, image, color, result })
       return
     }
     if ((m = /^::bg-deploy-error:: (.*)$/.exec(line))) {
@@ -161,20 +192,23 @@ export async function runRemote(
       previousColor: x.previous_color || undefined,
       version: x.version || undefined,
       image: x.image || undefined,
-      events: parser.events
+      events: parser.events,
+      history: parser.history
     }
   }
-  if (parser.error) throw new RemoteError(parser.error, r.code, parser.events)
+  if (parser.error) throw new RemoteError(parser.error, r.code, parser.events, parser.history)
   if (r.code === null)
     throw new RemoteError(
       `The SSH session ended before the deploy finished${r.signal ? ` (signal ${r.signal})` : ''}. The server keeps serving what nginx points at; re-run the workflow and the next deploy completes or redoes this one.`,
       null,
-      parser.events
+      parser.events,
+      parser.history
     )
   throw new RemoteError(
     `The deploy script failed with exit code ${r.code}${parser.result ? '' : ' and no result'}. Last output:\n${parser.tail.slice(-10).join('\n')}`,
     r.code,
-    parser.events
+    parser.events,
+    parser.history
   )
 }
 
@@ -182,7 +216,8 @@ export class RemoteError extends Error {
   constructor(
     message: string,
     readonly code: number | null,
-    readonly events: RemoteEvent[]
+    readonly events: RemoteEvent[],
+    readonly history: HistoryEntry[] = []
   ) {
     super(message)
     this.name = 'RemoteError'

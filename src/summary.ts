@@ -41,5 +41,14 @@ export async function writeSummary(o: Outcome): Promise<void> {
       ...o.events.map((e) => [LABELS[e.name] ?? e.name, `${((e.ms - t0) / 1000).toFixed(2)} s`])
     ])
   }
+  if (o.history && o.history.length > 0) {
+    summary.addHeading('Recent deploys on the server', 3).addTable([
+      ['time', 'version', 'action', 'result', 'who'].map((data) => ({ data, header: true })),
+      ...o.history
+        .slice()
+        .reverse()
+        .map((h) => [h.time, h.version, h.action, h.result, h.actor])
+    ])
+  }
   await summary.write()
 }

@@ -25,6 +25,7 @@ declare -A P=(
   [health_path]=/ [health_timeout]=60 [health_interval]=1 [drain_timeout]=30
   [upstream_file]='' [upstream_name]='' [nginx_test]='nginx -t' [nginx_reload]='nginx -s reload'
   [lock_timeout]=600 [actor]='' [run_url]='' [registry]='' [registry_user]='' [state_dir]=''
+  [target]=''
 )
 RUN_ARGS=()
 ENV_KEYS=()
@@ -45,7 +46,7 @@ parse_args() {
     fi
   done
   [[ -n "${P[app]}" ]] || die "parameter app is required"
-  [[ "${P[action]}" == deploy ]] || [[ -n "${P[image]}" ]] || die "parameter image is required"
+  [[ -n "${P[image]}" ]] || die "parameter image is required"
 }
 
 # Secrets come after the script on stdin: `registry_password B64`, `env KEY B64`, then `end`.
@@ -380,6 +381,68 @@ deploy() {
     "$idle" "${active:-}" "${P[version]}" "${P[image]}"
 }
 
+# Versions deployed successfully here, newest first, one per line: VERSION<TAB>IMAGE.
+deployed_versions() {
+  [[ -f "$STATE_DIR/history" ]] || return 0
+  awk -F'\t' '$8 == "ok" && $5 != "-" { print $5 "\t" $6 }' "$STATE_DIR/history" | tac | awk -F'\t' '!seen[$1]++'
+}
+
+rollback() {
+  local active idle current version='' image='' line available fast=0
+  recover_switch
+  active="$(detect_active)"
+  [[ -n "$active" ]] || die "nothing is deployed for ${P[app]} on this server, so there is nothing to roll back to"
+  current="$(state_get version)"
+  available="$(deployed_versions | cut -f1 | paste -sd ' ' -)"
+  if [[ "${P[target]}" == previous ]]; then
+    # the most recent good version that is not the one serving now
+    line="$(deployed_versions | awk -F'\t' -v cur="$current" '$1 != cur { print; exit }')"
+    [[ -n "$line" ]] || die "there is no earlier version of ${P[app]} to roll back to (serving: ${current:-unknown}; deployed here: ${available:-none})"
+    version="${line%%$'\t'*}"; image="${line#*$'\t'}"
+  else
+    version="${P[target]}"
+    line="$(deployed_versions | awk -F'\t' -v v="$version" '$1 == v { print; exit }')"
+    if [[ -n "$line" ]]; then image="${line#*$'\t'}"; else image="${P[image]}"; fi
+  fi
+  P[version]="$version"; P[image]="$image"
+  idle="$(other "$active")"
+  log "app ${P[app]}: ${current:-unknown} serving from $active; rolling back to $version"
+  if exists "$idle" && [[ "$(docker inspect -f '{{index .Config.Labels "bg-deploy.version"}}' "$(container "$idle")")" == "$version" ]] \
+    && [[ "$(docker inspect -f '{{.Config.Image}}' "$(container "$idle")")" == "$image" ]]; then
+    fast=1
+  fi
+  if ((fast)); then
+    phase "start $(container "$idle") (kept from $version)"
+    log "fast path: starting the kept container $(container "$idle")"
+    docker start "$(container "$idle")" >/dev/null || die "docker start $(container "$idle") failed"
+    event started
+  else
+    log "slow path: no kept container for $version; running $image"
+    if ! docker image inspect "$image" >/dev/null 2>&1; then
+      pull_image_or_explain "$available"
+    fi
+    start_color "$idle"
+  fi
+  wait_healthy "$idle"
+  switch_to "$idle"
+  state_write "$idle" "$version" "$image"
+  drain_and_stop "$active"
+  history_add rollback "$version" "$image" "$idle" ok
+  printf '::bg-deploy-result:: deployed=true color=%s previous_color=%s version=%s image=%s\n' \
+    "$idle" "$active" "$version" "$image"
+}
+
+pull_image_or_explain() { # pull_image_or_explain AVAILABLE_VERSIONS
+  local available="$1"
+  ( pull_image ) || die "cannot roll back to ${P[version]}: its image ${P[image]} is neither on the server nor in the registry. Versions deployed here: ${available:-none}"
+}
+
+# shellcheck disable=SC2317 # called by the EXIT trap
+print_history() {
+  [[ -f "$STATE_DIR/history" ]] || return 0
+  tail -n 5 "$STATE_DIR/history" | sed 's/^/::bg-deploy-history:: /'
+}
+
 main() {
   parse_args "$@"
   read_secrets
@@ -388,8 +451,10 @@ main() {
   command -v flock >/dev/null || die "flock is not installed on the server (package util-linux)"
   state_init
   lock_acquire
+  trap 'print_history; cleanup' EXIT
   case "${P[action]}" in
     deploy) deploy ;;
+    rollback) rollback ;;
     *) die "unknown action '${P[action]}'" ;;
   esac
 }
