@@ -95,6 +95,18 @@ test('the parser splits chunks into lines, reads markers, and defuses workflow c
     'line partial'
   ])
   expect(p.events).toEqual([{ name: 'pull', ms: 1700000000123 }])
+  expect(p.history).toEqual([
+    {
+      time: '2026-11-22T10:00:00Z',
+      actor: 'octocat',
+      runUrl: 'https://x/runs/1',
+      action: 'deploy',
+      version: 'v1',
+      image: 'r:v1',
+      color: 'blue',
+      result: 'ok'
+    }
+  ])
   expect(p.result).toEqual({
     deployed: 'true',
     color: 'green',
@@ -131,7 +143,8 @@ test('runRemote returns the result line as a result', async () => {
     previousColor: 'green',
     version: 'v1',
     image: 'r:v1',
-    events: []
+    events: [],
+    history: []
   })
 })
 
