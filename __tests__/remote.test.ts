@@ -85,6 +85,10 @@ test('the parser splits chunks into lines, reads markers, and defuses workflow c
   p.push('err', '==> pulling\n::set-output name=x::y\npartial')
   p.push(
     'out',
+    '::bg-deploy-history:: 2026-11-22T10:00:00Z\toctocat\thttps://x/runs/1\tdeploy\tv1\tr:v1\tblue\tok\n'
+  )
+  p.push(
+    'out',
     '::bg-deploy-result:: deployed=true color=green previous_color= version=v1 image=r:v1\n'
   )
   p.flush()
