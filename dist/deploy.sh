@@ -153,7 +153,7 @@ detect_active() {
 
 # ---------------------------------------------------------------- steps
 
-pull_image() {
+pull_image() { # pull_image [WHAT_A_FAILURE_MEANS]
   phase pull; event pull
   local cfg='' rc=0 out
   if [[ -n "${P[registry_user]}" && -n "$REGISTRY_PASSWORD" ]]; then
@@ -169,7 +169,7 @@ pull_image() {
     if docker image inspect "${P[image]}" >/dev/null 2>&1; then
       log "pull failed, using the image already on the server: $out"
     else
-      die "cannot pull ${P[image]}: $out"
+      die "${1:-cannot pull ${P[image]}} (docker: $out)"
     fi
   fi
   event pulled
@@ -419,7 +419,7 @@ rollback() {
   else
     log "slow path: no kept container for $version; running $image"
     if ! docker image inspect "$image" >/dev/null 2>&1; then
-      pull_image_or_explain "$available"
+      pull_image "cannot roll back to $version: its image $image is neither on the server nor in the registry. Versions deployed here: ${available:-none}"
     fi
     start_color "$idle"
   fi
@@ -430,11 +430,6 @@ rollback() {
   history_add rollback "$version" "$image" "$idle" ok
   printf '::bg-deploy-result:: deployed=true color=%s previous_color=%s version=%s image=%s\n' \
     "$idle" "$active" "$version" "$image"
-}
-
-pull_image_or_explain() { # pull_image_or_explain AVAILABLE_VERSIONS
-  local available="$1"
-  ( pull_image ) || die "cannot roll back to ${P[version]}: its image ${P[image]} is neither on the server nor in the registry. Versions deployed here: ${available:-none}"
 }
 
 # shellcheck disable=SC2317 # called by the EXIT trap
