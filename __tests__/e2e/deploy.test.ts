@@ -12,32 +12,19 @@ import {
   deployApp,
   expectOk,
   httpGet,
-  newApp,
-  removeApp,
-  dropSiteWithoutUpstream,
-  services,
+  appFixture,
   visibleLog,
   type Services,
   type TestApp
 } from './helpers.js'
 
+const fixture = appFixture()
 let svc: Services
-const apps: TestApp[] = []
 beforeAll(() => {
-  svc = services()
-})
-afterAll(() => {
-  for (const app of apps) removeApp(svc, app)
-})
-// A site whose upstream was never written (its first deploy failed on purpose) would make every
-// later nginx -t fail; take it away after each test.
-afterEach(() => {
-  for (const app of apps) dropSiteWithoutUpstream(svc, app)
+  svc = fixture.services()
 })
 function app(prefix: string, version = 'v1.0.0', extra: Record<string, string> = {}): TestApp {
-  const a = newApp(svc, prefix, { version }, extra)
-  apps.push(a)
-  return a
+  return fixture.newApp(prefix, { version }, extra)
 }
 
 test('first deploy on a bare server, then v1 → v2 under load with 0 failed requests', async () => {
@@ -168,6 +155,7 @@ test('nginx -t failing restores the upstream file; v1 keeps serving', async () =
   expect(readFileSync(a.inputs['nginx-upstream-file']!, 'utf8')).toBe(upstream)
   expect((await httpGet(a.url)).body).toBe('v1.0.0\n')
   expect(appContainers(a)).toEqual({ [`${a.name}-blue`]: 'running' })
+  rmSync(clash)
 }, 120_000)
 
 test('two deploys started together: one waits for the lock, the end state is consistent', async () => {

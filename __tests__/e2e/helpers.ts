@@ -396,7 +396,26 @@ export class Load {
   }
 }
 
-let portBase = 20000 + (process.pid % 400) * 40
+/**
+ * A block of 10 ports no other app of this or any concurrent test file holds: a slot is claimed by
+ * creating its directory (atomic). Ports stay below 32768, Linux's ephemeral range, where the load
+ * generator's own client connections could already hold them.
+ */
+function claimPorts(svc: Services): number {
+  const dir = path.join(svc.dir, 'port-slots')
+  mkdirSync(dir, { recursive: true })
+  const start = Math.floor(Math.random() * 1200)
+  for (let i = 0; i < 1200; i++) {
+    const slot = (start + i) % 1200
+    try {
+      mkdirSync(path.join(dir, String(slot)))
+      return 20000 + slot * 10
+    } catch {
+      /* taken */
+    }
+  }
+  throw new Error(`no free port slot left in ${dir}`)
+}
 
 export interface TestApp {
   name: string
@@ -417,7 +436,7 @@ export function newApp(
   behaviour: AppBehaviour,
   extra: Record<string, string> = {}
 ): TestApp {
-  const base = (portBase += 10)
+  const base = claimPorts(svc)
   const name = `${prefix}-${Date.now().toString(36)}${base}`
   const lbPort = base
   writeFileSync(
@@ -499,6 +518,10 @@ export function removeApp(svc: Services, app: TestApp): void {
   }
   rmSync(path.join(svc.nginxConfd, `${app.name}-site.conf`), { force: true })
   rmSync(path.join(svc.nginxConfd, `${app.name}-upstream.conf`), { force: true })
+  rmSync(path.join(svc.dir, 'port-slots', String((app.lbPort - 20000) / 10)), {
+    recursive: true,
+    force: true
+  })
   rmSync(`/var/lib/bg-deploy/${app.name}`, { recursive: true, force: true })
   rmSync(app.ws, { recursive: true, force: true })
 }
@@ -507,6 +530,36 @@ export function removeApp(svc: Services, app: TestApp): void {
 export function dropSiteWithoutUpstream(svc: Services, app: TestApp): void {
   if (!existsSync(path.join(svc.nginxConfd, `${app.name}-upstream.conf`)))
     rmSync(path.join(svc.nginxConfd, `${app.name}-site.conf`), { force: true })
+}
+
+/**
+ * For a test file: registers the hooks that read the services once and clean up every app made
+ * through `newApp` — after each test, the nginx site of an app whose first deploy failed on purpose
+ * (it would make every later nginx -t fail); after the file, everything the apps left.
+ */
+export function appFixture(): {
+  services: () => Services
+  newApp: (prefix: string, behaviour: AppBehaviour, extra?: Record<string, string>) => TestApp
+} {
+  let svc: Services | undefined
+  const apps: TestApp[] = []
+  beforeAll(() => {
+    svc = services()
+  })
+  afterEach(() => {
+    for (const a of apps) dropSiteWithoutUpstream(svc!, a)
+  })
+  afterAll(() => {
+    for (const a of apps) removeApp(svc!, a)
+  })
+  return {
+    services: () => svc!,
+    newApp(prefix, behaviour, extra = {}) {
+      const a = newApp(svc!, prefix, behaviour, extra)
+      apps.push(a)
+      return a
+    }
+  }
 }
 
 /** Containers of an app: name -> state. */

@@ -5,24 +5,22 @@ import {
   FakeGitHub,
   expectOk,
   headSha,
-  newApp,
+  appFixture,
   httpGet,
-  removeApp,
-  dropSiteWithoutUpstream,
   type TestApp,
   registryTags,
   runAction,
-  services,
   visibleLog,
   docker,
   type Services
 } from './helpers.js'
 
+const fixture = appFixture()
 let svc: Services
 let api: FakeGitHub
 
 beforeAll(async () => {
-  svc = services()
+  svc = fixture.services()
   api = await new FakeGitHub().start()
 })
 afterAll(() => api.stop())
@@ -30,21 +28,12 @@ beforeEach(() => {
   api.requests = []
 })
 
-const apps: TestApp[] = []
-afterAll(() => {
-  for (const a of apps) removeApp(svc, a)
-})
-afterEach(() => {
-  for (const a of apps) dropSiteWithoutUpstream(svc, a)
-})
-
 /** A fresh app whose workspace holds `version` committed with `message`; releases on. */
 function release(
   version: string,
   message: string
 ): { a: TestApp; inputs: Record<string, string>; ws: string } {
-  const a = newApp(svc, 'rel', { version })
-  apps.push(a)
+  const a = fixture.newApp('rel', { version })
   execFileSync('git', [
     '-C',
     a.ws,

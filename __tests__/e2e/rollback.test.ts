@@ -7,34 +7,19 @@ import {
   commitVersion,
   deployApp,
   docker,
-  dropSiteWithoutUpstream,
   expectOk,
   httpGet,
-  newApp,
-  removeApp,
-  services,
+  appFixture,
   sleep,
   type LoadStats,
-  type Services,
   type TestApp
 } from './helpers.js'
 
-let svc: Services
-const apps: TestApp[] = []
-beforeAll(() => {
-  svc = services()
-})
-afterAll(() => {
-  for (const a of apps) removeApp(svc, a)
-})
-afterEach(() => {
-  for (const a of apps) dropSiteWithoutUpstream(svc, a)
-})
+const fixture = appFixture()
 
 /** An app that served v1 and now serves v2 (v1's container kept, stopped). */
 async function v1ThenV2(prefix: string): Promise<TestApp> {
-  const a = newApp(svc, prefix, { version: 'v1.0.0', startDelay: 1 })
-  apps.push(a)
+  const a = fixture.newApp(prefix, { version: 'v1.0.0', startDelay: 1 })
   expectOk(await deployApp(a))
   commitVersion(a, { version: 'v2.0.0', startDelay: 1 })
   expectOk(await deployApp(a))
@@ -120,8 +105,7 @@ test('slow path: the kept container is gone, the image comes from the registry',
 }, 240_000)
 
 test('nothing to roll back to: a clear error listing what is deployed; the serving version is untouched', async () => {
-  const a = newApp(svc, 'rbnone', { version: 'v1.0.0' })
-  apps.push(a)
+  const a = fixture.newApp('rbnone', { version: 'v1.0.0' })
   expectOk(await deployApp(a))
   const { run } = await rollback(a, 'previous')
   expect(run.code).toBe(1)
