@@ -9,6 +9,8 @@
 // connection before any response byte is retried once on a new connection (as browsers do) and
 // counted as a `race`, not a failure. fresh clients open a new connection per request. slow clients
 // keep a slow request in flight. Every non-2xx answer and every other error is a failure.
+// The final line also holds `t0` (epoch ms all times count from) and a `timeline` of 10 ms buckets:
+// [ms since t0, { version or 'failed': responses }], the data of the benchmark's chart.
 import http from 'node:http'
 
 const args = Object.fromEntries(
@@ -24,6 +26,8 @@ const slowPath = args['slow-path'] ?? '/cgi-bin/slow'
 const seconds = Number(args.seconds ?? 600)
 
 const t0 = Date.now()
+const bucketMs = 10
+const buckets = new Map() // bucket index -> { version or 'failed': count }
 const stats = {
   requests: 0,
   ok: 0,
@@ -56,9 +60,17 @@ function get(path, agent) {
   })
 }
 
+function bucket(t, key) {
+  const i = Math.floor(t / bucketMs)
+  const b = buckets.get(i) ?? {}
+  b[key] = (b[key] ?? 0) + 1
+  buckets.set(i, b)
+}
+
 function record(kind, r) {
   const t = Date.now() - t0
   stats.requests++
+  if (r.error || r.status < 200 || r.status > 299) bucket(t, 'failed')
   if (r.error) {
     stats.errors++
     if (stats.failures.length < 20)
@@ -74,6 +86,7 @@ function record(kind, r) {
   }
   stats.ok++
   const version = r.body.trim().split(/\s+/)[0]
+  bucket(t, version)
   const v = (stats.versions[version] ??= { count: 0, first: t, last: t })
   v.count++
   v.last = t
@@ -119,8 +132,11 @@ const stop = () => (running = false)
 process.on('SIGTERM', stop)
 process.on('SIGINT', stop)
 const timer = setTimeout(stop, seconds * 1000)
-process.stdout.write(JSON.stringify({ started: true }) + '\n')
+process.stdout.write(JSON.stringify({ started: true, t0 }) + '\n')
 await Promise.all(clients)
 clearTimeout(timer)
 stats.ms = Date.now() - t0
-process.stdout.write(JSON.stringify(stats) + '\n')
+const timeline = [...buckets.entries()]
+  .sort((a, b) => a[0] - b[0])
+  .map(([i, b]) => [i * bucketMs, b])
+process.stdout.write(JSON.stringify({ ...stats, t0, bucketMs, timeline }) + '\n')

@@ -1,162 +1,45 @@
 // Shared fixture for end-to-end tests: the real services started by scripts/services.sh,
 // the action run as GitHub runs it, a stand-in for GitHub's release API, and sample apps.
-import { spawn, execFileSync } from 'node:child_process'
-import { createServer, request as httpRequest, type IncomingMessage, type Server } from 'node:http'
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  writeFileSync,
-  copyFileSync,
-  rmSync
-} from 'node:fs'
-import { tmpdir } from 'node:os'
+// What `npm run demo` and `npm run bench` use too lives in scripts/harness.mjs.
+import { existsSync, mkdirSync, writeFileSync, rmSync } from 'node:fs'
 import path from 'node:path'
-import type { AddressInfo } from 'node:net'
+import {
+  commitAppVersion,
+  docker,
+  headMessage,
+  headSha,
+  httpGet,
+  makeWorkspace,
+  runAction,
+  services,
+  type ActionRun,
+  type AppBehaviour,
+  type RunOptions,
+  type Services
+} from '../../scripts/harness.mjs'
 
-export const ROOT = path.resolve(
-  import.meta.dirname ?? path.dirname(new URL(import.meta.url).pathname),
-  '../..'
-)
-
-export interface Services {
-  dir: string
-  registry: string
-  sshHost: string
-  sshPort: number
-  sshUser: string
-  sshKey: string
-  fingerprintEd25519: string
-  fingerprintRsa: string
-  hostKeyEd25519: string
-  nginxConf: string
-  nginxConfd: string
-}
-
-/** The services scripts/services.sh started; a clear error when they are not running. */
-export function services(): Services {
-  const dir = process.env.BGD_SERVICES_DIR ?? '/tmp/bg-deploy-services'
-  const file = path.join(dir, 'env')
-  if (!existsSync(file))
-    throw new Error(
-      `End-to-end tests need the real services: run 'bash scripts/services.sh up' first (no ${file}).`
-    )
-  const env: Record<string, string> = {}
-  for (const line of readFileSync(file, 'utf8').split('\n')) {
-    const eq = line.indexOf('=')
-    if (eq > 0) env[line.slice(0, eq)] = line.slice(eq + 1)
-  }
-  return {
-    dir,
-    registry: env.BGD_REGISTRY!,
-    sshHost: env.BGD_SSH_HOST!,
-    sshPort: Number(env.BGD_SSH_PORT),
-    sshUser: env.BGD_SSH_USER!,
-    sshKey: readFileSync(env.BGD_SSH_KEY_FILE!, 'utf8'),
-    fingerprintEd25519: env.BGD_SSH_FINGERPRINT_ED25519!,
-    fingerprintRsa: env.BGD_SSH_FINGERPRINT_RSA!,
-    hostKeyEd25519: env.BGD_SSH_HOST_KEY_ED25519!,
-    nginxConf: env.BGD_NGINX_CONF!,
-    nginxConfd: env.BGD_NGINX_CONFD!
-  }
-}
-
-export interface ActionRun {
-  code: number
-  /** stdout and stderr interleaved as the runner's log shows them */
-  log: string
-  outputs: Record<string, string>
-  summary: string
-  ms: number
-}
-
-/** Parse a GITHUB_OUTPUT file (`name<<DELIM\nvalue\nDELIM`). */
-export function parseOutputFile(text: string): Record<string, string> {
-  const out: Record<string, string> = {}
-  const lines = text.split('\n')
-  for (let i = 0; i < lines.length; i++) {
-    const m = /^([^<]+)<<(.+)$/.exec(lines[i]!)
-    if (!m) continue
-    const value: string[] = []
-    for (i++; i < lines.length && lines[i] !== m[2]; i++) value.push(lines[i]!)
-    out[m[1]!] = value.join('\n')
-  }
-  return out
-}
-
-export interface RunOptions {
-  /** the event payload written to GITHUB_EVENT_PATH */
-  event?: object
-  eventName?: string
-  workspace: string
-  sha?: string
-  apiUrl?: string
-  env?: Record<string, string>
-  /** called with the child process once it started (to kill it mid-run) */
-  onSpawn?: (pid: number) => void
-}
-
-/** Run `node dist/index.js` the way the GitHub runner runs a node action. */
-export async function runAction(
-  inputs: Record<string, string>,
-  opts: RunOptions
-): Promise<ActionRun> {
-  const tmp = mkdtempSync(path.join(tmpdir(), 'bgd-run-'))
-  const eventPath = path.join(tmp, 'event.json')
-  const outputPath = path.join(tmp, 'output')
-  const summaryPath = path.join(tmp, 'summary.md')
-  writeFileSync(eventPath, JSON.stringify(opts.event ?? {}))
-  writeFileSync(outputPath, '')
-  writeFileSync(summaryPath, '')
-  const env: Record<string, string> = {
-    PATH: process.env.PATH ?? '/usr/bin:/bin',
-    HOME: process.env.HOME ?? '/root',
-    GITHUB_ACTIONS: 'true',
-    CI: 'true',
-    GITHUB_EVENT_NAME: opts.eventName ?? 'push',
-    GITHUB_EVENT_PATH: eventPath,
-    GITHUB_OUTPUT: outputPath,
-    GITHUB_STEP_SUMMARY: summaryPath,
-    GITHUB_SHA: opts.sha ?? 'f00dfeedf00dfeedf00dfeedf00dfeedf00dfeed',
-    GITHUB_REF: 'refs/heads/main',
-    GITHUB_REPOSITORY: 'acme/shop',
-    GITHUB_REPOSITORY_OWNER: 'acme',
-    GITHUB_ACTOR: 'octocat',
-    GITHUB_RUN_ID: '4242',
-    GITHUB_RUN_ATTEMPT: '1',
-    GITHUB_WORKFLOW: 'deploy',
-    GITHUB_SERVER_URL: 'https://github.com',
-    GITHUB_API_URL: opts.apiUrl ?? 'http://127.0.0.1:9',
-    GITHUB_WORKSPACE: opts.workspace,
-    RUNNER_TEMP: tmp,
-    ...opts.env
-  }
-  // GitHub passes each input as INPUT_<NAME uppercased, spaces as _>; hyphens stay.
-  for (const [name, value] of Object.entries(inputs))
-    env[`INPUT_${name.replace(/ /g, '_').toUpperCase()}`] = value
-  const started = Date.now()
-  const child = spawn(process.execPath, [path.join(ROOT, 'dist/index.js')], {
-    cwd: opts.workspace,
-    env
-  })
-  if (child.pid) opts.onSpawn?.(child.pid)
-  let log = ''
-  child.stdout.on('data', (d) => (log += d))
-  child.stderr.on('data', (d) => (log += d))
-  const code = await new Promise<number>((resolve) =>
-    child.on('close', (c, signal) => resolve(c ?? (signal ? 128 : 1)))
-  )
-  const run = {
-    code,
-    log,
-    outputs: parseOutputFile(readFileSync(outputPath, 'utf8')),
-    summary: readFileSync(summaryPath, 'utf8'),
-    ms: Date.now() - started
-  }
-  rmSync(tmp, { recursive: true, force: true })
-  return run
-}
+export {
+  FakeGitHub,
+  Load,
+  ROOT,
+  docker,
+  firstServed,
+  headSha,
+  httpGet,
+  lastServed,
+  makeWorkspace,
+  parseOutputFile,
+  runAction,
+  services,
+  sleep,
+  writeAppSource,
+  type ActionRun,
+  type ApiRequest,
+  type AppBehaviour,
+  type LoadStats,
+  type RunOptions,
+  type Services
+} from '../../scripts/harness.mjs'
 
 /**
  * The log as the runner shows it: `::add-mask::` commands are consumed by the runner, so a
@@ -169,96 +52,6 @@ export function visibleLog(run: ActionRun): string {
     .join('\n')
 }
 
-/** Fail with the whole log when a run did not exit 0. */
-export function expectOk(run: ActionRun): void {
-  if (run.code !== 0) throw new Error(`action exited ${run.code}; log:\n${run.log}`)
-}
-
-export interface ApiRequest {
-  method: string
-  url: string
-  body: Record<string, unknown>
-  auth?: string
-}
-
-/** A loopback stand-in for GitHub's release endpoints, answering as GitHub does. */
-export class FakeGitHub {
-  requests: ApiRequest[] = []
-  releases: { id: number; tag_name: string; draft: boolean; html_url: string; name: string }[] = []
-  private server?: Server
-  url = ''
-
-  async start(): Promise<this> {
-    this.server = createServer((req, res) => void this.handle(req, res))
-    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve))
-    this.url = `http://127.0.0.1:${(this.server!.address() as AddressInfo).port}`
-    return this
-  }
-
-  stop(): Promise<void> {
-    return new Promise((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()))
-  }
-
-  private async handle(
-    req: IncomingMessage,
-    res: import('node:http').ServerResponse
-  ): Promise<void> {
-    let raw = ''
-    for await (const chunk of req) raw += chunk
-    const body = raw ? (JSON.parse(raw) as Record<string, unknown>) : {}
-    this.requests.push({
-      method: req.method!,
-      url: req.url!,
-      body,
-      auth: req.headers.authorization
-    })
-    const send = (status: number, data: unknown) => {
-      res.writeHead(status, { 'content-type': 'application/json' })
-      res.end(JSON.stringify(data))
-    }
-    const byTag = /^\/repos\/([^/]+)\/([^/]+)\/releases\/tags\/(.+)$/.exec(req.url!)
-    if (req.method === 'GET' && byTag) {
-      const r = this.releases.find((x) => x.tag_name === decodeURIComponent(byTag[3]!) && !x.draft)
-      return r ? send(200, r) : send(404, { message: 'Not Found', status: '404' })
-    }
-    if (/^\/repos\/[^/]+\/[^/]+\/releases(\?.*)?$/.test(req.url!)) {
-      if (req.method === 'GET') return send(200, this.releases)
-      if (req.method === 'POST') {
-        if (this.releases.some((x) => x.tag_name === body.tag_name))
-          return send(422, {
-            message: 'Validation Failed',
-            errors: [{ resource: 'Release', code: 'already_exists', field: 'tag_name' }],
-            status: '422'
-          })
-        const r = {
-          id: this.releases.length + 1,
-          tag_name: String(body.tag_name),
-          name: String(body.name),
-          draft: false,
-          html_url: `https://github.com/acme/shop/releases/tag/${String(body.tag_name)}`
-        }
-        this.releases.push(r)
-        return send(201, r)
-      }
-    }
-    send(404, { message: 'Not Found' })
-  }
-}
-
-/** GET a URL on loopback; resolves to status and body. */
-export function httpGet(url: string, timeoutMs = 5000): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(url, { agent: false, timeout: timeoutMs }, (res) => {
-      let body = ''
-      res.on('data', (d) => (body += d))
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }))
-    })
-    req.on('timeout', () => req.destroy(new Error('timeout')))
-    req.on('error', reject)
-    req.end()
-  })
-}
-
 /** Tags of a repository in the loopback registry ([] when it has none). */
 export async function registryTags(registry: string, repository: string): Promise<string[]> {
   const r = await httpGet(`http://${registry}/v2/${repository}/tags/list`)
@@ -266,134 +59,9 @@ export async function registryTags(registry: string, repository: string): Promis
   return ((JSON.parse(r.body) as { tags: string[] | null }).tags ?? []).sort()
 }
 
-export interface AppBehaviour {
-  /** body of / (the version marker) */
-  version: string
-  /** seconds before the HTTP server starts listening */
-  startDelay?: number
-  /** exit right away instead of serving */
-  crash?: boolean
-  /** serve /, but answer 500 on the health path */
-  neverHealthy?: boolean
-}
-
-/**
- * A workspace holding a git repository with a Dockerfile for a busybox web app:
- * `/` answers the version, `/cgi-bin/slow` answers after 3 s, `/cgi-bin/env?NAME` prints an env var.
- */
-export function makeWorkspace(behaviour: AppBehaviour, commitMessage = 'initial'): string {
-  const ws = mkdtempSync(path.join(tmpdir(), 'bgd-ws-'))
-  writeAppSource(ws, behaviour)
-  const git = (...args: string[]) =>
-    execFileSync('git', ['-C', ws, '-c', 'user.name=t', '-c', 'user.email=t@e', ...args], {
-      stdio: 'pipe'
-    })
-  git('init', '-q')
-  git('add', '-A')
-  git('commit', '-q', '-m', commitMessage)
-  return ws
-}
-
-export function headSha(ws: string): string {
-  return execFileSync('git', ['-C', ws, 'rev-parse', 'HEAD']).toString().trim()
-}
-
-export function writeAppSource(ws: string, b: AppBehaviour): void {
-  mkdirSync(path.join(ws, 'www/cgi-bin'), { recursive: true })
-  copyFileSync('/bin/busybox', path.join(ws, 'busybox'))
-  writeFileSync(path.join(ws, 'www/index.html'), `${b.version}\n`)
-  writeFileSync(path.join(ws, 'www/health'), 'ok\n')
-  const cgi = (name: string, body: string) =>
-    writeFileSync(path.join(ws, `www/cgi-bin/${name}`), `#!/bin/sh\n${body}\n`, { mode: 0o755 })
-  cgi('slow', `sleep 3\nprintf 'Content-Type: text/plain\\r\\n\\r\\n${b.version} slow\\n'`)
-  // busybox-static has no printenv; the name is checked before it reaches eval
-  cgi(
-    'env',
-    [
-      `case "$QUERY_STRING" in *[!A-Za-z0-9_]*|'') exit 1;; esac`,
-      `printf 'Content-Type: application/octet-stream\\r\\n\\r\\n'`,
-      `eval "printf '%s\\n' \\"\\$$QUERY_STRING\\""`
-    ].join('\n')
-  )
-  const start = b.crash
-    ? 'echo "boom: cannot start" >&2; exit 3'
-    : `sleep ${b.startDelay ?? 0}; ${b.neverHealthy ? 'rm /www/health; ' : ''}exec httpd -f -p 8080 -h /www`
-  writeFileSync(path.join(ws, 'start.sh'), `#!/bin/sh\n${start}\n`, { mode: 0o755 })
-  writeFileSync(
-    path.join(ws, 'Dockerfile'),
-    [
-      'FROM scratch',
-      'COPY busybox /bin/busybox',
-      'RUN ["/bin/busybox", "--install", "-s", "/bin"]',
-      'COPY www /www',
-      'COPY start.sh /start.sh',
-      'CMD ["/start.sh"]',
-      ''
-    ].join('\n')
-  )
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms))
-}
-
-export function docker(...args: string[]): string {
-  return execFileSync('docker', args, { stdio: ['ignore', 'pipe', 'pipe'] }).toString()
-}
-
-export interface LoadStats {
-  requests: number
-  ok: number
-  non2xx: number
-  errors: number
-  races: number
-  slowStarted: number
-  slowCompleted: number
-  slowFailed: number
-  failures: unknown[]
-  versions: Record<string, { count: number; first: number; last: number }>
-  statuses: Record<string, number>
-  ms: number
-}
-
-/** scripts/load.mjs in its own process, so the test's own work does not slow the clients. */
-export class Load {
-  private child?: import('node:child_process').ChildProcessWithoutNullStreams
-  private out = ''
-  startedAt = 0
-
-  async start(
-    url: string,
-    opts: { keepalive?: number; fresh?: number; slow?: number } = {}
-  ): Promise<this> {
-    this.child = spawn(process.execPath, [
-      path.join(ROOT, 'scripts/load.mjs'),
-      '--url',
-      url,
-      '--keepalive',
-      String(opts.keepalive ?? 16),
-      '--fresh',
-      String(opts.fresh ?? 4),
-      '--slow',
-      String(opts.slow ?? 2),
-      '--seconds',
-      '300'
-    ])
-    this.child.stdout.on('data', (d) => (this.out += d))
-    this.child.stderr.on('data', (d) => process.stderr.write(d))
-    while (!this.out.includes('"started"')) await sleep(20)
-    this.startedAt = Date.now()
-    return this
-  }
-
-  async stop(): Promise<LoadStats> {
-    const child = this.child!
-    const closed = new Promise((r) => child.on('close', r))
-    child.kill('SIGTERM')
-    await closed
-    const lines = this.out.trim().split('\n')
-    return JSON.parse(lines[lines.length - 1]!) as LoadStats
-  }
+/** Fail with the whole log when a run did not exit 0. */
+export function expectOk(run: ActionRun): void {
+  if (run.code !== 0) throw new Error(`action exited ${run.code}; log:\n${run.log}`)
 }
 
 /**
@@ -478,20 +146,7 @@ export function commitVersion(
   app: TestApp,
   behaviour: AppBehaviour
 ): { event: object; sha: string } {
-  writeAppSource(app.ws, behaviour)
-  execFileSync('git', [
-    '-C',
-    app.ws,
-    '-c',
-    'user.name=t',
-    '-c',
-    'user.email=t@e',
-    'commit',
-    '-qam',
-    `release ${behaviour.version}`
-  ])
-  const sha = headSha(app.ws)
-  return { sha, event: { head_commit: { id: sha, message: `release ${behaviour.version}` } } }
+  return commitAppVersion(app.ws, behaviour)
 }
 
 /** Deploy the version currently committed in the app's workspace. */
@@ -500,7 +155,7 @@ export function deployApp(
   opts: Partial<RunOptions> & { inputs?: Record<string, string> } = {}
 ): Promise<ActionRun> {
   const sha = headSha(app.ws)
-  const message = execFileSync('git', ['-C', app.ws, 'log', '-1', '--format=%B']).toString()
+  const message = headMessage(app.ws)
   return runAction(
     { ...app.inputs, ...opts.inputs },
     { workspace: app.ws, sha, event: { head_commit: { id: sha, message } }, ...opts }

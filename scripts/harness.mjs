@@ -1,0 +1,483 @@
+// The parts the end-to-end tests, `npm run demo` and `npm run bench` share: the loopback services
+// that scripts/services.sh started, the action run the way GitHub runs it, a stand-in for GitHub's
+// release API, a sample busybox app, and the load generator. Plain JavaScript so that node runs it
+// as it is; the tests import it through __tests__/e2e/helpers.ts.
+import { spawn, execFileSync } from 'node:child_process'
+import { createServer, request as httpRequest } from 'node:http'
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync
+} from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+
+/**
+ * @typedef {object} Services
+ * @property {string} dir
+ * @property {string} registry
+ * @property {string} sshHost
+ * @property {number} sshPort
+ * @property {string} sshUser
+ * @property {string} sshKey
+ * @property {string} sshKeyFile
+ * @property {string} fingerprintEd25519
+ * @property {string} fingerprintRsa
+ * @property {string} hostKeyEd25519
+ * @property {string} nginxConf
+ * @property {string} nginxConfd
+ */
+
+/**
+ * The services scripts/services.sh started; a clear error when they are not running.
+ * @returns {Services}
+ */
+export function services() {
+  const dir = process.env.BGD_SERVICES_DIR ?? '/tmp/bg-deploy-services'
+  const file = path.join(dir, 'env')
+  if (!existsSync(file))
+    throw new Error(
+      `The real services are not running: run 'bash scripts/services.sh up' first (no ${file}).`
+    )
+  /** @type {Record<string, string>} */
+  const env = {}
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    const eq = line.indexOf('=')
+    if (eq > 0) env[line.slice(0, eq)] = line.slice(eq + 1)
+  }
+  const need = (/** @type {string} */ k) => {
+    const v = env[k]
+    if (v === undefined) throw new Error(`${file} has no ${k}: run 'bash scripts/services.sh up'`)
+    return v
+  }
+  return {
+    dir,
+    registry: need('BGD_REGISTRY'),
+    sshHost: need('BGD_SSH_HOST'),
+    sshPort: Number(need('BGD_SSH_PORT')),
+    sshUser: need('BGD_SSH_USER'),
+    sshKey: readFileSync(need('BGD_SSH_KEY_FILE'), 'utf8'),
+    sshKeyFile: need('BGD_SSH_KEY_FILE'),
+    fingerprintEd25519: need('BGD_SSH_FINGERPRINT_ED25519'),
+    fingerprintRsa: need('BGD_SSH_FINGERPRINT_RSA'),
+    hostKeyEd25519: need('BGD_SSH_HOST_KEY_ED25519'),
+    nginxConf: need('BGD_NGINX_CONF'),
+    nginxConfd: need('BGD_NGINX_CONFD')
+  }
+}
+
+/**
+ * Parse a GITHUB_OUTPUT file (`name<<DELIM\nvalue\nDELIM`).
+ * @param {string} text
+ * @returns {Record<string, string>}
+ */
+export function parseOutputFile(text) {
+  /** @type {Record<string, string>} */
+  const out = {}
+  const lines = text.split('\n')
+  for (let i = 0; i < lines.length; i++) {
+    const m = /^([^<]+)<<(.+)$/.exec(lines[i] ?? '')
+    if (!m) continue
+    const value = []
+    for (i++; i < lines.length && lines[i] !== m[2]; i++) value.push(lines[i])
+    out[String(m[1])] = value.join('\n')
+  }
+  return out
+}
+
+/**
+ * @typedef {object} ActionRun
+ * @property {number} code
+ * @property {string} log stdout and stderr interleaved as the runner's log shows them
+ * @property {Record<string, string>} outputs
+ * @property {string} summary
+ * @property {number} ms
+ * @property {number} startedAt epoch ms when the process was spawned
+ */
+
+/**
+ * @typedef {object} RunOptions
+ * @property {object} [event] the event payload written to GITHUB_EVENT_PATH
+ * @property {string} [eventName]
+ * @property {string} workspace
+ * @property {string} [sha]
+ * @property {string} [apiUrl]
+ * @property {Record<string, string>} [env]
+ * @property {(pid: number) => void} [onSpawn] called with the child's pid once it started
+ * @property {(text: string) => void} [onLog] called with every chunk of the log as it comes
+ */
+
+/**
+ * Run `node dist/index.js` the way the GitHub runner runs a node action.
+ * @param {Record<string, string>} inputs
+ * @param {RunOptions} opts
+ * @returns {Promise<ActionRun>}
+ */
+export async function runAction(inputs, opts) {
+  const tmp = mkdtempSync(path.join(tmpdir(), 'bgd-run-'))
+  const eventPath = path.join(tmp, 'event.json')
+  const outputPath = path.join(tmp, 'output')
+  const summaryPath = path.join(tmp, 'summary.md')
+  writeFileSync(eventPath, JSON.stringify(opts.event ?? {}))
+  writeFileSync(outputPath, '')
+  writeFileSync(summaryPath, '')
+  /** @type {Record<string, string>} */
+  const env = {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    HOME: process.env.HOME ?? '/root',
+    GITHUB_ACTIONS: 'true',
+    CI: 'true',
+    GITHUB_EVENT_NAME: opts.eventName ?? 'push',
+    GITHUB_EVENT_PATH: eventPath,
+    GITHUB_OUTPUT: outputPath,
+    GITHUB_STEP_SUMMARY: summaryPath,
+    GITHUB_SHA: opts.sha ?? 'f00dfeedf00dfeedf00dfeedf00dfeedf00dfeed',
+    GITHUB_REF: 'refs/heads/main',
+    GITHUB_REPOSITORY: 'acme/shop',
+    GITHUB_REPOSITORY_OWNER: 'acme',
+    GITHUB_ACTOR: 'octocat',
+    GITHUB_RUN_ID: '4242',
+    GITHUB_RUN_ATTEMPT: '1',
+    GITHUB_WORKFLOW: 'deploy',
+    GITHUB_SERVER_URL: 'https://github.com',
+    GITHUB_API_URL: opts.apiUrl ?? 'http://127.0.0.1:9',
+    GITHUB_WORKSPACE: opts.workspace,
+    RUNNER_TEMP: tmp,
+    ...opts.env
+  }
+  // GitHub passes each input as INPUT_<NAME uppercased, spaces as _>; hyphens stay.
+  for (const [name, value] of Object.entries(inputs))
+    env[`INPUT_${name.replace(/ /g, '_').toUpperCase()}`] = value
+  const startedAt = Date.now()
+  const child = spawn(process.execPath, [path.join(ROOT, 'dist/index.js')], {
+    cwd: opts.workspace,
+    env
+  })
+  if (child.pid) opts.onSpawn?.(child.pid)
+  let log = ''
+  const take = (/** @type {Buffer} */ d) => {
+    log += d
+    opts.onLog?.(d.toString())
+  }
+  child.stdout.on('data', take)
+  child.stderr.on('data', take)
+  /** @type {number} */
+  const code = await new Promise((resolve) =>
+    child.on('close', (c, signal) => resolve(c ?? (signal ? 128 : 1)))
+  )
+  const run = {
+    code,
+    log,
+    outputs: parseOutputFile(readFileSync(outputPath, 'utf8')),
+    summary: readFileSync(summaryPath, 'utf8'),
+    ms: Date.now() - startedAt,
+    startedAt
+  }
+  rmSync(tmp, { recursive: true, force: true })
+  return run
+}
+
+/**
+ * @typedef {object} ApiRequest
+ * @property {string} method
+ * @property {string} url
+ * @property {Record<string, unknown>} body
+ * @property {string} [auth]
+ */
+
+/** A loopback stand-in for GitHub's release endpoints, answering as GitHub does. */
+export class FakeGitHub {
+  /** @type {ApiRequest[]} */
+  requests = []
+  /** @type {{ id: number, tag_name: string, draft: boolean, html_url: string, name: string }[]} */
+  releases = []
+  /** @type {import('node:http').Server | undefined} */
+  server = undefined
+  url = ''
+
+  /** @returns {Promise<this>} */
+  async start() {
+    const server = createServer((req, res) => void this.handle(req, res))
+    this.server = server
+    await new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(undefined)))
+    this.url = `http://127.0.0.1:${/** @type {import('node:net').AddressInfo} */ (server.address()).port}`
+    return this
+  }
+
+  /** @returns {Promise<void>} */
+  stop() {
+    return new Promise((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()))
+  }
+
+  /**
+   * @param {import('node:http').IncomingMessage} req
+   * @param {import('node:http').ServerResponse} res
+   */
+  async handle(req, res) {
+    let raw = ''
+    for await (const chunk of req) raw += chunk
+    /** @type {Record<string, unknown>} */
+    const body = raw ? JSON.parse(raw) : {}
+    const url = req.url ?? ''
+    this.requests.push({ method: req.method ?? '', url, body, auth: req.headers.authorization })
+    const send = (/** @type {number} */ status, /** @type {unknown} */ data) => {
+      res.writeHead(status, { 'content-type': 'application/json' })
+      res.end(JSON.stringify(data))
+    }
+    const byTag = /^\/repos\/([^/]+)\/([^/]+)\/releases\/tags\/(.+)$/.exec(url)
+    if (req.method === 'GET' && byTag) {
+      const tag = decodeURIComponent(byTag[3] ?? '')
+      const r = this.releases.find((x) => x.tag_name === tag && !x.draft)
+      return r ? send(200, r) : send(404, { message: 'Not Found', status: '404' })
+    }
+    if (/^\/repos\/[^/]+\/[^/]+\/releases(\?.*)?$/.test(url)) {
+      if (req.method === 'GET') return send(200, this.releases)
+      if (req.method === 'POST') {
+        if (this.releases.some((x) => x.tag_name === body.tag_name))
+          return send(422, {
+            message: 'Validation Failed',
+            errors: [{ resource: 'Release', code: 'already_exists', field: 'tag_name' }],
+            status: '422'
+          })
+        const r = {
+          id: this.releases.length + 1,
+          tag_name: String(body.tag_name),
+          name: String(body.name),
+          draft: false,
+          html_url: `https://github.com/acme/shop/releases/tag/${String(body.tag_name)}`
+        }
+        this.releases.push(r)
+        return send(201, r)
+      }
+    }
+    send(404, { message: 'Not Found' })
+  }
+}
+
+/**
+ * GET a URL on loopback; resolves to status and body.
+ * @param {string} url
+ * @param {number} [timeoutMs]
+ * @returns {Promise<{ status: number, body: string }>}
+ */
+export function httpGet(url, timeoutMs = 5000) {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(url, { agent: false, timeout: timeoutMs }, (res) => {
+      let body = ''
+      res.on('data', (d) => (body += d))
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }))
+    })
+    req.on('timeout', () => req.destroy(new Error('timeout')))
+    req.on('error', reject)
+    req.end()
+  })
+}
+
+/**
+ * @typedef {object} AppBehaviour
+ * @property {string} version body of / (the version marker)
+ * @property {number} [startDelay] seconds before the HTTP server starts listening
+ * @property {boolean} [crash] exit right away instead of serving
+ * @property {boolean} [neverHealthy] serve /, but answer 404 on the health path
+ */
+
+/**
+ * The sample app's source: a busybox web server (FROM scratch, no image pull needed) where
+ * `/` answers the version, `/health` answers ok, `/cgi-bin/slow` answers after 3 s and
+ * `/cgi-bin/env?NAME` prints an environment variable.
+ * @param {string} ws
+ * @param {AppBehaviour} b
+ */
+export function writeAppSource(ws, b) {
+  mkdirSync(path.join(ws, 'www/cgi-bin'), { recursive: true })
+  copyFileSync('/bin/busybox', path.join(ws, 'busybox'))
+  writeFileSync(path.join(ws, 'www/index.html'), `${b.version}\n`)
+  writeFileSync(path.join(ws, 'www/health'), 'ok\n')
+  const cgi = (/** @type {string} */ name, /** @type {string} */ body) =>
+    writeFileSync(path.join(ws, `www/cgi-bin/${name}`), `#!/bin/sh\n${body}\n`, { mode: 0o755 })
+  cgi('slow', `sleep 3\nprintf 'Content-Type: text/plain\\r\\n\\r\\n${b.version} slow\\n'`)
+  // busybox-static has no printenv; the name is checked before it reaches eval
+  cgi(
+    'env',
+    [
+      `case "$QUERY_STRING" in *[!A-Za-z0-9_]*|'') exit 1;; esac`,
+      `printf 'Content-Type: application/octet-stream\\r\\n\\r\\n'`,
+      `eval "printf '%s\\n' \\"\\$$QUERY_STRING\\""`
+    ].join('\n')
+  )
+  const start = b.crash
+    ? 'echo "boom: cannot start" >&2; exit 3'
+    : `sleep ${b.startDelay ?? 0}; ${b.neverHealthy ? 'rm /www/health; ' : ''}exec httpd -f -p 8080 -h /www`
+  writeFileSync(path.join(ws, 'start.sh'), `#!/bin/sh\n${start}\n`, { mode: 0o755 })
+  writeFileSync(
+    path.join(ws, 'Dockerfile'),
+    [
+      'FROM scratch',
+      'COPY busybox /bin/busybox',
+      'RUN ["/bin/busybox", "--install", "-s", "/bin"]',
+      'COPY www /www',
+      'COPY start.sh /start.sh',
+      'CMD ["/start.sh"]',
+      ''
+    ].join('\n')
+  )
+}
+
+/**
+ * @param {string} ws
+ * @param {...string} args
+ */
+function git(ws, ...args) {
+  return execFileSync('git', ['-C', ws, '-c', 'user.name=t', '-c', 'user.email=t@e', ...args], {
+    stdio: 'pipe'
+  }).toString()
+}
+
+/**
+ * A git repository holding the sample app at `behaviour`, committed with `commitMessage`.
+ * @param {AppBehaviour} behaviour
+ * @param {string} [commitMessage]
+ * @param {string} [dir] where (default: a new temporary directory)
+ * @returns {string} the workspace
+ */
+export function makeWorkspace(behaviour, commitMessage = 'initial', dir) {
+  const ws = dir ?? mkdtempSync(path.join(tmpdir(), 'bgd-ws-'))
+  mkdirSync(ws, { recursive: true })
+  writeAppSource(ws, behaviour)
+  git(ws, 'init', '-q')
+  git(ws, 'add', '-A')
+  git(ws, 'commit', '-q', '-m', commitMessage)
+  return ws
+}
+
+/** @param {string} ws */
+export function headSha(ws) {
+  return git(ws, 'rev-parse', 'HEAD').trim()
+}
+
+/** @param {string} ws */
+export function headMessage(ws) {
+  return git(ws, 'log', '-1', '--format=%B')
+}
+
+/**
+ * Change the workspace to a new version of the app and commit it as `release <version>`.
+ * @param {string} ws
+ * @param {AppBehaviour} behaviour
+ * @returns {{ event: object, sha: string }} the push event for that commit
+ */
+export function commitAppVersion(ws, behaviour) {
+  writeAppSource(ws, behaviour)
+  git(ws, 'commit', '-qam', `release ${behaviour.version}`)
+  const sha = headSha(ws)
+  return { sha, event: { head_commit: { id: sha, message: `release ${behaviour.version}` } } }
+}
+
+/** @param {number} ms */
+export function sleep(ms) {
+  return new Promise((r) => setTimeout(r, ms))
+}
+
+/** @param {...string} args */
+export function docker(...args) {
+  return execFileSync('docker', args, { stdio: ['ignore', 'pipe', 'pipe'] }).toString()
+}
+
+/**
+ * @typedef {object} LoadStats
+ * @property {number} requests
+ * @property {number} ok
+ * @property {number} non2xx
+ * @property {number} errors
+ * @property {number} races
+ * @property {number} slowStarted
+ * @property {number} slowCompleted
+ * @property {number} slowFailed
+ * @property {unknown[]} failures
+ * @property {Record<string, { count: number, first: number, last: number }>} versions
+ * @property {Record<string, number>} statuses
+ * @property {number} ms
+ * @property {number} t0 epoch ms the times above count from
+ * @property {number} bucketMs width of a timeline bucket
+ * @property {[number, Record<string, number>][]} timeline [ms since t0, {version or 'failed': count}]
+ */
+
+/** scripts/load.mjs in its own process, so the caller's own work does not slow the clients. */
+export class Load {
+  /** @type {import('node:child_process').ChildProcessWithoutNullStreams | undefined} */
+  child = undefined
+  out = ''
+  /** epoch ms of the load generator's clock zero */
+  startedAt = 0
+
+  /**
+   * @param {string} url
+   * @param {{ keepalive?: number, fresh?: number, slow?: number, seconds?: number }} [opts]
+   * @returns {Promise<this>}
+   */
+  async start(url, opts = {}) {
+    const child = spawn(process.execPath, [
+      path.join(ROOT, 'scripts/load.mjs'),
+      '--url',
+      url,
+      '--keepalive',
+      String(opts.keepalive ?? 16),
+      '--fresh',
+      String(opts.fresh ?? 4),
+      '--slow',
+      String(opts.slow ?? 2),
+      '--seconds',
+      String(opts.seconds ?? 300)
+    ])
+    this.child = child
+    child.stdout.on('data', (d) => (this.out += d))
+    child.stderr.on('data', (d) => process.stderr.write(d))
+    while (!this.out.includes('"started"')) await sleep(20)
+    this.startedAt = JSON.parse(this.out.split('\n')[0] ?? '{}').t0
+    return this
+  }
+
+  /** @returns {Promise<LoadStats>} */
+  async stop() {
+    const child = this.child
+    if (!child) throw new Error('load generator not started')
+    const closed = new Promise((r) => child.on('close', r))
+    child.kill('SIGTERM')
+    await closed
+    const lines = this.out.trim().split('\n')
+    return JSON.parse(lines[lines.length - 1] ?? '{}')
+  }
+}
+
+/**
+ * Epoch ms of the first timeline bucket at or after `fromEpoch` in which `version` was served.
+ * @param {LoadStats} stats
+ * @param {string} version
+ * @param {number} fromEpoch
+ * @returns {number} NaN when it never was
+ */
+export function firstServed(stats, version, fromEpoch) {
+  for (const [t, counts] of stats.timeline)
+    if (stats.t0 + t + stats.bucketMs > fromEpoch && counts[version]) return stats.t0 + t
+  return NaN
+}
+
+/**
+ * Epoch ms of the end of the last timeline bucket in which `version` was served.
+ * @param {LoadStats} stats
+ * @param {string} version
+ * @returns {number} NaN when it never was
+ */
+export function lastServed(stats, version) {
+  let last = NaN
+  for (const [t, counts] of stats.timeline)
+    if (counts[version]) last = stats.t0 + t + stats.bucketMs
+  return last
+}
