@@ -64945,6 +64945,7 @@ function setOutputs(o) {
     setOutput('color', o.color ?? '');
     setOutput('previous-color', o.previousColor ?? '');
     setOutput('deployed', String(o.deployed));
+    setOutput('timeline', JSON.stringify(o.events.map((e) => ({ step: e.name, ms: e.ms }))));
 }
 
 

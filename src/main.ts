@@ -61,4 +61,5 @@ function setOutputs(o: Outcome): void {
   core.setOutput('color', o.color ?? '')
   core.setOutput('previous-color', o.previousColor ?? '')
   core.setOutput('deployed', String(o.deployed))
+  core.setOutput('timeline', JSON.stringify(o.events.map((e) => ({ step: e.name, ms: e.ms }))))
 }

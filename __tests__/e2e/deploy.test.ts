@@ -4,6 +4,7 @@ import { execFileSync } from 'node:child_process'
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import {
   Load,
+  firstServed,
   makeWorkspace,
   registryTags,
   sleep,
@@ -64,6 +65,22 @@ test('first deploy on a bare server, then v1 → v2 under load with 0 failed req
   expect(stats.versions['v2.0.0']!.count).toBeGreaterThan(0)
   expect((await httpGet(a.url)).body).toBe('v2.0.0\n')
   expect(appContainers(a)).toEqual({ [`${a.name}-green`]: 'running', [`${a.name}-blue`]: 'exited' })
+  // the timeline output: every server step, in order, within the run; v2 first served after the switch
+  const timeline = JSON.parse(run.outputs.timeline!) as { step: string; ms: number }[]
+  expect(timeline.map((e) => e.step)).toEqual([
+    'pull',
+    'pulled',
+    'started',
+    'healthy',
+    'switched',
+    'drained',
+    'stopped'
+  ])
+  const ms = timeline.map((e) => e.ms)
+  expect(ms).toEqual([...ms].sort((x, y) => x - y))
+  expect(ms[0]).toBeGreaterThanOrEqual(t0)
+  expect(ms[6]).toBeLessThanOrEqual(t0 + run.ms)
+  expect(firstServed(stats, 'v2.0.0', t0)).toBeGreaterThanOrEqual(ms[3]! - stats.bucketMs)
 }, 180_000)
 
 /** An app already serving v1 (blue), with the workspace then committed at `next`. */
