@@ -49,7 +49,7 @@ test('defaults', () => {
       env: [],
       dockerRunArgs: []
     },
-    health: { path: '/', timeout: 60, interval: 1 },
+    health: { path: '/', timeout: 60, interval: 0.2 },
     drainTimeout: 30,
     nginx: {
       upstreamFile: '/etc/nginx/conf.d/shop.web-upstream.conf',

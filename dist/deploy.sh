@@ -22,7 +22,7 @@ event() { printf '::bg-deploy-event:: %s %s\n' "$1" "$(now_ms)"; }
 declare -A P=(
   [action]=deploy [app]='' [image]='' [version]='' [container_port]=8080
   [blue_port]=8081 [green_port]=8082 [network]='' [env_file]=''
-  [health_path]=/ [health_timeout]=60 [health_interval]=1 [drain_timeout]=30
+  [health_path]=/ [health_timeout]=60 [health_interval]=0.2 [drain_timeout]=30
   [upstream_file]='' [upstream_name]='' [nginx_test]='nginx -t' [nginx_reload]='nginx -s reload'
   [lock_timeout]=600 [actor]='' [run_url]='' [registry]='' [registry_user]='' [state_dir]=''
   [target]=''
@@ -214,7 +214,7 @@ http_status() { # http_status PORT PATH TIMEOUT -> prints the status code or not
 }
 
 wait_healthy() { # wait_healthy COLOR
-  local color="$1" name port start deadline code state
+  local color="$1" name port start deadline code state now checked=0
   name="$(container "$color")"; port="$(port_of "$color")"
   phase "health $name"
   start="$(now_ms)"; deadline=$((start + ${P[health_timeout]%.*} * 1000))
@@ -226,9 +226,14 @@ wait_healthy() { # wait_healthy COLOR
       event healthy
       return 0
     fi
-    state="$(docker inspect -f '{{.State.Status}} {{.RestartCount}} {{.State.ExitCode}}' "$name" 2>/dev/null || echo 'gone 0 0')"
-    if [[ "$state" != "running 0 "* ]]; then
-      health_failed "$color" "$name exited or restarted before it became healthy (state: ${state% *}, exit code ${state##* })"
+    # the container's own state, at most every 0.5 s (a docker call costs more than a probe)
+    now="$(now_ms)"
+    if ((now - checked >= 500)); then
+      checked="$now"
+      state="$(docker inspect -f '{{.State.Status}} {{.RestartCount}} {{.State.ExitCode}}' "$name" 2>/dev/null || echo 'gone 0 0')"
+      if [[ "$state" != "running 0 "* ]]; then
+        health_failed "$color" "$name exited or restarted before it became healthy (state: ${state% *}, exit code ${state##* })"
+      fi
     fi
     if (( $(now_ms) >= deadline )); then
       health_failed "$color" "$name did not answer 2xx on ${P[health_path]} within ${P[health_timeout]}s (last: ${code:-no HTTP answer})"
@@ -308,39 +313,71 @@ recover_switch() {
   fi
 }
 
-# Established TCP connections to the app port inside the container's network namespace: nginx
-# (directly or through docker-proxy) holds one per request in flight.
-connections() { # connections COLOR
-  local pid hex
-  pid="$(docker inspect -f '{{.State.Pid}}' "$(container "$1")" 2>/dev/null || echo 0)"
-  [[ "$pid" != 0 && -r "/proc/$pid/net/tcp" ]] || { echo 0; return; }
-  hex="$(printf '%04X' "${P[container_port]}")"
-  awk -v port=":$hex" '$4 == "01" && substr($2, length($2) - 4) == port { n++ } END { print n + 0 }' \
+# Established TCP connections to the app port in the network namespace of a container's process
+# (0 for none): nginx (directly or through docker-proxy) holds one per request in flight. With root,
+# the kernel filters them (nsenter + ss); otherwise /proc/PID/net/tcp* is read, which is slow when
+# the namespace holds thousands of TIME_WAIT sockets, as it does under load.
+USE_SS=''
+connections() { # connections PID
+  local pid="$1"
+  [[ "$pid" != 0 ]] || { echo 0; return; }
+  if [[ -z "$USE_SS" ]]; then
+    if command -v ss >/dev/null && nsenter -t "$pid" -n true 2>/dev/null; then USE_SS=1; else USE_SS=0; fi
+  fi
+  if [[ "$USE_SS" == 1 ]]; then
+    nsenter -t "$pid" -n ss -Htn state established "( sport = :${P[container_port]} )" 2>/dev/null | wc -l
+    return
+  fi
+  [[ -r "/proc/$pid/net/tcp" ]] || { echo 0; return; }
+  awk -v port=":$(printf '%04X' "${P[container_port]}")" \
+    '$4 == "01" && substr($2, length($2) - 4) == port { n++ } END { print n + 0 }' \
     "/proc/$pid/net/tcp" "/proc/$pid/net/tcp6" 2>/dev/null || echo 0
 }
 
-drain_and_stop() { # drain_and_stop OLD_COLOR
-  local color="$1" name start deadline n quiet=0
-  name="$(container "$color")"
-  is_running "$color" || { log "$name is not running; nothing to drain"; event drained; event stopped; return 0; }
+container_pid() { docker inspect -f '{{.State.Pid}}' "$(container "$1")" 2>/dev/null || echo 0; }
+
+# Wait until the old color serves nothing. `nginx -s reload` returns before nginx has started its
+# new workers, and the old workers accept requests until then: so the old color is drained once
+# nginx is seen sending traffic to the new color (or 1 s passed with no traffic at all) and the old
+# one has had no connection for 0.2 s; requests in flight there finish first, up to drain-timeout.
+drain() { # drain OLD_COLOR NEW_COLOR
+  local name start deadline now o n=0 seen_new=0 zero_since=0 old_pid new_pid
+  name="$(container "$1")"
+  is_running "$1" || { log "$name is not running; nothing to drain"; event drained; return 0; }
   phase "drain $name"
   start="$(now_ms)"
   deadline=$(( start + ${P[drain_timeout]%.*} * 1000 ))
-  # nginx -s reload returns before the old workers stop accepting; give them a moment, then wait
-  # for the connections they still hold to close.
-  sleep 0.5
+  old_pid="$(container_pid "$1")"; new_pid="$(container_pid "$2")"
   while :; do
-    n="$(connections "$color")"
-    if ((n == 0)); then quiet=$((quiet + 1)); else quiet=0; fi
-    ((quiet >= 3)) && break
-    if (( $(now_ms) >= deadline )); then log "drain timeout: $n connection(s) still open on $name"; break; fi
-    sleep 0.1
+    o="$(connections "$old_pid")"
+    if ((!seen_new)); then n="$(connections "$new_pid")"; fi
+    now="$(now_ms)"
+    if ((n > 0 || now - start >= 1000)); then seen_new=1; fi
+    if ((o > 0)); then zero_since=0; elif ((zero_since == 0)); then zero_since="$now"; fi
+    if ((seen_new && zero_since > 0 && now - zero_since >= 200)); then break; fi
+    if ((now >= deadline)); then log "drain timeout: $o connection(s) still open on $name"; break; fi
+    sleep 0.05
   done
-  log "drained $name in $(( $(now_ms) - start )) ms"
+  log "drained $name in $(( now - start )) ms"
   event drained
-  docker stop -t 10 "$name" >/dev/null || log "warning: docker stop $name failed"
-  log "stopped $name (kept for a fast rollback)"
-  event stopped
+}
+
+# After the result: stop the old color (kept, stopped, for a fast rollback) and prune images in the
+# background, so the run does not wait for docker's container teardown. The background job holds
+# the app's lock (it shares the lock's file descriptor), so the next deploy or rollback of this app
+# waits for it; its output goes to $STATE_DIR/stop.log.
+stop_later() { # stop_later [OLD_COLOR]
+  local name=''
+  if [[ -n "${1:-}" ]] && is_running "$1"; then name="$(container "$1")"; fi
+  if [[ -n "$name" ]]; then log "stopping $name (kept for a fast rollback) in the background; the deploy lock is held until it has stopped"; fi
+  (
+    exec </dev/null >>"$STATE_DIR/stop.log" 2>&1
+    trap - EXIT
+    printf '%s stop %s\n' "$(date -u +%FT%TZ)" "${name:-(none)}"
+    if [[ -n "$name" ]]; then docker stop -t 10 "$name" >/dev/null || echo "warning: docker stop $name failed"; fi
+    prune_images
+  ) &
+  disown
 }
 
 # Keep the images of the last three versions and those the blue/green containers use;
@@ -374,9 +411,10 @@ deploy() {
   wait_healthy "$idle"
   switch_to "$idle"
   state_write "$idle" "${P[version]}" "${P[image]}"
-  if [[ -n "$active" && "$active" != "$idle" ]]; then drain_and_stop "$active"; fi
-  prune_images
+  if [[ -n "$active" && "$active" != "$idle" ]]; then drain "$active" "$idle"; fi
   history_add "${P[action]}" "${P[version]}" "${P[image]}" "$idle" ok
+  event finished
+  if [[ -n "$active" && "$active" != "$idle" ]]; then stop_later "$active"; else stop_later; fi
   printf '::bg-deploy-result:: deployed=true color=%s previous_color=%s version=%s image=%s\n' \
     "$idle" "${active:-}" "${P[version]}" "${P[image]}"
 }
@@ -426,8 +464,10 @@ rollback() {
   wait_healthy "$idle"
   switch_to "$idle"
   state_write "$idle" "$version" "$image"
-  drain_and_stop "$active"
+  drain "$active" "$idle"
   history_add rollback "$version" "$image" "$idle" ok
+  event finished
+  stop_later "$active"
   printf '::bg-deploy-result:: deployed=true color=%s previous_color=%s version=%s image=%s\n' \
     "$idle" "$active" "$version" "$image"
 }
@@ -445,6 +485,7 @@ main() {
   command -v docker >/dev/null || die "docker is not installed on the server (or not on PATH for this user)"
   command -v flock >/dev/null || die "flock is not installed on the server (package util-linux)"
   state_init
+  event begin
   lock_acquire
   trap 'print_history; cleanup' EXIT
   case "${P[action]}" in

@@ -451,7 +451,7 @@ export function parseConfig(inputs: Inputs, ctx: ConfigContext): Config {
     'a URL path starting with / and without spaces'
   )
   const healthTimeout = num('health-timeout', 60, 1, 3600, false)
-  const healthInterval = num('health-interval', 1, 0.05, 60, false)
+  const healthInterval = num('health-interval', 0.2, 0.05, 60, false)
   const drainTimeout = num('drain-timeout', 30, 0, 3600, false)
   const upstreamFile = text(
     'nginx-upstream-file',

@@ -2,13 +2,14 @@ import * as core from '@actions/core'
 import type { Outcome } from './deploy.js'
 
 const LABELS: Record<string, string> = {
+  begin: 'script started',
   pull: 'pull started',
   pulled: 'image pulled',
   started: 'new container started',
   healthy: 'healthy',
   switched: 'nginx switched',
   drained: 'old container drained',
-  stopped: 'old container stopped'
+  finished: 'finished'
 }
 
 /** The job summary; skipped outside a runner (no GITHUB_STEP_SUMMARY). */

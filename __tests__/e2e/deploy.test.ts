@@ -5,6 +5,7 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import {
   Load,
   firstServed,
+  settled,
   makeWorkspace,
   registryTags,
   sleep,
@@ -64,23 +65,26 @@ test('first deploy on a bare server, then v1 → v2 under load with 0 failed req
   expect(stats.slowCompleted).toBeGreaterThan(0)
   expect(stats.versions['v2.0.0']!.count).toBeGreaterThan(0)
   expect((await httpGet(a.url)).body).toBe('v2.0.0\n')
+  // the old color is stopped after the run, in the background, holding the app's lock
+  settled(a)
   expect(appContainers(a)).toEqual({ [`${a.name}-green`]: 'running', [`${a.name}-blue`]: 'exited' })
   // the timeline output: every server step, in order, within the run; v2 first served after the switch
   const timeline = JSON.parse(run.outputs.timeline!) as { step: string; ms: number }[]
   expect(timeline.map((e) => e.step)).toEqual([
+    'begin',
     'pull',
     'pulled',
     'started',
     'healthy',
     'switched',
     'drained',
-    'stopped'
+    'finished'
   ])
   const ms = timeline.map((e) => e.ms)
   expect(ms).toEqual([...ms].sort((x, y) => x - y))
   expect(ms[0]).toBeGreaterThanOrEqual(t0)
-  expect(ms[6]).toBeLessThanOrEqual(t0 + run.ms)
-  expect(firstServed(stats, 'v2.0.0', t0)).toBeGreaterThanOrEqual(ms[3]! - stats.bucketMs)
+  expect(ms[7]).toBeLessThanOrEqual(t0 + run.ms)
+  expect(firstServed(stats, 'v2.0.0', t0)).toBeGreaterThanOrEqual(ms[4]! - stats.bucketMs)
 }, 180_000)
 
 /** An app already serving v1 (blue), with the workspace then committed at `next`. */
@@ -192,6 +196,7 @@ test('two deploys started together: one waits for the lock, the end state is con
   expect(nowServing).toBe(last.outputs.version)
   const state = readFileSync(`/var/lib/bg-deploy/${a.name}/state`, 'utf8')
   expect(state).toContain(`color=${last.outputs.color}`)
+  settled(a)
   expect(Object.values(appContainers(a)).filter((s) => s === 'running')).toHaveLength(1)
 }, 180_000)
 
@@ -217,6 +222,7 @@ test('the SSH connection killed mid-deploy leaves v1 serving, and a re-run conve
   expectOk(rerun)
   expect((await httpGet(a.url)).body).toBe('v2.0.0\n')
   expect(stats).toMatchObject({ non2xx: 0, errors: 0, slowFailed: 0 })
+  settled(a)
   expect(Object.values(appContainers(a)).filter((s) => s === 'running')).toHaveLength(1)
 }, 180_000)
 

@@ -1,6 +1,7 @@
 // Shared fixture for end-to-end tests: the real services started by scripts/services.sh,
 // the action run as GitHub runs it, a stand-in for GitHub's release API, and sample apps.
 // What `npm run demo` and `npm run bench` use too lives in scripts/harness.mjs.
+import { execFileSync } from 'node:child_process'
 import { existsSync, mkdirSync, writeFileSync, rmSync } from 'node:fs'
 import path from 'node:path'
 import {
@@ -215,6 +216,14 @@ export function appFixture(): {
       return a
     }
   }
+}
+
+/**
+ * Wait until the app's deploy lock is free: a run stops the old color (and prunes images) in the
+ * background after it returned, holding the lock until that is done.
+ */
+export function settled(app: TestApp): void {
+  execFileSync('flock', ['-w', '30', `/var/lib/bg-deploy/${app.name}/lock`, 'true'])
 }
 
 /** Containers of an app: name -> state. */

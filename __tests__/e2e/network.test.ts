@@ -7,6 +7,7 @@ import path from 'node:path'
 import {
   Load,
   appContainers,
+  settled,
   commitVersion,
   deployApp,
   docker,
@@ -144,6 +145,7 @@ test('containerized nginx on a docker network: first deploy and v1 → v2 under 
   expect(stats).toMatchObject({ non2xx: 0, errors: 0, slowFailed: 0 })
   expect(stats.versions['v2.0.0']!.count).toBeGreaterThan(0)
   expect((await httpGet(url)).body).toBe('v2.0.0\n')
+  settled(app)
   expect(appContainers(app)).toEqual({
     [`${app.name}-green`]: 'running',
     [`${app.name}-blue`]: 'exited'
