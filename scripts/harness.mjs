@@ -2,7 +2,7 @@
 // that scripts/services.sh started, the action run the way GitHub runs it, a stand-in for GitHub's
 // release API, a sample busybox app, and the load generator. Plain JavaScript so that node runs it
 // as it is; the tests import it through __tests__/e2e/helpers.ts.
-import { spawn, execFileSync } from 'node:child_process'
+import { spawn, spawnSync, execFileSync } from 'node:child_process'
 import { createServer, request as httpRequest } from 'node:http'
 import {
   copyFileSync,
@@ -71,6 +71,75 @@ export function services() {
     nginxConf: need('BGD_NGINX_CONF'),
     nginxConfd: need('BGD_NGINX_CONFD')
   }
+}
+
+/**
+ * Runs scripts/services.sh up|down, its progress lines indented through `say`; exits the process
+ * when it fails (for the demo and the benchmark, which cannot go on without the services).
+ * @param {'up' | 'down'} what
+ * @param {(line: string) => void} say
+ */
+export function servicesScript(what, say) {
+  const r = spawnSync('bash', [path.join(ROOT, 'scripts/services.sh'), what], {
+    stdio: ['ignore', 'inherit', 'pipe'],
+    encoding: 'utf8'
+  })
+  for (const line of (r.stderr ?? '').split('\n').filter(Boolean)) say(`    ${line}`)
+  if (r.status !== 0) {
+    say(`scripts/services.sh ${what} failed (exit ${r.status}); see the lines above.`)
+    process.exit(1)
+  }
+}
+
+/**
+ * The inputs that deploy app `app` to the loopback services: site on `port`, blue and green on the
+ * next two ports, image `<registry>/<repository>`, the upstream file in nginx's conf.d.
+ * @param {Services} svc
+ * @param {{ app: string, repository: string, port: number }} o
+ * @returns {Record<string, string>}
+ */
+export function loopbackInputs(svc, o) {
+  return {
+    image: `${svc.registry}/${o.repository}`,
+    'github-token': 'ghs_not-a-real-token',
+    host: svc.sshHost,
+    port: String(svc.sshPort),
+    username: svc.sshUser,
+    'ssh-key': svc.sshKey,
+    'host-fingerprint': svc.fingerprintEd25519,
+    'app-name': o.app,
+    'blue-port': String(o.port + 1),
+    'green-port': String(o.port + 2),
+    'health-path': '/health',
+    'nginx-upstream-file': path.join(svc.nginxConfd, `${o.app}-upstream.conf`),
+    'nginx-test-command': `nginx -t -q -c ${svc.nginxConf}`,
+    'nginx-reload-command': `nginx -c ${svc.nginxConf} -s reload`
+  }
+}
+
+/**
+ * The nginx site of a loopback app: listens on `port`, proxies to the upstream named `app`.
+ * @param {Services} svc
+ * @param {string} app
+ * @param {number} port
+ */
+export function writeSite(svc, app, port) {
+  writeFileSync(
+    path.join(svc.nginxConfd, `${app}-site.conf`),
+    `server {\n  listen 127.0.0.1:${port};\n  location / { proxy_pass http://${app}; }\n}\n`
+  )
+}
+
+/**
+ * The `timeline` output of a run as step -> epoch ms.
+ * @param {Record<string, string>} outputs
+ * @returns {Record<string, number>}
+ */
+export function timelineOf(outputs) {
+  /** @type {Record<string, number>} */
+  const t = {}
+  for (const e of JSON.parse(outputs.timeline || '[]')) t[e.step] = e.ms
+  return t
 }
 
 /**
@@ -470,14 +539,16 @@ export function firstServed(stats, version, fromEpoch) {
 }
 
 /**
- * Epoch ms of the end of the last timeline bucket in which `version` was served.
+ * Epoch ms of the end of the last timeline bucket (starting before `beforeEpoch`) in which
+ * `version` was served.
  * @param {LoadStats} stats
  * @param {string} version
+ * @param {number} [beforeEpoch]
  * @returns {number} NaN when it never was
  */
-export function lastServed(stats, version) {
+export function lastServed(stats, version, beforeEpoch = Infinity) {
   let last = NaN
   for (const [t, counts] of stats.timeline)
-    if (counts[version]) last = stats.t0 + t + stats.bucketMs
+    if (counts[version] && stats.t0 + t < beforeEpoch) last = stats.t0 + t + stats.bucketMs
   return last
 }

@@ -10,7 +10,7 @@ set -Eeuo pipefail
 DIR="${BGD_SERVICES_DIR:-/tmp/bg-deploy-services}"
 REGISTRY_PORT="${BGD_REGISTRY_PORT:-5000}"
 SSH_PORT="${BGD_SSH_PORT:-2222}"
-PACKAGES=(docker.io docker-registry openssh-server nginx busybox-static util-linux shellcheck)
+PACKAGES=(docker.io docker-registry openssh-server openssh-client nginx busybox-static util-linux shellcheck curl)
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'services: %s\n' "$*" >&2; exit 1; }
