@@ -150,6 +150,11 @@ async function main() {
   say(
     `    release ${deploy.outputs['release-url'] ?? ''} (on a loopback stand-in for GitHub's API)`
   )
+  // the old color is stopped in the background after the run, holding the app's deploy lock
+  const ended = Date.now()
+  spawnSync('flock', ['-w', '60', path.join(p.state, 'lock'), 'true'])
+  const stoppedAfter = Date.now() - ended
+  say(`    the old container stopped ${secs(stoppedAfter)} after the run (in the background)`)
 
   phase('4/5 Roll back to the previous version (workflow_dispatch, rollback: previous), same load')
   const rollback = await run(
@@ -194,6 +199,7 @@ async function main() {
       '  total deploy time',
       `${secs(deploy.ms)}; the old version answered its last in-flight request ${secs(drained - (d.switched ?? NaN))} after the switch`
     ],
+    ['  old container stopped', `${secs(stoppedAfter)} after the run, in the background`],
     ['rollback to v1.0.0', ''],
     ['  previous version serving', `${secs(v1again - rollback.startedAt)} after the run started`],
     ['  total rollback time', secs(rollback.ms)]
