@@ -56,7 +56,8 @@ test('defaults', () => {
       upstreamName: 'shop.web',
       testCommand: 'nginx -t',
       reloadCommand: 'nginx -s reload'
-    }
+    },
+    switch: { mode: 'reload', livePort: 8083 }
   })
   expect(c.ssh.hostKeyPins).toEqual([
     {
@@ -129,11 +130,30 @@ test.each([
   ['username', '-l', /Invalid username/],
   ['host-fingerprint', 'MD5:aa:bb', /MD5 fingerprints are not accepted/],
   ['host-fingerprint', 'SHA256:short', /Invalid host-fingerprint line 1/],
-  ['known-hosts', 'garbage', /Invalid known-hosts line 1/]
+  ['known-hosts', 'garbage', /Invalid known-hosts line 1/],
+  ['switch-mode', 'iptables', /Invalid switch-mode 'iptables'. Expected reload .* or dnat/],
+  ['live-port', '99999', /Invalid live-port/]
 ] as const)('%s=%j fails: %s', (name, value, message) => {
   const p = problems({ ...base, [name]: value })
   expect(p).toHaveLength(1)
   expect(p[0]).toMatch(message)
+})
+
+test('switch-mode dnat: live-port defaults to 8083, must differ from the colors, and excludes network', () => {
+  const c = parseConfig({ ...base, 'switch-mode': 'dnat' }, ctx)
+  expect(c.switch).toEqual({ mode: 'dnat', livePort: 8083 })
+  expect(parseConfig({ ...base, 'switch-mode': 'dnat', 'live-port': '9000' }, ctx).switch).toEqual({
+    mode: 'dnat',
+    livePort: 9000
+  })
+  expect(problems({ ...base, 'switch-mode': 'dnat', 'live-port': '8082' })).toEqual([
+    "Input 'live-port' (8082) must differ from blue-port and green-port: it is the stable port nginx uses in switch-mode dnat."
+  ])
+  expect(problems({ ...base, 'switch-mode': 'dnat', network: 'web' })[0]).toMatch(
+    /'switch-mode: dnat' and 'network' do not go together.*Use switch-mode reload with network/
+  )
+  // in reload mode the live port is not used, so it may equal a color's port
+  expect(problems({ ...base, 'live-port': '8082' })).toEqual([])
 })
 
 test('secrets are never quoted in messages', () => {

@@ -25,6 +25,7 @@ import {
   lastServed,
   loopbackInputs,
   makeWorkspace,
+  removeNatChain,
   runAction,
   services,
   servicesScript,
@@ -43,6 +44,7 @@ const OUT = path.resolve(opt('out', path.join(ROOT, 'bench')))
 const README = !argv.includes('--no-readme')
 const START_UP = 1 // seconds the sample app sleeps before it listens
 const BG = { app: 'bgbench', port: 18090 }
+const DNAT = { app: 'bgdnat', port: 18100 }
 const CLASSIC = { app: 'classic', port: 18095 }
 const LOAD = { keepalive: 16, fresh: 4, slow: 2 }
 
@@ -76,6 +78,7 @@ function machine(svc) {
 /** @param {string} app */
 function removeApp(app) {
   spawnSync('docker', ['rm', '-f', `${app}-blue`, `${app}-green`], { stdio: 'ignore' })
+  removeNatChain(app)
 }
 
 /**
@@ -227,7 +230,12 @@ function figures(stats, run, next, prev, serverStart, serverEnd, switched) {
     non2xx: stats.non2xx,
     connectionErrors: stats.errors,
     races: stats.races,
-    slowFailed: stats.slowFailed
+    slowFailed: stats.slowFailed,
+    /** the first failures, `t` in ms from the run's start */
+    failures: stats.failures.map((f) => ({
+      .../** @type {object} */ (f),
+      t: /** @type {{ t: number }} */ (f).t + stats.t0 - run.startedAt
+    }))
   }
 }
 
@@ -329,8 +337,8 @@ async function main() {
     `==> ${facts.date} · ${facts.cpu} · ${facts.memoryGiB} GiB · ${facts.kernel} · node ${facts.node} · docker ${facts.docker} · nginx ${facts.nginx}`
   )
 
-  // a clean start: both apps and their sites anew
-  for (const a of [BG, CLASSIC]) {
+  // a clean start: every app and its site anew
+  for (const a of [BG, DNAT, CLASSIC]) {
     removeApp(a.app)
     for (const f of [`${a.app}-site.conf`, `${a.app}-upstream.conf`])
       rmSync(path.join(svc.nginxConfd, f), { force: true })
@@ -342,26 +350,30 @@ async function main() {
     path.join(svc.nginxConfd, `${CLASSIC.app}-upstream.conf`),
     `upstream ${CLASSIC.app} {\n    server 127.0.0.1:${CLASSIC.port + 1};\n}\n`
   )
-  const inputs = {
-    ...loopbackInputs(svc, { app: BG.app, repository: 'bench/app', port: BG.port }),
-    'create-release': 'false'
-  }
-  const lockFile = `/var/lib/bg-deploy/${BG.app}/lock`
+  /** @param {{ app: string, port: number }} a */
+  const inputsOf = (a) => ({
+    ...loopbackInputs(svc, { app: a.app, repository: 'bench/app', port: a.port }),
+    'create-release': 'false',
+    'switch-mode': a === DNAT ? 'dnat' : 'reload',
+    'live-port': String(a.port + 3)
+  })
+  const inputs = inputsOf(BG)
   const wsDir = path.join(svc.dir, 'bench-app')
   rmSync(wsDir, { recursive: true, force: true })
   const ws = makeWorkspace({ version: 'v1.0.0', startDelay: START_UP }, 'release v1.0.0', wsDir)
   // a bg-deploy run, then the wait until the old color has stopped in the background (lock free)
   const deploy = async (
+    /** @type {{ app: string, port: number }} */ a,
     /** @type {Record<string, string>} */ extra = {},
     /** @type {object} */ ctx = {}
   ) => {
     const sha = headSha(ws)
     const run = await runAction(
-      { ...inputs, ...extra },
+      { ...inputsOf(a), ...extra },
       { workspace: ws, sha, event: { head_commit: { id: sha, message: headMessage(ws) } }, ...ctx }
     )
     const end = Date.now()
-    spawnSync('flock', ['-w', '60', lockFile, 'true'])
+    spawnSync('flock', ['-w', '60', `/var/lib/bg-deploy/${a.app}/lock`, 'true'])
     return { ...run, settledMs: Date.now() - end }
   }
   const must = (
@@ -378,8 +390,9 @@ async function main() {
     `    dist/index.js ${(bundleBytes / 2 ** 20).toFixed(2)} MiB; start-up median ${median(startup)} ms (${startup.join(', ')})`
   )
 
-  say('==> v1.0.0 on both sites (not measured)')
-  must(await deploy(), 'bg-deploy v1.0.0')
+  say('==> v1.0.0 on every site (not measured)')
+  must(await deploy(BG), 'bg-deploy v1.0.0')
+  must(await deploy(DNAT), 'bg-deploy (dnat) v1.0.0')
   const image = (/** @type {string} */ v) => `${inputs.image}:${v}`
   must(await runClassic(svc, image('v1.0.0')), 'classic v1.0.0')
 
@@ -392,6 +405,54 @@ async function main() {
     `    median ${ready} ms (${readiness.join(', ')}); the app sleeps ${START_UP} s before it listens`
   )
 
+  /**
+   * bg-deploy on app `a`: deploy `next` under load, then roll back to `prev` under load.
+   * @param {{ app: string, port: number }} a
+   * @param {string} label
+   * @param {string} prev
+   * @param {string} next
+   */
+  const bgRound = async (a, label, prev, next) => {
+    const url = `http://127.0.0.1:${a.port}/`
+    const d = await underLoad(url, () => deploy(a))
+    must(d.result, `bg-deploy ${label} ${next}`)
+    const tl = timelineOf(d.result.outputs)
+    const dep = figures(
+      d.stats,
+      d.result,
+      next,
+      prev,
+      tl.begin ?? NaN,
+      tl.finished ?? NaN,
+      tl.switched
+    )
+    say(
+      `    ${label.padEnd(16)} serving after ${s2(dep.toServingMs)} s (server ${s2(dep.serverToServingMs)} s), total ${s2(dep.totalMs)} s, failed ${dep.failed}, races ${dep.races}`
+    )
+    const r = await underLoad(url, () =>
+      deploy(
+        a,
+        { rollback: 'previous' },
+        { eventName: 'workflow_dispatch', event: { inputs: { rollback: 'previous' } } }
+      )
+    )
+    must(r.result, `bg-deploy ${label} rollback`)
+    const rtl = timelineOf(r.result.outputs)
+    const rb = figures(
+      r.stats,
+      r.result,
+      prev,
+      next,
+      r.result.startedAt,
+      rtl.finished ?? NaN,
+      rtl.switched
+    )
+    say(
+      `    ${(label + ' rollback').padEnd(16)} ${prev} serving after ${s2(rb.toServingMs)} s, total ${s2(rb.totalMs)} s, failed ${rb.failed}, races ${rb.races}`
+    )
+    return { dep, rb, tl, load: d.stats, startedAt: d.result.startedAt, ms: d.result.ms }
+  }
+
   const rounds = []
   /** @type {Parameters<typeof chart>[0]} */
   let panels = []
@@ -402,21 +463,7 @@ async function main() {
     commitAppVersion(ws, { version: next, startDelay: START_UP })
     say(`==> round ${i}/${RUNS}: ${prev} → ${next}`)
 
-    const bg = await underLoad(`http://127.0.0.1:${BG.port}/`, () => deploy())
-    must(bg.result, `bg-deploy ${next}`)
-    const tl = timelineOf(bg.result.outputs)
-    const bgFig = figures(
-      bg.stats,
-      bg.result,
-      next,
-      prev,
-      tl.begin ?? NaN,
-      tl.finished ?? NaN,
-      tl.switched
-    )
-    say(
-      `    bg-deploy   serving after ${s2(bgFig.toServingMs)} s (server ${s2(bgFig.serverToServingMs)} s), total ${s2(bgFig.totalMs)} s, failed ${bgFig.failed}, races ${bgFig.races}`
-    )
+    const bg = await bgRound(BG, 'bg-deploy', prev, next)
 
     const cl = await underLoad(`http://127.0.0.1:${CLASSIC.port}/`, () =>
       runClassic(svc, image(next))
@@ -428,55 +475,42 @@ async function main() {
     must(c, `classic ${next}`)
     const clFig = figures(cl.stats, c, next, classicPrev, c.serverStart, c.serverEnd)
     say(
-      `    classic     serving after ${s2(clFig.toServingMs)} s (server ${s2(clFig.serverToServingMs)} s), total ${s2(clFig.totalMs)} s, failed ${clFig.failed}, races ${clFig.races}`
+      `    ${'classic'.padEnd(16)} serving after ${s2(clFig.toServingMs)} s (server ${s2(clFig.serverToServingMs)} s), total ${s2(clFig.totalMs)} s, failed ${clFig.failed}, races ${clFig.races}`
     )
 
-    const rb = await underLoad(`http://127.0.0.1:${BG.port}/`, () =>
-      deploy(
-        { rollback: 'previous' },
-        { eventName: 'workflow_dispatch', event: { inputs: { rollback: 'previous' } } }
-      )
-    )
-    must(rb.result, 'bg-deploy rollback')
-    const rtl = timelineOf(rb.result.outputs)
-    const rbFig = figures(
-      rb.stats,
-      rb.result,
-      prev,
-      next,
-      rb.result.startedAt,
-      rtl.finished ?? NaN,
-      rtl.switched
-    )
-    say(
-      `    rollback    ${prev} serving after ${s2(rbFig.toServingMs)} s, total ${s2(rbFig.totalMs)} s, failed ${rbFig.failed}, races ${rbFig.races}`
-    )
+    const dn = await bgRound(DNAT, 'bg-deploy dnat', prev, next)
 
     rounds.push({
       round: i,
       from: prev,
       to: next,
-      bgDeploy: bgFig,
+      bgDeploy: bg.dep,
+      bgRollback: bg.rb,
+      dnatDeploy: dn.dep,
+      dnatRollback: dn.rb,
       classic: clFig,
-      bgRollback: rbFig,
-      bgTimeline: tl
+      bgTimeline: bg.tl,
+      dnatTimeline: dn.tl
     })
-    if (i === Math.ceil(RUNS / 2))
+    if (i === Math.ceil(RUNS / 2)) {
+      /** @param {typeof bg} x @param {string} title */
+      const panel = (x, title) => ({
+        title,
+        stats: x.load,
+        startedAt: x.startedAt,
+        prev,
+        next,
+        marks: /** @type {[string, number][]} */ ([
+          ['server side begins', (x.tl.begin ?? NaN) - x.startedAt],
+          ['healthy', (x.tl.healthy ?? NaN) - x.startedAt],
+          ['switched', (x.tl.switched ?? NaN) - x.startedAt],
+          ['drained', (x.tl.drained ?? NaN) - x.startedAt],
+          ['run ends', x.ms]
+        ])
+      })
       panels = [
-        {
-          title: `bg-deploy ${prev} → ${next}`,
-          stats: bg.stats,
-          startedAt: bg.result.startedAt,
-          prev,
-          next,
-          marks: [
-            ['server side begins', (tl.begin ?? NaN) - bg.result.startedAt],
-            ['healthy', (tl.healthy ?? NaN) - bg.result.startedAt],
-            ['switched', (tl.switched ?? NaN) - bg.result.startedAt],
-            ['drained', (tl.drained ?? NaN) - bg.result.startedAt],
-            ['run ends', bg.result.ms]
-          ]
-        },
+        panel(bg, `bg-deploy (switch-mode reload) ${prev} → ${next}`),
+        panel(dn, `bg-deploy (switch-mode dnat) ${prev} → ${next}`),
         {
           title: `classic script ${classicPrev} → ${next}`,
           stats: cl.stats,
@@ -489,41 +523,44 @@ async function main() {
           ]
         }
       ]
+    }
     classicPrev = next
   }
 
-  const pick = (/** @type {'bgDeploy' | 'classic' | 'bgRollback'} */ k, /** @type {string} */ f) =>
+  /** @typedef {'bgDeploy' | 'bgRollback' | 'dnatDeploy' | 'dnatRollback' | 'classic'} Kind */
+  const pick = (/** @type {Kind} */ k, /** @type {string} */ f) =>
     median(rounds.map((r) => /** @type {Record<string, number>} */ (r[k])[f] ?? NaN))
-  const sum = (/** @type {'bgDeploy' | 'classic' | 'bgRollback'} */ k, /** @type {string} */ f) =>
+  const sum = (/** @type {Kind} */ k, /** @type {string} */ f) =>
     rounds.reduce((a, r) => a + /** @type {Record<string, number>} */ (r[k][f] ?? 0), 0)
+  const DEPLOY_FIELDS = [
+    'toServingMs',
+    'serverToServingMs',
+    'totalMs',
+    'serverTotalMs',
+    'drainMs',
+    'stoppedAfterMs'
+  ]
+  const ROLLBACK_FIELDS = ['toServingMs', 'totalMs', 'stoppedAfterMs']
+  /** @param {Kind} k @param {string[]} fields */
+  const medians = (k, fields) => Object.fromEntries(fields.map((f) => [f, pick(k, f)]))
   const med = {
-    bgDeploy: Object.fromEntries(
-      [
-        'toServingMs',
-        'serverToServingMs',
-        'totalMs',
-        'serverTotalMs',
-        'drainMs',
-        'stoppedAfterMs'
-      ].map((f) => [f, pick('bgDeploy', f)])
-    ),
-    classic: Object.fromEntries(
-      ['toServingMs', 'serverToServingMs', 'totalMs', 'serverTotalMs'].map((f) => [
-        f,
-        pick('classic', f)
-      ])
-    ),
-    bgRollback: Object.fromEntries(
-      ['toServingMs', 'totalMs', 'stoppedAfterMs'].map((f) => [f, pick('bgRollback', f)])
-    )
+    bgDeploy: medians('bgDeploy', DEPLOY_FIELDS),
+    dnatDeploy: medians('dnatDeploy', DEPLOY_FIELDS),
+    classic: medians('classic', ['toServingMs', 'serverToServingMs', 'totalMs', 'serverTotalMs']),
+    bgRollback: medians('bgRollback', ROLLBACK_FIELDS),
+    dnatRollback: medians('dnatRollback', ROLLBACK_FIELDS)
   }
   const failed = {
     bgDeploy: sum('bgDeploy', 'failed'),
     bgRollback: sum('bgRollback', 'failed'),
+    dnatDeploy: sum('dnatDeploy', 'failed'),
+    dnatRollback: sum('dnatRollback', 'failed'),
     classic: sum('classic', 'failed'),
     bgRaces: sum('bgDeploy', 'races') + sum('bgRollback', 'races'),
+    dnatRaces: sum('dnatDeploy', 'races') + sum('dnatRollback', 'races'),
     classicRaces: sum('classic', 'races')
   }
+  const bgFailed = failed.bgDeploy + failed.bgRollback + failed.dnatDeploy + failed.dnatRollback
   const overhead = {
     serving: (med.bgDeploy.serverToServingMs ?? NaN) - ready,
     total: (med.bgDeploy.serverTotalMs ?? NaN) - ready - (med.bgDeploy.drainMs ?? NaN),
@@ -531,10 +568,10 @@ async function main() {
   }
   const targets = [
     [
-      'failed requests, bg-deploy deploys and rollbacks',
-      `${failed.bgDeploy + failed.bgRollback}`,
+      'failed requests, bg-deploy deploys and rollbacks, both modes',
+      `${bgFailed}`,
       '0',
-      failed.bgDeploy + failed.bgRollback === 0
+      bgFailed === 0
     ],
     [
       'new version serving − app readiness (server side)',
@@ -563,20 +600,23 @@ async function main() {
   ]
   const ratio = (/** @type {number | undefined} */ a, /** @type {number | undefined} */ b) =>
     a !== undefined && b ? (a / b).toFixed(2) : 'n/a'
+  /** @param {string} label @param {string} f */
+  const row = (label, f) =>
+    `| ${label} | ${s2(med.bgDeploy[f] ?? NaN)} s | ${s2(med.dnatDeploy[f] ?? NaN)} s | ${s2(med.classic[f] ?? NaN)} s | ${ratio(med.bgDeploy[f], med.classic[f])} |`
   const table = [
-    `| median of ${RUNS} | bg-deploy | classic script | bg-deploy / classic |`,
-    '| --- | --- | --- | --- |',
-    `| new version serving, from the run's start | ${s2(med.bgDeploy.toServingMs ?? NaN)} s | ${s2(med.classic.toServingMs ?? NaN)} s | ${ratio(med.bgDeploy.toServingMs, med.classic.toServingMs)} |`,
-    `| new version serving, from the server-side start | ${s2(med.bgDeploy.serverToServingMs ?? NaN)} s | ${s2(med.classic.serverToServingMs ?? NaN)} s | ${ratio(med.bgDeploy.serverToServingMs, med.classic.serverToServingMs)} |`,
-    `| total run | ${s2(med.bgDeploy.totalMs ?? NaN)} s | ${s2(med.classic.totalMs ?? NaN)} s | ${ratio(med.bgDeploy.totalMs, med.classic.totalMs)} |`,
-    `| total, server side | ${s2(med.bgDeploy.serverTotalMs ?? NaN)} s | ${s2(med.classic.serverTotalMs ?? NaN)} s | ${ratio(med.bgDeploy.serverTotalMs, med.classic.serverTotalMs)} |`,
-    `| drain: switch → last response of the old version | ${s2(med.bgDeploy.drainMs ?? NaN)} s | | |`,
-    `| old container stopped (in the background), after the run | ${s2(med.bgDeploy.stoppedAfterMs ?? NaN)} s | (inside its run) | |`,
-    `| failed requests, all ${RUNS} deploys | ${failed.bgDeploy} | ${failed.classic} | |`,
-    `| keep-alive races retried (nginx reload), all deploys | ${sum('bgDeploy', 'races')} | ${failed.classicRaces} | |`,
-    `| rollback: previous version serving, from the run's start | ${s2(med.bgRollback.toServingMs ?? NaN)} s | (none) | |`,
-    `| rollback: total run | ${s2(med.bgRollback.totalMs ?? NaN)} s | (none) | |`,
-    `| failed requests, all ${RUNS} rollbacks | ${failed.bgRollback} | | |`
+    `| median of ${RUNS} | bg-deploy (reload) | bg-deploy (dnat) | classic script | bg-deploy (reload) / classic |`,
+    '| --- | --- | --- | --- | --- |',
+    row("new version serving, from the run's start", 'toServingMs'),
+    row('new version serving, from the server-side start', 'serverToServingMs'),
+    row('total run', 'totalMs'),
+    row('total, server side', 'serverTotalMs'),
+    `| drain: switch → last response of the old version | ${s2(med.bgDeploy.drainMs ?? NaN)} s | ${s2(med.dnatDeploy.drainMs ?? NaN)} s | | |`,
+    `| old container stopped (in the background), after the run | ${s2(med.bgDeploy.stoppedAfterMs ?? NaN)} s | ${s2(med.dnatDeploy.stoppedAfterMs ?? NaN)} s | (inside its run) | |`,
+    `| failed requests, all ${RUNS} deploys | ${failed.bgDeploy} | ${failed.dnatDeploy} | ${failed.classic} | |`,
+    `| keep-alive races retried, all ${RUNS} deploys | ${sum('bgDeploy', 'races')} | ${sum('dnatDeploy', 'races')} | ${failed.classicRaces} | |`,
+    `| rollback: previous version serving, from the run's start | ${s2(med.bgRollback.toServingMs ?? NaN)} s | ${s2(med.dnatRollback.toServingMs ?? NaN)} s | (none) | |`,
+    `| rollback: total run | ${s2(med.bgRollback.totalMs ?? NaN)} s | ${s2(med.dnatRollback.totalMs ?? NaN)} s | (none) | |`,
+    `| failed requests / keep-alive races, all ${RUNS} rollbacks | ${failed.bgRollback} / ${sum('bgRollback', 'races')} | ${failed.dnatRollback} / ${sum('dnatRollback', 'races')} | | |`
   ].join('\n')
   const targetTable = [
     '| target | measured | goal | met |',
@@ -624,7 +664,7 @@ async function main() {
       say('README.md: bench section updated')
     }
   }
-  for (const a of [BG, CLASSIC]) removeApp(a.app)
+  for (const a of [BG, DNAT, CLASSIC]) removeApp(a.app)
 }
 
 await main()

@@ -63077,6 +63077,8 @@ const INPUT_NAMES = [
     'nginx-upstream-name',
     'nginx-test-command',
     'nginx-reload-command',
+    'switch-mode',
+    'live-port',
     'rollback',
     'config'
 ];
@@ -63088,6 +63090,7 @@ const SECRET_INPUTS = [
     'ssh-passphrase',
     'env'
 ];
+const SWITCH_MODES = ['reload', 'dnat'];
 class ConfigError extends Error {
     problems;
     constructor(problems) {
@@ -63377,6 +63380,21 @@ function parseConfig(inputs, ctx) {
     const upstreamName = text('nginx-upstream-name', appName, (v) => UPSTREAM_NAME.test(v), 'an nginx upstream name of letters, digits, _ . and -');
     const testCommand = text('nginx-test-command', 'nginx -t', noControl, 'a one-line command');
     const reloadCommand = text('nginx-reload-command', 'nginx -s reload', noControl, 'a one-line command');
+    const switchModeRaw = get('switch-mode')?.trim();
+    let switchMode = 'reload';
+    if (switchModeRaw !== undefined) {
+        if (SWITCH_MODES.includes(switchModeRaw))
+            switchMode = switchModeRaw;
+        else
+            bad('switch-mode', 'reload (nginx is reloaded at each switch) or dnat (nginx points at live-port and a NAT rule on the server picks the color; needs root or sudo there)');
+    }
+    const livePort = port('live-port', 8083);
+    if (switchMode === 'dnat') {
+        if (livePort === bluePort || livePort === greenPort)
+            problems.push(`Input 'live-port' (${livePort}) must differ from blue-port and green-port: it is the stable port nginx uses in switch-mode dnat.`);
+        if (network)
+            problems.push("Inputs 'switch-mode: dnat' and 'network' do not go together: dnat redirects loopback traffic of the server's own nginx, while with 'network' nginx reaches the containers by name. Use switch-mode reload with network.");
+    }
     const rollback = text('rollback', '', (v) => v === 'previous' || !versionProblem(v), "empty, 'previous', or a version such as v1.3.2") || undefined;
     if (problems.length > 0)
         throw new ConfigError(problems);
@@ -63414,6 +63432,7 @@ function parseConfig(inputs, ctx) {
         health: { path: healthPath, timeout: healthTimeout, interval: healthInterval },
         drainTimeout,
         nginx: { upstreamFile, upstreamName, testCommand, reloadCommand },
+        switch: { mode: switchMode, livePort },
         rollback
     };
 }
@@ -63626,6 +63645,8 @@ function scriptArgs(config, req) {
         ['upstream_name', config.nginx.upstreamName],
         ['nginx_test', config.nginx.testCommand],
         ['nginx_reload', config.nginx.reloadCommand],
+        ['switch_mode', config.switch.mode],
+        ['live_port', config.switch.livePort],
         ['registry', config.registry],
         ['registry_user', config.registryUsername],
         ['actor', req.actor],

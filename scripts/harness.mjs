@@ -454,6 +454,23 @@ export function sleep(ms) {
   return new Promise((r) => setTimeout(r, ms))
 }
 
+/**
+ * Remove what switch-mode dnat left for `app`: its chain in the nat table and the jump to it.
+ * @param {string} app
+ */
+export function removeNatChain(app) {
+  spawnSync(
+    'bash',
+    [
+      '-c',
+      'iptables -w -t nat -S OUTPUT 2>/dev/null | grep -- "-j $1\\$" | sed "s/^-A/-D/" | while read -r r; do iptables -w -t nat $r; done; iptables -w -t nat -F "$1"; iptables -w -t nat -X "$1"',
+      '_',
+      `BGD-${app}`
+    ],
+    { stdio: 'ignore' }
+  )
+}
+
 /** @param {...string} args */
 export function docker(...args) {
   return execFileSync('docker', args, { stdio: ['ignore', 'pipe', 'pipe'] }).toString()
@@ -470,6 +487,7 @@ export function docker(...args) {
  * @property {number} slowCompleted
  * @property {number} slowFailed
  * @property {unknown[]} failures
+ * @property {{ keepalive: number, fresh: number, slow: number }} errorsByKind
  * @property {Record<string, { count: number, first: number, last: number }>} versions
  * @property {Record<string, number>} statuses
  * @property {number} ms

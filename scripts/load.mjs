@@ -38,6 +38,7 @@ const stats = {
   slowCompleted: 0,
   slowFailed: 0,
   failures: [], // first few failures, for the test's message
+  errorsByKind: { keepalive: 0, fresh: 0, slow: 0 }, // connection errors (after the retry) per client kind
   versions: {}, // version -> { count, first, last } (ms since start)
   statuses: {}
 }
@@ -73,6 +74,7 @@ function record(kind, r) {
   if (r.error || r.status < 200 || r.status > 299) bucket(t, 'failed')
   if (r.error) {
     stats.errors++
+    stats.errorsByKind[kind]++
     if (stats.failures.length < 20)
       stats.failures.push({ t, kind, error: r.error.code ?? r.error.message })
     return

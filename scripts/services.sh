@@ -3,6 +3,7 @@
 # tests deploy against: a Docker engine, an image registry, sshd and nginx.
 #   scripts/services.sh up     install what is missing, start what is not running
 #   scripts/services.sh down   stop what `up` started (an engine that was already running is left alone)
+#   scripts/services.sh restart-docker   restart the Docker engine (what a package upgrade does)
 # Everything lives in $BGD_SERVICES_DIR (default /tmp/bg-deploy-services); `up` writes
 # $BGD_SERVICES_DIR/env with the ports, keys and fingerprints the tests read.
 set -Eeuo pipefail
@@ -10,7 +11,7 @@ set -Eeuo pipefail
 DIR="${BGD_SERVICES_DIR:-/tmp/bg-deploy-services}"
 REGISTRY_PORT="${BGD_REGISTRY_PORT:-5000}"
 SSH_PORT="${BGD_SSH_PORT:-2222}"
-PACKAGES=(docker.io docker-registry openssh-server openssh-client nginx busybox-static util-linux shellcheck curl)
+PACKAGES=(docker.io docker-registry openssh-server openssh-client nginx busybox-static util-linux iproute2 iptables shellcheck curl)
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'services: %s\n' "$*" >&2; exit 1; }
@@ -180,8 +181,23 @@ down() {
   fi
 }
 
+# Stop the engine and start it again the way it was started: by this script, or by systemd.
+restart_docker() {
+  if [[ -f "$DIR/dockerd.started" ]]; then
+    stop_pidfile dockerd "$DIR/dockerd.pid"
+    rm -f "$DIR/dockerd.started"
+    start_docker
+  elif command -v systemctl >/dev/null && [[ -d /run/systemd/system ]]; then
+    as_root systemctl restart docker
+    wait_for 60 dockerd docker info
+  else
+    die "the Docker engine was not started by this script nor by systemd: restart it by hand"
+  fi
+}
+
 case "${1:-}" in
   up) up ;;
   down) down ;;
-  *) die "usage: $0 up|down" ;;
+  restart-docker) restart_docker ;;
+  *) die "usage: $0 up|down|restart-docker" ;;
 esac

@@ -42,6 +42,8 @@ export const INPUT_NAMES = [
   'nginx-upstream-name',
   'nginx-test-command',
   'nginx-reload-command',
+  'switch-mode',
+  'live-port',
   'rollback',
   'config'
 ] as const
@@ -91,8 +93,13 @@ export interface Config {
   health: { path: string; timeout: number; interval: number }
   drainTimeout: number
   nginx: { upstreamFile: string; upstreamName: string; testCommand: string; reloadCommand: string }
+  /** reload: nginx reload per switch; dnat: nginx points at livePort, a NAT rule picks the color */
+  switch: { mode: SwitchMode; livePort: number }
   rollback?: string
 }
+
+export const SWITCH_MODES = ['reload', 'dnat'] as const
+export type SwitchMode = (typeof SWITCH_MODES)[number]
 
 /** What the run's context supplies to defaults. */
 export interface ConfigContext {
@@ -473,6 +480,29 @@ export function parseConfig(inputs: Inputs, ctx: ConfigContext): Config {
     'a one-line command'
   )
 
+  const switchModeRaw = get('switch-mode')?.trim()
+  let switchMode: SwitchMode = 'reload'
+  if (switchModeRaw !== undefined) {
+    if ((SWITCH_MODES as readonly string[]).includes(switchModeRaw))
+      switchMode = switchModeRaw as SwitchMode
+    else
+      bad(
+        'switch-mode',
+        'reload (nginx is reloaded at each switch) or dnat (nginx points at live-port and a NAT rule on the server picks the color; needs root or sudo there)'
+      )
+  }
+  const livePort = port('live-port', 8083)
+  if (switchMode === 'dnat') {
+    if (livePort === bluePort || livePort === greenPort)
+      problems.push(
+        `Input 'live-port' (${livePort}) must differ from blue-port and green-port: it is the stable port nginx uses in switch-mode dnat.`
+      )
+    if (network)
+      problems.push(
+        "Inputs 'switch-mode: dnat' and 'network' do not go together: dnat redirects loopback traffic of the server's own nginx, while with 'network' nginx reaches the containers by name. Use switch-mode reload with network."
+      )
+  }
+
   const rollback =
     text(
       'rollback',
@@ -516,6 +546,7 @@ export function parseConfig(inputs: Inputs, ctx: ConfigContext): Config {
     health: { path: healthPath, timeout: healthTimeout, interval: healthInterval },
     drainTimeout,
     nginx: { upstreamFile, upstreamName, testCommand, reloadCommand },
+    switch: { mode: switchMode, livePort },
     rollback
   }
 }

@@ -45,6 +45,8 @@ export function scriptArgs(config: Config, req: RemoteRequest): string[] {
     ['upstream_name', config.nginx.upstreamName],
     ['nginx_test', config.nginx.testCommand],
     ['nginx_reload', config.nginx.reloadCommand],
+    ['switch_mode', config.switch.mode],
+    ['live_port', config.switch.livePort],
     ['registry', config.registry],
     ['registry_user', config.registryUsername],
     ['actor', req.actor],

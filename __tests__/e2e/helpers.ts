@@ -11,6 +11,7 @@ import {
   headSha,
   httpGet,
   makeWorkspace,
+  removeNatChain,
   runAction,
   services,
   type ActionRun,
@@ -180,6 +181,7 @@ export function removeApp(svc: Services, app: TestApp): void {
   })
   rmSync(`/var/lib/bg-deploy/${app.name}`, { recursive: true, force: true })
   rmSync(app.ws, { recursive: true, force: true })
+  removeNatChain(app.name) // switch-mode dnat
 }
 
 /** Remove the app's nginx site if its upstream file does not exist (so nginx -t passes for others). */

@@ -25,7 +25,7 @@ declare -A P=(
   [health_path]=/ [health_timeout]=60 [health_interval]=0.2 [drain_timeout]=30
   [upstream_file]='' [upstream_name]='' [nginx_test]='nginx -t' [nginx_reload]='nginx -s reload'
   [lock_timeout]=600 [actor]='' [run_url]='' [registry]='' [registry_user]='' [state_dir]=''
-  [target]=''
+  [target]='' [switch_mode]=reload [live_port]=8083
 )
 RUN_ARGS=()
 ENV_KEYS=()
@@ -87,7 +87,8 @@ state_get() { # state_get KEY -> value from the state file, empty when absent
 
 state_write() { # state_write color version image
   local tmp="$STATE_DIR/.state.tmp"
-  if ! printf 'color=%s\nversion=%s\nimage=%s\nupdated=%s\n' "$1" "$2" "$3" "$(date -u +%FT%TZ)" >"$tmp" \
+  if ! printf 'color=%s\nversion=%s\nimage=%s\nupdated=%s\nswitch_mode=%s\nport=%s\nlive_port=%s\nnat_chain=%s\n' \
+    "$1" "$2" "$3" "$(date -u +%FT%TZ)" "${P[switch_mode]}" "$(port_of "$1")" "${P[live_port]}" "$(nat_chain)" >"$tmp" \
     || ! mv -f "$tmp" "$STATE_DIR/state"; then
     die "cannot write $STATE_DIR/state (disk full?)"
   fi
@@ -126,10 +127,12 @@ upstream_target() { # the address nginx should use for a color
   fi
 }
 
-# Which color does the upstream file send traffic to? Empty when none/unknown.
+# Which color does the upstream file send traffic to (through the NAT rule when it names the live
+# port)? Empty when none/unknown.
 color_in_upstream() {
   local f="${P[upstream_file]}" c
   [[ -f "$f" ]] || return 0
+  if [[ -z "${P[network]}" ]] && upstream_points_to "127.0.0.1:${P[live_port]}"; then dnat_color; return 0; fi
   for c in blue green; do
     if grep -qE "^[[:space:]]*server[[:space:]]+$(upstream_target "$c" | sed 's/[.]/[.]/g')[[:space:];]" "$f"; then
       echo "$c"; return 0
@@ -251,20 +254,31 @@ health_failed() { # health_failed COLOR MESSAGE: show the logs, remove the new c
   die "$2. Nothing was switched: the previous version is still serving."
 }
 
-render_upstream() { # render_upstream COLOR FILE
+render_upstream() { # render_upstream TARGET LABEL FILE
   printf '# Managed by bg-deploy (app %s, %s, version %s). Do not edit: the next deploy rewrites it.\nupstream %s {\n    server %s;\n}\n' \
-    "${P[app]}" "$1" "${P[version]:-unknown}" "${P[upstream_name]}" "$(upstream_target "$1")" >"$2"
+    "${P[app]}" "$2" "${P[version]:-unknown}" "${P[upstream_name]}" "$1" >"$3"
 }
 
-# Point nginx at COLOR: temp file, backup, atomic move, nginx test (restore on failure), reload.
-switch_to() { # switch_to COLOR
-  local color="$1" f="${P[upstream_file]}" dir tmp out
-  phase "switch to $(container "$color")"
+upstream_points_to() { # upstream_points_to HOST:PORT
+  [[ -f "${P[upstream_file]}" ]] && grep -qE "^[[:space:]]*server[[:space:]]+${1//./[.]}[[:space:];]" "${P[upstream_file]}"
+}
+
+# Point nginx's upstream at TARGET for COLOR: temp file, backup, atomic move, nginx test (restore on
+# failure), reload. On failure the new container is removed, UNDO (a command, if set) runs, and the
+# run ends with a message.
+write_upstream_and_reload() { # write_upstream_and_reload TARGET COLOR [UNDO]
+  local target="$1" color="$2" undo="${3:-}" f="${P[upstream_file]}" dir tmp out
   dir="$(dirname "$f")"
-  [[ -d "$dir" && -w "$dir" ]] || { remove_new "$color"; die "cannot write the upstream file: $dir is not a writable directory"; }
+  fail() { # fail RESULT MESSAGE
+    if [[ -n "$undo" ]]; then "$undo" || true; fi
+    remove_new "$color"
+    if [[ -n "$1" ]]; then history_add "${P[action]}" "${P[version]}" "${P[image]}" "$color" "$1"; fi
+    die "$2"
+  }
+  [[ -d "$dir" && -w "$dir" ]] || fail '' "cannot write the upstream file: $dir is not a writable directory"
   tmp="$dir/.$(basename "$f").bg-deploy.tmp"
   TMP_PATHS+=("$tmp")
-  render_upstream "$color" "$tmp" || { remove_new "$color"; die "cannot write $tmp"; }
+  render_upstream "$target" "$color" "$tmp" || fail '' "cannot write $tmp"
   chmod 644 "$tmp"
   rm -f "$STATE_DIR/upstream.bak" "$STATE_DIR/upstream.none"
   if [[ -f "$f" ]]; then cp -p "$f" "$STATE_DIR/upstream.bak"; else touch "$STATE_DIR/upstream.none"; fi
@@ -272,19 +286,141 @@ switch_to() { # switch_to COLOR
   mv -f "$tmp" "$f"
   if ! out="$(bash -c "${P[nginx_test]}" 2>&1)"; then
     restore_upstream
-    remove_new "$color"
-    history_add "${P[action]}" "${P[version]}" "${P[image]}" "$color" failed-nginx-test
-    die "nginx rejected the new upstream, so the previous config was restored and nothing was switched. nginx said: $out"
+    fail failed-nginx-test "nginx rejected the new upstream, so the previous config was restored and nothing was switched. nginx said: $out"
   fi
+  NGINX_BEFORE="$(nginx_workers)"
   if ! out="$(bash -c "${P[nginx_reload]}" 2>&1)"; then
     restore_upstream
-    remove_new "$color"
-    history_add "${P[action]}" "${P[version]}" "${P[image]}" "$color" failed-nginx-reload
-    die "nginx reload failed, so the previous upstream file was restored and the new container removed. Is nginx running? It said: $out"
+    fail failed-nginx-reload "nginx reload failed, so the previous upstream file was restored and the new container removed. Is nginx running? It said: $out"
   fi
   rm -f "$STATE_DIR/switch.pending"
+}
+
+switch_to() { # switch_to COLOR
+  phase "switch to $(container "$1")"
+  if [[ "${P[switch_mode]}" == dnat ]]; then switch_dnat "$1"; else switch_reload "$1"; fi
   event switched
-  log "nginx now sends ${P[upstream_name]} to $(upstream_target "$color")"
+}
+
+# reload mode: the upstream names the color's port; nginx is reloaded.
+switch_reload() { # switch_reload COLOR
+  write_upstream_and_reload "$(upstream_target "$1")" "$1"
+  log "nginx now sends ${P[upstream_name]} to $(upstream_target "$1")"
+}
+
+# dnat mode: one atomic rule replacement sends the live port to the color. nginx's upstream names
+# the live port; it is written, tested and reloaded only when it does not yet (the first time).
+switch_dnat() { # switch_dnat COLOR
+  local live="127.0.0.1:${P[live_port]}" port had_rule=0
+  port="$(port_of "$1")"
+  if [[ -n "$(dnat_port)" ]]; then had_rule=1; fi
+  if ! dnat_apply "$(nat_chain)" "${P[live_port]}" "$port" >&2; then
+    remove_new "$1"
+    die "could not install the NAT rule 127.0.0.1:${P[live_port]} -> 127.0.0.1:$port (iptables-restore failed, see above); nothing was switched"
+  fi
+  log "NAT rule: 127.0.0.1:${P[live_port]} -> 127.0.0.1:$port ($(container "$1")), chain $(nat_chain)"
+  if ! upstream_points_to "$live"; then
+    log "first switch in dnat mode: pointing the nginx upstream at $live (one nginx reload)"
+    if ((had_rule)); then write_upstream_and_reload "$live" "$1"; else write_upstream_and_reload "$live" "$1" dnat_remove; fi
+    return 0
+  fi
+}
+
+# ---------------------------------------------------------------- dnat mode: the NAT rule
+
+as_root() { if [[ "$(id -u)" == 0 ]]; then "$@"; else sudo -n "$@"; fi; }
+
+# bg-deploy's own chain for this app in the nat table (iptables chain names: at most 28 characters)
+nat_chain() {
+  local a="${P[app]}"
+  if ((${#a} <= 24)); then echo "BGD-$a"; else echo "BGD-${a:0:13}-$(printf '%s' "$a" | cksum | cut -d' ' -f1)"; fi
+}
+
+# Make CHAIN send locally generated TCP to 127.0.0.1:LIVE to 127.0.0.1:TARGET, in one transaction:
+# declaring the chain in iptables-restore --noflush replaces its rules atomically, so connections
+# already open keep their translation (conntrack) and new ones get the new target. The jump from
+# nat OUTPUT is added the first time. Nothing else in the nat table is touched.
+dnat_apply() { # dnat_apply CHAIN LIVE TARGET
+  local jump=''
+  if ! as_root iptables -w -t nat -C OUTPUT -d 127.0.0.1/32 -p tcp --dport "$2" -j "$1" 2>/dev/null; then
+    jump="-I OUTPUT 1 -d 127.0.0.1/32 -p tcp --dport $2 -j $1"
+  fi
+  printf '*nat\n:%s - [0:0]\n-A %s -d 127.0.0.1/32 -p tcp --dport %s -j DNAT --to-destination 127.0.0.1:%s\n%s\nCOMMIT\n' \
+    "$1" "$1" "$2" "$3" "$jump" | as_root iptables-restore -w --noflush
+}
+
+# The port the app's rule sends the live port to (empty: no rule).
+dnat_port() {
+  as_root iptables -w -t nat -S "$(nat_chain)" 2>/dev/null | sed -n 's/.*--to-destination 127\.0\.0\.1:\([0-9]*\).*/\1/p' | head -n 1
+}
+
+dnat_color() {
+  local p; p="$(dnat_port)"
+  if [[ "$p" == "${P[blue_port]}" ]]; then echo blue; elif [[ "$p" == "${P[green_port]}" ]]; then echo green; fi
+}
+
+# Remove the app's rule and chain (leaving dnat mode, or undoing a first dnat switch).
+# shellcheck disable=SC2317 # also called indirectly, as write_upstream_and_reload's undo command
+dnat_remove() {
+  local chain rule
+  chain="$(nat_chain)"
+  while read -r rule; do
+    # shellcheck disable=SC2086 # the rule's words, as iptables -S printed them
+    as_root iptables -w -t nat ${rule/#-A/-D} 2>/dev/null || true
+  done < <(as_root iptables -w -t nat -S OUTPUT 2>/dev/null | grep -E -- "-j $chain\$" || true)
+  as_root iptables -w -t nat -F "$chain" 2>/dev/null || true
+  as_root iptables -w -t nat -X "$chain" 2>/dev/null || true
+}
+
+# Before anything changes: dnat mode needs iptables as root (or passwordless sudo), and nginx must
+# not keep upstream connections alive (a pooled connection would stay on the old color).
+dnat_preflight() {
+  command -v iptables-restore >/dev/null || as_root sh -c 'command -v iptables-restore' >/dev/null 2>&1 \
+    || die "switch-mode dnat needs iptables (package iptables) on the server"
+  as_root iptables -w -t nat -S OUTPUT >/dev/null 2>&1 \
+    || die "switch-mode dnat needs root on the server, or passwordless sudo for iptables and iptables-restore (user $(id -un) has neither). Nothing was changed. Use switch-mode reload, or allow it in sudoers: $(id -un) ALL=(root) NOPASSWD: /usr/sbin/iptables, /usr/sbin/iptables-restore"
+  if [[ -f "${P[upstream_file]}" ]] && grep -qE '^[[:space:]]*keepalive[[:space:]]' "${P[upstream_file]}"; then
+    die "switch-mode dnat cannot work with 'keepalive' in the upstream block of ${P[upstream_file]}: nginx would keep pooled connections to the old color. Remove it (bg-deploy writes that file), or use switch-mode reload. Nothing was changed."
+  fi
+}
+
+# At boot the NAT rules are gone: a restore script (every app in dnat mode under this state root,
+# from its state file) and, where systemd runs, a unit that calls it.
+install_restore() {
+  local root script unit=/etc/systemd/system/bg-deploy-dnat.service
+  root="$(dirname "$STATE_DIR")"; script="$root/restore-dnat.sh"
+  {
+    printf '#!/usr/bin/env bash\n# Written by bg-deploy: puts back the NAT rule of every app deployed with switch-mode dnat\n'
+    printf '# under %s, from its state file. Run at boot (bg-deploy-dnat.service), or by hand.\nset -u\n' "$root"
+    declare -f as_root dnat_apply
+    printf 'rc=0\nfor state in %q/*/state; do\n' "$root"
+    cat <<'EOS'
+  [[ -f "$state" ]] || continue
+  mode="$(sed -n 's/^switch_mode=//p' "$state" | tail -n 1)"
+  [[ "$mode" == dnat ]] || continue
+  chain="$(sed -n 's/^nat_chain=//p' "$state" | tail -n 1)"
+  live="$(sed -n 's/^live_port=//p' "$state" | tail -n 1)"
+  port="$(sed -n 's/^port=//p' "$state" | tail -n 1)"
+  if dnat_apply "$chain" "$live" "$port"; then echo "restored $chain: 127.0.0.1:$live -> 127.0.0.1:$port"
+  else echo "could not restore $chain from $state" >&2; rc=1; fi
+done
+exit "$rc"
+EOS
+  } >"$script.tmp" || { log "warning: could not write $script"; return 0; }
+  chmod 700 "$script.tmp"
+  mv -f "$script.tmp" "$script"
+  if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null; then
+    if [[ ! -f "$unit" ]] || ! grep -qF "$script" "$unit"; then
+      if printf '[Unit]\nDescription=bg-deploy: restore the NAT rules of apps in switch-mode dnat\nAfter=network.target docker.service\n\n[Service]\nType=oneshot\nExecStart=/bin/bash %s\n\n[Install]\nWantedBy=multi-user.target\n' "$script" \
+        | as_root tee "$unit" >/dev/null && as_root systemctl daemon-reload && as_root systemctl enable bg-deploy-dnat.service >/dev/null 2>&1; then
+        log "installed bg-deploy-dnat.service: it restores the NAT rule at boot"
+      else
+        log "warning: could not install $unit; run $script at boot to restore the NAT rule"
+      fi
+    fi
+  else
+    log "no systemd here: run $script at boot to restore the NAT rule (it reads the state files)"
+  fi
 }
 
 restore_upstream() {
@@ -336,26 +472,63 @@ connections() { # connections PID
 
 container_pid() { docker inspect -f '{{.State.Pid}}' "$(container "$1")" 2>/dev/null || echo 0; }
 
-# Wait until the old color serves nothing. `nginx -s reload` returns before nginx has started its
-# new workers, and the old workers accept requests until then: so the old color is drained once
-# nginx is seen sending traffic to the new color (or 1 s passed with no traffic at all) and the old
-# one has had no connection for 0.2 s; requests in flight there finish first, up to drain-timeout.
+# nginx worker processes ("PID PPID"), shutting-down ones excluded; taken just before a reload.
+NGINX_BEFORE=''
+nginx_workers() {
+  ps -eo pid=,ppid=,args= 2>/dev/null \
+    | awk '$3 == "nginx:" && $4 == "worker" && $5 == "process" && NF == 5 { print $1, $2 }' || true
+}
+
+# The workers a reload replaced: those (from before it) whose master now has a worker that did not
+# exist before. Empty until the reloaded master has started its new workers.
+replaced_workers() {
+  local now pid ppid masters=' '
+  now="$(nginx_workers)"
+  while read -r pid ppid; do
+    [[ -n "$pid" ]] || continue
+    if ! grep -qx "$pid $ppid" <<<"$NGINX_BEFORE"; then masters+="$ppid "; fi
+  done <<<"$now"
+  while read -r pid ppid; do
+    if [[ -n "$pid" && "$masters" == *" $ppid "* ]]; then printf '%s ' "$pid"; fi
+  done <<<"$NGINX_BEFORE"
+}
+
+# Wait until the old color serves nothing. `nginx -s reload` returns before nginx has started new
+# workers, and an old worker that the CPU has not run yet can still pass a request it already read
+# to the old color. So, after a reload, the drain waits for nginx's replaced workers to exit (they
+# do once their last request is answered) and for the old color to have no established connection
+# for 0.2 s. Without a reload (dnat mode) a connection opened after the rule changed goes to the
+# new color, so the 0.2 s without connections after traffic reached the new color is enough. When
+# nginx's processes cannot be seen, 1 s without connections stands in for the workers' exit.
 drain() { # drain OLD_COLOR NEW_COLOR
-  local name start deadline now o n=0 seen_new=0 zero_since=0 old_pid new_pid
+  local name start deadline now o n=0 seen_new=0 zero_since=0 old_pid new_pid workers='' quiet=200 p alive
   name="$(container "$1")"
   is_running "$1" || { log "$name is not running; nothing to drain"; event drained; return 0; }
   phase "drain $name"
   start="$(now_ms)"
   deadline=$(( start + ${P[drain_timeout]%.*} * 1000 ))
   old_pid="$(container_pid "$1")"; new_pid="$(container_pid "$2")"
+  local watch=0
+  if [[ -n "$NGINX_BEFORE" ]]; then watch=1; elif [[ "${P[switch_mode]}" != dnat || "$PREV_MODE" != dnat ]]; then quiet=1000; fi
   while :; do
     o="$(connections "$old_pid")"
     if ((!seen_new)); then n="$(connections "$new_pid")"; fi
     now="$(now_ms)"
     if ((n > 0 || now - start >= 1000)); then seen_new=1; fi
     if ((o > 0)); then zero_since=0; elif ((zero_since == 0)); then zero_since="$now"; fi
-    if ((seen_new && zero_since > 0 && now - zero_since >= 200)); then break; fi
-    if ((now >= deadline)); then log "drain timeout: $o connection(s) still open on $name"; break; fi
+    alive=0
+    if ((watch == 1)); then
+      if [[ -z "$workers" ]]; then workers="$(replaced_workers)"; fi
+      if [[ -z "$workers" ]]; then
+        alive=1
+        # no replaced worker found: nginx is not visible this way; fall back to a longer quiet time
+        if ((now - start >= 2000)); then watch=0; quiet=1000; log "could not see nginx's replaced workers; draining by connections only"; fi
+      else
+        for p in $workers; do if [[ -e "/proc/$p" ]]; then alive=1; break; fi; done
+      fi
+    fi
+    if ((seen_new && !alive && zero_since > 0 && now - zero_since >= quiet)); then break; fi
+    if ((now >= deadline)); then log "drain timeout: $o connection(s) still open on $name${workers:+, nginx workers $workers}"; break; fi
     sleep 0.05
   done
   log "drained $name in $(( now - start )) ms"
@@ -412,11 +585,24 @@ deploy() {
   switch_to "$idle"
   state_write "$idle" "${P[version]}" "${P[image]}"
   if [[ -n "$active" && "$active" != "$idle" ]]; then drain "$active" "$idle"; fi
+  settle_mode
   history_add "${P[action]}" "${P[version]}" "${P[image]}" "$idle" ok
   event finished
   if [[ -n "$active" && "$active" != "$idle" ]]; then stop_later "$active"; else stop_later; fi
   printf '::bg-deploy-result:: deployed=true color=%s previous_color=%s version=%s image=%s\n' \
     "$idle" "${active:-}" "${P[version]}" "${P[image]}"
+}
+
+# After the switch and the drain: in dnat mode, make sure the rule comes back after a reboot; when
+# the app just left dnat mode, remove its rule (connections through it have drained).
+PREV_MODE=reload
+settle_mode() {
+  if [[ "${P[switch_mode]}" == dnat ]]; then
+    install_restore
+  elif [[ "$PREV_MODE" == dnat ]]; then
+    dnat_remove
+    log "left switch-mode dnat: removed the NAT rule (chain $(nat_chain))"
+  fi
 }
 
 # Versions deployed successfully here, newest first, one per line: VERSION<TAB>IMAGE.
@@ -465,6 +651,7 @@ rollback() {
   switch_to "$idle"
   state_write "$idle" "$version" "$image"
   drain "$active" "$idle"
+  settle_mode
   history_add rollback "$version" "$image" "$idle" ok
   event finished
   stop_later "$active"
@@ -487,6 +674,12 @@ main() {
   state_init
   event begin
   lock_acquire
+  PREV_MODE="$(state_get switch_mode)"; PREV_MODE="${PREV_MODE:-reload}"
+  if [[ "${P[action]}" == rollback && "$PREV_MODE" != "${P[switch_mode]}" ]]; then
+    log "rolling back in switch-mode $PREV_MODE, the mode of the deploy it undoes (switch-mode ${P[switch_mode]} was given)"
+    P[switch_mode]="$PREV_MODE"
+  fi
+  if [[ "${P[switch_mode]}" == dnat || "$PREV_MODE" == dnat ]]; then dnat_preflight; fi
   trap 'print_history; cleanup' EXIT
   case "${P[action]}" in
     deploy) deploy ;;
