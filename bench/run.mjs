@@ -328,6 +328,11 @@ ${parts.join('\n')}
 
 async function main() {
   const t00 = Date.now()
+  // a site of ours left by an interrupted run would make nginx refuse to start: remove them first
+  const confd = path.join(process.env.BGD_SERVICES_DIR ?? '/tmp/bg-deploy-services', 'nginx/conf.d')
+  for (const a of [BG, DNAT, CLASSIC])
+    for (const f of [`${a.app}-site.conf`, `${a.app}-upstream.conf`])
+      rmSync(path.join(confd, f), { force: true })
   say('==> services (scripts/services.sh up)')
   servicesScript('up', say)
   const svc = services()
@@ -344,8 +349,10 @@ async function main() {
       rmSync(path.join(svc.nginxConfd, f), { force: true })
     rmSync(`/var/lib/bg-deploy/${a.app}`, { recursive: true, force: true })
     rmSync(`/tmp/${a.app}.current_color`, { force: true })
-    writeSite(svc, a.app, a.port)
   }
+  // a site is written just before its app's first deploy: nginx -t refuses a site whose upstream
+  // does not exist yet
+  writeSite(svc, CLASSIC.app, CLASSIC.port)
   writeFileSync(
     path.join(svc.nginxConfd, `${CLASSIC.app}-upstream.conf`),
     `upstream ${CLASSIC.app} {\n    server 127.0.0.1:${CLASSIC.port + 1};\n}\n`
@@ -391,8 +398,10 @@ async function main() {
   )
 
   say('==> v1.0.0 on every site (not measured)')
-  must(await deploy(BG), 'bg-deploy v1.0.0')
-  must(await deploy(DNAT), 'bg-deploy (dnat) v1.0.0')
+  for (const a of [BG, DNAT]) {
+    writeSite(svc, a.app, a.port)
+    must(await deploy(a), `bg-deploy ${a.app} v1.0.0`)
+  }
   const image = (/** @type {string} */ v) => `${inputs.image}:${v}`
   must(await runClassic(svc, image('v1.0.0')), 'classic v1.0.0')
 
