@@ -657,21 +657,29 @@ async function main() {
   say(
     `results: ${path.relative(process.cwd(), path.join(OUT, 'results.json'))}, chart: ${path.relative(process.cwd(), path.join(OUT, 'chart.svg'))}; ${s2(Date.now() - t00)} s in all`
   )
+  const switches = 2 * RUNS
+  const perSwitch = (/** @type {number} */ n) => (n / switches).toFixed(2)
+  const modes = [
+    `Measured by \`npm run bench\` (${facts.date.slice(0, 10)}, same run, same load: ${LOAD.keepalive} keep-alive clients that retry a reset reused connection once as browsers do, ${LOAD.fresh} new-connection clients, ${LOAD.slow} slow requests in flight), ${RUNS} deploys and ${RUNS} rollbacks in each mode:`,
+    '',
+    '| per switch (deploy or rollback) | reload | dnat |',
+    '| --- | --- | --- |',
+    `| failed requests (non-2xx or connection error) | ${perSwitch(failed.bgDeploy + failed.bgRollback)} | ${perSwitch(failed.dnatDeploy + failed.dnatRollback)} |`,
+    `| keep-alive races (reset on a reused connection, retried) | ${perSwitch(failed.bgRaces)} | ${perSwitch(failed.dnatRaces)} |`,
+    `| new version serving, from the server-side start (median) | ${s2(med.bgDeploy.serverToServingMs ?? NaN)} s | ${s2(med.dnatDeploy.serverToServingMs ?? NaN)} s |`
+  ].join('\n')
+  say(`${modes}\n`)
   if (README) {
     const file = path.join(ROOT, 'README.md')
-    const text = readFileSync(file, 'utf8')
-    const re = /(<!-- bench:start -->\n)[\s\S]*?(<!-- bench:end -->)/
-    if (re.test(text)) {
-      const rel = path.relative(ROOT, path.join(OUT, 'chart.svg'))
-      writeFileSync(
-        file,
-        text.replace(
-          re,
-          `$1${context}\n\n${table}\n\n${targetTable}\n\n![version served over time](${rel})\n$2`
-        )
-      )
-      say('README.md: bench section updated')
-    }
+    let text = readFileSync(file, 'utf8')
+    const rel = path.relative(ROOT, path.join(OUT, 'chart.svg'))
+    text = text.replace(
+      /(<!-- bench:start -->\n)[\s\S]*?(<!-- bench:end -->)/,
+      `$1${context}\n\n${table}\n\n${targetTable}\n\n![version served over time](${rel})\n$2`
+    )
+    text = text.replace(/(<!-- modes:start -->\n)[\s\S]*?(<!-- modes:end -->)/, `$1${modes}\n$2`)
+    writeFileSync(file, text)
+    say('README.md: bench and switch-mode sections updated')
   }
   for (const a of [BG, DNAT, CLASSIC]) removeApp(a.app)
 }
