@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs'
 import {
   buildAndPush,
   buildArgs,
@@ -67,10 +68,14 @@ test('parsePushDigest', () => {
 })
 
 class RecordingRunner implements Runner {
-  calls: { cmd: string; args: string[]; input?: string }[] = []
+  calls: { cmd: string; args: string[]; input?: string; env?: Record<string, string> }[] = []
   constructor(private readonly answer: (args: string[]) => Partial<RunResult> = () => ({})) {}
-  async run(cmd: string, args: string[], opts?: { input?: string }): Promise<RunResult> {
-    this.calls.push({ cmd, args, input: opts?.input })
+  async run(
+    cmd: string,
+    args: string[],
+    opts?: { input?: string; env?: Record<string, string> }
+  ): Promise<RunResult> {
+    this.calls.push({ cmd, args, input: opts?.input, env: opts?.env })
     return { code: 0, stdout: '', stderr: '', ...this.answer(args) }
   }
 }
@@ -97,6 +102,28 @@ test('buildAndPush logs in with the password on stdin, builds once, pushes each 
   expect(runner.calls[0]!.input).toBe('s3cret')
   expect(runner.calls.flatMap((c) => c.args)).not.toContain('s3cret')
   expect(r).toEqual({ refs: plan.refs, digest: d })
+  // login and push share a temporary Docker config, removed afterwards; the build uses the user's
+  const dir = runner.calls[0]!.env?.DOCKER_CONFIG
+  expect(dir).toMatch(/bg-deploy-docker-/)
+  expect(runner.calls.map((c) => c.env?.DOCKER_CONFIG)).toEqual([dir, undefined, dir, dir])
+  expect(existsSync(dir!)).toBe(false)
+})
+
+test('the temporary Docker config is removed when the push fails too', async () => {
+  const runner = new RecordingRunner((args) =>
+    args[0] === 'push' ? { code: 1, stderr: 'denied' } : {}
+  )
+  await expect(
+    buildAndPush(
+      runner,
+      { ...config, registryUsername: 'bot', registryPassword: 's3cret' },
+      plan,
+      '/ws'
+    )
+  ).rejects.toThrow(/docker push.*denied/s)
+  const dir = runner.calls[0]!.env?.DOCKER_CONFIG
+  expect(dir).toBeDefined()
+  expect(existsSync(dir!)).toBe(false)
 })
 
 test('buildAndPush skips login without credentials and stops at a failed build', async () => {

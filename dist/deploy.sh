@@ -281,7 +281,9 @@ write_upstream_and_reload() { # write_upstream_and_reload TARGET COLOR [UNDO]
   render_upstream "$target" "$color" "$tmp" || fail '' "cannot write $tmp"
   chmod 644 "$tmp"
   rm -f "$STATE_DIR/upstream.bak" "$STATE_DIR/upstream.none"
-  if [[ -f "$f" ]]; then cp -p "$f" "$STATE_DIR/upstream.bak"; else touch "$STATE_DIR/upstream.none"; fi
+  # the backup is owner-only like everything in the state directory; restore_upstream gives the
+  # file back nginx's usual 644
+  if [[ -f "$f" ]]; then cp "$f" "$STATE_DIR/upstream.bak" && chmod 600 "$STATE_DIR/upstream.bak"; else touch "$STATE_DIR/upstream.none"; fi
   touch "$STATE_DIR/switch.pending"
   mv -f "$tmp" "$f"
   if ! out="$(bash -c "${P[nginx_test]}" 2>&1)"; then
@@ -424,7 +426,7 @@ EOS
 }
 
 restore_upstream() {
-  if [[ -f "$STATE_DIR/upstream.bak" ]]; then mv -f "$STATE_DIR/upstream.bak" "${P[upstream_file]}"
+  if [[ -f "$STATE_DIR/upstream.bak" ]]; then mv -f "$STATE_DIR/upstream.bak" "${P[upstream_file]}" && chmod 644 "${P[upstream_file]}"
   elif [[ -f "$STATE_DIR/upstream.none" ]]; then rm -f "${P[upstream_file]}"
   fi
   rm -f "$STATE_DIR/upstream.none" "$STATE_DIR/switch.pending"

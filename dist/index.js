@@ -54829,7 +54829,7 @@ module.exports = {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _shim_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(2710);
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3778);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3597);
 
 
 await (0,_main_js__WEBPACK_IMPORTED_MODULE_1__/* .run */ .e)();
@@ -54839,7 +54839,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 3778:
+/***/ 3597:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -63464,6 +63464,8 @@ const execRunner = {
             ignoreReturnCode: true,
             cwd: opts.cwd,
             silent: opts.silent,
+            // added to the runner's environment (DOCKER_CONFIG for a temporary login)
+            env: opts.env ? { ...process.env, ...opts.env } : undefined,
             input: opts.input === undefined ? undefined : Buffer.from(opts.input)
         });
         return { code: r.exitCode, stdout: r.stdout, stderr: r.stderr };
@@ -63507,7 +63509,12 @@ async function readCommitMessage(ctx, runner) {
     }
 }
 
+;// CONCATENATED MODULE: external "node:os"
+const external_node_os_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:os");
 ;// CONCATENATED MODULE: ./src/image.ts
+
+
+
 
 /** OCI labels that tie the image to its version and commit. */
 function imageLabels(opts) {
@@ -63540,19 +63547,35 @@ function pushArgs(ref) {
 function parsePushDigest(output) {
     return /digest: (sha256:[a-f0-9]{64})/.exec(output)?.[1];
 }
-/** Log in (when credentials are given), build, tag and push every ref. */
+/**
+ * Log in (when credentials are given), build, tag and push every ref. A login goes into a
+ * temporary Docker config used for the push only and removed afterwards, failed or not, so no
+ * credential stays on a (self-hosted) runner.
+ */
 async function buildAndPush(runner, config, plan, cwd) {
-    if (config.registryUsername && config.registryPassword)
-        await runChecked(runner, 'docker', loginArgs(config.registry, config.registryUsername), {
-            input: config.registryPassword
-        });
-    await runChecked(runner, 'docker', buildArgs(config, plan), { cwd });
-    let digest;
-    for (const ref of plan.refs) {
-        const r = await runChecked(runner, 'docker', pushArgs(ref), { cwd });
-        digest ??= parsePushDigest(r.stdout + r.stderr);
+    const login = Boolean(config.registryUsername && config.registryPassword);
+    const dockerConfig = login
+        ? (0,external_node_fs_namespaceObject.mkdtempSync)(external_node_path_default().join(process.env.RUNNER_TEMP || (0,external_node_os_namespaceObject.tmpdir)(), 'bg-deploy-docker-'))
+        : undefined;
+    const env = dockerConfig ? { DOCKER_CONFIG: dockerConfig } : undefined;
+    try {
+        if (login)
+            await runChecked(runner, 'docker', loginArgs(config.registry, config.registryUsername), {
+                input: config.registryPassword,
+                env
+            });
+        await runChecked(runner, 'docker', buildArgs(config, plan), { cwd });
+        let digest;
+        for (const ref of plan.refs) {
+            const r = await runChecked(runner, 'docker', pushArgs(ref), { cwd, env });
+            digest ??= parsePushDigest(r.stdout + r.stderr);
+        }
+        return { refs: plan.refs, digest };
     }
-    return { refs: plan.refs, digest };
+    finally {
+        if (dockerConfig)
+            (0,external_node_fs_namespaceObject.rmSync)(dockerConfig, { recursive: true, force: true });
+    }
 }
 
 ;// CONCATENATED MODULE: ./src/release.ts

@@ -11,7 +11,7 @@ set -Eeuo pipefail
 DIR="${BGD_SERVICES_DIR:-/tmp/bg-deploy-services}"
 REGISTRY_PORT="${BGD_REGISTRY_PORT:-5000}"
 SSH_PORT="${BGD_SSH_PORT:-2222}"
-PACKAGES=(docker.io docker-registry openssh-server openssh-client nginx busybox-static util-linux iproute2 iptables shellcheck curl)
+PACKAGES=(docker.io docker-registry openssh-server openssh-client nginx busybox-static util-linux iproute2 iptables sudo shellcheck curl)
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'services: %s\n' "$*" >&2; exit 1; }
@@ -89,7 +89,7 @@ ListenAddress 127.0.0.1
 HostKey $DIR/ssh_host_rsa_key
 HostKey $DIR/ssh_host_ed25519_key
 PidFile $DIR/sshd.pid
-AuthorizedKeysFile $DIR/authorized_keys
+AuthorizedKeysFile $DIR/authorized_keys .ssh/authorized_keys
 PermitRootLogin prohibit-password
 PasswordAuthentication no
 KbdInteractiveAuthentication no

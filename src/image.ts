@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
 import type { Config } from './config.js'
 import { runChecked, type Runner } from './runner.js'
 
@@ -55,7 +58,11 @@ export interface PushResult {
   digest?: string
 }
 
-/** Log in (when credentials are given), build, tag and push every ref. */
+/**
+ * Log in (when credentials are given), build, tag and push every ref. A login goes into a
+ * temporary Docker config used for the push only and removed afterwards, failed or not, so no
+ * credential stays on a (self-hosted) runner.
+ */
 export async function buildAndPush(
   runner: Runner,
   config: Pick<
@@ -65,15 +72,25 @@ export async function buildAndPush(
   plan: BuildPlan,
   cwd: string
 ): Promise<PushResult> {
-  if (config.registryUsername && config.registryPassword)
-    await runChecked(runner, 'docker', loginArgs(config.registry, config.registryUsername), {
-      input: config.registryPassword
-    })
-  await runChecked(runner, 'docker', buildArgs(config, plan), { cwd })
-  let digest: string | undefined
-  for (const ref of plan.refs) {
-    const r = await runChecked(runner, 'docker', pushArgs(ref), { cwd })
-    digest ??= parsePushDigest(r.stdout + r.stderr)
+  const login = Boolean(config.registryUsername && config.registryPassword)
+  const dockerConfig = login
+    ? mkdtempSync(path.join(process.env.RUNNER_TEMP || tmpdir(), 'bg-deploy-docker-'))
+    : undefined
+  const env = dockerConfig ? { DOCKER_CONFIG: dockerConfig } : undefined
+  try {
+    if (login)
+      await runChecked(runner, 'docker', loginArgs(config.registry, config.registryUsername!), {
+        input: config.registryPassword,
+        env
+      })
+    await runChecked(runner, 'docker', buildArgs(config, plan), { cwd })
+    let digest: string | undefined
+    for (const ref of plan.refs) {
+      const r = await runChecked(runner, 'docker', pushArgs(ref), { cwd, env })
+      digest ??= parsePushDigest(r.stdout + r.stderr)
+    }
+    return { refs: plan.refs, digest }
+  } finally {
+    if (dockerConfig) rmSync(dockerConfig, { recursive: true, force: true })
   }
-  return { refs: plan.refs, digest }
 }

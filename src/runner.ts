@@ -11,7 +11,7 @@ export interface Runner {
   run(
     cmd: string,
     args: string[],
-    opts?: { input?: string; cwd?: string; silent?: boolean }
+    opts?: { input?: string; cwd?: string; silent?: boolean; env?: Record<string, string> }
   ): Promise<RunResult>
 }
 
@@ -31,7 +31,7 @@ export async function runChecked(
   runner: Runner,
   cmd: string,
   args: string[],
-  opts?: { input?: string; cwd?: string; silent?: boolean }
+  opts?: { input?: string; cwd?: string; silent?: boolean; env?: Record<string, string> }
 ): Promise<RunResult> {
   const result = await runner.run(cmd, args, opts)
   if (result.code !== 0) throw new CommandError(`${cmd} ${args[0] ?? ''}`.trim(), result)
@@ -45,6 +45,8 @@ export const execRunner: Runner = {
       ignoreReturnCode: true,
       cwd: opts.cwd,
       silent: opts.silent,
+      // added to the runner's environment (DOCKER_CONFIG for a temporary login)
+      env: opts.env ? ({ ...process.env, ...opts.env } as Record<string, string>) : undefined,
       input: opts.input === undefined ? undefined : Buffer.from(opts.input)
     })
     return { code: r.exitCode, stdout: r.stdout, stderr: r.stderr }
