@@ -49,7 +49,7 @@ test('defaults', () => {
       env: [],
       dockerRunArgs: []
     },
-    health: { path: '/', timeout: 60, interval: 0.2 },
+    health: { path: '/', timeout: 60, interval: 0.1 },
     drainTimeout: 30,
     nginx: {
       upstreamFile: '/etc/nginx/conf.d/shop.web-upstream.conf',
@@ -131,6 +131,7 @@ test.each([
   ['host-fingerprint', 'MD5:aa:bb', /MD5 fingerprints are not accepted/],
   ['host-fingerprint', 'SHA256:short', /Invalid host-fingerprint line 1/],
   ['known-hosts', 'garbage', /Invalid known-hosts line 1/],
+  ['registry-username', 'bot\0\nx', /Invalid registry-username/],
   ['switch-mode', 'iptables', /Invalid switch-mode 'iptables'. Expected reload .* or dnat/],
   ['live-port', '99999', /Invalid live-port/]
 ] as const)('%s=%j fails: %s', (name, value, message) => {

@@ -63274,7 +63274,7 @@ function parseConfig(inputs, ctx) {
     const buildArgs = splitLines(get('build-args') ?? '');
     if (buildArgs.some((l) => !/^[A-Za-z_][A-Za-z0-9_]*=/.test(l)))
         bad('build-args', 'one KEY=VALUE per line, KEY made of letters, digits and _');
-    const registryUsername = get('registry-username')?.trim();
+    const registryUsername = text('registry-username', '', (v) => !/[\s\0-\x1f\x7f]/.test(v), 'a user name without spaces or control characters') || undefined;
     const registryPassword = get('registry-password');
     if ((registryUsername === undefined) !== (registryPassword === undefined))
         problems.push(`Inputs 'registry-username' and 'registry-password' go together: give both to log in to ${registry || 'the registry'}, or neither.`);
@@ -63374,7 +63374,7 @@ function parseConfig(inputs, ctx) {
     // health and switch
     const healthPath = text('health-path', '/', (v) => v.startsWith('/') && !/[\s\0-\x1f\x7f]/.test(v), 'a URL path starting with / and without spaces');
     const healthTimeout = num('health-timeout', 60, 1, 3600, false);
-    const healthInterval = num('health-interval', 0.2, 0.05, 60, false);
+    const healthInterval = num('health-interval', 0.1, 0.05, 60, false);
     const drainTimeout = num('drain-timeout', 30, 0, 3600, false);
     const upstreamFile = text('nginx-upstream-file', `/etc/nginx/conf.d/${appName}-upstream.conf`, (v) => v.startsWith('/') && !v.endsWith('/') && noControl(v), 'an absolute file path on the server');
     const upstreamName = text('nginx-upstream-name', appName, (v) => UPSTREAM_NAME.test(v), 'an nginx upstream name of letters, digits, _ . and -');

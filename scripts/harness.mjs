@@ -339,9 +339,13 @@ export class FakeGitHub {
 export function httpGet(url, timeoutMs = 5000) {
   return new Promise((resolve, reject) => {
     const req = httpRequest(url, { agent: false, timeout: timeoutMs }, (res) => {
-      let body = ''
-      res.on('data', (d) => (body += d))
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }))
+      // decoded once at the end: a character split across two chunks stays whole
+      /** @type {Buffer[]} */
+      const chunks = []
+      res.on('data', (d) => chunks.push(d))
+      res.on('end', () =>
+        resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') })
+      )
     })
     req.on('timeout', () => req.destroy(new Error('timeout')))
     req.on('error', reject)

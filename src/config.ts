@@ -318,7 +318,13 @@ export function parseConfig(inputs: Inputs, ctx: ConfigContext): Config {
   const buildArgs = splitLines(get('build-args') ?? '')
   if (buildArgs.some((l) => !/^[A-Za-z_][A-Za-z0-9_]*=/.test(l)))
     bad('build-args', 'one KEY=VALUE per line, KEY made of letters, digits and _')
-  const registryUsername = get('registry-username')?.trim()
+  const registryUsername =
+    text(
+      'registry-username',
+      '',
+      (v) => !/[\s\0-\x1f\x7f]/.test(v),
+      'a user name without spaces or control characters'
+    ) || undefined
   const registryPassword = get('registry-password')
   if ((registryUsername === undefined) !== (registryPassword === undefined))
     problems.push(
@@ -458,7 +464,7 @@ export function parseConfig(inputs: Inputs, ctx: ConfigContext): Config {
     'a URL path starting with / and without spaces'
   )
   const healthTimeout = num('health-timeout', 60, 1, 3600, false)
-  const healthInterval = num('health-interval', 0.2, 0.05, 60, false)
+  const healthInterval = num('health-interval', 0.1, 0.05, 60, false)
   const drainTimeout = num('drain-timeout', 30, 0, 3600, false)
   const upstreamFile = text(
     'nginx-upstream-file',

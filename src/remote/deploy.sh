@@ -22,7 +22,7 @@ event() { printf '::bg-deploy-event:: %s %s\n' "$1" "$(now_ms)"; }
 declare -A P=(
   [action]=deploy [app]='' [image]='' [version]='' [container_port]=8080
   [blue_port]=8081 [green_port]=8082 [network]='' [env_file]=''
-  [health_path]=/ [health_timeout]=60 [health_interval]=0.2 [drain_timeout]=30
+  [health_path]=/ [health_timeout]=60 [health_interval]=0.1 [drain_timeout]=30
   [upstream_file]='' [upstream_name]='' [nginx_test]='nginx -t' [nginx_reload]='nginx -s reload'
   [lock_timeout]=600 [actor]='' [run_url]='' [registry]='' [registry_user]='' [state_dir]=''
   [target]='' [switch_mode]=reload [live_port]=8083
@@ -229,9 +229,9 @@ wait_healthy() { # wait_healthy COLOR
       event healthy
       return 0
     fi
-    # the container's own state, at most every 0.5 s (a docker call costs more than a probe)
+    # the container's own state, at most every second (a docker call costs more than a probe)
     now="$(now_ms)"
-    if ((now - checked >= 500)); then
+    if ((now - checked >= 1000)); then
       checked="$now"
       state="$(docker inspect -f '{{.State.Status}} {{.RestartCount}} {{.State.ExitCode}}' "$name" 2>/dev/null || echo 'gone 0 0')"
       if [[ "$state" != "running 0 "* ]]; then
