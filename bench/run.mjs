@@ -315,7 +315,7 @@ function chart(panels) {
   ]
     .map(
       ([l, c], i) =>
-        `<rect x="${left + 240 + i * 130}" y="8" width="12" height="12" fill="${c}"/><text x="${left + 256 + i * 130}" y="18" font-size="12">${l}</text>`
+        `<rect x="${left + 340 + i * 130}" y="8" width="12" height="12" fill="${c}"/><text x="${left + 356 + i * 130}" y="18" font-size="12">${l}</text>`
     )
     .join('')
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${height}" font-family="sans-serif" viewBox="0 0 ${W} ${height}">
@@ -324,6 +324,22 @@ function chart(panels) {
 ${parts.join('\n')}
 </svg>
 `
+}
+
+/**
+ * Write a file the way the repository's formatter (prettier, a dev dependency) leaves it, so that
+ * committed results pass `npm run lint`.
+ * @param {string} file
+ * @param {string} text
+ */
+async function writeFormatted(file, text) {
+  try {
+    const prettier = await import('prettier')
+    const options = (await prettier.resolveConfig(file)) ?? {}
+    writeFileSync(file, await prettier.format(text, { ...options, filepath: file }))
+  } catch {
+    writeFileSync(file, text) // without dev dependencies: unformatted, still correct
+  }
 }
 
 async function main() {
@@ -651,7 +667,7 @@ async function main() {
     targets: targets.map(([t, m, g, ok]) => ({ target: t, measured: m, goal: g, met: ok })),
     rounds
   }
-  writeFileSync(path.join(OUT, 'results.json'), JSON.stringify(results, null, 2) + '\n')
+  await writeFormatted(path.join(OUT, 'results.json'), JSON.stringify(results, null, 2) + '\n')
   if (panels.length) writeFileSync(path.join(OUT, 'chart.svg'), chart(panels))
   say(`\n${context}\n\n${table}\n\n${targetTable}\n`)
   say(
@@ -678,7 +694,7 @@ async function main() {
       `$1${context}\n\n${table}\n\n${targetTable}\n\n![version served over time](${rel})\n$2`
     )
     text = text.replace(/(<!-- modes:start -->\n)[\s\S]*?(<!-- modes:end -->)/, `$1${modes}\n$2`)
-    writeFileSync(file, text)
+    await writeFormatted(file, text)
     say('README.md: bench and switch-mode sections updated')
   }
   for (const a of [BG, DNAT, CLASSIC]) removeApp(a.app)
