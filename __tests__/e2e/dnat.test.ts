@@ -1,7 +1,7 @@
 // Issue 7 end to end: switch-mode dnat (no nginx reload per switch) against the real kernel NAT
 // table, sshd, dockerd and nginx, under keep-alive load; reload mode measured beside it.
 import { execFileSync, spawnSync } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import {
@@ -186,6 +186,23 @@ test('a rollback uses the mode of the deploy it undoes', async () => {
   expect(natRules()).toContain(
     `--dport ${a.lbPort + 3} -j DNAT --to-destination 127.0.0.1:${a.lbPort + 1}`
   )
+  expect((await httpGet(a.url)).body).toBe('v1.0.0\n')
+}, 120_000)
+
+test('an upstream with keepalive is refused in dnat mode before anything changes, with the reason', async () => {
+  const a = await servingApp('keepalive', 'dnat')
+  const file = a.inputs['nginx-upstream-file']!
+  const edited = readFileSync(file, 'utf8').replace(/}\s*$/, '    keepalive 8;\n}\n')
+  writeFileSync(file, edited)
+  const rulesBefore = natRules()
+  commitVersion(a, { version: 'v2.0.0' })
+  const run = await deployApp(a)
+  expect(run.code).toBe(1)
+  expect(run.log).toMatch(
+    /switch-mode dnat cannot work with 'keepalive' in the upstream block of .*: nginx would keep pooled connections to the old color\. Remove it .*Nothing was changed\./
+  )
+  expect(natRules()).toBe(rulesBefore)
+  expect(readFileSync(file, 'utf8')).toBe(edited)
   expect((await httpGet(a.url)).body).toBe('v1.0.0\n')
 }, 120_000)
 
