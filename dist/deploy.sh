@@ -78,6 +78,12 @@ state_init() {
   fi
   mkdir -p "$STATE_DIR" || die "cannot create the state directory $STATE_DIR"
   chmod 700 "$STATE_DIR"
+  # a full disk would stop the run half-way through writing its state: refuse before any change
+  local free
+  free="$(df -Pk "$STATE_DIR" 2>/dev/null | awk 'NR == 2 { print $4 }')"
+  if [[ "$free" =~ ^[0-9]+$ ]] && ((free < 1024)); then
+    die "the filesystem of the state directory $STATE_DIR has only ${free} KB free; bg-deploy needs 1 MB there for its state, history and lock. Free some space and run again. Nothing was changed."
+  fi
 }
 
 state_get() { # state_get KEY -> value from the state file, empty when absent
@@ -172,7 +178,8 @@ pull_image() { # pull_image [WHAT_A_FAILURE_MEANS]
     if docker image inspect "${P[image]}" >/dev/null 2>&1; then
       log "pull failed, using the image already on the server: $out"
     else
-      die "${1:-cannot pull ${P[image]}} (docker: $out)"
+      history_add "${P[action]}" "${P[version]}" "${P[image]}" - failed-pull
+      die "${1:-cannot pull ${P[image]}: is the registry reachable from the server, and was the image pushed? Nothing was changed; the previous version is still serving.} (docker: $out)"
     fi
   fi
   event pulled

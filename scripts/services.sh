@@ -106,6 +106,11 @@ start_nginx() {
   mkdir -p "$DIR/nginx/conf.d" "$DIR/nginx/tmp"
   if [[ -f "$DIR/nginx/nginx.pid" ]] && kill -0 "$(cat "$DIR/nginx/nginx.pid")" 2>/dev/null; then log "nginx already running"; return 0; fi
   log "starting nginx ($DIR/nginx/nginx.conf)"
+  # a site left by an interrupted run whose upstream file is gone would stop nginx from starting
+  local site
+  for site in "$DIR/nginx/conf.d/"*-site.conf; do
+    [[ -e "$site" && ! -e "${site%-site.conf}-upstream.conf" ]] && rm -f "$site"
+  done
   cat >"$DIR/nginx/nginx.conf" <<CFG
 worker_processes 2;
 pid $DIR/nginx/nginx.pid;
