@@ -190,6 +190,13 @@ start_color() { # start_color COLOR
   name="$(container "$color")"; port="$(port_of "$color")"
   phase "start $name"
   if exists "$color"; then
+    if is_running "$color"; then
+      # a previous run died after its switch, before draining this color: nginx's old workers may
+      # still be answering requests through it
+      log "$name is still running (a previous run stopped before draining it); draining it first"
+      drain "$color" "$(other "$color")"
+      phase "start $name"
+    fi
     log "replacing leftover container $name"
     docker rm -f "$name" >/dev/null
   fi
@@ -282,10 +289,10 @@ write_upstream_and_reload() { # write_upstream_and_reload TARGET COLOR [UNDO]
     if [[ -n "$1" ]]; then history_add "${P[action]}" "${P[version]}" "${P[image]}" "$color" "$1"; fi
     die "$2"
   }
-  [[ -d "$dir" && -w "$dir" ]] || fail '' "cannot write the upstream file: $dir is not a writable directory"
+  [[ -d "$dir" && -w "$dir" ]] || fail failed-upstream-write "cannot write the upstream file: $dir is not a writable directory for user $(id -un). Make it writable, or set nginx-upstream-file to a file in a directory that user owns. Nothing was switched; the previous version is still serving."
   tmp="$dir/.$(basename "$f").bg-deploy.tmp"
   TMP_PATHS+=("$tmp")
-  render_upstream "$target" "$color" "$tmp" || fail '' "cannot write $tmp"
+  render_upstream "$target" "$color" "$tmp" || fail failed-upstream-write "cannot write $tmp (disk full?). Nothing was switched; the previous version is still serving."
   chmod 644 "$tmp"
   rm -f "$STATE_DIR/upstream.bak" "$STATE_DIR/upstream.none"
   # the backup is owner-only like everything in the state directory; restore_upstream gives the

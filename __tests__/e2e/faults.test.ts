@@ -15,6 +15,7 @@ import {
   expectOk,
   httpGet,
   settled,
+  sleep,
   type TestApp
 } from './helpers.js'
 
@@ -141,4 +142,86 @@ test('disk full on the state directory: refused before anything changes, with th
   const again = await deployApp(a)
   expectOk(again)
   expect((await httpGet(a.url)).body).toBe('v2.0.0\n')
+}, 180_000)
+
+test('the upstream directory not writable: nothing switched, recorded, the next run converges', async () => {
+  const svc = fixture.services()
+  const a = await servingV1('rodir')
+  commitVersion(a, { version: 'v2.0.0' })
+  // conf.d read-only, its contents still visible (as a read-only mount or wrong owner would be)
+  execFileSync('mount', ['--bind', svc.nginxConfd, svc.nginxConfd])
+  execFileSync('mount', ['-o', 'remount,bind,ro', svc.nginxConfd])
+  let stats
+  try {
+    const load = await new Load().start(a.url)
+    const run = await deployApp(a)
+    stats = await load.stop()
+    expect(run.code).toBe(1)
+    expect(run.log).toMatch(
+      /cannot write the upstream file: \S+ is not a writable directory for user root\. Make it writable, or set nginx-upstream-file .*Nothing was switched; the previous version is still serving\./
+    )
+  } finally {
+    execFileSync('umount', [svc.nginxConfd])
+  }
+  expect(stats).toMatchObject({ non2xx: 0, errors: 0, slowFailed: 0 })
+  expect(lastHistory(a)[7]).toBe('failed-upstream-write')
+  expect(appContainers(a)).toEqual({ [`${a.name}-blue`]: 'running' })
+  expectOk(await deployApp(a))
+  expect((await httpGet(a.url)).body).toBe('v2.0.0\n')
+}, 180_000)
+
+/** Kill the sshd processes serving sessions (the connection drops as on a network cut). */
+function cutSshSessions(): void {
+  const sshd = readFileSync(`${fixture.services().dir}/sshd.pid`, 'utf8').trim()
+  const sessions = execFileSync('pgrep', ['-P', sshd]).toString().trim().split('\n')
+  for (const pid of sessions) process.kill(Number(pid), 'SIGKILL')
+}
+
+/** After a cut run: whichever version it left serving keeps serving; a re-run converges on v2. */
+async function convergesAfter(a: TestApp, cut: Promise<{ code: number }>, load: Load) {
+  const run = await cut
+  expect(run.code).not.toBe(0)
+  const left = (await httpGet(a.url)).body
+  expect(['v1.0.0\n', 'v2.0.0\n']).toContain(left)
+  const again = await deployApp(a)
+  expectOk(again)
+  settled(a)
+  const stats = await load.stop()
+  expect((await httpGet(a.url)).body).toBe('v2.0.0\n')
+  expect(stats).toMatchObject({ non2xx: 0, errors: 0, slowFailed: 0 })
+  expect(Object.values(appContainers(a)).filter((s) => s === 'running')).toHaveLength(1)
+  return left
+}
+
+test('the SSH connection cut during the switch: the old or the new version serves, 0 failed requests, the re-run converges', async () => {
+  const svc = fixture.services()
+  const a = await servingV1('cutswitch')
+  commitVersion(a, { version: 'v2.0.0' })
+  const load = await new Load().start(a.url)
+  let log = ''
+  // a slow nginx test keeps the run inside the switch long enough to cut it there
+  const running = deployApp(a, {
+    inputs: { 'nginx-test-command': `sleep 2; nginx -t -q -c ${svc.nginxConf}` },
+    onLog: (t) => (log += t)
+  })
+  for (let i = 0; i < 400 && !log.includes(': switch to '); i++) await sleep(25)
+  expect(log).toContain(': switch to ')
+  await sleep(300)
+  cutSshSessions()
+  const left = await convergesAfter(a, running, load)
+  console.log(`SSH cut during the switch: ${left.trim()} served until the re-run`)
+}, 180_000)
+
+test('the runner killed (SIGKILL) mid-deploy, then re-run: 0 failed requests, converges', async () => {
+  const a = await servingV1('sigkill')
+  commitVersion(a, { version: 'v2.0.0', startDelay: 3 })
+  const load = await new Load().start(a.url)
+  let pid = 0
+  const running = deployApp(a, { onSpawn: (p) => (pid = p) })
+  // the script is polling the new container's health when the runner dies
+  for (let i = 0; i < 400 && !appContainers(a)[`${a.name}-green`]; i++) await sleep(25)
+  expect(appContainers(a)[`${a.name}-green`]).toBeDefined()
+  process.kill(pid, 'SIGKILL')
+  const left = await convergesAfter(a, running, load)
+  expect(left).toBe('v1.0.0\n')
 }, 180_000)
