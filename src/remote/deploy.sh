@@ -136,13 +136,10 @@ upstream_target() { # the address nginx should use for a color
 # Which color does the upstream file send traffic to (through the NAT rule when it names the live
 # port)? Empty when none/unknown.
 color_in_upstream() {
-  local f="${P[upstream_file]}" c
-  [[ -f "$f" ]] || return 0
+  local c
   if [[ -z "${P[network]}" ]] && upstream_points_to "127.0.0.1:${P[live_port]}"; then dnat_color; return 0; fi
   for c in blue green; do
-    if grep -qE "^[[:space:]]*server[[:space:]]+$(upstream_target "$c" | sed 's/[.]/[.]/g')[[:space:];]" "$f"; then
-      echo "$c"; return 0
-    fi
+    if upstream_points_to "$(upstream_target "$c")"; then echo "$c"; return 0; fi
   done
 }
 
@@ -338,7 +335,6 @@ switch_dnat() { # switch_dnat COLOR
   if ! upstream_points_to "$live"; then
     log "first switch in dnat mode: pointing the nginx upstream at $live (one nginx reload)"
     if ((had_rule)); then write_upstream_and_reload "$live" "$1"; else write_upstream_and_reload "$live" "$1" dnat_remove; fi
-    return 0
   fi
 }
 
@@ -408,15 +404,13 @@ install_restore() {
   {
     printf '#!/usr/bin/env bash\n# Written by bg-deploy: puts back the NAT rule of every app deployed with switch-mode dnat\n'
     printf '# under %s, from its state file. Run at boot (bg-deploy-dnat.service), or by hand.\nset -u\n' "$root"
-    declare -f as_root dnat_apply
+    declare -f as_root dnat_apply state_get
     printf 'rc=0\nfor state in %q/*/state; do\n' "$root"
     cat <<'EOS'
   [[ -f "$state" ]] || continue
-  mode="$(sed -n 's/^switch_mode=//p' "$state" | tail -n 1)"
-  [[ "$mode" == dnat ]] || continue
-  chain="$(sed -n 's/^nat_chain=//p' "$state" | tail -n 1)"
-  live="$(sed -n 's/^live_port=//p' "$state" | tail -n 1)"
-  port="$(sed -n 's/^port=//p' "$state" | tail -n 1)"
+  STATE_DIR="${state%/state}"
+  [[ "$(state_get switch_mode)" == dnat ]] || continue
+  chain="$(state_get nat_chain)"; live="$(state_get live_port)"; port="$(state_get port)"
   if dnat_apply "$chain" "$live" "$port"; then echo "restored $chain: 127.0.0.1:$live -> 127.0.0.1:$port"
   else echo "could not restore $chain from $state" >&2; rc=1; fi
 done
