@@ -63464,7 +63464,6 @@ const execRunner = {
             ignoreReturnCode: true,
             cwd: opts.cwd,
             silent: opts.silent,
-            // added to the runner's environment (DOCKER_CONFIG for a temporary login)
             env: opts.env ? { ...process.env, ...opts.env } : undefined,
             input: opts.input === undefined ? undefined : Buffer.from(opts.input)
         });

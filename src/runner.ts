@@ -6,13 +6,17 @@ export interface RunResult {
   stderr: string
 }
 
+/** env is added to the runner's environment (DOCKER_CONFIG for a temporary login). */
+export interface RunOptions {
+  input?: string
+  cwd?: string
+  silent?: boolean
+  env?: Record<string, string>
+}
+
 /** Runs one command as argv (never through a shell). The single place local commands execute. */
 export interface Runner {
-  run(
-    cmd: string,
-    args: string[],
-    opts?: { input?: string; cwd?: string; silent?: boolean; env?: Record<string, string> }
-  ): Promise<RunResult>
+  run(cmd: string, args: string[], opts?: RunOptions): Promise<RunResult>
 }
 
 export class CommandError extends Error {
@@ -31,7 +35,7 @@ export async function runChecked(
   runner: Runner,
   cmd: string,
   args: string[],
-  opts?: { input?: string; cwd?: string; silent?: boolean; env?: Record<string, string> }
+  opts?: RunOptions
 ): Promise<RunResult> {
   const result = await runner.run(cmd, args, opts)
   if (result.code !== 0) throw new CommandError(`${cmd} ${args[0] ?? ''}`.trim(), result)
@@ -45,7 +49,6 @@ export const execRunner: Runner = {
       ignoreReturnCode: true,
       cwd: opts.cwd,
       silent: opts.silent,
-      // added to the runner's environment (DOCKER_CONFIG for a temporary login)
       env: opts.env ? ({ ...process.env, ...opts.env } as Record<string, string>) : undefined,
       input: opts.input === undefined ? undefined : Buffer.from(opts.input)
     })
