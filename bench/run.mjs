@@ -344,11 +344,6 @@ async function writeFormatted(file, text) {
 
 async function main() {
   const t00 = Date.now()
-  // a site of ours left by an interrupted run would make nginx refuse to start: remove them first
-  const confd = path.join(process.env.BGD_SERVICES_DIR ?? '/tmp/bg-deploy-services', 'nginx/conf.d')
-  for (const a of [BG, DNAT, CLASSIC])
-    for (const f of [`${a.app}-site.conf`, `${a.app}-upstream.conf`])
-      rmSync(path.join(confd, f), { force: true })
   say('==> services (scripts/services.sh up)')
   servicesScript('up', say)
   const svc = services()
