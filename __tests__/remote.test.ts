@@ -80,9 +80,13 @@ test('the parser splits chunks into lines, reads markers, and defuses workflow c
   const seen: string[] = []
   const p = new OutputParser({
     line: (l) => seen.push(`line ${l}`),
-    phase: (n) => seen.push(`phase ${n}`)
+    phase: (n) => seen.push(`phase ${n}`),
+    warning: (w) => seen.push(`warning ${w}`)
   })
-  p.push('out', '::bg-deploy-phase:: pull\n::bg-deploy-event:: pu')
+  p.push(
+    'out',
+    '::bg-deploy-warning:: no live-restore\n::bg-deploy-phase:: pull\n::bg-deploy-event:: pu'
+  )
   p.push('out', 'll 1700000000123\n')
   p.push('err', '==> pulling\n::set-output name=x::y\npartial')
   p.push(
@@ -95,6 +99,7 @@ test('the parser splits chunks into lines, reads markers, and defuses workflow c
   )
   p.flush()
   expect(seen).toEqual([
+    'warning no live-restore',
     'phase pull',
     'line ==> pulling',
     'line  ::set-output name=x::y',
@@ -136,7 +141,7 @@ class FakeShell implements RemoteShell {
   dispose() {}
 }
 
-const log = { line: () => {}, phase: () => {} }
+const log = { line: () => {}, phase: () => {}, warning: () => {} }
 
 test('runRemote returns the result line as a result', async () => {
   const shell = new FakeShell(

@@ -63738,6 +63738,8 @@ class OutputParser {
             this.history.push({ time, actor, runUrl, action, version, image, color, result });
             return;
         }
+        if ((m = /^::bg-deploy-warning:: (.*)$/.exec(line)))
+            return this.log.warning(m[1]);
         if ((m = /^::bg-deploy-error:: (.*)$/.exec(line))) {
             this.error = m[1];
             return;
@@ -63866,6 +63868,7 @@ async function switchOnServer(shell, config, ctx, outcome, req) {
     let open = false;
     const log = {
         line: (text) => info(text),
+        warning: (text) => warning(`${config.ssh.host}: ${text}`),
         phase: (name) => {
             if (open)
                 endGroup();

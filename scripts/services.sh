@@ -3,7 +3,8 @@
 # tests deploy against: a Docker engine, an image registry, sshd and nginx.
 #   scripts/services.sh up     install what is missing, start what is not running
 #   scripts/services.sh down   stop what `up` started (an engine that was already running is left alone)
-#   scripts/services.sh restart-docker   restart the Docker engine (what a package upgrade does)
+#   scripts/services.sh restart-docker   restart the Docker engine (what a package upgrade does),
+#                                        with BGD_DOCKERD_ARGS as its arguments when set
 # Everything lives in $BGD_SERVICES_DIR (default /tmp/bg-deploy-services); `up` writes
 # $BGD_SERVICES_DIR/env with the ports, keys and fingerprints the tests read.
 set -Eeuo pipefail
@@ -11,6 +12,9 @@ set -Eeuo pipefail
 DIR="${BGD_SERVICES_DIR:-/tmp/bg-deploy-services}"
 REGISTRY_PORT="${BGD_REGISTRY_PORT:-5000}"
 SSH_PORT="${BGD_SSH_PORT:-2222}"
+# live-restore, as the README asks of a server: containers keep running while the daemon restarts.
+# BGD_DOCKERD_ARGS replaces these (the tests restart the engine with --userland-proxy=false too).
+read -r -a DOCKERD_ARGS <<<"${BGD_DOCKERD_ARGS:---live-restore}"
 PACKAGES=(docker.io docker-registry openssh-server openssh-client nginx busybox-static util-linux iproute2 iptables sudo shellcheck curl)
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -43,8 +47,8 @@ wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
 
 start_docker() {
   if docker info >/dev/null 2>&1; then log "docker engine already running"; return 0; fi
-  log "starting dockerd"
-  as_root bash -c "nohup /usr/sbin/dockerd --pidfile '$DIR/dockerd.pid' >'$DIR/dockerd.log' 2>&1 &"
+  log "starting dockerd ${DOCKERD_ARGS[*]}"
+  as_root bash -c "nohup /usr/sbin/dockerd $(printf '%q ' "${DOCKERD_ARGS[@]}")--pidfile '$DIR/dockerd.pid' >'$DIR/dockerd.log' 2>&1 &"
   wait_for 60 dockerd docker info
   touch "$DIR/dockerd.started"
 }

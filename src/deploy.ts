@@ -150,6 +150,7 @@ async function switchOnServer(
   let open = false
   const log = {
     line: (text: string) => core.info(text),
+    warning: (text: string) => core.warning(`${config.ssh.host}: ${text}`),
     phase: (name: string) => {
       if (open) core.endGroup()
       core.startGroup(`${config.ssh.host}: ${name}`)

@@ -105,6 +105,8 @@ export interface HistoryEntry {
 export interface RemoteLog {
   line(text: string): void
   phase(name: string): void
+  /** Something the user should fix on the server, though this run goes on (an annotation). */
+  warning(text: string): void
 }
 
 /** Splits streamed chunks into lines and interprets the script's marker lines. */
@@ -160,6 +162,7 @@ export class OutputParser {
       this.history.push({ time, actor, runUrl, action, version, image, color, result })
       return
     }
+    if ((m = /^::bg-deploy-warning:: (.*)$/.exec(line))) return this.log.warning(m[1]!)
     if ((m = /^::bg-deploy-error:: (.*)$/.exec(line))) {
       this.error = m[1]!
       return

@@ -10,12 +10,24 @@
 # `::bg-deploy-result:: key=value...` line.
 set -Eeuo pipefail
 umask 077
+# fd 7 and 8: the script's own stdout and stderr, for messages from inside `$(...)` or a silenced call
+exec 7>&1 8>&2
+MAIN_PID=$$
+IN_JOB=0
 
 log() { printf '==> %s\n' "$*" >&2; }
-die() { printf '::bg-deploy-error:: %s\n' "$*"; printf 'error: %s\n' "$*" >&2; exit 1; }
+# die works from a subshell too (a `$(...)`): its message reaches the runner and the whole run ends
+die() {
+  printf '::bg-deploy-error:: %s\n' "$*" >&7
+  printf 'error: %s\n' "$*" >&8
+  if [[ "$BASHPID" != "$MAIN_PID" && "$IN_JOB" == 0 ]]; then kill -USR1 "$MAIN_PID" 2>/dev/null || true; fi
+  exit 1
+}
+trap 'exit 1' USR1
 now_ms() { date +%s%3N; }
 phase() { printf '::bg-deploy-phase:: %s\n' "$1"; }
 event() { printf '::bg-deploy-event:: %s %s\n' "$1" "$(now_ms)"; }
+warn() { printf '::bg-deploy-warning:: %s\n' "$*"; }
 
 # ---------------------------------------------------------------- parameters and secrets
 
@@ -25,7 +37,7 @@ declare -A P=(
   [health_path]=/ [health_timeout]=60 [health_interval]=0.1 [drain_timeout]=30
   [upstream_file]='' [upstream_name]='' [nginx_test]='nginx -t' [nginx_reload]='nginx -s reload'
   [lock_timeout]=600 [actor]='' [run_url]='' [registry]='' [registry_user]='' [state_dir]=''
-  [target]='' [switch_mode]=reload [live_port]=8083
+  [target]='' [switch_mode]=reload [live_port]=8083 [docker_timeout]=60
 )
 RUN_ARGS=()
 ENV_KEYS=()
@@ -121,6 +133,56 @@ lock_acquire() {
 
 # ---------------------------------------------------------------- docker helpers
 
+# The Docker daemon can restart under a deploy (a docker package upgrade restarts it). Every docker
+# call goes through this function: when one fails and the daemon does not answer, it waits for the
+# daemon (up to docker_timeout seconds) and runs the call again. A `run` that was cut off may have
+# created its container, so that container is removed before the `run` is repeated. The output of
+# a call cut off is dropped (an inspect prints an empty line as it fails). Messages go to fd 8, the
+# script's stderr, because callers silence or capture the call's own stderr.
+docker() {
+  local rc=0 name='' i out
+  out="$(command docker "$@"; r=$?; printf .; exit "$r")" || rc=$?
+  if ((rc == 0)) || daemon_answers; then printf '%s' "${out%.}"; return "$rc"; fi
+  wait_for_daemon "docker $1"
+  if [[ "$1" == run ]]; then
+    for ((i = 1; i < $#; i++)); do if [[ "${!i}" == --name ]]; then i=$((i + 1)); name="${!i}"; break; fi; done
+    if [[ -n "$name" ]]; then command docker rm -f "$name" >/dev/null 2>&1 || true; fi
+  fi
+  command docker "$@"
+}
+
+# true also when the daemon runs but refuses this user: waiting would not help then
+daemon_answers() {
+  local err
+  err="$(command docker version -f '{{.Server.Version}}' 2>&1 >/dev/null)" || [[ "$err" == *'permission denied'* ]]
+}
+
+wait_for_daemon() { # wait_for_daemon WHAT_WAS_CUT_OFF
+  local start deadline
+  start="$(now_ms)"; deadline=$((start + ${P[docker_timeout]%.*} * 1000))
+  printf '==> the Docker daemon is not answering (%s failed; is it restarting?): waiting up to %ss for it\n' "$1" "${P[docker_timeout]}" >&8
+  until daemon_answers; do
+    if (($(now_ms) >= deadline)); then
+      history_add "${P[action]}" "${P[version]}" "${P[image]}" - failed-docker
+      die "the Docker daemon on the server did not answer for ${P[docker_timeout]}s (during $1). Start it (systemctl start docker) and run the deploy again: the next run finishes or undoes this one. nginx still points where it pointed."
+    fi
+    sleep 0.2
+  done
+  printf '==> the Docker daemon answers again after %s ms\n' "$(($(now_ms) - start))" >&8
+}
+
+# Before anything changes: the daemon must answer, and without live-restore a daemon restart stops
+# every container, the one serving too; say so (once per run).
+docker_preflight() {
+  local live
+  if ! live="$(docker info -f '{{.LiveRestoreEnabled}}' 2>/dev/null)"; then
+    die "docker info failed on the server for user $(id -un) (is it in the docker group?): $(command docker info 2>&1 >/dev/null | head -n 1)"
+  fi
+  if [[ "$live" != true ]]; then
+    warn "the Docker daemon on the server runs without live-restore: if it restarts (a docker package upgrade restarts it), every container stops, the serving one too, until it is back. Add \"live-restore\": true to /etc/docker/daemon.json and run 'systemctl reload docker' (containers keep running)."
+  fi
+}
+
 container() { printf '%s-%s' "${P[app]}" "$1"; }
 port_of() { if [[ "$1" == blue ]]; then echo "${P[blue_port]}"; else echo "${P[green_port]}"; fi; }
 other() { if [[ "$1" == blue ]]; then echo green; else echo blue; fi; }
@@ -131,6 +193,19 @@ upstream_target() { # the address nginx should use for a color
   if [[ -n "${P[network]}" ]]; then echo "$(container "$1"):${P[container_port]}"
   else echo "127.0.0.1:$(port_of "$1")"
   fi
+}
+
+# nginx's second way to the same container: its own address on the docker bridge, used only when
+# the published port refuses. The published port goes through docker's proxy, which is down while
+# the Docker daemon restarts; the container (with live-restore) and its address are not. Empty
+# with a network (nginx reaches the container by name there) or when the container has no address.
+declare -A CIP=()
+backup_target() { # backup_target COLOR
+  [[ -z "${P[network]}" ]] || return 0
+  if [[ -z "${CIP[$1]:-}" ]]; then
+    CIP[$1]="$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}' "$(container "$1")" 2>/dev/null | awk '{ print $1 }')"
+  fi
+  if [[ "${CIP[$1]}" =~ ^[0-9.]+$ ]]; then echo "${CIP[$1]}:${P[container_port]}"; fi
 }
 
 # Which color does the upstream file send traffic to (through the NAT rule when it names the live
@@ -228,7 +303,7 @@ http_status() { # http_status PORT PATH TIMEOUT -> prints the status code or not
 }
 
 wait_healthy() { # wait_healthy COLOR
-  local color="$1" name port start deadline code state now checked=0
+  local color="$1" name port start deadline code state now checked=0 status restarts exit_code ip
   name="$(container "$color")"; port="$(port_of "$color")"
   phase "health $name"
   start="$(now_ms)"; deadline=$((start + ${P[health_timeout]%.*} * 1000))
@@ -240,17 +315,19 @@ wait_healthy() { # wait_healthy COLOR
       event healthy
       return 0
     fi
+    if (( $(now_ms) >= deadline )); then
+      health_failed "$color" "$name did not answer 2xx on ${P[health_path]} within ${P[health_timeout]}s (last: ${code:-no HTTP answer})"
+    fi
     # the container's own state, at most every second (a docker call costs more than a probe)
     now="$(now_ms)"
     if ((now - checked >= 1000)); then
       checked="$now"
-      state="$(docker inspect -f '{{.State.Status}} {{.RestartCount}} {{.State.ExitCode}}' "$name" 2>/dev/null || echo 'gone 0 0')"
-      if [[ "$state" != "running 0 "* ]]; then
-        health_failed "$color" "$name exited or restarted before it became healthy (state: ${state% *}, exit code ${state##* })"
+      state="$(docker inspect -f '{{.State.Status}} {{.RestartCount}} {{.State.ExitCode}} {{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}' "$name" 2>/dev/null || echo 'gone 0 0')"
+      read -r status restarts exit_code ip _ <<<"$state"
+      if [[ "$status" != running || "$restarts" != 0 ]]; then
+        health_failed "$color" "$name exited or restarted before it became healthy (state: $status $restarts, exit code $exit_code)"
       fi
-    fi
-    if (( $(now_ms) >= deadline )); then
-      health_failed "$color" "$name did not answer 2xx on ${P[health_path]} within ${P[health_timeout]}s (last: ${code:-no HTTP answer})"
+      CIP[$color]="${ip:-}"
     fi
     sleep "${P[health_interval]}"
   done
@@ -265,9 +342,15 @@ health_failed() { # health_failed COLOR MESSAGE: show the logs, remove the new c
   die "$2. Nothing was switched: the previous version is still serving."
 }
 
-render_upstream() { # render_upstream TARGET LABEL FILE
-  printf '# Managed by bg-deploy (app %s, %s, version %s). Do not edit: the next deploy rewrites it.\nupstream %s {\n    server %s;\n}\n' \
-    "${P[app]}" "$2" "${P[version]:-unknown}" "${P[upstream_name]}" "$1" >"$3"
+render_upstream() { # render_upstream TARGET LABEL FILE [BACKUP]
+  {
+    printf '# Managed by bg-deploy (app %s, %s, version %s). Do not edit: the next deploy rewrites it.\nupstream %s {\n    server %s;\n' \
+      "${P[app]}" "$2" "${P[version]:-unknown}" "${P[upstream_name]}" "$1"
+    if [[ -n "${4:-}" ]]; then
+      printf '    # the same container by its docker address, while the port above refuses (a Docker daemon restart)\n    server %s backup;\n' "$4"
+    fi
+    printf '}\n'
+  } >"$3"
 }
 
 upstream_points_to() { # upstream_points_to HOST:PORT
@@ -277,8 +360,8 @@ upstream_points_to() { # upstream_points_to HOST:PORT
 # Point nginx's upstream at TARGET for COLOR: temp file, backup, atomic move, nginx test (restore on
 # failure), reload. On failure the new container is removed, UNDO (a command, if set) runs, and the
 # run ends with a message.
-write_upstream_and_reload() { # write_upstream_and_reload TARGET COLOR [UNDO]
-  local target="$1" color="$2" undo="${3:-}" f="${P[upstream_file]}" dir tmp out
+write_upstream_and_reload() { # write_upstream_and_reload TARGET COLOR [UNDO] [BACKUP]
+  local target="$1" color="$2" undo="${3:-}" backup="${4:-}" f="${P[upstream_file]}" dir tmp out
   dir="$(dirname "$f")"
   fail() { # fail RESULT MESSAGE
     if [[ -n "$undo" ]]; then "$undo" || true; fi
@@ -289,7 +372,7 @@ write_upstream_and_reload() { # write_upstream_and_reload TARGET COLOR [UNDO]
   [[ -d "$dir" && -w "$dir" ]] || fail failed-upstream-write "cannot write the upstream file: $dir is not a writable directory for user $(id -un). Make it writable, or set nginx-upstream-file to a file in a directory that user owns. Nothing was switched; the previous version is still serving."
   tmp="$dir/.$(basename "$f").bg-deploy.tmp"
   TMP_PATHS+=("$tmp")
-  render_upstream "$target" "$color" "$tmp" || fail failed-upstream-write "cannot write $tmp (disk full?). Nothing was switched; the previous version is still serving."
+  render_upstream "$target" "$color" "$tmp" "$backup" || fail failed-upstream-write "cannot write $tmp (disk full?). Nothing was switched; the previous version is still serving."
   chmod 644 "$tmp"
   rm -f "$STATE_DIR/upstream.bak" "$STATE_DIR/upstream.none"
   # the backup is owner-only like everything in the state directory; restore_upstream gives the
@@ -317,8 +400,9 @@ switch_to() { # switch_to COLOR
 
 # reload mode: the upstream names the color's port; nginx is reloaded.
 switch_reload() { # switch_reload COLOR
-  write_upstream_and_reload "$(upstream_target "$1")" "$1"
-  log "nginx now sends ${P[upstream_name]} to $(upstream_target "$1")"
+  local backup; backup="$(backup_target "$1")"
+  write_upstream_and_reload "$(upstream_target "$1")" "$1" '' "$backup"
+  log "nginx now sends ${P[upstream_name]} to $(upstream_target "$1")${backup:+ (or $backup while that port refuses)}"
 }
 
 # dnat mode: one atomic rule replacement sends the live port to the color. nginx's upstream names
@@ -326,6 +410,13 @@ switch_reload() { # switch_reload COLOR
 switch_dnat() { # switch_dnat COLOR
   local live="127.0.0.1:${P[live_port]}" port had_rule=0
   port="$(port_of "$1")"
+  # the rule sends traffic to the published port on 127.0.0.1, which only Docker's userland proxy
+  # serves: with "userland-proxy": false, Docker's own NAT rule never sees it (dockerd still holds
+  # the port, so connections would hang)
+  if ! proxied "$port"; then
+    remove_new "$1"
+    die "switch-mode dnat needs Docker's userland proxy on the server: no docker-proxy serves 127.0.0.1:$port, the published port of $(container "$1"), so the Docker daemon runs with \"userland-proxy\": false. Use switch-mode reload, which works with that setting, or turn the proxy back on. Nothing was switched; the previous version is still serving."
+  fi
   if [[ -n "$(dnat_port)" ]]; then had_rule=1; fi
   if ! dnat_apply "$(nat_chain)" "${P[live_port]}" "$port" >&2; then
     remove_new "$1"
@@ -339,6 +430,11 @@ switch_dnat() { # switch_dnat COLOR
 }
 
 # ---------------------------------------------------------------- dnat mode: the NAT rule
+
+proxied() { # proxied PORT: a docker-proxy process serves this published port (true if we cannot tell)
+  command -v pgrep >/dev/null || return 0
+  pgrep -f -- "^(/[^ ]*/)?docker-proxy .*-host-port $1( |\$)" >/dev/null
+}
 
 as_root() { if [[ "$(id -u)" == 0 ]]; then "$@"; else sudo -n "$@"; fi; }
 
@@ -554,7 +650,8 @@ stop_later() { # stop_later [OLD_COLOR]
   if [[ -n "${1:-}" ]] && is_running "$1"; then name="$(container "$1")"; fi
   if [[ -n "$name" ]]; then log "stopping $name (kept for a fast rollback) in the background; the deploy lock is held until it has stopped"; fi
   (
-    exec </dev/null >>"$STATE_DIR/stop.log" 2>&1
+    exec </dev/null >>"$STATE_DIR/stop.log" 2>&1 7>&1 8>&2
+    IN_JOB=1
     trap - EXIT
     printf '%s stop %s\n' "$(date -u +%FT%TZ)" "${name:-(none)}"
     if [[ -n "$name" ]]; then docker stop -t 10 "$name" >/dev/null || echo "warning: docker stop $name failed"; fi
@@ -690,6 +787,7 @@ main() {
     P[switch_mode]="$PREV_MODE"
   fi
   if [[ "${P[switch_mode]}" == dnat || "$PREV_MODE" == dnat ]]; then dnat_preflight; fi
+  docker_preflight
   trap 'print_history; cleanup' EXIT
   case "${P[action]}" in
     deploy) deploy ;;
