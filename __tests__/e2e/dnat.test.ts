@@ -86,7 +86,7 @@ test('10 deploys and rollbacks in dnat mode: 0 failed requests and 0 races; relo
   const r = await load.stop()
 
   console.log(`same load, 10 switches each:\n  dnat:   ${summary(d)}\n  reload: ${summary(r)}`)
-  expect(d).toMatchObject({ non2xx: 0, errors: 0, races: 0, slowFailed: 0 })
+  expect(d).toMatchObject({ non2xx: 0, errors: 0, races: 0, slowFailed: 0, failures: [] })
   expect(d.slowCompleted).toBeGreaterThan(0)
   // reload mode: nothing but keep-alive resets, nginx's own floor
   expect(r).toMatchObject({ non2xx: 0, slowFailed: 0 })
@@ -125,10 +125,18 @@ test('the rule and the app survive a restart of the Docker daemon', async () => 
   const before = natRules()
     .split('\n')
     .filter((l) => l.includes(chain(a)))
+  const load = await new Load().start(a.url)
   execFileSync('bash', [path.join(ROOT, 'scripts/services.sh'), 'restart-docker'], {
     stdio: 'ignore'
   })
-  // containers come back through their restart policy; the rule was never touched
+  // with live-restore the containers keep running; the rule was never touched. The rule points at
+  // the published port, served by Docker's port proxy, which is down while the daemon restarts:
+  // the README quotes this count.
+  await sleep(1000)
+  const stats = await load.stop()
+  console.log(
+    `dnat mode, Docker daemon restart under load: ${stats.requests} requests, ${stats.non2xx} non-2xx, ${stats.errors} errors`
+  )
   let body = ''
   for (let i = 0; i < 150 && body !== 'v2.0.0\n'; i++) {
     body = await httpGet(a.url, 1000).then(

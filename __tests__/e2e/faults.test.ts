@@ -225,3 +225,137 @@ test('the runner killed (SIGKILL) mid-deploy, then re-run: 0 failed requests, co
   const left = await convergesAfter(a, running, load)
   expect(left).toBe('v1.0.0\n')
 }, 180_000)
+
+/**
+ * Restart the Docker engine the way a package upgrade does. It runs with live-restore here, as the
+ * README asks of a server, and with `dockerdArgs` when set.
+ */
+let dockerdArgs: string | undefined
+function restartDocker(): void {
+  execFileSync('bash', [path.join(ROOT, 'scripts/services.sh'), 'restart-docker'], {
+    stdio: 'ignore',
+    env: { ...process.env, ...(dockerdArgs ? { BGD_DOCKERD_ARGS: dockerdArgs } : {}) }
+  })
+}
+
+/** A deploy with the daemon restarted while the new container's health is polled. */
+async function restartWhilePolled(prefix: string) {
+  const a = await servingV1(prefix)
+  commitVersion(a, { version: 'v2.0.0', startDelay: 3 })
+  const load = await new Load().start(a.url)
+  let log = ''
+  const running = deployApp(a, { onLog: (t) => (log += t) })
+  for (let i = 0; i < 400 && !log.includes(`: health ${a.name}-green`); i++) await sleep(25)
+  expect(log).toContain(`: health ${a.name}-green`)
+  restartDocker()
+  const run = await running
+  expectOk(run)
+  expect(run.log).toMatch(
+    /the Docker daemon is not answering \(docker \w+ failed; is it restarting\?\)/
+  )
+  expect(run.log).toMatch(/the Docker daemon answers again after \d+ ms/)
+  settled(a)
+  const stats = await load.stop()
+  expect((await httpGet(a.url)).body).toBe('v2.0.0\n')
+  expect(lastHistory(a)[7]).toBe('ok')
+  expect(appContainers(a)).toEqual({
+    [`${a.name}-blue`]: 'exited',
+    [`${a.name}-green`]: 'running'
+  })
+  return stats
+}
+
+describe('the Docker daemon restarted, with live-restore and "userland-proxy": false (the README\'s server setup)', () => {
+  beforeAll(() => {
+    dockerdArgs = '--live-restore --userland-proxy=false'
+    restartDocker()
+  })
+  afterAll(() => {
+    dockerdArgs = undefined
+    restartDocker()
+  })
+
+  test('while the new container is polled: the run waits for it and finishes, 0 failed requests', async () => {
+    const stats = await restartWhilePolled('dockerd')
+    expect(stats).toMatchObject({ failures: [], slowFailed: 0 })
+    console.log(
+      `Docker daemon restarted during health polling: ${stats.requests} requests, 0 failed`
+    )
+  }, 180_000)
+
+  test('right after the switch: the old color is still drained and stopped, 0 failed requests', async () => {
+    const a = await servingV1('dockerdsw')
+    commitVersion(a, { version: 'v2.0.0' })
+    const load = await new Load().start(a.url)
+    let log = ''
+    const running = deployApp(a, { onLog: (t) => (log += t) })
+    for (let i = 0; i < 3000 && !log.includes(`: switch to ${a.name}-green`); i++) await sleep(10)
+    expect(log).toContain(`: switch to ${a.name}-green`)
+    restartDocker()
+    const run = await running
+    expectOk(run)
+    settled(a)
+    expect(run.log).toMatch(/the Docker daemon is not answering .*\n.*answers again after \d+ ms/)
+    const stats = await load.stop()
+    expect((await httpGet(a.url)).body).toBe('v2.0.0\n')
+    expect(stats).toMatchObject({ failures: [], slowFailed: 0 })
+    expect(appContainers(a)).toEqual({
+      [`${a.name}-blue`]: 'exited',
+      [`${a.name}-green`]: 'running'
+    })
+    // the next deploy (a rollback here) works on the restarted daemon
+    expectOk(await deployApp(a, { inputs: { rollback: 'previous' } }))
+    expect((await httpGet(a.url)).body).toBe('v1.0.0\n')
+  }, 180_000)
+
+  test('down for longer than the run waits: fails saying so, recorded, the app serves all along, the next run converges', async () => {
+    const svc = fixture.services()
+    const a = await servingV1('dockerdown')
+    commitVersion(a, { version: 'v2.0.0' })
+    expectOk(await deployApp(a))
+    settled(a)
+    const load = await new Load().start(a.url)
+    stopPidfile(path.join(svc.dir, 'dockerd.pid')) // live-restore: the containers keep running
+    let rollback
+    try {
+      rollback = await deployApp(a, { inputs: { rollback: 'previous' } })
+    } finally {
+      restartDocker()
+    }
+    expect(rollback.code).toBe(1)
+    expect(rollback.log).toMatch(
+      /the Docker daemon on the server did not answer for 60s \(during docker info\)\. Start it \(systemctl start docker\) and run the deploy again/
+    )
+    const h = lastHistory(a)
+    expect([h[3], h[7]]).toEqual(['rollback', 'failed-docker'])
+    expect((await httpGet(a.url)).body).toBe('v2.0.0\n')
+    expectOk(await deployApp(a, { inputs: { rollback: 'previous' } }))
+    settled(a)
+    const stats = await load.stop()
+    expect((await httpGet(a.url)).body).toBe('v1.0.0\n')
+    expect(stats).toMatchObject({ failures: [], slowFailed: 0 })
+  }, 240_000)
+
+  test('switch-mode dnat is refused when Docker runs without its userland proxy, before anything is switched', async () => {
+    const a = await servingV1('dnatnoproxy')
+    commitVersion(a, { version: 'v2.0.0' })
+    const run = await deployApp(a, { inputs: { 'switch-mode': 'dnat' } })
+    expect(run.code).toBe(1)
+    expect(run.log).toMatch(
+      /switch-mode dnat needs Docker's userland proxy on the server: no docker-proxy serves 127\.0\.0\.1:\d+, .*"userland-proxy": false\. Use switch-mode reload/
+    )
+    expect((await httpGet(a.url)).body).toBe('v1.0.0\n')
+    expect(appContainers(a)).toEqual({ [`${a.name}-blue`]: 'running' })
+    expectOk(await deployApp(a))
+    expect((await httpGet(a.url)).body).toBe('v2.0.0\n')
+  }, 180_000)
+})
+
+test("the Docker daemon restarted while polled, with Docker's default userland proxy: no non-2xx; responses in flight through the proxy as it stops can be cut", async () => {
+  const stats = await restartWhilePolled('dockerdproxy')
+  expect(stats).toMatchObject({ non2xx: 0, slowFailed: 0 })
+  expect(stats.failures.filter((f) => (f as { error?: string }).error !== 'ECONNRESET')).toEqual([])
+  console.log(
+    `Docker daemon restarted during health polling, default userland proxy: ${stats.requests} requests, ${stats.non2xx} non-2xx, ${stats.errors} connection resets`
+  )
+}, 180_000)
