@@ -353,6 +353,10 @@ render_upstream() { # render_upstream TARGET LABEL FILE [BACKUP]
   } >"$3"
 }
 
+# The user's nginx commands, through bash, without the script's extra descriptors: a command that
+# starts a daemon must not keep the SSH session (fds 7, 8) or the deploy lock (fd 9) open.
+user_cmd() { bash -c "$1" 7>&- 8>&- 9>&-; }
+
 upstream_points_to() { # upstream_points_to HOST:PORT
   [[ -f "${P[upstream_file]}" ]] && grep -qE "^[[:space:]]*server[[:space:]]+${1//./[.]}[[:space:];]" "${P[upstream_file]}"
 }
@@ -380,12 +384,12 @@ write_upstream_and_reload() { # write_upstream_and_reload TARGET COLOR [UNDO] [B
   if [[ -f "$f" ]]; then cp "$f" "$STATE_DIR/upstream.bak" && chmod 600 "$STATE_DIR/upstream.bak"; else touch "$STATE_DIR/upstream.none"; fi
   touch "$STATE_DIR/switch.pending"
   mv -f "$tmp" "$f"
-  if ! out="$(bash -c "${P[nginx_test]}" 2>&1)"; then
+  if ! out="$(user_cmd "${P[nginx_test]}" 2>&1)"; then
     restore_upstream
     fail failed-nginx-test "nginx rejected the new upstream, so the previous config was restored and nothing was switched. nginx said: $out"
   fi
   NGINX_BEFORE="$(nginx_workers)"
-  if ! out="$(bash -c "${P[nginx_reload]}" 2>&1)"; then
+  if ! out="$(user_cmd "${P[nginx_reload]}" 2>&1)"; then
     restore_upstream
     fail failed-nginx-reload "nginx reload failed, so the previous upstream file was restored and the new container removed. Is nginx running? It said: $out"
   fi
@@ -544,13 +548,13 @@ recover_switch() {
   [[ -f "$STATE_DIR/switch.pending" ]] || return 0
   local c; c="$(color_in_upstream)"
   log "a previous run stopped in the middle of a switch; converging first"
-  if [[ -n "$c" ]] && is_running "$c" && bash -c "${P[nginx_test]}" >/dev/null 2>&1; then
-    bash -c "${P[nginx_reload]}" >&2 || die "nginx reload failed while recovering an interrupted switch"
+  if [[ -n "$c" ]] && is_running "$c" && user_cmd "${P[nginx_test]}" >/dev/null 2>&1; then
+    user_cmd "${P[nginx_reload]}" >&2 || die "nginx reload failed while recovering an interrupted switch"
     rm -f "$STATE_DIR/switch.pending" "$STATE_DIR/upstream.bak" "$STATE_DIR/upstream.none"
     log "nginx serves $c, as the interrupted run had switched it"
   else
     restore_upstream
-    if bash -c "${P[nginx_test]}" >/dev/null 2>&1; then bash -c "${P[nginx_reload]}" >&2 || true; fi
+    if user_cmd "${P[nginx_test]}" >/dev/null 2>&1; then user_cmd "${P[nginx_reload]}" >&2 || true; fi
     log "restored the upstream file from before the interrupted run"
   fi
 }
