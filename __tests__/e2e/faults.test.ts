@@ -36,6 +36,15 @@ async function servingV1(prefix: string): Promise<TestApp> {
   return a
 }
 
+/** v1 deployed, then v2: v2 serves and v1's container is kept, stopped. */
+async function servingV2(prefix: string): Promise<TestApp> {
+  const a = await servingV1(prefix)
+  commitVersion(a, { version: 'v2.0.0' })
+  expectOk(await deployApp(a))
+  settled(a)
+  return a
+}
+
 function stopPidfile(file: string): void {
   const pid = Number(readFileSync(file, 'utf8').trim())
   process.kill(pid, 'SIGTERM')
@@ -77,10 +86,7 @@ test('nginx not running when the reload is attempted: fails saying so, nothing s
 
 test('registry unreachable: a deploy fails at the push and a rollback at the pull, v2 keeps serving with 0 failed requests', async () => {
   const svc = fixture.services()
-  const a = await servingV1('noreg')
-  commitVersion(a, { version: 'v2.0.0' })
-  expectOk(await deployApp(a))
-  settled(a)
+  const a = await servingV2('noreg')
   // the rollback must pull: no kept container, no local image
   docker('rm', '-f', `${a.name}-blue`)
   docker('rmi', `${a.inputs.image}:v1.0.0`)
@@ -310,10 +316,7 @@ describe('the Docker daemon restarted, with live-restore and "userland-proxy": f
 
   test('down for longer than the run waits: fails saying so, recorded, the app serves all along, the next run converges', async () => {
     const svc = fixture.services()
-    const a = await servingV1('dockerdown')
-    commitVersion(a, { version: 'v2.0.0' })
-    expectOk(await deployApp(a))
-    settled(a)
+    const a = await servingV2('dockerdown')
     const load = await new Load().start(a.url)
     stopPidfile(path.join(svc.dir, 'dockerd.pid')) // live-restore: the containers keep running
     let rollback
@@ -357,5 +360,28 @@ test("the Docker daemon restarted while polled, with Docker's default userland p
   expect(stats.failures.filter((f) => (f as { error?: string }).error !== 'ECONNRESET')).toEqual([])
   console.log(
     `Docker daemon restarted during health polling, default userland proxy: ${stats.requests} requests, ${stats.non2xx} non-2xx, ${stats.errors} connection resets`
+  )
+}, 180_000)
+
+test('a Docker daemon without live-restore: the run warns, naming the fix, and deploys', async () => {
+  const a = await servingV1('nolive')
+  commitVersion(a, { version: 'v2.0.0' })
+  dockerdArgs = '--live-restore=false'
+  let run
+  try {
+    restartDocker()
+    run = await deployApp(a)
+  } finally {
+    dockerdArgs = undefined
+    restartDocker()
+  }
+  expectOk(run)
+  expect(run.log).toMatch(
+    /::warning::127\.0\.0\.1: the Docker daemon on the server runs without live-restore: .*every container stops, the serving one too.* Add "live-restore": true to \/etc\/docker\/daemon\.json and run 'systemctl reload docker'/
+  )
+  expect((await httpGet(a.url)).body).toBe('v2.0.0\n')
+  // with live-restore (the daemon now), no warning
+  expect((await deployApp(a, { inputs: { rollback: 'previous' } })).log).not.toContain(
+    'without live-restore'
   )
 }, 180_000)
