@@ -200,10 +200,11 @@ upstream_target() { # the address nginx should use for a color
 # the Docker daemon restarts; the container (with live-restore) and its address are not. Empty
 # with a network (nginx reaches the container by name there) or when the container has no address.
 declare -A CIP=()
+IPS_FORMAT='{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}' # docker inspect: a container's addresses
 backup_target() { # backup_target COLOR
   [[ -z "${P[network]}" ]] || return 0
   if [[ -z "${CIP[$1]:-}" ]]; then
-    CIP[$1]="$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}' "$(container "$1")" 2>/dev/null | awk '{ print $1 }')"
+    CIP[$1]="$(docker inspect -f "$IPS_FORMAT" "$(container "$1")" 2>/dev/null | awk '{ print $1 }')"
   fi
   if [[ "${CIP[$1]}" =~ ^[0-9.]+$ ]]; then echo "${CIP[$1]}:${P[container_port]}"; fi
 }
@@ -322,7 +323,7 @@ wait_healthy() { # wait_healthy COLOR
     now="$(now_ms)"
     if ((now - checked >= 1000)); then
       checked="$now"
-      state="$(docker inspect -f '{{.State.Status}} {{.RestartCount}} {{.State.ExitCode}} {{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}' "$name" 2>/dev/null || echo 'gone 0 0')"
+      state="$(docker inspect -f "{{.State.Status}} {{.RestartCount}} {{.State.ExitCode}} $IPS_FORMAT" "$name" 2>/dev/null || echo 'gone 0 0')"
       read -r status restarts exit_code ip _ <<<"$state"
       if [[ "$status" != running || "$restarts" != 0 ]]; then
         health_failed "$color" "$name exited or restarted before it became healthy (state: $status $restarts, exit code $exit_code)"
