@@ -160,8 +160,71 @@ test('switch-mode dnat: live-port defaults to 8083, must differ from the colors,
 test('secrets are never quoted in messages', () => {
   const p = problems({ ...base, 'ssh-key': 'hunter2-not-a-key', env: 'GOOD=1\nbad key=TOPSECRET' })
   expect(p.join('\n')).toMatch(/Invalid ssh-key\. Expected the text of a private key/)
-  expect(p.join('\n')).toMatch(/Invalid env line for key 'bad key'/)
-  expect(p.join('\n')).not.toMatch(/hunter2|TOPSECRET/)
+  expect(p.join('\n')).toMatch(/Invalid env line 2: expected KEY=VALUE/)
+  expect(p.join('\n')).not.toMatch(/hunter2|TOPSECRET|bad key/)
+})
+
+test('no message quotes a cut-off value: build-args and docker-run-args are not quoted at all', () => {
+  const secret = 'S3cr3t'.repeat(60)
+  const p = problems({
+    ...base,
+    'build-args': `TOKEN=${secret}\nnot an arg`,
+    'docker-run-args': `--env X=${secret} 'unterminated`,
+    'health-path': `no-slash-${'y'.repeat(300)}`
+  })
+  expect(p.join('\n')).toMatch(/Invalid build-args\. Expected/)
+  expect(p.join('\n')).toMatch(/Invalid docker-run-args\. Expected/)
+  expect(p.join('\n')).not.toContain('S3cr3t')
+  // other inputs are quoted whole, never cut
+  expect(p.join('\n')).toContain(`'no-slash-${'y'.repeat(300)}'`)
+})
+
+test.each([
+  [
+    'A=1\nexport B=two words\n# c\n\n  C = x=y ',
+    [
+      ['A', '1'],
+      ['B', 'two words'],
+      ['C', ' x=y ']
+    ]
+  ],
+  ["S='it''s'", undefined],
+  ["S='lit \\n $X'  # comment", [['S', 'lit \\n $X']]],
+  ['D="a\\nb\\t\\"q\\" \\\\ \\x"', [['D', 'a\nb\t"q" \\ \\x']]],
+  [
+    'K="-----BEGIN KEY-----\r\nabc\r\n-----END KEY-----"\r\nN=1',
+    [
+      ['K', '-----BEGIN KEY-----\nabc\n-----END KEY-----'],
+      ['N', '1']
+    ]
+  ],
+  [
+    'E=\nF=""',
+    [
+      ['E', ''],
+      ['F', '']
+    ]
+  ]
+])('env in dotenv form: %j', (env, expected) => {
+  if (expected) expect(parseConfig({ ...base, env }, ctx).app.env).toEqual(expected)
+  else expect(problems({ ...base, env })[0]).toMatch(/^Invalid env line 1: a single-quoted value/)
+})
+
+test.each([
+  ['KEY="never closed\nSECRET_LINE', 2, 1],
+  ['A=1\n-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA\nB=2', 4, 2],
+  ['A=1\nB="x" trailing', 2, 2]
+])('a malformed env line is named by its number only: %j', (env, _lines, line) => {
+  const p = problems({ ...base, env }).join('\n')
+  expect(p).toMatch(new RegExp(`Invalid env line ${line}: `))
+  expect(p).not.toMatch(/never closed|SECRET_LINE|BEGIN|MIIEpAIBAAKCAQEA|trailing/)
+})
+
+test('a value that spans lines cannot go to a variable the docker CLI reads', () => {
+  expect(problems({ ...base, env: 'DOCKER_HOST="a\nb"' })[0]).toMatch(
+    /spans lines .* cannot be given to DOCKER_HOST/
+  )
+  expect(problems({ ...base, env: 'DOCKER_HOST=unix:///x\nPEM="a\nb"' })).toEqual([])
 })
 
 test('a PKCS#8 key is refused with the command that converts it', () => {

@@ -1,5 +1,5 @@
 import {
-  ensureRelease,
+  draftRelease,
   type CreateReleaseParams,
   type Release,
   type ReleasesApi
@@ -29,11 +29,19 @@ class FakeReleases implements ReleasesApi {
   async list() {
     return [...this.releases, ...this.drafts]
   }
+  async tagCommit() {
+    return undefined
+  }
+  published: number[] = []
+  async publish(id: number) {
+    this.published.push(id)
+    return { id, tag_name: 'x', html_url: 'published' }
+  }
 }
 
-test('creates a missing release with generated notes at the commit', async () => {
+test('creates a missing release as a draft with generated notes at the commit', async () => {
   const api = new FakeReleases()
-  const r = await ensureRelease(api, { tag: 'v1.4.0', sha: 'abc', prerelease: false })
+  const r = await draftRelease(api, { tag: 'v1.4.0', sha: 'abc', prerelease: false })
   expect(r.created).toBe(true)
   expect(api.created).toEqual([
     {
@@ -41,26 +49,27 @@ test('creates a missing release with generated notes at the commit', async () =>
       name: 'v1.4.0',
       target_commitish: 'abc',
       generate_release_notes: true,
-      prerelease: false
+      prerelease: false,
+      draft: true
     }
   ])
 })
 
 test('a re-run finds the existing release and creates nothing', async () => {
   const api = new FakeReleases([{ id: 7, tag_name: 'v1.4.0', html_url: 'u' }])
-  expect(await ensureRelease(api, { tag: 'v1.4.0', sha: 'abc', prerelease: false })).toEqual({
+  expect(await draftRelease(api, { tag: 'v1.4.0', sha: 'abc', prerelease: false })).toEqual({
     release: { id: 7, tag_name: 'v1.4.0', html_url: 'u' },
     created: false
   })
   expect(api.created).toEqual([])
 })
 
-test('a draft with the tag (invisible to getByTag) is found through the list', async () => {
+test('a draft with the tag (a failed run left it) is found and reused', async () => {
   const api = new FakeReleases([], [{ id: 9, tag_name: 'v2.0.0-rc.1', html_url: 'd', draft: true }])
-  const r = await ensureRelease(api, { tag: 'v2.0.0-rc.1', sha: 'abc', prerelease: true })
+  const r = await draftRelease(api, { tag: 'v2.0.0-rc.1', sha: 'abc', prerelease: true })
   expect(r).toEqual({
     release: { id: 9, tag_name: 'v2.0.0-rc.1', html_url: 'd', draft: true },
     created: false
   })
-  expect(api.created[0]!.prerelease).toBe(true)
+  expect(api.created).toEqual([])
 })

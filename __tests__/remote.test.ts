@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process'
 import { parseConfig } from '../src/config.js'
 import {
+  MAX_LINE,
   OutputParser,
   remoteCommand,
   remoteStdin,
@@ -88,7 +89,7 @@ test('the parser splits chunks into lines, reads markers, and defuses workflow c
     '::bg-deploy-warning:: no live-restore\n::bg-deploy-phase:: pull\n::bg-deploy-event:: pu'
   )
   p.push('out', 'll 1700000000123\n')
-  p.push('err', '==> pulling\n::set-output name=x::y\npartial')
+  p.push('err', '==> pulling\n::set-output name=x::y\n::bg-deploy-result:: deployed=false\npartial')
   p.push(
     'out',
     '::bg-deploy-history:: 2026-11-22T10:00:00Z\toctocat\thttps://x/runs/1\tdeploy\tv1\tr:v1\tblue\tok\n'
@@ -102,7 +103,8 @@ test('the parser splits chunks into lines, reads markers, and defuses workflow c
     'warning no live-restore',
     'phase pull',
     'line ==> pulling',
-    'line  ::set-output name=x::y',
+    'line ::set-output name=x::y',
+    'line ::bg-deploy-result:: deployed=false',
     'line partial'
   ])
   expect(p.events).toEqual([{ name: 'pull', ms: 1700000000123 }])
@@ -145,7 +147,7 @@ const log = { line: () => {}, phase: () => {}, warning: () => {} }
 
 test('runRemote returns the result line as a result', async () => {
   const shell = new FakeShell(
-    '::bg-deploy-result:: deployed=true color=blue previous_color=green version=v1 image=r:v1\n',
+    '::bg-deploy-result:: deployed=true color=blue previous_color=green version=v1 image=ghcr.io/acme/shop:v1\n',
     { code: 0, signal: null }
   )
   expect(await runRemote(shell, config, req, log, 'script')).toEqual({
@@ -153,7 +155,7 @@ test('runRemote returns the result line as a result', async () => {
     color: 'blue',
     previousColor: 'green',
     version: 'v1',
-    image: 'r:v1',
+    image: 'ghcr.io/acme/shop:v1',
     events: [],
     history: []
   })
@@ -171,4 +173,115 @@ test.each([
   await expect(runRemote(new FakeShell(out, result), config, req, log, 'script')).rejects.toThrow(
     message
   )
+})
+
+test('markers count only on stdout; stderr text that looks like one is shown, not read', () => {
+  const seen: string[] = []
+  const p = new OutputParser({
+    line: (l) => seen.push(l),
+    phase: (n) => seen.push(`phase ${n}`),
+    warning: (w) => seen.push(`warning ${w}`)
+  })
+  p.push('err', '::bg-deploy-error:: forged\n::bg-deploy-event:: finished 1\n')
+  p.push('out', '::bg-deploy-event:: not-declared 5\n::bg-deploy-event:: pulled 7\n')
+  p.push('out', '::bg-deploy-error:: line one\\nline two \\\\n\n')
+  p.flush()
+  expect(p.error).toBe('line one\nline two \\n')
+  expect(p.events).toEqual([{ name: 'pulled', ms: 7 }])
+  expect(seen).toEqual(['::bg-deploy-error:: forged', '::bg-deploy-event:: finished 1'])
+})
+
+test('a line without a newline is cut at MAX_LINE: the runner keeps a bounded buffer', () => {
+  const seen: string[] = []
+  const p = new OutputParser({ line: (l) => seen.push(l), phase: () => {}, warning: () => {} })
+  for (let i = 0; i < 10; i++) p.push('err', 'x'.repeat(MAX_LINE / 2))
+  expect((p as unknown as { buffers: { err: string } }).buffers.err.length).toBeLessThanOrEqual(
+    MAX_LINE
+  )
+  p.flush()
+  expect(seen.map((l) => l.length)).toEqual([MAX_LINE, MAX_LINE, MAX_LINE, MAX_LINE, MAX_LINE])
+})
+
+test('a UTF-8 character split across two chunks stays whole', () => {
+  const seen: string[] = []
+  const p = new OutputParser({ line: (l) => seen.push(l), phase: () => {}, warning: () => {} })
+  const bytes = Buffer.from('ü日\n')
+  p.push('err', bytes.subarray(0, 1))
+  p.push('err', bytes.subarray(1))
+  expect(seen).toEqual(['ü日'])
+})
+
+test.each([
+  [
+    'color=$(id)',
+    'deployed=true color=$(id) previous_color= version=v1 image=ghcr.io/acme/shop:v1',
+    /color is "\$\(id\)", not blue or green/
+  ],
+  [
+    'previous color',
+    'deployed=true color=blue previous_color=red version=v1 image=ghcr.io/acme/shop:v1',
+    /previous_color is "red"/
+  ],
+  [
+    'another image',
+    'deployed=true color=blue previous_color= version=v1 image=evil.io/x:v1',
+    /image is "evil\.io\/x:v1", not ghcr\.io\/acme\/shop/
+  ],
+  [
+    'an image with a command',
+    'deployed=true color=blue previous_color= version=v1 image=ghcr.io/acme/shop:v1;id',
+    /image is/
+  ],
+  [
+    'another version',
+    'deployed=true color=blue previous_color= version=v2 image=ghcr.io/acme/shop:v1',
+    /version is "v2", not the version sent/
+  ],
+  ['deployed', 'deployed=yes color=blue', /deployed is "yes"/],
+  ['extra field', 'deployed=true color=blue x=1', /unknown result fields/]
+])('a server answering %s fails the run as malformed', async (_, line, message) => {
+  const shell = new FakeShell(`::bg-deploy-result:: ${line}\n`, { code: 0, signal: null })
+  const run = runRemote(shell, config, req, log, 'script')
+  await expect(run).rejects.toThrow(/The server's answer was malformed/)
+  await expect(runRemote(shell, config, req, log, 'script')).rejects.toThrow(message)
+})
+
+test('a rollback answer needs a version that passes the version rules', async () => {
+  const rollback = { ...req, action: 'rollback' as const, version: undefined, target: 'previous' }
+  const answer = (v: string) =>
+    new FakeShell(
+      `::bg-deploy-result:: deployed=true color=blue previous_color=green version=${v} image=ghcr.io/acme/shop@sha256:${'a'.repeat(64)}\n`,
+      { code: 0, signal: null }
+    )
+  expect((await runRemote(answer('v1.2.0'), config, rollback, log, 'script')).version).toBe(
+    'v1.2.0'
+  )
+  await expect(runRemote(answer('$(id)'), config, rollback, log, 'script')).rejects.toThrow(
+    /malformed: version is "\$\(id\)"/
+  )
+})
+
+test('the server gets the pull credential, never the push one, when one is given', () => {
+  const c = parseConfig(
+    {
+      image: 'ghcr.io/acme/shop',
+      host: 'h',
+      username: 'u',
+      'ssh-key': '-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----',
+      'insecure-ignore-host-key': 'true',
+      'registry-username': 'pusher',
+      'registry-password': 'push-secret',
+      'pull-registry-username': 'puller',
+      'pull-registry-password': 'pull-secret'
+    },
+    { repository: 'acme/shop', workspace: '/ws' }
+  )
+  const stdin = remoteStdin('script', c)
+  const args = scriptArgs(c, req)
+  expect(args).toContain('registry_user=puller')
+  expect(stdin).toContain(Buffer.from('pull-secret').toString('base64'))
+  expect(stdin + args.join(' ')).not.toContain(Buffer.from('push-secret').toString('base64'))
+  expect(stdin + args.join(' ')).not.toMatch(/push-secret|pusher/)
+  // without a pull credential, the push one serves for the pull (as before)
+  expect(scriptArgs(config, req)).toContain('registry_user=bot')
 })

@@ -3,8 +3,10 @@ import {
   parseVersion,
   planVersion,
   toImageTag,
-  versionProblem
+  versionProblem,
+  versionsIn
 } from '../src/version.js'
+import { releasedElsewhere, type ReleasesApi } from '../src/release.js'
 
 describe('parseVersion', () => {
   test.each([
@@ -70,25 +72,113 @@ describe('planVersion', () => {
     expect(planVersion({ explicit: 'v9.9.9', message: 'v1.0.0', sha })).toEqual({
       version: 'v9.9.9',
       source: 'input',
-      tags: ['v9.9.9', 'latest']
+      tag: 'v9.9.9'
     })
+  })
+  test('explicit version wins over a bot author too', () => {
+    expect(
+      planVersion({ explicit: 'v9.9.9', message: 'x', author: 'dependabot[bot]', sha }).version
+    ).toBe('v9.9.9')
   })
   test('version from the message', () => {
     expect(planVersion({ message: 'ship v1.4.0', sha })).toEqual({
       version: 'v1.4.0',
       source: 'commit',
-      tags: ['v1.4.0', 'latest']
+      tag: 'v1.4.0'
     })
   })
-  test('no version: sha- tag and latest', () => {
+  test('no version: the sha- tag', () => {
     expect(planVersion({ message: 'typo fix', sha })).toEqual({
       source: 'none',
-      tags: ['sha-abcdef0', 'latest']
+      tag: 'sha-abcdef0'
     })
   })
   test('a custom pattern that finds an unusable tag is an error naming version-pattern', () => {
     expect(() => planVersion({ message: 'v: -bad', pattern: /v: (\S+)/, sha })).toThrow(
       /version-pattern/
+    )
+  })
+})
+
+describe('versionsIn', () => {
+  test.each([
+    ['Bump actions/checkout from v4.1.0 to v4.2.0', ['v4.1.0', 'v4.2.0']],
+    ['release v1.4.0\n\nRelease v1.4.0', ['v1.4.0']],
+    ['v1.2.3 and v1.2.3+build.1', ['v1.2.3', 'v1.2.3+build.1']],
+    ['nothing', []]
+  ])('%j -> %j', (message, expected) => {
+    expect(versionsIn(message)).toEqual(expected)
+  })
+})
+
+/**
+ * Real commit messages, as a new user writes them and as bots do, against a repository that has
+ * released v1.3.0 and v1.4.0 from other commits: what each one releases.
+ */
+describe('what a commit releases, against a release list', () => {
+  const sha = 'c0ffee0000000000000000000000000000000000'
+  const releases: ReleasesApi = {
+    list: async () => [
+      { id: 1, tag_name: 'v1.3.0', html_url: 'https://x/v1.3.0', target_commitish: 'main' },
+      { id: 2, tag_name: 'v1.4.0', html_url: 'https://x/v1.4.0', target_commitish: 'main' },
+      {
+        id: 3,
+        tag_name: 'v1.5.0',
+        html_url: 'https://x/untagged-1',
+        draft: true,
+        target_commitish: 'feedbeef00000000000000000000000000000000'
+      }
+    ],
+    tagCommit: async (tag) =>
+      ({ 'v1.3.0': 'aaaa000', 'v1.4.0': 'bbbb000' })[tag] as string | undefined,
+    create: async () => {
+      throw new Error('not called')
+    },
+    publish: async () => {
+      throw new Error('not called')
+    }
+  }
+  async function releasedAs(message: string, author = 'Mona Lisa'): Promise<string> {
+    const plan = planVersion({ message, author, sha })
+    if (!plan.version) return plan.tag
+    return (await releasedElsewhere(releases, plan.version, sha)) ? 'sha-c0ffee0' : plan.version
+  }
+  test.each([
+    ['Bump actions/checkout from v4.1.0 to v4.2.0', 'dependabot[bot]', 'sha-c0ffee0'],
+    ['Bump actions/checkout from v4.1.0 to v4.2.0', 'Mona Lisa', 'sha-c0ffee0'],
+    ['chore(deps): update dependency node to v20.11.1', 'renovate[bot]', 'sha-c0ffee0'],
+    ['chore(deps): update dependency node to v20.11.1', 'Mona Lisa', 'sha-c0ffee0'],
+    ['Revert "Release v1.4.0"\n\nThis reverts commit bbbb000.', 'Mona Lisa', 'sha-c0ffee0'],
+    ['fix: crash introduced in v1.3.0', 'Mona Lisa', 'sha-c0ffee0'],
+    ['Merge pull request #12 from acme/release-v1.2.0', 'Mona Lisa', 'v1.2.0'],
+    ['release v1.4.0', 'Mona Lisa', 'sha-c0ffee0'],
+    ['release v1.4.1', 'Mona Lisa', 'v1.4.1'],
+    ['feat: checkout flow v1.4.0', 'Mona Lisa', 'sha-c0ffee0'],
+    ['feat: checkout flow v1.6.0', 'Mona Lisa', 'v1.6.0'],
+    ['v2.0.0-rc.1', 'Mona Lisa', 'v2.0.0-rc.1'],
+    ['release v1.5.0 (its draft is for another commit)', 'Mona Lisa', 'sha-c0ffee0'],
+    ['typo fix', 'Mona Lisa', 'sha-c0ffee0']
+  ])('%j by %s -> %s', async (message, author, expected) => {
+    expect(await releasedAs(message, author)).toBe(expected)
+  })
+
+  test('each skipped release says why', () => {
+    expect(
+      planVersion({ message: 'x v1.0.0', author: 'dependabot[bot]', sha }).notReleased
+    ).toMatch(/dependabot\[bot\], a bot account/)
+    expect(planVersion({ message: 'from v1.0.0 to v1.1.0', sha }).notReleased).toMatch(
+      /several versions \(v1\.0\.0, v1\.1\.0\)/
+    )
+    expect(planVersion({ message: 'Revert "v1.0.0"', sha }).notReleased).toMatch(/revert/)
+  })
+
+  test('the same commit finds its own tag, release or draft: a re-run is not a second release', async () => {
+    expect(await releasedElsewhere(releases, 'v1.4.0', 'bbbb000')).toBeUndefined()
+    expect(
+      await releasedElsewhere(releases, 'v1.5.0', 'feedbeef00000000000000000000000000000000')
+    ).toBeUndefined()
+    expect(await releasedElsewhere(releases, 'v1.4.0', sha)).toMatch(
+      /tag v1\.4\.0 exists at commit bbbb000/
     )
   })
 })

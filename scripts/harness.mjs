@@ -265,8 +265,11 @@ export async function runAction(inputs, opts) {
 export class FakeGitHub {
   /** @type {ApiRequest[]} */
   requests = []
-  /** @type {{ id: number, tag_name: string, draft: boolean, html_url: string, name: string }[]} */
+  /** @type {{ id: number, tag_name: string, draft: boolean, html_url: string, name: string, target_commitish: string, prerelease: boolean }[]} */
   releases = []
+  /** tags that exist in the repository: name -> commit (a published release makes its tag) */
+  /** @type {Record<string, string>} */
+  tags = {}
   /** @type {import('node:http').Server | undefined} */
   server = undefined
   url = ''
@@ -286,6 +289,34 @@ export class FakeGitHub {
   }
 
   /**
+   * A release as GitHub shows it: a draft has an `untagged-` URL and no tag yet.
+   * @param {{ tag_name: string, target_commitish: string, draft?: boolean, prerelease?: boolean }} r
+   */
+  addRelease(r) {
+    const id = this.releases.length + 1
+    const release = {
+      id,
+      tag_name: r.tag_name,
+      name: r.tag_name,
+      target_commitish: r.target_commitish,
+      draft: r.draft ?? false,
+      prerelease: r.prerelease ?? false,
+      html_url: ''
+    }
+    this.releases.push(release)
+    this.setUrl(release)
+    if (!release.draft) this.tags[release.tag_name] = release.target_commitish
+    return release
+  }
+
+  /** @param {{ id: number, tag_name: string, draft: boolean, html_url: string }} r */
+  setUrl(r) {
+    r.html_url = r.draft
+      ? `https://github.com/acme/shop/releases/tag/untagged-${r.id}`
+      : `https://github.com/acme/shop/releases/tag/${r.tag_name}`
+  }
+
+  /**
    * @param {import('node:http').IncomingMessage} req
    * @param {import('node:http').ServerResponse} res
    */
@@ -300,14 +331,33 @@ export class FakeGitHub {
       res.writeHead(status, { 'content-type': 'application/json' })
       res.end(JSON.stringify(data))
     }
-    const byTag = /^\/repos\/([^/]+)\/([^/]+)\/releases\/tags\/(.+)$/.exec(url)
-    if (req.method === 'GET' && byTag) {
-      const tag = decodeURIComponent(byTag[3] ?? '')
-      const r = this.releases.find((x) => x.tag_name === tag && !x.draft)
-      return r ? send(200, r) : send(404, { message: 'Not Found', status: '404' })
+    const notFound = () => send(404, { message: 'Not Found', status: '404' })
+    const ref = /^\/repos\/[^/]+\/[^/]+\/git\/ref\/tags\/(.+)$/.exec(url)
+    if (req.method === 'GET' && ref) {
+      const commit = this.tags[decodeURIComponent(ref[1] ?? '')]
+      return commit
+        ? send(200, { ref: `refs/tags/${ref[1]}`, object: { type: 'commit', sha: commit } })
+        : notFound()
     }
-    if (/^\/repos\/[^/]+\/[^/]+\/releases(\?.*)?$/.test(url)) {
-      if (req.method === 'GET') return send(200, this.releases)
+    const byId = /^\/repos\/[^/]+\/[^/]+\/releases\/(\d+)$/.exec(url)
+    if (req.method === 'PATCH' && byId) {
+      const r = this.releases.find((x) => x.id === Number(byId[1]))
+      if (!r) return notFound()
+      if (body.draft === false && r.draft) {
+        r.draft = false
+        this.tags[r.tag_name] = r.target_commitish
+        this.setUrl(r)
+      }
+      return send(200, r)
+    }
+    const list = /^\/repos\/[^/]+\/[^/]+\/releases(\?.*)?$/.exec(url)
+    if (list) {
+      if (req.method === 'GET') {
+        const q = new URLSearchParams((list[1] ?? '').slice(1))
+        const per = Number(q.get('per_page') ?? 30)
+        const page = Number(q.get('page') ?? 1)
+        return send(200, this.releases.slice((page - 1) * per, page * per))
+      }
       if (req.method === 'POST') {
         if (this.releases.some((x) => x.tag_name === body.tag_name))
           return send(422, {
@@ -315,18 +365,18 @@ export class FakeGitHub {
             errors: [{ resource: 'Release', code: 'already_exists', field: 'tag_name' }],
             status: '422'
           })
-        const r = {
-          id: this.releases.length + 1,
-          tag_name: String(body.tag_name),
-          name: String(body.name),
-          draft: false,
-          html_url: `https://github.com/acme/shop/releases/tag/${String(body.tag_name)}`
-        }
-        this.releases.push(r)
-        return send(201, r)
+        return send(
+          201,
+          this.addRelease({
+            tag_name: String(body.tag_name),
+            target_commitish: String(body.target_commitish),
+            draft: body.draft === true,
+            prerelease: body.prerelease === true
+          })
+        )
       }
     }
-    send(404, { message: 'Not Found' })
+    notFound()
   }
 }
 

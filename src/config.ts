@@ -3,6 +3,7 @@ import path from 'node:path'
 import { parseDocument, isMap, isScalar, isSeq } from 'yaml'
 import { DEFAULT_VERSION_PATTERN, versionProblem } from './version.js'
 import { splitLines, splitWords } from './words.js'
+import { parseDotenv } from './dotenv.js'
 import { parseHostKeyPins, type HostKeyPin } from './hostkey.js'
 
 /** The action's inputs, exactly as named in action.yml. */
@@ -14,6 +15,8 @@ export const INPUT_NAMES = [
   'registry',
   'registry-username',
   'registry-password',
+  'pull-registry-username',
+  'pull-registry-password',
   'version',
   'version-pattern',
   'github-token',
@@ -53,6 +56,7 @@ export type Inputs = Partial<Record<InputName, string>>
 /** Inputs that hold secrets: masked before anything is logged, and never read from the config file. */
 export const SECRET_INPUTS: readonly InputName[] = [
   'registry-password',
+  'pull-registry-password',
   'github-token',
   'ssh-key',
   'ssh-passphrase',
@@ -67,6 +71,8 @@ export interface Config {
   buildArgs: string[]
   registryUsername?: string
   registryPassword?: string
+  /** what the server logs in with to pull: the pull credential when given, else the push one */
+  pull: { username?: string; password?: string }
   version?: string
   versionPattern: RegExp
   githubToken?: string
@@ -217,8 +223,15 @@ const REPOSITORY = new RegExp(`^(?:${DOMAIN}/)?${PATH_COMPONENT}(?:/${PATH_COMPO
 const NAME = /^[a-z0-9][a-z0-9_.-]{0,62}$/
 const NETWORK = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/
 const UPSTREAM_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/
-const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/
 const HOST = /^[A-Za-z0-9_.:[\]-]+$/
+/** Inputs whose value no message quotes: the secrets, and those that can embed one. */
+const UNQUOTED_INPUTS: readonly InputName[] = [...SECRET_INPUTS, 'build-args', 'docker-run-args']
+/**
+ * Variables that bash and the docker CLI on the server read themselves: a value that spans lines
+ * reaches `docker run` through the CLI's environment, where these would change the CLI.
+ */
+const CLI_VARIABLES =
+  /^(PATH|HOME|IFS|ENV|TMPDIR|SHELLOPTS|BASHOPTS|BASH_.*|LD_.*|DOCKER_.*|(HTTPS?|NO|ALL)_PROXY)$/i
 const USER = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/
 
 /** The registry host of an image repository, as Docker decides it. */
@@ -233,10 +246,9 @@ export function registryOf(image: string): string {
 export function parseConfig(inputs: Inputs, ctx: ConfigContext): Config {
   const problems: string[] = []
   const bad = (name: InputName, expected: string): undefined => {
-    const value = inputs[name] ?? ''
-    const shown = SECRET_INPUTS.includes(name)
-      ? ''
-      : ` '${value.length > 200 ? value.slice(0, 200) + '…' : value}'`
+    // a value is quoted whole or not at all: a cut-off secret would be printed unmasked (GitHub
+    // masks a secret only whole), and these inputs can hold one
+    const shown = UNQUOTED_INPUTS.includes(name) ? '' : ` '${inputs[name] ?? ''}'`
     problems.push(`Invalid ${name}${shown}. Expected ${expected}.`)
     return undefined
   }
@@ -329,6 +341,18 @@ export function parseConfig(inputs: Inputs, ctx: ConfigContext): Config {
   if ((registryUsername === undefined) !== (registryPassword === undefined))
     problems.push(
       `Inputs 'registry-username' and 'registry-password' go together: give both to log in to ${registry || 'the registry'}, or neither.`
+    )
+  const pullUsername =
+    text(
+      'pull-registry-username',
+      '',
+      (v) => !/[\s\0-\x1f\x7f]/.test(v),
+      'a user name without spaces or control characters'
+    ) || undefined
+  const pullPassword = get('pull-registry-password')
+  if ((pullUsername === undefined) !== (pullPassword === undefined))
+    problems.push(
+      `Inputs 'pull-registry-username' and 'pull-registry-password' go together: give both for the server's pull from ${registry || 'the registry'}, or neither.`
     )
 
   // version
@@ -423,20 +447,15 @@ export function parseConfig(inputs: Inputs, ctx: ConfigContext): Config {
       (v) => NETWORK.test(v),
       'a Docker network name of letters, digits, _ . and -'
     ) || undefined
-  const env: [string, string][] = []
-  for (const line of (get('env') ?? '').split('\n')) {
-    const l = line.endsWith('\r') ? line.slice(0, -1) : line
-    if (l.trim() === '' || l.trimStart().startsWith('#')) continue
-    const eq = l.indexOf('=')
-    const key = eq < 0 ? l : l.slice(0, eq)
-    if (!ENV_KEY.test(key) || /[\0\r]/.test(l)) {
-      problems.push(
-        `Invalid env line ${eq < 0 || !ENV_KEY.test(key) ? `for key '${key.slice(0, 60)}'` : `for '${key}'`}. Expected one KEY=VALUE per line, KEY made of letters, digits and _, and no NUL or carriage return in the value (values are not shown: env is secret).`
-      )
-      continue
-    }
-    env.push([key, l.slice(eq + 1)])
-  }
+  const dotenv = parseDotenv(get('env') ?? '')
+  for (const p of dotenv.problems)
+    problems.push(`Invalid env line ${p.line}: ${p.why}. (No part of it is shown: env is secret.)`)
+  const env = dotenv.entries
+  const spanningLines = env.filter(([k, v]) => /[\r\n]/.test(v) && CLI_VARIABLES.test(k))
+  if (spanningLines.length > 0)
+    problems.push(
+      `Invalid env: a value that spans lines reaches docker through its environment on the server, so it cannot be given to ${spanningLines.map(([k]) => k).join(', ')} (a variable the docker CLI or bash read). Use another name, or a value on one line.`
+    )
   const envFile =
     text(
       'env-file',
@@ -526,6 +545,9 @@ export function parseConfig(inputs: Inputs, ctx: ConfigContext): Config {
     buildArgs,
     registryUsername,
     registryPassword,
+    pull: pullUsername
+      ? { username: pullUsername, password: pullPassword }
+      : { username: registryUsername, password: registryPassword },
     version,
     versionPattern,
     githubToken: get('github-token')?.trim(),

@@ -1,13 +1,15 @@
 import * as core from '@actions/core'
 import type { Config } from './config.js'
 import type { RunContext } from './context.js'
-import { readCommitMessage } from './context.js'
+import { readCommit } from './context.js'
+import { ForeignText } from './foreign.js'
 import { buildAndPush, imageLabels } from './image.js'
-import { ensureRelease, type ReleasesApi } from './release.js'
+import type { Registry } from './registry.js'
+import { draftRelease, releasedElsewhere, type Release, type ReleasesApi } from './release.js'
 import { runRemote, type HistoryEntry, type RemoteEvent, type RemoteRequest } from './remote.js'
 import type { Runner } from './runner.js'
 import type { RemoteShell, SshConfig } from './ssh.js'
-import { isPrerelease, planVersion, toImageTag } from './version.js'
+import { isPrerelease, planVersion, shaTag, toImageTag, type VersionPlan } from './version.js'
 
 /** What a run produced so far; main turns it into outputs even when a later step fails. */
 export interface Outcome {
@@ -16,6 +18,8 @@ export interface Outcome {
   tags: string[]
   digest?: string
   releaseUrl?: string
+  /** the release is still a draft: it is published only once its version serves */
+  releaseDraft?: boolean
   color?: string
   previousColor?: string
   deployed: boolean
@@ -28,12 +32,16 @@ export interface Outcome {
 export interface Deps {
   runner: Runner
   releases: (token: string) => ReleasesApi
+  registry: (config: Config) => Registry
   connect: (ssh: SshConfig) => Promise<RemoteShell>
 }
 
+const REVISION = 'org.opencontainers.image.revision'
+
 /**
  * The whole run: connect (first, so a wrong key or host key fails before anything is pushed) →
- * version → build, tag, push → release → blue-green switch on the server.
+ * version → build, tag, push → draft release → blue-green switch on the server → `latest` and
+ * the release follow the version that serves.
  */
 export async function deploy(
   config: Config,
@@ -46,7 +54,7 @@ export async function deploy(
     () => deps.connect(config.ssh)
   )
   try {
-    if (config.rollback)
+    if (config.rollback) {
       await switchOnServer(
         shell,
         config,
@@ -54,7 +62,8 @@ export async function deploy(
         outcome,
         rollbackRequest(config.image, config.rollback)
       )
-    else await buildReleaseAndSwitch(config, ctx, deps, outcome, shell)
+      await moveLatest(deps.registry(config), config, outcome, 'rollback')
+    } else await buildReleaseAndSwitch(config, ctx, deps, outcome, shell)
   } finally {
     shell.dispose()
   }
@@ -67,63 +76,156 @@ async function buildReleaseAndSwitch(
   outcome: Outcome,
   shell: RemoteShell
 ): Promise<void> {
-  const message = config.version ? undefined : await readCommitMessage(ctx, deps.runner)
-  const plan = planVersion({
+  const commit = config.version ? {} : await readCommit(ctx, deps.runner)
+  let plan = planVersion({
     explicit: config.version,
-    message,
+    message: commit.message,
+    author: commit.author,
     pattern: config.versionPattern,
     sha: ctx.sha
   })
+  if (plan.version && config.createRelease && !config.githubToken)
+    throw new Error(
+      "Input 'github-token' is empty: pass ${{ github.token }} or set create-release: false."
+    )
+  const registry = deps.registry(config)
+  const releases =
+    plan.version && config.createRelease ? deps.releases(config.githubToken!) : undefined
+  const built = plan.version ? await builtBefore(plan, ctx.sha, registry, config, releases) : 'no'
+  if (built === 'elsewhere') plan = { source: 'none', tag: shaTag(ctx.sha) }
   outcome.version = plan.version
   if (plan.version)
     core.info(
       `Version ${plan.version} (from ${plan.source === 'input' ? "the 'version' input" : 'the commit message'})`
     )
-  else
+  else if (plan.notReleased)
+    core.notice(`${plan.notReleased} The image is tagged ${plan.tag}; no release is made.`)
+  else if (built !== 'elsewhere')
     core.notice(
-      `No version found in the commit message, so the image is tagged ${plan.tags[0]} and latest and no release is made. To release, put a version such as v1.2.3 in the commit message or set the 'version' input.`
+      `No version found in the commit message, so the image is tagged ${plan.tag} and no release is made. To release, put a version such as v1.2.3 in the commit message or set the 'version' input.`
     )
 
-  const refs = plan.tags.map((t) => `${config.image}:${t}`)
-  const pushed = await core.group(`Build and push ${refs.join(', ')}`, () =>
-    buildAndPush(
-      deps.runner,
-      config,
-      {
-        refs,
-        labels: imageLabels({ version: plan.version, sha: ctx.sha, sourceUrl: ctx.repositoryUrl })
-      },
-      ctx.workspace
-    )
-  )
-  outcome.tags = pushed.refs
-  outcome.digest = pushed.digest
-  outcome.image = refs[0]
-  core.info(`Pushed ${refs.join(', ')}${pushed.digest ? ` (${pushed.digest})` : ''}`)
-
-  if (plan.version && config.createRelease) {
-    if (!config.githubToken)
-      throw new Error(
-        "Input 'github-token' is empty: pass ${{ github.token }} or set create-release: false."
+  const ref = `${config.image}:${plan.tag}`
+  outcome.image = ref
+  if (built === 'here') {
+    core.info(`${ref} holds this commit already (an earlier run pushed it): not built again`)
+    outcome.tags = [ref]
+  } else {
+    const pushed = await core.group(`Build and push ${ref}`, () =>
+      buildAndPush(
+        deps.runner,
+        config,
+        {
+          refs: [ref],
+          labels: imageLabels({ version: plan.version, sha: ctx.sha, sourceUrl: ctx.repositoryUrl })
+        },
+        ctx.workspace
       )
-    const version = plan.version
-    const { release, created } = await core.group(`Release ${version}`, () =>
-      ensureRelease(deps.releases(config.githubToken!), {
-        tag: version,
-        sha: ctx.sha,
-        prerelease: isPrerelease(version)
-      })
     )
+    outcome.tags = [...pushed.refs]
+    outcome.digest = pushed.digest
+    core.info(`Pushed ${ref}${pushed.digest ? ` (${pushed.digest})` : ''}`)
+  }
+
+  let release: Release | undefined
+  if (plan.version && releases) {
+    const version = plan.version
+    const r = await core.group(`Release ${version} (a draft until it serves)`, () =>
+      draftRelease(releases, { tag: version, sha: ctx.sha, prerelease: isPrerelease(version) })
+    )
+    release = r.release
     outcome.releaseUrl = release.html_url
-    core.info(`${created ? 'Created' : 'Found existing'} release ${version}: ${release.html_url}`)
+    outcome.releaseDraft = release.draft === true
+    core.info(
+      `${r.created ? 'Created draft' : release.draft ? 'Found draft' : 'Found'} release ${version}: ${release.html_url}`
+    )
   }
 
   // a deploy without a version is labelled on the server by its sha- tag, so it can be rolled back to
   await switchOnServer(shell, config, ctx, outcome, {
     action: 'deploy',
-    image: refs[0]!,
-    version: plan.version ?? plan.tags[0]
+    image: ref,
+    version: plan.version ?? plan.tag
   })
+  await moveLatest(registry, config, outcome, 'deploy')
+  if (release?.draft && releases) {
+    const published = await releases.publish(release.id)
+    outcome.releaseUrl = published.html_url
+    outcome.releaseDraft = false
+    core.info(`Published release ${published.tag_name}: ${published.html_url}`)
+  }
+}
+
+/**
+ * Was this version built before? 'here': the registry holds it for this very commit (a re-run);
+ * 'elsewhere': a tag, release or draft of it exists for another commit, or the registry holds
+ * it from another commit — it is never released or pushed again (a notice says where it is);
+ * 'no': it is new.
+ */
+async function builtBefore(
+  plan: VersionPlan,
+  sha: string,
+  registry: Registry,
+  config: Config,
+  releases: ReleasesApi | undefined
+): Promise<'here' | 'elsewhere' | 'no'> {
+  const notice = (where: string) =>
+    core.notice(
+      `${plan.version} is released already: ${where}. A version is released once, so this commit deploys as ${shaTag(sha)}. To release it, name a new version.`
+    )
+  const onGithub = releases ? await releasedElsewhere(releases, plan.version!, sha) : undefined
+  if (onGithub) {
+    notice(onGithub)
+    return 'elsewhere'
+  }
+  let labels: Record<string, string> | undefined
+  try {
+    labels = await registry.labels(plan.tag)
+  } catch (e) {
+    throw new Error(
+      `Cannot check whether ${config.image}:${plan.tag} is in the registry already (a version is never pushed over): ${(e as Error).message}`
+    )
+  }
+  if (!labels) return 'no'
+  if (labels[REVISION] === sha) return 'here'
+  notice(
+    `${config.image}:${plan.tag} is in the registry, built from ${labels[REVISION] ? `commit ${labels[REVISION].slice(0, 7)}` : 'an unknown commit'}`
+  )
+  return 'elsewhere'
+}
+
+/**
+ * After the switch, `latest` names what serves: the version deployed, or the one a rollback put
+ * back. A pre-release never moves it. On a rollback a failure is a warning: the rollback itself
+ * succeeded and must not be repeated.
+ */
+async function moveLatest(
+  registry: Registry,
+  config: Config,
+  outcome: Outcome,
+  action: 'deploy' | 'rollback'
+): Promise<void> {
+  const ref = outcome.image
+  if (!outcome.deployed || !ref) return
+  if (outcome.version && isPrerelease(outcome.version)) {
+    core.info(`${outcome.version} is a pre-release: latest stays where it is`)
+    return
+  }
+  const from = ref.slice(config.image.length + 1)
+  try {
+    await registry.retag(from, 'latest')
+  } catch (e) {
+    const message = `${outcome.version ?? ref} serves, but ${config.image}:latest could not be moved to it: ${(e as Error).message}`
+    if (action === 'rollback') {
+      core.warning(
+        `${message}. Until it is, a host that pulls latest gets the version rolled back from.`
+      )
+      return
+    }
+    throw new Error(`${message}. Re-run the workflow: the next run finishes it.`)
+  }
+  outcome.tags = [...outcome.tags, `${config.image}:latest`]
+  core.info(`${config.image}:latest now names ${ref}`)
 }
 
 /** Rollback builds, pushes and releases nothing: the server switches to a version it knows. */
@@ -148,10 +250,16 @@ async function switchOnServer(
   req: Pick<RemoteRequest, 'action' | 'image' | 'version' | 'target'>
 ): Promise<void> {
   let open = false
+  // the server's output is foreign text: printed inert, the action's own commands resume first
+  const foreign = new ForeignText()
   const log = {
-    line: (text: string) => core.info(text),
-    warning: (text: string) => core.warning(`${config.ssh.host}: ${text}`),
+    line: (text: string) => foreign.print(text),
+    warning: (text: string) => {
+      foreign.resume()
+      core.warning(`${config.ssh.host}: ${text}`)
+    },
     phase: (name: string) => {
+      foreign.resume()
       if (open) core.endGroup()
       core.startGroup(`${config.ssh.host}: ${name}`)
       open = true
@@ -171,6 +279,7 @@ async function switchOnServer(
     outcome.history = (e as { history?: HistoryEntry[] }).history ?? []
     throw e
   } finally {
+    foreign.resume()
     if (open) core.endGroup()
   }
   core.info(

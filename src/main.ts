@@ -3,24 +3,41 @@ import { context } from '@actions/github'
 import { loadConfig, readInputs, SECRET_INPUTS } from './config.js'
 import { fromGithubContext } from './context.js'
 import { deploy, type Outcome } from './deploy.js'
+import { parseDotenv } from './dotenv.js'
+import { registryCredentials, registryClient } from './registry.js'
 import { githubReleases } from './release.js'
 import { execRunner } from './runner.js'
 import { connectSsh } from './ssh.js'
 import { writeSummary } from './summary.js'
 
-/** Register every secret input (and each of its lines) with the log masker. */
+/**
+ * Register every secret input with the log masker, before anything is logged: each value whole,
+ * each of its lines, and for `env` each value as the dotenv rules read it (and its lines), so no
+ * line of a multi-line secret (a PEM key) is printed unmasked.
+ */
 export function maskSecrets(get: (name: string) => string): void {
   for (const name of SECRET_INPUTS) {
     const value = get(name)
     if (!value) continue
-    const parts = new Set([value])
-    for (const line of value.split(/\r?\n/)) {
-      const v = name === 'env' ? line.slice(line.indexOf('=') + 1) : line.trim()
-      // very short values (0, 1, on) would mask every occurrence of them in the log
-      if (v.length >= 3) parts.add(v)
+    const parts = new Set([value, ...linesOf(value)])
+    if (name === 'env') {
+      for (const line of value.split(/\r?\n/)) {
+        const v = line.slice(line.indexOf('=') + 1)
+        parts
+          .add(v)
+          .add(v.trim())
+          .add(v.trim().replace(/^["']|["']$/g, ''))
+      }
+      for (const [, v] of parseDotenv(value).entries)
+        for (const p of [v, ...linesOf(v)]) parts.add(p)
     }
-    for (const part of parts) core.setSecret(part)
+    // very short values (0, 1, on) would mask every occurrence of them in the log
+    for (const part of parts) if (part.trim().length >= 3) core.setSecret(part)
   }
+}
+
+function linesOf(value: string): string[] {
+  return value.split(/\r\n|\r|\n/).map((l) => l.trim())
 }
 
 export async function run(): Promise<void> {
@@ -41,6 +58,7 @@ export async function run(): Promise<void> {
       {
         runner: execRunner,
         releases: (token) => githubReleases(token, ctx.owner, ctx.repo),
+        registry: (c) => registryClient(c.image, c.registry, registryCredentials(c.registry, c)),
         connect: (ssh) => connectSsh(ssh, { warn: (m) => core.warning(m) })
       },
       outcome
@@ -49,7 +67,11 @@ export async function run(): Promise<void> {
     core.setFailed(e instanceof Error ? e.message : String(e))
   } finally {
     setOutputs(outcome)
-    await writeSummary(outcome)
+    try {
+      await writeSummary(outcome)
+    } catch (e) {
+      core.warning(`The job summary could not be written: ${(e as Error).message}`)
+    }
   }
 }
 

@@ -5,6 +5,8 @@ export interface Release {
   tag_name: string
   html_url: string
   draft?: boolean
+  /** the commit (or branch) the release's tag is made at when it is published */
+  target_commitish?: string
 }
 
 export interface CreateReleaseParams {
@@ -13,35 +15,60 @@ export interface CreateReleaseParams {
   target_commitish: string
   generate_release_notes: boolean
   prerelease: boolean
+  draft: boolean
 }
 
-/** The three release calls we need; the real one wraps Octokit, tests use a recording fake. */
+/** The release calls we need; the real one wraps Octokit, tests use a recording fake. */
 export interface ReleasesApi {
-  getByTag(tag: string): Promise<Release | undefined>
+  /** Every release, drafts included. */
+  list(): Promise<Release[]>
+  /** The commit a tag points at (annotated tags followed), or undefined when there is no tag. */
+  tagCommit(tag: string): Promise<string | undefined>
   /** Returns 'already_exists' when GitHub answers 422 already_exists. */
   create(params: CreateReleaseParams): Promise<Release | 'already_exists'>
-  list(): Promise<Release[]>
+  /** Publish a draft (that creates its tag). */
+  publish(id: number): Promise<Release>
 }
 
-/** Get the release for `tag`, creating it when missing. A re-run finds the one it made before. */
-export async function ensureRelease(
+/**
+ * Where `tag` is released already for a commit other than `sha` (a tag, a published release or a
+ * draft), described for a notice; undefined when it is not, or only for this commit.
+ */
+export async function releasedElsewhere(
+  api: ReleasesApi,
+  tag: string,
+  sha: string
+): Promise<string | undefined> {
+  const commit = await api.tagCommit(tag)
+  if (commit && commit !== sha) return `tag ${tag} exists at commit ${commit.slice(0, 7)}`
+  const release = (await api.list()).find((r) => r.tag_name === tag)
+  if (!release || commit === sha) return undefined
+  if (release.target_commitish === sha) return undefined
+  return `${release.draft ? 'draft release' : 'release'} ${tag} exists for ${release.target_commitish ? `commit ${release.target_commitish.slice(0, 7)}` : 'another commit'} (${release.html_url})`
+}
+
+/**
+ * The release for `tag` at this commit: the one a previous run made (a draft, or published), or a
+ * new draft. It is published only after the new version serves.
+ */
+export async function draftRelease(
   api: ReleasesApi,
   opts: { tag: string; sha: string; prerelease: boolean }
 ): Promise<{ release: Release; created: boolean }> {
-  const existing = await api.getByTag(opts.tag)
+  const find = async () => (await api.list()).find((r) => r.tag_name === opts.tag)
+  const existing = await find()
   if (existing) return { release: existing, created: false }
   const made = await api.create({
     tag_name: opts.tag,
     name: opts.tag,
     target_commitish: opts.sha,
     generate_release_notes: true,
-    prerelease: opts.prerelease
+    prerelease: opts.prerelease,
+    draft: true
   })
   if (made !== 'already_exists') return { release: made, created: true }
-  // getReleaseByTag does not see drafts; a draft with this tag, or a release created by a
-  // concurrent run between our two calls, is found in the list.
-  const found =
-    (await api.list()).find((r) => r.tag_name === opts.tag) ?? (await api.getByTag(opts.tag))
+  // created by a concurrent run between our two calls
+  const found = await find()
   if (!found)
     throw new Error(
       `GitHub says release ${opts.tag} already exists, but it cannot be read with this token.`
@@ -53,16 +80,33 @@ function status(e: unknown): number | undefined {
   return (e as { status?: number }).status
 }
 
+function permissionHint(e: unknown, what: string): Error | undefined {
+  if (status(e) === 403 || status(e) === 404)
+    return new Error(
+      `Cannot ${what} (HTTP ${status(e)}). Give the workflow 'permissions: contents: write', or set create-release: false.`
+    )
+  return undefined
+}
+
 export function githubReleases(token: string, owner: string, repo: string): ReleasesApi {
   const octokit = getOctokit(token)
   return {
-    async getByTag(tag) {
+    async list() {
+      return await octokit.paginate(octokit.rest.repos.listReleases, { owner, repo, per_page: 100 })
+    },
+    async tagCommit(tag) {
+      let ref
       try {
-        return (await octokit.rest.repos.getReleaseByTag({ owner, repo, tag })).data
+        ref = (await octokit.rest.git.getRef({ owner, repo, ref: `tags/${tag}` })).data
       } catch (e) {
         if (status(e) === 404) return undefined
         throw e
       }
+      let object = ref.object
+      // an annotated tag points at a tag object, which points at the commit
+      for (let i = 0; object.type === 'tag' && i < 5; i++)
+        object = (await octokit.rest.git.getTag({ owner, repo, tag_sha: object.sha })).data.object
+      return object.sha
     },
     async create(params) {
       try {
@@ -72,15 +116,17 @@ export function githubReleases(token: string, owner: string, repo: string): Rele
           ?.data?.errors
         if (status(e) === 422 && errors?.some((x) => x.code === 'already_exists'))
           return 'already_exists'
-        if (status(e) === 403 || status(e) === 404)
-          throw new Error(
-            `Cannot create release ${params.tag_name} (HTTP ${status(e)}). Give the workflow 'permissions: contents: write', or set create-release: false.`
-          )
-        throw e
+        throw permissionHint(e, `create release ${params.tag_name}`) ?? e
       }
     },
-    async list() {
-      return (await octokit.rest.repos.listReleases({ owner, repo, per_page: 100 })).data
+    async publish(id) {
+      try {
+        return (
+          await octokit.rest.repos.updateRelease({ owner, repo, release_id: id, draft: false })
+        ).data
+      } catch (e) {
+        throw permissionHint(e, `publish release ${id}`) ?? e
+      }
     }
   }
 }

@@ -1,5 +1,16 @@
 import { readFileSync } from 'node:fs'
+import { StringDecoder } from 'node:string_decoder'
+import {
+  checkResult,
+  parseEvent,
+  parseHistoryLine,
+  unescapeMarker,
+  type EventName,
+  type HistoryEntry,
+  type ServerResult
+} from './answer.js'
 import type { Config } from './config.js'
+export type { HistoryEntry } from './answer.js'
 import type { RemoteShell } from './ssh.js'
 
 /** The blue-green script, shipped inside the bundle and sent on stdin. */
@@ -48,7 +59,7 @@ export function scriptArgs(config: Config, req: RemoteRequest): string[] {
     ['switch_mode', config.switch.mode],
     ['live_port', config.switch.livePort],
     ['registry', config.registry],
-    ['registry_user', config.registryUsername],
+    ['registry_user', config.pull.username],
     ['actor', req.actor],
     ['run_url', req.runUrl]
   ]
@@ -65,53 +76,50 @@ export function remoteCommand(args: string[]): string {
 
 const b64 = (s: string) => Buffer.from(s, 'utf8').toString('base64')
 
-/** stdin: the script, then the secrets as `name base64` lines, then `end`. */
+/**
+ * stdin: the script, then the secrets as `name base64` lines, then `end`. The server gets the pull
+ * credential (the push one only when no pull credential is given).
+ */
 export function remoteStdin(script: string, config: Config): string {
   const lines: string[] = []
-  if (config.registryPassword) lines.push(`registry_password ${b64(config.registryPassword)}`)
+  if (config.pull.password) lines.push(`registry_password ${b64(config.pull.password)}`)
   for (const [k, v] of config.app.env) lines.push(`env ${k} ${b64(v)}`)
   lines.push('end')
   return `${script.endsWith('\n') ? script : script + '\n'}${lines.join('\n')}\n`
 }
 
 export interface RemoteEvent {
-  name: string
+  name: EventName
   ms: number
 }
 
-export interface RemoteResult {
-  deployed: boolean
-  color?: string
-  previousColor?: string
-  version?: string
-  image?: string
+export interface RemoteResult extends ServerResult {
   events: RemoteEvent[]
   /** the last entries of the server's deploy history, oldest first */
   history: HistoryEntry[]
 }
 
-export interface HistoryEntry {
-  time: string
-  actor: string
-  runUrl: string
-  action: string
-  version: string
-  image: string
-  color: string
-  result: string
-}
-
 /** Callbacks the output is streamed to (core.info / startGroup / endGroup in the action). */
 export interface RemoteLog {
+  /** a line of the server's output: foreign text, to be printed inert */
   line(text: string): void
   phase(name: string): void
   /** Something the user should fix on the server, though this run goes on (an annotation). */
   warning(text: string): void
 }
 
-/** Splits streamed chunks into lines and interprets the script's marker lines. */
+/** Longest line kept whole: a server that never sends a newline cannot fill the runner's memory. */
+export const MAX_LINE = 64 * 1024
+const PHASE = /^[\w .()-]{1,200}$/
+
+/**
+ * Splits streamed chunks into lines and interprets the script's marker lines. Markers count only
+ * on the script's stdout, which carries nothing else (the script sends every command's output to
+ * stderr); stderr is only ever shown, never interpreted.
+ */
 export class OutputParser {
   private buffers = { out: '', err: '' }
+  private decoders = { out: new StringDecoder('utf8'), err: new StringDecoder('utf8') }
   events: RemoteEvent[] = []
   history: HistoryEntry[] = []
   result?: Record<string, string>
@@ -121,56 +129,63 @@ export class OutputParser {
   constructor(private readonly log: RemoteLog) {}
 
   push(stream: 'out' | 'err', chunk: Buffer | string): void {
-    const text = this.buffers[stream] + chunk.toString()
-    const lines = text.split('\n')
-    this.buffers[stream] = lines.pop()!
-    for (const l of lines) this.handle(l)
+    let text =
+      this.buffers[stream] +
+      (typeof chunk === 'string' ? chunk : this.decoders[stream].write(chunk))
+    let nl: number
+    while ((nl = text.indexOf('\n')) >= 0 || text.length > MAX_LINE) {
+      const end = nl >= 0 && nl <= MAX_LINE ? nl : MAX_LINE
+      this.handle(stream, text.slice(0, end))
+      text = text.slice(end === nl ? end + 1 : end)
+    }
+    this.buffers[stream] = text
   }
 
   flush(): void {
     for (const s of ['out', 'err'] as const) {
-      if (this.buffers[s]) this.handle(this.buffers[s])
+      const rest = this.buffers[s] + this.decoders[s].end()
+      if (rest) this.handle(s, rest)
       this.buffers[s] = ''
     }
   }
 
-  private handle(raw: string): void {
+  private handle(stream: 'out' | 'err', raw: string): void {
     const line = raw.replace(/\r$/, '')
-    let m: RegExpExecArray | null
-    if ((m = /^::bg-deploy-phase:: (.+)$/.exec(line))) return this.log.phase(m[1]!)
-    if ((m = /^::bg-deploy-event:: (\S+) (\d+)$/.exec(line))) {
-      this.events.push({ name: m[1]!, ms: Number(m[2]) })
-      return
+    const m = stream === 'out' ? /^::bg-deploy-([a-z]+):: (.*)$/.exec(line) : null
+    if (m) {
+      const text = m[2]!
+      switch (m[1]) {
+        case 'phase': {
+          const name = unescapeMarker(text)
+          if (PHASE.test(name)) this.log.phase(name)
+          return
+        }
+        case 'event': {
+          const e = parseEvent(text)
+          if (e) this.events.push(e)
+          return
+        }
+        case 'result':
+          this.result = Object.fromEntries(
+            unescapeMarker(text)
+              .split(' ')
+              .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])
+          )
+          return
+        case 'history': {
+          const h = parseHistoryLine(unescapeMarker(text))
+          if (h) this.history.push(h)
+          return
+        }
+        case 'warning':
+          return this.log.warning(unescapeMarker(text))
+        case 'error':
+          this.error = unescapeMarker(text)
+          return
+      }
     }
-    if ((m = /^::bg-deploy-result:: (.*)$/.exec(line))) {
-      this.result = Object.fromEntries(
-        m[1]!.split(' ').map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])
-      )
-      return
-    }
-    if ((m = /^::bg-deploy-history:: (.*)$/.exec(line))) {
-      const [
-        time = '',
-        actor = '',
-        runUrl = '',
-        action = '',
-        version = '',
-        image = '',
-        color = '',
-        result = ''
-      ] = m[1]!.split('\t')
-      this.history.push({ time, actor, runUrl, action, version, image, color, result })
-      return
-    }
-    if ((m = /^::bg-deploy-warning:: (.*)$/.exec(line))) return this.log.warning(m[1]!)
-    if ((m = /^::bg-deploy-error:: (.*)$/.exec(line))) {
-      this.error = m[1]!
-      return
-    }
-    // never let remote output issue workflow commands (::set-output::, ::add-mask:: ...)
-    const safe = line.startsWith('::') ? ` ${line}` : line
-    this.tail = [...this.tail.slice(-19), safe]
-    this.log.line(safe)
+    this.tail = [...this.tail.slice(-19), line]
+    this.log.line(line)
   }
 }
 
@@ -190,16 +205,12 @@ export async function runRemote(
   })
   parser.flush()
   if (r.code === 0 && parser.result) {
-    const x = parser.result
-    return {
-      deployed: x.deployed === 'true',
-      color: x.color || undefined,
-      previousColor: x.previous_color || undefined,
-      version: x.version || undefined,
-      image: x.image || undefined,
-      events: parser.events,
-      history: parser.history
-    }
+    const checked = checkResult(parser.result, {
+      image: config.image,
+      action: req.action,
+      version: req.version
+    })
+    return { ...checked, events: parser.events, history: parser.history }
   }
   if (parser.error) throw new RemoteError(parser.error, r.code, parser.events, parser.history)
   if (r.code === null)

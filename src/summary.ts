@@ -12,6 +12,20 @@ const LABELS: Record<string, string> = {
   finished: 'finished'
 }
 
+/** Text for an HTML table cell: what the server sent is shown, never interpreted. */
+export function escapeHtml(text: string): string {
+  return text.replace(
+    /[&<>"']/g,
+    (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!
+  )
+}
+
+function releaseCell(o: Outcome): string {
+  if (!o.releaseUrl) return '(none)'
+  const link = `<a href="${escapeHtml(o.releaseUrl)}">${escapeHtml(o.releaseUrl)}</a>`
+  return o.releaseDraft ? `draft, not published: the new version did not serve. ${link}` : link
+}
+
 /** The job summary; skipped outside a runner (no GITHUB_STEP_SUMMARY). */
 export async function writeSummary(o: Outcome): Promise<void> {
   if (!process.env.GITHUB_STEP_SUMMARY) return
@@ -20,10 +34,10 @@ export async function writeSummary(o: Outcome): Promise<void> {
       { data: 'Field', header: true },
       { data: 'Value', header: true }
     ],
-    ['Version', o.version ?? '(none)'],
-    ['Tags', o.tags.join('<br>') || '(not pushed)'],
-    ['Digest', o.digest ?? ''],
-    ['Release', o.releaseUrl ? `<a href="${o.releaseUrl}">${o.releaseUrl}</a>` : '(none)'],
+    ['Version', escapeHtml(o.version ?? '(none)')],
+    ['Tags', o.tags.map(escapeHtml).join('<br>') || '(not pushed)'],
+    ['Digest', escapeHtml(o.digest ?? '')],
+    ['Release', releaseCell(o)],
     [
       'Deployed',
       o.deployed
@@ -39,7 +53,10 @@ export async function writeSummary(o: Outcome): Promise<void> {
         { data: 'step', header: true },
         { data: 'at', header: true }
       ],
-      ...o.events.map((e) => [LABELS[e.name] ?? e.name, `${((e.ms - t0) / 1000).toFixed(2)} s`])
+      ...o.events.map((e) => [
+        escapeHtml(LABELS[e.name] ?? e.name),
+        `${((e.ms - t0) / 1000).toFixed(2)} s`
+      ])
     ])
   }
   if (o.history && o.history.length > 0) {
@@ -48,7 +65,7 @@ export async function writeSummary(o: Outcome): Promise<void> {
       ...o.history
         .slice()
         .reverse()
-        .map((h) => [h.time, h.version, h.action, h.result, h.actor])
+        .map((h) => [h.time, h.version, h.action, h.result, h.actor].map(escapeHtml))
     ])
   }
   await summary.write()

@@ -1,33 +1,45 @@
 #!/usr/bin/env bash
+# Before anything is read: a server whose SHELLOPTS or BASH_ENV turns on xtrace must not make
+# this shell print the secrets it reads from stdin. Child shells get neither.
+{ set +x; } 2>/dev/null
+unset BASH_ENV ENV
 # bg-deploy remote script: a blue-green switch of one app behind nginx.
 #
 # Sent over SSH on stdin and run as `bash -s -- key=value...`. Parameters arrive as arguments;
 # secrets follow the script on stdin as `name base64` lines ending with `end` (see read_secrets),
 # so they never appear on a command line or in a file readable by others.
 #
-# Output: `==> ` log lines and docker output on stderr; on stdout, `::bg-deploy-phase:: NAME`
-# when a phase starts, `::bg-deploy-event:: NAME EPOCH_MS` for the timeline, and one final
-# `::bg-deploy-result:: key=value...` line.
+# Output: `==> ` log lines and everything any command prints on stderr. The script's stdout
+# carries only its marker lines, written explicitly to fd 7: `::bg-deploy-phase:: NAME` when a
+# phase starts, `::bg-deploy-event:: NAME EPOCH_MS` for the timeline, and one final
+# `::bg-deploy-result:: key=value...` line. Text in a marker is one line: `\`, newline and CR are
+# escaped as `\\`, `\n` and `\r`, so no output of a command can forge a marker.
 set -Eeuo pipefail
 umask 077
-# fd 7 and 8: the script's own stdout and stderr, for messages from inside `$(...)` or a silenced call
-exec 7>&1 8>&2
+# fd 7: the marker channel (the SSH session's stdout); fd 8: the script's stderr, for messages from
+# inside `$(...)` or a silenced call. Anything else written to stdout goes to stderr.
+exec 7>&1 8>&2 1>&2
 MAIN_PID=$$
 IN_JOB=0
 
 log() { printf '==> %s\n' "$*" >&2; }
+marker() { # marker NAME TEXT: one marker line, TEXT escaped onto one line
+  local t="${2//\\/\\\\}"
+  t="${t//$'\n'/\\n}"
+  printf '::bg-deploy-%s:: %s\n' "$1" "${t//$'\r'/\\r}" >&7
+}
 # die works from a subshell too (a `$(...)`): its message reaches the runner and the whole run ends
 die() {
-  printf '::bg-deploy-error:: %s\n' "$*" >&7
+  marker error "$*"
   printf 'error: %s\n' "$*" >&8
   if [[ "$BASHPID" != "$MAIN_PID" && "$IN_JOB" == 0 ]]; then kill -USR1 "$MAIN_PID" 2>/dev/null || true; fi
   exit 1
 }
 trap 'exit 1' USR1
 now_ms() { date +%s%3N; }
-phase() { printf '::bg-deploy-phase:: %s\n' "$1"; }
-event() { printf '::bg-deploy-event:: %s %s\n' "$1" "$(now_ms)"; }
-warn() { printf '::bg-deploy-warning:: %s\n' "$*"; }
+phase() { marker phase "$1"; }
+event() { printf '::bg-deploy-event:: %s %s\n' "$1" "$(now_ms)" >&7; }
+warn() { marker warning "$*"; }
 
 # ---------------------------------------------------------------- parameters and secrets
 
@@ -278,18 +290,26 @@ start_color() { # start_color COLOR
     -p "127.0.0.1:$port:${P[container_port]}")
   if [[ -n "${P[network]}" ]]; then args+=(--network "${P[network]}"); fi
   if [[ -n "${P[env_file]}" ]]; then args+=(--env-file "${P[env_file]}"); fi
+  # env values: one line each in an owner-only file in the owner-only state directory, removed as
+  # soon as docker has read it; a value that spans lines (a PEM key) cannot be written there, so
+  # docker reads it from its own environment (`-e KEY`), set for that one command only
+  local spanning=() i
   if ((${#ENV_KEYS[@]} > 0)); then
-    # owner-only file in the owner-only state directory, removed as soon as docker has read it
-    local secret_env="$STATE_DIR/.env.$$" i
+    local secret_env="$STATE_DIR/.env.$$"
     TMP_PATHS+=("$secret_env")
     : >"$secret_env"
-    for i in "${!ENV_KEYS[@]}"; do printf '%s=%s\n' "${ENV_KEYS[$i]}" "${ENV_VALUES[$i]%x}" >>"$secret_env"; done
+    for i in "${!ENV_KEYS[@]}"; do
+      if [[ "${ENV_VALUES[$i]}" == *[$'\n\r']* ]]; then spanning+=("$i"); args+=(-e "${ENV_KEYS[$i]}")
+      else printf '%s=%s\n' "${ENV_KEYS[$i]}" "${ENV_VALUES[$i]%x}" >>"$secret_env"
+      fi
+    done
     args+=(--env-file "$secret_env")
   fi
   args+=("${RUN_ARGS[@]}" -- "${P[image]}")
   log "starting $name (${P[image]}) on 127.0.0.1:$port"
   local out rc=0
-  out="$(docker "${args[@]}" 2>&1)" || rc=$?
+  out="$(for i in "${spanning[@]}"; do export "${ENV_KEYS[$i]}=${ENV_VALUES[$i]%x}"; done
+    docker "${args[@]}" 2>&1)" || rc=$?
   if [[ -n "${secret_env:-}" ]]; then rm -f "$secret_env"; fi
   ((rc == 0)) || { docker rm -f "$name" >/dev/null 2>&1 || true; die "docker run $name failed: $out"; }
   event started
@@ -375,10 +395,13 @@ write_upstream_and_reload() { # write_upstream_and_reload TARGET COLOR [UNDO] [B
     die "$2"
   }
   [[ -d "$dir" && -w "$dir" ]] || fail failed-upstream-write "cannot write the upstream file: $dir is not a writable directory for user $(id -un). Make it writable, or set nginx-upstream-file to a file in a directory that user owns. Nothing was switched; the previous version is still serving."
-  tmp="$dir/.$(basename "$f").bg-deploy.tmp"
+  # a new file of our own (mktemp creates it exclusively: never through a link someone left), with
+  # its final mode before its content
+  tmp="$(mktemp "$dir/.$(basename "$f").bg-deploy.XXXXXX")" \
+    || fail failed-upstream-write "cannot create a temporary file in $dir (disk full?). Nothing was switched; the previous version is still serving."
   TMP_PATHS+=("$tmp")
-  render_upstream "$target" "$color" "$tmp" "$backup" || fail failed-upstream-write "cannot write $tmp (disk full?). Nothing was switched; the previous version is still serving."
   chmod 644 "$tmp"
+  render_upstream "$target" "$color" "$tmp" "$backup" || fail failed-upstream-write "cannot write $tmp (disk full?). Nothing was switched; the previous version is still serving."
   rm -f "$STATE_DIR/upstream.bak" "$STATE_DIR/upstream.none"
   # the backup is owner-only like everything in the state directory; restore_upstream gives the
   # file back nginx's usual 644
@@ -480,7 +503,7 @@ dnat_remove() {
   while read -r rule; do
     # shellcheck disable=SC2086 # the rule's words, as iptables -S printed them
     as_root iptables -w -t nat ${rule/#-A/-D} 2>/dev/null || true
-  done < <(as_root iptables -w -t nat -S OUTPUT 2>/dev/null | grep -E -- "-j $chain\$" || true)
+  done < <(as_root iptables -w -t nat -S OUTPUT 2>/dev/null | awk -v c="$chain" '$(NF - 1) == "-j" && $NF == c')
   as_root iptables -w -t nat -F "$chain" 2>/dev/null || true
   as_root iptables -w -t nat -X "$chain" 2>/dev/null || true
 }
@@ -498,13 +521,16 @@ dnat_preflight() {
 }
 
 # At boot the NAT rules are gone: a restore script (every app in dnat mode under this state root,
-# from its state file) and, where systemd runs, a unit that calls it.
+# from its state file) and, where systemd runs, a unit that calls it. The unit runs the script as
+# the user who owns it (a deploy user runs iptables through its sudo rule), never as root a file
+# that a deploy user can edit; the script takes only a chain name and port numbers from a state file.
 install_restore() {
-  local root script unit=/etc/systemd/system/bg-deploy-dnat.service
-  root="$(dirname "$STATE_DIR")"; script="$root/restore-dnat.sh"
+  local root script user unit
+  root="$(dirname "$STATE_DIR")"; script="$root/restore-dnat.sh"; user="$(id -un)"
+  unit="/etc/systemd/system/$(restore_unit_name "$user")"
   {
     printf '#!/usr/bin/env bash\n# Written by bg-deploy: puts back the NAT rule of every app deployed with switch-mode dnat\n'
-    printf '# under %s, from its state file. Run at boot (bg-deploy-dnat.service), or by hand.\nset -u\n' "$root"
+    printf '# under %s, from its state file. Run at boot (%s), or by hand.\nset -u\n' "$root" "$(restore_unit_name "$user")"
     declare -f as_root dnat_apply state_get
     printf 'rc=0\nfor state in %q/*/state; do\n' "$root"
     cat <<'EOS'
@@ -512,6 +538,9 @@ install_restore() {
   STATE_DIR="${state%/state}"
   [[ "$(state_get switch_mode)" == dnat ]] || continue
   chain="$(state_get nat_chain)"; live="$(state_get live_port)"; port="$(state_get port)"
+  if ! [[ "$chain" =~ ^BGD-[A-Za-z0-9_.-]{1,24}$ && "$live" =~ ^[0-9]{1,5}$ && "$port" =~ ^[0-9]{1,5}$ ]]; then
+    echo "skipped $state: it does not hold a bg-deploy chain name and two ports" >&2; rc=1; continue
+  fi
   if dnat_apply "$chain" "$live" "$port"; then echo "restored $chain: 127.0.0.1:$live -> 127.0.0.1:$port"
   else echo "could not restore $chain from $state" >&2; rc=1; fi
 done
@@ -521,17 +550,23 @@ EOS
   chmod 700 "$script.tmp"
   mv -f "$script.tmp" "$script"
   if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null; then
-    if [[ ! -f "$unit" ]] || ! grep -qF "$script" "$unit"; then
-      if printf '[Unit]\nDescription=bg-deploy: restore the NAT rules of apps in switch-mode dnat\nAfter=network.target docker.service\n\n[Service]\nType=oneshot\nExecStart=/bin/bash %s\n\n[Install]\nWantedBy=multi-user.target\n' "$script" \
-        | as_root tee "$unit" >/dev/null && as_root systemctl daemon-reload && as_root systemctl enable bg-deploy-dnat.service >/dev/null 2>&1; then
-        log "installed bg-deploy-dnat.service: it restores the NAT rule at boot"
+    if [[ ! -f "$unit" ]] || ! grep -qxF "User=$user" "$unit"; then
+      if restore_unit "$user" "$script" | as_root tee "$unit" >/dev/null && as_root systemctl daemon-reload \
+        && as_root systemctl enable "$(restore_unit_name "$user")" >/dev/null 2>&1; then
+        log "installed $(restore_unit_name "$user"): it restores the NAT rule at boot, as $user"
       else
         log "warning: could not install $unit; run $script at boot to restore the NAT rule"
       fi
     fi
   else
-    log "no systemd here: run $script at boot to restore the NAT rule (it reads the state files)"
+    log "no systemd here: run $script at boot as $user to restore the NAT rule (it reads the state files)"
   fi
+}
+
+restore_unit_name() { if [[ "$1" == root ]]; then echo bg-deploy-dnat.service; else echo "bg-deploy-dnat-$1.service"; fi; }
+
+restore_unit() { # restore_unit USER SCRIPT: the systemd unit that runs SCRIPT as USER at boot
+  printf '[Unit]\nDescription=bg-deploy: restore the NAT rules of apps in switch-mode dnat (%s)\nAfter=network.target docker.service\n\n[Service]\nType=oneshot\nUser=%s\nExecStart=/bin/bash %s\n\n[Install]\nWantedBy=multi-user.target\n' "$1" "$1" "$2"
 }
 
 restore_upstream() {
@@ -701,8 +736,7 @@ deploy() {
   history_add "${P[action]}" "${P[version]}" "${P[image]}" "$idle" ok
   event finished
   if [[ -n "$active" && "$active" != "$idle" ]]; then stop_later "$active"; else stop_later; fi
-  printf '::bg-deploy-result:: deployed=true color=%s previous_color=%s version=%s image=%s\n' \
-    "$idle" "${active:-}" "${P[version]}" "${P[image]}"
+  marker result "deployed=true color=$idle previous_color=${active:-} version=${P[version]} image=${P[image]}"
 }
 
 # After the switch and the drain: in dnat mode, make sure the rule comes back after a reboot; when
@@ -767,14 +801,14 @@ rollback() {
   history_add rollback "$version" "$image" "$idle" ok
   event finished
   stop_later "$active"
-  printf '::bg-deploy-result:: deployed=true color=%s previous_color=%s version=%s image=%s\n' \
-    "$idle" "$active" "$version" "$image"
+  marker result "deployed=true color=$idle previous_color=$active version=$version image=$image"
 }
 
 # shellcheck disable=SC2317 # called by the EXIT trap
 print_history() {
   [[ -f "$STATE_DIR/history" ]] || return 0
-  tail -n 5 "$STATE_DIR/history" | sed 's/^/::bg-deploy-history:: /'
+  local line
+  while IFS= read -r line; do marker history "$line"; done < <(tail -n 5 "$STATE_DIR/history")
 }
 
 main() {

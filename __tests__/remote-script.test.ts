@@ -1,0 +1,165 @@
+// The server script's own guards, run in a real bash with small fakes on PATH (no Docker, nginx or
+// iptables needed): xtrace from the server's environment, the exact NAT jump removal, the
+// upstream temporary file, and the boot-time restore unit.
+import { execFileSync, spawnSync } from 'node:child_process'
+import {
+  chmodSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  statSync,
+  symlinkSync,
+  writeFileSync
+} from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { loadDeployScript } from '../src/remote.js'
+
+const script = readFileSync('src/remote/deploy.sh', 'utf8')
+const b64 = (s: string) => Buffer.from(s).toString('base64')
+
+function fakeBin(dir: string, name: string, body: string): void {
+  mkdirSync(dir, { recursive: true })
+  writeFileSync(path.join(dir, name), `#!/usr/bin/env bash\n${body}\n`)
+  chmodSync(path.join(dir, name), 0o755)
+}
+
+/** Run `body` in bash with the script's functions loaded (its last line, `main "$@"`, left out). */
+function withFunctions(body: string, env: Record<string, string> = {}): string {
+  const functions = script.replace('main "$@"; exit "$?"\n', '')
+  const r = spawnSync('bash', ['-c', `${functions}\n${body}`], {
+    env: { ...process.env, ...env },
+    encoding: 'utf8'
+  })
+  if (r.status !== 0) throw new Error(`bash exited ${r.status}: ${r.stderr}`)
+  return r.stdout + r.stderr
+}
+
+test('the bundle ships the script as it is in src', () => {
+  expect(loadDeployScript()).toBe(script)
+})
+
+test('a server whose SHELLOPTS and BASH_ENV turn on xtrace gets no secret printed', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'bgd-xtrace-'))
+  // a docker that fails: the script stops right after it has read the secrets
+  fakeBin(path.join(dir, 'bin'), 'docker', 'exit 1')
+  writeFileSync(path.join(dir, 'bash_env'), 'set -x\n')
+  const secret = 'pem-line-SECRET-0123456789'
+  const run = (env: Record<string, string>) =>
+    spawnSync('bash', ['-s', '--', 'app=x', 'image=r/x:v1', `state_dir=${dir}/state`], {
+      input: `${script}\nregistry_password ${b64(secret)}\nenv K ${b64(secret)}\nend\n`,
+      env: { PATH: `${dir}/bin:${process.env.PATH}`, HOME: dir, ...env },
+      encoding: 'utf8'
+    })
+  const r = run({ SHELLOPTS: 'xtrace', BASH_ENV: path.join(dir, 'bash_env') })
+  expect(r.status).toBe(1)
+  expect(r.stderr).toMatch(/docker info failed/)
+  for (const s of [secret, b64(secret)]) expect(r.stdout + r.stderr).not.toContain(s)
+  // the control: the same environment does trace a script that does not turn xtrace off
+  const traced = spawnSync('bash', ['-s'], {
+    input: 'read -r a; printf "%s" "$a" >/dev/null\n' + secret + '\n',
+    env: { PATH: process.env.PATH, SHELLOPTS: 'xtrace', BASH_ENV: path.join(dir, 'bash_env') },
+    encoding: 'utf8'
+  })
+  expect(traced.stderr).toContain(secret)
+})
+
+test("leaving dnat mode removes exactly this app's jump: app my.app leaves myxapp's rule", () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'bgd-nat-'))
+  fakeBin(
+    path.join(dir, 'bin'),
+    'iptables',
+    `if [[ "$*" == *"-S OUTPUT"* ]]; then
+  echo "-P OUTPUT ACCEPT"
+  echo "-A OUTPUT -d 127.0.0.1/32 -p tcp -m tcp --dport 8083 -j BGD-my.app"
+  echo "-A OUTPUT -d 127.0.0.1/32 -p tcp -m tcp --dport 9083 -j BGD-myxapp"
+  echo "-A OUTPUT -d 127.0.0.1/32 -p tcp -m tcp --dport 7083 -j BGD-my.app2"
+fi
+echo "$*" >>"${dir}/calls"`
+  )
+  withFunctions('P[app]=my.app; dnat_remove', { PATH: `${dir}/bin:${process.env.PATH}` })
+  const calls = readFileSync(path.join(dir, 'calls'), 'utf8').split('\n').filter(Boolean)
+  expect(calls.filter((c) => / -D /.test(c))).toEqual([
+    '-w -t nat -D OUTPUT -d 127.0.0.1/32 -p tcp -m tcp --dport 8083 -j BGD-my.app'
+  ])
+  expect(calls).toContain('-w -t nat -X BGD-my.app')
+})
+
+test('the upstream file is written through a new temporary file, never through a link left there', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'bgd-up-'))
+  const conf = path.join(dir, 'conf.d')
+  mkdirSync(conf)
+  const victim = path.join(dir, 'victim')
+  writeFileSync(victim, 'keep me\n')
+  // the name the temporary file had before, and one an attacker might guess
+  symlinkSync(victim, path.join(conf, '.shop-upstream.conf.bg-deploy.tmp'))
+  const out = withFunctions(
+    `STATE_DIR=${dir}/state; mkdir -p "$STATE_DIR"
+P[app]=shop; P[upstream_name]=shop; P[upstream_file]=${conf}/shop-upstream.conf
+P[nginx_test]=true; P[nginx_reload]=true
+nginx_workers() { :; }
+write_upstream_and_reload 127.0.0.1:8081 blue
+cleanup
+ls -A ${conf}`
+  )
+  expect(readFileSync(victim, 'utf8')).toBe('keep me\n')
+  expect(lstatSync(path.join(conf, '.shop-upstream.conf.bg-deploy.tmp')).isSymbolicLink()).toBe(
+    true
+  )
+  expect(readFileSync(path.join(conf, 'shop-upstream.conf'), 'utf8')).toMatch(
+    /upstream shop \{\n {4}server 127\.0\.0\.1:8081;/
+  )
+  expect(statSync(path.join(conf, 'shop-upstream.conf')).mode & 0o777).toBe(0o644)
+  // no temporary file is left behind
+  expect(out.trim().split('\n').sort()).toEqual([
+    '.shop-upstream.conf.bg-deploy.tmp',
+    'shop-upstream.conf'
+  ])
+})
+
+test('the boot-time restore runs as the deploy user, never as root for a file that user can edit', () => {
+  const unit = withFunctions('restore_unit deploy /home/deploy/.bg-deploy/restore-dnat.sh')
+  expect(unit).toMatch(/^User=deploy$/m)
+  expect(unit).toMatch(/^ExecStart=\/bin\/bash \/home\/deploy\/\.bg-deploy\/restore-dnat\.sh$/m)
+  expect(withFunctions('restore_unit_name deploy; restore_unit_name root')).toBe(
+    'bg-deploy-dnat-deploy.service\nbg-deploy-dnat.service\n'
+  )
+  expect(withFunctions('restore_unit root /var/lib/bg-deploy/restore-dnat.sh')).toMatch(
+    /^User=root$/m
+  )
+})
+
+test('the restore script takes only a chain name and ports from a state file', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'bgd-restore-'))
+  fakeBin(path.join(dir, 'bin'), 'iptables', 'exit 0')
+  fakeBin(path.join(dir, 'bin'), 'iptables-restore', `cat >>"${dir}/restored"`)
+  fakeBin(path.join(dir, 'bin'), 'systemctl', 'exit 1')
+  const root = path.join(dir, 'root')
+  for (const [app, chain] of [
+    ['good', 'BGD-good'],
+    ['evil', 'BGD-x -j ACCEPT']
+  ]) {
+    mkdirSync(path.join(root, app), { recursive: true })
+    writeFileSync(
+      path.join(root, app, 'state'),
+      `switch_mode=dnat\nnat_chain=${chain}\nlive_port=8083\nport=8081\n`
+    )
+  }
+  withFunctions(`STATE_DIR=${root}/good; install_restore`, {
+    PATH: `${dir}/bin:${process.env.PATH}`
+  })
+  const r = spawnSync('bash', [path.join(root, 'restore-dnat.sh')], {
+    env: { PATH: `${dir}/bin:${process.env.PATH}` },
+    encoding: 'utf8'
+  })
+  expect(r.stdout).toMatch(/restored BGD-good/)
+  expect(r.stderr).toMatch(/skipped .*evil\/state/)
+  expect(readFileSync(path.join(dir, 'restored'), 'utf8')).not.toMatch(/ACCEPT/)
+  expect(existsSync(path.join(root, 'restore-dnat.sh'))).toBe(true)
+})
+
+test('shellcheck passes', () => {
+  execFileSync('shellcheck', ['src/remote/deploy.sh'])
+})

@@ -1,0 +1,136 @@
+// What the server answers is checked before it is used: the result line's values become step
+// outputs (a workflow may put them into a `run:` step), history rows and events go into the job
+// summary and the timeline output. A server that answers anything else fails the run.
+import { versionProblem } from './version.js'
+
+/** The timeline events the server script reports, in order. */
+export const EVENTS = [
+  'begin',
+  'pull',
+  'pulled',
+  'started',
+  'healthy',
+  'switched',
+  'drained',
+  'finished'
+] as const
+export type EventName = (typeof EVENTS)[number]
+
+export interface ServerResult {
+  deployed: boolean
+  color?: Color
+  previousColor?: Color
+  version?: string
+  image?: string
+}
+
+export type Color = 'blue' | 'green'
+
+export interface HistoryEntry {
+  time: string
+  actor: string
+  runUrl: string
+  action: string
+  version: string
+  image: string
+  color: string
+  result: string
+}
+
+export const HISTORY_FIELDS: readonly (keyof HistoryEntry)[] = [
+  'time',
+  'actor',
+  'runUrl',
+  'action',
+  'version',
+  'image',
+  'color',
+  'result'
+]
+
+export class MalformedAnswer extends Error {
+  constructor(what: string) {
+    super(
+      `The server's answer was malformed: ${what}. No output was written from it. Check the server (the state and history files under /var/lib/bg-deploy or ~/.bg-deploy, and who can write them).`
+    )
+    this.name = 'MalformedAnswer'
+  }
+}
+
+/** Marker text comes escaped onto one line: `\\` `\n` `\r`. */
+export function unescapeMarker(text: string): string {
+  return text.replace(/\\([\\nr])/g, (_, c: string) => (c === 'n' ? '\n' : c === 'r' ? '\r' : '\\'))
+}
+
+/** A value for a message: quoted as JSON (control characters visible) or only its length. */
+function shown(v: string): string {
+  return v.length <= 200 ? JSON.stringify(v) : `(${v.length} characters)`
+}
+
+const IMAGE_TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/
+const DIGEST = /^sha256:[0-9a-f]{64}$/
+
+/** Is `ref` the repository `image` with a tag or a digest? */
+export function isImageOf(ref: string, image: string): boolean {
+  if (ref.startsWith(`${image}@`)) return DIGEST.test(ref.slice(image.length + 1))
+  if (ref.startsWith(`${image}:`)) return IMAGE_TAG.test(ref.slice(image.length + 1))
+  return false
+}
+
+/**
+ * Check the result line's fields: colors are blue or green, the image is the `image` input with a
+ * tag or digest, the version is the one sent (a deploy) or passes the version rules (a rollback).
+ */
+export function checkResult(
+  fields: Record<string, string>,
+  expected: { image: string; action: 'deploy' | 'rollback'; version?: string }
+): ServerResult {
+  const known = ['deployed', 'color', 'previous_color', 'version', 'image']
+  const extra = Object.keys(fields).filter((k) => !known.includes(k))
+  if (extra.length > 0) throw new MalformedAnswer(`unknown result fields ${shown(extra.join(' '))}`)
+  const deployed = fields.deployed ?? ''
+  if (deployed !== 'true' && deployed !== 'false')
+    throw new MalformedAnswer(`deployed is ${shown(deployed)}, not true or false`)
+  const color = (name: string): Color | undefined => {
+    const v = fields[name] ?? ''
+    if (v === '') return undefined
+    if (v === 'blue' || v === 'green') return v
+    throw new MalformedAnswer(`${name} is ${shown(v)}, not blue or green`)
+  }
+  const version = fields.version || undefined
+  if (expected.action === 'deploy' && version !== (expected.version || undefined))
+    throw new MalformedAnswer(
+      `version is ${shown(version ?? '')}, not the version sent (${shown(expected.version ?? '')})`
+    )
+  if (expected.action === 'rollback' && (!version || versionProblem(version)))
+    throw new MalformedAnswer(`version is ${shown(version ?? '')}, which is not a version`)
+  const image = fields.image || undefined
+  if (image !== undefined && !isImageOf(image, expected.image))
+    throw new MalformedAnswer(
+      `image is ${shown(image)}, not ${expected.image} with a tag or a @sha256: digest`
+    )
+  return {
+    deployed: deployed === 'true',
+    color: color('color'),
+    previousColor: color('previous_color'),
+    version,
+    image
+  }
+}
+
+/** A history row (tab-separated, as the script writes it), or undefined when it is not one. */
+export function parseHistoryLine(text: string): HistoryEntry | undefined {
+  const values = text.split('\t')
+  if (values.length !== HISTORY_FIELDS.length) return undefined
+  if (values.some((v) => v.length > 500 || /[\0-\x1f\x7f]/.test(v))) return undefined
+  return Object.fromEntries(
+    HISTORY_FIELDS.map((f, i) => [f, values[i]!])
+  ) as unknown as HistoryEntry
+}
+
+/** A `NAME EPOCH_MS` event, or undefined when the name is not declared or the time not a number. */
+export function parseEvent(text: string): { name: EventName; ms: number } | undefined {
+  const m = /^(\S+) (\d{1,16})$/.exec(text)
+  if (!m || !(EVENTS as readonly string[]).includes(m[1]!)) return undefined
+  return { name: m[1] as EventName, ms: Number(m[2]) }
+}

@@ -1,0 +1,39 @@
+import { randomBytes } from 'node:crypto'
+import { EOL } from 'node:os'
+
+/** The lines the runner reads in a text: `\r\n`, `\n` and a lone `\r` each end a line. */
+export function runnerLines(text: string): string[] {
+  return text.split(/\r\n|\r|\n/)
+}
+
+/**
+ * Prints text from outside (the server's script, docker on the server, an app's log lines) so
+ * that the runner reads no workflow command in it. The runner finds `::cmd::` after leading white
+ * space and the legacy `##[cmd]` anywhere in a line, so no prefix defuses a line; only
+ * `::stop-commands::TOKEN` … `::TOKEN::` does. The token is fresh for each run and never leaves the
+ * runner, so foreign text cannot end the pause. The action's own commands (groups, annotations)
+ * call `resume()` first.
+ */
+export class ForeignText {
+  private stopped = false
+
+  constructor(
+    private readonly write: (s: string) => void = (s) => void process.stdout.write(s),
+    private readonly token = randomBytes(16).toString('hex')
+  ) {}
+
+  print(text: string): void {
+    if (!this.stopped) {
+      this.write(`::stop-commands::${this.token}${EOL}`)
+      this.stopped = true
+    }
+    for (const line of runnerLines(text)) this.write(line + EOL)
+  }
+
+  /** Let the runner read commands again (before the action's own). */
+  resume(): void {
+    if (!this.stopped) return
+    this.write(`::${this.token}::${EOL}`)
+    this.stopped = false
+  }
+}
