@@ -140,7 +140,7 @@ test('the restore script takes only a chain name and ports from a state file', (
   for (const [app, chain] of [
     ['good', 'BGD-good'],
     ['evil', 'BGD-x -j ACCEPT']
-  ]) {
+  ] as const) {
     mkdirSync(path.join(root, app), { recursive: true })
     writeFileSync(
       path.join(root, app, 'state'),

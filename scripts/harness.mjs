@@ -325,7 +325,7 @@ export class FakeGitHub {
     for await (const chunk of req) raw += chunk
     /** @type {Record<string, unknown>} */
     const body = raw ? JSON.parse(raw) : {}
-    const url = req.url ?? ''
+    const url = (req.url ?? '').replace(/%2F/gi, '/')
     this.requests.push({ method: req.method ?? '', url, body, auth: req.headers.authorization })
     const send = (/** @type {number} */ status, /** @type {unknown} */ data) => {
       res.writeHead(status, { 'content-type': 'application/json' })
@@ -409,6 +409,7 @@ export function httpGet(url, timeoutMs = 5000) {
  * @property {number} [startDelay] seconds before the HTTP server starts listening
  * @property {boolean} [crash] exit right away instead of serving
  * @property {boolean} [neverHealthy] serve /, but answer 404 on the health path
+ * @property {string[]} [logLines] lines the app prints to its log when it starts
  */
 
 /**
@@ -435,9 +436,14 @@ export function writeAppSource(ws, b) {
       `eval "printf '%s\\n' \\"\\$$QUERY_STRING\\""`
     ].join('\n')
   )
-  const start = b.crash
-    ? 'echo "boom: cannot start" >&2; exit 3'
-    : `sleep ${b.startDelay ?? 0}; ${b.neverHealthy ? 'rm /www/health; ' : ''}exec httpd -f -p 8080 -h /www`
+  const say = (b.logLines ?? [])
+    .map((l) => `printf '%s\\n' '${l.replace(/'/g, `'\\''`)}'; `)
+    .join('')
+  const start =
+    say +
+    (b.crash
+      ? 'echo "boom: cannot start" >&2; exit 3'
+      : `sleep ${b.startDelay ?? 0}; ${b.neverHealthy ? 'rm /www/health; ' : ''}exec httpd -f -p 8080 -h /www`)
   writeFileSync(path.join(ws, 'start.sh'), `#!/bin/sh\n${start}\n`, { mode: 0o755 })
   writeFileSync(
     path.join(ws, 'Dockerfile'),

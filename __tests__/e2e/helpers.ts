@@ -61,6 +61,22 @@ export async function registryTags(registry: string, repository: string): Promis
   return ((JSON.parse(r.body) as { tags: string[] | null }).tags ?? []).sort()
 }
 
+/** The manifest digest a tag names in the loopback registry (undefined when there is no such tag). */
+export async function registryDigest(
+  registry: string,
+  repository: string,
+  tag: string
+): Promise<string | undefined> {
+  const r = await fetch(`http://${registry}/v2/${repository}/manifests/${tag}`, {
+    method: 'HEAD',
+    headers: {
+      accept:
+        'application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json'
+    }
+  })
+  return r.ok ? (r.headers.get('docker-content-digest') ?? undefined) : undefined
+}
+
 /** Fail with the whole log when a run did not exit 0. */
 export function expectOk(run: ActionRun): void {
   if (run.code !== 0) throw new Error(`action exited ${run.code}; log:\n${run.log}`)

@@ -3,6 +3,10 @@ import { execFileSync } from 'node:child_process'
 // against a real dockerd and registry, with a loopback stand-in for GitHub's release API.
 import {
   FakeGitHub,
+  commitVersion,
+  registryDigest,
+  settled,
+  writeAppSource,
   expectOk,
   headSha,
   appFixture,
@@ -25,7 +29,10 @@ beforeAll(async () => {
 })
 afterAll(() => api.stop())
 beforeEach(() => {
+  // each test is a repository of its own
   api.requests = []
+  api.releases = []
+  api.tags = {}
 })
 
 /** A fresh app whose workspace holds `version` committed with `message`; releases on. */
@@ -74,9 +81,18 @@ test('a push whose message holds v1.4.0 pushes :v1.4.0 and :latest and creates r
       name: 'v1.4.0',
       target_commitish: sha,
       generate_release_notes: true,
-      prerelease: false
+      prerelease: false,
+      draft: true
     }
   })
+  // created as a draft, published once the version served
+  expect(api.requests.filter((r) => r.method === 'PATCH')).toEqual([
+    expect.objectContaining({ url: '/repos/acme/shop/releases/1', body: { draft: false } })
+  ])
+  expect(api.releases[0]).toMatchObject({ draft: false, target_commitish: sha })
+  expect(await registryDigest(svc.registry, repo, 'latest')).toBe(
+    await registryDigest(svc.registry, repo, 'v1.4.0')
+  )
   expect(first.summary).toMatch(/v1\.4\.0/)
   expect(first.summary).toMatch(/sha256:[0-9a-f]{64}/)
   expect(visibleLog(first)).not.toContain('ghs_faketoken0123456789')
@@ -105,29 +121,188 @@ test('a push whose message holds v1.4.0 pushes :v1.4.0 and :latest and creates r
   expect(api.releases.filter((r) => r.tag_name === 'v1.4.0')).toHaveLength(1)
 }, 120_000)
 
-test('a release that exists as a draft (404 by tag, 422 already_exists on create) is reused', async () => {
-  const { ws, inputs } = release('v2.0.0-rc.1', 'ship v2.0.0-rc.1')
-  api.releases.push({
-    id: 99,
-    tag_name: 'v2.0.0-rc.1',
-    name: 'v2.0.0-rc.1',
-    draft: true,
-    html_url: 'https://github.com/acme/shop/releases/draft-99'
-  })
+test('a draft a failed run left for this commit is reused and published', async () => {
+  const { ws, inputs } = release('v2.0.0', 'ship v2.0.0')
+  const sha = headSha(ws)
+  api.addRelease({ tag_name: 'v2.0.0', target_commitish: sha, draft: true })
   const run = await runAction(inputs, {
     workspace: ws,
-    sha: headSha(ws),
+    sha,
+    event: { head_commit: { message: 'ship v2.0.0' } },
+    apiUrl: api.url
+  })
+  expectOk(run)
+  expect(api.requests.filter((r) => r.method !== 'GET').map((r) => `${r.method} ${r.url}`)).toEqual(
+    [`PATCH /repos/acme/shop/releases/${api.releases.length}`]
+  )
+  expect(run.outputs['release-url']).toBe('https://github.com/acme/shop/releases/tag/v2.0.0')
+}, 120_000)
+
+test('a pre-release is released and deployed, and latest stays where it was', async () => {
+  const { a, ws, inputs } = release('v2.0.0-rc.1', 'ship v2.0.0-rc.1')
+  const sha = headSha(ws)
+  const run = await runAction(inputs, {
+    workspace: ws,
+    sha,
     event: { head_commit: { message: 'ship v2.0.0-rc.1' } },
     apiUrl: api.url
   })
   expectOk(run)
-  expect(api.requests.map((r) => `${r.method} ${r.url.split('?')[0]}`)).toEqual([
-    'GET /repos/acme/shop/releases/tags/v2.0.0-rc.1',
-    'POST /repos/acme/shop/releases',
-    'GET /repos/acme/shop/releases'
+  expect(api.requests.find((r) => r.method === 'POST')!.body.prerelease).toBe(true)
+  expect(await registryTags(svc.registry, a.repo)).toEqual(['v2.0.0-rc.1'])
+  expect(run.log).toMatch(/v2\.0\.0-rc\.1 is a pre-release: latest stays where it is/)
+}, 120_000)
+
+test('a failed deploy leaves a draft release, named in the summary, and latest unchanged', async () => {
+  const { a, ws, inputs } = release('v1.0.0', 'release v1.0.0')
+  const good = await runAction(
+    { ...inputs, 'health-path': '/health', 'health-timeout': '3' },
+    {
+      workspace: ws,
+      sha: headSha(ws),
+      event: { head_commit: { message: 'release v1.0.0' } },
+      apiUrl: api.url
+    }
+  )
+  expectOk(good)
+  const latestBefore = await registryDigest(svc.registry, a.repo, 'latest')
+  const { sha, event } = commitVersion(a, { version: 'v1.1.0', neverHealthy: true })
+  const bad = await runAction(
+    { ...inputs, 'health-path': '/health', 'health-timeout': '3' },
+    { workspace: ws, sha, event, apiUrl: api.url }
+  )
+  expect(bad.code).toBe(1)
+  expect((await httpGet(a.url)).body).toBe('v1.0.0\n')
+  const draft = api.releases.find((r) => r.tag_name === 'v1.1.0')
+  expect(draft).toMatchObject({ draft: true, target_commitish: sha })
+  expect(api.tags['v1.1.0']).toBeUndefined()
+  expect(bad.summary).toMatch(/draft, not published: the new version did not serve/)
+  expect(bad.summary).toContain(draft!.html_url)
+  expect(await registryDigest(svc.registry, a.repo, 'latest')).toBe(latestBefore)
+  expect(await registryTags(svc.registry, a.repo)).toEqual(['latest', 'v1.0.0', 'v1.1.0'])
+}, 180_000)
+
+test('a rollback moves latest to the version it put back', async () => {
+  const { a, ws, inputs } = release('v1.0.0', 'release v1.0.0')
+  const run1 = await runAction(inputs, {
+    workspace: ws,
+    sha: headSha(ws),
+    event: { head_commit: { message: 'release v1.0.0' } },
+    apiUrl: api.url
+  })
+  expectOk(run1)
+  const { sha, event } = commitVersion(a, { version: 'v1.1.0' })
+  expectOk(await runAction(inputs, { workspace: ws, sha, event, apiUrl: api.url }))
+  expect(await registryDigest(svc.registry, a.repo, 'latest')).toBe(
+    await registryDigest(svc.registry, a.repo, 'v1.1.0')
+  )
+  settled(a)
+  const back = await runAction(
+    { ...inputs, rollback: 'previous' },
+    { workspace: ws, sha, eventName: 'workflow_dispatch', event: {}, apiUrl: api.url }
+  )
+  expectOk(back)
+  expect(back.outputs.version).toBe('v1.0.0')
+  expect((await httpGet(a.url)).body).toBe('v1.0.0\n')
+  expect(await registryDigest(svc.registry, a.repo, 'latest')).toBe(
+    await registryDigest(svc.registry, a.repo, 'v1.0.0')
+  )
+}, 180_000)
+
+test('a message that names a version released from another commit deploys as sha-, and the version tag is not pushed over', async () => {
+  const { a, ws, inputs } = release('v1.0.0', 'release v1.0.0')
+  expectOk(
+    await runAction(inputs, {
+      workspace: ws,
+      sha: headSha(ws),
+      event: { head_commit: { message: 'release v1.0.0' } },
+      apiUrl: api.url
+    })
+  )
+  const v1 = await registryDigest(svc.registry, a.repo, 'v1.0.0')
+  // a new commit whose message mentions the old version
+  writeAppSource(ws, { version: 'fix' })
+  execFileSync('git', [
+    '-C',
+    ws,
+    '-c',
+    'user.name=t',
+    '-c',
+    'user.email=t@e',
+    'commit',
+    '-qam',
+    'fix: crash introduced in v1.0.0'
   ])
-  expect(api.requests[1]!.body.prerelease).toBe(true)
-  expect(run.outputs['release-url']).toBe('https://github.com/acme/shop/releases/draft-99')
+  const sha = headSha(ws)
+  api.requests = []
+  const run = await runAction(inputs, {
+    workspace: ws,
+    sha,
+    event: { head_commit: { message: 'fix: crash introduced in v1.0.0' } },
+    apiUrl: api.url
+  })
+  expectOk(run)
+  expect(run.log).toMatch(
+    /::notice::v1\.0\.0 is released already: tag v1\.0\.0 exists at commit [0-9a-f]{7}\. .*deploys as sha-/
+  )
+  expect(run.outputs).toMatchObject({
+    version: '',
+    image: `${svc.registry}/${a.repo}:sha-${sha.slice(0, 7)}`
+  })
+  expect((await httpGet(a.url)).body).toBe('fix\n')
+  expect(await registryDigest(svc.registry, a.repo, 'v1.0.0')).toBe(v1)
+  expect(api.requests.filter((r) => r.method !== 'GET')).toEqual([])
+
+  // with releases off, the registry's label alone stops it
+  writeAppSource(ws, { version: 'fix2' })
+  execFileSync('git', [
+    '-C',
+    ws,
+    '-c',
+    'user.name=t',
+    '-c',
+    'user.email=t@e',
+    'commit',
+    '-qam',
+    'release v1.0.0 again'
+  ])
+  const sha2 = headSha(ws)
+  const again = await runAction(
+    { ...inputs, 'create-release': 'false' },
+    {
+      workspace: ws,
+      sha: sha2,
+      event: { head_commit: { message: 'release v1.0.0 again' } },
+      apiUrl: api.url
+    }
+  )
+  expectOk(again)
+  expect(again.log).toMatch(
+    /v1\.0\.0 is released already: .*:v1\.0\.0 is in the registry, built from commit [0-9a-f]{7}/
+  )
+  expect(await registryDigest(svc.registry, a.repo, 'v1.0.0')).toBe(v1)
+  expect((await httpGet(a.url)).body).toBe('fix2\n')
+}, 240_000)
+
+test('a commit by a bot releases nothing, whatever versions it names', async () => {
+  const { a, ws, inputs } = release('bumped', 'Bump actions/checkout from v4.1.0 to v4.2.0')
+  const sha = headSha(ws)
+  const run = await runAction(inputs, {
+    workspace: ws,
+    sha,
+    event: {
+      head_commit: {
+        message: 'Bump lib to v4.2.0',
+        author: { name: 'dependabot[bot]', username: 'dependabot[bot]' }
+      }
+    },
+    apiUrl: api.url
+  })
+  expectOk(run)
+  expect(run.log).toMatch(/::notice::The commit is by dependabot\[bot\], a bot account/)
+  expect(run.outputs.version).toBe('')
+  expect(await registryTags(svc.registry, a.repo)).toEqual(['latest', `sha-${sha.slice(0, 7)}`])
+  expect(api.requests.filter((r) => r.method === 'POST')).toEqual([])
 }, 120_000)
 
 test('workflow_dispatch (no head_commit) reads the message of GITHUB_SHA with git', async () => {
