@@ -48,11 +48,15 @@ test('a server whose SHELLOPTS and BASH_ENV turn on xtrace gets no secret printe
   writeFileSync(path.join(dir, 'bash_env'), 'set -x\n')
   const secret = 'pem-line-SECRET-0123456789'
   const run = (env: Record<string, string>) =>
-    spawnSync('bash', ['-s', '--', 'app=x', 'image=r/x:v1', `state_dir=${dir}/state`], {
-      input: `${script}\nregistry_password ${b64(secret)}\nenv K ${b64(secret)}\nend\n`,
-      env: { PATH: `${dir}/bin:${process.env.PATH}`, HOME: dir, ...env },
-      encoding: 'utf8'
-    })
+    spawnSync(
+      'bash',
+      ['-s', '--', 'app=x', 'image=r/x:v1', `state_dir=${dir}/state`, 'docker_timeout=1'],
+      {
+        input: `${script}\nregistry_password ${b64(secret)}\nenv K ${b64(secret)}\nend\n`,
+        env: { PATH: `${dir}/bin:${process.env.PATH}`, HOME: dir, ...env },
+        encoding: 'utf8'
+      }
+    )
   const r = run({ SHELLOPTS: 'xtrace', BASH_ENV: path.join(dir, 'bash_env') })
   expect(r.status).toBe(1)
   expect(r.stderr).toMatch(/docker info failed/)
@@ -162,4 +166,25 @@ test('the restore script takes only a chain name and ports from a state file', (
 
 test('shellcheck passes', () => {
   execFileSync('shellcheck', ['src/remote/deploy.sh'])
+})
+
+test('after the drain in dnat mode, the conntrack entries that still translate to the old color are deleted', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'bgd-ct-'))
+  fakeBin(path.join(dir, 'bin'), 'conntrack', `echo "$*" >>"${dir}/calls"; [[ "$1" == -L ]]`)
+  const env = { PATH: `${dir}/bin:${process.env.PATH}` }
+  const setup = 'P[switch_mode]=dnat; P[live_port]=8083; P[blue_port]=8081; P[green_port]=8082'
+  expect(withFunctions(`${setup}; PREV_MODE=dnat; nat_forget blue`, env)).toBe('0\n')
+  expect(readFileSync(path.join(dir, 'calls'), 'utf8')).toContain(
+    '-D -p tcp --orig-dst 127.0.0.1 --dport 8083 --reply-port-src 8081'
+  )
+  // the switch did not go through the rule before (reload -> dnat): nothing to delete
+  expect(withFunctions(`${setup}; PREV_MODE=reload; nat_forget blue`, env)).toBe('0\n')
+  // no usable conntrack: the old color runs on for the kernel's CLOSE timeout before it stops
+  const none = withFunctions(`${setup}; PREV_MODE=dnat; P[app]=shop; nat_forget green`, {
+    PATH: `${dir}/nobin:/usr/bin:/bin`
+  })
+  expect(none).toMatch(
+    /conntrack \(package conntrack\) is not usable here: shop-green keeps running/
+  )
+  expect(none.trim().split('\n').pop()).toMatch(/^\d+$/)
 })

@@ -31,7 +31,8 @@ import {
   servicesScript,
   sleep,
   timelineOf,
-  writeSite
+  writeSite,
+  forgetRepository
 } from '../scripts/harness.mjs'
 
 const argv = process.argv.slice(2)
@@ -353,7 +354,8 @@ async function main() {
     `==> ${facts.date} · ${facts.cpu} · ${facts.memoryGiB} GiB · ${facts.kernel} · node ${facts.node} · docker ${facts.docker} · nginx ${facts.nginx}`
   )
 
-  // a clean start: every app and its site anew
+  // a clean start: every app and its site anew, and the registry without bench/app's versions
+  await forgetRepository(svc.registry, 'bench/app')
   for (const a of [BG, DNAT, CLASSIC]) {
     removeApp(a.app)
     for (const f of [`${a.app}-site.conf`, `${a.app}-upstream.conf`])

@@ -66338,7 +66338,7 @@ function parseHostKeyPins(fingerprints, knownHosts, host, port) {
             throw new Error(`Invalid host-fingerprint line ${i + 1}: MD5 fingerprints are not accepted. Expected a SHA256:… fingerprint as printed by \`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub\`.`);
         const m = /(?:^|\s)SHA256:([A-Za-z0-9+/]{43})=?(?:\s|$)/.exec(line);
         if (!m)
-            throw new Error(`Invalid host-fingerprint line ${i + 1} '${line.slice(0, 120)}'. Expected a SHA256:… fingerprint (43 base64 characters) as printed by \`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub\`.`);
+            throw new Error(`Invalid host-fingerprint line ${i + 1} '${line}'. Expected a SHA256:… fingerprint (43 base64 characters) as printed by \`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub\`.`);
         const type = /\((ED25519|RSA|ECDSA|DSA)\)\s*$/i.exec(line)?.[1]?.toUpperCase();
         const bits = /^(\d+)\s/.exec(line)?.[1] ?? '';
         pins.push({
@@ -67514,7 +67514,10 @@ async function moveLatest(registry, config, outcome, action) {
     const ref = outcome.image;
     if (!outcome.deployed || !ref)
         return;
-    if (outcome.version && isPrerelease(outcome.version)) {
+    // a rollback to a deploy without a version answers its sha- tag, which is no pre-release
+    if (outcome.version &&
+        !/^sha-[0-9a-f]+$/.test(outcome.version) &&
+        isPrerelease(outcome.version)) {
         info(`${outcome.version} is a pre-release: latest stays where it is`);
         return;
     }

@@ -15,6 +15,7 @@ import { existsSync, rmSync } from 'node:fs'
 import path from 'node:path'
 import {
   FakeGitHub,
+  forgetRepository,
   Load,
   ROOT,
   commitAppVersion,
@@ -59,7 +60,8 @@ function demoPaths(svc) {
 }
 
 /** @param {import('./harness.mjs').Services} svc */
-function removeDemo(svc) {
+async function removeDemo(svc) {
+  await forgetRepository(svc.registry, `demo/${APP}`)
   const p = demoPaths(svc)
   spawnSync('docker', ['rm', '-f', `${APP}-blue`, `${APP}-green`], { stdio: 'ignore' })
   const images = spawnSync('docker', ['image', 'ls', '-q', `${svc.registry}/demo/${APP}`], {
@@ -99,7 +101,7 @@ function mustSucceed(run) {
 async function main() {
   if (process.argv.includes('--down')) {
     if (existsSync(path.join(process.env.BGD_SERVICES_DIR ?? '/tmp/bg-deploy-services', 'env')))
-      removeDemo(services())
+      await removeDemo(services())
     servicesScript('down', say)
     say('demo removed; services stopped')
     return
@@ -112,7 +114,7 @@ async function main() {
   phase('1/5 Install (if missing) and start Docker, a registry, sshd and nginx on loopback')
   servicesScript('up', say)
   const svc = services()
-  removeDemo(svc) // a previous demo's leftovers
+  await removeDemo(svc) // a previous demo's leftovers
   const p = demoPaths(svc)
   writeSite(svc, APP, PORT)
   const github = await new FakeGitHub().start()

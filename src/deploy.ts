@@ -207,7 +207,12 @@ async function moveLatest(
 ): Promise<void> {
   const ref = outcome.image
   if (!outcome.deployed || !ref) return
-  if (outcome.version && isPrerelease(outcome.version)) {
+  // a rollback to a deploy without a version answers its sha- tag, which is no pre-release
+  if (
+    outcome.version &&
+    !/^sha-[0-9a-f]+$/.test(outcome.version) &&
+    isPrerelease(outcome.version)
+  ) {
     core.info(`${outcome.version} is a pre-release: latest stays where it is`)
     return
   }

@@ -51,7 +51,7 @@ export function parseHostKeyPins(
     const m = /(?:^|\s)SHA256:([A-Za-z0-9+/]{43})=?(?:\s|$)/.exec(line)
     if (!m)
       throw new Error(
-        `Invalid host-fingerprint line ${i + 1} '${line.slice(0, 120)}'. Expected a SHA256:… fingerprint (43 base64 characters) as printed by \`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub\`.`
+        `Invalid host-fingerprint line ${i + 1} '${line}'. Expected a SHA256:… fingerprint (43 base64 characters) as printed by \`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub\`.`
       )
     const type = /\((ED25519|RSA|ECDSA|DSA)\)\s*$/i.exec(line)?.[1]?.toUpperCase()
     const bits = /^(\d+)\s/.exec(line)?.[1] ?? ''

@@ -1,5 +1,6 @@
 // Issue 3 end to end: SSH + the blue-green script against real sshd, dockerd, registry and nginx,
 // with a load generator running during deploys.
+import { EVENTS } from '../../src/answer.js'
 import { execFileSync } from 'node:child_process'
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import {
@@ -70,16 +71,7 @@ test('first deploy on a bare server, then v1 → v2 under load with 0 failed req
   expect(appContainers(a)).toEqual({ [`${a.name}-green`]: 'running', [`${a.name}-blue`]: 'exited' })
   // the timeline output: every server step, in order, within the run; v2 first served after the switch
   const timeline = JSON.parse(run.outputs.timeline!) as { step: string; ms: number }[]
-  expect(timeline.map((e) => e.step)).toEqual([
-    'begin',
-    'pull',
-    'pulled',
-    'started',
-    'healthy',
-    'switched',
-    'drained',
-    'finished'
-  ])
+  expect(timeline.map((e) => e.step)).toEqual([...EVENTS])
   const ms = timeline.map((e) => e.ms)
   expect(ms).toEqual([...ms].sort((x, y) => x - y))
   expect(ms[0]).toBeGreaterThanOrEqual(t0)

@@ -14,6 +14,7 @@ import {
   httpGet,
   settled,
   sleep,
+  timelineOf,
   type LoadStats,
   type TestApp
 } from './helpers.js'
@@ -45,16 +46,39 @@ async function rollback(a: TestApp, extra: Record<string, string> = {}) {
   return run
 }
 
+/** Each run's server steps (epoch ms), to place a failed request among them. */
+type Steps = { run: string; steps: Record<string, number> }[]
+
 /** 5 deploys of new versions, each followed by a rollback: 10 switches. */
-async function tenSwitches(a: TestApp): Promise<void> {
+async function tenSwitches(a: TestApp, steps: Steps = []): Promise<void> {
   for (let i = 1; i <= 5; i++) {
     commitVersion(a, { version: `v1.${i}.0` })
-    expectOk(await deployApp(a))
+    const run = await deployApp(a)
+    expectOk(run)
+    const stopped = Date.now()
     settled(a)
+    steps.push({
+      run: `deploy v1.${i}.0`,
+      steps: { ...timelineOf(run.outputs), settled: Date.now(), stopped }
+    })
     expect((await httpGet(a.url)).body).toBe(`v1.${i}.0\n`)
-    await rollback(a)
+    const back = await rollback(a)
+    steps.push({ run: 'rollback', steps: { ...timelineOf(back.outputs), settled: Date.now() } })
     expect((await httpGet(a.url)).body).toBe('v1.0.0\n')
   }
+}
+
+/** The steps around each failed request, in ms since the load started, for the failure message. */
+function placeFailures(stats: LoadStats, steps: Steps): string {
+  return stats.failures
+    .map((f) => {
+      const at = stats.t0 + (f as { t: number }).t
+      const near = steps
+        .flatMap((r) => Object.entries(r.steps).map(([k, ms]) => `${r.run}:${k}@${ms - at}`))
+        .filter((x) => Math.abs(Number(x.split('@')[1])) < 3000)
+      return `failure at ${(f as { t: number }).t} ms: ${JSON.stringify(f).slice(0, 80)}; steps (ms from it): ${near.join(' ')}`
+    })
+    .join('\n')
 }
 
 const summary = (s: LoadStats) =>
@@ -75,8 +99,10 @@ test('10 deploys and rollbacks in dnat mode: 0 failed requests and 0 races; relo
   const workersBefore = workers()
 
   let load = await new Load().start(dnat.url)
-  await tenSwitches(dnat)
+  const steps: Steps = []
+  await tenSwitches(dnat, steps)
   const d = await load.stop()
+  if (d.failures.length > 0) console.log(placeFailures(d, steps))
   // not one reload: nginx still runs the workers it had
   expect(workers()).toBe(workersBefore)
 

@@ -34,6 +34,7 @@ export {
   runAction,
   services,
   sleep,
+  timelineOf,
   writeAppSource,
   type ActionRun,
   type ApiRequest,

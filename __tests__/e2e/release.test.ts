@@ -35,25 +35,31 @@ beforeEach(() => {
   api.tags = {}
 })
 
-/** A fresh app whose workspace holds `version` committed with `message`; releases on. */
-function release(
-  version: string,
-  message: string
-): { a: TestApp; inputs: Record<string, string>; ws: string } {
-  const a = fixture.newApp('rel', { version })
+/** Commit every change in the workspace with `message`. */
+function commitAll(ws: string, message: string, ...flags: string[]): void {
   execFileSync('git', [
     '-C',
-    a.ws,
+    ws,
     '-c',
     'user.name=t',
     '-c',
     'user.email=t@e',
     'commit',
     '-q',
-    '--allow-empty',
+    '-a',
+    ...flags,
     '-m',
     message
   ])
+}
+
+/** A fresh app whose workspace holds `version` committed with `message`; releases on. */
+function release(
+  version: string,
+  message: string
+): { a: TestApp; inputs: Record<string, string>; ws: string } {
+  const a = fixture.newApp('rel', { version })
+  commitAll(a.ws, message, '--allow-empty')
   return { a, ws: a.ws, inputs: { ...a.inputs, 'create-release': 'true' } }
 }
 
@@ -222,17 +228,7 @@ test('a message that names a version released from another commit deploys as sha
   const v1 = await registryDigest(svc.registry, a.repo, 'v1.0.0')
   // a new commit whose message mentions the old version
   writeAppSource(ws, { version: 'fix' })
-  execFileSync('git', [
-    '-C',
-    ws,
-    '-c',
-    'user.name=t',
-    '-c',
-    'user.email=t@e',
-    'commit',
-    '-qam',
-    'fix: crash introduced in v1.0.0'
-  ])
+  commitAll(ws, 'fix: crash introduced in v1.0.0')
   const sha = headSha(ws)
   api.requests = []
   const run = await runAction(inputs, {
@@ -255,17 +251,7 @@ test('a message that names a version released from another commit deploys as sha
 
   // with releases off, the registry's label alone stops it
   writeAppSource(ws, { version: 'fix2' })
-  execFileSync('git', [
-    '-C',
-    ws,
-    '-c',
-    'user.name=t',
-    '-c',
-    'user.email=t@e',
-    'commit',
-    '-qam',
-    'release v1.0.0 again'
-  ])
+  commitAll(ws, 'release v1.0.0 again')
   const sha2 = headSha(ws)
   const again = await runAction(
     { ...inputs, 'create-release': 'false' },

@@ -508,6 +508,24 @@ dnat_remove() {
   as_root iptables -w -t nat -X "$chain" 2>/dev/null || true
 }
 
+# After the drain in dnat mode. A connection that ended with a reset from the old color's side
+# keeps its conntrack entry (state CLOSE, nf_conntrack_tcp_timeout_close: 10 s) and with it the old
+# translation; a new connection from nginx that reuses its source port reuses that entry and
+# reaches the old color, which is about to stop: a 502. Those entries are deleted here, so every
+# new connection is translated anew. Prints how many seconds the old color must still run: 0, or
+# the CLOSE timeout when the entries cannot be deleted (no conntrack tool, or no root for it).
+nat_forget() { # nat_forget OLD_COLOR -> seconds
+  if [[ "${P[switch_mode]}" != dnat || "$PREV_MODE" != dnat ]]; then echo 0; return 0; fi
+  if ! as_root conntrack -L -p tcp --orig-dst 127.0.0.1 --dport "${P[live_port]}" >/dev/null 2>&1; then
+    log "conntrack (package conntrack) is not usable here: $(container "$1") keeps running for the kernel's CLOSE timeout before it stops, so no reused connection reaches a stopped container"
+    cat /proc/sys/net/netfilter/nf_conntrack_tcp_timeout_close 2>/dev/null || echo 10
+    return 0
+  fi
+  # exit 1 when no entry matched
+  as_root conntrack -D -p tcp --orig-dst 127.0.0.1 --dport "${P[live_port]}" --reply-port-src "$(port_of "$1")" >/dev/null 2>&1 || true
+  echo 0
+}
+
 # Before anything changes: dnat mode needs iptables as root (or passwordless sudo), and nginx must
 # not keep upstream connections alive (a pooled connection would stay on the old color).
 dnat_preflight() {
@@ -685,15 +703,17 @@ drain() { # drain OLD_COLOR NEW_COLOR
 # background, so the run does not wait for docker's container teardown. The background job holds
 # the app's lock (it shares the lock's file descriptor), so the next deploy or rollback of this app
 # waits for it; its output goes to $STATE_DIR/stop.log.
-stop_later() { # stop_later [OLD_COLOR]
-  local name=''
+stop_later() { # stop_later [OLD_COLOR] [SECONDS_TO_WAIT_FIRST]
+  local name='' wait="${2:-0}" after=''
   if [[ -n "${1:-}" ]] && is_running "$1"; then name="$(container "$1")"; fi
-  if [[ -n "$name" ]]; then log "stopping $name (kept for a fast rollback) in the background; the deploy lock is held until it has stopped"; fi
+  if [[ "$wait" != 0 ]]; then after=" after ${wait}s"; fi
+  if [[ -n "$name" ]]; then log "stopping $name (kept for a fast rollback) in the background$after; the deploy lock is held until it has stopped"; fi
   (
     exec </dev/null >>"$STATE_DIR/stop.log" 2>&1 7>&1 8>&2
     IN_JOB=1
     trap - EXIT
     printf '%s stop %s\n' "$(date -u +%FT%TZ)" "${name:-(none)}"
+    if [[ -n "$name" && "$wait" != 0 ]]; then sleep "$wait"; fi
     if [[ -n "$name" ]]; then docker stop -t 10 "$name" >/dev/null || echo "warning: docker stop $name failed"; fi
     prune_images
   ) &
@@ -731,11 +751,12 @@ deploy() {
   wait_healthy "$idle"
   switch_to "$idle"
   state_write "$idle" "${P[version]}" "${P[image]}"
-  if [[ -n "$active" && "$active" != "$idle" ]]; then drain "$active" "$idle"; fi
+  local wait=0
+  if [[ -n "$active" && "$active" != "$idle" ]]; then drain "$active" "$idle"; wait="$(nat_forget "$active")"; fi
   settle_mode
   history_add "${P[action]}" "${P[version]}" "${P[image]}" "$idle" ok
   event finished
-  if [[ -n "$active" && "$active" != "$idle" ]]; then stop_later "$active"; else stop_later; fi
+  if [[ -n "$active" && "$active" != "$idle" ]]; then stop_later "$active" "$wait"; else stop_later; fi
   marker result "deployed=true color=$idle previous_color=${active:-} version=${P[version]} image=${P[image]}"
 }
 
@@ -758,7 +779,7 @@ deployed_versions() {
 }
 
 rollback() {
-  local active idle current version='' image='' line available fast=0
+  local active idle current version='' image='' line available fast=0 wait
   recover_switch
   active="$(detect_active)"
   [[ -n "$active" ]] || die "nothing is deployed for ${P[app]} on this server, so there is nothing to roll back to"
@@ -797,10 +818,11 @@ rollback() {
   switch_to "$idle"
   state_write "$idle" "$version" "$image"
   drain "$active" "$idle"
+  wait="$(nat_forget "$active")"
   settle_mode
   history_add rollback "$version" "$image" "$idle" ok
   event finished
-  stop_later "$active"
+  stop_later "$active" "$wait"
   marker result "deployed=true color=$idle previous_color=$active version=$version image=$image"
 }
 

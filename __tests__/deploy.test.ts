@@ -1,0 +1,149 @@
+// The orchestrator through its seams, with small recording fakes: what runs in which order, and
+// what a rollback and a failed server do to the registry and the release.
+import { parseConfig } from '../src/config.js'
+import type { RunContext } from '../src/context.js'
+import { deploy, type Deps, type Outcome } from '../src/deploy.js'
+import type { Registry } from '../src/registry.js'
+import type { CreateReleaseParams, Release, ReleasesApi } from '../src/release.js'
+import type { RunOptions, RunResult } from '../src/runner.js'
+import type { ExecResult, RemoteShell } from '../src/ssh.js'
+
+const sha = 'c0ffee0000000000000000000000000000000000'
+const ctx: RunContext = {
+  sha,
+  owner: 'acme',
+  repo: 'shop',
+  repositoryUrl: 'https://github.com/acme/shop',
+  runUrl: 'https://github.com/acme/shop/actions/runs/1',
+  actor: 'octocat',
+  eventName: 'push',
+  workspace: '/ws',
+  headCommitMessage: 'release v1.4.0'
+}
+
+function config(extra: Record<string, string> = {}) {
+  return parseConfig(
+    {
+      image: 'ghcr.io/acme/shop',
+      host: 'h',
+      username: 'u',
+      'ssh-key': '-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----',
+      'insecure-ignore-host-key': 'true',
+      'github-token': 'ghs_x',
+      ...extra
+    },
+    { repository: 'acme/shop', workspace: '/ws' }
+  )
+}
+
+/** Every side effect, in order. */
+function fakes(answer: { out: string; code: number | null }) {
+  const calls: string[] = []
+  const releases: Release[] = []
+  const deps: Deps = {
+    runner: {
+      async run(cmd: string, args: string[], _opts?: RunOptions): Promise<RunResult> {
+        calls.push(`${cmd} ${args[0]}`)
+        return { code: 0, stdout: '', stderr: '' }
+      }
+    },
+    releases: (): ReleasesApi => ({
+      list: async () => releases,
+      tagCommit: async () => undefined,
+      async create(p: CreateReleaseParams) {
+        calls.push(`release create ${p.tag_name} draft=${p.draft}`)
+        const r = { id: 1, tag_name: p.tag_name, html_url: 'u', draft: p.draft }
+        releases.push(r)
+        return r
+      },
+      async publish(id: number) {
+        calls.push(`release publish ${id}`)
+        return { id, tag_name: 'v1.4.0', html_url: 'published', draft: false }
+      }
+    }),
+    registry: (): Registry => ({
+      labels: async (tag: string) => {
+        calls.push(`registry labels ${tag}`)
+        return undefined
+      },
+      retag: async (from: string, to: string) => {
+        calls.push(`registry retag ${from} ${to}`)
+        return undefined
+      }
+    }),
+    connect: async () => {
+      calls.push('connect')
+      const shell: RemoteShell = {
+        async exec(_c, o): Promise<ExecResult> {
+          calls.push('server')
+          o.onStdout(Buffer.from(answer.out))
+          return { code: answer.code, signal: null }
+        },
+        dispose: () => calls.push('dispose')
+      }
+      return shell
+    }
+  }
+  return { deps, calls }
+}
+
+const ok = (version: string, image: string) =>
+  `::bg-deploy-result:: deployed=true color=green previous_color=blue version=${version} image=${image}\n`
+
+test('a deploy connects first, builds and pushes the version, drafts the release, switches, then moves latest and publishes', async () => {
+  const { deps, calls } = fakes({ out: ok('v1.4.0', 'ghcr.io/acme/shop:v1.4.0'), code: 0 })
+  const outcome: Outcome = { tags: [], deployed: false, events: [] }
+  await deploy(config(), ctx, deps, outcome)
+  expect(calls).toEqual([
+    'connect',
+    'registry labels v1.4.0',
+    'docker build',
+    'docker push',
+    'release create v1.4.0 draft=true',
+    'server',
+    'registry retag v1.4.0 latest',
+    'release publish 1',
+    'dispose'
+  ])
+  expect(outcome).toMatchObject({
+    version: 'v1.4.0',
+    releaseUrl: 'published',
+    releaseDraft: false,
+    tags: ['ghcr.io/acme/shop:v1.4.0', 'ghcr.io/acme/shop:latest']
+  })
+})
+
+test('a failed server leaves the draft and latest where they were', async () => {
+  const { deps, calls } = fakes({ out: '::bg-deploy-error:: health failed\n', code: 1 })
+  const outcome: Outcome = { tags: [], deployed: false, events: [] }
+  await expect(deploy(config(), ctx, deps, outcome)).rejects.toThrow(/health failed/)
+  expect(calls.filter((c) => /retag|publish/.test(c))).toEqual([])
+  expect(outcome).toMatchObject({ releaseDraft: true, deployed: false })
+})
+
+test.each([
+  ['v1.3.0', 'ghcr.io/acme/shop:v1.3.0', ['registry retag v1.3.0 latest']],
+  ['sha-abc1234', 'ghcr.io/acme/shop:sha-abc1234', ['registry retag sha-abc1234 latest']],
+  ['v2.0.0-rc.1', 'ghcr.io/acme/shop:v2.0.0-rc.1', []]
+])(
+  'a rollback to %s builds, pushes and releases nothing, and moves latest unless a pre-release',
+  async (version, image, retags) => {
+    const { deps, calls } = fakes({ out: ok(version, image), code: 0 })
+    const outcome: Outcome = { tags: [], deployed: false, events: [] }
+    await deploy(config({ rollback: 'previous' }), ctx, deps, outcome)
+    expect(calls).toEqual(['connect', 'server', ...retags, 'dispose'])
+    expect(outcome.version).toBe(version)
+  }
+)
+
+test('a server answer that is not a color writes nothing from it', async () => {
+  const { deps, calls } = fakes({
+    out: ok('v1.4.0', 'ghcr.io/acme/shop:v1.4.0').replace('green', '$(id)'),
+    code: 0
+  })
+  const outcome: Outcome = { tags: [], deployed: false, events: [] }
+  await expect(deploy(config(), ctx, deps, outcome)).rejects.toThrow(/malformed: color/)
+  expect(outcome.color).toBeUndefined()
+  expect(outcome.deployed).toBe(false)
+  expect(calls.filter((c) => /retag|publish/.test(c))).toEqual([])
+})
