@@ -168,21 +168,28 @@ test('shellcheck passes', () => {
   execFileSync('shellcheck', ['src/remote/deploy.sh'])
 })
 
-test('after the drain in dnat mode, the conntrack entries that still translate to the old color are deleted', () => {
+test('in dnat mode, the closed conntrack entries that still translate to the old color are deleted', () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'bgd-ct-'))
   fakeBin(path.join(dir, 'bin'), 'conntrack', `echo "$*" >>"${dir}/calls"; [[ "$1" == -L ]]`)
   const env = { PATH: `${dir}/bin:${process.env.PATH}` }
   const setup = 'P[switch_mode]=dnat; P[live_port]=8083; P[blue_port]=8081; P[green_port]=8082'
-  expect(withFunctions(`${setup}; PREV_MODE=dnat; nat_forget blue`, env)).toBe('0\n')
-  expect(readFileSync(path.join(dir, 'calls'), 'utf8')).toContain(
-    '-D -p tcp --orig-dst 127.0.0.1 --dport 8083 --reply-port-src 8081'
-  )
+  withFunctions(`${setup}; PREV_MODE=dnat; nat_forget blue`, env)
+  const calls = readFileSync(path.join(dir, 'calls'), 'utf8')
+  for (const state of ['CLOSE', 'TIME_WAIT'])
+    expect(calls).toContain(
+      `-D -p tcp --orig-dst 127.0.0.1 --dport 8083 --reply-port-src 8081 --state ${state}`
+    )
+  // open connections are never deleted
+  expect(calls).not.toMatch(/-D(?!.*--state (CLOSE|TIME_WAIT))/)
   // the switch did not go through the rule before (reload -> dnat): nothing to delete
-  expect(withFunctions(`${setup}; PREV_MODE=reload; nat_forget blue`, env)).toBe('0\n')
+  writeFileSync(path.join(dir, 'calls'), '')
+  withFunctions(`${setup}; PREV_MODE=reload; nat_forget blue`, env)
+  expect(readFileSync(path.join(dir, 'calls'), 'utf8')).toBe('')
   // no usable conntrack: the old color runs on for the kernel's CLOSE timeout before it stops
-  const none = withFunctions(`${setup}; PREV_MODE=dnat; P[app]=shop; nat_forget green`, {
-    PATH: `${dir}/nobin:/usr/bin:/bin`
-  })
+  const none = withFunctions(
+    `${setup}; PREV_MODE=dnat; P[app]=shop; nat_forget green || nat_stop_delay green`,
+    { PATH: `${dir}/nobin:/usr/bin:/bin` }
+  )
   expect(none).toMatch(
     /conntrack \(package conntrack\) is not usable here: shop-green keeps running/
   )

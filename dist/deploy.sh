@@ -508,22 +508,28 @@ dnat_remove() {
   as_root iptables -w -t nat -X "$chain" 2>/dev/null || true
 }
 
-# After the drain in dnat mode. A connection that ended with a reset from the old color's side
-# keeps its conntrack entry (state CLOSE, nf_conntrack_tcp_timeout_close: 10 s) and with it the old
-# translation; a new connection from nginx that reuses its source port reuses that entry and
-# reaches the old color, which is about to stop: a 502. Those entries are deleted here, so every
-# new connection is translated anew. Prints how many seconds the old color must still run: 0, or
-# the CLOSE timeout when the entries cannot be deleted (no conntrack tool, or no root for it).
-nat_forget() { # nat_forget OLD_COLOR -> seconds
-  if [[ "${P[switch_mode]}" != dnat || "$PREV_MODE" != dnat ]]; then echo 0; return 0; fi
-  if ! as_root conntrack -L -p tcp --orig-dst 127.0.0.1 --dport "${P[live_port]}" >/dev/null 2>&1; then
-    log "conntrack (package conntrack) is not usable here: $(container "$1") keeps running for the kernel's CLOSE timeout before it stops, so no reused connection reaches a stopped container"
-    cat /proc/sys/net/netfilter/nf_conntrack_tcp_timeout_close 2>/dev/null || echo 10
-    return 0
-  fi
-  # exit 1 when no entry matched
-  as_root conntrack -D -p tcp --orig-dst 127.0.0.1 --dport "${P[live_port]}" --reply-port-src "$(port_of "$1")" >/dev/null 2>&1 || true
-  echo 0
+# dnat mode: a connection that the old color's side ended with a reset keeps its conntrack entry
+# (state CLOSE, nf_conntrack_tcp_timeout_close: 10 s) and, with it, the old translation: a new
+# connection from nginx that reuses its source port reuses that entry and reaches the old color,
+# after the switch and even after the old color stopped (a 502). Right after the switch and again
+# after the drain, the closed entries (CLOSE, TIME_WAIT) that translate the live port to the old
+# color are deleted, so every new connection is translated anew; connections still open are left
+# alone. False when conntrack cannot be used here (no conntrack tool, or no root for it).
+nat_forget() { # nat_forget OLD_COLOR
+  [[ "${P[switch_mode]}" == dnat && "$PREV_MODE" == dnat ]] || return 0
+  local port state
+  port="$(port_of "$1")"
+  as_root conntrack -L -p tcp --orig-dst 127.0.0.1 --dport "${P[live_port]}" --reply-port-src "$port" --state CLOSE >/dev/null 2>&1 || return 1
+  for state in CLOSE TIME_WAIT; do
+    # exit 1 when no entry matched
+    as_root conntrack -D -p tcp --orig-dst 127.0.0.1 --dport "${P[live_port]}" --reply-port-src "$port" --state "$state" >/dev/null 2>&1 || true
+  done
+}
+
+# Without conntrack, how long the old color runs on after the drain: the kernel's CLOSE timeout.
+nat_stop_delay() { # nat_stop_delay OLD_COLOR -> seconds
+  log "conntrack (package conntrack) is not usable here: $(container "$1") keeps running for the kernel's CLOSE timeout before it stops, so no reused connection reaches a stopped container"
+  cat /proc/sys/net/netfilter/nf_conntrack_tcp_timeout_close 2>/dev/null || echo 10
 }
 
 # Before anything changes: dnat mode needs iptables as root (or passwordless sudo), and nginx must
@@ -752,7 +758,11 @@ deploy() {
   switch_to "$idle"
   state_write "$idle" "${P[version]}" "${P[image]}"
   local wait=0
-  if [[ -n "$active" && "$active" != "$idle" ]]; then drain "$active" "$idle"; wait="$(nat_forget "$active")"; fi
+  if [[ -n "$active" && "$active" != "$idle" ]]; then
+    nat_forget "$active" || true
+    drain "$active" "$idle"
+    nat_forget "$active" || wait="$(nat_stop_delay "$active")"
+  fi
   settle_mode
   history_add "${P[action]}" "${P[version]}" "${P[image]}" "$idle" ok
   event finished
@@ -817,8 +827,10 @@ rollback() {
   wait_healthy "$idle"
   switch_to "$idle"
   state_write "$idle" "$version" "$image"
+  nat_forget "$active" || true
   drain "$active" "$idle"
-  wait="$(nat_forget "$active")"
+  wait=0
+  nat_forget "$active" || wait="$(nat_stop_delay "$active")"
   settle_mode
   history_add rollback "$version" "$image" "$idle" ok
   event finished
