@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { parse } from 'yaml'
-import { INPUT_NAMES } from '../src/config.js'
+import { INPUT_NAMES, SECRET_INPUTS } from '../src/config.js'
+import { defaultOf } from '../src/config-inputs.js'
 
 const action = parse(readFileSync('action.yml', 'utf8')) as {
   inputs: Record<string, { default?: string }>
@@ -28,4 +29,24 @@ test('only github-token has a default in action.yml (the rest must not override 
 test('README documents every input and output', () => {
   for (const name of [...Object.keys(action.inputs), ...Object.keys(action.outputs)])
     expect(readme).toMatch(new RegExp(`\\|\\s*\`${name}\`\\s*\\|`))
+})
+
+test('an input with a plain default has it in action.yml and in README, as the config table says', () => {
+  const descriptions = action.inputs as Record<string, { description?: string }>
+  const rows = Object.fromEntries(
+    [...readme.matchAll(/^\|\s*`([\w-]+)`\s*\|\s*([^|]*?)\s*\|/gm)].map((m) => [m[1], m[2]])
+  )
+  for (const name of INPUT_NAMES) {
+    const d = defaultOf(name)
+    if (!d) continue
+    expect([name, rows[name]]).toEqual([name, `\`${d}\``])
+    const said = /Default: (.*?)'?$/.exec(descriptions[name]?.description ?? '')?.[1]
+    if (said !== undefined)
+      expect([name, [d, `${d}.`]]).toEqual([name, expect.arrayContaining([said])])
+  }
+})
+
+test('the secret inputs are the ones README calls secret', () => {
+  for (const name of SECRET_INPUTS)
+    expect(readme).toMatch(new RegExp(`\\|\\s*\`${name}\`\\s*\\|[^\\n]*secret`, 'i'))
 })

@@ -1,0 +1,173 @@
+// The inputs of the app on the server, its health check and switch, and the run itself: each group
+// checked into its part of the Config, every problem reported to the one collector.
+import { noControl, type Collector } from './config-check.js'
+import type { Config, ConfigContext } from './config.js'
+import { defaultOf, SWITCH_MODES, type SwitchMode } from './config-inputs.js'
+import { parseDotenv } from './dotenv.js'
+import { versionProblem } from './version.js'
+import { splitWords } from './words.js'
+
+const NAME = /^[a-z0-9][a-z0-9_.-]{0,62}$/
+const NETWORK = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/
+const UPSTREAM_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/
+/**
+ * Variables that bash and the docker CLI on the server read themselves: a value that spans lines
+ * reaches `docker run` through the CLI's environment, where these would change the CLI.
+ */
+const CLI_VARIABLES =
+  /^(PATH|HOME|IFS|ENV|TMPDIR|SHELLOPTS|BASHOPTS|BASH_.*|LD_.*|DOCKER_.*|(HTTPS?|NO|ALL)_PROXY)$/i
+
+/** The app: its name, ports, network, environment and extra docker run arguments. */
+export function checkApp(c: Collector, ctx: ConfigContext): Config['app'] {
+  const repoName = (ctx.repository.split('/')[1] ?? '')
+    .toLowerCase()
+    .replace(/[^a-z0-9_.-]/g, '-')
+    .replace(/^[^a-z0-9]+/, '')
+  const appRaw = c.get('app-name')?.trim()
+  let appName = appRaw ?? repoName
+  if (!NAME.test(appName)) {
+    if (appRaw === undefined)
+      c.missing(
+        'app-name',
+        `the repository name '${repoName}' cannot be used as one; give app-name, e.g. shop`
+      )
+    else
+      c.bad(
+        'app-name',
+        'a lowercase name of up to 63 letters, digits, _ . and -, starting with a letter or digit'
+      )
+    appName = 'app'
+  }
+  const containerPort = c.port('container-port')
+  const bluePort = c.port('blue-port')
+  const greenPort = c.port('green-port')
+  if (bluePort === greenPort)
+    c.add(`Inputs 'blue-port' and 'green-port' must differ (both are ${bluePort}).`)
+  const network =
+    c.text(
+      'network',
+      '',
+      (v) => NETWORK.test(v),
+      'a Docker network name of letters, digits, _ . and -'
+    ) || undefined
+  const dotenv = parseDotenv(c.get('env') ?? '')
+  for (const p of dotenv.problems)
+    c.add(`Invalid env line ${p.line}: ${p.why}. (No part of it is shown: env is secret.)`)
+  const env = dotenv.entries
+  const spanningLines = env.filter(([k, v]) => /[\r\n]/.test(v) && CLI_VARIABLES.test(k))
+  if (spanningLines.length > 0)
+    c.add(
+      `Invalid env: a value that spans lines reaches docker through its environment on the server, so it cannot be given to ${spanningLines.map(([k]) => k).join(', ')} (a variable the docker CLI or bash read). Use another name, or a value on one line.`
+    )
+  const envFile =
+    c.text(
+      'env-file',
+      '',
+      (v) => v.startsWith('/') && noControl(v),
+      'an absolute path on the server'
+    ) || undefined
+  let dockerRunArgs: string[] = []
+  const runArgsRaw = c.get('docker-run-args')
+  if (runArgsRaw !== undefined) {
+    if (runArgsRaw.includes('\0')) c.bad('docker-run-args', 'arguments without NUL characters')
+    else
+      try {
+        dockerRunArgs = splitWords(runArgsRaw)
+      } catch (e) {
+        c.bad('docker-run-args', `arguments quoted like a shell would (${(e as Error).message})`)
+      }
+  }
+  return {
+    name: appName,
+    containerPort,
+    bluePort,
+    greenPort,
+    network,
+    env,
+    envFile,
+    dockerRunArgs
+  }
+}
+
+/** Health check, drain, nginx and the switch mode. */
+export function checkSwitch(
+  c: Collector,
+  app: Config['app']
+): Pick<Config, 'health' | 'drainTimeout' | 'nginx' | 'switch'> {
+  const { name: appName, bluePort, greenPort, network } = app
+  const healthPath = c.text(
+    'health-path',
+    defaultOf('health-path'),
+    (v) => v.startsWith('/') && !/[\s\0-\x1f\x7f]/.test(v),
+    'a URL path starting with / and without spaces'
+  )
+  const healthTimeout = c.num('health-timeout', 1, 3600, false)
+  const healthInterval = c.num('health-interval', 0.05, 60, false)
+  const drainTimeout = c.num('drain-timeout', 0, 3600, false)
+  const upstreamFile = c.text(
+    'nginx-upstream-file',
+    `/etc/nginx/conf.d/${appName}-upstream.conf`,
+    (v) => v.startsWith('/') && !v.endsWith('/') && noControl(v),
+    'an absolute file path on the server'
+  )
+  const upstreamName = c.text(
+    'nginx-upstream-name',
+    appName,
+    (v) => UPSTREAM_NAME.test(v),
+    'an nginx upstream name of letters, digits, _ . and -'
+  )
+  const testCommand = c.text(
+    'nginx-test-command',
+    defaultOf('nginx-test-command'),
+    noControl,
+    'a one-line command'
+  )
+  const reloadCommand = c.text(
+    'nginx-reload-command',
+    defaultOf('nginx-reload-command'),
+    noControl,
+    'a one-line command'
+  )
+
+  const switchModeRaw = c.get('switch-mode')?.trim()
+  let switchMode = defaultOf('switch-mode') as SwitchMode
+  if (switchModeRaw !== undefined) {
+    if ((SWITCH_MODES as readonly string[]).includes(switchModeRaw))
+      switchMode = switchModeRaw as SwitchMode
+    else
+      c.bad(
+        'switch-mode',
+        'reload (nginx is reloaded at each switch) or dnat (nginx points at live-port and a NAT rule on the server picks the color; needs root or sudo there)'
+      )
+  }
+  const livePort = c.port('live-port')
+  if (switchMode === 'dnat') {
+    if (livePort === bluePort || livePort === greenPort)
+      c.add(
+        `Input 'live-port' (${livePort}) must differ from blue-port and green-port: it is the stable port nginx uses in switch-mode dnat.`
+      )
+    if (network)
+      c.add(
+        "Inputs 'switch-mode: dnat' and 'network' do not go together: dnat redirects loopback traffic of the server's own nginx, while with 'network' nginx reaches the containers by name. Use switch-mode reload with network."
+      )
+  }
+
+  return {
+    health: { path: healthPath, timeout: healthTimeout, interval: healthInterval },
+    drainTimeout,
+    nginx: { upstreamFile, upstreamName, testCommand, reloadCommand },
+    switch: { mode: switchMode, livePort }
+  }
+}
+
+/** A rollback instead of a deploy. */
+export function checkRun(c: Collector): Pick<Config, 'rollback'> {
+  const rollback =
+    c.text(
+      'rollback',
+      '',
+      (v) => v === 'previous' || !versionProblem(v),
+      "empty, 'previous', or a version such as v1.3.2"
+    ) || undefined
+  return { rollback }
+}

@@ -1,0 +1,194 @@
+// The inputs of the build and release side, and of the SSH connection: each group checked into
+// its part of the Config, every problem reported to the one collector.
+import path from 'node:path'
+import { noControl, type Collector } from './config-check.js'
+import type { Config } from './config.js'
+import { defaultOf } from './config-inputs.js'
+import { parseHostKeyPins, type HostKeyPin } from './hostkey.js'
+import { DEFAULT_VERSION_PATTERN, versionProblem } from './version.js'
+import { splitLines } from './words.js'
+
+// Docker reference grammar (distribution/reference), repository part only.
+const PATH_COMPONENT = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*'
+const DOMAIN =
+  '(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?'
+const REPOSITORY = new RegExp(`^(?:${DOMAIN}/)?${PATH_COMPONENT}(?:/${PATH_COMPONENT})*$`)
+const HOST = /^[A-Za-z0-9_.:[\]-]+$/
+const USER = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/
+
+/** The registry host of an image repository, as Docker decides it. */
+export function registryOf(image: string): string {
+  const slash = image.indexOf('/')
+  if (slash < 0) return 'docker.io'
+  const first = image.slice(0, slash)
+  return first.includes('.') || first.includes(':') || first === 'localhost' ? first : 'docker.io'
+}
+
+/** image, registry, build and the registry credentials. */
+export function checkBuild(
+  c: Collector
+): Pick<
+  Config,
+  | 'image'
+  | 'registry'
+  | 'context'
+  | 'dockerfile'
+  | 'buildArgs'
+  | 'registryUsername'
+  | 'registryPassword'
+  | 'pull'
+> {
+  const imageRaw = c.get('image')?.trim()
+  let image = ''
+  if (imageRaw === undefined)
+    c.missing('image', 'the image repository without a tag, e.g. ghcr.io/acme/shop')
+  else if (/@/.test(imageRaw) || /:[^/]*$/.test(imageRaw.replace(/^[^/]*\//, '')))
+    c.bad(
+      'image',
+      'a repository without a tag or digest, e.g. ghcr.io/acme/shop (the action adds the version and latest tags)'
+    )
+  else if (!REPOSITORY.test(imageRaw))
+    c.bad(
+      'image',
+      'a lowercase image repository such as ghcr.io/acme/shop or registry.example.com:5000/team/app'
+    )
+  else image = imageRaw
+  const registry = c.text(
+    'registry',
+    image ? registryOf(image) : '',
+    (v) => HOST.test(v) && !v.startsWith('-'),
+    'a registry host such as ghcr.io or registry.example.com:5000'
+  )
+  const context = c.text(
+    'context',
+    defaultOf('context'),
+    noControl,
+    'a directory path relative to the workspace'
+  )
+  const dockerfile = c.text(
+    'dockerfile',
+    path.join(context, 'Dockerfile'),
+    noControl,
+    'a file path relative to the workspace'
+  )
+  const buildArgs = splitLines(c.get('build-args') ?? '')
+  if (buildArgs.some((l) => !/^[A-Za-z_][A-Za-z0-9_]*=/.test(l)))
+    c.bad('build-args', 'one KEY=VALUE per line, KEY made of letters, digits and _')
+  const registryUsername =
+    c.text(
+      'registry-username',
+      '',
+      (v) => !/[\s\0-\x1f\x7f]/.test(v),
+      'a user name without spaces or control characters'
+    ) || undefined
+  const registryPassword = c.get('registry-password')
+  if ((registryUsername === undefined) !== (registryPassword === undefined))
+    c.add(
+      `Inputs 'registry-username' and 'registry-password' go together: give both to log in to ${registry || 'the registry'}, or neither.`
+    )
+  const pullUsername =
+    c.text(
+      'pull-registry-username',
+      '',
+      (v) => !/[\s\0-\x1f\x7f]/.test(v),
+      'a user name without spaces or control characters'
+    ) || undefined
+  const pullPassword = c.get('pull-registry-password')
+  if ((pullUsername === undefined) !== (pullPassword === undefined))
+    c.add(
+      `Inputs 'pull-registry-username' and 'pull-registry-password' go together: give both for the server's pull from ${registry || 'the registry'}, or neither.`
+    )
+  return {
+    image,
+    registry,
+    context,
+    dockerfile,
+    buildArgs,
+    registryUsername,
+    registryPassword,
+    pull: pullUsername
+      ? { username: pullUsername, password: pullPassword }
+      : { username: registryUsername, password: registryPassword }
+  }
+}
+
+/** The version and the release. */
+export function checkVersion(
+  c: Collector
+): Pick<Config, 'version' | 'versionPattern' | 'githubToken' | 'createRelease'> {
+  const version =
+    c.text(
+      'version',
+      '',
+      (v) => !versionProblem(v),
+      'a version such as v1.2.3: letters, digits and . _ - +, not starting with . or -'
+    ) || undefined
+  let versionPattern = DEFAULT_VERSION_PATTERN
+  const patternRaw = c.get('version-pattern')
+  if (patternRaw !== undefined) {
+    try {
+      versionPattern = new RegExp(patternRaw)
+    } catch (e) {
+      c.bad('version-pattern', `a JavaScript regular expression (${(e as Error).message})`)
+    }
+  }
+  const createRelease = c.bool('create-release')
+  return { version, versionPattern, githubToken: c.get('github-token')?.trim(), createRelease }
+}
+
+/** The server and how to reach it. */
+export function checkServer(c: Collector): Config['ssh'] {
+  const host = c.get('host')?.trim()
+  if (host === undefined)
+    c.missing('host', 'the server to deploy to, e.g. ${{ secrets.DEPLOY_HOST }}')
+  else if (!HOST.test(host) || host.startsWith('-')) c.bad('host', 'a host name or IP address')
+  const sshPort = c.port('port')
+  const username = c.get('username')?.trim()
+  if (username === undefined) c.missing('username', 'the SSH user on the server, e.g. deploy')
+  else if (!USER.test(username))
+    c.bad('username', 'a user name of letters, digits, _ . and -, not starting with -')
+  const privateKey = c.get('ssh-key')
+  if (privateKey === undefined)
+    c.missing('ssh-key', 'the private key, e.g. ${{ secrets.DEPLOY_KEY }}')
+  else if (/-----BEGIN (ENCRYPTED )?PRIVATE KEY-----/.test(privateKey))
+    c.bad(
+      'ssh-key',
+      'an OpenSSH or PEM private key; this is a PKCS#8 key, which is not supported. Convert it with: ssh-keygen -p -f KEYFILE (it is rewritten in OpenSSH format)'
+    )
+  else if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(privateKey))
+    c.bad(
+      'ssh-key',
+      'the text of a private key starting with -----BEGIN OPENSSH PRIVATE KEY----- (not a path or a public key)'
+    )
+  const passphrase = c.get('ssh-passphrase')
+  let hostKeyPins: HostKeyPin[] = []
+  try {
+    hostKeyPins = parseHostKeyPins(
+      c.get('host-fingerprint'),
+      c.get('known-hosts'),
+      host ?? '',
+      sshPort
+    )
+  } catch (e) {
+    c.add((e as Error).message)
+  }
+  const insecureIgnoreHostKey = c.bool('insecure-ignore-host-key')
+  if (
+    hostKeyPins.length === 0 &&
+    !insecureIgnoreHostKey &&
+    c.get('host-fingerprint') === undefined &&
+    c.get('known-hosts') === undefined
+  )
+    c.add(
+      "The server's host key is not pinned: set 'host-fingerprint' to the output of `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` run on the server (or 'known-hosts' to the output of `ssh-keyscan HOST`), or set 'insecure-ignore-host-key: true' to skip the check."
+    )
+  return {
+    host: host!,
+    port: sshPort,
+    username: username!,
+    privateKey: privateKey!,
+    passphrase,
+    hostKeyPins,
+    insecureIgnoreHostKey
+  }
+}

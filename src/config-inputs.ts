@@ -1,0 +1,76 @@
+// The action's inputs, declared once: name (as in action.yml), group, whether it is secret, and
+// its default where the default is a plain value. INPUT_NAMES, SECRET_INPUTS and the defaults the
+// validators use come from this table; __tests__/contract.test.ts holds action.yml and README to it.
+
+export const SWITCH_MODES = ['reload', 'dnat'] as const
+export type SwitchMode = (typeof SWITCH_MODES)[number]
+
+export type Group = 'build' | 'version' | 'server' | 'app' | 'switch' | 'run'
+
+interface InputSpec {
+  group: Group
+  /** masked before anything is logged, never read from the config file, never quoted */
+  secret?: true
+  /** the default, where it is a plain value (others are derived: see config.ts) */
+  default?: string
+}
+
+export const INPUTS = {
+  image: { group: 'build' },
+  context: { group: 'build', default: '.' },
+  dockerfile: { group: 'build' },
+  'build-args': { group: 'build' },
+  registry: { group: 'build' },
+  'registry-username': { group: 'build' },
+  'registry-password': { group: 'build', secret: true },
+  'pull-registry-username': { group: 'build' },
+  'pull-registry-password': { group: 'build', secret: true },
+  version: { group: 'version' },
+  'version-pattern': { group: 'version' },
+  'github-token': { group: 'version', secret: true },
+  'create-release': { group: 'version', default: 'true' },
+  host: { group: 'server' },
+  port: { group: 'server', default: '22' },
+  username: { group: 'server' },
+  'ssh-key': { group: 'server', secret: true },
+  'ssh-passphrase': { group: 'server', secret: true },
+  'host-fingerprint': { group: 'server' },
+  'known-hosts': { group: 'server' },
+  'insecure-ignore-host-key': { group: 'server', default: 'false' },
+  'app-name': { group: 'app' },
+  'container-port': { group: 'app', default: '8080' },
+  'blue-port': { group: 'app', default: '8081' },
+  'green-port': { group: 'app', default: '8082' },
+  network: { group: 'app' },
+  env: { group: 'app', secret: true },
+  'env-file': { group: 'app' },
+  'docker-run-args': { group: 'app' },
+  'health-path': { group: 'switch', default: '/' },
+  'health-timeout': { group: 'switch', default: '60' },
+  'health-interval': { group: 'switch', default: '0.1' },
+  'drain-timeout': { group: 'switch', default: '30' },
+  'nginx-upstream-file': { group: 'switch' },
+  'nginx-upstream-name': { group: 'switch' },
+  'nginx-test-command': { group: 'switch', default: 'nginx -t' },
+  'nginx-reload-command': { group: 'switch', default: 'nginx -s reload' },
+  'switch-mode': { group: 'switch', default: 'reload' },
+  'live-port': { group: 'switch', default: '8083' },
+  rollback: { group: 'run' },
+  config: { group: 'run' }
+} as const satisfies Record<string, InputSpec>
+
+export type InputName = keyof typeof INPUTS
+export type Inputs = Partial<Record<InputName, string>>
+
+/** The action's inputs, exactly as named in action.yml. */
+export const INPUT_NAMES = Object.keys(INPUTS) as InputName[]
+
+/** Inputs that hold secrets: masked before anything is logged, and never read from the config file. */
+export const SECRET_INPUTS: readonly InputName[] = INPUT_NAMES.filter(
+  (n) => (INPUTS[n] as InputSpec).secret
+)
+
+/** The plain default of an input ('' when it has none or it is derived). */
+export function defaultOf(name: InputName): string {
+  return (INPUTS[name] as InputSpec).default ?? ''
+}
