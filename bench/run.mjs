@@ -34,6 +34,8 @@ import {
   writeSite,
   forgetRepository
 } from '../scripts/harness.mjs'
+import { chart } from './chart.mjs'
+import { median, report, s2, updateReadme, writeFormatted } from './report.mjs'
 
 const argv = process.argv.slice(2)
 const opt = (/** @type {string} */ name, /** @type {string} */ dflt) => {
@@ -50,13 +52,6 @@ const CLASSIC = { app: 'classic', port: 18095 }
 const LOAD = { keepalive: 16, fresh: 4, slow: 2 }
 
 const say = (/** @type {string} */ s) => process.stdout.write(`${s}\n`)
-const median = (/** @type {number[]} */ xs) => {
-  const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b)
-  if (v.length === 0) return NaN
-  const m = Math.floor(v.length / 2)
-  return v.length % 2 ? v[m] : ((v[m - 1] ?? 0) + (v[m] ?? 0)) / 2
-}
-const s2 = (/** @type {number} */ ms) => (Number.isFinite(ms) ? (ms / 1000).toFixed(2) : 'n/a')
 
 /** @param {import('../scripts/harness.mjs').Services} svc */
 function machine(svc) {
@@ -237,109 +232,6 @@ function figures(stats, run, next, prev, serverStart, serverEnd, switched) {
       .../** @type {object} */ (f),
       t: /** @type {{ t: number }} */ (f).t + stats.t0 - run.startedAt
     }))
-  }
-}
-
-/**
- * "Version served over time": stacked bars of responses per 100 ms, old version, new version and
- * failures, for one deploy of each tool on the same time scale.
- * @param {{ title: string, stats: import('../scripts/harness.mjs').LoadStats, startedAt: number, prev: string, next: string, marks: [string, number][] }[]} panels
- */
-function chart(panels) {
-  const binMs = 100
-  const W = 900
-  const H = 170
-  const left = 60
-  const right = 20
-  const top = 56
-  const spanMs = Math.max(...panels.map((p) => p.stats.t0 + p.stats.ms - p.startedAt)) + 200
-  const x = (/** @type {number} */ ms) =>
-    left + ((ms + 1000) / (spanMs + 1000)) * (W - left - right)
-  const esc = (/** @type {string} */ s) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;')
-  const parts = []
-  panels.forEach((p, k) => {
-    /** @type {Map<number, Record<string, number>>} */
-    const bins = new Map()
-    for (const [t, counts] of p.stats.timeline) {
-      const rel = p.stats.t0 + t - p.startedAt
-      const b = Math.floor(rel / binMs)
-      const acc = bins.get(b) ?? {}
-      for (const [v, n] of Object.entries(counts)) acc[v] = (acc[v] ?? 0) + n
-      bins.set(b, acc)
-    }
-    const max = Math.max(
-      1,
-      ...[...bins.values()].map((c) => Object.values(c).reduce((a, n) => a + n, 0))
-    )
-    const y0 = top + k * (H + 50) + H
-    parts.push(
-      `<text x="${left}" y="${y0 - H - 8}" font-size="14" font-weight="bold">${esc(p.title)}</text>`
-    )
-    parts.push(`<line x1="${left}" y1="${y0}" x2="${W - right}" y2="${y0}" stroke="#999"/>`)
-    for (const [b, c] of bins) {
-      const bx = x(b * binMs)
-      const bw = Math.max(1, x((b + 1) * binMs) - bx - 0.5)
-      let y = y0
-      for (const [key, color] of [
-        [p.prev, '#9aa5b1'],
-        [p.next, '#2f9e44'],
-        ['failed', '#e03131']
-      ]) {
-        const n = c[key] ?? 0
-        if (!n) continue
-        const h = key === 'failed' ? Math.max(4, (n / max) * H) : (n / max) * H
-        y -= h
-        parts.push(
-          `<rect x="${bx.toFixed(1)}" y="${y.toFixed(1)}" width="${bw.toFixed(1)}" height="${h.toFixed(1)}" fill="${color}"/>`
-        )
-      }
-    }
-    p.marks.forEach(([label, ms], m) => {
-      const mx = x(ms)
-      parts.push(
-        `<line x1="${mx.toFixed(1)}" y1="${y0 - H}" x2="${mx.toFixed(1)}" y2="${y0}" stroke="#333" stroke-dasharray="3,3"/>`
-      )
-      parts.push(
-        `<text x="${(mx + 3).toFixed(1)}" y="${y0 - H + 12 + m * 13}" font-size="11">${esc(label)}</text>`
-      )
-    })
-    for (let s = 0; s * 1000 <= spanMs; s += spanMs > 15000 ? 5 : 1)
-      parts.push(
-        `<text x="${x(s * 1000).toFixed(1)}" y="${y0 + 14}" font-size="10" text-anchor="middle">${s}s</text>`
-      )
-  })
-  const height = top + panels.length * (H + 50) + 10
-  const legend = [
-    ['old version', '#9aa5b1'],
-    ['new version', '#2f9e44'],
-    ['failed request', '#e03131']
-  ]
-    .map(
-      ([l, c], i) =>
-        `<rect x="${left + 340 + i * 130}" y="8" width="12" height="12" fill="${c}"/><text x="${left + 356 + i * 130}" y="18" font-size="12">${l}</text>`
-    )
-    .join('')
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${height}" font-family="sans-serif" viewBox="0 0 ${W} ${height}">
-<rect width="100%" height="100%" fill="white"/>
-<text x="${left}" y="18" font-size="12">responses per 100 ms, from the start of the run</text>${legend}
-${parts.join('\n')}
-</svg>
-`
-}
-
-/**
- * Write a file the way the repository's formatter (prettier, a dev dependency) leaves it, so that
- * committed results pass `npm run lint`.
- * @param {string} file
- * @param {string} text
- */
-async function writeFormatted(file, text) {
-  try {
-    const prettier = await import('prettier')
-    const options = (await prettier.resolveConfig(file)) ?? {}
-    writeFileSync(file, await prettier.format(text, { ...options, filepath: file }))
-  } catch {
-    writeFileSync(file, text) // without dev dependencies: unformatted, still correct
   }
 }
 
@@ -549,149 +441,30 @@ async function main() {
     classicPrev = next
   }
 
-  /** @typedef {'bgDeploy' | 'bgRollback' | 'dnatDeploy' | 'dnatRollback' | 'classic'} Kind */
-  const pick = (/** @type {Kind} */ k, /** @type {string} */ f) =>
-    median(rounds.map((r) => /** @type {Record<string, number>} */ (r[k])[f] ?? NaN))
-  const sum = (/** @type {Kind} */ k, /** @type {string} */ f) =>
-    rounds.reduce((a, r) => a + /** @type {Record<string, number>} */ (r[k][f] ?? 0), 0)
-  const DEPLOY_FIELDS = [
-    'toServingMs',
-    'serverToServingMs',
-    'totalMs',
-    'serverTotalMs',
-    'drainMs',
-    'stoppedAfterMs'
-  ]
-  const ROLLBACK_FIELDS = ['toServingMs', 'totalMs', 'stoppedAfterMs']
-  /** @param {Kind} k @param {string[]} fields */
-  const medians = (k, fields) => Object.fromEntries(fields.map((f) => [f, pick(k, f)]))
-  const med = {
-    bgDeploy: medians('bgDeploy', DEPLOY_FIELDS),
-    dnatDeploy: medians('dnatDeploy', DEPLOY_FIELDS),
-    classic: medians('classic', ['toServingMs', 'serverToServingMs', 'totalMs', 'serverTotalMs']),
-    bgRollback: medians('bgRollback', ROLLBACK_FIELDS),
-    dnatRollback: medians('dnatRollback', ROLLBACK_FIELDS)
-  }
-  const failed = {
-    bgDeploy: sum('bgDeploy', 'failed'),
-    bgRollback: sum('bgRollback', 'failed'),
-    dnatDeploy: sum('dnatDeploy', 'failed'),
-    dnatRollback: sum('dnatRollback', 'failed'),
-    classic: sum('classic', 'failed'),
-    bgRaces: sum('bgDeploy', 'races') + sum('bgRollback', 'races'),
-    dnatRaces: sum('dnatDeploy', 'races') + sum('dnatRollback', 'races'),
-    classicRaces: sum('classic', 'races')
-  }
-  const bgFailed = failed.bgDeploy + failed.bgRollback + failed.dnatDeploy + failed.dnatRollback
-  const overhead = {
-    serving: (med.bgDeploy.serverToServingMs ?? NaN) - ready,
-    total: (med.bgDeploy.serverTotalMs ?? NaN) - ready - (med.bgDeploy.drainMs ?? NaN),
-    rollback: (med.bgRollback.toServingMs ?? NaN) - ready
-  }
-  const targets = [
-    [
-      'failed requests, bg-deploy deploys and rollbacks, both modes',
-      `${bgFailed}`,
-      '0',
-      bgFailed === 0
-    ],
-    [
-      'new version serving − app readiness (server side)',
-      `${s2(overhead.serving)} s`,
-      '≤ 0.5 s',
-      overhead.serving <= 500
-    ],
-    [
-      'total − readiness − actual drain (server side)',
-      `${s2(overhead.total)} s`,
-      '≤ 1 s',
-      overhead.total <= 1000
-    ],
-    [
-      'rollback: previous serving − readiness (from run start)',
-      `${s2(overhead.rollback)} s`,
-      '≤ 1.5 s',
-      overhead.rollback <= 1500
-    ],
-    [
-      'action start-up before the first network call',
-      `${median(startup)} ms`,
-      '≤ 300 ms',
-      median(startup) <= 300
-    ]
-  ]
-  const ratio = (/** @type {number | undefined} */ a, /** @type {number | undefined} */ b) =>
-    a !== undefined && b ? (a / b).toFixed(2) : 'n/a'
-  /** @param {string} label @param {string} f */
-  const row = (label, f) =>
-    `| ${label} | ${s2(med.bgDeploy[f] ?? NaN)} s | ${s2(med.dnatDeploy[f] ?? NaN)} s | ${s2(med.classic[f] ?? NaN)} s | ${ratio(med.bgDeploy[f], med.classic[f])} |`
-  const table = [
-    `| median of ${RUNS} | bg-deploy (reload) | bg-deploy (dnat) | classic script | bg-deploy (reload) / classic |`,
-    '| --- | --- | --- | --- | --- |',
-    row("new version serving, from the run's start", 'toServingMs'),
-    row('new version serving, from the server-side start', 'serverToServingMs'),
-    row('total run', 'totalMs'),
-    row('total, server side', 'serverTotalMs'),
-    `| drain: switch → last response of the old version | ${s2(med.bgDeploy.drainMs ?? NaN)} s | ${s2(med.dnatDeploy.drainMs ?? NaN)} s | | |`,
-    `| old container stopped (in the background), after the run | ${s2(med.bgDeploy.stoppedAfterMs ?? NaN)} s | ${s2(med.dnatDeploy.stoppedAfterMs ?? NaN)} s | (inside its run) | |`,
-    `| failed requests, all ${RUNS} deploys | ${failed.bgDeploy} | ${failed.dnatDeploy} | ${failed.classic} | |`,
-    `| keep-alive races retried, all ${RUNS} deploys | ${sum('bgDeploy', 'races')} | ${sum('dnatDeploy', 'races')} | ${failed.classicRaces} | |`,
-    `| rollback: previous version serving, from the run's start | ${s2(med.bgRollback.toServingMs ?? NaN)} s | ${s2(med.dnatRollback.toServingMs ?? NaN)} s | (none) | |`,
-    `| rollback: total run | ${s2(med.bgRollback.totalMs ?? NaN)} s | ${s2(med.dnatRollback.totalMs ?? NaN)} s | (none) | |`,
-    `| failed requests / keep-alive races, all ${RUNS} rollbacks | ${failed.bgRollback} / ${sum('bgRollback', 'races')} | ${failed.dnatRollback} / ${sum('dnatRollback', 'races')} | | |`
-  ].join('\n')
-  const targetTable = [
-    '| target | measured | goal | met |',
-    '| --- | --- | --- | --- |',
-    ...targets.map(([a, b, c, d]) => `| ${a} | ${b} | ${c} | ${d ? 'yes' : '**no**'} |`)
-  ].join('\n')
-  const context = [
-    `Measured ${facts.date.slice(0, 10)} on ${facts.cpu}, ${facts.memoryGiB} GiB, ${facts.kernel}, node ${facts.node}, docker ${facts.docker}, nginx ${facts.nginx}; everything on loopback.`,
-    `App readiness (docker run → first 2xx, median of 5): ${s2(ready)} s (the sample app sleeps ${START_UP} s). Bundle: dist/index.js ${(bundleBytes / 2 ** 20).toFixed(2)} MiB; start-up before the first network call: median ${median(startup)} ms of 10.`,
-    `Load in every run: ${LOAD.keepalive} keep-alive clients, ${LOAD.fresh} opening a new connection per request, ${LOAD.slow} keeping a 3 s request in flight.`
-  ].join('\n')
-  const results = {
-    machine: facts,
+  const r = report({
+    rounds,
     runs: RUNS,
-    load: LOAD,
-    appStartUpSeconds: START_UP,
-    readinessMs: readiness,
-    startupMs: startup,
+    ready,
+    readiness,
+    startup,
     bundleBytes,
-    medians: med,
-    failed,
-    overheadMs: overhead,
-    targets: targets.map(([t, m, g, ok]) => ({ target: t, measured: m, goal: g, met: ok })),
-    rounds
-  }
-  await writeFormatted(path.join(OUT, 'results.json'), JSON.stringify(results, null, 2) + '\n')
+    facts,
+    load: LOAD,
+    startUp: START_UP
+  })
+  await writeFormatted(path.join(OUT, 'results.json'), JSON.stringify(r.results, null, 2) + '\n')
   if (panels.length) writeFileSync(path.join(OUT, 'chart.svg'), chart(panels))
-  say(`\n${context}\n\n${table}\n\n${targetTable}\n`)
+  say(`\n${r.context}\n\n${r.table}\n\n${r.targetTable}\n`)
   say(
     `results: ${path.relative(process.cwd(), path.join(OUT, 'results.json'))}, chart: ${path.relative(process.cwd(), path.join(OUT, 'chart.svg'))}; ${s2(Date.now() - t00)} s in all`
   )
-  const switches = 2 * RUNS
-  const perSwitch = (/** @type {number} */ n) => (n / switches).toFixed(2)
-  const modes = [
-    `Measured by \`npm run bench\` (${facts.date.slice(0, 10)}, same run, same load: ${LOAD.keepalive} keep-alive clients that retry a reset reused connection once as browsers do, ${LOAD.fresh} new-connection clients, ${LOAD.slow} slow requests in flight), ${RUNS} deploys and ${RUNS} rollbacks in each mode:`,
-    '',
-    '| per switch (deploy or rollback) | reload | dnat |',
-    '| --- | --- | --- |',
-    `| failed requests (non-2xx or connection error) | ${perSwitch(failed.bgDeploy + failed.bgRollback)} | ${perSwitch(failed.dnatDeploy + failed.dnatRollback)} |`,
-    `| keep-alive races (reset on a reused connection, retried) | ${perSwitch(failed.bgRaces)} | ${perSwitch(failed.dnatRaces)} |`,
-    `| new version serving, from the server-side start (median) | ${s2(med.bgDeploy.serverToServingMs ?? NaN)} s | ${s2(med.dnatDeploy.serverToServingMs ?? NaN)} s |`
-  ].join('\n')
-  say(`${modes}\n`)
+  say(`${r.modes}\n`)
   if (README) {
-    const file = path.join(ROOT, 'README.md')
-    let text = readFileSync(file, 'utf8')
-    const rel = path.relative(ROOT, path.join(OUT, 'chart.svg'))
-    text = text.replace(
-      /(<!-- bench:start -->\n)[\s\S]*?(<!-- bench:end -->)/,
-      `$1${context}\n\n${table}\n\n${targetTable}\n\n![version served over time](${rel})\n$2`
+    await updateReadme(
+      path.join(ROOT, 'README.md'),
+      r,
+      path.relative(ROOT, path.join(OUT, 'chart.svg'))
     )
-    text = text.replace(/(<!-- modes:start -->\n)[\s\S]*?(<!-- modes:end -->)/, `$1${modes}\n$2`)
-    await writeFormatted(file, text)
     say('README.md: bench and switch-mode sections updated')
   }
   for (const a of [BG, DNAT, CLASSIC]) removeApp(a.app)

@@ -1,6 +1,7 @@
 // Issue 3 end to end: SSH + the blue-green script against real sshd, dockerd, registry and nginx,
 // with a load generator running during deploys.
-import { EVENTS } from '../../src/answer.js'
+import { EVENTS } from '../../src/protocol.js'
+import path from 'node:path'
 import { execFileSync } from 'node:child_process'
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import {
@@ -18,7 +19,9 @@ import {
   appFixture,
   visibleLog,
   type Services,
-  type TestApp
+  type TestApp,
+  stateDir,
+  historyRows
 } from './helpers.js'
 
 const fixture = appFixture()
@@ -91,13 +94,6 @@ async function serving(
   return a
 }
 
-function history(a: TestApp): string[][] {
-  return readFileSync(`/var/lib/bg-deploy/${a.name}/history`, 'utf8')
-    .trim()
-    .split('\n')
-    .map((l) => l.split('\t'))
-}
-
 test('re-running the same deploy succeeds (known-hosts pin instead of a fingerprint)', async () => {
   const a = await serving('rerun', { version: 'v2.0.0' })
   const { 'host-fingerprint': _, ...inputs } = a.inputs
@@ -110,13 +106,13 @@ test('re-running the same deploy succeeds (known-hosts pin instead of a fingerpr
   expect(again.outputs.version).toBe('v2.0.0')
   expect((await httpGet(a.url)).body).toBe('v2.0.0\n')
   expect(again.summary).toMatch(/Timeline on the server/)
-  expect(history(a).map((h) => [h[3], h[4], h[7]])).toEqual([
+  expect(historyRows(a).map((h) => [h[3], h[4], h[7]])).toEqual([
     ['deploy', 'v1.0.0', 'ok'],
     ['deploy', 'v2.0.0', 'ok'],
     ['deploy', 'v2.0.0', 'ok']
   ])
-  expect(history(a)[2]![1]).toBe('octocat')
-  expect(history(a)[2]![2]).toBe('https://github.com/acme/shop/actions/runs/4242')
+  expect(historyRows(a)[2]![1]).toBe('octocat')
+  expect(historyRows(a)[2]![2]).toBe('https://github.com/acme/shop/actions/runs/4242')
 }, 180_000)
 
 test('a never-healthy image fails, v1 keeps serving under load, no container is left behind', async () => {
@@ -137,7 +133,7 @@ test('a never-healthy image fails, v1 keeps serving under load, no container is 
   expect(stats).toMatchObject({ non2xx: 0, errors: 0, slowFailed: 0 })
   expect(Object.keys(stats.versions)).toEqual(['v1.0.0'])
   expect(appContainers(a)).toEqual({ [`${a.name}-blue`]: 'running' })
-  expect(history(a).at(-1)![7]).toBe('failed-health')
+  expect(historyRows(a).at(-1)![7]).toBe('failed-health')
 }, 180_000)
 
 test('a crashing image fails within seconds, not at the health timeout', async () => {
@@ -186,7 +182,7 @@ test('two deploys started together: one waits for the lock, the end state is con
   const last = r2.ms > r3.ms ? r2 : r3
   const nowServing = (await httpGet(a.url)).body.trim()
   expect(nowServing).toBe(last.outputs.version)
-  const state = readFileSync(`/var/lib/bg-deploy/${a.name}/state`, 'utf8')
+  const state = readFileSync(path.join(stateDir(a), 'state'), 'utf8')
   expect(state).toContain(`color=${last.outputs.color}`)
   settled(a)
   expect(Object.values(appContainers(a)).filter((s) => s === 'running')).toHaveLength(1)
@@ -233,7 +229,7 @@ test('a wrong fingerprint is refused before anything is built or run on the serv
   expect(run.log).toMatch(
     /Host key verification failed for 127\.0\.0\.1:\d+: the server presented SHA256:\S+ \(ssh-ed25519\), which matches none of the pinned keys \(host-fingerprint line 1\)/
   )
-  expect(existsSync(`/var/lib/bg-deploy/${a.name}`)).toBe(false)
+  expect(existsSync(stateDir(a))).toBe(false)
   expect(await registryTags(svc.registry, a.repo)).toEqual([])
   expect(appContainers(a)).toEqual({})
 }, 60_000)
@@ -251,5 +247,5 @@ test('env values reach the container byte for byte, and never a command line or 
   expect(existsSync('/tmp/bgd-canary')).toBe(false)
   expect(visibleLog(run)).not.toContain(tricky)
   // no env file is left on the server
-  expect(execFileSync('ls', ['-A', `/var/lib/bg-deploy/${a.name}`]).toString()).not.toMatch(/\.env/)
+  expect(execFileSync('ls', ['-A', stateDir(a)]).toString()).not.toMatch(/\.env/)
 }, 60_000)

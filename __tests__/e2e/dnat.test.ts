@@ -16,7 +16,8 @@ import {
   sleep,
   timelineOf,
   type LoadStats,
-  type TestApp
+  type TestApp,
+  rollbackApp
 } from './helpers.js'
 
 const fixture = appFixture()
@@ -36,11 +37,7 @@ const chain = (a: TestApp) => `BGD-${a.name}`
 const natRules = () => execFileSync('iptables', ['-w', '-t', 'nat', '-S']).toString()
 
 async function rollback(a: TestApp, extra: Record<string, string> = {}) {
-  const run = await deployApp(a, {
-    inputs: { rollback: 'previous', ...extra },
-    eventName: 'workflow_dispatch',
-    event: { inputs: { rollback: 'previous' } }
-  })
+  const run = await rollbackApp(a, 'previous', extra)
   expectOk(run)
   settled(a)
   return run
@@ -243,7 +240,7 @@ test('an upstream with keepalive is refused in dnat mode before anything changes
 test('without root or sudo, dnat mode stops before anything is changed and says what to do', () => {
   const stateDir = mkdtempSync(path.join(tmpdir(), 'bgd-nobody-'))
   execFileSync('chown', ['nobody', stateDir])
-  const script = readFileSync(path.join(ROOT, 'src/remote/deploy.sh'), 'utf8')
+  const script = readFileSync(path.join(ROOT, 'dist/deploy.sh'), 'utf8')
   const r = spawnSync(
     'runuser',
     [

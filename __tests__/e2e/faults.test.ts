@@ -16,18 +16,14 @@ import {
   httpGet,
   settled,
   sleep,
-  type TestApp
+  type TestApp,
+  stateDir,
+  lastHistory
 } from './helpers.js'
 
 const fixture = appFixture()
 const servicesUp = () =>
   execFileSync('bash', [path.join(ROOT, 'scripts/services.sh'), 'up'], { stdio: 'ignore' })
-const lastHistory = (a: TestApp) =>
-  readFileSync(`/var/lib/bg-deploy/${a.name}/history`, 'utf8')
-    .trim()
-    .split('\n')
-    .at(-1)!
-    .split('\t')
 
 async function servingV1(prefix: string): Promise<TestApp> {
   const a = fixture.newApp(prefix, { version: 'v1.0.0' })
@@ -128,7 +124,7 @@ test('registry unreachable: a deploy fails before the build (it cannot check the
 
 test('disk full on the state directory: refused before anything changes, with the fix; the next run converges', async () => {
   const a = await servingV1('diskfull')
-  const dir = `/var/lib/bg-deploy/${a.name}`
+  const dir = stateDir(a)
   const saved = execFileSync('tar', ['-C', dir, '-cf', '-', '.'])
   execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k,mode=700', 'tmpfs', dir])
   try {

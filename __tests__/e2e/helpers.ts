@@ -2,7 +2,7 @@
 // the action run as GitHub runs it, a stand-in for GitHub's release API, and sample apps.
 // What `npm run demo` and `npm run bench` use too lives in scripts/harness.mjs.
 import { execFileSync } from 'node:child_process'
-import { existsSync, mkdirSync, writeFileSync, rmSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs'
 import path from 'node:path'
 import {
   commitAppVersion,
@@ -181,6 +181,37 @@ export function deployApp(
   )
 }
 
+/** The app's state directory on the (root) test server. */
+export function stateDir(app: TestApp): string {
+  return `/var/lib/bg-deploy/${app.name}`
+}
+
+/** The app's deploy history on the server, one array of fields per row, oldest first. */
+export function historyRows(app: TestApp): string[][] {
+  return readFileSync(path.join(stateDir(app), 'history'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => l.split('\t'))
+}
+
+/** The fields of the newest history row. */
+export function lastHistory(app: TestApp): string[] {
+  return historyRows(app).at(-1)!
+}
+
+/** A rollback run as a workflow_dispatch: no head_commit, the input typed into the box. */
+export function rollbackApp(
+  app: TestApp,
+  target = 'previous',
+  inputs: Record<string, string> = {}
+): Promise<ActionRun> {
+  return deployApp(app, {
+    inputs: { rollback: target, ...inputs },
+    eventName: 'workflow_dispatch',
+    event: { inputs: { rollback: target } }
+  })
+}
+
 /** Remove everything an app left: containers, its nginx files (and reload), its state. */
 export function removeApp(svc: Services, app: TestApp): void {
   for (const c of ['blue', 'green']) {
@@ -196,7 +227,7 @@ export function removeApp(svc: Services, app: TestApp): void {
     recursive: true,
     force: true
   })
-  rmSync(`/var/lib/bg-deploy/${app.name}`, { recursive: true, force: true })
+  rmSync(stateDir(app), { recursive: true, force: true })
   rmSync(app.ws, { recursive: true, force: true })
   removeNatChain(app.name) // switch-mode dnat
 }
@@ -242,7 +273,7 @@ export function appFixture(): {
  * background after it returned, holding the lock until that is done.
  */
 export function settled(app: TestApp): void {
-  execFileSync('flock', ['-w', '30', `/var/lib/bg-deploy/${app.name}/lock`, 'true'])
+  execFileSync('flock', ['-w', '30', path.join(stateDir(app), 'lock'), 'true'])
 }
 
 /** Containers of an app: name -> state. */

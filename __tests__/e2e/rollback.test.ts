@@ -1,4 +1,5 @@
 // Issue 4 end to end: rollback from a workflow_dispatch input, fast and slow path, under load.
+import path from 'node:path'
 import { execFileSync, spawn } from 'node:child_process'
 import { mkdirSync } from 'node:fs'
 import {
@@ -12,7 +13,9 @@ import {
   appFixture,
   sleep,
   type LoadStats,
-  type TestApp
+  type TestApp,
+  stateDir,
+  rollbackApp
 } from './helpers.js'
 
 const fixture = appFixture()
@@ -27,15 +30,10 @@ async function v1ThenV2(prefix: string): Promise<TestApp> {
   return a
 }
 
-/** A rollback run as a workflow_dispatch: no head_commit, the input typed into the box. */
+/** A rollback, and when it started. */
 async function rollback(a: TestApp, target: string) {
   const t0 = Date.now()
-  const run = await deployApp(a, {
-    inputs: { rollback: target },
-    eventName: 'workflow_dispatch',
-    event: { inputs: { rollback: target } }
-  })
-  return { run, t0 }
+  return { run: await rollbackApp(a, target), t0 }
 }
 
 /** ms from the start of the run until the load generator first saw `version`. */
@@ -75,10 +73,7 @@ test('v1 → v2 → rollback previous (fast path) serves v1 with 0 failed reques
       `(run total ${run.ms} ms, app start-up 1 s); 3 rollbacks under load: ${stats.requests} requests, ` +
       `${stats.non2xx + stats.errors} failed, ${stats.races} keep-alive races retried`
   )
-  const history = execFileSync('cut', [
-    '-f4,5,8',
-    `/var/lib/bg-deploy/${a.name}/history`
-  ]).toString()
+  const history = execFileSync('cut', ['-f4,5,8', path.join(stateDir(a), 'history')]).toString()
   expect(history.trim().split('\n')).toEqual([
     'deploy\tv1.0.0\tok',
     'deploy\tv2.0.0\tok',
@@ -123,7 +118,7 @@ test('nothing to roll back to: a clear error listing what is deployed; the servi
 
 test('a rollback while a deploy holds the lock waits, then runs', async () => {
   const a = await v1ThenV2('rblock')
-  const dir = `/var/lib/bg-deploy/${a.name}`
+  const dir = stateDir(a)
   mkdirSync(dir, { recursive: true })
   const holder = spawn('flock', [`${dir}/lock`, 'sleep', '3'])
   await sleep(300)

@@ -17,7 +17,8 @@ import {
   settled,
   visibleLog,
   type ActionRun,
-  type TestApp
+  type TestApp,
+  stateDir
 } from './helpers.js'
 
 const fixture = appFixture()
@@ -95,7 +96,7 @@ function dockerConfigs(): string[] {
 }
 
 function stateFiles(a: TestApp): string[] {
-  const dir = `/var/lib/bg-deploy/${a.name}`
+  const dir = stateDir(a)
   return readdirSync(dir).map((f) => path.join(dir, f))
 }
 
@@ -120,7 +121,7 @@ test('a deploy with every kind of secret prints none, keeps none in files, and l
   expect(dockerConfigs()).toEqual(before)
   expect(files.filter((f) => path.basename(f).startsWith('.env'))).toEqual([])
   // owner-only: the state directory and everything in it
-  expect(statSync(`/var/lib/bg-deploy/${a.name}`).mode & 0o777).toBe(0o700)
+  expect(statSync(stateDir(a)).mode & 0o777).toBe(0o700)
   for (const f of files) expect([f, statSync(f).mode & 0o077]).toEqual([f, 0])
 }, 180_000)
 

@@ -1,0 +1,181 @@
+// The benchmark's report: medians of the rounds, the targets, the tables README shows, and the
+// results file. bench/run.mjs measures; this turns the measurements into figures.
+import { readFileSync, writeFileSync } from 'node:fs'
+
+export const median = (/** @type {number[]} */ xs) => {
+  const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b)
+  if (v.length === 0) return NaN
+  const m = Math.floor(v.length / 2)
+  return v.length % 2 ? v[m] : ((v[m - 1] ?? 0) + (v[m] ?? 0)) / 2
+}
+export const s2 = (/** @type {number} */ ms) =>
+  Number.isFinite(ms) ? (ms / 1000).toFixed(2) : 'n/a'
+
+/**
+ * @param {{ rounds: any[], runs: number, ready: number, readiness: number[], startup: number[], bundleBytes: number, facts: any, load: { keepalive: number, fresh: number, slow: number }, startUp: number }} m
+ */
+export function report(m) {
+  const { rounds, ready, startup, bundleBytes, facts } = m
+  const RUNS = m.runs
+  const LOAD = m.load
+  const START_UP = m.startUp
+  /** @typedef {'bgDeploy' | 'bgRollback' | 'dnatDeploy' | 'dnatRollback' | 'classic'} Kind */
+  const pick = (/** @type {Kind} */ k, /** @type {string} */ f) =>
+    median(rounds.map((r) => /** @type {Record<string, number>} */ (r[k])[f] ?? NaN))
+  const sum = (/** @type {Kind} */ k, /** @type {string} */ f) =>
+    rounds.reduce((a, r) => a + /** @type {Record<string, number>} */ (r[k][f] ?? 0), 0)
+  const DEPLOY_FIELDS = [
+    'toServingMs',
+    'serverToServingMs',
+    'totalMs',
+    'serverTotalMs',
+    'drainMs',
+    'stoppedAfterMs'
+  ]
+  const ROLLBACK_FIELDS = ['toServingMs', 'totalMs', 'stoppedAfterMs']
+  /** @param {Kind} k @param {string[]} fields */
+  const medians = (k, fields) => Object.fromEntries(fields.map((f) => [f, pick(k, f)]))
+  const med = {
+    bgDeploy: medians('bgDeploy', DEPLOY_FIELDS),
+    dnatDeploy: medians('dnatDeploy', DEPLOY_FIELDS),
+    classic: medians('classic', ['toServingMs', 'serverToServingMs', 'totalMs', 'serverTotalMs']),
+    bgRollback: medians('bgRollback', ROLLBACK_FIELDS),
+    dnatRollback: medians('dnatRollback', ROLLBACK_FIELDS)
+  }
+  const failed = {
+    bgDeploy: sum('bgDeploy', 'failed'),
+    bgRollback: sum('bgRollback', 'failed'),
+    dnatDeploy: sum('dnatDeploy', 'failed'),
+    dnatRollback: sum('dnatRollback', 'failed'),
+    classic: sum('classic', 'failed'),
+    bgRaces: sum('bgDeploy', 'races') + sum('bgRollback', 'races'),
+    dnatRaces: sum('dnatDeploy', 'races') + sum('dnatRollback', 'races'),
+    classicRaces: sum('classic', 'races')
+  }
+  const bgFailed = failed.bgDeploy + failed.bgRollback + failed.dnatDeploy + failed.dnatRollback
+  const overhead = {
+    serving: (med.bgDeploy.serverToServingMs ?? NaN) - ready,
+    total: (med.bgDeploy.serverTotalMs ?? NaN) - ready - (med.bgDeploy.drainMs ?? NaN),
+    rollback: (med.bgRollback.toServingMs ?? NaN) - ready
+  }
+  const targets = [
+    [
+      'failed requests, bg-deploy deploys and rollbacks, both modes',
+      `${bgFailed}`,
+      '0',
+      bgFailed === 0
+    ],
+    [
+      'new version serving − app readiness (server side)',
+      `${s2(overhead.serving)} s`,
+      '≤ 0.5 s',
+      overhead.serving <= 500
+    ],
+    [
+      'total − readiness − actual drain (server side)',
+      `${s2(overhead.total)} s`,
+      '≤ 1 s',
+      overhead.total <= 1000
+    ],
+    [
+      'rollback: previous serving − readiness (from run start)',
+      `${s2(overhead.rollback)} s`,
+      '≤ 1.5 s',
+      overhead.rollback <= 1500
+    ],
+    [
+      'action start-up before the first network call',
+      `${median(startup)} ms`,
+      '≤ 300 ms',
+      median(startup) <= 300
+    ]
+  ]
+  const ratio = (/** @type {number | undefined} */ a, /** @type {number | undefined} */ b) =>
+    a !== undefined && b ? (a / b).toFixed(2) : 'n/a'
+  /** @param {string} label @param {string} f */
+  const row = (label, f) =>
+    `| ${label} | ${s2(med.bgDeploy[f] ?? NaN)} s | ${s2(med.dnatDeploy[f] ?? NaN)} s | ${s2(med.classic[f] ?? NaN)} s | ${ratio(med.bgDeploy[f], med.classic[f])} |`
+  const table = [
+    `| median of ${RUNS} | bg-deploy (reload) | bg-deploy (dnat) | classic script | bg-deploy (reload) / classic |`,
+    '| --- | --- | --- | --- | --- |',
+    row("new version serving, from the run's start", 'toServingMs'),
+    row('new version serving, from the server-side start', 'serverToServingMs'),
+    row('total run', 'totalMs'),
+    row('total, server side', 'serverTotalMs'),
+    `| drain: switch → last response of the old version | ${s2(med.bgDeploy.drainMs ?? NaN)} s | ${s2(med.dnatDeploy.drainMs ?? NaN)} s | | |`,
+    `| old container stopped (in the background), after the run | ${s2(med.bgDeploy.stoppedAfterMs ?? NaN)} s | ${s2(med.dnatDeploy.stoppedAfterMs ?? NaN)} s | (inside its run) | |`,
+    `| failed requests, all ${RUNS} deploys | ${failed.bgDeploy} | ${failed.dnatDeploy} | ${failed.classic} | |`,
+    `| keep-alive races retried, all ${RUNS} deploys | ${sum('bgDeploy', 'races')} | ${sum('dnatDeploy', 'races')} | ${failed.classicRaces} | |`,
+    `| rollback: previous version serving, from the run's start | ${s2(med.bgRollback.toServingMs ?? NaN)} s | ${s2(med.dnatRollback.toServingMs ?? NaN)} s | (none) | |`,
+    `| rollback: total run | ${s2(med.bgRollback.totalMs ?? NaN)} s | ${s2(med.dnatRollback.totalMs ?? NaN)} s | (none) | |`,
+    `| failed requests / keep-alive races, all ${RUNS} rollbacks | ${failed.bgRollback} / ${sum('bgRollback', 'races')} | ${failed.dnatRollback} / ${sum('dnatRollback', 'races')} | | |`
+  ].join('\n')
+  const targetTable = [
+    '| target | measured | goal | met |',
+    '| --- | --- | --- | --- |',
+    ...targets.map(([a, b, c, d]) => `| ${a} | ${b} | ${c} | ${d ? 'yes' : '**no**'} |`)
+  ].join('\n')
+  const context = [
+    `Measured ${facts.date.slice(0, 10)} on ${facts.cpu}, ${facts.memoryGiB} GiB, ${facts.kernel}, node ${facts.node}, docker ${facts.docker}, nginx ${facts.nginx}; everything on loopback.`,
+    `App readiness (docker run → first 2xx, median of 5): ${s2(ready)} s (the sample app sleeps ${START_UP} s). Bundle: dist/index.js ${(bundleBytes / 2 ** 20).toFixed(2)} MiB; start-up before the first network call: median ${median(startup)} ms of 10.`,
+    `Load in every run: ${LOAD.keepalive} keep-alive clients, ${LOAD.fresh} opening a new connection per request, ${LOAD.slow} keeping a 3 s request in flight.`
+  ].join('\n')
+  const results = {
+    machine: facts,
+    runs: RUNS,
+    load: LOAD,
+    appStartUpSeconds: START_UP,
+    readinessMs: m.readiness,
+    startupMs: startup,
+    bundleBytes,
+    medians: med,
+    failed,
+    overheadMs: overhead,
+    targets: targets.map(([t, m, g, ok]) => ({ target: t, measured: m, goal: g, met: ok })),
+    rounds
+  }
+  const switches = 2 * RUNS
+  const perSwitch = (/** @type {number} */ n) => (n / switches).toFixed(2)
+  const modes = [
+    `Measured by \`npm run bench\` (${facts.date.slice(0, 10)}, same run, same load: ${LOAD.keepalive} keep-alive clients that retry a reset reused connection once as browsers do, ${LOAD.fresh} new-connection clients, ${LOAD.slow} slow requests in flight), ${RUNS} deploys and ${RUNS} rollbacks in each mode:`,
+    '',
+    '| per switch (deploy or rollback) | reload | dnat |',
+    '| --- | --- | --- |',
+    `| failed requests (non-2xx or connection error) | ${perSwitch(failed.bgDeploy + failed.bgRollback)} | ${perSwitch(failed.dnatDeploy + failed.dnatRollback)} |`,
+    `| keep-alive races (reset on a reused connection, retried) | ${perSwitch(failed.bgRaces)} | ${perSwitch(failed.dnatRaces)} |`,
+    `| new version serving, from the server-side start (median) | ${s2(med.bgDeploy.serverToServingMs ?? NaN)} s | ${s2(med.dnatDeploy.serverToServingMs ?? NaN)} s |`
+  ].join('\n')
+  return { table, targetTable, context, modes, results }
+}
+
+/**
+ * Put the tables into README.md between its bench and modes markers.
+ * @param {string} file
+ * @param {{ table: string, targetTable: string, context: string, modes: string }} r
+ * @param {string} chartPath the chart, relative to README
+ */
+export async function updateReadme(file, r, chartPath) {
+  let text = readFileSync(file, 'utf8')
+  text = text.replace(
+    /(<!-- bench:start -->\n)[\s\S]*?(<!-- bench:end -->)/,
+    `$1${r.context}\n\n${r.table}\n\n${r.targetTable}\n\n![version served over time](${chartPath})\n$2`
+  )
+  text = text.replace(/(<!-- modes:start -->\n)[\s\S]*?(<!-- modes:end -->)/, `$1${r.modes}\n$2`)
+  await writeFormatted(file, text)
+}
+
+/**
+ * Write a file the way the repository's formatter (prettier, a dev dependency) leaves it, so that
+ * committed results pass `npm run lint`.
+ * @param {string} file
+ * @param {string} text
+ */
+export async function writeFormatted(file, text) {
+  try {
+    const prettier = await import('prettier')
+    const options = (await prettier.resolveConfig(file)) ?? {}
+    writeFileSync(file, await prettier.format(text, { ...options, filepath: file }))
+  } catch {
+    writeFileSync(file, text) // without dev dependencies: unformatted, still correct
+  }
+}
