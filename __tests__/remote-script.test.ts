@@ -16,8 +16,9 @@ import {
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { loadDeployScript } from '../src/remote.js'
+import { joinRemote, PARTS } from '../scripts/join-remote.mjs'
 
-const script = readFileSync('src/remote/deploy.sh', 'utf8')
+const script = loadDeployScript()
 const b64 = (s: string) => Buffer.from(s).toString('base64')
 
 function fakeBin(dir: string, name: string, body: string): void {
@@ -37,8 +38,11 @@ function withFunctions(body: string, env: Record<string, string> = {}): string {
   return r.stdout + r.stderr
 }
 
-test('the bundle ships the script as it is in src', () => {
-  expect(loadDeployScript()).toBe(script)
+test('the bundle ships the parts in src/remote, joined in order (run npm run bundle after editing one)', () => {
+  expect(script).toBe(joinRemote())
+  for (const part of PARTS) expect(script).toContain(`# ==== src/remote/${part}\n`)
+  expect(script.startsWith('#!/usr/bin/env bash\n')).toBe(true)
+  expect(script.endsWith('main "$@"; exit "$?"\n')).toBe(true)
 })
 
 test('a server whose SHELLOPTS and BASH_ENV turn on xtrace gets no secret printed', () => {
@@ -83,7 +87,7 @@ test("leaving dnat mode removes exactly this app's jump: app my.app leaves myxap
 fi
 echo "$*" >>"${dir}/calls"`
   )
-  withFunctions('P[app]=my.app; dnat_remove', { PATH: `${dir}/bin:${process.env.PATH}` })
+  withFunctions('P[app]=my.app; nat_remove', { PATH: `${dir}/bin:${process.env.PATH}` })
   const calls = readFileSync(path.join(dir, 'calls'), 'utf8').split('\n').filter(Boolean)
   expect(calls.filter((c) => / -D /.test(c))).toEqual([
     '-w -t nat -D OUTPUT -d 127.0.0.1/32 -p tcp -m tcp --dport 8083 -j BGD-my.app'
@@ -104,8 +108,8 @@ test('the upstream file is written through a new temporary file, never through a
 P[app]=shop; P[upstream_name]=shop; P[upstream_file]=${conf}/shop-upstream.conf
 P[nginx_test]=true; P[nginx_reload]=true
 nginx_workers() { :; }
-write_upstream_and_reload 127.0.0.1:8081 blue
-cleanup
+upstream_switch 127.0.0.1:8081 blue
+main_cleanup
 ls -A ${conf}`
   )
   expect(readFileSync(victim, 'utf8')).toBe('keep me\n')
@@ -124,15 +128,13 @@ ls -A ${conf}`
 })
 
 test('the boot-time restore runs as the deploy user, never as root for a file that user can edit', () => {
-  const unit = withFunctions('restore_unit deploy /home/deploy/.bg-deploy/restore-dnat.sh')
+  const unit = withFunctions('nat_unit deploy /home/deploy/.bg-deploy/restore-dnat.sh')
   expect(unit).toMatch(/^User=deploy$/m)
   expect(unit).toMatch(/^ExecStart=\/bin\/bash \/home\/deploy\/\.bg-deploy\/restore-dnat\.sh$/m)
-  expect(withFunctions('restore_unit_name deploy; restore_unit_name root')).toBe(
+  expect(withFunctions('nat_unit_name deploy; nat_unit_name root')).toBe(
     'bg-deploy-dnat-deploy.service\nbg-deploy-dnat.service\n'
   )
-  expect(withFunctions('restore_unit root /var/lib/bg-deploy/restore-dnat.sh')).toMatch(
-    /^User=root$/m
-  )
+  expect(withFunctions('nat_unit root /var/lib/bg-deploy/restore-dnat.sh')).toMatch(/^User=root$/m)
 })
 
 test('the restore script takes only a chain name and ports from a state file', () => {
@@ -151,7 +153,7 @@ test('the restore script takes only a chain name and ports from a state file', (
       `switch_mode=dnat\nnat_chain=${chain}\nlive_port=8083\nport=8081\n`
     )
   }
-  withFunctions(`STATE_DIR=${root}/good; install_restore`, {
+  withFunctions(`STATE_DIR=${root}/good; nat_install_restore`, {
     PATH: `${dir}/bin:${process.env.PATH}`
   })
   const r = spawnSync('bash', [path.join(root, 'restore-dnat.sh')], {
@@ -164,8 +166,8 @@ test('the restore script takes only a chain name and ports from a state file', (
   expect(existsSync(path.join(root, 'restore-dnat.sh'))).toBe(true)
 })
 
-test('shellcheck passes', () => {
-  execFileSync('shellcheck', ['src/remote/deploy.sh'])
+test('shellcheck passes on the joined script', () => {
+  execFileSync('shellcheck', ['-s', 'bash', '-'], { input: script })
 })
 
 test('in dnat mode, the closed conntrack entries that still translate to the old color are deleted', () => {
@@ -194,4 +196,22 @@ test('in dnat mode, the closed conntrack entries that still translate to the old
     /conntrack \(package conntrack\) is not usable here: shop-green keeps running/
   )
   expect(none.trim().split('\n').pop()).toMatch(/^\d+$/)
+})
+
+test('a rollback picks its target from the history: previous is the newest good version not serving', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'bgd-hist-'))
+  const row = (v: string, result: string) =>
+    ['2026-11-27T00:00:00Z', 'a', 'u', 'deploy', v, `r/app:${v}`, 'blue', result].join('\t')
+  writeFileSync(
+    path.join(dir, 'history'),
+    [row('v1', 'ok'), row('v2', 'ok'), row('v3', 'failed-health'), row('v2', 'ok'), ''].join('\n')
+  )
+  const pick = (target: string, current: string) =>
+    withFunctions(
+      `STATE_DIR=${dir}; P[app]=app; P[image]=r/app:${target}; P[target]=${target}; target_pick '${current}'; echo "$RUN_VERSION $RUN_IMAGE | $TARGET_AVAILABLE"`
+    ).trim()
+  expect(pick('previous', 'v2')).toBe('v1 r/app:v1 | v2 v1')
+  // a version never deployed here: the registry's tag
+  expect(pick('v9', 'v2')).toBe('v9 r/app:v9 | v2 v1')
+  expect(() => pick('previous', '')).not.toThrow()
 })

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
+# ==== src/remote/lib/output.sh
 # Before anything is read: a server whose SHELLOPTS or BASH_ENV turns on xtrace must not make
 # this shell print the secrets it reads from stdin. Child shells get neither.
 { set +x; } 2>/dev/null
+
 unset BASH_ENV ENV
+
 # bg-deploy remote script: a blue-green switch of one app behind nginx.
 #
 # Sent over SSH on stdin and run as `bash -s -- key=value...`. Parameters arrive as arguments;
-# secrets follow the script on stdin as `name base64` lines ending with `end` (see read_secrets),
+# secrets follow the script on stdin as `name base64` lines ending with `end` (see params_read_secrets),
 # so they never appear on a command line or in a file readable by others.
 #
 # Output: `==> ` log lines and everything any command prints on stderr. The script's stdout
@@ -15,19 +18,25 @@ unset BASH_ENV ENV
 # `::bg-deploy-result:: key=value...` line. Text in a marker is one line: `\`, newline and CR are
 # escaped as `\\`, `\n` and `\r`, so no output of a command can forge a marker.
 set -Eeuo pipefail
+
 umask 077
+
 # fd 7: the marker channel (the SSH session's stdout); fd 8: the script's stderr, for messages from
 # inside `$(...)` or a silenced call. Anything else written to stdout goes to stderr.
 exec 7>&1 8>&2 1>&2
+
 MAIN_PID=$$
+
 IN_JOB=0
 
 log() { printf '==> %s\n' "$*" >&2; }
+
 marker() { # marker NAME TEXT: one marker line, TEXT escaped onto one line
   local t="${2//\\/\\\\}"
   t="${t//$'\n'/\\n}"
   printf '::bg-deploy-%s:: %s\n' "$1" "${t//$'\r'/\\r}" >&7
 }
+
 # die works from a subshell too (a `$(...)`): its message reaches the runner and the whole run ends
 die() {
   marker error "$*"
@@ -35,13 +44,20 @@ die() {
   if [[ "$BASHPID" != "$MAIN_PID" && "$IN_JOB" == 0 ]]; then kill -USR1 "$MAIN_PID" 2>/dev/null || true; fi
   exit 1
 }
+
 trap 'exit 1' USR1
+
 now_ms() { date +%s%3N; }
+
 phase() { marker phase "$1"; }
+
 event() { printf '::bg-deploy-event:: %s %s\n' "$1" "$(now_ms)" >&7; }
+
 warn() { marker warning "$*"; }
 
-# ---------------------------------------------------------------- parameters and secrets
+# ==== src/remote/lib/params.sh
+# Parameters (`key=value` arguments; names and defaults are declared in src/protocol.ts) and the
+# secrets that follow the script on stdin. Globals: P, RUN_ARGS, ENV_KEYS, ENV_VALUES, REGISTRY_PASSWORD.
 
 declare -A P=(
   [action]=deploy [app]='' [image]='' [version]='' [container_port]=8080
@@ -51,12 +67,16 @@ declare -A P=(
   [lock_timeout]=600 [actor]='' [run_url]='' [registry]='' [registry_user]='' [state_dir]=''
   [target]='' [switch_mode]=reload [live_port]=8083 [docker_timeout]=60
 )
+
 RUN_ARGS=()
+
 ENV_KEYS=()
+
 ENV_VALUES=() # each value + 'x', so that command substitution keeps trailing newlines
+
 REGISTRY_PASSWORD=''
 
-parse_args() {
+params_parse() {
   local arg key
   for arg in "$@"; do
     key="${arg%%=*}"
@@ -74,7 +94,7 @@ parse_args() {
 }
 
 # Secrets come after the script on stdin: `registry_password B64`, `env KEY B64`, then `end`.
-read_secrets() {
+params_read_secrets() {
   local name a b
   while IFS=' ' read -r name a b; do
     case "$name" in
@@ -92,9 +112,15 @@ read_secrets() {
   exec </dev/null
 }
 
-# ---------------------------------------------------------------- state
+# ==== src/remote/lib/state.sh
+# The app's state directory: its state file (color, version, image, mode) and its append-only
+# history. Globals: STATE_DIR; RUN_VERSION and RUN_IMAGE, what this run puts in place (a deploy's
+# version and image; on a rollback, the version it goes back to and its image), set once by main.
 
 STATE_DIR=''
+RUN_VERSION=''
+RUN_IMAGE=''
+
 state_init() {
   if [[ -n "${P[state_dir]}" ]]; then STATE_DIR="${P[state_dir]}"
   elif [[ "$(id -u)" == 0 ]]; then STATE_DIR="/var/lib/bg-deploy/${P[app]}"
@@ -118,32 +144,33 @@ state_get() { # state_get KEY -> value from the state file, empty when absent
 state_write() { # state_write color version image
   local tmp="$STATE_DIR/.state.tmp"
   if ! printf 'color=%s\nversion=%s\nimage=%s\nupdated=%s\nswitch_mode=%s\nport=%s\nlive_port=%s\nnat_chain=%s\n' \
-    "$1" "$2" "$3" "$(date -u +%FT%TZ)" "${P[switch_mode]}" "$(port_of "$1")" "${P[live_port]}" "$(nat_chain)" >"$tmp" \
+    "$1" "$2" "$3" "$(date -u +%FT%TZ)" "${P[switch_mode]}" "$(color_port "$1")" "${P[live_port]}" "$(nat_chain)" >"$tmp" \
     || ! mv -f "$tmp" "$STATE_DIR/state"; then
     die "cannot write $STATE_DIR/state (disk full?)"
   fi
 }
 
-history_add() { # history_add action version image color result
+history_add() { # history_add RESULT [COLOR]: this run's action, version and image, and how it ended
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "${P[actor]:--}" "${P[run_url]:--}" \
-    "$1" "${2:--}" "${3:--}" "${4:--}" "$5" >>"$STATE_DIR/history" 2>/dev/null \
+    "${P[action]}" "${RUN_VERSION:--}" "${RUN_IMAGE:--}" "${2:--}" "$1" >>"$STATE_DIR/history" 2>/dev/null \
     || log "warning: could not append to $STATE_DIR/history"
 }
 
-LOCK_FD=9
-lock_acquire() {
-  local holder
-  exec 9>>"$STATE_DIR/lock"
-  if ! flock -n "$LOCK_FD"; then
-    holder="$(cat "$STATE_DIR/lock.holder" 2>/dev/null || echo 'unknown')"
-    log "another deploy of ${P[app]} holds the lock ($holder); waiting up to ${P[lock_timeout]}s"
-    flock -w "${P[lock_timeout]}" "$LOCK_FD" \
-      || die "timed out after ${P[lock_timeout]}s waiting for the deploy lock of ${P[app]}, held by: $holder"
-  fi
-  printf '%s since %s\n' "${P[run_url]:-a run without URL}" "$(date -u +%FT%TZ)" >"$STATE_DIR/lock.holder"
+# Versions deployed successfully here, newest first, one per line: VERSION<TAB>IMAGE.
+history_versions() {
+  [[ -f "$STATE_DIR/history" ]] || return 0
+  awk -F'\t' '$8 == "ok" && $5 != "-" { print $5 "\t" $6 }' "$STATE_DIR/history" | tac | awk -F'\t' '!seen[$1]++'
 }
 
-# ---------------------------------------------------------------- docker helpers
+# shellcheck disable=SC2317 # called by the EXIT trap
+history_print() {
+  [[ -f "$STATE_DIR/history" ]] || return 0
+  local line
+  while IFS= read -r line; do marker history "$line"; done < <(tail -n 5 "$STATE_DIR/history")
+}
+
+# ==== src/remote/lib/docker.sh
+# Docker: every call rides through a daemon restart; the colors' containers and ports.
 
 # The Docker daemon can restart under a deploy (a docker package upgrade restarts it). Every docker
 # call goes through this function: when one fails and the daemon does not answer, it waits for the
@@ -151,11 +178,11 @@ lock_acquire() {
 # created its container, so that container is removed before the `run` is repeated. The output of
 # a call cut off is dropped (an inspect prints an empty line as it fails). Messages go to fd 8, the
 # script's stderr, because callers silence or capture the call's own stderr.
-docker() {
+docker_call() {
   local rc=0 name='' i out
   out="$(command docker "$@"; r=$?; printf .; exit "$r")" || rc=$?
-  if ((rc == 0)) || daemon_answers; then printf '%s' "${out%.}"; return "$rc"; fi
-  wait_for_daemon "docker $1"
+  if ((rc == 0)) || docker_answers; then printf '%s' "${out%.}"; return "$rc"; fi
+  docker_wait "docker $1"
   if [[ "$1" == run ]]; then
     for ((i = 1; i < $#; i++)); do if [[ "${!i}" == --name ]]; then i=$((i + 1)); name="${!i}"; break; fi; done
     if [[ -n "$name" ]]; then command docker rm -f "$name" >/dev/null 2>&1 || true; fi
@@ -164,18 +191,18 @@ docker() {
 }
 
 # true also when the daemon runs but refuses this user: waiting would not help then
-daemon_answers() {
+docker_answers() {
   local err
   err="$(command docker version -f '{{.Server.Version}}' 2>&1 >/dev/null)" || [[ "$err" == *'permission denied'* ]]
 }
 
-wait_for_daemon() { # wait_for_daemon WHAT_WAS_CUT_OFF
+docker_wait() { # docker_wait WHAT_WAS_CUT_OFF
   local start deadline
   start="$(now_ms)"; deadline=$((start + ${P[docker_timeout]%.*} * 1000))
   printf '==> the Docker daemon is not answering (%s failed; is it restarting?): waiting up to %ss for it\n' "$1" "${P[docker_timeout]}" >&8
-  until daemon_answers; do
+  until docker_answers; do
     if (($(now_ms) >= deadline)); then
-      history_add "${P[action]}" "${P[version]}" "${P[image]}" - failed-docker
+      history_add failed-docker
       die "the Docker daemon on the server did not answer for ${P[docker_timeout]}s (during $1). Start it (systemctl start docker) and run the deploy again: the next run finishes or undoes this one. nginx still points where it pointed."
     fi
     sleep 0.2
@@ -187,7 +214,7 @@ wait_for_daemon() { # wait_for_daemon WHAT_WAS_CUT_OFF
 # every container, the one serving too; say so (once per run).
 docker_preflight() {
   local live
-  if ! live="$(docker info -f '{{.LiveRestoreEnabled}}' 2>/dev/null)"; then
+  if ! live="$(docker_call info -f '{{.LiveRestoreEnabled}}' 2>/dev/null)"; then
     die "docker info failed on the server for user $(id -un) (is it in the docker group?): $(command docker info 2>&1 >/dev/null | head -n 1)"
   fi
   if [[ "$live" != true ]]; then
@@ -195,15 +222,27 @@ docker_preflight() {
   fi
 }
 
-container() { printf '%s-%s' "${P[app]}" "$1"; }
-port_of() { if [[ "$1" == blue ]]; then echo "${P[blue_port]}"; else echo "${P[green_port]}"; fi; }
-other() { if [[ "$1" == blue ]]; then echo green; else echo blue; fi; }
-is_running() { [[ "$(docker inspect -f '{{.State.Running}}' "$(container "$1")" 2>/dev/null)" == true ]]; }
-exists() { docker inspect -f '{{.Id}}' "$(container "$1")" >/dev/null 2>&1; }
+container_name() { printf '%s-%s' "${P[app]}" "$1"; }
+
+color_port() { if [[ "$1" == blue ]]; then echo "${P[blue_port]}"; else echo "${P[green_port]}"; fi; }
+
+color_other() { if [[ "$1" == blue ]]; then echo green; else echo blue; fi; }
+
+container_running() { [[ "$(docker_call inspect -f '{{.State.Running}}' "$(container_name "$1")" 2>/dev/null)" == true ]]; }
+
+container_exists() { docker_call inspect -f '{{.Id}}' "$(container_name "$1")" >/dev/null 2>&1; }
+
+container_pid() { docker_call inspect -f '{{.State.Pid}}' "$(container_name "$1")" 2>/dev/null || echo 0; }
+
+container_remove() { docker_call rm -f "$(container_name "$1")" >/dev/null 2>&1 || true; }
+
+# ==== src/remote/lib/nginx.sh
+# nginx: the upstream file (rendered, backed up, tested, reloaded or restored) and its workers.
+# Globals: CIP (a color's container address), IPS_FORMAT, NGINX_BEFORE (workers before a reload).
 
 upstream_target() { # the address nginx should use for a color
-  if [[ -n "${P[network]}" ]]; then echo "$(container "$1"):${P[container_port]}"
-  else echo "127.0.0.1:$(port_of "$1")"
+  if [[ -n "${P[network]}" ]]; then echo "$(container_name "$1"):${P[container_port]}"
+  else echo "127.0.0.1:$(color_port "$1")"
   fi
 }
 
@@ -212,161 +251,21 @@ upstream_target() { # the address nginx should use for a color
 # the Docker daemon restarts; the container (with live-restore) and its address are not. Empty
 # with a network (nginx reaches the container by name there) or when the container has no address.
 declare -A CIP=()
+
 IPS_FORMAT='{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}' # docker inspect: a container's addresses
-backup_target() { # backup_target COLOR
+
+upstream_backup() { # upstream_backup COLOR
   [[ -z "${P[network]}" ]] || return 0
   if [[ -z "${CIP[$1]:-}" ]]; then
-    CIP[$1]="$(docker inspect -f "$IPS_FORMAT" "$(container "$1")" 2>/dev/null | awk '{ print $1 }')"
+    CIP[$1]="$(docker_call inspect -f "$IPS_FORMAT" "$(container_name "$1")" 2>/dev/null | awk '{ print $1 }')"
   fi
   if [[ "${CIP[$1]}" =~ ^[0-9.]+$ ]]; then echo "${CIP[$1]}:${P[container_port]}"; fi
 }
 
-# Which color does the upstream file send traffic to (through the NAT rule when it names the live
-# port)? Empty when none/unknown.
-color_in_upstream() {
-  local c
-  if [[ -z "${P[network]}" ]] && upstream_points_to "127.0.0.1:${P[live_port]}"; then dnat_color; return 0; fi
-  for c in blue green; do
-    if upstream_points_to "$(upstream_target "$c")"; then echo "$c"; return 0; fi
-  done
-}
-
-# The color serving now: what the upstream file says, else the state file, else the one running
-# container (a server set up by hand or by a seed script is adopted, not broken).
-detect_active() {
-  local c
-  c="$(color_in_upstream)"
-  if [[ -z "$c" ]]; then c="$(state_get color)"; fi
-  if [[ -z "$c" ]]; then
-    if is_running blue && ! is_running green; then c=blue
-    elif is_running green && ! is_running blue; then c=green
-    fi
-  fi
-  echo "$c"
-}
-
-# ---------------------------------------------------------------- steps
-
-pull_image() { # pull_image [WHAT_A_FAILURE_MEANS]
-  phase pull; event pull
-  local cfg='' rc=0 out
-  if [[ -n "${P[registry_user]}" && -n "$REGISTRY_PASSWORD" ]]; then
-    cfg="$(mktemp -d)"
-    TMP_PATHS+=("$cfg")
-    printf '%s' "$REGISTRY_PASSWORD" | docker --config "$cfg" login --username "${P[registry_user]}" --password-stdin -- "${P[registry]}" >/dev/null \
-      || die "docker login to ${P[registry]} as ${P[registry_user]} failed on the server"
-  fi
-  log "pulling ${P[image]}"
-  out="$(docker ${cfg:+--config "$cfg"} pull -q -- "${P[image]}" 2>&1)" || rc=$?
-  if [[ -n "$cfg" ]]; then rm -rf "$cfg"; fi
-  if ((rc != 0)); then
-    if docker image inspect "${P[image]}" >/dev/null 2>&1; then
-      log "pull failed, using the image already on the server: $out"
-    else
-      history_add "${P[action]}" "${P[version]}" "${P[image]}" - failed-pull
-      die "${1:-cannot pull ${P[image]}: is the registry reachable from the server, and was the image pushed? Nothing was changed; the previous version is still serving.} (docker: $out)"
-    fi
-  fi
-  event pulled
-}
-
-start_color() { # start_color COLOR
-  local color="$1" name port key
-  name="$(container "$color")"; port="$(port_of "$color")"
-  phase "start $name"
-  if exists "$color"; then
-    if is_running "$color"; then
-      # a previous run died after its switch, before draining this color: nginx's old workers may
-      # still be answering requests through it
-      log "$name is still running (a previous run stopped before draining it); draining it first"
-      drain "$color" "$(other "$color")"
-      phase "start $name"
-    fi
-    log "replacing leftover container $name"
-    docker rm -f "$name" >/dev/null
-  fi
-  local args=(run -d --name "$name" --init --restart unless-stopped
-    --label "bg-deploy.app=${P[app]}" --label "bg-deploy.color=$color" --label "bg-deploy.version=${P[version]}"
-    -p "127.0.0.1:$port:${P[container_port]}")
-  if [[ -n "${P[network]}" ]]; then args+=(--network "${P[network]}"); fi
-  if [[ -n "${P[env_file]}" ]]; then args+=(--env-file "${P[env_file]}"); fi
-  # env values: one line each in an owner-only file in the owner-only state directory, removed as
-  # soon as docker has read it; a value that spans lines (a PEM key) cannot be written there, so
-  # docker reads it from its own environment (`-e KEY`), set for that one command only
-  local spanning=() i
-  if ((${#ENV_KEYS[@]} > 0)); then
-    local secret_env="$STATE_DIR/.env.$$"
-    TMP_PATHS+=("$secret_env")
-    : >"$secret_env"
-    for i in "${!ENV_KEYS[@]}"; do
-      if [[ "${ENV_VALUES[$i]}" == *[$'\n\r']* ]]; then spanning+=("$i"); args+=(-e "${ENV_KEYS[$i]}")
-      else printf '%s=%s\n' "${ENV_KEYS[$i]}" "${ENV_VALUES[$i]%x}" >>"$secret_env"
-      fi
-    done
-    args+=(--env-file "$secret_env")
-  fi
-  args+=("${RUN_ARGS[@]}" -- "${P[image]}")
-  log "starting $name (${P[image]}) on 127.0.0.1:$port"
-  local out rc=0
-  out="$(for i in "${spanning[@]}"; do export "${ENV_KEYS[$i]}=${ENV_VALUES[$i]%x}"; done
-    docker "${args[@]}" 2>&1)" || rc=$?
-  if [[ -n "${secret_env:-}" ]]; then rm -f "$secret_env"; fi
-  ((rc == 0)) || { docker rm -f "$name" >/dev/null 2>&1 || true; die "docker run $name failed: $out"; }
-  event started
-}
-
-http_status() { # http_status PORT PATH TIMEOUT -> prints the status code or nothing
-  # shellcheck disable=SC2016 # expanded by the inner bash
-  timeout "$3" bash -c '
-    exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
-    printf "GET %s HTTP/1.0\r\nHost: localhost\r\nUser-Agent: bg-deploy\r\n\r\n" "$2" >&3
-    read -r _ code _ <&3 && printf "%s" "$code"' _ "$1" "$2" 2>/dev/null || true
-}
-
-wait_healthy() { # wait_healthy COLOR
-  local color="$1" name port start deadline code state now checked=0 status restarts exit_code ip
-  name="$(container "$color")"; port="$(port_of "$color")"
-  phase "health $name"
-  start="$(now_ms)"; deadline=$((start + ${P[health_timeout]%.*} * 1000))
-  log "polling http://127.0.0.1:$port${P[health_path]} every ${P[health_interval]}s (up to ${P[health_timeout]}s)"
-  while :; do
-    code="$(http_status "$port" "${P[health_path]}" 2)"
-    if [[ "$code" == 2?? ]]; then
-      log "$name is healthy after $(( $(now_ms) - start )) ms (HTTP $code)"
-      event healthy
-      return 0
-    fi
-    if (( $(now_ms) >= deadline )); then
-      health_failed "$color" "$name did not answer 2xx on ${P[health_path]} within ${P[health_timeout]}s (last: ${code:-no HTTP answer})"
-    fi
-    # the container's own state, at most every second (a docker call costs more than a probe)
-    now="$(now_ms)"
-    if ((now - checked >= 1000)); then
-      checked="$now"
-      state="$(docker inspect -f "{{.State.Status}} {{.RestartCount}} {{.State.ExitCode}} $IPS_FORMAT" "$name" 2>/dev/null || echo 'gone 0 0')"
-      read -r status restarts exit_code ip _ <<<"$state"
-      if [[ "$status" != running || "$restarts" != 0 ]]; then
-        health_failed "$color" "$name exited or restarted before it became healthy (state: $status $restarts, exit code $exit_code)"
-      fi
-      CIP[$color]="${ip:-}"
-    fi
-    sleep "${P[health_interval]}"
-  done
-}
-
-health_failed() { # health_failed COLOR MESSAGE: show the logs, remove the new container, leave the rest
-  local name; name="$(container "$1")"
-  log "last log lines of $name:"
-  docker logs --tail 30 "$name" >&2 2>&1 || true
-  docker rm -f "$name" >/dev/null 2>&1 || true
-  history_add "${P[action]}" "${P[version]}" "${P[image]}" "$1" failed-health
-  die "$2. Nothing was switched: the previous version is still serving."
-}
-
-render_upstream() { # render_upstream TARGET LABEL FILE [BACKUP]
+upstream_render() { # upstream_render TARGET LABEL FILE [BACKUP]
   {
     printf '# Managed by bg-deploy (app %s, %s, version %s). Do not edit: the next deploy rewrites it.\nupstream %s {\n    server %s;\n' \
-      "${P[app]}" "$2" "${P[version]:-unknown}" "${P[upstream_name]}" "$1"
+      "${P[app]}" "$2" "${RUN_VERSION:-unknown}" "${P[upstream_name]}" "$1"
     if [[ -n "${4:-}" ]]; then
       printf '    # the same container by its docker address, while the port above refuses (a Docker daemon restart)\n    server %s backup;\n' "$4"
     fi
@@ -376,7 +275,7 @@ render_upstream() { # render_upstream TARGET LABEL FILE [BACKUP]
 
 # The user's nginx commands, through bash, without the script's extra descriptors: a command that
 # starts a daemon must not keep the SSH session (fds 7, 8) or the deploy lock (fd 9) open.
-user_cmd() { bash -c "$1" 7>&- 8>&- 9>&-; }
+nginx_run() { bash -c "$1" 7>&- 8>&- 9>&-; }
 
 upstream_points_to() { # upstream_points_to HOST:PORT
   [[ -f "${P[upstream_file]}" ]] && grep -qE "^[[:space:]]*server[[:space:]]+${1//./[.]}[[:space:];]" "${P[upstream_file]}"
@@ -385,13 +284,13 @@ upstream_points_to() { # upstream_points_to HOST:PORT
 # Point nginx's upstream at TARGET for COLOR: temp file, backup, atomic move, nginx test (restore on
 # failure), reload. On failure the new container is removed, UNDO (a command, if set) runs, and the
 # run ends with a message.
-write_upstream_and_reload() { # write_upstream_and_reload TARGET COLOR [UNDO] [BACKUP]
+upstream_switch() { # upstream_switch TARGET COLOR [UNDO] [BACKUP]
   local target="$1" color="$2" undo="${3:-}" backup="${4:-}" f="${P[upstream_file]}" dir tmp out
   dir="$(dirname "$f")"
   fail() { # fail RESULT MESSAGE
     if [[ -n "$undo" ]]; then "$undo" || true; fi
-    remove_new "$color"
-    if [[ -n "$1" ]]; then history_add "${P[action]}" "${P[version]}" "${P[image]}" "$color" "$1"; fi
+    container_remove "$color"
+    if [[ -n "$1" ]]; then history_add "$1" "$color"; fi
     die "$2"
   }
   [[ -d "$dir" && -w "$dir" ]] || fail failed-upstream-write "cannot write the upstream file: $dir is not a writable directory for user $(id -un). Make it writable, or set nginx-upstream-file to a file in a directory that user owns. Nothing was switched; the previous version is still serving."
@@ -401,65 +300,77 @@ write_upstream_and_reload() { # write_upstream_and_reload TARGET COLOR [UNDO] [B
     || fail failed-upstream-write "cannot create a temporary file in $dir (disk full?). Nothing was switched; the previous version is still serving."
   TMP_PATHS+=("$tmp")
   chmod 644 "$tmp"
-  render_upstream "$target" "$color" "$tmp" "$backup" || fail failed-upstream-write "cannot write $tmp (disk full?). Nothing was switched; the previous version is still serving."
+  upstream_render "$target" "$color" "$tmp" "$backup" || fail failed-upstream-write "cannot write $tmp (disk full?). Nothing was switched; the previous version is still serving."
   rm -f "$STATE_DIR/upstream.bak" "$STATE_DIR/upstream.none"
-  # the backup is owner-only like everything in the state directory; restore_upstream gives the
+  # the backup is owner-only like everything in the state directory; upstream_restore gives the
   # file back nginx's usual 644
   if [[ -f "$f" ]]; then cp "$f" "$STATE_DIR/upstream.bak" && chmod 600 "$STATE_DIR/upstream.bak"; else touch "$STATE_DIR/upstream.none"; fi
   touch "$STATE_DIR/switch.pending"
   mv -f "$tmp" "$f"
-  if ! out="$(user_cmd "${P[nginx_test]}" 2>&1)"; then
-    restore_upstream
+  if ! out="$(nginx_run "${P[nginx_test]}" 2>&1)"; then
+    upstream_restore
     fail failed-nginx-test "nginx rejected the new upstream, so the previous config was restored and nothing was switched. nginx said: $out"
   fi
   NGINX_BEFORE="$(nginx_workers)"
-  if ! out="$(user_cmd "${P[nginx_reload]}" 2>&1)"; then
-    restore_upstream
+  if ! out="$(nginx_run "${P[nginx_reload]}" 2>&1)"; then
+    upstream_restore
     fail failed-nginx-reload "nginx reload failed, so the previous upstream file was restored and the new container removed. Is nginx running? It said: $out"
   fi
   rm -f "$STATE_DIR/switch.pending"
 }
 
-switch_to() { # switch_to COLOR
-  phase "switch to $(container "$1")"
-  if [[ "${P[switch_mode]}" == dnat ]]; then switch_dnat "$1"; else switch_reload "$1"; fi
-  event switched
+upstream_restore() {
+  if [[ -f "$STATE_DIR/upstream.bak" ]]; then mv -f "$STATE_DIR/upstream.bak" "${P[upstream_file]}" && chmod 644 "${P[upstream_file]}"
+  elif [[ -f "$STATE_DIR/upstream.none" ]]; then rm -f "${P[upstream_file]}"
+  fi
+  rm -f "$STATE_DIR/upstream.none" "$STATE_DIR/switch.pending"
 }
 
-# reload mode: the upstream names the color's port; nginx is reloaded.
-switch_reload() { # switch_reload COLOR
-  local backup; backup="$(backup_target "$1")"
-  write_upstream_and_reload "$(upstream_target "$1")" "$1" '' "$backup"
-  log "nginx now sends ${P[upstream_name]} to $(upstream_target "$1")${backup:+ (or $backup while that port refuses)}"
-}
-
-# dnat mode: one atomic rule replacement sends the live port to the color. nginx's upstream names
-# the live port; it is written, tested and reloaded only when it does not yet (the first time).
-switch_dnat() { # switch_dnat COLOR
-  local live="127.0.0.1:${P[live_port]}" port had_rule=0
-  port="$(port_of "$1")"
-  # the rule sends traffic to the published port on 127.0.0.1, which only Docker's userland proxy
-  # serves: with "userland-proxy": false, Docker's own NAT rule never sees it (dockerd still holds
-  # the port, so connections would hang)
-  if ! proxied "$port"; then
-    remove_new "$1"
-    die "switch-mode dnat needs Docker's userland proxy on the server: no docker-proxy serves 127.0.0.1:$port, the published port of $(container "$1"), so the Docker daemon runs with \"userland-proxy\": false. Use switch-mode reload, which works with that setting, or turn the proxy back on. Nothing was switched; the previous version is still serving."
-  fi
-  if [[ -n "$(dnat_port)" ]]; then had_rule=1; fi
-  if ! dnat_apply "$(nat_chain)" "${P[live_port]}" "$port" >&2; then
-    remove_new "$1"
-    die "could not install the NAT rule 127.0.0.1:${P[live_port]} -> 127.0.0.1:$port (iptables-restore failed, see above); nothing was switched"
-  fi
-  log "NAT rule: 127.0.0.1:${P[live_port]} -> 127.0.0.1:$port ($(container "$1")), chain $(nat_chain)"
-  if ! upstream_points_to "$live"; then
-    log "first switch in dnat mode: pointing the nginx upstream at $live (one nginx reload)"
-    if ((had_rule)); then write_upstream_and_reload "$live" "$1"; else write_upstream_and_reload "$live" "$1" dnat_remove; fi
+# A previous run that died between moving the upstream file and reloading nginx left
+# switch.pending: make nginx serve what the file says if that container runs, else restore.
+upstream_recover() {
+  [[ -f "$STATE_DIR/switch.pending" ]] || return 0
+  local c; c="$(detect_upstream_color)"
+  log "a previous run stopped in the middle of a switch; converging first"
+  if [[ -n "$c" ]] && container_running "$c" && nginx_run "${P[nginx_test]}" >/dev/null 2>&1; then
+    nginx_run "${P[nginx_reload]}" >&2 || die "nginx reload failed while recovering an interrupted switch"
+    rm -f "$STATE_DIR/switch.pending" "$STATE_DIR/upstream.bak" "$STATE_DIR/upstream.none"
+    log "nginx serves $c, as the interrupted run had switched it"
+  else
+    upstream_restore
+    if nginx_run "${P[nginx_test]}" >/dev/null 2>&1; then nginx_run "${P[nginx_reload]}" >&2 || true; fi
+    log "restored the upstream file from before the interrupted run"
   fi
 }
 
-# ---------------------------------------------------------------- dnat mode: the NAT rule
+# The nginx workers ("PID PPID" lines) taken just before this run's reload, for the drain: empty
+# until a reload, and without one (dnat mode).
+NGINX_BEFORE=''
 
-proxied() { # proxied PORT: a docker-proxy process serves this published port (true if we cannot tell)
+# nginx worker processes ("PID PPID"), shutting-down ones excluded.
+nginx_workers() {
+  ps -eo pid=,ppid=,args= 2>/dev/null \
+    | awk '$3 == "nginx:" && $4 == "worker" && $5 == "process" && NF == 5 { print $1, $2 }' || true
+}
+
+# The workers a reload replaced: those of BEFORE (the workers before it) whose master now has a
+# worker that did not exist before. Empty until the reloaded master has started its new workers.
+nginx_replaced_workers() { # nginx_replaced_workers BEFORE
+  local before="$1" now pid ppid masters=' '
+  now="$(nginx_workers)"
+  while read -r pid ppid; do
+    [[ -n "$pid" ]] || continue
+    if ! grep -qx "$pid $ppid" <<<"$before"; then masters+="$ppid "; fi
+  done <<<"$now"
+  while read -r pid ppid; do
+    if [[ -n "$pid" && "$masters" == *" $ppid "* ]]; then printf '%s ' "$pid"; fi
+  done <<<"$before"
+}
+
+# ==== src/remote/lib/nat.sh
+# switch-mode dnat: the app's NAT rule, its conntrack entries, and the boot-time restore.
+
+nat_proxied() { # nat_proxied PORT: a docker-proxy process serves this published port (true if we cannot tell)
   command -v pgrep >/dev/null || return 0
   pgrep -f -- "^(/[^ ]*/)?docker-proxy .*-host-port $1( |\$)" >/dev/null
 }
@@ -476,7 +387,7 @@ nat_chain() {
 # declaring the chain in iptables-restore --noflush replaces its rules atomically, so connections
 # already open keep their translation (conntrack) and new ones get the new target. The jump from
 # nat OUTPUT is added the first time. Nothing else in the nat table is touched.
-dnat_apply() { # dnat_apply CHAIN LIVE TARGET
+nat_apply() { # nat_apply CHAIN LIVE TARGET
   local jump=''
   if ! as_root iptables -w -t nat -C OUTPUT -d 127.0.0.1/32 -p tcp --dport "$2" -j "$1" 2>/dev/null; then
     jump="-I OUTPUT 1 -d 127.0.0.1/32 -p tcp --dport $2 -j $1"
@@ -486,18 +397,18 @@ dnat_apply() { # dnat_apply CHAIN LIVE TARGET
 }
 
 # The port the app's rule sends the live port to (empty: no rule).
-dnat_port() {
+nat_port() {
   as_root iptables -w -t nat -S "$(nat_chain)" 2>/dev/null | sed -n 's/.*--to-destination 127\.0\.0\.1:\([0-9]*\).*/\1/p' | head -n 1
 }
 
-dnat_color() {
-  local p; p="$(dnat_port)"
+nat_color() {
+  local p; p="$(nat_port)"
   if [[ "$p" == "${P[blue_port]}" ]]; then echo blue; elif [[ "$p" == "${P[green_port]}" ]]; then echo green; fi
 }
 
 # Remove the app's rule and chain (leaving dnat mode, or undoing a first dnat switch).
-# shellcheck disable=SC2317 # also called indirectly, as write_upstream_and_reload's undo command
-dnat_remove() {
+# shellcheck disable=SC2317 # also called indirectly, as upstream_switch's undo command
+nat_remove() {
   local chain rule
   chain="$(nat_chain)"
   while read -r rule; do
@@ -518,7 +429,7 @@ dnat_remove() {
 nat_forget() { # nat_forget OLD_COLOR
   [[ "${P[switch_mode]}" == dnat && "$PREV_MODE" == dnat ]] || return 0
   local port state
-  port="$(port_of "$1")"
+  port="$(color_port "$1")"
   as_root conntrack -L -p tcp --orig-dst 127.0.0.1 --dport "${P[live_port]}" --reply-port-src "$port" --state CLOSE >/dev/null 2>&1 || return 1
   for state in CLOSE TIME_WAIT; do
     # exit 1 when no entry matched
@@ -528,13 +439,13 @@ nat_forget() { # nat_forget OLD_COLOR
 
 # Without conntrack, how long the old color runs on after the drain: the kernel's CLOSE timeout.
 nat_stop_delay() { # nat_stop_delay OLD_COLOR -> seconds
-  log "conntrack (package conntrack) is not usable here: $(container "$1") keeps running for the kernel's CLOSE timeout before it stops, so no reused connection reaches a stopped container"
+  log "conntrack (package conntrack) is not usable here: $(container_name "$1") keeps running for the kernel's CLOSE timeout before it stops, so no reused connection reaches a stopped container"
   cat /proc/sys/net/netfilter/nf_conntrack_tcp_timeout_close 2>/dev/null || echo 10
 }
 
 # Before anything changes: dnat mode needs iptables as root (or passwordless sudo), and nginx must
 # not keep upstream connections alive (a pooled connection would stay on the old color).
-dnat_preflight() {
+nat_preflight() {
   command -v iptables-restore >/dev/null || as_root sh -c 'command -v iptables-restore' >/dev/null 2>&1 \
     || die "switch-mode dnat needs iptables (package iptables) on the server"
   as_root iptables -w -t nat -S OUTPUT >/dev/null 2>&1 \
@@ -548,14 +459,14 @@ dnat_preflight() {
 # from its state file) and, where systemd runs, a unit that calls it. The unit runs the script as
 # the user who owns it (a deploy user runs iptables through its sudo rule), never as root a file
 # that a deploy user can edit; the script takes only a chain name and port numbers from a state file.
-install_restore() {
+nat_install_restore() {
   local root script user unit
   root="$(dirname "$STATE_DIR")"; script="$root/restore-dnat.sh"; user="$(id -un)"
-  unit="/etc/systemd/system/$(restore_unit_name "$user")"
+  unit="/etc/systemd/system/$(nat_unit_name "$user")"
   {
     printf '#!/usr/bin/env bash\n# Written by bg-deploy: puts back the NAT rule of every app deployed with switch-mode dnat\n'
-    printf '# under %s, from its state file. Run at boot (%s), or by hand.\nset -u\n' "$root" "$(restore_unit_name "$user")"
-    declare -f as_root dnat_apply state_get
+    printf '# under %s, from its state file. Run at boot (%s), or by hand.\nset -u\n' "$root" "$(nat_unit_name "$user")"
+    declare -f as_root nat_apply state_get
     printf 'rc=0\nfor state in %q/*/state; do\n' "$root"
     cat <<'EOS'
   [[ -f "$state" ]] || continue
@@ -565,7 +476,7 @@ install_restore() {
   if ! [[ "$chain" =~ ^BGD-[A-Za-z0-9_.-]{1,24}$ && "$live" =~ ^[0-9]{1,5}$ && "$port" =~ ^[0-9]{1,5}$ ]]; then
     echo "skipped $state: it does not hold a bg-deploy chain name and two ports" >&2; rc=1; continue
   fi
-  if dnat_apply "$chain" "$live" "$port"; then echo "restored $chain: 127.0.0.1:$live -> 127.0.0.1:$port"
+  if nat_apply "$chain" "$live" "$port"; then echo "restored $chain: 127.0.0.1:$live -> 127.0.0.1:$port"
   else echo "could not restore $chain from $state" >&2; rc=1; fi
 done
 exit "$rc"
@@ -575,9 +486,9 @@ EOS
   mv -f "$script.tmp" "$script"
   if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null; then
     if [[ ! -f "$unit" ]] || ! grep -qxF "User=$user" "$unit"; then
-      if restore_unit "$user" "$script" | as_root tee "$unit" >/dev/null && as_root systemctl daemon-reload \
-        && as_root systemctl enable "$(restore_unit_name "$user")" >/dev/null 2>&1; then
-        log "installed $(restore_unit_name "$user"): it restores the NAT rule at boot, as $user"
+      if nat_unit "$user" "$script" | as_root tee "$unit" >/dev/null && as_root systemctl daemon-reload \
+        && as_root systemctl enable "$(nat_unit_name "$user")" >/dev/null 2>&1; then
+        log "installed $(nat_unit_name "$user"): it restores the NAT rule at boot, as $user"
       else
         log "warning: could not install $unit; run $script at boot to restore the NAT rule"
       fi
@@ -587,44 +498,282 @@ EOS
   fi
 }
 
-restore_unit_name() { if [[ "$1" == root ]]; then echo bg-deploy-dnat.service; else echo "bg-deploy-dnat-$1.service"; fi; }
+nat_unit_name() { if [[ "$1" == root ]]; then echo bg-deploy-dnat.service; else echo "bg-deploy-dnat-$1.service"; fi; }
 
-restore_unit() { # restore_unit USER SCRIPT: the systemd unit that runs SCRIPT as USER at boot
+nat_unit() { # nat_unit USER SCRIPT: the systemd unit that runs SCRIPT as USER at boot
   printf '[Unit]\nDescription=bg-deploy: restore the NAT rules of apps in switch-mode dnat (%s)\nAfter=network.target docker.service\n\n[Service]\nType=oneshot\nUser=%s\nExecStart=/bin/bash %s\n\n[Install]\nWantedBy=multi-user.target\n' "$1" "$1" "$2"
 }
 
-restore_upstream() {
-  if [[ -f "$STATE_DIR/upstream.bak" ]]; then mv -f "$STATE_DIR/upstream.bak" "${P[upstream_file]}" && chmod 644 "${P[upstream_file]}"
-  elif [[ -f "$STATE_DIR/upstream.none" ]]; then rm -f "${P[upstream_file]}"
+# ==== src/remote/steps/lock.sh
+# Step: one deploy or rollback of an app at a time. Globals: LOCK_FD.
+
+LOCK_FD=9
+
+lock_acquire() {
+  local holder
+  exec 9>>"$STATE_DIR/lock"
+  if ! flock -n "$LOCK_FD"; then
+    holder="$(cat "$STATE_DIR/lock.holder" 2>/dev/null || echo 'unknown')"
+    log "another deploy of ${P[app]} holds the lock ($holder); waiting up to ${P[lock_timeout]}s"
+    flock -w "${P[lock_timeout]}" "$LOCK_FD" \
+      || die "timed out after ${P[lock_timeout]}s waiting for the deploy lock of ${P[app]}, held by: $holder"
   fi
-  rm -f "$STATE_DIR/upstream.none" "$STATE_DIR/switch.pending"
+  printf '%s since %s\n' "${P[run_url]:-a run without URL}" "$(date -u +%FT%TZ)" >"$STATE_DIR/lock.holder"
 }
 
-remove_new() { docker rm -f "$(container "$1")" >/dev/null 2>&1 || true; }
+# ==== src/remote/steps/detect.sh
+# Step: which color serves now.
 
-# A previous run that died between moving the upstream file and reloading nginx left
-# switch.pending: make nginx serve what the file says if that container runs, else restore.
-recover_switch() {
-  [[ -f "$STATE_DIR/switch.pending" ]] || return 0
-  local c; c="$(color_in_upstream)"
-  log "a previous run stopped in the middle of a switch; converging first"
-  if [[ -n "$c" ]] && is_running "$c" && user_cmd "${P[nginx_test]}" >/dev/null 2>&1; then
-    user_cmd "${P[nginx_reload]}" >&2 || die "nginx reload failed while recovering an interrupted switch"
-    rm -f "$STATE_DIR/switch.pending" "$STATE_DIR/upstream.bak" "$STATE_DIR/upstream.none"
-    log "nginx serves $c, as the interrupted run had switched it"
+# Which color does the upstream file send traffic to (through the NAT rule when it names the live
+# port)? Empty when none/unknown.
+detect_upstream_color() {
+  local c
+  if [[ -z "${P[network]}" ]] && upstream_points_to "127.0.0.1:${P[live_port]}"; then nat_color; return 0; fi
+  for c in blue green; do
+    if upstream_points_to "$(upstream_target "$c")"; then echo "$c"; return 0; fi
+  done
+}
+
+# The color serving now: what the upstream file says, else the state file, else the one running
+# container (a server set up by hand or by a seed script is adopted, not broken).
+detect_active() {
+  local c
+  c="$(detect_upstream_color)"
+  if [[ -z "$c" ]]; then c="$(state_get color)"; fi
+  if [[ -z "$c" ]]; then
+    if container_running blue && ! container_running green; then c=blue
+    elif container_running green && ! container_running blue; then c=green
+    fi
+  fi
+  echo "$c"
+}
+
+# ==== src/remote/steps/target.sh
+# Step (rollback): the version to go back to and its image, from the history of successful deploys
+# here: `previous`, the newest one that is not serving now; or a version, with the registry's tag
+# as its image when it was never deployed here. Sets RUN_VERSION and RUN_IMAGE.
+
+target_pick() { # target_pick CURRENT_VERSION
+  local current="$1" line available
+  available="$(history_versions | cut -f1 | paste -sd ' ' -)"
+  if [[ "${P[target]}" == previous ]]; then
+    line="$(history_versions | awk -F'\t' -v cur="$current" '$1 != cur { print; exit }')"
+    [[ -n "$line" ]] || die "there is no earlier version of ${P[app]} to roll back to (serving: ${current:-unknown}; deployed here: ${available:-none})"
+    RUN_VERSION="${line%%$'\t'*}"; RUN_IMAGE="${line#*$'\t'}"
   else
-    restore_upstream
-    if user_cmd "${P[nginx_test]}" >/dev/null 2>&1; then user_cmd "${P[nginx_reload]}" >&2 || true; fi
-    log "restored the upstream file from before the interrupted run"
+    RUN_VERSION="${P[target]}"
+    line="$(history_versions | awk -F'\t' -v v="$RUN_VERSION" '$1 == v { print; exit }')"
+    if [[ -n "$line" ]]; then RUN_IMAGE="${line#*$'\t'}"; else RUN_IMAGE="${P[image]}"; fi
+  fi
+  TARGET_AVAILABLE="$available"
+}
+
+# The versions deployed here, for a message (set by target_pick).
+TARGET_AVAILABLE=''
+
+# ==== src/remote/steps/pull.sh
+# Step: pull the image (with the pull credential, in a temporary Docker config).
+
+pull_image() { # pull_image [WHAT_A_FAILURE_MEANS]
+  phase pull; event pull
+  local cfg='' rc=0 out
+  if [[ -n "${P[registry_user]}" && -n "$REGISTRY_PASSWORD" ]]; then
+    cfg="$(mktemp -d)"
+    TMP_PATHS+=("$cfg")
+    printf '%s' "$REGISTRY_PASSWORD" | docker_call --config "$cfg" login --username "${P[registry_user]}" --password-stdin -- "${P[registry]}" >/dev/null \
+      || die "docker login to ${P[registry]} as ${P[registry_user]} failed on the server"
+  fi
+  log "pulling $RUN_IMAGE"
+  out="$(docker_call ${cfg:+--config "$cfg"} pull -q -- "$RUN_IMAGE" 2>&1)" || rc=$?
+  if [[ -n "$cfg" ]]; then rm -rf "$cfg"; fi
+  if ((rc != 0)); then
+    if docker_call image inspect "$RUN_IMAGE" >/dev/null 2>&1; then
+      log "pull failed, using the image already on the server: $out"
+    else
+      history_add failed-pull
+      die "${1:-cannot pull $RUN_IMAGE: is the registry reachable from the server, and was the image pushed? Nothing was changed; the previous version is still serving.} (docker: $out)"
+    fi
+  fi
+  event pulled
+}
+
+# ==== src/remote/steps/start.sh
+# Step: start the idle color: a new container of RUN_IMAGE, or (a rollback's fast path) the kept
+# container of RUN_VERSION.
+
+start_color() { # start_color COLOR
+  local color="$1" name port key
+  name="$(container_name "$color")"; port="$(color_port "$color")"
+  phase "start $name"
+  if container_exists "$color"; then
+    if container_running "$color"; then
+      # a previous run died after its switch, before draining this color: nginx's old workers may
+      # still be answering requests through it
+      log "$name is still running (a previous run stopped before draining it); draining it first"
+      drain_color "$color" "$(color_other "$color")" ''
+      phase "start $name"
+    fi
+    log "replacing leftover container $name"
+    docker_call rm -f "$name" >/dev/null
+  fi
+  local args=(run -d --name "$name" --init --restart unless-stopped
+    --label "bg-deploy.app=${P[app]}" --label "bg-deploy.color=$color" --label "bg-deploy.version=$RUN_VERSION"
+    -p "127.0.0.1:$port:${P[container_port]}")
+  if [[ -n "${P[network]}" ]]; then args+=(--network "${P[network]}"); fi
+  if [[ -n "${P[env_file]}" ]]; then args+=(--env-file "${P[env_file]}"); fi
+  # env values: one line each in an owner-only file in the owner-only state directory, removed as
+  # soon as docker has read it; a value that spans lines (a PEM key) cannot be written there, so
+  # docker reads it from its own environment (`-e KEY`), set for that one command only
+  local spanning=() i
+  if ((${#ENV_KEYS[@]} > 0)); then
+    local secret_env="$STATE_DIR/.env.$$"
+    TMP_PATHS+=("$secret_env")
+    : >"$secret_env"
+    for i in "${!ENV_KEYS[@]}"; do
+      if [[ "${ENV_VALUES[$i]}" == *[$'\n\r']* ]]; then spanning+=("$i"); args+=(-e "${ENV_KEYS[$i]}")
+      else printf '%s=%s\n' "${ENV_KEYS[$i]}" "${ENV_VALUES[$i]%x}" >>"$secret_env"
+      fi
+    done
+    args+=(--env-file "$secret_env")
+  fi
+  args+=("${RUN_ARGS[@]}" -- "$RUN_IMAGE")
+  log "starting $name ($RUN_IMAGE) on 127.0.0.1:$port"
+  local out rc=0
+  out="$(for i in "${spanning[@]}"; do export "${ENV_KEYS[$i]}=${ENV_VALUES[$i]%x}"; done
+    docker_call "${args[@]}" 2>&1)" || rc=$?
+  if [[ -n "${secret_env:-}" ]]; then rm -f "$secret_env"; fi
+  ((rc == 0)) || { docker_call rm -f "$name" >/dev/null 2>&1 || true; die "docker run $name failed: $out"; }
+  event started
+}
+
+# A rollback's fast path: the idle color's container was kept (stopped) after the deploy it served
+# in, with RUN_VERSION and RUN_IMAGE: start it again. False when there is no such container.
+start_kept() { # start_kept COLOR
+  local name; name="$(container_name "$1")"
+  container_exists "$1" || return 1
+  [[ "$(docker_call inspect -f '{{index .Config.Labels "bg-deploy.version"}}' "$name")" == "$RUN_VERSION" ]] || return 1
+  [[ "$(docker_call inspect -f '{{.Config.Image}}' "$name")" == "$RUN_IMAGE" ]] || return 1
+  phase "start $name (kept from $RUN_VERSION)"
+  log "fast path: starting the kept container $name"
+  docker_call start "$name" >/dev/null || die "docker start $name failed"
+  event started
+}
+
+# ==== src/remote/steps/health.sh
+# Step: wait until the new color answers 2xx on the health path.
+
+health_probe() { # health_probe PORT PATH TIMEOUT -> prints the status code or nothing
+  # shellcheck disable=SC2016 # expanded by the inner bash
+  timeout "$3" bash -c '
+    exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+    printf "GET %s HTTP/1.0\r\nHost: localhost\r\nUser-Agent: bg-deploy\r\n\r\n" "$2" >&3
+    read -r _ code _ <&3 && printf "%s" "$code"' _ "$1" "$2" 2>/dev/null || true
+}
+
+health_wait() { # health_wait COLOR
+  local color="$1" name port start deadline code state now checked=0 status restarts exit_code ip
+  name="$(container_name "$color")"; port="$(color_port "$color")"
+  phase "health $name"
+  start="$(now_ms)"; deadline=$((start + ${P[health_timeout]%.*} * 1000))
+  log "polling http://127.0.0.1:$port${P[health_path]} every ${P[health_interval]}s (up to ${P[health_timeout]}s)"
+  while :; do
+    code="$(health_probe "$port" "${P[health_path]}" 2)"
+    if [[ "$code" == 2?? ]]; then
+      log "$name is healthy after $(( $(now_ms) - start )) ms (HTTP $code)"
+      event healthy
+      return 0
+    fi
+    if (( $(now_ms) >= deadline )); then
+      health_failed "$color" "$name did not answer 2xx on ${P[health_path]} within ${P[health_timeout]}s (last: ${code:-no HTTP answer})"
+    fi
+    # the container's own state, at most every second (a docker call costs more than a probe)
+    now="$(now_ms)"
+    if ((now - checked >= 1000)); then
+      checked="$now"
+      state="$(docker_call inspect -f "{{.State.Status}} {{.RestartCount}} {{.State.ExitCode}} $IPS_FORMAT" "$name" 2>/dev/null || echo 'gone 0 0')"
+      read -r status restarts exit_code ip _ <<<"$state"
+      if [[ "$status" != running || "$restarts" != 0 ]]; then
+        health_failed "$color" "$name exited or restarted before it became healthy (state: $status $restarts, exit code $exit_code)"
+      fi
+      CIP[$color]="${ip:-}"
+    fi
+    sleep "${P[health_interval]}"
+  done
+}
+
+health_failed() { # health_failed COLOR MESSAGE: show the logs, remove the new container, leave the rest
+  local name; name="$(container_name "$1")"
+  log "last log lines of $name:"
+  docker_call logs --tail 30 "$name" >&2 2>&1 || true
+  docker_call rm -f "$name" >/dev/null 2>&1 || true
+  history_add failed-health "$1"
+  die "$2. Nothing was switched: the previous version is still serving."
+}
+
+# ==== src/remote/steps/switch.sh
+# Step: send traffic to the new color (reload mode: the upstream; dnat mode: the NAT rule), and
+# settle the mode afterwards. Globals: PREV_MODE (the mode of the deploy before this one).
+
+switch_to() { # switch_to COLOR
+  phase "switch to $(container_name "$1")"
+  if [[ "${P[switch_mode]}" == dnat ]]; then switch_dnat "$1"; else switch_reload "$1"; fi
+  event switched
+}
+
+# reload mode: the upstream names the color's port; nginx is reloaded.
+switch_reload() { # switch_reload COLOR
+  local backup; backup="$(upstream_backup "$1")"
+  upstream_switch "$(upstream_target "$1")" "$1" '' "$backup"
+  log "nginx now sends ${P[upstream_name]} to $(upstream_target "$1")${backup:+ (or $backup while that port refuses)}"
+}
+
+# dnat mode: one atomic rule replacement sends the live port to the color. nginx's upstream names
+# the live port; it is written, tested and reloaded only when it does not yet (the first time).
+switch_dnat() { # switch_dnat COLOR
+  local live="127.0.0.1:${P[live_port]}" port had_rule=0
+  port="$(color_port "$1")"
+  # the rule sends traffic to the published port on 127.0.0.1, which only Docker's userland proxy
+  # serves: with "userland-proxy": false, Docker's own NAT rule never sees it (dockerd still holds
+  # the port, so connections would hang)
+  if ! nat_proxied "$port"; then
+    container_remove "$1"
+    die "switch-mode dnat needs Docker's userland proxy on the server: no docker-proxy serves 127.0.0.1:$port, the published port of $(container_name "$1"), so the Docker daemon runs with \"userland-proxy\": false. Use switch-mode reload, which works with that setting, or turn the proxy back on. Nothing was switched; the previous version is still serving."
+  fi
+  if [[ -n "$(nat_port)" ]]; then had_rule=1; fi
+  if ! nat_apply "$(nat_chain)" "${P[live_port]}" "$port" >&2; then
+    container_remove "$1"
+    die "could not install the NAT rule 127.0.0.1:${P[live_port]} -> 127.0.0.1:$port (iptables-restore failed, see above); nothing was switched"
+  fi
+  log "NAT rule: 127.0.0.1:${P[live_port]} -> 127.0.0.1:$port ($(container_name "$1")), chain $(nat_chain)"
+  if ! upstream_points_to "$live"; then
+    log "first switch in dnat mode: pointing the nginx upstream at $live (one nginx reload)"
+    if ((had_rule)); then upstream_switch "$live" "$1"; else upstream_switch "$live" "$1" nat_remove; fi
   fi
 }
+
+# After the switch and the drain: in dnat mode, make sure the rule comes back after a reboot; when
+# the app just left dnat mode, remove its rule (connections through it have drained).
+PREV_MODE=reload
+
+switch_settle() {
+  if [[ "${P[switch_mode]}" == dnat ]]; then
+    nat_install_restore
+  elif [[ "$PREV_MODE" == dnat ]]; then
+    nat_remove
+    log "left switch-mode dnat: removed the NAT rule (chain $(nat_chain))"
+  fi
+}
+
+# ==== src/remote/steps/drain.sh
+# Step: wait until the old color serves nothing. Globals: USE_SS.
 
 # Established TCP connections to the app port in the network namespace of a container's process
 # (0 for none): nginx (directly or through docker-proxy) holds one per request in flight. With root,
 # the kernel filters them (nsenter + ss); otherwise /proc/PID/net/tcp* is read, which is slow when
 # the namespace holds thousands of TIME_WAIT sockets, as it does under load.
 USE_SS=''
-connections() { # connections PID
+
+drain_connections() { # drain_connections PID
   local pid="$1"
   [[ "$pid" != 0 ]] || { echo 0; return; }
   if [[ -z "$USE_SS" ]]; then
@@ -640,29 +789,6 @@ connections() { # connections PID
     "/proc/$pid/net/tcp" "/proc/$pid/net/tcp6" 2>/dev/null || echo 0
 }
 
-container_pid() { docker inspect -f '{{.State.Pid}}' "$(container "$1")" 2>/dev/null || echo 0; }
-
-# nginx worker processes ("PID PPID"), shutting-down ones excluded; taken just before a reload.
-NGINX_BEFORE=''
-nginx_workers() {
-  ps -eo pid=,ppid=,args= 2>/dev/null \
-    | awk '$3 == "nginx:" && $4 == "worker" && $5 == "process" && NF == 5 { print $1, $2 }' || true
-}
-
-# The workers a reload replaced: those (from before it) whose master now has a worker that did not
-# exist before. Empty until the reloaded master has started its new workers.
-replaced_workers() {
-  local now pid ppid masters=' '
-  now="$(nginx_workers)"
-  while read -r pid ppid; do
-    [[ -n "$pid" ]] || continue
-    if ! grep -qx "$pid $ppid" <<<"$NGINX_BEFORE"; then masters+="$ppid "; fi
-  done <<<"$now"
-  while read -r pid ppid; do
-    if [[ -n "$pid" && "$masters" == *" $ppid "* ]]; then printf '%s ' "$pid"; fi
-  done <<<"$NGINX_BEFORE"
-}
-
 # Wait until the old color serves nothing. `nginx -s reload` returns before nginx has started new
 # workers, and an old worker that the CPU has not run yet can still pass a request it already read
 # to the old color. So, after a reload, the drain waits for nginx's replaced workers to exit (they
@@ -670,25 +796,26 @@ replaced_workers() {
 # for 0.2 s. Without a reload (dnat mode) a connection opened after the rule changed goes to the
 # new color, so the 0.2 s without connections after traffic reached the new color is enough. When
 # nginx's processes cannot be seen, 1 s without connections stands in for the workers' exit.
-drain() { # drain OLD_COLOR NEW_COLOR
-  local name start deadline now o n=0 seen_new=0 zero_since=0 old_pid new_pid workers='' quiet=200 p alive
-  name="$(container "$1")"
-  is_running "$1" || { log "$name is not running; nothing to drain"; event drained; return 0; }
+# BEFORE: the nginx workers before the switch's reload (empty without a reload).
+drain_color() { # drain_color OLD_COLOR NEW_COLOR BEFORE
+  local before="$3" name start deadline now o n=0 seen_new=0 zero_since=0 old_pid new_pid workers='' quiet=200 p alive
+  name="$(container_name "$1")"
+  container_running "$1" || { log "$name is not running; nothing to drain"; event drained; return 0; }
   phase "drain $name"
   start="$(now_ms)"
   deadline=$(( start + ${P[drain_timeout]%.*} * 1000 ))
   old_pid="$(container_pid "$1")"; new_pid="$(container_pid "$2")"
   local watch=0
-  if [[ -n "$NGINX_BEFORE" ]]; then watch=1; elif [[ "${P[switch_mode]}" != dnat || "$PREV_MODE" != dnat ]]; then quiet=1000; fi
+  if [[ -n "$before" ]]; then watch=1; elif [[ "${P[switch_mode]}" != dnat || "$PREV_MODE" != dnat ]]; then quiet=1000; fi
   while :; do
-    o="$(connections "$old_pid")"
-    if ((!seen_new)); then n="$(connections "$new_pid")"; fi
+    o="$(drain_connections "$old_pid")"
+    if ((!seen_new)); then n="$(drain_connections "$new_pid")"; fi
     now="$(now_ms)"
     if ((n > 0 || now - start >= 1000)); then seen_new=1; fi
     if ((o > 0)); then zero_since=0; elif ((zero_since == 0)); then zero_since="$now"; fi
     alive=0
     if ((watch == 1)); then
-      if [[ -z "$workers" ]]; then workers="$(replaced_workers)"; fi
+      if [[ -z "$workers" ]]; then workers="$(nginx_replaced_workers "$before")"; fi
       if [[ -z "$workers" ]]; then
         alive=1
         # no replaced worker found: nginx is not visible this way; fall back to a longer quiet time
@@ -705,13 +832,16 @@ drain() { # drain OLD_COLOR NEW_COLOR
   event drained
 }
 
+# ==== src/remote/steps/stop.sh
+# Step: stop the old color (kept for a fast rollback) and prune images, in the background.
+
 # After the result: stop the old color (kept, stopped, for a fast rollback) and prune images in the
 # background, so the run does not wait for docker's container teardown. The background job holds
 # the app's lock (it shares the lock's file descriptor), so the next deploy or rollback of this app
 # waits for it; its output goes to $STATE_DIR/stop.log.
 stop_later() { # stop_later [OLD_COLOR] [SECONDS_TO_WAIT_FIRST]
   local name='' wait="${2:-0}" after=''
-  if [[ -n "${1:-}" ]] && is_running "$1"; then name="$(container "$1")"; fi
+  if [[ -n "${1:-}" ]] && container_running "$1"; then name="$(container_name "$1")"; fi
   if [[ "$wait" != 0 ]]; then after=" after ${wait}s"; fi
   if [[ -n "$name" ]]; then log "stopping $name (kept for a fast rollback) in the background$after; the deploy lock is held until it has stopped"; fi
   (
@@ -720,135 +850,89 @@ stop_later() { # stop_later [OLD_COLOR] [SECONDS_TO_WAIT_FIRST]
     trap - EXIT
     printf '%s stop %s\n' "$(date -u +%FT%TZ)" "${name:-(none)}"
     if [[ -n "$name" && "$wait" != 0 ]]; then sleep "$wait"; fi
-    if [[ -n "$name" ]]; then docker stop -t 10 "$name" >/dev/null || echo "warning: docker stop $name failed"; fi
-    prune_images
+    if [[ -n "$name" ]]; then docker_call stop -t 10 "$name" >/dev/null || echo "warning: docker stop $name failed"; fi
+    stop_prune_images
   ) &
   disown
 }
 
 # Keep the images of the last three versions and those the blue/green containers use;
 # only this app's repository is looked at.
-prune_images() {
-  local repo="${P[image]%:*}" in_use='' ref id kept=0 c
-  for c in blue green; do in_use+=" $(docker inspect -f '{{.Image}}' "$(container "$c")" 2>/dev/null || true)"; done
+stop_prune_images() {
+  local repo="${RUN_IMAGE%:*}" in_use='' ref id kept=0 c
+  for c in blue green; do in_use+=" $(docker_call inspect -f '{{.Image}}' "$(container_name "$c")" 2>/dev/null || true)"; done
   while read -r ref id; do
     [[ "$ref" == *:latest || "$ref" == *'<none>'* ]] && continue
     [[ "$in_use" == *"$id"* ]] && continue
     kept=$((kept + 1))
     ((kept <= 3)) && continue
-    if docker rmi "$ref" >/dev/null 2>&1; then log "removed old image $ref"; fi
+    if docker_call rmi "$ref" >/dev/null 2>&1; then log "removed old image $ref"; fi
   done < <(docker image ls --no-trunc --format '{{.Repository}}:{{.Tag}} {{.ID}}' "$repo" 2>/dev/null)
 }
 
-# ---------------------------------------------------------------- main
+# ==== src/remote/main.sh
+# The two runs as their lists of steps: deploy and rollback, sharing what follows the start.
+# Globals: TMP_PATHS (files to remove at exit).
 
 TMP_PATHS=()
-# shellcheck disable=SC2317 # called by the EXIT trap
-cleanup() { local p; for p in "${TMP_PATHS[@]}"; do rm -rf "$p"; done; }
 
-deploy() {
+# shellcheck disable=SC2317 # called by the EXIT trap
+main_cleanup() { local p; for p in "${TMP_PATHS[@]}"; do rm -rf "$p"; done; }
+
+main_deploy() {
   local active idle
-  recover_switch
+  upstream_recover
   active="$(detect_active)"
-  if [[ -n "$active" ]]; then idle="$(other "$active")"; else idle=blue; fi
-  log "app ${P[app]}: ${active:-nothing} serving now; deploying ${P[version]:-${P[image]}} to $idle"
+  if [[ -n "$active" ]]; then idle="$(color_other "$active")"; else idle=blue; fi
+  log "app ${P[app]}: ${active:-nothing} serving now; deploying ${RUN_VERSION:-$RUN_IMAGE} to $idle"
   pull_image
   start_color "$idle"
-  wait_healthy "$idle"
-  switch_to "$idle"
-  state_write "$idle" "${P[version]}" "${P[image]}"
-  local wait=0
-  if [[ -n "$active" && "$active" != "$idle" ]]; then
-    nat_forget "$active" || true
-    drain "$active" "$idle"
-    nat_forget "$active" || wait="$(nat_stop_delay "$active")"
-  fi
-  settle_mode
-  history_add "${P[action]}" "${P[version]}" "${P[image]}" "$idle" ok
-  event finished
-  if [[ -n "$active" && "$active" != "$idle" ]]; then stop_later "$active" "$wait"; else stop_later; fi
-  marker result "deployed=true color=$idle previous_color=${active:-} version=${P[version]} image=${P[image]}"
+  main_switch "$active" "$idle"
 }
 
-# After the switch and the drain: in dnat mode, make sure the rule comes back after a reboot; when
-# the app just left dnat mode, remove its rule (connections through it have drained).
-PREV_MODE=reload
-settle_mode() {
-  if [[ "${P[switch_mode]}" == dnat ]]; then
-    install_restore
-  elif [[ "$PREV_MODE" == dnat ]]; then
-    dnat_remove
-    log "left switch-mode dnat: removed the NAT rule (chain $(nat_chain))"
-  fi
-}
-
-# Versions deployed successfully here, newest first, one per line: VERSION<TAB>IMAGE.
-deployed_versions() {
-  [[ -f "$STATE_DIR/history" ]] || return 0
-  awk -F'\t' '$8 == "ok" && $5 != "-" { print $5 "\t" $6 }' "$STATE_DIR/history" | tac | awk -F'\t' '!seen[$1]++'
-}
-
-rollback() {
-  local active idle current version='' image='' line available fast=0 wait
-  recover_switch
+main_rollback() {
+  local active idle current
+  upstream_recover
   active="$(detect_active)"
   [[ -n "$active" ]] || die "nothing is deployed for ${P[app]} on this server, so there is nothing to roll back to"
   current="$(state_get version)"
-  available="$(deployed_versions | cut -f1 | paste -sd ' ' -)"
-  if [[ "${P[target]}" == previous ]]; then
-    # the most recent good version that is not the one serving now
-    line="$(deployed_versions | awk -F'\t' -v cur="$current" '$1 != cur { print; exit }')"
-    [[ -n "$line" ]] || die "there is no earlier version of ${P[app]} to roll back to (serving: ${current:-unknown}; deployed here: ${available:-none})"
-    version="${line%%$'\t'*}"; image="${line#*$'\t'}"
-  else
-    version="${P[target]}"
-    line="$(deployed_versions | awk -F'\t' -v v="$version" '$1 == v { print; exit }')"
-    if [[ -n "$line" ]]; then image="${line#*$'\t'}"; else image="${P[image]}"; fi
-  fi
-  P[version]="$version"; P[image]="$image"
-  idle="$(other "$active")"
-  log "app ${P[app]}: ${current:-unknown} serving from $active; rolling back to $version"
-  if exists "$idle" && [[ "$(docker inspect -f '{{index .Config.Labels "bg-deploy.version"}}' "$(container "$idle")")" == "$version" ]] \
-    && [[ "$(docker inspect -f '{{.Config.Image}}' "$(container "$idle")")" == "$image" ]]; then
-    fast=1
-  fi
-  if ((fast)); then
-    phase "start $(container "$idle") (kept from $version)"
-    log "fast path: starting the kept container $(container "$idle")"
-    docker start "$(container "$idle")" >/dev/null || die "docker start $(container "$idle") failed"
-    event started
-  else
-    log "slow path: no kept container for $version; running $image"
-    if ! docker image inspect "$image" >/dev/null 2>&1; then
-      pull_image "cannot roll back to $version: its image $image is neither on the server nor in the registry. Versions deployed here: ${available:-none}"
+  target_pick "$current"
+  idle="$(color_other "$active")"
+  log "app ${P[app]}: ${current:-unknown} serving from $active; rolling back to $RUN_VERSION"
+  if ! start_kept "$idle"; then
+    log "slow path: no kept container for $RUN_VERSION; running $RUN_IMAGE"
+    if ! docker_call image inspect "$RUN_IMAGE" >/dev/null 2>&1; then
+      pull_image "cannot roll back to $RUN_VERSION: its image $RUN_IMAGE is neither on the server nor in the registry. Versions deployed here: ${TARGET_AVAILABLE:-none}"
     fi
     start_color "$idle"
   fi
-  wait_healthy "$idle"
-  switch_to "$idle"
-  state_write "$idle" "$version" "$image"
-  nat_forget "$active" || true
-  drain "$active" "$idle"
-  wait=0
-  nat_forget "$active" || wait="$(nat_stop_delay "$active")"
-  settle_mode
-  history_add rollback "$version" "$image" "$idle" ok
-  event finished
-  stop_later "$active" "$wait"
-  marker result "deployed=true color=$idle previous_color=$active version=$version image=$image"
+  main_switch "$active" "$idle"
 }
 
-# shellcheck disable=SC2317 # called by the EXIT trap
-print_history() {
-  [[ -f "$STATE_DIR/history" ]] || return 0
-  local line
-  while IFS= read -r line; do marker history "$line"; done < <(tail -n 5 "$STATE_DIR/history")
+# From the started container to the result: health, switch, state, drain, history, stop the old
+# color in the background. FROM is empty on the first deploy of the app.
+main_switch() { # main_switch FROM_COLOR TO_COLOR
+  local from="$1" to="$2" wait=0
+  health_wait "$to"
+  switch_to "$to"
+  state_write "$to" "$RUN_VERSION" "$RUN_IMAGE"
+  if [[ -n "$from" ]]; then
+    nat_forget "$from" || true
+    drain_color "$from" "$to" "$NGINX_BEFORE"
+    nat_forget "$from" || wait="$(nat_stop_delay "$from")"
+  fi
+  switch_settle
+  history_add ok "$to"
+  event finished
+  stop_later "$from" "$wait"
+  marker result "deployed=true color=$to previous_color=$from version=$RUN_VERSION image=$RUN_IMAGE"
 }
 
 main() {
-  parse_args "$@"
-  read_secrets
-  trap cleanup EXIT
+  params_parse "$@"
+  params_read_secrets
+  RUN_VERSION="${P[version]}"; RUN_IMAGE="${P[image]}"
+  trap main_cleanup EXIT
   command -v docker >/dev/null || die "docker is not installed on the server (or not on PATH for this user)"
   command -v flock >/dev/null || die "flock is not installed on the server (package util-linux)"
   state_init
@@ -859,12 +943,12 @@ main() {
     log "rolling back in switch-mode $PREV_MODE, the mode of the deploy it undoes (switch-mode ${P[switch_mode]} was given)"
     P[switch_mode]="$PREV_MODE"
   fi
-  if [[ "${P[switch_mode]}" == dnat || "$PREV_MODE" == dnat ]]; then dnat_preflight; fi
+  if [[ "${P[switch_mode]}" == dnat || "$PREV_MODE" == dnat ]]; then nat_preflight; fi
   docker_preflight
-  trap 'print_history; cleanup' EXIT
+  trap 'history_print; main_cleanup' EXIT
   case "${P[action]}" in
-    deploy) deploy ;;
-    rollback) rollback ;;
+    deploy) main_deploy ;;
+    rollback) main_rollback ;;
     *) die "unknown action '${P[action]}'" ;;
   esac
 }

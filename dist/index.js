@@ -58068,7 +58068,7 @@ module.exports = {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _shim_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(2710);
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3261);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6390);
 
 
 await (0,_main_js__WEBPACK_IMPORTED_MODULE_1__/* .run */ .e)();
@@ -58078,7 +58078,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 3261:
+/***/ 6390:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -66032,13 +66032,241 @@ function getOctokit(token, options, ...additionalPlugins) {
     return new GitHubWithPlugins(getOctokitOptions(token, options));
 }
 //# sourceMappingURL=github.js.map
-;// CONCATENATED MODULE: external "node:fs"
-const external_node_fs_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
-// EXTERNAL MODULE: external "node:path"
-var external_node_path_ = __nccwpck_require__(6760);
-var external_node_path_default = /*#__PURE__*/__nccwpck_require__.n(external_node_path_);
-// EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
-var dist = __nccwpck_require__(8815);
+;// CONCATENATED MODULE: ./src/config-inputs.ts
+// The action's inputs, declared once: name (as in action.yml), group, whether it is secret, and
+// its default where the default is a plain value. INPUT_NAMES, SECRET_INPUTS and the defaults the
+// validators use come from this table; __tests__/contract.test.ts holds action.yml and README to it.
+const SWITCH_MODES = ['reload', 'dnat'];
+const INPUTS = {
+    image: { group: 'build' },
+    context: { group: 'build', default: '.' },
+    dockerfile: { group: 'build' },
+    'build-args': { group: 'build' },
+    registry: { group: 'build' },
+    'registry-username': { group: 'build' },
+    'registry-password': { group: 'build', secret: true },
+    'pull-registry-username': { group: 'build' },
+    'pull-registry-password': { group: 'build', secret: true },
+    version: { group: 'version' },
+    'version-pattern': { group: 'version' },
+    'github-token': { group: 'version', secret: true },
+    'create-release': { group: 'version', default: 'true' },
+    host: { group: 'server' },
+    port: { group: 'server', default: '22' },
+    username: { group: 'server' },
+    'ssh-key': { group: 'server', secret: true },
+    'ssh-passphrase': { group: 'server', secret: true },
+    'host-fingerprint': { group: 'server' },
+    'known-hosts': { group: 'server' },
+    'insecure-ignore-host-key': { group: 'server', default: 'false' },
+    'app-name': { group: 'app' },
+    'container-port': { group: 'app', default: '8080' },
+    'blue-port': { group: 'app', default: '8081' },
+    'green-port': { group: 'app', default: '8082' },
+    network: { group: 'app' },
+    env: { group: 'app', secret: true },
+    'env-file': { group: 'app' },
+    'docker-run-args': { group: 'app' },
+    'health-path': { group: 'switch', default: '/' },
+    'health-timeout': { group: 'switch', default: '60' },
+    'health-interval': { group: 'switch', default: '0.1' },
+    'drain-timeout': { group: 'switch', default: '30' },
+    'nginx-upstream-file': { group: 'switch' },
+    'nginx-upstream-name': { group: 'switch' },
+    'nginx-test-command': { group: 'switch', default: 'nginx -t' },
+    'nginx-reload-command': { group: 'switch', default: 'nginx -s reload' },
+    'switch-mode': { group: 'switch', default: 'reload' },
+    'live-port': { group: 'switch', default: '8083' },
+    rollback: { group: 'run' },
+    config: { group: 'run' }
+};
+/** The action's inputs, exactly as named in action.yml. */
+const INPUT_NAMES = Object.keys(INPUTS);
+/** Inputs that hold secrets: masked before anything is logged, and never read from the config file. */
+const SECRET_INPUTS = INPUT_NAMES.filter((n) => INPUTS[n].secret);
+/** The plain default of an input ('' when it has none or it is derived). */
+function defaultOf(name) {
+    return INPUTS[name].default ?? '';
+}
+
+;// CONCATENATED MODULE: ./src/config-check.ts
+// Checking inputs: one collector that every group of inputs reports to, so that a user sees every
+// problem at once. Messages name the input, quote the value (whole, never cut; never for inputs
+// that are or can hold secrets) and say what is expected.
+
+class ConfigError extends Error {
+    problems;
+    constructor(problems) {
+        super(problems.length === 1
+            ? problems[0]
+            : `${problems.length} inputs are invalid:\n${problems.map((p) => `- ${p}`).join('\n')}`);
+        this.problems = problems;
+        this.name = 'ConfigError';
+    }
+}
+/** Inputs whose value no message quotes: the secrets, and those that can embed one. */
+const UNQUOTED_INPUTS = [...SECRET_INPUTS, 'build-args', 'docker-run-args'];
+const noControl = (v) => !/[\0-\x1f\x7f]/.test(v);
+class Collector {
+    inputs;
+    problems = [];
+    constructor(inputs) {
+        this.inputs = inputs;
+    }
+    /** A problem with an input's value; returns undefined so callers can fall back. */
+    bad(name, expected) {
+        // a value is quoted whole or not at all: a cut-off secret would be printed unmasked (GitHub
+        // masks a secret only whole), and these inputs can hold one
+        const shown = UNQUOTED_INPUTS.includes(name) ? '' : ` '${this.inputs[name] ?? ''}'`;
+        this.problems.push(`Invalid ${name}${shown}. Expected ${expected}.`);
+        return undefined;
+    }
+    missing(name, hint) {
+        this.problems.push(`Input '${name}' is required: ${hint}.`);
+        return undefined;
+    }
+    /** A problem that concerns several inputs, said in full. */
+    add(problem) {
+        this.problems.push(problem);
+    }
+    /** The value, or undefined when empty or blank. */
+    get(name) {
+        const v = this.inputs[name];
+        return v === undefined || v.trim() === '' ? undefined : v;
+    }
+    text(name, fallback, ok, expected) {
+        const v = this.get(name)?.trim();
+        if (v === undefined)
+            return fallback;
+        if (v.includes('\0') || !ok(v))
+            return this.bad(name, expected) ?? fallback;
+        return v;
+    }
+    bool(name, fallback = defaultOf(name) === 'true') {
+        const v = this.get(name)?.trim();
+        if (v === undefined)
+            return fallback;
+        if (/^(true|True|TRUE)$/.test(v))
+            return true;
+        if (/^(false|False|FALSE)$/.test(v))
+            return false;
+        return this.bad(name, 'true or false') ?? fallback;
+    }
+    num(name, min, max, integer, fallback = Number(defaultOf(name))) {
+        const v = this.get(name)?.trim();
+        if (v === undefined)
+            return fallback;
+        const n = Number(v);
+        const shape = integer ? /^\d+$/ : /^\d+(\.\d+)?$|^\.\d+$/;
+        if (!shape.test(v) || n < min || n > max)
+            return (this.bad(name, `${integer ? 'a whole number' : 'a number'} from ${min} to ${max}`) ??
+                fallback);
+        return n;
+    }
+    port(name) {
+        return this.num(name, 1, 65535, true);
+    }
+    /** Throw every problem collected, if any. */
+    done() {
+        if (this.problems.length > 0)
+            throw new ConfigError(this.problems);
+    }
+}
+
+;// CONCATENATED MODULE: ./src/dotenv.ts
+// The `env` input in the dotenv form users already keep in a secret:
+//   KEY=VALUE            the rest of the line, as it is (like docker's --env-file)
+//   export KEY=VALUE     the same
+//   KEY='VALUE'          literal, on one line
+//   KEY="VALUE"          may span lines (a PEM key); \n \r \t \" \\ are escapes, any other \ stays
+//   # comment, blank     skipped
+// Everything here is secret: a problem is reported by its line number only, never with any part
+// of the line.
+const KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const ESCAPES = { n: '\n', r: '\r', t: '\t', '"': '"', '\\': '\\' };
+function parseDotenv(text) {
+    const lines = text.split('\n').map((l) => (l.endsWith('\r') ? l.slice(0, -1) : l));
+    const entries = [];
+    const problems = [];
+    for (let i = 0; i < lines.length; i++) {
+        const line = lines[i];
+        const at = i + 1;
+        const body = line.trimStart();
+        if (body === '' || body.startsWith('#'))
+            continue;
+        const eq = body.indexOf('=');
+        const key = eq < 0
+            ? ''
+            : body
+                .slice(0, eq)
+                .replace(/^export\s+/, '')
+                .trim();
+        if (!KEY.test(key)) {
+            problems.push({ line: at, why: 'expected KEY=VALUE, KEY made of letters, digits and _' });
+            continue;
+        }
+        const rest = body.slice(eq + 1);
+        const start = rest.trimStart();
+        if (start.startsWith("'")) {
+            const end = start.indexOf("'", 1);
+            if (end < 0 || !closes(start.slice(end + 1))) {
+                problems.push({ line: at, why: "a single-quoted value must end with ' on the same line" });
+                continue;
+            }
+            entries.push([key, start.slice(1, end)]);
+        }
+        else if (start.startsWith('"')) {
+            const read = readDoubleQuoted(lines, i, start.slice(1));
+            if (!read) {
+                problems.push({
+                    line: at,
+                    why: 'a double-quoted value must end with " (it may span lines; write \\" for a quote inside)'
+                });
+                break; // the rest of the text is inside the open quote: nothing after it can be read
+            }
+            i = read.lastLine;
+            entries.push([key, read.value]);
+        }
+        else {
+            entries.push([key, rest]);
+        }
+        if (/\0/.test(entries[entries.length - 1]?.[1] ?? '')) {
+            entries.pop();
+            problems.push({ line: at, why: 'a value cannot hold a NUL character' });
+        }
+    }
+    return { entries, problems };
+}
+/** After a closing quote: nothing, or spaces and a # comment. */
+function closes(after) {
+    return /^\s*(#.*)?$/.test(after);
+}
+function readDoubleQuoted(lines, first, text) {
+    let value = '';
+    let s = text;
+    for (let i = first; i < lines.length;) {
+        for (let k = 0; k < s.length; k++) {
+            const c = s[k];
+            if (c === '\\' && k + 1 < s.length) {
+                const next = s[k + 1];
+                value += ESCAPES[next] ?? `\\${next}`;
+                k++;
+            }
+            else if (c === '"') {
+                return closes(s.slice(k + 1)) ? { value, lastLine: i } : undefined;
+            }
+            else
+                value += c;
+        }
+        i++;
+        if (i >= lines.length)
+            return undefined;
+        value += '\n';
+        s = lines[i];
+    }
+    return undefined;
+}
+
 // EXTERNAL MODULE: ./node_modules/semver/index.js
 var semver = __nccwpck_require__(2088);
 var semver_default = /*#__PURE__*/__nccwpck_require__.n(semver);
@@ -66209,100 +66437,117 @@ function splitLines(input) {
         .filter((l) => l !== '' && !l.startsWith('#'));
 }
 
-;// CONCATENATED MODULE: ./src/dotenv.ts
-// The `env` input in the dotenv form users already keep in a secret:
-//   KEY=VALUE            the rest of the line, as it is (like docker's --env-file)
-//   export KEY=VALUE     the same
-//   KEY='VALUE'          literal, on one line
-//   KEY="VALUE"          may span lines (a PEM key); \n \r \t \" \\ are escapes, any other \ stays
-//   # comment, blank     skipped
-// Everything here is secret: a problem is reported by its line number only, never with any part
-// of the line.
-const KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
-const ESCAPES = { n: '\n', r: '\r', t: '\t', '"': '"', '\\': '\\' };
-function parseDotenv(text) {
-    const lines = text.split('\n').map((l) => (l.endsWith('\r') ? l.slice(0, -1) : l));
-    const entries = [];
-    const problems = [];
-    for (let i = 0; i < lines.length; i++) {
-        const line = lines[i];
-        const at = i + 1;
-        const body = line.trimStart();
-        if (body === '' || body.startsWith('#'))
-            continue;
-        const eq = body.indexOf('=');
-        const key = eq < 0
-            ? ''
-            : body
-                .slice(0, eq)
-                .replace(/^export\s+/, '')
-                .trim();
-        if (!KEY.test(key)) {
-            problems.push({ line: at, why: 'expected KEY=VALUE, KEY made of letters, digits and _' });
-            continue;
-        }
-        const rest = body.slice(eq + 1);
-        const start = rest.trimStart();
-        if (start.startsWith("'")) {
-            const end = start.indexOf("'", 1);
-            if (end < 0 || !closes(start.slice(end + 1))) {
-                problems.push({ line: at, why: "a single-quoted value must end with ' on the same line" });
-                continue;
-            }
-            entries.push([key, start.slice(1, end)]);
-        }
-        else if (start.startsWith('"')) {
-            const read = readDoubleQuoted(lines, i, start.slice(1));
-            if (!read) {
-                problems.push({
-                    line: at,
-                    why: 'a double-quoted value must end with " (it may span lines; write \\" for a quote inside)'
-                });
-                break; // the rest of the text is inside the open quote: nothing after it can be read
-            }
-            i = read.lastLine;
-            entries.push([key, read.value]);
-        }
-        else {
-            entries.push([key, rest]);
-        }
-        if (/\0/.test(entries[entries.length - 1]?.[1] ?? '')) {
-            entries.pop();
-            problems.push({ line: at, why: 'a value cannot hold a NUL character' });
-        }
+;// CONCATENATED MODULE: ./src/config-app.ts
+// The inputs of the app on the server, its health check and switch, and the run itself: each group
+// checked into its part of the Config, every problem reported to the one collector.
+
+
+
+
+
+const NAME = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
+const NETWORK = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/;
+const UPSTREAM_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
+/**
+ * Variables that bash and the docker CLI on the server read themselves: a value that spans lines
+ * reaches `docker run` through the CLI's environment, where these would change the CLI.
+ */
+const CLI_VARIABLES = /^(PATH|HOME|IFS|ENV|TMPDIR|SHELLOPTS|BASHOPTS|BASH_.*|LD_.*|DOCKER_.*|(HTTPS?|NO|ALL)_PROXY)$/i;
+/** The app: its name, ports, network, environment and extra docker run arguments. */
+function checkApp(c, ctx) {
+    const repoName = (ctx.repository.split('/')[1] ?? '')
+        .toLowerCase()
+        .replace(/[^a-z0-9_.-]/g, '-')
+        .replace(/^[^a-z0-9]+/, '');
+    const appRaw = c.get('app-name')?.trim();
+    let appName = appRaw ?? repoName;
+    if (!NAME.test(appName)) {
+        if (appRaw === undefined)
+            c.missing('app-name', `the repository name '${repoName}' cannot be used as one; give app-name, e.g. shop`);
+        else
+            c.bad('app-name', 'a lowercase name of up to 63 letters, digits, _ . and -, starting with a letter or digit');
+        appName = 'app';
     }
-    return { entries, problems };
-}
-/** After a closing quote: nothing, or spaces and a # comment. */
-function closes(after) {
-    return /^\s*(#.*)?$/.test(after);
-}
-function readDoubleQuoted(lines, first, text) {
-    let value = '';
-    let s = text;
-    for (let i = first; i < lines.length;) {
-        for (let k = 0; k < s.length; k++) {
-            const c = s[k];
-            if (c === '\\' && k + 1 < s.length) {
-                const next = s[k + 1];
-                value += ESCAPES[next] ?? `\\${next}`;
-                k++;
+    const containerPort = c.port('container-port');
+    const bluePort = c.port('blue-port');
+    const greenPort = c.port('green-port');
+    if (bluePort === greenPort)
+        c.add(`Inputs 'blue-port' and 'green-port' must differ (both are ${bluePort}).`);
+    const network = c.text('network', '', (v) => NETWORK.test(v), 'a Docker network name of letters, digits, _ . and -') || undefined;
+    const dotenv = parseDotenv(c.get('env') ?? '');
+    for (const p of dotenv.problems)
+        c.add(`Invalid env line ${p.line}: ${p.why}. (No part of it is shown: env is secret.)`);
+    const env = dotenv.entries;
+    const spanningLines = env.filter(([k, v]) => /[\r\n]/.test(v) && CLI_VARIABLES.test(k));
+    if (spanningLines.length > 0)
+        c.add(`Invalid env: a value that spans lines reaches docker through its environment on the server, so it cannot be given to ${spanningLines.map(([k]) => k).join(', ')} (a variable the docker CLI or bash read). Use another name, or a value on one line.`);
+    const envFile = c.text('env-file', '', (v) => v.startsWith('/') && noControl(v), 'an absolute path on the server') || undefined;
+    let dockerRunArgs = [];
+    const runArgsRaw = c.get('docker-run-args');
+    if (runArgsRaw !== undefined) {
+        if (runArgsRaw.includes('\0'))
+            c.bad('docker-run-args', 'arguments without NUL characters');
+        else
+            try {
+                dockerRunArgs = splitWords(runArgsRaw);
             }
-            else if (c === '"') {
-                return closes(s.slice(k + 1)) ? { value, lastLine: i } : undefined;
+            catch (e) {
+                c.bad('docker-run-args', `arguments quoted like a shell would (${e.message})`);
             }
-            else
-                value += c;
-        }
-        i++;
-        if (i >= lines.length)
-            return undefined;
-        value += '\n';
-        s = lines[i];
     }
-    return undefined;
+    return {
+        name: appName,
+        containerPort,
+        bluePort,
+        greenPort,
+        network,
+        env,
+        envFile,
+        dockerRunArgs
+    };
+}
+/** Health check, drain, nginx and the switch mode. */
+function checkSwitch(c, app) {
+    const { name: appName, bluePort, greenPort, network } = app;
+    const healthPath = c.text('health-path', defaultOf('health-path'), (v) => v.startsWith('/') && !/[\s\0-\x1f\x7f]/.test(v), 'a URL path starting with / and without spaces');
+    const healthTimeout = c.num('health-timeout', 1, 3600, false);
+    const healthInterval = c.num('health-interval', 0.05, 60, false);
+    const drainTimeout = c.num('drain-timeout', 0, 3600, false);
+    const upstreamFile = c.text('nginx-upstream-file', `/etc/nginx/conf.d/${appName}-upstream.conf`, (v) => v.startsWith('/') && !v.endsWith('/') && noControl(v), 'an absolute file path on the server');
+    const upstreamName = c.text('nginx-upstream-name', appName, (v) => UPSTREAM_NAME.test(v), 'an nginx upstream name of letters, digits, _ . and -');
+    const testCommand = c.text('nginx-test-command', defaultOf('nginx-test-command'), noControl, 'a one-line command');
+    const reloadCommand = c.text('nginx-reload-command', defaultOf('nginx-reload-command'), noControl, 'a one-line command');
+    const switchModeRaw = c.get('switch-mode')?.trim();
+    let switchMode = defaultOf('switch-mode');
+    if (switchModeRaw !== undefined) {
+        if (SWITCH_MODES.includes(switchModeRaw))
+            switchMode = switchModeRaw;
+        else
+            c.bad('switch-mode', 'reload (nginx is reloaded at each switch) or dnat (nginx points at live-port and a NAT rule on the server picks the color; needs root or sudo there)');
+    }
+    const livePort = c.port('live-port');
+    if (switchMode === 'dnat') {
+        if (livePort === bluePort || livePort === greenPort)
+            c.add(`Input 'live-port' (${livePort}) must differ from blue-port and green-port: it is the stable port nginx uses in switch-mode dnat.`);
+        if (network)
+            c.add("Inputs 'switch-mode: dnat' and 'network' do not go together: dnat redirects loopback traffic of the server's own nginx, while with 'network' nginx reaches the containers by name. Use switch-mode reload with network.");
+    }
+    return {
+        health: { path: healthPath, timeout: healthTimeout, interval: healthInterval },
+        drainTimeout,
+        nginx: { upstreamFile, upstreamName, testCommand, reloadCommand },
+        switch: { mode: switchMode, livePort }
+    };
+}
+/** A rollback instead of a deploy. */
+function checkRun(c) {
+    const rollback = c.text('rollback', '', (v) => v === 'previous' || !versionProblem(v), "empty, 'previous', or a version such as v1.3.2") || undefined;
+    return { rollback };
 }
 
+// EXTERNAL MODULE: external "node:path"
+var external_node_path_ = __nccwpck_require__(6760);
+var external_node_path_default = /*#__PURE__*/__nccwpck_require__.n(external_node_path_);
 // EXTERNAL MODULE: external "node:crypto"
 var external_node_crypto_ = __nccwpck_require__(7598);
 ;// CONCATENATED MODULE: ./src/hostkey.ts
@@ -66414,87 +66659,156 @@ function verifyHostKey(pins, blob) {
     return pins.some((p) => p.sha256 === fp);
 }
 
-;// CONCATENATED MODULE: ./src/config.ts
+;// CONCATENATED MODULE: ./src/config-build.ts
+// The inputs of the build and release side, and of the SSH connection: each group checked into
+// its part of the Config, every problem reported to the one collector.
 
 
 
 
 
 
-
-/** The action's inputs, exactly as named in action.yml. */
-const INPUT_NAMES = [
-    'image',
-    'context',
-    'dockerfile',
-    'build-args',
-    'registry',
-    'registry-username',
-    'registry-password',
-    'pull-registry-username',
-    'pull-registry-password',
-    'version',
-    'version-pattern',
-    'github-token',
-    'create-release',
-    'host',
-    'port',
-    'username',
-    'ssh-key',
-    'ssh-passphrase',
-    'host-fingerprint',
-    'known-hosts',
-    'insecure-ignore-host-key',
-    'app-name',
-    'container-port',
-    'blue-port',
-    'green-port',
-    'network',
-    'env',
-    'env-file',
-    'docker-run-args',
-    'health-path',
-    'health-timeout',
-    'health-interval',
-    'drain-timeout',
-    'nginx-upstream-file',
-    'nginx-upstream-name',
-    'nginx-test-command',
-    'nginx-reload-command',
-    'switch-mode',
-    'live-port',
-    'rollback',
-    'config'
-];
-/** Inputs that hold secrets: masked before anything is logged, and never read from the config file. */
-const SECRET_INPUTS = [
-    'registry-password',
-    'pull-registry-password',
-    'github-token',
-    'ssh-key',
-    'ssh-passphrase',
-    'env'
-];
-const SWITCH_MODES = ['reload', 'dnat'];
-class ConfigError extends Error {
-    problems;
-    constructor(problems) {
-        super(problems.length === 1
-            ? problems[0]
-            : `${problems.length} inputs are invalid:\n${problems.map((p) => `- ${p}`).join('\n')}`);
-        this.problems = problems;
-        this.name = 'ConfigError';
-    }
+// Docker reference grammar (distribution/reference), repository part only.
+const PATH_COMPONENT = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*';
+const DOMAIN = '(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?';
+const REPOSITORY = new RegExp(`^(?:${DOMAIN}/)?${PATH_COMPONENT}(?:/${PATH_COMPONENT})*$`);
+const HOST = /^[A-Za-z0-9_.:[\]-]+$/;
+const USER = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
+/** The registry host of an image repository, as Docker decides it. */
+function registryOf(image) {
+    const slash = image.indexOf('/');
+    if (slash < 0)
+        return 'docker.io';
+    const first = image.slice(0, slash);
+    return first.includes('.') || first.includes(':') || first === 'localhost' ? first : 'docker.io';
 }
-/** Read every input through `get` (core.getInput); empty means not given. */
-function readInputs(get) {
-    const inputs = {};
-    for (const name of INPUT_NAMES) {
-        const value = get(name);
-        if (value !== '')
-            inputs[name] = value;
+/** image, registry, build and the registry credentials. */
+function checkBuild(c) {
+    const imageRaw = c.get('image')?.trim();
+    let image = '';
+    if (imageRaw === undefined)
+        c.missing('image', 'the image repository without a tag, e.g. ghcr.io/acme/shop');
+    else if (/@/.test(imageRaw) || /:[^/]*$/.test(imageRaw.replace(/^[^/]*\//, '')))
+        c.bad('image', 'a repository without a tag or digest, e.g. ghcr.io/acme/shop (the action adds the version and latest tags)');
+    else if (!REPOSITORY.test(imageRaw))
+        c.bad('image', 'a lowercase image repository such as ghcr.io/acme/shop or registry.example.com:5000/team/app');
+    else
+        image = imageRaw;
+    const registry = c.text('registry', image ? registryOf(image) : '', (v) => HOST.test(v) && !v.startsWith('-'), 'a registry host such as ghcr.io or registry.example.com:5000');
+    const context = c.text('context', defaultOf('context'), noControl, 'a directory path relative to the workspace');
+    const dockerfile = c.text('dockerfile', external_node_path_default().join(context, 'Dockerfile'), noControl, 'a file path relative to the workspace');
+    const buildArgs = splitLines(c.get('build-args') ?? '');
+    if (buildArgs.some((l) => !/^[A-Za-z_][A-Za-z0-9_]*=/.test(l)))
+        c.bad('build-args', 'one KEY=VALUE per line, KEY made of letters, digits and _');
+    const registryUsername = c.text('registry-username', '', (v) => !/[\s\0-\x1f\x7f]/.test(v), 'a user name without spaces or control characters') || undefined;
+    const registryPassword = c.get('registry-password');
+    if ((registryUsername === undefined) !== (registryPassword === undefined))
+        c.add(`Inputs 'registry-username' and 'registry-password' go together: give both to log in to ${registry || 'the registry'}, or neither.`);
+    const pullUsername = c.text('pull-registry-username', '', (v) => !/[\s\0-\x1f\x7f]/.test(v), 'a user name without spaces or control characters') || undefined;
+    const pullPassword = c.get('pull-registry-password');
+    if ((pullUsername === undefined) !== (pullPassword === undefined))
+        c.add(`Inputs 'pull-registry-username' and 'pull-registry-password' go together: give both for the server's pull from ${registry || 'the registry'}, or neither.`);
+    return {
+        image,
+        registry,
+        context,
+        dockerfile,
+        buildArgs,
+        registryUsername,
+        registryPassword,
+        pull: pullUsername
+            ? { username: pullUsername, password: pullPassword }
+            : { username: registryUsername, password: registryPassword }
+    };
+}
+/** The version and the release. */
+function checkVersion(c) {
+    const version = c.text('version', '', (v) => !versionProblem(v), 'a version such as v1.2.3: letters, digits and . _ - +, not starting with . or -') || undefined;
+    let versionPattern = DEFAULT_VERSION_PATTERN;
+    const patternRaw = c.get('version-pattern');
+    if (patternRaw !== undefined) {
+        try {
+            versionPattern = new RegExp(patternRaw);
+        }
+        catch (e) {
+            c.bad('version-pattern', `a JavaScript regular expression (${e.message})`);
+        }
     }
-    return inputs;
+    const createRelease = c.bool('create-release');
+    return { version, versionPattern, githubToken: c.get('github-token')?.trim(), createRelease };
+}
+/** The server and how to reach it. */
+function checkServer(c) {
+    const host = c.get('host')?.trim();
+    if (host === undefined)
+        c.missing('host', 'the server to deploy to, e.g. ${{ secrets.DEPLOY_HOST }}');
+    else if (!HOST.test(host) || host.startsWith('-'))
+        c.bad('host', 'a host name or IP address');
+    const sshPort = c.port('port');
+    const username = c.get('username')?.trim();
+    if (username === undefined)
+        c.missing('username', 'the SSH user on the server, e.g. deploy');
+    else if (!USER.test(username))
+        c.bad('username', 'a user name of letters, digits, _ . and -, not starting with -');
+    const privateKey = c.get('ssh-key');
+    if (privateKey === undefined)
+        c.missing('ssh-key', 'the private key, e.g. ${{ secrets.DEPLOY_KEY }}');
+    else if (/-----BEGIN (ENCRYPTED )?PRIVATE KEY-----/.test(privateKey))
+        c.bad('ssh-key', 'an OpenSSH or PEM private key; this is a PKCS#8 key, which is not supported. Convert it with: ssh-keygen -p -f KEYFILE (it is rewritten in OpenSSH format)');
+    else if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(privateKey))
+        c.bad('ssh-key', 'the text of a private key starting with -----BEGIN OPENSSH PRIVATE KEY----- (not a path or a public key)');
+    const passphrase = c.get('ssh-passphrase');
+    let hostKeyPins = [];
+    try {
+        hostKeyPins = parseHostKeyPins(c.get('host-fingerprint'), c.get('known-hosts'), host ?? '', sshPort);
+    }
+    catch (e) {
+        c.add(e.message);
+    }
+    const insecureIgnoreHostKey = c.bool('insecure-ignore-host-key');
+    if (hostKeyPins.length === 0 &&
+        !insecureIgnoreHostKey &&
+        c.get('host-fingerprint') === undefined &&
+        c.get('known-hosts') === undefined)
+        c.add("The server's host key is not pinned: set 'host-fingerprint' to the output of `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` run on the server (or 'known-hosts' to the output of `ssh-keyscan HOST`), or set 'insecure-ignore-host-key: true' to skip the check.");
+    return {
+        host: host,
+        port: sshPort,
+        username: username,
+        privateKey: privateKey,
+        passphrase,
+        hostKeyPins,
+        insecureIgnoreHostKey
+    };
+}
+
+;// CONCATENATED MODULE: external "node:fs"
+const external_node_fs_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
+// EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
+var dist = __nccwpck_require__(8815);
+;// CONCATENATED MODULE: ./src/config-file.ts
+// The optional YAML config file (`config` input): its keys are input names, its values strings,
+// numbers, booleans or lists; secrets are refused there. Inputs given to the step win over it.
+
+
+
+
+
+/** The inputs with the config file merged under them, when the `config` input names one. */
+function withConfigFile(explicit, workspace) {
+    if (!explicit.config)
+        return explicit;
+    const file = external_node_path_default().resolve(workspace, explicit.config);
+    let text;
+    try {
+        text = (0,external_node_fs_namespaceObject.readFileSync)(file, 'utf8');
+    }
+    catch (e) {
+        throw new ConfigError([
+            `Input 'config': cannot read '${explicit.config}' (${e.code ?? e}). Expected a YAML file path relative to the workspace.`
+        ]);
+    }
+    return mergeInputs(parseConfigFile(text, explicit.config), explicit);
 }
 /** Parse the YAML config file into inputs. Errors give the file, line and column. */
 function parseConfigFile(text, file) {
@@ -66557,275 +66871,46 @@ function lineOf(text, offset) {
 function mergeInputs(fromFile, explicit) {
     return { ...fromFile, ...explicit };
 }
+
+;// CONCATENATED MODULE: ./src/config.ts
+// Inputs (+ the optional YAML file) -> one typed, validated Config. The inputs are declared in
+// config-inputs.ts, the file is read in config-file.ts, and each group of inputs is checked in
+// config-build.ts or config-app.ts, all reporting to one collector (config-check.ts) so that a user
+// sees every problem at once.
+
+
+
+
+
+
+
+
+
+/** Read every input through `get` (core.getInput); empty means not given. */
+function readInputs(get) {
+    const inputs = {};
+    for (const name of INPUT_NAMES) {
+        const value = get(name);
+        if (value !== '')
+            inputs[name] = value;
+    }
+    return inputs;
+}
 /** Read inputs, merge the optional config file, and validate into one Config. */
 function loadConfig(explicit, ctx) {
-    let inputs = explicit;
-    if (explicit.config) {
-        const file = external_node_path_default().resolve(ctx.workspace, explicit.config);
-        let text;
-        try {
-            text = (0,external_node_fs_namespaceObject.readFileSync)(file, 'utf8');
-        }
-        catch (e) {
-            throw new ConfigError([
-                `Input 'config': cannot read '${explicit.config}' (${e.code ?? e}). Expected a YAML file path relative to the workspace.`
-            ]);
-        }
-        inputs = mergeInputs(parseConfigFile(text, explicit.config), explicit);
-    }
-    return parseConfig(inputs, ctx);
-}
-// Docker reference grammar (distribution/reference), repository part only.
-const PATH_COMPONENT = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*';
-const DOMAIN = '(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?';
-const REPOSITORY = new RegExp(`^(?:${DOMAIN}/)?${PATH_COMPONENT}(?:/${PATH_COMPONENT})*$`);
-const NAME = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
-const NETWORK = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/;
-const UPSTREAM_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
-const HOST = /^[A-Za-z0-9_.:[\]-]+$/;
-/** Inputs whose value no message quotes: the secrets, and those that can embed one. */
-const UNQUOTED_INPUTS = [...SECRET_INPUTS, 'build-args', 'docker-run-args'];
-/**
- * Variables that bash and the docker CLI on the server read themselves: a value that spans lines
- * reaches `docker run` through the CLI's environment, where these would change the CLI.
- */
-const CLI_VARIABLES = /^(PATH|HOME|IFS|ENV|TMPDIR|SHELLOPTS|BASHOPTS|BASH_.*|LD_.*|DOCKER_.*|(HTTPS?|NO|ALL)_PROXY)$/i;
-const USER = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
-/** The registry host of an image repository, as Docker decides it. */
-function registryOf(image) {
-    const slash = image.indexOf('/');
-    if (slash < 0)
-        return 'docker.io';
-    const first = image.slice(0, slash);
-    return first.includes('.') || first.includes(':') || first === 'localhost' ? first : 'docker.io';
+    return parseConfig(withConfigFile(explicit, ctx.workspace), ctx);
 }
 /** Validate merged inputs. Every problem is collected, so a user fixes them in one go. */
 function parseConfig(inputs, ctx) {
-    const problems = [];
-    const bad = (name, expected) => {
-        // a value is quoted whole or not at all: a cut-off secret would be printed unmasked (GitHub
-        // masks a secret only whole), and these inputs can hold one
-        const shown = UNQUOTED_INPUTS.includes(name) ? '' : ` '${inputs[name] ?? ''}'`;
-        problems.push(`Invalid ${name}${shown}. Expected ${expected}.`);
-        return undefined;
-    };
-    const missing = (name, hint) => {
-        problems.push(`Input '${name}' is required: ${hint}.`);
-        return undefined;
-    };
-    const get = (name) => {
-        const v = inputs[name];
-        return v === undefined || v.trim() === '' ? undefined : v;
-    };
-    const text = (name, fallback, ok, expected) => {
-        const v = get(name)?.trim();
-        if (v === undefined)
-            return fallback;
-        if (v.includes('\0') || !ok(v))
-            return bad(name, expected) ?? fallback;
-        return v;
-    };
-    const bool = (name, fallback) => {
-        const v = get(name)?.trim();
-        if (v === undefined)
-            return fallback;
-        if (/^(true|True|TRUE)$/.test(v))
-            return true;
-        if (/^(false|False|FALSE)$/.test(v))
-            return false;
-        return bad(name, 'true or false') ?? fallback;
-    };
-    const num = (name, fallback, min, max, integer) => {
-        const v = get(name)?.trim();
-        if (v === undefined)
-            return fallback;
-        const n = Number(v);
-        const shape = integer ? /^\d+$/ : /^\d+(\.\d+)?$|^\.\d+$/;
-        if (!shape.test(v) || n < min || n > max)
-            return (bad(name, `${integer ? 'a whole number' : 'a number'} from ${min} to ${max}`) ?? fallback);
-        return n;
-    };
-    const port = (name, fallback) => num(name, fallback, 1, 65535, true);
-    const noControl = (v) => !/[\0-\x1f\x7f]/.test(v);
-    // build
-    const imageRaw = get('image')?.trim();
-    let image = '';
-    if (imageRaw === undefined)
-        missing('image', 'the image repository without a tag, e.g. ghcr.io/acme/shop');
-    else if (/@/.test(imageRaw) || /:[^/]*$/.test(imageRaw.replace(/^[^/]*\//, '')))
-        bad('image', 'a repository without a tag or digest, e.g. ghcr.io/acme/shop (the action adds the version and latest tags)');
-    else if (!REPOSITORY.test(imageRaw))
-        bad('image', 'a lowercase image repository such as ghcr.io/acme/shop or registry.example.com:5000/team/app');
-    else
-        image = imageRaw;
-    const registry = text('registry', image ? registryOf(image) : '', (v) => HOST.test(v) && !v.startsWith('-'), 'a registry host such as ghcr.io or registry.example.com:5000');
-    const context = text('context', '.', noControl, 'a directory path relative to the workspace');
-    const dockerfile = text('dockerfile', external_node_path_default().join(context, 'Dockerfile'), noControl, 'a file path relative to the workspace');
-    const buildArgs = splitLines(get('build-args') ?? '');
-    if (buildArgs.some((l) => !/^[A-Za-z_][A-Za-z0-9_]*=/.test(l)))
-        bad('build-args', 'one KEY=VALUE per line, KEY made of letters, digits and _');
-    const registryUsername = text('registry-username', '', (v) => !/[\s\0-\x1f\x7f]/.test(v), 'a user name without spaces or control characters') || undefined;
-    const registryPassword = get('registry-password');
-    if ((registryUsername === undefined) !== (registryPassword === undefined))
-        problems.push(`Inputs 'registry-username' and 'registry-password' go together: give both to log in to ${registry || 'the registry'}, or neither.`);
-    const pullUsername = text('pull-registry-username', '', (v) => !/[\s\0-\x1f\x7f]/.test(v), 'a user name without spaces or control characters') || undefined;
-    const pullPassword = get('pull-registry-password');
-    if ((pullUsername === undefined) !== (pullPassword === undefined))
-        problems.push(`Inputs 'pull-registry-username' and 'pull-registry-password' go together: give both for the server's pull from ${registry || 'the registry'}, or neither.`);
-    // version
-    const version = text('version', '', (v) => !versionProblem(v), 'a version such as v1.2.3: letters, digits and . _ - +, not starting with . or -') || undefined;
-    let versionPattern = DEFAULT_VERSION_PATTERN;
-    const patternRaw = get('version-pattern');
-    if (patternRaw !== undefined) {
-        try {
-            versionPattern = new RegExp(patternRaw);
-        }
-        catch (e) {
-            bad('version-pattern', `a JavaScript regular expression (${e.message})`);
-        }
-    }
-    const createRelease = bool('create-release', true);
-    // server
-    const host = get('host')?.trim();
-    if (host === undefined)
-        missing('host', 'the server to deploy to, e.g. ${{ secrets.DEPLOY_HOST }}');
-    else if (!HOST.test(host) || host.startsWith('-'))
-        bad('host', 'a host name or IP address');
-    const sshPort = port('port', 22);
-    const username = get('username')?.trim();
-    if (username === undefined)
-        missing('username', 'the SSH user on the server, e.g. deploy');
-    else if (!USER.test(username))
-        bad('username', 'a user name of letters, digits, _ . and -, not starting with -');
-    const privateKey = get('ssh-key');
-    if (privateKey === undefined)
-        missing('ssh-key', 'the private key, e.g. ${{ secrets.DEPLOY_KEY }}');
-    else if (/-----BEGIN (ENCRYPTED )?PRIVATE KEY-----/.test(privateKey))
-        bad('ssh-key', 'an OpenSSH or PEM private key; this is a PKCS#8 key, which is not supported. Convert it with: ssh-keygen -p -f KEYFILE (it is rewritten in OpenSSH format)');
-    else if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(privateKey))
-        bad('ssh-key', 'the text of a private key starting with -----BEGIN OPENSSH PRIVATE KEY----- (not a path or a public key)');
-    const passphrase = get('ssh-passphrase');
-    let hostKeyPins = [];
-    try {
-        hostKeyPins = parseHostKeyPins(get('host-fingerprint'), get('known-hosts'), host ?? '', sshPort);
-    }
-    catch (e) {
-        problems.push(e.message);
-    }
-    const insecureIgnoreHostKey = bool('insecure-ignore-host-key', false);
-    if (hostKeyPins.length === 0 &&
-        !insecureIgnoreHostKey &&
-        get('host-fingerprint') === undefined &&
-        get('known-hosts') === undefined)
-        problems.push("The server's host key is not pinned: set 'host-fingerprint' to the output of `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` run on the server (or 'known-hosts' to the output of `ssh-keyscan HOST`), or set 'insecure-ignore-host-key: true' to skip the check.");
-    // app
-    const repoName = (ctx.repository.split('/')[1] ?? '')
-        .toLowerCase()
-        .replace(/[^a-z0-9_.-]/g, '-')
-        .replace(/^[^a-z0-9]+/, '');
-    const appRaw = get('app-name')?.trim();
-    let appName = appRaw ?? repoName;
-    if (!NAME.test(appName)) {
-        if (appRaw === undefined)
-            missing('app-name', `the repository name '${repoName}' cannot be used as one; give app-name, e.g. shop`);
-        else
-            bad('app-name', 'a lowercase name of up to 63 letters, digits, _ . and -, starting with a letter or digit');
-        appName = 'app';
-    }
-    const containerPort = port('container-port', 8080);
-    const bluePort = port('blue-port', 8081);
-    const greenPort = port('green-port', 8082);
-    if (bluePort === greenPort)
-        problems.push(`Inputs 'blue-port' and 'green-port' must differ (both are ${bluePort}).`);
-    const network = text('network', '', (v) => NETWORK.test(v), 'a Docker network name of letters, digits, _ . and -') || undefined;
-    const dotenv = parseDotenv(get('env') ?? '');
-    for (const p of dotenv.problems)
-        problems.push(`Invalid env line ${p.line}: ${p.why}. (No part of it is shown: env is secret.)`);
-    const env = dotenv.entries;
-    const spanningLines = env.filter(([k, v]) => /[\r\n]/.test(v) && CLI_VARIABLES.test(k));
-    if (spanningLines.length > 0)
-        problems.push(`Invalid env: a value that spans lines reaches docker through its environment on the server, so it cannot be given to ${spanningLines.map(([k]) => k).join(', ')} (a variable the docker CLI or bash read). Use another name, or a value on one line.`);
-    const envFile = text('env-file', '', (v) => v.startsWith('/') && noControl(v), 'an absolute path on the server') || undefined;
-    let dockerRunArgs = [];
-    const runArgsRaw = get('docker-run-args');
-    if (runArgsRaw !== undefined) {
-        if (runArgsRaw.includes('\0'))
-            bad('docker-run-args', 'arguments without NUL characters');
-        else
-            try {
-                dockerRunArgs = splitWords(runArgsRaw);
-            }
-            catch (e) {
-                bad('docker-run-args', `arguments quoted like a shell would (${e.message})`);
-            }
-    }
-    // health and switch
-    const healthPath = text('health-path', '/', (v) => v.startsWith('/') && !/[\s\0-\x1f\x7f]/.test(v), 'a URL path starting with / and without spaces');
-    const healthTimeout = num('health-timeout', 60, 1, 3600, false);
-    const healthInterval = num('health-interval', 0.1, 0.05, 60, false);
-    const drainTimeout = num('drain-timeout', 30, 0, 3600, false);
-    const upstreamFile = text('nginx-upstream-file', `/etc/nginx/conf.d/${appName}-upstream.conf`, (v) => v.startsWith('/') && !v.endsWith('/') && noControl(v), 'an absolute file path on the server');
-    const upstreamName = text('nginx-upstream-name', appName, (v) => UPSTREAM_NAME.test(v), 'an nginx upstream name of letters, digits, _ . and -');
-    const testCommand = text('nginx-test-command', 'nginx -t', noControl, 'a one-line command');
-    const reloadCommand = text('nginx-reload-command', 'nginx -s reload', noControl, 'a one-line command');
-    const switchModeRaw = get('switch-mode')?.trim();
-    let switchMode = 'reload';
-    if (switchModeRaw !== undefined) {
-        if (SWITCH_MODES.includes(switchModeRaw))
-            switchMode = switchModeRaw;
-        else
-            bad('switch-mode', 'reload (nginx is reloaded at each switch) or dnat (nginx points at live-port and a NAT rule on the server picks the color; needs root or sudo there)');
-    }
-    const livePort = port('live-port', 8083);
-    if (switchMode === 'dnat') {
-        if (livePort === bluePort || livePort === greenPort)
-            problems.push(`Input 'live-port' (${livePort}) must differ from blue-port and green-port: it is the stable port nginx uses in switch-mode dnat.`);
-        if (network)
-            problems.push("Inputs 'switch-mode: dnat' and 'network' do not go together: dnat redirects loopback traffic of the server's own nginx, while with 'network' nginx reaches the containers by name. Use switch-mode reload with network.");
-    }
-    const rollback = text('rollback', '', (v) => v === 'previous' || !versionProblem(v), "empty, 'previous', or a version such as v1.3.2") || undefined;
-    if (problems.length > 0)
-        throw new ConfigError(problems);
-    return {
-        image,
-        registry,
-        context,
-        dockerfile,
-        buildArgs,
-        registryUsername,
-        registryPassword,
-        pull: pullUsername
-            ? { username: pullUsername, password: pullPassword }
-            : { username: registryUsername, password: registryPassword },
-        version,
-        versionPattern,
-        githubToken: get('github-token')?.trim(),
-        createRelease,
-        ssh: {
-            host: host,
-            port: sshPort,
-            username: username,
-            privateKey: privateKey,
-            passphrase,
-            hostKeyPins,
-            insecureIgnoreHostKey
-        },
-        app: {
-            name: appName,
-            containerPort,
-            bluePort,
-            greenPort,
-            network,
-            env,
-            envFile,
-            dockerRunArgs
-        },
-        health: { path: healthPath, timeout: healthTimeout, interval: healthInterval },
-        drainTimeout,
-        nginx: { upstreamFile, upstreamName, testCommand, reloadCommand },
-        switch: { mode: switchMode, livePort },
-        rollback
-    };
+    const c = new Collector(inputs);
+    const build = checkBuild(c);
+    const version = checkVersion(c);
+    const ssh = checkServer(c);
+    const app = checkApp(c, ctx);
+    const sw = checkSwitch(c, app);
+    const run = checkRun(c);
+    c.done();
+    return { ...build, ...version, ssh, app, ...sw, ...run };
 }
 
 ;// CONCATENATED MODULE: ./src/runner.ts
@@ -67108,22 +67193,59 @@ function githubReleases(token, owner, repo) {
 
 ;// CONCATENATED MODULE: external "node:string_decoder"
 const external_node_string_decoder_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:string_decoder");
-;// CONCATENATED MODULE: ./src/answer.ts
-// What the server answers is checked before it is used: the result line's values become step
-// outputs (a workflow may put them into a `run:` step), history rows and events go into the job
-// summary and the timeline output. A server that answers anything else fails the run.
-
-/** The timeline events the server script reports, in order. */
-const EVENTS = [
-    'begin',
-    'pull',
-    'pulled',
-    'started',
-    'healthy',
-    'switched',
-    'drained',
-    'finished'
-];
+;// CONCATENATED MODULE: ./src/protocol.ts
+// The vocabulary the action and the server script (src/remote/) share, declared once.
+// __tests__/protocol.test.ts holds the script to it: its parameter table, the markers and events
+// it prints and the history fields it writes.
+/** The script's parameters (`key=value` arguments) and the defaults its table gives them. */
+const PARAMETERS = {
+    action: 'deploy',
+    app: '',
+    image: '',
+    version: '',
+    container_port: '8080',
+    blue_port: '8081',
+    green_port: '8082',
+    network: '',
+    env_file: '',
+    health_path: '/',
+    health_timeout: '60',
+    health_interval: '0.1',
+    drain_timeout: '30',
+    upstream_file: '',
+    upstream_name: '',
+    nginx_test: 'nginx -t',
+    nginx_reload: 'nginx -s reload',
+    lock_timeout: '600',
+    actor: '',
+    run_url: '',
+    registry: '',
+    registry_user: '',
+    state_dir: '',
+    target: '',
+    switch_mode: 'reload',
+    live_port: '8083',
+    docker_timeout: '60'
+};
+/** A repeatable argument: one `docker run` argument each, in order. */
+const RUN_ARG = 'run_arg';
+/** The secret lines that follow the script on stdin, ending with `end`. */
+const SECRET_LINES = (/* unused pure expression or super */ null && (['registry_password', 'env', 'end']));
+/** The script's stdout carries only `::bg-deploy-<marker>:: text` lines. */
+const MARKERS = (/* unused pure expression or super */ null && (['phase', 'event', 'result', 'history', 'warning', 'error']));
+/** The timeline events the script reports, in order, with their job summary labels. */
+const EVENT_LABELS = {
+    begin: 'script started',
+    pull: 'pull started',
+    pulled: 'image pulled',
+    started: 'new container started',
+    healthy: 'healthy',
+    switched: 'nginx switched',
+    drained: 'old container drained',
+    finished: 'finished'
+};
+const EVENTS = Object.keys(EVENT_LABELS);
+/** A history row's tab-separated fields, in the order the script writes them. */
 const HISTORY_FIELDS = [
     'time',
     'actor',
@@ -67134,6 +67256,13 @@ const HISTORY_FIELDS = [
     'color',
     'result'
 ];
+
+;// CONCATENATED MODULE: ./src/answer.ts
+// What the server answers is checked before it is used: the result line's values become step
+// outputs (a workflow may put them into a `run:` step), history rows and events go into the job
+// summary and the timeline output. A server that answers anything else fails the run.
+
+
 class MalformedAnswer extends Error {
     constructor(what) {
         super(`The server's answer was malformed: ${what}. No output was written from it. Check the server (the state and history files under /var/lib/bg-deploy or ~/.bg-deploy, and who can write them).`);
@@ -67215,7 +67344,12 @@ function parseEvent(text) {
 
 
 
-/** The blue-green script, shipped inside the bundle and sent on stdin. */
+
+/**
+ * The blue-green script, sent on stdin: src/remote's parts, joined in order into build/deploy.sh
+ * (scripts/join-remote.mjs, the first step of `npm run bundle`), which the bundle ships as
+ * dist/deploy.sh.
+ */
 function loadDeployScript() {
     return (0,external_node_fs_namespaceObject.readFileSync)(__nccwpck_require__.ab + "deploy.sh", 'utf8');
 }
@@ -67253,7 +67387,7 @@ function scriptArgs(config, req) {
     ];
     return [
         ...a.filter(([, v]) => v !== undefined && v !== '').map(([k, v]) => `${k}=${v}`),
-        ...config.app.dockerRunArgs.map((r) => `run_arg=${r}`)
+        ...config.app.dockerRunArgs.map((r) => `${RUN_ARG}=${r}`)
     ];
 }
 /** The remote command line: constant program, quoted non-secret arguments. */
@@ -68727,16 +68861,7 @@ function explainConnectError(e, c) {
 
 ;// CONCATENATED MODULE: ./src/summary.ts
 
-const LABELS = {
-    begin: 'script started',
-    pull: 'pull started',
-    pulled: 'image pulled',
-    started: 'new container started',
-    healthy: 'healthy',
-    switched: 'nginx switched',
-    drained: 'old container drained',
-    finished: 'finished'
-};
+
 /** Text for an HTML table cell: what the server sent is shown, never interpreted. */
 function escapeHtml(text) {
     return text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
@@ -68776,7 +68901,7 @@ async function writeSummary(o) {
                 { data: 'at', header: true }
             ],
             ...o.events.map((e) => [
-                escapeHtml(LABELS[e.name] ?? e.name),
+                escapeHtml(EVENT_LABELS[e.name]),
                 `${((e.ms - t0) / 1000).toFixed(2)} s`
             ])
         ]);

@@ -1,20 +1,8 @@
 // What the server answers is checked before it is used: the result line's values become step
 // outputs (a workflow may put them into a `run:` step), history rows and events go into the job
 // summary and the timeline output. A server that answers anything else fails the run.
+import { EVENTS, HISTORY_FIELDS, type EventName } from './protocol.js'
 import { versionProblem } from './version.js'
-
-/** The timeline events the server script reports, in order. */
-export const EVENTS = [
-  'begin',
-  'pull',
-  'pulled',
-  'started',
-  'healthy',
-  'switched',
-  'drained',
-  'finished'
-] as const
-export type EventName = (typeof EVENTS)[number]
 
 export interface ServerResult {
   deployed: boolean
@@ -26,27 +14,7 @@ export interface ServerResult {
 
 export type Color = 'blue' | 'green'
 
-export interface HistoryEntry {
-  time: string
-  actor: string
-  runUrl: string
-  action: string
-  version: string
-  image: string
-  color: string
-  result: string
-}
-
-export const HISTORY_FIELDS: readonly (keyof HistoryEntry)[] = [
-  'time',
-  'actor',
-  'runUrl',
-  'action',
-  'version',
-  'image',
-  'color',
-  'result'
-]
+export type HistoryEntry = Record<(typeof HISTORY_FIELDS)[number], string>
 
 export class MalformedAnswer extends Error {
   constructor(what: string) {
@@ -131,6 +99,6 @@ export function parseHistoryLine(text: string): HistoryEntry | undefined {
 /** A `NAME EPOCH_MS` event, or undefined when the name is not declared or the time not a number. */
 export function parseEvent(text: string): { name: EventName; ms: number } | undefined {
   const m = /^(\S+) (\d{1,16})$/.exec(text)
-  if (!m || !(EVENTS as readonly string[]).includes(m[1]!)) return undefined
+  if (!m || !(EVENTS as string[]).includes(m[1]!)) return undefined
   return { name: m[1] as EventName, ms: Number(m[2]) }
 }

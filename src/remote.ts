@@ -5,17 +5,21 @@ import {
   parseEvent,
   parseHistoryLine,
   unescapeMarker,
-  type EventName,
   type HistoryEntry,
   type ServerResult
 } from './answer.js'
 import type { Config } from './config.js'
+import { RUN_ARG, type EventName, type Marker, type Parameter } from './protocol.js'
 export type { HistoryEntry } from './answer.js'
 import type { RemoteShell } from './ssh.js'
 
-/** The blue-green script, shipped inside the bundle and sent on stdin. */
+/**
+ * The blue-green script, sent on stdin: src/remote's parts, joined in order into build/deploy.sh
+ * (scripts/join-remote.mjs, the first step of `npm run bundle`), which the bundle ships as
+ * dist/deploy.sh.
+ */
 export function loadDeployScript(): string {
-  return readFileSync(new URL('./remote/deploy.sh', import.meta.url), 'utf8')
+  return readFileSync(new URL('../build/deploy.sh', import.meta.url), 'utf8')
 }
 
 /** What the server is asked to do. */
@@ -37,7 +41,7 @@ export function shellQuote(word: string): string {
 
 /** The script's key=value arguments: everything that is not secret. */
 export function scriptArgs(config: Config, req: RemoteRequest): string[] {
-  const a: [string, string | number | undefined][] = [
+  const a: [Parameter, string | number | undefined][] = [
     ['action', req.action],
     ['target', req.target],
     ['app', config.app.name],
@@ -65,7 +69,7 @@ export function scriptArgs(config: Config, req: RemoteRequest): string[] {
   ]
   return [
     ...a.filter(([, v]) => v !== undefined && v !== '').map(([k, v]) => `${k}=${v}`),
-    ...config.app.dockerRunArgs.map((r) => `run_arg=${r}`)
+    ...config.app.dockerRunArgs.map((r) => `${RUN_ARG}=${r}`)
   ]
 }
 
@@ -154,7 +158,7 @@ export class OutputParser {
     const m = stream === 'out' ? /^::bg-deploy-([a-z]+):: (.*)$/.exec(line) : null
     if (m) {
       const text = m[2]!
-      switch (m[1]) {
+      switch (m[1] as Marker) {
         case 'phase': {
           const name = unescapeMarker(text)
           if (PHASE.test(name)) this.log.phase(name)

@@ -1,16 +1,6 @@
 import * as core from '@actions/core'
 import type { Outcome } from './deploy.js'
-
-const LABELS: Record<string, string> = {
-  begin: 'script started',
-  pull: 'pull started',
-  pulled: 'image pulled',
-  started: 'new container started',
-  healthy: 'healthy',
-  switched: 'nginx switched',
-  drained: 'old container drained',
-  finished: 'finished'
-}
+import { EVENT_LABELS } from './protocol.js'
 
 /** Text for an HTML table cell: what the server sent is shown, never interpreted. */
 export function escapeHtml(text: string): string {
@@ -54,7 +44,7 @@ export async function writeSummary(o: Outcome): Promise<void> {
         { data: 'at', header: true }
       ],
       ...o.events.map((e) => [
-        escapeHtml(LABELS[e.name] ?? e.name),
+        escapeHtml(EVENT_LABELS[e.name]),
         `${((e.ms - t0) / 1000).toFixed(2)} s`
       ])
     ])

@@ -1,0 +1,70 @@
+// The vocabulary the action and the server script (src/remote/) share, declared once.
+// __tests__/protocol.test.ts holds the script to it: its parameter table, the markers and events
+// it prints and the history fields it writes.
+
+/** The script's parameters (`key=value` arguments) and the defaults its table gives them. */
+export const PARAMETERS = {
+  action: 'deploy',
+  app: '',
+  image: '',
+  version: '',
+  container_port: '8080',
+  blue_port: '8081',
+  green_port: '8082',
+  network: '',
+  env_file: '',
+  health_path: '/',
+  health_timeout: '60',
+  health_interval: '0.1',
+  drain_timeout: '30',
+  upstream_file: '',
+  upstream_name: '',
+  nginx_test: 'nginx -t',
+  nginx_reload: 'nginx -s reload',
+  lock_timeout: '600',
+  actor: '',
+  run_url: '',
+  registry: '',
+  registry_user: '',
+  state_dir: '',
+  target: '',
+  switch_mode: 'reload',
+  live_port: '8083',
+  docker_timeout: '60'
+} as const
+export type Parameter = keyof typeof PARAMETERS
+/** A repeatable argument: one `docker run` argument each, in order. */
+export const RUN_ARG = 'run_arg'
+
+/** The secret lines that follow the script on stdin, ending with `end`. */
+export const SECRET_LINES = ['registry_password', 'env', 'end'] as const
+
+/** The script's stdout carries only `::bg-deploy-<marker>:: text` lines. */
+export const MARKERS = ['phase', 'event', 'result', 'history', 'warning', 'error'] as const
+export type Marker = (typeof MARKERS)[number]
+
+/** The timeline events the script reports, in order, with their job summary labels. */
+export const EVENT_LABELS = {
+  begin: 'script started',
+  pull: 'pull started',
+  pulled: 'image pulled',
+  started: 'new container started',
+  healthy: 'healthy',
+  switched: 'nginx switched',
+  drained: 'old container drained',
+  finished: 'finished'
+} as const
+export type EventName = keyof typeof EVENT_LABELS
+export const EVENTS = Object.keys(EVENT_LABELS) as EventName[]
+
+/** A history row's tab-separated fields, in the order the script writes them. */
+export const HISTORY_FIELDS = [
+  'time',
+  'actor',
+  'runUrl',
+  'action',
+  'version',
+  'image',
+  'color',
+  'result'
+] as const

@@ -1,0 +1,55 @@
+# Parameters (`key=value` arguments; names and defaults are declared in src/protocol.ts) and the
+# secrets that follow the script on stdin. Globals: P, RUN_ARGS, ENV_KEYS, ENV_VALUES, REGISTRY_PASSWORD.
+
+declare -A P=(
+  [action]=deploy [app]='' [image]='' [version]='' [container_port]=8080
+  [blue_port]=8081 [green_port]=8082 [network]='' [env_file]=''
+  [health_path]=/ [health_timeout]=60 [health_interval]=0.1 [drain_timeout]=30
+  [upstream_file]='' [upstream_name]='' [nginx_test]='nginx -t' [nginx_reload]='nginx -s reload'
+  [lock_timeout]=600 [actor]='' [run_url]='' [registry]='' [registry_user]='' [state_dir]=''
+  [target]='' [switch_mode]=reload [live_port]=8083 [docker_timeout]=60
+)
+
+RUN_ARGS=()
+
+ENV_KEYS=()
+
+ENV_VALUES=() # each value + 'x', so that command substitution keeps trailing newlines
+
+REGISTRY_PASSWORD=''
+
+params_parse() {
+  local arg key
+  for arg in "$@"; do
+    key="${arg%%=*}"
+    [[ "$arg" == *=* ]] || die "bad argument '$arg' (expected key=value)"
+    if [[ "$key" == run_arg ]]; then
+      RUN_ARGS+=("${arg#*=}")
+    elif [[ -v "P[$key]" ]]; then
+      P[$key]="${arg#*=}"
+    else
+      die "unknown parameter '$key'"
+    fi
+  done
+  [[ -n "${P[app]}" ]] || die "parameter app is required"
+  [[ -n "${P[image]}" ]] || die "parameter image is required"
+}
+
+# Secrets come after the script on stdin: `registry_password B64`, `env KEY B64`, then `end`.
+params_read_secrets() {
+  local name a b
+  while IFS=' ' read -r name a b; do
+    case "$name" in
+      end) break ;;
+      registry_password) REGISTRY_PASSWORD="$(printf '%s' "$a" | base64 -d)" ;;
+      env)
+        [[ "$a" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || die "bad env key"
+        ENV_KEYS+=("$a")
+        ENV_VALUES+=("$(printf '%s' "$b" | base64 -d; printf x)")
+        ;;
+      '') ;;
+      *) die "unknown secret line '$name'" ;;
+    esac
+  done
+  exec </dev/null
+}

@@ -1,0 +1,49 @@
+# Step: wait until the new color answers 2xx on the health path.
+
+health_probe() { # health_probe PORT PATH TIMEOUT -> prints the status code or nothing
+  # shellcheck disable=SC2016 # expanded by the inner bash
+  timeout "$3" bash -c '
+    exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+    printf "GET %s HTTP/1.0\r\nHost: localhost\r\nUser-Agent: bg-deploy\r\n\r\n" "$2" >&3
+    read -r _ code _ <&3 && printf "%s" "$code"' _ "$1" "$2" 2>/dev/null || true
+}
+
+health_wait() { # health_wait COLOR
+  local color="$1" name port start deadline code state now checked=0 status restarts exit_code ip
+  name="$(container_name "$color")"; port="$(color_port "$color")"
+  phase "health $name"
+  start="$(now_ms)"; deadline=$((start + ${P[health_timeout]%.*} * 1000))
+  log "polling http://127.0.0.1:$port${P[health_path]} every ${P[health_interval]}s (up to ${P[health_timeout]}s)"
+  while :; do
+    code="$(health_probe "$port" "${P[health_path]}" 2)"
+    if [[ "$code" == 2?? ]]; then
+      log "$name is healthy after $(( $(now_ms) - start )) ms (HTTP $code)"
+      event healthy
+      return 0
+    fi
+    if (( $(now_ms) >= deadline )); then
+      health_failed "$color" "$name did not answer 2xx on ${P[health_path]} within ${P[health_timeout]}s (last: ${code:-no HTTP answer})"
+    fi
+    # the container's own state, at most every second (a docker call costs more than a probe)
+    now="$(now_ms)"
+    if ((now - checked >= 1000)); then
+      checked="$now"
+      state="$(docker_call inspect -f "{{.State.Status}} {{.RestartCount}} {{.State.ExitCode}} $IPS_FORMAT" "$name" 2>/dev/null || echo 'gone 0 0')"
+      read -r status restarts exit_code ip _ <<<"$state"
+      if [[ "$status" != running || "$restarts" != 0 ]]; then
+        health_failed "$color" "$name exited or restarted before it became healthy (state: $status $restarts, exit code $exit_code)"
+      fi
+      CIP[$color]="${ip:-}"
+    fi
+    sleep "${P[health_interval]}"
+  done
+}
+
+health_failed() { # health_failed COLOR MESSAGE: show the logs, remove the new container, leave the rest
+  local name; name="$(container_name "$1")"
+  log "last log lines of $name:"
+  docker_call logs --tail 30 "$name" >&2 2>&1 || true
+  docker_call rm -f "$name" >/dev/null 2>&1 || true
+  history_add failed-health "$1"
+  die "$2. Nothing was switched: the previous version is still serving."
+}

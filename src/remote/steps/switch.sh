@@ -1,0 +1,52 @@
+# Step: send traffic to the new color (reload mode: the upstream; dnat mode: the NAT rule), and
+# settle the mode afterwards. Globals: PREV_MODE (the mode of the deploy before this one).
+
+switch_to() { # switch_to COLOR
+  phase "switch to $(container_name "$1")"
+  if [[ "${P[switch_mode]}" == dnat ]]; then switch_dnat "$1"; else switch_reload "$1"; fi
+  event switched
+}
+
+# reload mode: the upstream names the color's port; nginx is reloaded.
+switch_reload() { # switch_reload COLOR
+  local backup; backup="$(upstream_backup "$1")"
+  upstream_switch "$(upstream_target "$1")" "$1" '' "$backup"
+  log "nginx now sends ${P[upstream_name]} to $(upstream_target "$1")${backup:+ (or $backup while that port refuses)}"
+}
+
+# dnat mode: one atomic rule replacement sends the live port to the color. nginx's upstream names
+# the live port; it is written, tested and reloaded only when it does not yet (the first time).
+switch_dnat() { # switch_dnat COLOR
+  local live="127.0.0.1:${P[live_port]}" port had_rule=0
+  port="$(color_port "$1")"
+  # the rule sends traffic to the published port on 127.0.0.1, which only Docker's userland proxy
+  # serves: with "userland-proxy": false, Docker's own NAT rule never sees it (dockerd still holds
+  # the port, so connections would hang)
+  if ! nat_proxied "$port"; then
+    container_remove "$1"
+    die "switch-mode dnat needs Docker's userland proxy on the server: no docker-proxy serves 127.0.0.1:$port, the published port of $(container_name "$1"), so the Docker daemon runs with \"userland-proxy\": false. Use switch-mode reload, which works with that setting, or turn the proxy back on. Nothing was switched; the previous version is still serving."
+  fi
+  if [[ -n "$(nat_port)" ]]; then had_rule=1; fi
+  if ! nat_apply "$(nat_chain)" "${P[live_port]}" "$port" >&2; then
+    container_remove "$1"
+    die "could not install the NAT rule 127.0.0.1:${P[live_port]} -> 127.0.0.1:$port (iptables-restore failed, see above); nothing was switched"
+  fi
+  log "NAT rule: 127.0.0.1:${P[live_port]} -> 127.0.0.1:$port ($(container_name "$1")), chain $(nat_chain)"
+  if ! upstream_points_to "$live"; then
+    log "first switch in dnat mode: pointing the nginx upstream at $live (one nginx reload)"
+    if ((had_rule)); then upstream_switch "$live" "$1"; else upstream_switch "$live" "$1" nat_remove; fi
+  fi
+}
+
+# After the switch and the drain: in dnat mode, make sure the rule comes back after a reboot; when
+# the app just left dnat mode, remove its rule (connections through it have drained).
+PREV_MODE=reload
+
+switch_settle() {
+  if [[ "${P[switch_mode]}" == dnat ]]; then
+    nat_install_restore
+  elif [[ "$PREV_MODE" == dnat ]]; then
+    nat_remove
+    log "left switch-mode dnat: removed the NAT rule (chain $(nat_chain))"
+  fi
+}
