@@ -1,6 +1,6 @@
 // The orchestrator through its seams, with small recording fakes: what runs in which order, and
 // what a rollback and a failed server do to the registry and the release.
-import { parseConfig } from '../src/config.js'
+import { testConfig } from './support/config.js'
 import type { RunContext } from '../src/context.js'
 import { deploy, type Deps, type Outcome } from '../src/deploy.js'
 import type { Registry } from '../src/registry.js'
@@ -21,20 +21,8 @@ const ctx: RunContext = {
   headCommitMessage: 'release v1.4.0'
 }
 
-function config(extra: Record<string, string> = {}) {
-  return parseConfig(
-    {
-      image: 'ghcr.io/acme/shop',
-      host: 'h',
-      username: 'u',
-      'ssh-key': '-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----',
-      'insecure-ignore-host-key': 'true',
-      'github-token': 'ghs_x',
-      ...extra
-    },
-    { repository: 'acme/shop', workspace: '/ws' }
-  )
-}
+const config = (extra: Record<string, string> = {}) =>
+  testConfig({ 'github-token': 'ghs_x', ...extra })
 
 /** Every side effect, in order. */
 function fakes(answer: { out: string; code: number | null }) {
@@ -113,12 +101,23 @@ test('a deploy connects first, builds and pushes the version, drafts the release
   })
 })
 
-test('a failed server leaves the draft and latest where they were', async () => {
-  const { deps, calls } = fakes({ out: '::bg-deploy-error:: health failed\n', code: 1 })
+test('a failed server leaves the draft and latest where they were, and the outcome has its timeline and history', async () => {
+  const { deps, calls } = fakes({
+    out: [
+      '::bg-deploy-event:: begin 1700000000000',
+      '::bg-deploy-history:: 2026-11-27T00:00:00Z\toctocat\t-\tdeploy\tv1.4.0\tghcr.io/acme/shop:v1.4.0\tgreen\tfailed-health',
+      '::bg-deploy-error:: health failed',
+      ''
+    ].join('\n'),
+    code: 1
+  })
   const outcome: Outcome = { tags: [], deployed: false, events: [] }
   await expect(deploy(config(), ctx, deps, outcome)).rejects.toThrow(/health failed/)
   expect(calls.filter((c) => /retag|publish/.test(c))).toEqual([])
   expect(outcome).toMatchObject({ releaseDraft: true, deployed: false })
+  // the outcome still carries what the server said, for the summary
+  expect(outcome.events).toEqual([{ name: 'begin', ms: 1700000000000 }])
+  expect(outcome.history).toMatchObject([{ version: 'v1.4.0', result: 'failed-health' }])
 })
 
 test.each([

@@ -1,7 +1,7 @@
 // The action and the server script speak one declared vocabulary (src/protocol.ts): this holds
 // the script's parameter table, its markers, events and history fields, and the action's
 // arguments and defaults to it, so a name added or changed on one side only fails here.
-import { parseConfig } from '../src/config.js'
+import { testConfig } from './support/config.js'
 import {
   EVENTS,
   HISTORY_FIELDS,
@@ -29,20 +29,12 @@ function parameterTable(text: string): Record<string, string> {
   return table
 }
 
-const config = parseConfig(
-  {
-    image: 'ghcr.io/acme/shop',
-    host: 'h',
-    username: 'u',
-    'ssh-key': '-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----',
-    'insecure-ignore-host-key': 'true',
-    'registry-username': 'bot',
-    'registry-password': 'pw',
-    env: 'A=1',
-    'docker-run-args': '--memory 1g'
-  },
-  { repository: 'acme/shop', workspace: '/ws' }
-)
+const config = testConfig({
+  'registry-username': 'bot',
+  'registry-password': 'pw',
+  env: 'A=1',
+  'docker-run-args': '--memory 1g'
+})
 const req = {
   action: 'deploy' as const,
   image: 'ghcr.io/acme/shop:v1',

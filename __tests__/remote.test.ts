@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process'
-import { parseConfig } from '../src/config.js'
+import { testConfig } from './support/config.js'
 import {
   MAX_LINE,
   OutputParser,
@@ -11,21 +11,13 @@ import {
 } from '../src/remote.js'
 import type { ExecResult, RemoteShell } from '../src/ssh.js'
 
-const config = parseConfig(
-  {
-    image: 'ghcr.io/acme/shop',
-    host: 'h',
-    username: 'u',
-    'ssh-key': '-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----',
-    'insecure-ignore-host-key': 'true',
-    'app-name': 'shop',
-    'registry-username': 'bot',
-    'registry-password': 'pa55word',
-    env: 'DB_URL=postgres://u:p@h/db\nQUOTE=it\'s "$(rm -rf /)"`id`',
-    'docker-run-args': `--memory 256m --label 'a b'`
-  },
-  { repository: 'acme/shop', workspace: '/ws' }
-)
+const config = testConfig({
+  'app-name': 'shop',
+  'registry-username': 'bot',
+  'registry-password': 'pa55word',
+  env: 'DB_URL=postgres://u:p@h/db\nQUOTE=it\'s "$(rm -rf /)"`id`',
+  'docker-run-args': `--memory 256m --label 'a b'`
+})
 const req = {
   action: 'deploy' as const,
   image: 'ghcr.io/acme/shop:v1',
@@ -262,20 +254,12 @@ test('a rollback answer needs a version that passes the version rules', async ()
 })
 
 test('the server gets the pull credential, never the push one, when one is given', () => {
-  const c = parseConfig(
-    {
-      image: 'ghcr.io/acme/shop',
-      host: 'h',
-      username: 'u',
-      'ssh-key': '-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----',
-      'insecure-ignore-host-key': 'true',
-      'registry-username': 'pusher',
-      'registry-password': 'push-secret',
-      'pull-registry-username': 'puller',
-      'pull-registry-password': 'pull-secret'
-    },
-    { repository: 'acme/shop', workspace: '/ws' }
-  )
+  const c = testConfig({
+    'registry-username': 'pusher',
+    'registry-password': 'push-secret',
+    'pull-registry-username': 'puller',
+    'pull-registry-password': 'pull-secret'
+  })
   const stdin = remoteStdin('script', c)
   const args = scriptArgs(c, req)
   expect(args).toContain('registry_user=puller')

@@ -1,4 +1,4 @@
-// Issue 3 end to end: SSH + the blue-green script against real sshd, dockerd, registry and nginx,
+// A deploy end to end: SSH + the blue-green script against real sshd, dockerd, registry and nginx,
 // with a load generator running during deploys.
 import { EVENTS } from '../../src/protocol.js'
 import path from 'node:path'

@@ -1,4 +1,4 @@
-// Issue 7 end to end: switch-mode dnat (no nginx reload per switch) against the real kernel NAT
+// switch-mode dnat end to end: switch-mode dnat (no nginx reload per switch) against the real kernel NAT
 // table, sshd, dockerd and nginx, under keep-alive load; reload mode measured beside it.
 import { execFileSync, spawnSync } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'

@@ -1,4 +1,4 @@
-// Issue 6, fault matrix (the part done so far): each fault against the real services, under load
+// The fault matrix: each fault against the real services, under load
 // where a version can serve; the old version keeps serving, the message says what happened and
 // what to do, the history records it where it can, and the next run converges.
 import { execFileSync } from 'node:child_process'

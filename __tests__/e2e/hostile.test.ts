@@ -1,4 +1,4 @@
-// Issue 6, hostile input: 1000 generated hostile values per input class that reaches a shell or a
+// Hostile input: 1000 generated hostile values per input class that reaches a shell or a
 // command line. Each is either rejected before any side effect, with a message naming the input, or
 // reaches its destination literally: through the real sshd and bash as the deploy script's
 // arguments, as one argv word of docker build, or (env values) inside the real container byte for

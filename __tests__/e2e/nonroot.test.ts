@@ -1,4 +1,4 @@
-// Issue 6, least privilege: a non-root deploy user in the docker group, allowed by sudoers to run
+// Least privilege: a non-root deploy user in the docker group, allowed by sudoers to run
 // exactly nginx's test and reload commands as root and nothing else, deploys and rolls back end to
 // end under load; what it leaves on the server is owner-only.
 import { execFileSync, spawnSync } from 'node:child_process'

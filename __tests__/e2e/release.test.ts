@@ -1,6 +1,7 @@
+// Versions and releases end to end: build → tag → push → draft release → publish after the
+// switch, run as GitHub runs the action, against a real dockerd and registry, with a loopback
+// stand-in for GitHub's release API.
 import { execFileSync } from 'node:child_process'
-// Issue 2 end to end: build → tag → push → release, run as GitHub runs the action,
-// against a real dockerd and registry, with a loopback stand-in for GitHub's release API.
 import {
   FakeGitHub,
   commitVersion,
@@ -34,6 +35,16 @@ beforeEach(() => {
   api.releases = []
   api.tags = {}
 })
+
+/** A push of the workspace's HEAD (or `sha`) whose head commit has `message`, as GitHub runs it. */
+function push(inputs: Record<string, string>, ws: string, message: string, sha = headSha(ws)) {
+  return runAction(inputs, {
+    workspace: ws,
+    sha,
+    event: { head_commit: { message } },
+    apiUrl: api.url
+  })
+}
 
 /** Commit every change in the workspace with `message`. */
 function commitAll(ws: string, message: string, ...flags: string[]): void {
@@ -131,12 +142,7 @@ test('a draft a failed run left for this commit is reused and published', async 
   const { ws, inputs } = release('v2.0.0', 'ship v2.0.0')
   const sha = headSha(ws)
   api.addRelease({ tag_name: 'v2.0.0', target_commitish: sha, draft: true })
-  const run = await runAction(inputs, {
-    workspace: ws,
-    sha,
-    event: { head_commit: { message: 'ship v2.0.0' } },
-    apiUrl: api.url
-  })
+  const run = await push(inputs, ws, 'ship v2.0.0', sha)
   expectOk(run)
   expect(api.requests.filter((r) => r.method !== 'GET').map((r) => `${r.method} ${r.url}`)).toEqual(
     [`PATCH /repos/acme/shop/releases/${api.releases.length}`]
@@ -147,12 +153,7 @@ test('a draft a failed run left for this commit is reused and published', async 
 test('a pre-release is released and deployed, and latest stays where it was', async () => {
   const { a, ws, inputs } = release('v2.0.0-rc.1', 'ship v2.0.0-rc.1')
   const sha = headSha(ws)
-  const run = await runAction(inputs, {
-    workspace: ws,
-    sha,
-    event: { head_commit: { message: 'ship v2.0.0-rc.1' } },
-    apiUrl: api.url
-  })
+  const run = await push(inputs, ws, 'ship v2.0.0-rc.1', sha)
   expectOk(run)
   expect(api.requests.find((r) => r.method === 'POST')!.body.prerelease).toBe(true)
   expect(await registryTags(svc.registry, a.repo)).toEqual(['v2.0.0-rc.1'])
@@ -161,14 +162,10 @@ test('a pre-release is released and deployed, and latest stays where it was', as
 
 test('a failed deploy leaves a draft release, named in the summary, and latest unchanged', async () => {
   const { a, ws, inputs } = release('v1.0.0', 'release v1.0.0')
-  const good = await runAction(
+  const good = await push(
     { ...inputs, 'health-path': '/health', 'health-timeout': '3' },
-    {
-      workspace: ws,
-      sha: headSha(ws),
-      event: { head_commit: { message: 'release v1.0.0' } },
-      apiUrl: api.url
-    }
+    ws,
+    'release v1.0.0'
   )
   expectOk(good)
   const latestBefore = await registryDigest(svc.registry, a.repo, 'latest')
@@ -190,12 +187,7 @@ test('a failed deploy leaves a draft release, named in the summary, and latest u
 
 test('a rollback moves latest to the version it put back', async () => {
   const { a, ws, inputs } = release('v1.0.0', 'release v1.0.0')
-  const run1 = await runAction(inputs, {
-    workspace: ws,
-    sha: headSha(ws),
-    event: { head_commit: { message: 'release v1.0.0' } },
-    apiUrl: api.url
-  })
+  const run1 = await push(inputs, ws, 'release v1.0.0', headSha(ws))
   expectOk(run1)
   const { sha, event } = commitVersion(a, { version: 'v1.1.0' })
   expectOk(await runAction(inputs, { workspace: ws, sha, event, apiUrl: api.url }))
@@ -217,26 +209,14 @@ test('a rollback moves latest to the version it put back', async () => {
 
 test('a message that names a version released from another commit deploys as sha-, and the version tag is not pushed over', async () => {
   const { a, ws, inputs } = release('v1.0.0', 'release v1.0.0')
-  expectOk(
-    await runAction(inputs, {
-      workspace: ws,
-      sha: headSha(ws),
-      event: { head_commit: { message: 'release v1.0.0' } },
-      apiUrl: api.url
-    })
-  )
+  expectOk(await push(inputs, ws, 'release v1.0.0', headSha(ws)))
   const v1 = await registryDigest(svc.registry, a.repo, 'v1.0.0')
   // a new commit whose message mentions the old version
   writeAppSource(ws, { version: 'fix' })
   commitAll(ws, 'fix: crash introduced in v1.0.0')
   const sha = headSha(ws)
   api.requests = []
-  const run = await runAction(inputs, {
-    workspace: ws,
-    sha,
-    event: { head_commit: { message: 'fix: crash introduced in v1.0.0' } },
-    apiUrl: api.url
-  })
+  const run = await push(inputs, ws, 'fix: crash introduced in v1.0.0', sha)
   expectOk(run)
   expect(run.log).toMatch(
     /::notice::v1\.0\.0 is released already: tag v1\.0\.0 exists at commit [0-9a-f]{7}\. .*deploys as sha-/
@@ -253,14 +233,11 @@ test('a message that names a version released from another commit deploys as sha
   writeAppSource(ws, { version: 'fix2' })
   commitAll(ws, 'release v1.0.0 again')
   const sha2 = headSha(ws)
-  const again = await runAction(
+  const again = await push(
     { ...inputs, 'create-release': 'false' },
-    {
-      workspace: ws,
-      sha: sha2,
-      event: { head_commit: { message: 'release v1.0.0 again' } },
-      apiUrl: api.url
-    }
+    ws,
+    'release v1.0.0 again',
+    sha2
   )
   expectOk(again)
   expect(again.log).toMatch(
@@ -310,12 +287,7 @@ test('no version in the message: latest and sha- tags, no release, a notice that
   const { a, ws, inputs } = release('untagged', 'fix typo')
   const repo = a.repo
   const sha = headSha(ws)
-  const run = await runAction(inputs, {
-    workspace: ws,
-    sha,
-    event: { head_commit: { message: 'fix typo' } },
-    apiUrl: api.url
-  })
+  const run = await push(inputs, ws, 'fix typo', sha)
   expectOk(run)
   expect(await registryTags(svc.registry, repo)).toEqual(['latest', `sha-${sha.slice(0, 7)}`])
   expect(run.outputs.version).toBe('')

@@ -1,4 +1,4 @@
-// Issue 4 end to end: rollback from a workflow_dispatch input, fast and slow path, under load.
+// Rollback end to end: rollback from a workflow_dispatch input, fast and slow path, under load.
 import path from 'node:path'
 import { execFileSync, spawn } from 'node:child_process'
 import { mkdirSync } from 'node:fs'

@@ -1,4 +1,4 @@
-// Issue 6, secrets and files: a real run with every kind of secret (an encrypted SSH key and its
+// Secrets and files: a real run with every kind of secret (an encrypted SSH key and its
 // passphrase, registry credentials, env values, the GitHub token) prints none of them anywhere in
 // its job log, summary or outputs, leaves no temporary credentials behind (also when the deploy
 // fails), and leaves only owner-only files on the server.
