@@ -255,8 +255,25 @@ test('insecure-ignore-host-key replaces the pin', () => {
 
 test('registry credentials go together', () => {
   expect(problems({ ...base, 'registry-username': 'bot' })[0]).toMatch(
-    /'registry-username' and 'registry-password' go together/
+    /'registry-username' and 'registry-password' go together: give both to log in to ghcr\.io, or neither/
   )
+  expect(problems({ ...base, 'pull-registry-password': 'x' })).toEqual([
+    "Inputs 'pull-registry-username' and 'pull-registry-password' go together: give both for the server's pull from ghcr.io, or neither."
+  ])
+})
+
+test('the server pulls with the pull credential when given, else with the push one', () => {
+  const push = { 'registry-username': 'pusher', 'registry-password': 'p1' }
+  expect(parseConfig({ ...base, ...push }, ctx).pull).toEqual({
+    username: 'pusher',
+    password: 'p1'
+  })
+  expect(
+    parseConfig(
+      { ...base, ...push, 'pull-registry-username': 'puller', 'pull-registry-password': 'p2' },
+      ctx
+    ).pull
+  ).toEqual({ username: 'puller', password: 'p2' })
 })
 
 test.each([

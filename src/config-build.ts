@@ -3,7 +3,7 @@
 import path from 'node:path'
 import { noControl, type Collector } from './config-check.js'
 import type { Config } from './config.js'
-import { defaultOf } from './config-inputs.js'
+import { defaultOf, type InputName } from './config-inputs.js'
 import { parseHostKeyPins, type HostKeyPin } from './hostkey.js'
 import { DEFAULT_VERSION_PATTERN, versionProblem } from './version.js'
 import { splitLines } from './words.js'
@@ -74,42 +74,48 @@ export function checkBuild(
   const buildArgs = splitLines(c.get('build-args') ?? '')
   if (buildArgs.some((l) => !/^[A-Za-z_][A-Za-z0-9_]*=/.test(l)))
     c.bad('build-args', 'one KEY=VALUE per line, KEY made of letters, digits and _')
-  const registryUsername =
-    c.text(
-      'registry-username',
-      '',
-      (v) => !/[\s\0-\x1f\x7f]/.test(v),
-      'a user name without spaces or control characters'
-    ) || undefined
-  const registryPassword = c.get('registry-password')
-  if ((registryUsername === undefined) !== (registryPassword === undefined))
-    c.add(
-      `Inputs 'registry-username' and 'registry-password' go together: give both to log in to ${registry || 'the registry'}, or neither.`
-    )
-  const pullUsername =
-    c.text(
-      'pull-registry-username',
-      '',
-      (v) => !/[\s\0-\x1f\x7f]/.test(v),
-      'a user name without spaces or control characters'
-    ) || undefined
-  const pullPassword = c.get('pull-registry-password')
-  if ((pullUsername === undefined) !== (pullPassword === undefined))
-    c.add(
-      `Inputs 'pull-registry-username' and 'pull-registry-password' go together: give both for the server's pull from ${registry || 'the registry'}, or neither.`
-    )
+  const push = credential(
+    c,
+    'registry-username',
+    'registry-password',
+    `to log in to ${registry || 'the registry'}`
+  )
+  const pull = credential(
+    c,
+    'pull-registry-username',
+    'pull-registry-password',
+    `for the server's pull from ${registry || 'the registry'}`
+  )
   return {
     image,
     registry,
     context,
     dockerfile,
     buildArgs,
-    registryUsername,
-    registryPassword,
-    pull: pullUsername
-      ? { username: pullUsername, password: pullPassword }
-      : { username: registryUsername, password: registryPassword }
+    registryUsername: push.username,
+    registryPassword: push.password,
+    pull: pull.username ? pull : push
   }
+}
+
+/** A user name and a password input that go together, for `purpose`. */
+function credential(
+  c: Collector,
+  user: InputName,
+  password: InputName,
+  purpose: string
+): { username?: string; password?: string } {
+  const username =
+    c.text(
+      user,
+      '',
+      (v) => !/[\s\0-\x1f\x7f]/.test(v),
+      'a user name without spaces or control characters'
+    ) || undefined
+  const secret = c.get(password)
+  if ((username === undefined) !== (secret === undefined))
+    c.add(`Inputs '${user}' and '${password}' go together: give both ${purpose}, or neither.`)
+  return { username, password: secret }
 }
 
 /** The version and the release. */
