@@ -25,14 +25,14 @@ import {
   lastServed,
   loopbackInputs,
   makeWorkspace,
-  removeNatChain,
   runAction,
   services,
   servicesScript,
   sleep,
   timelineOf,
   writeSite,
-  forgetRepository
+  forgetRepository,
+  removeApp
 } from '../scripts/harness.mjs'
 import { chart } from './chart.mjs'
 import { median, report, s2, updateReadme, writeFormatted } from './report.mjs'
@@ -72,10 +72,6 @@ function machine(svc) {
 }
 
 /** @param {string} app */
-function removeApp(app) {
-  spawnSync('docker', ['rm', '-f', `${app}-blue`, `${app}-green`], { stdio: 'ignore' })
-  removeNatChain(app)
-}
 
 /**
  * Time from spawning `node dist/index.js` to its first network call (the SSH connect, which the
@@ -248,13 +244,7 @@ async function main() {
 
   // a clean start: every app and its site anew, and the registry without bench/app's versions
   await forgetRepository(svc.registry, 'bench/app')
-  for (const a of [BG, DNAT, CLASSIC]) {
-    removeApp(a.app)
-    for (const f of [`${a.app}-site.conf`, `${a.app}-upstream.conf`])
-      rmSync(path.join(svc.nginxConfd, f), { force: true })
-    rmSync(`/var/lib/bg-deploy/${a.app}`, { recursive: true, force: true })
-    rmSync(`/tmp/${a.app}.current_color`, { force: true })
-  }
+  for (const a of [BG, DNAT, CLASSIC]) removeApp(svc, a.app, [`/tmp/${a.app}.current_color`])
   // a site is written just before its app's first deploy: nginx -t refuses a site whose upstream
   // does not exist yet
   writeSite(svc, CLASSIC.app, CLASSIC.port)
@@ -467,7 +457,7 @@ async function main() {
     )
     say('README.md: bench and switch-mode sections updated')
   }
-  for (const a of [BG, DNAT, CLASSIC]) removeApp(a.app)
+  for (const a of [BG, DNAT, CLASSIC]) removeApp(svc, a.app, [`/tmp/${a.app}.current_color`])
 }
 
 await main()

@@ -11,10 +11,12 @@
 //
 // Ports: the site on 127.0.0.1:$BGD_DEMO_PORT (default 18080), blue and green on the next two.
 import { spawnSync } from 'node:child_process'
-import { existsSync, rmSync } from 'node:fs'
+import { existsSync } from 'node:fs'
 import path from 'node:path'
 import {
   FakeGitHub,
+  appStateDir,
+  removeApp,
   forgetRepository,
   Load,
   ROOT,
@@ -52,10 +54,7 @@ function demoPaths(svc) {
     ws: path.join(svc.dir, 'demo-app'),
     site: path.join(svc.nginxConfd, `${APP}-site.conf`),
     upstream: path.join(svc.nginxConfd, `${APP}-upstream.conf`),
-    state:
-      process.getuid?.() === 0
-        ? `/var/lib/bg-deploy/${APP}`
-        : path.join(process.env.HOME ?? '', `.bg-deploy/${APP}`)
+    state: appStateDir(APP)
   }
 }
 
@@ -63,13 +62,12 @@ function demoPaths(svc) {
 async function removeDemo(svc) {
   await forgetRepository(svc.registry, `demo/${APP}`)
   const p = demoPaths(svc)
-  spawnSync('docker', ['rm', '-f', `${APP}-blue`, `${APP}-green`], { stdio: 'ignore' })
+  removeApp(svc, APP, [p.ws])
   const images = spawnSync('docker', ['image', 'ls', '-q', `${svc.registry}/demo/${APP}`], {
     encoding: 'utf8'
   }).stdout
   const ids = [...new Set((images ?? '').split('\n').filter(Boolean))]
   if (ids.length > 0) spawnSync('docker', ['rmi', '-f', ...ids], { stdio: 'ignore' })
-  for (const f of [p.site, p.upstream, p.ws, p.state]) rmSync(f, { recursive: true, force: true })
   spawnSync('nginx', ['-c', svc.nginxConf, '-s', 'reload'], { stdio: 'ignore' })
 }
 

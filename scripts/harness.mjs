@@ -540,6 +540,31 @@ export function sleep(ms) {
 }
 
 /**
+ * The state directory of app `name` on the loopback server: /var/lib/bg-deploy/<name> for root.
+ * @param {string} name
+ */
+export function appStateDir(name) {
+  return process.getuid?.() === 0
+    ? `/var/lib/bg-deploy/${name}`
+    : path.join(process.env.HOME ?? '', `.bg-deploy/${name}`)
+}
+
+/**
+ * Remove what deploys of app `name` left on the loopback server: its containers, its NAT chain
+ * (switch-mode dnat), its nginx site and upstream files, its state directory, and `paths`.
+ * @param {Services} svc
+ * @param {string} name
+ * @param {string[]} [paths]
+ */
+export function removeApp(svc, name, paths = []) {
+  spawnSync('docker', ['rm', '-f', `${name}-blue`, `${name}-green`], { stdio: 'ignore' })
+  removeNatChain(name)
+  for (const f of [`${name}-site.conf`, `${name}-upstream.conf`])
+    rmSync(path.join(svc.nginxConfd, f), { force: true })
+  for (const p of [appStateDir(name), ...paths]) rmSync(p, { recursive: true, force: true })
+}
+
+/**
  * Remove what switch-mode dnat left for `app`: its chain in the nat table and the jump to it.
  * @param {string} app
  */

@@ -5,13 +5,14 @@ import { execFileSync } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs'
 import path from 'node:path'
 import {
+  appStateDir,
   commitAppVersion,
+  removeApp as removeAppFiles,
   docker,
   headMessage,
   headSha,
   httpGet,
   makeWorkspace,
-  removeNatChain,
   runAction,
   services,
   type ActionRun,
@@ -183,7 +184,7 @@ export function deployApp(
 
 /** The app's state directory on the (root) test server. */
 export function stateDir(app: TestApp): string {
-  return `/var/lib/bg-deploy/${app.name}`
+  return appStateDir(app.name)
 }
 
 /** The app's deploy history on the server, one array of fields per row, oldest first. */
@@ -214,22 +215,8 @@ export function rollbackApp(
 
 /** Remove everything an app left: containers, its nginx files (and reload), its state. */
 export function removeApp(svc: Services, app: TestApp): void {
-  for (const c of ['blue', 'green']) {
-    try {
-      docker('rm', '-f', `${app.name}-${c}`)
-    } catch {
-      /* not there */
-    }
-  }
-  rmSync(path.join(svc.nginxConfd, `${app.name}-site.conf`), { force: true })
-  rmSync(path.join(svc.nginxConfd, `${app.name}-upstream.conf`), { force: true })
-  rmSync(path.join(svc.dir, 'port-slots', String((app.lbPort - 20000) / 10)), {
-    recursive: true,
-    force: true
-  })
-  rmSync(stateDir(app), { recursive: true, force: true })
-  rmSync(app.ws, { recursive: true, force: true })
-  removeNatChain(app.name) // switch-mode dnat
+  const portSlot = path.join(svc.dir, 'port-slots', String((app.lbPort - 20000) / 10))
+  removeAppFiles(svc, app.name, [portSlot, app.ws])
 }
 
 /** Remove the app's nginx site if its upstream file does not exist (so nginx -t passes for others). */
