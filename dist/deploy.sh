@@ -422,19 +422,19 @@ nat_remove() {
 # dnat mode: a connection that the old color's side ended with a reset keeps its conntrack entry
 # (state CLOSE, nf_conntrack_tcp_timeout_close: 10 s) and, with it, the old translation: a new
 # connection from nginx that reuses its source port reuses that entry and reaches the old color,
-# after the switch and even after the old color stopped (a 502). Right after the switch and again
-# after the drain, the closed entries (CLOSE, TIME_WAIT) that translate the live port to the old
-# color are deleted, so every new connection is translated anew; connections still open are left
-# alone. False when conntrack cannot be used here (no conntrack tool, or no root for it).
+# after the switch, and after the old color stopped: a 502. Right after the switch and again after
+# the drain, those CLOSE entries from the live port to the old color are deleted, so every new
+# connection is translated anew. TIME_WAIT entries (closed with FINs) are left alone: the kernel
+# translates a reused one anew by itself, and deleting them, thousands at a time, would now and then
+# hit the fresh entry of a connection that just reused the port. False when conntrack cannot be
+# used here (no conntrack tool, or no root for it).
 nat_forget() { # nat_forget OLD_COLOR
   [[ "${P[switch_mode]}" == dnat && "$PREV_MODE" == dnat ]] || return 0
-  local port state
+  local port
   port="$(color_port "$1")"
   as_root conntrack -L -p tcp --orig-dst 127.0.0.1 --dport "${P[live_port]}" --reply-port-src "$port" --state CLOSE >/dev/null 2>&1 || return 1
-  for state in CLOSE TIME_WAIT; do
-    # exit 1 when no entry matched
-    as_root conntrack -D -p tcp --orig-dst 127.0.0.1 --dport "${P[live_port]}" --reply-port-src "$port" --state "$state" >/dev/null 2>&1 || true
-  done
+  # exit 1 when no entry matched
+  as_root conntrack -D -p tcp --orig-dst 127.0.0.1 --dport "${P[live_port]}" --reply-port-src "$port" --state CLOSE >/dev/null 2>&1 || true
 }
 
 # Without conntrack, how long the old color runs on after the drain: the kernel's CLOSE timeout.

@@ -110,8 +110,8 @@ test('10 deploys and rollbacks in dnat mode: 0 failed requests and 0 races; relo
 
   console.log(`same load, 10 switches each:\n  dnat:   ${summary(d)}\n  reload: ${summary(r)}`)
   expect(d).toMatchObject({ non2xx: 0, errors: 0, slowFailed: 0, failures: [] })
-  // no reload, so no keep-alive race of nginx's own: 0 in 2 of 3 full-suite runs with the conntrack
-  // cleanup, 1 (retried and served) in the third, against 31-44 in reload mode beside it
+  // no reload, so no keep-alive race of nginx's own: 0 in most runs with the conntrack cleanup,
+  // 1 (retried and served) in one full-suite run, against 24-49 in reload mode beside it
   expect(d.races).toBeLessThanOrEqual(2)
   expect(d.races).toBeLessThan(r.races)
   expect(d.slowCompleted).toBeGreaterThan(0)
