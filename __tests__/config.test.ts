@@ -237,9 +237,9 @@ test('missing required inputs and an unpinned host key are all reported at once'
   const p = problems({})
   expect(p).toEqual([
     expect.stringMatching(/^Input 'image' is required/),
-    expect.stringMatching(/^Input 'host' is required/),
     expect.stringMatching(/^Input 'username' is required/),
     expect.stringMatching(/^Input 'ssh-key' is required/),
+    expect.stringMatching(/^Input 'host' is required/),
     expect.stringMatching(
       /host key is not pinned.*ssh-keygen -lf \/etc\/ssh\/ssh_host_ed25519_key.pub.*insecure-ignore-host-key/
     )

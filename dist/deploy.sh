@@ -29,18 +29,20 @@ MAIN_PID=$$
 
 IN_JOB=0
 
-log() { printf '==> %s\n' "$*" >&2; }
+# A write to the runner never ends the run: in a run in two phases SIGPIPE is ignored (main.sh), and
+# a session that was cut makes these writes fail, not the step that made them.
+log() { printf '==> %s\n' "$*" >&2 || true; }
 
 marker() { # marker NAME TEXT: one marker line, TEXT escaped onto one line
   local t="${2//\\/\\\\}"
   t="${t//$'\n'/\\n}"
-  printf '::bg-deploy-%s:: %s\n' "$1" "${t//$'\r'/\\r}" >&7
+  printf '::bg-deploy-%s:: %s\n' "$1" "${t//$'\r'/\\r}" >&7 || true
 }
 
 # die works from a subshell too (a `$(...)`): its message reaches the runner and the whole run ends
 die() {
   marker error "$*"
-  printf 'error: %s\n' "$*" >&8
+  printf 'error: %s\n' "$*" >&8 || true
   if [[ "$BASHPID" != "$MAIN_PID" && "$IN_JOB" == 0 ]]; then kill -USR1 "$MAIN_PID" 2>/dev/null || true; fi
   exit 1
 }
@@ -51,13 +53,15 @@ now_ms() { date +%s%3N; }
 
 phase() { marker phase "$1"; }
 
-event() { printf '::bg-deploy-event:: %s %s\n' "$1" "$(now_ms)" >&7; }
+event() { printf '::bg-deploy-event:: %s %s\n' "$1" "$(now_ms)" >&7 || true; }
 
 warn() { marker warning "$*"; }
 
 # ==== src/remote/lib/params.sh
 # Parameters (`key=value` arguments; names and defaults are declared in src/protocol.ts) and the
-# secrets that follow the script on stdin. Globals: P, RUN_ARGS, ENV_KEYS, ENV_VALUES, REGISTRY_PASSWORD.
+# secrets that follow the script on stdin. Roles (`role`): single, one server switching itself in
+# one go; host, a server with its own nginx in a run over several; app, a server behind a
+# load-balancer host; lb, that load balancer. Globals: P, RUN_ARGS, ENV_KEYS, ENV_VALUES, REGISTRY_PASSWORD.
 
 declare -A P=(
   [action]=deploy [app]='' [image]='' [version]='' [container_port]=8080
@@ -66,6 +70,7 @@ declare -A P=(
   [upstream_file]='' [upstream_name]='' [nginx_test]='nginx -t' [nginx_reload]='nginx -s reload'
   [lock_timeout]=600 [actor]='' [run_url]='' [registry]='' [registry_user]='' [state_dir]=''
   [target]='' [switch_mode]=reload [live_port]=8083 [docker_timeout]=60
+  [role]=single [color]='' [bind_address]=127.0.0.1 [lb_servers]='' [preview_file]='' [commit_timeout]=900
 )
 
 RUN_ARGS=()
@@ -109,7 +114,9 @@ params_read_secrets() {
       *) die "unknown secret line '$name'" ;;
     esac
   done
-  exec </dev/null
+  # the rest of stdin carries the runner's commands to a run in two phases (lib/commands.sh); no
+  # command the script runs reads it
+  exec 6<&0 </dev/null
 }
 
 # ==== src/remote/lib/state.sh
@@ -234,15 +241,26 @@ container_exists() { docker_call inspect -f '{{.Id}}' "$(container_name "$1")" >
 
 container_pid() { docker_call inspect -f '{{.State.Pid}}' "$(container_name "$1")" 2>/dev/null || echo 0; }
 
-container_remove() { docker_call rm -f "$(container_name "$1")" >/dev/null 2>&1 || true; }
+# the load balancer runs no container of the app
+container_remove() { [[ "${P[role]}" == lb ]] || docker_call rm -f "$(container_name "$1")" >/dev/null 2>&1 || true; }
+
+# Where a color's published port answers on this server: the bind address, or loopback when the
+# ports are published on loopback or on every address.
+bind_host() {
+  case "${P[bind_address]}" in 127.0.0.1 | 0.0.0.0) echo 127.0.0.1 ;; *) echo "${P[bind_address]}" ;; esac
+}
 
 # ==== src/remote/lib/nginx.sh
 # nginx: the upstream file (rendered, backed up, tested, reloaded or restored) and its workers.
 # Globals: CIP (a color's container address), IPS_FORMAT, NGINX_BEFORE (workers before a reload).
 
-upstream_target() { # the address nginx should use for a color
-  if [[ -n "${P[network]}" ]]; then echo "$(container_name "$1"):${P[container_port]}"
-  else echo "127.0.0.1:$(color_port "$1")"
+upstream_target() { # the address(es) nginx should use for a color, space-separated
+  if [[ "${P[role]}" == lb ]]; then
+    local h out=''
+    for h in ${P[lb_servers]//,/ }; do out+="$h:$(color_port "$1") "; done
+    echo "${out% }"
+  elif [[ -n "${P[network]}" ]]; then echo "$(container_name "$1"):${P[container_port]}"
+  else echo "$(bind_host):$(color_port "$1")"
   fi
 }
 
@@ -262,62 +280,101 @@ upstream_backup() { # upstream_backup COLOR
   if [[ "${CIP[$1]}" =~ ^[0-9.]+$ ]]; then echo "${CIP[$1]}:${P[container_port]}"; fi
 }
 
-upstream_render() { # upstream_render TARGET LABEL FILE [BACKUP]
+# The upstream file: the live upstream (TARGETS, space-separated; none: every request answers 502,
+# as before a first deploy) and, with previews on, one upstream per color for the preview routes.
+upstream_render() { # upstream_render TARGETS LABEL FILE [BACKUP]
+  local t c
   {
-    printf '# Managed by bg-deploy (app %s, %s, version %s). Do not edit: the next deploy rewrites it.\nupstream %s {\n    server %s;\n' \
-      "${P[app]}" "$2" "${RUN_VERSION:-unknown}" "${P[upstream_name]}" "$1"
+    printf '# Managed by bg-deploy (app %s, %s, version %s). Do not edit: the next deploy rewrites it.\nupstream %s {\n' \
+      "${P[app]}" "$2" "${RUN_VERSION:-unknown}" "${P[upstream_name]}"
+    for t in $1; do printf '    server %s;\n' "$t"; done
+    if [[ -z "$1" ]]; then printf '    server 127.0.0.1:1 down; # nothing deployed yet\n'; fi
     if [[ -n "${4:-}" ]]; then
       printf '    # the same container by its docker address, while the port above refuses (a Docker daemon restart)\n    server %s backup;\n' "$4"
     fi
     printf '}\n'
+    if [[ -n "${P[preview_file]}" ]]; then
+      for c in blue green; do
+        printf '# the %s color, whether it serves or not: the preview route /%s/ (%s)\nupstream %s-%s {\n' "$c" "$c" "${P[preview_file]}" "${P[upstream_name]}" "$c"
+        for t in $(upstream_target "$c"); do printf '    server %s;\n' "$t"; done
+        printf '}\n'
+      done
+    fi
   } >"$3"
+}
+
+# The preview routes, for the user's server block to include: /blue/... and /green/... reach that
+# color with the prefix stripped. Written when it is missing or differs; true when it was written.
+preview_write() {
+  local f="${P[preview_file]}" text
+  [[ -n "$f" ]] || return 1
+  text="$(printf '# Managed by bg-deploy (app %s): the preview routes. Include it in the server block.\n' "${P[app]}"
+    printf 'location /%s/ { proxy_pass http://%s-%s/; }\n' blue "${P[upstream_name]}" blue green "${P[upstream_name]}" green)"
+  [[ -f "$f" && "$(cat "$f")" == "$text" ]] && return 1
+  printf '%s\n' "$text" >"$f.tmp" && chmod 644 "$f.tmp" && mv -f "$f.tmp" "$f"
 }
 
 # The user's nginx commands, through bash, without the script's extra descriptors: a command that
 # starts a daemon must not keep the SSH session (fds 7, 8) or the deploy lock (fd 9) open.
-nginx_run() { bash -c "$1" 7>&- 8>&- 9>&-; }
+nginx_run() { bash -c "$1" 6<&- 7>&- 8>&- 9>&-; }
 
 upstream_points_to() { # upstream_points_to HOST:PORT
   [[ -f "${P[upstream_file]}" ]] && grep -qE "^[[:space:]]*server[[:space:]]+${1//./[.]}[[:space:];]" "${P[upstream_file]}"
 }
 
-# Point nginx's upstream at TARGET for COLOR: temp file, backup, atomic move, nginx test (restore on
-# failure), reload. On failure the new container is removed, UNDO (a command, if set) runs, and the
-# run ends with a message.
-upstream_switch() { # upstream_switch TARGET COLOR [UNDO] [BACKUP]
-  local target="$1" color="$2" undo="${3:-}" backup="${4:-}" f="${P[upstream_file]}" dir tmp out
+# Point nginx's upstream at TARGETS for COLOR; on failure the new container is removed, UNDO (a
+# command, if set) runs, and the run ends with a message.
+upstream_switch() { # upstream_switch TARGETS COLOR [UNDO] [BACKUP]
+  upstream_write "$1" "$2" "${4:-}" && return 0
+  if [[ -n "${3:-}" ]]; then "$3" || true; fi
+  container_remove "$2"
+  if [[ -n "$UPSTREAM_FAILED" ]]; then history_add "$UPSTREAM_FAILED" "$2"; fi
+  die "$UPSTREAM_ERROR"
+}
+
+# Why upstream_write failed: the history result and the message.
+UPSTREAM_FAILED=''
+UPSTREAM_ERROR=''
+
+# Write the upstream file for TARGETS: temp file, backup, atomic move, nginx test (restore on
+# failure), reload. False, with UPSTREAM_FAILED and UPSTREAM_ERROR set, when nginx did not take it.
+upstream_write() { # upstream_write TARGETS LABEL [BACKUP]
+  local f="${P[upstream_file]}" dir tmp out preview=0
   dir="$(dirname "$f")"
-  fail() { # fail RESULT MESSAGE
-    if [[ -n "$undo" ]]; then "$undo" || true; fi
-    container_remove "$color"
-    if [[ -n "$1" ]]; then history_add "$1" "$color"; fi
-    die "$2"
-  }
-  [[ -d "$dir" && -w "$dir" ]] || fail failed-upstream-write "cannot write the upstream file: $dir is not a writable directory for user $(id -un). Make it writable, or set nginx-upstream-file to a file in a directory that user owns. Nothing was switched; the previous version is still serving."
+  failed() { UPSTREAM_FAILED="$1"; UPSTREAM_ERROR="$2"; return 1; }
+  [[ -d "$dir" && -w "$dir" ]] || { failed failed-upstream-write "cannot write the upstream file: $dir is not a writable directory for user $(id -un). Make it writable, or set nginx-upstream-file to a file in a directory that user owns. Nothing was switched; the previous version is still serving."; return 1; }
   # a new file of our own (mktemp creates it exclusively: never through a link someone left), with
   # its final mode before its content
   tmp="$(mktemp "$dir/.$(basename "$f").bg-deploy.XXXXXX")" \
-    || fail failed-upstream-write "cannot create a temporary file in $dir (disk full?). Nothing was switched; the previous version is still serving."
+    || { failed failed-upstream-write "cannot create a temporary file in $dir (disk full?). Nothing was switched; the previous version is still serving."; return 1; }
   TMP_PATHS+=("$tmp")
   chmod 644 "$tmp"
-  upstream_render "$target" "$color" "$tmp" "$backup" || fail failed-upstream-write "cannot write $tmp (disk full?). Nothing was switched; the previous version is still serving."
+  upstream_render "$1" "$2" "$tmp" "${3:-}" || { failed failed-upstream-write "cannot write $tmp (disk full?). Nothing was switched; the previous version is still serving."; return 1; }
   rm -f "$STATE_DIR/upstream.bak" "$STATE_DIR/upstream.none"
   # the backup is owner-only like everything in the state directory; upstream_restore gives the
   # file back nginx's usual 644
   if [[ -f "$f" ]]; then cp "$f" "$STATE_DIR/upstream.bak" && chmod 600 "$STATE_DIR/upstream.bak"; else touch "$STATE_DIR/upstream.none"; fi
   touch "$STATE_DIR/switch.pending"
   mv -f "$tmp" "$f"
+  if preview_write; then preview=1; fi
   if ! out="$(nginx_run "${P[nginx_test]}" 2>&1)"; then
     upstream_restore
-    fail failed-nginx-test "nginx rejected the new upstream, so the previous config was restored and nothing was switched. nginx said: $out"
+    if ((preview)); then rm -f "${P[preview_file]}"; fi
+    failed failed-nginx-test "nginx rejected the new upstream, so the previous config was restored and nothing was switched. nginx said: $out"
+    return 1
   fi
   NGINX_BEFORE="$(nginx_workers)"
   if ! out="$(nginx_run "${P[nginx_reload]}" 2>&1)"; then
     upstream_restore
-    fail failed-nginx-reload "nginx reload failed, so the previous upstream file was restored and the new container removed. Is nginx running? It said: $out"
+    failed failed-nginx-reload "nginx reload failed, so the previous upstream file was restored and the new container removed. Is nginx running? It said: $out"
+    return 1
   fi
+  UPSTREAM_WROTE=1
   rm -f "$STATE_DIR/switch.pending"
 }
+
+# This run wrote the upstream file (its backup is the file from before): an undo restores it.
+UPSTREAM_WROTE=0
 
 upstream_restore() {
   if [[ -f "$STATE_DIR/upstream.bak" ]]; then mv -f "$STATE_DIR/upstream.bak" "${P[upstream_file]}" && chmod 644 "${P[upstream_file]}"
@@ -504,6 +561,61 @@ nat_unit() { # nat_unit USER SCRIPT: the systemd unit that runs SCRIPT as USER a
   printf '[Unit]\nDescription=bg-deploy: restore the NAT rules of apps in switch-mode dnat (%s)\nAfter=network.target docker.service\n\n[Service]\nType=oneshot\nUser=%s\nExecStart=/bin/bash %s\n\n[Install]\nWantedBy=multi-user.target\n' "$1" "$1" "$2"
 }
 
+# ==== src/remote/lib/commands.sh
+# A run in two phases (roles host, app and lb): the script reports the stage it reached
+# (`::bg-deploy-await:: STAGE key=value...`) and waits for the runner's next command, one word per
+# line on the rest of stdin (fd 6): switch, finish, keep, undo, abort. The journal file says where
+# an unfinished run stopped, for the next run and for a person looking at the server.
+
+# The runner's next command, or `eof` when its SSH session ended or it sent nothing within
+# commit_timeout seconds. Once the runner is gone, this run's messages go to $STATE_DIR/runner-gone.log.
+command_next() {
+  local cmd=''
+  if read -r -t "${P[commit_timeout]}" -u 6 cmd && [[ "$cmd" =~ ^[a-z]+(\ (blue|green))?$ ]]; then
+    printf '%s' "$cmd"
+  else
+    printf eof
+  fi
+}
+
+command_await() { # command_await STAGE [key=value...]: the stage reached, for the runner
+  marker await "$*"
+}
+
+# After `eof`: nobody reads the SSH session any more; what this run still says goes to a file.
+runner_gone() {
+  exec 2>>"$STATE_DIR/runner-gone.log" 7>&2 8>&2
+  log "$(date -u +%FT%TZ) the runner of ${P[run_url]:-this run} went away (or sent nothing for ${P[commit_timeout]}s) at: $1"
+}
+
+journal_write() { # journal_write STAGE COLOR: where this run stands, for the next one
+  if ! printf 'stage=%s\ncolor=%s\nversion=%s\nimage=%s\nrun=%s\nrole=%s\nupdated=%s\n' "$1" "$2" "$RUN_VERSION" \
+    "$RUN_IMAGE" "${P[run_url]:--}" "${P[role]}" "$(date -u +%FT%TZ)" >"$STATE_DIR/journal.tmp" \
+    || ! mv -f "$STATE_DIR/journal.tmp" "$STATE_DIR/journal"; then
+    log "warning: could not write $STATE_DIR/journal"
+  fi
+}
+
+journal_get() { # journal_get KEY
+  [[ -f "$STATE_DIR/journal" ]] || return 0
+  sed -n "s/^$1=//p" "$STATE_DIR/journal" | tail -n 1
+}
+
+journal_clear() { rm -f "$STATE_DIR/journal"; }
+
+# What an unfinished run left, said once at the start: this run finishes or replaces it.
+journal_report() {
+  [[ -f "$STATE_DIR/journal" ]] || return 0
+  log "the run $(journal_get run) stopped at stage $(journal_get stage) (color $(journal_get color), version $(journal_get version)); this run takes over from there"
+}
+
+# A color prepared and kept by a run with promote: false, running RUN_IMAGE as RUN_VERSION: a later
+# run promotes that container instead of starting another.
+journal_kept() { # journal_kept COLOR
+  [[ "$(journal_get stage)" == kept && "$(journal_get color)" == "$1" && "$(journal_get version)" == "$RUN_VERSION" \
+    && "$(journal_get image)" == "$RUN_IMAGE" ]] && container_running "$1"
+}
+
 # ==== src/remote/steps/lock.sh
 # Step: one deploy or rollback of an app at a time. Globals: LOCK_FD.
 
@@ -618,7 +730,7 @@ start_color() { # start_color COLOR
   fi
   local args=(run -d --name "$name" --init --restart unless-stopped
     --label "bg-deploy.app=${P[app]}" --label "bg-deploy.color=$color" --label "bg-deploy.version=$RUN_VERSION"
-    -p "127.0.0.1:$port:${P[container_port]}")
+    -p "${P[bind_address]}:$port:${P[container_port]}")
   if [[ -n "${P[network]}" ]]; then args+=(--network "${P[network]}"); fi
   if [[ -n "${P[env_file]}" ]]; then args+=(--env-file "${P[env_file]}"); fi
   # env values: one line each in an owner-only file in the owner-only state directory, removed as
@@ -637,7 +749,7 @@ start_color() { # start_color COLOR
     args+=(--env-file "$secret_env")
   fi
   args+=("${RUN_ARGS[@]}" -- "$RUN_IMAGE")
-  log "starting $name ($RUN_IMAGE) on 127.0.0.1:$port"
+  log "starting $name ($RUN_IMAGE) on ${P[bind_address]}:$port"
   local out rc=0
   out="$(for i in "${spanning[@]}"; do export "${ENV_KEYS[$i]}=${ENV_VALUES[$i]%x}"; done
     docker_call "${args[@]}" 2>&1)" || rc=$?
@@ -665,9 +777,9 @@ start_kept() { # start_kept COLOR
 health_probe() { # health_probe PORT PATH TIMEOUT -> prints the status code or nothing
   # shellcheck disable=SC2016 # expanded by the inner bash
   timeout "$3" bash -c '
-    exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+    exec 3<>"/dev/tcp/$3/$1" || exit 1
     printf "GET %s HTTP/1.0\r\nHost: localhost\r\nUser-Agent: bg-deploy\r\n\r\n" "$2" >&3
-    read -r _ code _ <&3 && printf "%s" "$code"' _ "$1" "$2" 2>/dev/null || true
+    read -r _ code _ <&3 && printf "%s" "$code"' _ "$1" "$2" "$(bind_host)" 2>/dev/null || true
 }
 
 health_wait() { # health_wait COLOR
@@ -675,7 +787,7 @@ health_wait() { # health_wait COLOR
   name="$(container_name "$color")"; port="$(color_port "$color")"
   phase "health $name"
   start="$(now_ms)"; deadline=$((start + ${P[health_timeout]%.*} * 1000))
-  log "polling http://127.0.0.1:$port${P[health_path]} every ${P[health_interval]}s (up to ${P[health_timeout]}s)"
+  log "polling http://$(bind_host):$port${P[health_path]} every ${P[health_interval]}s (up to ${P[health_timeout]}s)"
   while :; do
     code="$(health_probe "$port" "${P[health_path]}" 2)"
     if [[ "$code" == 2?? ]]; then
@@ -870,6 +982,59 @@ stop_prune_images() {
   done < <(docker image ls --no-trunc --format '{{.Repository}}:{{.Tag}} {{.ID}}' "$repo" 2>/dev/null)
 }
 
+# ==== src/remote/steps/preview.sh
+# Step (nginx-preview-file set): the preview routes /blue/ and /green/, each to its color whether
+# it serves or not, so the idle color can be tried before the switch. The upstream file then holds
+# one upstream per color beside the live one; the first time, it is written and nginx reloaded
+# before anything else (ACTIVE, the color serving now, stays the live upstream's target).
+
+preview_ensure() { # preview_ensure ACTIVE_COLOR
+  local targets=''
+  if [[ -f "${P[upstream_file]}" ]] && grep -q "^upstream ${P[upstream_name]}-blue " "${P[upstream_file]}" \
+    && ! preview_write; then
+    return 0
+  fi
+  phase "preview routes"
+  if [[ -n "$1" ]]; then targets="$(upstream_target "$1")"; fi
+  upstream_write "$targets" "${1:-nothing} serving, previews" || return 1
+  rm -f "$STATE_DIR/upstream.bak" "$STATE_DIR/upstream.none"
+  UPSTREAM_WROTE=0
+  log "preview routes in ${P[preview_file]}: /blue/ and /green/ reach each color"
+}
+
+# ==== src/remote/steps/undo.sh
+# Step (a run over several servers): put back what served before this run's switch, when another
+# server could not switch or the runner went away before it said `finish`.
+
+switch_undo() { # switch_undo FROM TO
+  local from="$1" to="$2"
+  phase "undo the switch to $(container_name "$to")"
+  NGINX_BEFORE=''
+  if [[ "${P[switch_mode]}" == dnat ]]; then
+    if [[ -n "$from" ]]; then
+      nat_apply "$(nat_chain)" "${P[live_port]}" "$(color_port "$from")" >&2 || log "warning: could not put the NAT rule back to $(container_name "$from")"
+    else
+      nat_remove
+    fi
+  fi
+  if ((UPSTREAM_WROTE)); then
+    upstream_restore
+    if nginx_run "${P[nginx_test]}" >/dev/null 2>&1; then
+      NGINX_BEFORE="$(nginx_workers)"
+      nginx_run "${P[nginx_reload]}" >&2 || log "warning: nginx reload failed while undoing the switch"
+    else
+      log "warning: nginx rejects the restored upstream file ${P[upstream_file]}; not reloaded"
+    fi
+  fi
+  log "${from:+$(container_name "$from") serves again; }removing $(container_name "$to")"
+  if [[ "${P[role]}" != lb ]]; then
+    drain_color "$to" "$from" "$NGINX_BEFORE"
+    container_remove "$to"
+  fi
+  journal_clear
+  history_add undone "$to"
+}
+
 # ==== src/remote/main.sh
 # The two runs as their lists of steps: deploy and rollback, sharing what follows the start.
 # Globals: TMP_PATHS (files to remove at exit).
@@ -881,24 +1046,42 @@ main_cleanup() { local p; for p in "${TMP_PATHS[@]}"; do rm -rf "$p"; done; }
 
 main_deploy() {
   local active idle
-  upstream_recover
-  active="$(detect_active)"
-  if [[ -n "$active" ]]; then idle="$(color_other "$active")"; else idle=blue; fi
+  if [[ "${P[role]}" == app ]]; then
+    # behind a load-balancer host, which says which color to start: the other one serves
+    idle="${P[color]}"; active="$(color_other "$idle")"
+    container_running "$active" || active=''
+  else
+    upstream_recover
+    active="$(detect_active)"
+    if [[ -n "$active" ]]; then idle="$(color_other "$active")"; else idle=blue; fi
+  fi
   log "app ${P[app]}: ${active:-nothing} serving now; deploying ${RUN_VERSION:-$RUN_IMAGE} to $idle"
-  pull_image
-  start_color "$idle"
-  main_switch "$active" "$idle"
+  if [[ "${P[role]}" != single ]] && journal_kept "$idle"; then
+    log "$(container_name "$idle") runs $RUN_VERSION already, prepared by $(journal_get run): promoting it"
+    event started
+  else
+    pull_image
+    start_color "$idle"
+  fi
+  main_go "$active" "$idle"
 }
 
 main_rollback() {
   local active idle current
-  upstream_recover
-  active="$(detect_active)"
-  [[ -n "$active" ]] || die "nothing is deployed for ${P[app]} on this server, so there is nothing to roll back to"
-  current="$(state_get version)"
-  target_pick "$current"
-  idle="$(color_other "$active")"
-  log "app ${P[app]}: ${current:-unknown} serving from $active; rolling back to $RUN_VERSION"
+  if [[ "${P[role]}" == app ]]; then
+    # the load-balancer host picked the version and its image
+    idle="${P[color]}"; active="$(color_other "$idle")"
+    container_running "$active" || active=''
+    current="$(state_get version)"
+  else
+    upstream_recover
+    active="$(detect_active)"
+    [[ -n "$active" ]] || die "nothing is deployed for ${P[app]} on this server, so there is nothing to roll back to"
+    current="$(state_get version)"
+    target_pick "$current"
+    idle="$(color_other "$active")"
+  fi
+  log "app ${P[app]}: ${current:-unknown} serving from ${active:-none}; rolling back to $RUN_VERSION"
   if ! start_kept "$idle"; then
     log "slow path: no kept container for $RUN_VERSION; running $RUN_IMAGE"
     if ! docker_call image inspect "$RUN_IMAGE" >/dev/null 2>&1; then
@@ -906,16 +1089,76 @@ main_rollback() {
     fi
     start_color "$idle"
   fi
-  main_switch "$active" "$idle"
+  main_go "$active" "$idle"
 }
 
-# From the started container to the result: health, switch, state, drain, history, stop the old
-# color in the background. FROM is empty on the first deploy of the app.
-main_switch() { # main_switch FROM_COLOR TO_COLOR
+# One server switching itself goes on at once; in a run over several, the runner decides.
+main_go() { # main_go FROM_COLOR TO_COLOR
+  health_wait "$2"
+  if [[ "${P[role]}" == single ]]; then
+    switch_to "$2"
+    main_finish "$1" "$2"
+  else
+    main_prepared "$1" "$2"
+  fi
+}
+
+# A run over several servers, on one of them (role host or app), once the new color is healthy:
+# report `prepared` and do what the runner says. host: `switch` (then `finish`, or `undo`); app (the
+# load balancer switches): `finish`; both: `keep` (promote: false) or `abort`. When the runner goes
+# away, a host undoes its switch; an app server leaves both colors running, since the load
+# balancer may point at either, and the next run takes over.
+main_prepared() { # main_prepared FROM_COLOR TO_COLOR
+  local from="$1" to="$2" cmd next=finish
+  if [[ "${P[role]}" == host && -n "${P[preview_file]}" ]]; then
+    preview_ensure "$from" || main_abort "$to" "$UPSTREAM_ERROR"
+  fi
+  journal_write prepared "$to"
+  command_await prepared "color=$to previous_color=$from version=$RUN_VERSION image=$RUN_IMAGE"
+  if [[ "${P[role]}" == host ]]; then next=switch; fi
+  cmd="$(command_next)"
+  case "$cmd" in
+    "$next") ;;
+    keep)
+      journal_write kept "$to"
+      history_add prepared "$to"
+      log "$(container_name "$to") keeps running $RUN_VERSION for a later run to promote"
+      marker result "deployed=false color=$to previous_color=$from version=$RUN_VERSION image=$RUN_IMAGE"
+      return 0
+      ;;
+    eof)
+      runner_gone prepared
+      if [[ "${P[role]}" == app ]]; then history_add interrupted "$to"; exit 1; fi
+      main_abort "$to" "the runner went away before the switch" ;;
+    *) main_abort "$to" "the runner said $cmd: another server could not get ready" ;;
+  esac
+  if [[ "${P[role]}" == host ]]; then
+    switch_to "$to"
+    journal_write switched "$to"
+    command_await switched "color=$to"
+    cmd="$(command_next)"
+    if [[ "$cmd" != finish ]]; then
+      if [[ "$cmd" == eof ]]; then runner_gone switched; fi
+      switch_undo "$from" "$to"
+      die "the switch to $RUN_VERSION was undone here (${cmd/#eof/the runner went away}): $(container_name "${from:-none}") serves as before"
+    fi
+  fi
+  main_finish "$from" "$to"
+}
+
+main_abort() { # main_abort COLOR WHY: remove the prepared color, switch nothing
+  container_remove "$1"
+  journal_clear
+  history_add aborted "$1"
+  die "$2; $(container_name "$1") was removed and nothing was switched here"
+}
+
+# After the switch: state, drain, history, and the old color stopped in the background. FROM is
+# empty on the first deploy of the app.
+main_finish() { # main_finish FROM_COLOR TO_COLOR
   local from="$1" to="$2" wait=0
-  health_wait "$to"
-  switch_to "$to"
   state_write "$to" "$RUN_VERSION" "$RUN_IMAGE"
+  journal_clear
   if [[ -n "$from" ]]; then
     nat_forget "$from" || true
     drain_color "$from" "$to" "$NGINX_BEFORE"
@@ -928,12 +1171,61 @@ main_switch() { # main_switch FROM_COLOR TO_COLOR
   marker result "deployed=true color=$to previous_color=$from version=$RUN_VERSION image=$RUN_IMAGE"
 }
 
+# The load-balancer host (role lb): it runs no container. It says which color serves (and, for a
+# rollback, the version to go back to); the runner prepares the app servers, then has it switch
+# its upstream to that color on every app server at once (`switch COLOR`, then `finish` or
+# `undo`), or `keep` (promote: false) or `abort`.
+main_lb() {
+  local active current idle cmd
+  upstream_recover
+  active="$(state_get color)"; current="$(state_get version)"
+  if [[ "${P[action]}" == rollback ]]; then
+    [[ -n "$active" ]] || die "nothing is deployed for ${P[app]} behind this load balancer, so there is nothing to roll back to"
+    target_pick "$current"
+  fi
+  if [[ -n "$active" ]]; then idle="$(color_other "$active")"; else idle=blue; fi
+  if [[ -n "${P[preview_file]}" ]]; then preview_ensure "$active" || die "$UPSTREAM_ERROR"; fi
+  command_await ready "color=$idle previous_color=$active version=$RUN_VERSION image=$RUN_IMAGE"
+  cmd="$(command_next)"
+  case "$cmd" in
+    "switch $idle") ;;
+    keep)
+      history_add prepared "$idle"
+      marker result "deployed=false color=$idle previous_color=$active version=$RUN_VERSION image=$RUN_IMAGE"
+      return 0 ;;
+    eof) runner_gone ready; exit 1 ;;
+    *) die "nothing was switched (the runner said $cmd)" ;;
+  esac
+  phase "switch to ${P[app]}-$idle on every app server"
+  upstream_switch "$(upstream_target "$idle")" "$idle"
+  log "nginx now sends ${P[upstream_name]} to $(upstream_target "$idle")"
+  event switched
+  journal_write switched "$idle"
+  command_await switched "color=$idle"
+  cmd="$(command_next)"
+  if [[ "$cmd" != finish ]]; then
+    if [[ "$cmd" == eof ]]; then runner_gone switched; fi
+    switch_undo "$active" "$idle"
+    die "the switch to $RUN_VERSION was undone (${cmd/#eof/the runner went away}): nginx sends ${P[upstream_name]} to ${active:-nothing} as before"
+  fi
+  state_write "$idle" "$RUN_VERSION" "$RUN_IMAGE"
+  journal_clear
+  history_add ok "$idle"
+  event finished
+  marker result "deployed=true color=$idle previous_color=$active version=$RUN_VERSION image=$RUN_IMAGE"
+}
+
 main() {
   params_parse "$@"
   params_read_secrets
   RUN_VERSION="${P[version]}"; RUN_IMAGE="${P[image]}"
   trap main_cleanup EXIT
-  command -v docker >/dev/null || die "docker is not installed on the server (or not on PATH for this user)"
+  # in a run over several servers, a cut session must not end the script half-way: it notices
+  # when it reads the runner's next command, and undoes or leaves things as its role says
+  if [[ "${P[role]}" != single ]]; then trap '' PIPE; fi
+  if [[ "${P[role]}" != lb ]]; then
+    command -v docker >/dev/null || die "docker is not installed on the server (or not on PATH for this user)"
+  fi
   command -v flock >/dev/null || die "flock is not installed on the server (package util-linux)"
   state_init
   event begin
@@ -944,8 +1236,10 @@ main() {
     P[switch_mode]="$PREV_MODE"
   fi
   if [[ "${P[switch_mode]}" == dnat || "$PREV_MODE" == dnat ]]; then nat_preflight; fi
-  docker_preflight
+  journal_report
   trap 'history_print; main_cleanup' EXIT
+  if [[ "${P[role]}" == lb ]]; then main_lb; return; fi
+  docker_preflight
   case "${P[action]}" in
     deploy) main_deploy ;;
     rollback) main_rollback ;;

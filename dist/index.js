@@ -58068,7 +58068,7 @@ module.exports = {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _shim_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(2710);
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6390);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(505);
 
 
 await (0,_main_js__WEBPACK_IMPORTED_MODULE_1__/* .run */ .e)();
@@ -58078,7 +58078,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 6390:
+/***/ 505:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -66052,6 +66052,8 @@ const INPUTS = {
     'github-token': { group: 'version', secret: true },
     'create-release': { group: 'version', default: 'true' },
     host: { group: 'server' },
+    hosts: { group: 'server' },
+    'lb-host': { group: 'server' },
     port: { group: 'server', default: '22' },
     username: { group: 'server' },
     'ssh-key': { group: 'server', secret: true },
@@ -66077,6 +66079,10 @@ const INPUTS = {
     'nginx-reload-command': { group: 'switch', default: 'nginx -s reload' },
     'switch-mode': { group: 'switch', default: 'reload' },
     'live-port': { group: 'switch', default: '8083' },
+    'bind-address': { group: 'server', default: '127.0.0.1' },
+    'max-parallel': { group: 'server', default: '0' },
+    'nginx-preview-file': { group: 'switch' },
+    promote: { group: 'run', default: 'true' },
     rollback: { group: 'run' },
     config: { group: 'run' }
 };
@@ -66548,6 +66554,8 @@ function checkRun(c) {
 // EXTERNAL MODULE: external "node:path"
 var external_node_path_ = __nccwpck_require__(6760);
 var external_node_path_default = /*#__PURE__*/__nccwpck_require__.n(external_node_path_);
+// EXTERNAL MODULE: external "node:net"
+var external_node_net_ = __nccwpck_require__(7030);
 // EXTERNAL MODULE: external "node:crypto"
 var external_node_crypto_ = __nccwpck_require__(7598);
 ;// CONCATENATED MODULE: ./src/hostkey.ts
@@ -66659,6 +66667,151 @@ function verifyHostKey(pins, blob) {
     return pins.some((p) => p.sha256 === fp);
 }
 
+;// CONCATENATED MODULE: ./src/config-hosts.ts
+// The servers of a run: `host` or `hosts` (one per line), the optional load-balancer host, and
+// how a run over several servers goes (bind address, parallelism, previews, promote). Each server
+// is a complete SSH config: its own address, port and user, and the host keys pinned for it.
+
+
+const config_hosts_NAME = /^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?$/;
+const USER = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
+/**
+ * One server as people write it: `host`, `host:port`, `user@host`, `user@host:port`, an IPv6
+ * address bare or in brackets (`[::1]`, `[::1]:2222`). A problem is returned as a string.
+ */
+function parseHostLine(line, defaults) {
+    let rest = line.trim();
+    let username = defaults.username;
+    const at = rest.lastIndexOf('@');
+    if (at >= 0) {
+        username = rest.slice(0, at);
+        rest = rest.slice(at + 1);
+        if (!USER.test(username))
+            return `the user '${username}' is not a user name`;
+    }
+    let host = rest;
+    let port = defaults.port;
+    const bracket = /^\[([0-9A-Fa-f:.]+)\](?::(\d+))?$/.exec(rest);
+    if (bracket) {
+        host = bracket[1];
+        if (bracket[2] !== undefined)
+            port = Number(bracket[2]);
+        if ((0,external_node_net_.isIP)(host) !== 6)
+            return `'${host}' in brackets is not an IPv6 address`;
+    }
+    else if ((0,external_node_net_.isIP)(rest) === 6) {
+        host = rest;
+    }
+    else {
+        const m = /^([^:]+)(?::(\d+))?$/.exec(rest);
+        if (!m)
+            return 'expected host, host:port or [IPv6]:port';
+        host = m[1];
+        if (m[2] !== undefined)
+            port = Number(m[2]);
+        if (!config_hosts_NAME.test(host))
+            return `'${host}' is not a host name or address`;
+    }
+    if (!Number.isInteger(port) || port < 1 || port > 65535)
+        return `port ${port} is not 1 to 65535`;
+    if (!username)
+        return 'no user: give username, or user@host';
+    return { host, port, username };
+}
+/** The address as nginx and ssh write it: an IPv6 address in brackets. */
+function hostForUrl(host) {
+    return (0,external_node_net_.isIP)(host) === 6 ? `[${host}]` : host;
+}
+function sshOf(c, a, shared, where) {
+    let hostKeyPins = [];
+    try {
+        hostKeyPins = parseHostKeyPins(shared.fingerprints, shared.knownHosts, a.host, a.port);
+    }
+    catch (e) {
+        c.add(`${where}: ${e.message}`);
+    }
+    return {
+        host: a.host,
+        port: a.port,
+        username: a.username,
+        privateKey: shared.privateKey,
+        passphrase: shared.passphrase,
+        hostKeyPins,
+        insecureIgnoreHostKey: shared.insecureIgnoreHostKey
+    };
+}
+/**
+ * The servers: `host` (one) or `hosts` (one per line), each `[user@]host[:port]`, with `port` and
+ * `username` as the defaults; and `lb-host`, the load balancer in front of them.
+ */
+function checkHosts(c, d, shared) {
+    const one = c.get('host')?.trim();
+    const many = c.get('hosts');
+    const lines = [];
+    if (one !== undefined && many !== undefined)
+        c.add("Inputs 'host' and 'hosts' are both set: give one server in 'host', or every server in 'hosts' (one per line), not both.");
+    else if (one !== undefined)
+        lines.push(['host', one]);
+    else if (many !== undefined)
+        for (const [i, l] of many.split('\n').entries()) {
+            const t = l.trim();
+            if (t !== '' && !t.startsWith('#'))
+                lines.push([`hosts line ${i + 1}`, t]);
+        }
+    else
+        c.missing('host', "the server to deploy to, e.g. ${{ secrets.DEPLOY_HOST }} (or 'hosts', one server per line)");
+    const hosts = [];
+    const seen = new Set();
+    for (const [where, line] of lines) {
+        const a = parseHostLine(line, d);
+        if (typeof a === 'string') {
+            c.add(`Invalid ${where} '${line}': ${a}. Expected host, host:port, user@host:port or [IPv6]:port.`);
+            continue;
+        }
+        const key = `${a.host}:${a.port}`;
+        if (seen.has(key))
+            c.add(`Invalid ${where}: ${key} is listed twice.`);
+        seen.add(key);
+        hosts.push(sshOf(c, a, shared, where));
+    }
+    let lb;
+    const lbRaw = c.get('lb-host')?.trim();
+    if (lbRaw !== undefined) {
+        const a = parseHostLine(lbRaw, d);
+        if (typeof a === 'string')
+            c.add(`Invalid lb-host '${lbRaw}': ${a}. Expected the load balancer's host, host:port or user@host:port.`);
+        else
+            lb = sshOf(c, a, shared, 'lb-host');
+    }
+    return { ssh: hosts[0] ?? {}, hosts, lb };
+}
+/** How a run over several servers goes. */
+function checkFleet(c, s) {
+    const bindAddress = c.text('bind-address', '127.0.0.1', (v) => (0,external_node_net_.isIP)(v) === 4, 'an IPv4 address of the app servers, such as 127.0.0.1 (the default), 0.0.0.0 or a private address');
+    const maxParallel = c.num('max-parallel', 0, 1000, true);
+    const promote = c.bool('promote');
+    const previewFile = c.text('nginx-preview-file', '', (v) => v.startsWith('/') && !/[\s;{}'"$\\]/.test(v), "an absolute path without spaces, quotes, ; { } or $, e.g. /etc/nginx/bg-deploy/shop-preview.conf, that the server block includes with 'include /etc/nginx/bg-deploy/shop-preview*.conf;'");
+    if (s.lb) {
+        if (bindAddress.startsWith('127.'))
+            c.add(`Input 'bind-address' is ${bindAddress}, so the load balancer on lb-host (${s.lb.host}) cannot reach the app servers' ports: set it to 0.0.0.0 or to an address the load balancer reaches (and let only the load balancer through your firewall).`);
+        if (s.mode === 'dnat')
+            c.add("switch-mode dnat does not work with lb-host yet: the load balancer's nginx switches with a reload. Remove switch-mode or lb-host.");
+        if (s.network)
+            c.add("Input 'network' does not work with lb-host: the load balancer reaches the app servers by their published ports, not through a Docker network on each server. Remove one of them.");
+        if (s.hosts.some((h) => h.host === s.lb.host && h.port === s.lb.port))
+            c.add(`lb-host ${s.lb.host}:${s.lb.port} is also in hosts: the load balancer runs nginx, the app servers run the app; give them apart.`);
+    }
+    else if (s.mode === 'dnat' && !['127.0.0.1', '0.0.0.0'].includes(bindAddress))
+        c.add(`switch-mode dnat sends the live port to 127.0.0.1, where the app is not published with bind-address ${bindAddress}: use 127.0.0.1 or 0.0.0.0, or switch-mode reload.`);
+    return {
+        bindAddress,
+        maxParallel,
+        promote,
+        previewFile: previewFile || undefined,
+        several: s.hosts.length > 1 || s.lb !== undefined || !promote || previewFile !== ''
+    };
+}
+
 ;// CONCATENATED MODULE: ./src/config-build.ts
 // The inputs of the build and release side, and of the SSH connection: each group checked into
 // its part of the Config, every problem reported to the one collector.
@@ -66672,8 +66825,8 @@ function verifyHostKey(pins, blob) {
 const PATH_COMPONENT = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*';
 const DOMAIN = '(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?';
 const REPOSITORY = new RegExp(`^(?:${DOMAIN}/)?${PATH_COMPONENT}(?:/${PATH_COMPONENT})*$`);
-const HOST = /^[A-Za-z0-9_.:[\]-]+$/;
-const USER = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
+const REGISTRY_HOST = /^[A-Za-z0-9_.:[\]-]+$/;
+const config_build_USER = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
 /** The registry host of an image repository, as Docker decides it. */
 function registryOf(image) {
     const slash = image.indexOf('/');
@@ -66694,7 +66847,7 @@ function checkBuild(c) {
         c.bad('image', 'a lowercase image repository such as ghcr.io/acme/shop or registry.example.com:5000/team/app');
     else
         image = imageRaw;
-    const registry = c.text('registry', image ? registryOf(image) : '', (v) => HOST.test(v) && !v.startsWith('-'), 'a registry host such as ghcr.io or registry.example.com:5000');
+    const registry = c.text('registry', image ? registryOf(image) : '', (v) => REGISTRY_HOST.test(v) && !v.startsWith('-'), 'a registry host such as ghcr.io or registry.example.com:5000');
     const context = c.text('context', defaultOf('context'), noControl, 'a directory path relative to the workspace');
     const dockerfile = c.text('dockerfile', external_node_path_default().join(context, 'Dockerfile'), noControl, 'a file path relative to the workspace');
     const buildArgs = splitLines(c.get('build-args') ?? '');
@@ -66737,18 +66890,13 @@ function checkVersion(c) {
     const createRelease = c.bool('create-release');
     return { version, versionPattern, githubToken: c.get('github-token')?.trim(), createRelease };
 }
-/** The server and how to reach it. */
+/** The servers and how to reach them: the key, the host keys, and each server (config-hosts.ts). */
 function checkServer(c) {
-    const host = c.get('host')?.trim();
-    if (host === undefined)
-        c.missing('host', 'the server to deploy to, e.g. ${{ secrets.DEPLOY_HOST }}');
-    else if (!HOST.test(host) || host.startsWith('-'))
-        c.bad('host', 'a host name or IP address');
     const sshPort = c.port('port');
     const username = c.get('username')?.trim();
     if (username === undefined)
         c.missing('username', 'the SSH user on the server, e.g. deploy');
-    else if (!USER.test(username))
+    else if (!config_build_USER.test(username))
         c.bad('username', 'a user name of letters, digits, _ . and -, not starting with -');
     const privateKey = c.get('ssh-key');
     if (privateKey === undefined)
@@ -66757,29 +66905,19 @@ function checkServer(c) {
         c.bad('ssh-key', 'an OpenSSH or PEM private key; this is a PKCS#8 key, which is not supported. Convert it with: ssh-keygen -p -f KEYFILE (it is rewritten in OpenSSH format)');
     else if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(privateKey))
         c.bad('ssh-key', 'the text of a private key starting with -----BEGIN OPENSSH PRIVATE KEY----- (not a path or a public key)');
-    const passphrase = c.get('ssh-passphrase');
-    let hostKeyPins = [];
-    try {
-        hostKeyPins = parseHostKeyPins(c.get('host-fingerprint'), c.get('known-hosts'), host ?? '', sshPort);
-    }
-    catch (e) {
-        c.add(e.message);
-    }
     const insecureIgnoreHostKey = c.bool('insecure-ignore-host-key');
-    if (hostKeyPins.length === 0 &&
-        !insecureIgnoreHostKey &&
+    const servers = checkHosts(c, { port: sshPort, username: username && config_build_USER.test(username) ? username : 'deploy' }, {
+        privateKey: privateKey ?? '',
+        passphrase: c.get('ssh-passphrase'),
+        insecureIgnoreHostKey,
+        fingerprints: c.get('host-fingerprint'),
+        knownHosts: c.get('known-hosts')
+    });
+    if (!insecureIgnoreHostKey &&
         c.get('host-fingerprint') === undefined &&
         c.get('known-hosts') === undefined)
         c.add("The server's host key is not pinned: set 'host-fingerprint' to the output of `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` run on the server (or 'known-hosts' to the output of `ssh-keyscan HOST`), or set 'insecure-ignore-host-key: true' to skip the check.");
-    return {
-        host: host,
-        port: sshPort,
-        username: username,
-        privateKey: privateKey,
-        passphrase,
-        hostKeyPins,
-        insecureIgnoreHostKey
-    };
+    return servers;
 }
 
 ;// CONCATENATED MODULE: external "node:fs"
@@ -66886,6 +67024,7 @@ function mergeInputs(fromFile, explicit) {
 
 
 
+
 /** Read every input through `get` (core.getInput); empty means not given. */
 function readInputs(get) {
     const inputs = {};
@@ -66905,12 +67044,13 @@ function parseConfig(inputs, ctx) {
     const c = new Collector(inputs);
     const build = checkBuild(c);
     const version = checkVersion(c);
-    const ssh = checkServer(c);
+    const { ssh, hosts, lb } = checkServer(c);
     const app = checkApp(c, ctx);
     const sw = checkSwitch(c, app);
+    const fleet = checkFleet(c, { hosts, lb, mode: sw.switch.mode, network: app.network });
     const run = checkRun(c);
     c.done();
-    return { ...build, ...version, ssh, app, ...sw, ...run };
+    return { ...build, ...version, ssh, hosts, lb, fleet, app, ...sw, ...run };
 }
 
 ;// CONCATENATED MODULE: ./src/runner.ts
@@ -66985,6 +67125,626 @@ async function readCommit(ctx, runner) {
     catch (e) {
         throw new Error(`Cannot read the commit message of ${ctx.sha} in ${ctx.workspace}: run actions/checkout before this step, or set the 'version' input. (${e.message})`);
     }
+}
+
+;// CONCATENATED MODULE: ./src/protocol.ts
+// The vocabulary the action and the server script (src/remote/) share, declared once.
+// __tests__/protocol.test.ts holds the script to it: its parameter table, the markers and events
+// it prints and the history fields it writes.
+/** The script's parameters (`key=value` arguments) and the defaults its table gives them. */
+const PARAMETERS = {
+    action: 'deploy',
+    app: '',
+    image: '',
+    version: '',
+    container_port: '8080',
+    blue_port: '8081',
+    green_port: '8082',
+    network: '',
+    env_file: '',
+    health_path: '/',
+    health_timeout: '60',
+    health_interval: '0.1',
+    drain_timeout: '30',
+    upstream_file: '',
+    upstream_name: '',
+    nginx_test: 'nginx -t',
+    nginx_reload: 'nginx -s reload',
+    lock_timeout: '600',
+    actor: '',
+    run_url: '',
+    registry: '',
+    registry_user: '',
+    state_dir: '',
+    target: '',
+    switch_mode: 'reload',
+    live_port: '8083',
+    docker_timeout: '60',
+    role: 'single',
+    color: '',
+    bind_address: '127.0.0.1',
+    lb_servers: '',
+    preview_file: '',
+    commit_timeout: '900'
+};
+/** A repeatable argument: one `docker run` argument each, in order. */
+const RUN_ARG = 'run_arg';
+/** The secret lines that follow the script on stdin, ending with `end`. */
+const SECRET_LINES = (/* unused pure expression or super */ null && (['registry_password', 'env', 'end']));
+/** The script's stdout carries only `::bg-deploy-<marker>:: text` lines. */
+const MARKERS = (/* unused pure expression or super */ null && (['phase', 'event', 'result', 'history', 'warning', 'error', 'await']));
+/** The timeline events the script reports, in order, with their job summary labels. */
+const EVENT_LABELS = {
+    begin: 'script started',
+    pull: 'pull started',
+    pulled: 'image pulled',
+    started: 'new container started',
+    healthy: 'healthy',
+    switched: 'nginx switched',
+    drained: 'old container drained',
+    finished: 'finished'
+};
+const EVENTS = Object.keys(EVENT_LABELS);
+/** A history row's tab-separated fields, in the order the script writes them. */
+const HISTORY_FIELDS = [
+    'time',
+    'actor',
+    'runUrl',
+    'action',
+    'version',
+    'image',
+    'color',
+    'result'
+];
+/**
+ * A run over several servers (src/remote/main.sh): each server's script runs in a role, reports
+ * the stage it reached (`await` marker) and waits for the runner's next command on stdin.
+ * single: one server switching itself in one go (no commands); host: a server with its own nginx;
+ * app: a server behind the load-balancer host; lb: that load balancer.
+ */
+const ROLES = (/* unused pure expression or super */ null && (['single', 'host', 'app', 'lb']));
+/** The stages a script reports before it waits: ready (lb), prepared (host, app), switched (host, lb). */
+const STAGES = ['ready', 'prepared', 'switched'];
+/** The runner's commands; `switch` takes a color on the load balancer. */
+const COMMANDS = (/* unused pure expression or super */ null && (['switch', 'finish', 'keep', 'undo', 'abort']));
+
+;// CONCATENATED MODULE: ./src/answer.ts
+// What the server answers is checked before it is used: the result line's values become step
+// outputs (a workflow may put them into a `run:` step), history rows and events go into the job
+// summary and the timeline output. A server that answers anything else fails the run.
+
+
+class MalformedAnswer extends Error {
+    constructor(what) {
+        super(`The server's answer was malformed: ${what}. No output was written from it. Check the server (the state and history files under /var/lib/bg-deploy or ~/.bg-deploy, and who can write them).`);
+        this.name = 'MalformedAnswer';
+    }
+}
+/** Marker text comes escaped onto one line: `\\` `\n` `\r`. */
+function unescapeMarker(text) {
+    return text.replace(/\\([\\nr])/g, (_, c) => (c === 'n' ? '\n' : c === 'r' ? '\r' : '\\'));
+}
+/** A value for a message: quoted as JSON (control characters visible) or only its length. */
+function shown(v) {
+    return v.length <= 200 ? JSON.stringify(v) : `(${v.length} characters)`;
+}
+const answer_IMAGE_TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
+const DIGEST = /^sha256:[0-9a-f]{64}$/;
+/** Is `ref` the repository `image` with a tag or a digest? */
+function isImageOf(ref, image) {
+    if (ref.startsWith(`${image}@`))
+        return DIGEST.test(ref.slice(image.length + 1));
+    if (ref.startsWith(`${image}:`))
+        return answer_IMAGE_TAG.test(ref.slice(image.length + 1));
+    return false;
+}
+/**
+ * Check the result line's fields: colors are blue or green, the image is the `image` input with a
+ * tag or digest, the version is the one sent (a deploy) or passes the version rules (a rollback).
+ */
+function checkResult(fields, expected) {
+    const known = ['deployed', 'color', 'previous_color', 'version', 'image'];
+    const extra = Object.keys(fields).filter((k) => !known.includes(k));
+    if (extra.length > 0)
+        throw new MalformedAnswer(`unknown result fields ${shown(extra.join(' '))}`);
+    const deployed = fields.deployed ?? '';
+    if (deployed !== 'true' && deployed !== 'false')
+        throw new MalformedAnswer(`deployed is ${shown(deployed)}, not true or false`);
+    const color = (name) => {
+        const v = fields[name] ?? '';
+        if (v === '')
+            return undefined;
+        if (v === 'blue' || v === 'green')
+            return v;
+        throw new MalformedAnswer(`${name} is ${shown(v)}, not blue or green`);
+    };
+    const version = fields.version || undefined;
+    if (expected.action === 'deploy' && version !== (expected.version || undefined))
+        throw new MalformedAnswer(`version is ${shown(version ?? '')}, not the version sent (${shown(expected.version ?? '')})`);
+    if (expected.action === 'rollback' && (!version || versionProblem(version)))
+        throw new MalformedAnswer(`version is ${shown(version ?? '')}, which is not a version`);
+    const image = fields.image || undefined;
+    if (image !== undefined && !isImageOf(image, expected.image))
+        throw new MalformedAnswer(`image is ${shown(image)}, not ${expected.image} with a tag or a @sha256: digest`);
+    return {
+        deployed: deployed === 'true',
+        color: color('color'),
+        previousColor: color('previous_color'),
+        version,
+        image
+    };
+}
+/** A history row (tab-separated, as the script writes it), or undefined when it is not one. */
+function parseHistoryLine(text) {
+    const values = text.split('\t');
+    if (values.length !== HISTORY_FIELDS.length)
+        return undefined;
+    if (values.some((v) => v.length > 500 || /[\0-\x1f\x7f]/.test(v)))
+        return undefined;
+    return Object.fromEntries(HISTORY_FIELDS.map((f, i) => [f, values[i]]));
+}
+/** A `NAME EPOCH_MS` event, or undefined when the name is not declared or the time not a number. */
+function parseEvent(text) {
+    const m = /^(\S+) (\d{1,16})$/.exec(text);
+    if (!m || !EVENTS.includes(m[1]))
+        return undefined;
+    return { name: m[1], ms: Number(m[2]) };
+}
+
+// EXTERNAL MODULE: external "node:stream"
+var external_node_stream_ = __nccwpck_require__(7075);
+;// CONCATENATED MODULE: external "node:string_decoder"
+const external_node_string_decoder_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:string_decoder");
+;// CONCATENATED MODULE: ./src/remote.ts
+
+
+
+
+
+/**
+ * The blue-green script, sent on stdin: src/remote's parts, joined in order into build/deploy.sh
+ * (scripts/join-remote.mjs, the first step of `npm run bundle`), which the bundle ships as
+ * dist/deploy.sh.
+ */
+function loadDeployScript() {
+    return (0,external_node_fs_namespaceObject.readFileSync)(__nccwpck_require__.ab + "deploy.sh", 'utf8');
+}
+/** Quote one word for a POSIX shell. The only place remote shell quoting happens. */
+function shellQuote(word) {
+    return `'${word.replace(/'/g, `'\\''`)}'`;
+}
+/** The script's key=value arguments: everything that is not secret. */
+function scriptArgs(config, req) {
+    const a = [
+        ['action', req.action],
+        ['target', req.target],
+        ['app', config.app.name],
+        ['image', req.image],
+        ['version', req.version],
+        ['container_port', config.app.containerPort],
+        ['blue_port', config.app.bluePort],
+        ['green_port', config.app.greenPort],
+        ['network', config.app.network],
+        ['env_file', config.app.envFile],
+        ['health_path', config.health.path],
+        ['health_timeout', config.health.timeout],
+        ['health_interval', config.health.interval],
+        ['drain_timeout', config.drainTimeout],
+        ['upstream_file', config.nginx.upstreamFile],
+        ['upstream_name', config.nginx.upstreamName],
+        ['nginx_test', config.nginx.testCommand],
+        ['nginx_reload', config.nginx.reloadCommand],
+        ['switch_mode', config.switch.mode],
+        ['live_port', config.switch.livePort],
+        ['registry', config.registry],
+        ['registry_user', config.pull.username],
+        ['actor', req.actor],
+        ['run_url', req.runUrl],
+        ['role', req.role],
+        ['color', req.color],
+        ['bind_address', config.fleet.bindAddress],
+        ['lb_servers', req.lbServers?.join(',')],
+        ['preview_file', config.fleet.previewFile]
+    ];
+    return [
+        ...a.filter(([, v]) => v !== undefined && v !== '').map(([k, v]) => `${k}=${v}`),
+        ...config.app.dockerRunArgs.map((r) => `${RUN_ARG}=${r}`)
+    ];
+}
+/** The remote command line: constant program, quoted non-secret arguments. */
+function remoteCommand(args) {
+    return ['bash', '-s', '--', ...args.map(shellQuote)].join(' ');
+}
+const b64 = (s) => Buffer.from(s, 'utf8').toString('base64');
+/**
+ * stdin: the script, then the secrets as `name base64` lines, then `end`. The server gets the pull
+ * credential (the push one only when no pull credential is given).
+ */
+function remoteStdin(script, config) {
+    const lines = [];
+    if (config.pull.password)
+        lines.push(`registry_password ${b64(config.pull.password)}`);
+    for (const [k, v] of config.app.env)
+        lines.push(`env ${k} ${b64(v)}`);
+    lines.push('end');
+    return `${script.endsWith('\n') ? script : script + '\n'}${lines.join('\n')}\n`;
+}
+/** Longest line kept whole: a server that never sends a newline cannot fill the runner's memory. */
+const MAX_LINE = 64 * 1024;
+const PHASE = /^[\w .()-]{1,200}$/;
+/**
+ * Splits streamed chunks into lines and interprets the script's marker lines. Markers count only
+ * on the script's stdout, which carries nothing else (the script sends every command's output to
+ * stderr); stderr is only ever shown, never interpreted.
+ */
+class OutputParser {
+    log;
+    onStage;
+    buffers = { out: '', err: '' };
+    decoders = { out: new external_node_string_decoder_namespaceObject.StringDecoder('utf8'), err: new external_node_string_decoder_namespaceObject.StringDecoder('utf8') };
+    events = [];
+    history = [];
+    result;
+    error;
+    tail = [];
+    constructor(log, onStage = () => { }) {
+        this.log = log;
+        this.onStage = onStage;
+    }
+    push(stream, chunk) {
+        let text = this.buffers[stream] +
+            (typeof chunk === 'string' ? chunk : this.decoders[stream].write(chunk));
+        let nl;
+        while ((nl = text.indexOf('\n')) >= 0 || text.length > MAX_LINE) {
+            const end = nl >= 0 && nl <= MAX_LINE ? nl : MAX_LINE;
+            this.handle(stream, text.slice(0, end));
+            text = text.slice(end === nl ? end + 1 : end);
+        }
+        this.buffers[stream] = text;
+    }
+    flush() {
+        for (const s of ['out', 'err']) {
+            const rest = this.buffers[s] + this.decoders[s].end();
+            if (rest)
+                this.handle(s, rest);
+            this.buffers[s] = '';
+        }
+    }
+    handle(stream, raw) {
+        const line = raw.replace(/\r$/, '');
+        const m = stream === 'out' ? /^::bg-deploy-([a-z]+):: (.*)$/.exec(line) : null;
+        if (m) {
+            const text = m[2];
+            switch (m[1]) {
+                case 'phase': {
+                    const name = unescapeMarker(text);
+                    if (PHASE.test(name))
+                        this.log.phase(name);
+                    return;
+                }
+                case 'event': {
+                    const e = parseEvent(text);
+                    if (e)
+                        this.events.push(e);
+                    return;
+                }
+                case 'result':
+                    this.result = Object.fromEntries(unescapeMarker(text)
+                        .split(' ')
+                        .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+                    return;
+                case 'history': {
+                    const h = parseHistoryLine(unescapeMarker(text));
+                    if (h)
+                        this.history.push(h);
+                    return;
+                }
+                case 'warning':
+                    return this.log.warning(unescapeMarker(text));
+                case 'error':
+                    this.error = unescapeMarker(text);
+                    return;
+                case 'await': {
+                    const [stage, ...kv] = unescapeMarker(text).split(' ');
+                    if (!STAGES.includes(stage ?? ''))
+                        return;
+                    this.onStage(stage, Object.fromEntries(kv.map((f) => [f.slice(0, f.indexOf('=')), f.slice(f.indexOf('=') + 1)])));
+                    return;
+                }
+            }
+        }
+        this.tail = [...this.tail.slice(-19), line];
+        this.log.line(line);
+    }
+}
+/** Run the script on the server and turn its output into a result, or an error that explains. */
+async function runRemote(shell, config, req, log, script = loadDeployScript()) {
+    return startRemote(shell, config, req, log, script).result;
+}
+function startRemote(shell, config, req, log, script = loadDeployScript()) {
+    const stages = new Map();
+    const waiting = new Map();
+    const parser = new OutputParser(log, (stage, fields) => {
+        stages.set(stage, fields);
+        for (const w of waiting.get(stage) ?? [])
+            w.resolve(fields);
+        waiting.delete(stage);
+    });
+    const stdin = new external_node_stream_.PassThrough();
+    stdin.write(remoteStdin(script, config));
+    if (!req.role || req.role === 'single')
+        stdin.end();
+    const result = shell
+        .exec(remoteCommand(scriptArgs(config, req)), {
+        stdin,
+        onStdout: (c) => parser.push('out', c),
+        onStderr: (c) => parser.push('err', c)
+    })
+        .then((r) => {
+        parser.flush();
+        return answer(parser, r, config, req);
+    });
+    const settle = (e) => {
+        for (const ws of waiting.values())
+            for (const w of ws)
+                w.reject(e);
+        waiting.clear();
+    };
+    result.then(() => settle(new Error('the script finished before it reached this stage')), (e) => settle(e));
+    return {
+        reached(stage) {
+            const seen = stages.get(stage);
+            if (seen)
+                return Promise.resolve(seen);
+            return new Promise((resolve, reject) => {
+                waiting.set(stage, [...(waiting.get(stage) ?? []), { resolve, reject }]);
+            });
+        },
+        send(command) {
+            if (!stdin.writableEnded)
+                stdin.write(`${command}\n`);
+        },
+        close() {
+            if (!stdin.writableEnded)
+                stdin.end();
+        },
+        result
+    };
+}
+function answer(parser, r, config, req) {
+    if (r.code === 0 && parser.result) {
+        const checked = checkResult(parser.result, {
+            image: config.image,
+            action: req.action,
+            version: req.version
+        });
+        return { ...checked, events: parser.events, history: parser.history };
+    }
+    if (parser.error)
+        throw new RemoteError(parser.error, r.code, parser.events, parser.history);
+    if (r.code === null)
+        throw new RemoteError(`The SSH session ended before the deploy finished${r.signal ? ` (signal ${r.signal})` : ''}. The server keeps serving what nginx points at; re-run the workflow and the next deploy completes or redoes this one.`, null, parser.events, parser.history);
+    throw new RemoteError(`The deploy script failed with exit code ${r.code}${parser.result ? '' : ' and no result'}. Last output:\n${parser.tail.slice(-10).join('\n')}`, r.code, parser.events, parser.history);
+}
+class RemoteError extends Error {
+    code;
+    events;
+    history;
+    constructor(message, code, events, history = []) {
+        super(message);
+        this.code = code;
+        this.events = events;
+        this.history = history;
+        this.name = 'RemoteError';
+    }
+}
+
+;// CONCATENATED MODULE: ./src/fleet.ts
+// A run over several servers: prepare every one (in parallel, at most max-parallel at a time), then
+// switch all of them or none. With a load-balancer host its nginx switches every app server at
+// once; without one each server switches its own nginx, and if one cannot, those that did switch
+// back. Each server's script holds its deploy lock from its start to its end, and acts on its own
+// when the runner goes away (src/remote/main.sh): the servers end on one version, or on the one
+// before, and the next run takes over from what the journal on each server says.
+
+
+
+class FleetError extends Error {
+    servers;
+    events;
+    history;
+    constructor(message, servers, events = [], history = []) {
+        super(message);
+        this.servers = servers;
+        this.events = events;
+        this.history = history;
+        this.name = 'FleetError';
+    }
+}
+/** The bound on the switch of every server without a load balancer. */
+const SWITCH_BOUND_MS = 30_000;
+/** A server's name in messages: host, or host:port when the port is not 22. */
+function serverName(ssh) {
+    return ssh.port === 22 ? ssh.host : `${hostForUrl(ssh.host)}:${ssh.port}`;
+}
+const messageOf = (e) => (e instanceof Error ? e.message : String(e));
+function withTimeout(p, ms, what) {
+    let timer;
+    return Promise.race([
+        p,
+        new Promise((_, reject) => {
+            timer = setTimeout(() => reject(new Error(`${what} took more than ${ms / 1000}s`)), ms);
+        })
+    ]).finally(() => clearTimeout(timer));
+}
+/**
+ * The fleet's timeline: each step when the last server got there (begin and pull: the first).
+ */
+function fleetEvents(all) {
+    const at = new Map();
+    for (const events of all)
+        for (const e of events) {
+            const seen = at.get(e.name);
+            const first = e.name === 'begin' || e.name === 'pull';
+            if (seen === undefined || (first ? e.ms < seen : e.ms > seen))
+                at.set(e.name, e.ms);
+        }
+    return [...at.entries()].map(([name, ms]) => ({ name, ms })).sort((a, b) => a.ms - b.ms);
+}
+/**
+ * Run a deploy or rollback on every server: prepare, then (promote) commit, or keep.
+ * `log(name)` gives the callbacks for one server's output.
+ */
+async function runFleet(servers, lb, config, req, log) {
+    const expected = (fields, action = req.action, version = req.version) => checkResult({ deployed: 'false', ...fields }, { image: config.image, action, version });
+    const all = [];
+    const start = (s, role, r) => {
+        const name = serverName(s.ssh);
+        const run = {
+            name,
+            role,
+            session: startRemote(s.shell, config, { ...r, role }, log(name))
+        };
+        run.session.result.then((x) => (run.settled = x), (e) => (run.settled = e));
+        all.push(run);
+        return run;
+    };
+    const outcomes = (state) => all.map((r) => {
+        const res = r.settled instanceof Error ? undefined : r.settled;
+        return {
+            name: r.name,
+            role: r.role,
+            state: r.error ? 'failed' : state(r),
+            color: res?.color ?? r.fields?.color,
+            version: res?.version ?? r.fields?.version,
+            error: r.error
+        };
+    });
+    /** tell every running script `command`, close its input, and wait for every one to end */
+    const finishAll = async (command) => {
+        for (const r of all) {
+            if (!r.error)
+                r.session.send(command);
+            r.session.close();
+        }
+        await Promise.allSettled(all.map((r) => r.session.result));
+    };
+    // the load balancer first: it says which color to start and, for a rollback, which version
+    let lbRun;
+    let appReq = req;
+    if (lb) {
+        lbRun = start(lb, 'lb', {
+            ...req,
+            lbServers: servers.map((s) => hostForUrl(s.ssh.host))
+        });
+        try {
+            const ready = await lbRun.session.reached('ready');
+            const checked = expected(ready, req.action, req.action === 'deploy' ? req.version : undefined);
+            lbRun.fields = ready;
+            appReq = {
+                ...req,
+                color: checked.color,
+                version: checked.version,
+                image: checked.image ?? req.image
+            };
+        }
+        catch (e) {
+            lbRun.error = messageOf(e);
+            await finishAll('abort');
+            throw new FleetError(`The load balancer ${lbRun.name} could not start the run: ${lbRun.error}. Nothing was changed on any server.`, outcomes(() => 'untouched'));
+        }
+    }
+    // prepare: pull, start the new color, wait for its health; at most max-parallel at a time
+    const role = lb ? 'app' : 'host';
+    const queue = [...servers];
+    let failed = false;
+    const worker = async () => {
+        for (let s = queue.shift(); s && !failed; s = queue.shift()) {
+            const run = start(s, role, appReq);
+            try {
+                const fields = await run.session.reached('prepared');
+                expected(fields, appReq.action, appReq.action === 'deploy' ? appReq.version : undefined);
+                run.fields = fields;
+            }
+            catch (e) {
+                run.error = messageOf(e);
+                failed = true;
+            }
+        }
+    };
+    const limit = config.fleet.maxParallel > 0 ? config.fleet.maxParallel : servers.length;
+    await Promise.all(Array.from({ length: Math.min(limit, servers.length) }, worker));
+    const apps = all.filter((r) => r.role !== 'lb');
+    const versions = new Set(apps.map((r) => r.fields?.version));
+    if (!failed && versions.size > 1) {
+        for (const r of apps)
+            r.error = `prepared version ${r.fields?.version}`;
+        failed = true;
+        await finishAll('abort');
+        throw new FleetError(`The servers would roll back to different versions (${apps.map((r) => `${r.name}: ${r.fields?.version}`).join(', ')}), since they served different ones. Nothing was switched. Name the version to roll back to in 'rollback'.`, outcomes(() => 'aborted'));
+    }
+    if (failed) {
+        await finishAll('abort');
+        const bad = all.filter((r) => r.error);
+        throw new FleetError(`Nothing was switched: ${bad.map((r) => `${r.name} could not get ready: ${r.error}`).join('; ')}. The new color was removed where it had started${servers.length > apps.length ? `, and ${servers.length - apps.length} server(s) were not started` : ''}; every server serves what it served before.`, outcomes((r) => (r.role === 'lb' ? 'untouched' : 'aborted')));
+    }
+    const first = apps[0];
+    const fields = (lbRun ?? first).fields;
+    const result = (deployed, prepared) => {
+        const main = lbRun ?? first;
+        const res = main.settled instanceof Error ? undefined : main.settled;
+        return {
+            deployed,
+            prepared,
+            color: (fields.color || undefined),
+            previousColor: (fields.previous_color || undefined),
+            version: fields.version || undefined,
+            image: fields.image || undefined,
+            events: fleetEvents(all.map((r) => (r.settled instanceof Error ? [] : (r.settled?.events ?? [])))),
+            history: res?.history ?? [],
+            servers: outcomes(() => (deployed ? 'switched' : 'prepared'))
+        };
+    };
+    if (!config.fleet.promote) {
+        await finishAll('keep');
+        const failedKeep = all.filter((r) => r.settled instanceof Error);
+        if (failedKeep.length > 0)
+            throw new FleetError(`The new version was prepared, but ${failedKeep.map((r) => `${r.name}: ${messageOf(r.settled)}`).join('; ')}`, outcomes(() => 'prepared'));
+        return result(false, true);
+    }
+    // commit
+    if (lbRun) {
+        lbRun.session.send(`switch ${fields.color}`);
+        try {
+            await withTimeout(lbRun.session.reached('switched'), SWITCH_BOUND_MS, 'the switch');
+        }
+        catch (e) {
+            lbRun.error = messageOf(e);
+            await finishAll('abort');
+            throw new FleetError(`The load balancer ${lbRun.name} could not switch: ${lbRun.error}. The new color was removed from every app server; the previous version serves.`, outcomes(() => 'aborted'));
+        }
+    }
+    else {
+        for (const r of apps)
+            r.session.send('switch');
+        const switched = await Promise.allSettled(apps.map((r) => withTimeout(r.session.reached('switched'), SWITCH_BOUND_MS, 'the switch').catch((e) => {
+            r.error = messageOf(e);
+            throw e;
+        })));
+        if (switched.some((x) => x.status === 'rejected')) {
+            await finishAll('undo');
+            const bad = apps.filter((r) => r.error);
+            throw new FleetError(`${bad.map((r) => `${r.name} could not switch: ${r.error}`).join('; ')}. Every server that had switched switched back: the previous version serves everywhere.`, outcomes(() => 'undone'));
+        }
+    }
+    await finishAll('finish');
+    const unfinished = all.filter((r) => r.settled instanceof Error);
+    if (unfinished.length > 0) {
+        for (const r of unfinished)
+            r.error = messageOf(r.settled);
+        throw new FleetError(`${fields.version} was switched to, but ${unfinished.map((r) => `${r.name} did not finish: ${r.error}`).join('; ')}. Re-run the workflow: the next run finishes it.`, outcomes(() => 'switched'));
+    }
+    return result(true, false);
 }
 
 ;// CONCATENATED MODULE: external "node:os"
@@ -67191,339 +67951,8 @@ function githubReleases(token, owner, repo) {
     };
 }
 
-;// CONCATENATED MODULE: external "node:string_decoder"
-const external_node_string_decoder_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:string_decoder");
-;// CONCATENATED MODULE: ./src/protocol.ts
-// The vocabulary the action and the server script (src/remote/) share, declared once.
-// __tests__/protocol.test.ts holds the script to it: its parameter table, the markers and events
-// it prints and the history fields it writes.
-/** The script's parameters (`key=value` arguments) and the defaults its table gives them. */
-const PARAMETERS = {
-    action: 'deploy',
-    app: '',
-    image: '',
-    version: '',
-    container_port: '8080',
-    blue_port: '8081',
-    green_port: '8082',
-    network: '',
-    env_file: '',
-    health_path: '/',
-    health_timeout: '60',
-    health_interval: '0.1',
-    drain_timeout: '30',
-    upstream_file: '',
-    upstream_name: '',
-    nginx_test: 'nginx -t',
-    nginx_reload: 'nginx -s reload',
-    lock_timeout: '600',
-    actor: '',
-    run_url: '',
-    registry: '',
-    registry_user: '',
-    state_dir: '',
-    target: '',
-    switch_mode: 'reload',
-    live_port: '8083',
-    docker_timeout: '60'
-};
-/** A repeatable argument: one `docker run` argument each, in order. */
-const RUN_ARG = 'run_arg';
-/** The secret lines that follow the script on stdin, ending with `end`. */
-const SECRET_LINES = (/* unused pure expression or super */ null && (['registry_password', 'env', 'end']));
-/** The script's stdout carries only `::bg-deploy-<marker>:: text` lines. */
-const MARKERS = (/* unused pure expression or super */ null && (['phase', 'event', 'result', 'history', 'warning', 'error']));
-/** The timeline events the script reports, in order, with their job summary labels. */
-const EVENT_LABELS = {
-    begin: 'script started',
-    pull: 'pull started',
-    pulled: 'image pulled',
-    started: 'new container started',
-    healthy: 'healthy',
-    switched: 'nginx switched',
-    drained: 'old container drained',
-    finished: 'finished'
-};
-const EVENTS = Object.keys(EVENT_LABELS);
-/** A history row's tab-separated fields, in the order the script writes them. */
-const HISTORY_FIELDS = [
-    'time',
-    'actor',
-    'runUrl',
-    'action',
-    'version',
-    'image',
-    'color',
-    'result'
-];
-
-;// CONCATENATED MODULE: ./src/answer.ts
-// What the server answers is checked before it is used: the result line's values become step
-// outputs (a workflow may put them into a `run:` step), history rows and events go into the job
-// summary and the timeline output. A server that answers anything else fails the run.
-
-
-class MalformedAnswer extends Error {
-    constructor(what) {
-        super(`The server's answer was malformed: ${what}. No output was written from it. Check the server (the state and history files under /var/lib/bg-deploy or ~/.bg-deploy, and who can write them).`);
-        this.name = 'MalformedAnswer';
-    }
-}
-/** Marker text comes escaped onto one line: `\\` `\n` `\r`. */
-function unescapeMarker(text) {
-    return text.replace(/\\([\\nr])/g, (_, c) => (c === 'n' ? '\n' : c === 'r' ? '\r' : '\\'));
-}
-/** A value for a message: quoted as JSON (control characters visible) or only its length. */
-function shown(v) {
-    return v.length <= 200 ? JSON.stringify(v) : `(${v.length} characters)`;
-}
-const answer_IMAGE_TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
-const DIGEST = /^sha256:[0-9a-f]{64}$/;
-/** Is `ref` the repository `image` with a tag or a digest? */
-function isImageOf(ref, image) {
-    if (ref.startsWith(`${image}@`))
-        return DIGEST.test(ref.slice(image.length + 1));
-    if (ref.startsWith(`${image}:`))
-        return answer_IMAGE_TAG.test(ref.slice(image.length + 1));
-    return false;
-}
-/**
- * Check the result line's fields: colors are blue or green, the image is the `image` input with a
- * tag or digest, the version is the one sent (a deploy) or passes the version rules (a rollback).
- */
-function checkResult(fields, expected) {
-    const known = ['deployed', 'color', 'previous_color', 'version', 'image'];
-    const extra = Object.keys(fields).filter((k) => !known.includes(k));
-    if (extra.length > 0)
-        throw new MalformedAnswer(`unknown result fields ${shown(extra.join(' '))}`);
-    const deployed = fields.deployed ?? '';
-    if (deployed !== 'true' && deployed !== 'false')
-        throw new MalformedAnswer(`deployed is ${shown(deployed)}, not true or false`);
-    const color = (name) => {
-        const v = fields[name] ?? '';
-        if (v === '')
-            return undefined;
-        if (v === 'blue' || v === 'green')
-            return v;
-        throw new MalformedAnswer(`${name} is ${shown(v)}, not blue or green`);
-    };
-    const version = fields.version || undefined;
-    if (expected.action === 'deploy' && version !== (expected.version || undefined))
-        throw new MalformedAnswer(`version is ${shown(version ?? '')}, not the version sent (${shown(expected.version ?? '')})`);
-    if (expected.action === 'rollback' && (!version || versionProblem(version)))
-        throw new MalformedAnswer(`version is ${shown(version ?? '')}, which is not a version`);
-    const image = fields.image || undefined;
-    if (image !== undefined && !isImageOf(image, expected.image))
-        throw new MalformedAnswer(`image is ${shown(image)}, not ${expected.image} with a tag or a @sha256: digest`);
-    return {
-        deployed: deployed === 'true',
-        color: color('color'),
-        previousColor: color('previous_color'),
-        version,
-        image
-    };
-}
-/** A history row (tab-separated, as the script writes it), or undefined when it is not one. */
-function parseHistoryLine(text) {
-    const values = text.split('\t');
-    if (values.length !== HISTORY_FIELDS.length)
-        return undefined;
-    if (values.some((v) => v.length > 500 || /[\0-\x1f\x7f]/.test(v)))
-        return undefined;
-    return Object.fromEntries(HISTORY_FIELDS.map((f, i) => [f, values[i]]));
-}
-/** A `NAME EPOCH_MS` event, or undefined when the name is not declared or the time not a number. */
-function parseEvent(text) {
-    const m = /^(\S+) (\d{1,16})$/.exec(text);
-    if (!m || !EVENTS.includes(m[1]))
-        return undefined;
-    return { name: m[1], ms: Number(m[2]) };
-}
-
-;// CONCATENATED MODULE: ./src/remote.ts
-
-
-
-
-/**
- * The blue-green script, sent on stdin: src/remote's parts, joined in order into build/deploy.sh
- * (scripts/join-remote.mjs, the first step of `npm run bundle`), which the bundle ships as
- * dist/deploy.sh.
- */
-function loadDeployScript() {
-    return (0,external_node_fs_namespaceObject.readFileSync)(__nccwpck_require__.ab + "deploy.sh", 'utf8');
-}
-/** Quote one word for a POSIX shell. The only place remote shell quoting happens. */
-function shellQuote(word) {
-    return `'${word.replace(/'/g, `'\\''`)}'`;
-}
-/** The script's key=value arguments: everything that is not secret. */
-function scriptArgs(config, req) {
-    const a = [
-        ['action', req.action],
-        ['target', req.target],
-        ['app', config.app.name],
-        ['image', req.image],
-        ['version', req.version],
-        ['container_port', config.app.containerPort],
-        ['blue_port', config.app.bluePort],
-        ['green_port', config.app.greenPort],
-        ['network', config.app.network],
-        ['env_file', config.app.envFile],
-        ['health_path', config.health.path],
-        ['health_timeout', config.health.timeout],
-        ['health_interval', config.health.interval],
-        ['drain_timeout', config.drainTimeout],
-        ['upstream_file', config.nginx.upstreamFile],
-        ['upstream_name', config.nginx.upstreamName],
-        ['nginx_test', config.nginx.testCommand],
-        ['nginx_reload', config.nginx.reloadCommand],
-        ['switch_mode', config.switch.mode],
-        ['live_port', config.switch.livePort],
-        ['registry', config.registry],
-        ['registry_user', config.pull.username],
-        ['actor', req.actor],
-        ['run_url', req.runUrl]
-    ];
-    return [
-        ...a.filter(([, v]) => v !== undefined && v !== '').map(([k, v]) => `${k}=${v}`),
-        ...config.app.dockerRunArgs.map((r) => `${RUN_ARG}=${r}`)
-    ];
-}
-/** The remote command line: constant program, quoted non-secret arguments. */
-function remoteCommand(args) {
-    return ['bash', '-s', '--', ...args.map(shellQuote)].join(' ');
-}
-const b64 = (s) => Buffer.from(s, 'utf8').toString('base64');
-/**
- * stdin: the script, then the secrets as `name base64` lines, then `end`. The server gets the pull
- * credential (the push one only when no pull credential is given).
- */
-function remoteStdin(script, config) {
-    const lines = [];
-    if (config.pull.password)
-        lines.push(`registry_password ${b64(config.pull.password)}`);
-    for (const [k, v] of config.app.env)
-        lines.push(`env ${k} ${b64(v)}`);
-    lines.push('end');
-    return `${script.endsWith('\n') ? script : script + '\n'}${lines.join('\n')}\n`;
-}
-/** Longest line kept whole: a server that never sends a newline cannot fill the runner's memory. */
-const MAX_LINE = 64 * 1024;
-const PHASE = /^[\w .()-]{1,200}$/;
-/**
- * Splits streamed chunks into lines and interprets the script's marker lines. Markers count only
- * on the script's stdout, which carries nothing else (the script sends every command's output to
- * stderr); stderr is only ever shown, never interpreted.
- */
-class OutputParser {
-    log;
-    buffers = { out: '', err: '' };
-    decoders = { out: new external_node_string_decoder_namespaceObject.StringDecoder('utf8'), err: new external_node_string_decoder_namespaceObject.StringDecoder('utf8') };
-    events = [];
-    history = [];
-    result;
-    error;
-    tail = [];
-    constructor(log) {
-        this.log = log;
-    }
-    push(stream, chunk) {
-        let text = this.buffers[stream] +
-            (typeof chunk === 'string' ? chunk : this.decoders[stream].write(chunk));
-        let nl;
-        while ((nl = text.indexOf('\n')) >= 0 || text.length > MAX_LINE) {
-            const end = nl >= 0 && nl <= MAX_LINE ? nl : MAX_LINE;
-            this.handle(stream, text.slice(0, end));
-            text = text.slice(end === nl ? end + 1 : end);
-        }
-        this.buffers[stream] = text;
-    }
-    flush() {
-        for (const s of ['out', 'err']) {
-            const rest = this.buffers[s] + this.decoders[s].end();
-            if (rest)
-                this.handle(s, rest);
-            this.buffers[s] = '';
-        }
-    }
-    handle(stream, raw) {
-        const line = raw.replace(/\r$/, '');
-        const m = stream === 'out' ? /^::bg-deploy-([a-z]+):: (.*)$/.exec(line) : null;
-        if (m) {
-            const text = m[2];
-            switch (m[1]) {
-                case 'phase': {
-                    const name = unescapeMarker(text);
-                    if (PHASE.test(name))
-                        this.log.phase(name);
-                    return;
-                }
-                case 'event': {
-                    const e = parseEvent(text);
-                    if (e)
-                        this.events.push(e);
-                    return;
-                }
-                case 'result':
-                    this.result = Object.fromEntries(unescapeMarker(text)
-                        .split(' ')
-                        .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
-                    return;
-                case 'history': {
-                    const h = parseHistoryLine(unescapeMarker(text));
-                    if (h)
-                        this.history.push(h);
-                    return;
-                }
-                case 'warning':
-                    return this.log.warning(unescapeMarker(text));
-                case 'error':
-                    this.error = unescapeMarker(text);
-                    return;
-            }
-        }
-        this.tail = [...this.tail.slice(-19), line];
-        this.log.line(line);
-    }
-}
-/** Run the script on the server and turn its output into a result, or an error that explains. */
-async function runRemote(shell, config, req, log, script = loadDeployScript()) {
-    const parser = new OutputParser(log);
-    const r = await shell.exec(remoteCommand(scriptArgs(config, req)), {
-        stdin: remoteStdin(script, config),
-        onStdout: (c) => parser.push('out', c),
-        onStderr: (c) => parser.push('err', c)
-    });
-    parser.flush();
-    if (r.code === 0 && parser.result) {
-        const checked = checkResult(parser.result, {
-            image: config.image,
-            action: req.action,
-            version: req.version
-        });
-        return { ...checked, events: parser.events, history: parser.history };
-    }
-    if (parser.error)
-        throw new RemoteError(parser.error, r.code, parser.events, parser.history);
-    if (r.code === null)
-        throw new RemoteError(`The SSH session ended before the deploy finished${r.signal ? ` (signal ${r.signal})` : ''}. The server keeps serving what nginx points at; re-run the workflow and the next deploy completes or redoes this one.`, null, parser.events, parser.history);
-    throw new RemoteError(`The deploy script failed with exit code ${r.code}${parser.result ? '' : ' and no result'}. Last output:\n${parser.tail.slice(-10).join('\n')}`, r.code, parser.events, parser.history);
-}
-class RemoteError extends Error {
-    code;
-    events;
-    history;
-    constructor(message, code, events, history = []) {
-        super(message);
-        this.code = code;
-        this.events = events;
-        this.history = history;
-        this.name = 'RemoteError';
-    }
-}
-
 ;// CONCATENATED MODULE: ./src/deploy.ts
+
 
 
 
@@ -67538,20 +67967,45 @@ const REVISION = 'org.opencontainers.image.revision';
  * the release follow the version that serves.
  */
 async function deploy(config, ctx, deps, outcome) {
-    const shell = await group(`Connect to ${config.ssh.username}@${config.ssh.host}:${config.ssh.port}`, () => deps.connect(config.ssh));
+    const target = await connectAll(config, deps);
     try {
         if (config.rollback) {
-            await switchOnServer(shell, config, ctx, outcome, rollbackRequest(config.image, config.rollback));
+            await switchOnServers(target, config, ctx, outcome, rollbackRequest(config.image, config.rollback));
             await moveLatest(deps.registry(config), config, outcome, 'rollback');
         }
         else
-            await buildReleaseAndSwitch(config, ctx, deps, outcome, shell);
+            await buildReleaseAndSwitch(config, ctx, deps, outcome, target);
     }
     finally {
-        shell.dispose();
+        for (const s of [...target.servers, ...(target.lb ? [target.lb] : [])])
+            s.shell.dispose();
     }
 }
-async function buildReleaseAndSwitch(config, ctx, deps, outcome, shell) {
+/** Connect to every server at once; if one fails, the run stops before anything is built. */
+async function connectAll(config, deps) {
+    const all = [...config.hosts, ...(config.lb ? [config.lb] : [])];
+    const title = all.length === 1
+        ? `Connect to ${config.ssh.username}@${config.ssh.host}:${config.ssh.port}`
+        : `Connect to ${all.map(serverName).join(', ')}`;
+    const connected = await group(title, () => Promise.allSettled(all.map((ssh) => deps.connect(ssh))));
+    const failed = connected.flatMap((r, i) => r.status === 'rejected' ? [`${serverName(all[i])}: ${r.reason.message}`] : []);
+    if (failed.length > 0) {
+        for (const r of connected)
+            if (r.status === 'fulfilled')
+                r.value.dispose();
+        throw new Error(all.length === 1
+            ? failed[0].replace(/^[^:]*: /, '')
+            : `Cannot connect to every server, so nothing was built or changed. ${failed.join(' ')}`);
+    }
+    const servers = connected.map((r, i) => ({
+        ssh: all[i],
+        shell: r.value
+    }));
+    return config.lb
+        ? { servers: servers.slice(0, -1), lb: servers[servers.length - 1] }
+        : { servers };
+}
+async function buildReleaseAndSwitch(config, ctx, deps, outcome, target) {
     const commit = config.version ? {} : await readCommit(ctx, deps.runner);
     let plan = planVersion({
         explicit: config.version,
@@ -67599,13 +68053,13 @@ async function buildReleaseAndSwitch(config, ctx, deps, outcome, shell) {
         info(`${r.created ? 'Created draft' : release.draft ? 'Found draft' : 'Found'} release ${version}: ${release.html_url}`);
     }
     // a deploy without a version is labelled on the server by its sha- tag, so it can be rolled back to
-    await switchOnServer(shell, config, ctx, outcome, {
+    await switchOnServers(target, config, ctx, outcome, {
         action: 'deploy',
         image: ref,
         version: plan.version ?? plan.tag
     });
     await moveLatest(registry, config, outcome, 'deploy');
-    if (release?.draft && releases) {
+    if (release?.draft && releases && outcome.deployed) {
         const published = await releases.publish(release.id);
         outcome.releaseUrl = published.html_url;
         outcome.releaseDraft = false;
@@ -67679,6 +68133,62 @@ function rollbackRequest(image, target) {
         target,
         image: target === 'previous' ? `${image}:latest` : `${image}:${toImageTag(target)}`
     };
+}
+async function switchOnServers(target, config, ctx, outcome, req) {
+    if (!config.fleet.several)
+        return switchOnServer(target.servers[0].shell, config, ctx, outcome, req);
+    const foreign = new ForeignText();
+    const log = (name) => ({
+        line: (text) => foreign.print(`${name}: ${text}`),
+        warning: (text) => {
+            foreign.resume();
+            warning(`${name}: ${text}`);
+        },
+        phase: (phase) => {
+            foreign.resume();
+            info(`${name}: ${phase}`);
+        }
+    });
+    const where = target.lb
+        ? `${target.servers.length} app server(s) behind ${serverName(target.lb.ssh)}`
+        : `${target.servers.length} server(s)`;
+    info(`${req.action === 'rollback' ? 'Rollback' : 'Deploy'} on ${where}: prepare every one, then ${config.fleet.promote ? 'switch all or none' : 'stop (promote: false)'}`);
+    try {
+        const r = await runFleet(target.servers, target.lb, config, { ...req, actor: ctx.actor, runUrl: ctx.runUrl }, log);
+        Object.assign(outcome, {
+            deployed: r.deployed,
+            prepared: r.prepared,
+            color: r.color,
+            previousColor: r.previousColor,
+            events: r.events,
+            history: r.history,
+            servers: r.servers,
+            image: r.image ?? outcome.image
+        });
+        if (req.action === 'rollback')
+            outcome.version = r.version;
+    }
+    catch (e) {
+        if (e instanceof FleetError) {
+            outcome.servers = e.servers;
+            outcome.events = e.events;
+            outcome.history = e.history;
+        }
+        throw e;
+    }
+    finally {
+        foreign.resume();
+    }
+    if (config.fleet.previewFile && outcome.color) {
+        const on = target.lb ? [target.lb] : target.servers;
+        outcome.previews = on.map((s) => `/${outcome.color}/ on the nginx of ${serverName(s.ssh)}`);
+    }
+    for (const s of outcome.servers ?? [])
+        info(`${s.name}: ${s.state}${s.color ? ` (${s.color}, ${s.version})` : ''}`);
+    if (outcome.prepared)
+        core_notice(`${outcome.version ?? outcome.image} is prepared on ${where} as ${outcome.color}, not switched to (promote: false).${outcome.previews ? ` Try it at ${outcome.previews.join(', ')}.` : ''} Run again with promote: true to switch to it.`);
+    else
+        info(`${config.app.name} ${outcome.version ?? outcome.image} serves from ${outcome.color} on ${where}${outcome.previousColor ? ` (was ${outcome.previousColor})` : ''}`);
 }
 async function switchOnServer(shell, config, ctx, outcome, req) {
     let open = false;
@@ -67873,8 +68383,6 @@ function registryCredentials(registry, inputs, env = process.env) {
     return {};
 }
 
-// EXTERNAL MODULE: external "node:net"
-var external_node_net_ = __nccwpck_require__(7030);
 // EXTERNAL MODULE: ./node_modules/is-stream/index.js
 var is_stream = __nccwpck_require__(6543);
 // EXTERNAL MODULE: ./node_modules/node-ssh/node_modules/make-dir/index.js
@@ -68889,8 +69397,11 @@ async function writeSummary(o) {
             'Deployed',
             o.deployed
                 ? `yes: ${o.color ?? ''}${o.previousColor ? ` (was ${o.previousColor})` : ''}`
-                : 'no'
-        ]
+                : o.prepared
+                    ? `prepared as ${o.color ?? ''}, not switched to (promote: false)`
+                    : 'no'
+        ],
+        ...(o.previews ? [['Preview', o.previews.map(escapeHtml).join('<br>')]] : [])
     ];
     const summary = summary_summary.addHeading('bg-deploy', 2).addTable(rows);
     if (o.events.length > 0) {
@@ -68904,6 +69415,15 @@ async function writeSummary(o) {
                 escapeHtml(EVENT_LABELS[e.name]),
                 `${((e.ms - t0) / 1000).toFixed(2)} s`
             ])
+        ]);
+    }
+    if (o.servers && o.servers.length > 0) {
+        summary.addHeading('Servers', 3).addTable([
+            ['server', 'role', 'ended', 'color', 'version', 'error'].map((data) => ({
+                data,
+                header: true
+            })),
+            ...o.servers.map((s) => [s.name, s.role, s.state, s.color ?? '', s.version ?? '', s.error ?? ''].map(escapeHtml))
         ]);
     }
     if (o.history && o.history.length > 0) {

@@ -435,6 +435,8 @@ export function httpGet(url, timeoutMs = 5000) {
  * @property {boolean} [crash] exit right away instead of serving
  * @property {boolean} [neverHealthy] serve /, but answer 404 on the health path
  * @property {string[]} [logLines] lines the app prints to its log when it starts
+ * @property {boolean} [sickWithFlag] never healthy where /flag/sick exists in the container (a
+ *   volume that one test server holds)
  */
 
 /**
@@ -468,7 +470,7 @@ export function writeAppSource(ws, b) {
     say +
     (b.crash
       ? 'echo "boom: cannot start" >&2; exit 3'
-      : `sleep ${b.startDelay ?? 0}; ${b.neverHealthy ? 'rm /www/health; ' : ''}exec httpd -f -p 8080 -h /www`)
+      : `sleep ${b.startDelay ?? 0}; ${b.neverHealthy ? 'rm /www/health; ' : ''}${b.sickWithFlag ? 'if [ -e /flag/sick ]; then rm /www/health; fi; ' : ''}exec httpd -f -p 8080 -h /www`)
   writeFileSync(path.join(ws, 'start.sh'), `#!/bin/sh\n${start}\n`, { mode: 0o755 })
   writeFileSync(
     path.join(ws, 'Dockerfile'),
@@ -679,4 +681,55 @@ export function lastServed(stats, version, beforeEpoch = Infinity) {
   for (const [t, counts] of stats.timeline)
     if (counts[version] && stats.t0 + t < beforeEpoch) last = stats.t0 + t + stats.bucketMs
   return last
+}
+
+/**
+ * @typedef {object} TestServer
+ * @property {string} name h1, h2, … or lb
+ * @property {string} address its address on the test network (198.18.0.0/15)
+ * @property {string} fingerprint its host key fingerprint, as ssh-keygen -lf prints it
+ * @property {string} dir its directory: state/, nginx/, docker.sock, sshd.pid
+ * @property {string} [docker] its Docker engine's socket (not on the load balancer)
+ */
+
+/**
+ * The servers scripts/hosts.sh started: app servers h1…hN and the load balancer lb. On each one,
+ * /srv/bgd-nginx is its nginx directory (nginx.conf, conf.d/) and /var/lib/bg-deploy its state.
+ * @param {Services} svc
+ * @returns {{ apps: TestServer[], lb: TestServer }}
+ */
+export function testServers(svc) {
+  const dir = path.join(svc.dir, 'hosts')
+  const file = path.join(dir, 'hosts.env')
+  if (!existsSync(file))
+    throw new Error(
+      `The test servers are not running: run 'bash scripts/hosts.sh up' (no ${file}).`
+    )
+  /** @type {Record<string, string>} */
+  const env = {}
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    const eq = line.indexOf('=')
+    if (eq > 0) env[line.slice(0, eq)] = line.slice(eq + 1)
+  }
+  const server = (/** @type {string} */ name) => ({
+    name,
+    address: env[`BGD_HOST_${name.toUpperCase()}`] ?? '',
+    fingerprint: env[`BGD_HOST_${name.toUpperCase()}_FINGERPRINT`] ?? '',
+    dir: path.join(dir, name),
+    docker: name === 'lb' ? undefined : `unix://${path.join(dir, name, 'docker.sock')}`
+  })
+  return { apps: (env.BGD_HOSTS ?? '').split(' ').filter(Boolean).map(server), lb: server('lb') }
+}
+
+/**
+ * Runs scripts/hosts.sh up|down.
+ * @param {'up' | 'down'} what
+ * @param {number} [n] app servers
+ */
+export function hostsScript(what, n = 3) {
+  const r = spawnSync('bash', [path.join(ROOT, 'scripts/hosts.sh'), what, String(n)], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    encoding: 'utf8'
+  })
+  if (r.status !== 0) throw new Error(`scripts/hosts.sh ${what} failed: ${r.stderr}`)
 }

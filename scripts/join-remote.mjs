@@ -14,6 +14,7 @@ export const PARTS = [
   'lib/docker.sh',
   'lib/nginx.sh',
   'lib/nat.sh',
+  'lib/commands.sh',
   'steps/lock.sh',
   'steps/detect.sh',
   'steps/target.sh',
@@ -23,6 +24,8 @@ export const PARTS = [
   'steps/switch.sh',
   'steps/drain.sh',
   'steps/stop.sh',
+  'steps/preview.sh',
+  'steps/undo.sh',
   'main.sh'
 ]
 

@@ -15,7 +15,7 @@ SSH_PORT="${BGD_SSH_PORT:-2222}"
 # live-restore, as the README asks of a server: containers keep running while the daemon restarts.
 # BGD_DOCKERD_ARGS replaces these (the tests restart the engine with --userland-proxy=false too).
 read -r -a DOCKERD_ARGS <<<"${BGD_DOCKERD_ARGS:---live-restore}"
-PACKAGES=(docker.io docker-registry openssh-server openssh-client nginx busybox-static util-linux iproute2 iptables conntrack sudo shellcheck curl)
+PACKAGES=(docker.io docker-registry openssh-server openssh-client nginx busybox-static util-linux iproute2 iptables conntrack sudo shellcheck curl socat)
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'services: %s\n' "$*" >&2; exit 1; }

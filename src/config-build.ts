@@ -4,7 +4,7 @@ import path from 'node:path'
 import { noControl, type Collector } from './config-check.js'
 import type { Config } from './config.js'
 import { defaultOf, type InputName } from './config-inputs.js'
-import { parseHostKeyPins, type HostKeyPin } from './hostkey.js'
+import { checkHosts } from './config-hosts.js'
 import { DEFAULT_VERSION_PATTERN, versionProblem } from './version.js'
 import { splitLines } from './words.js'
 
@@ -13,7 +13,7 @@ const PATH_COMPONENT = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*'
 const DOMAIN =
   '(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?'
 const REPOSITORY = new RegExp(`^(?:${DOMAIN}/)?${PATH_COMPONENT}(?:/${PATH_COMPONENT})*$`)
-const HOST = /^[A-Za-z0-9_.:[\]-]+$/
+const REGISTRY_HOST = /^[A-Za-z0-9_.:[\]-]+$/
 const USER = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/
 
 /** The registry host of an image repository, as Docker decides it. */
@@ -56,7 +56,7 @@ export function checkBuild(
   const registry = c.text(
     'registry',
     image ? registryOf(image) : '',
-    (v) => HOST.test(v) && !v.startsWith('-'),
+    (v) => REGISTRY_HOST.test(v) && !v.startsWith('-'),
     'a registry host such as ghcr.io or registry.example.com:5000'
   )
   const context = c.text(
@@ -142,12 +142,8 @@ export function checkVersion(
   return { version, versionPattern, githubToken: c.get('github-token')?.trim(), createRelease }
 }
 
-/** The server and how to reach it. */
-export function checkServer(c: Collector): Config['ssh'] {
-  const host = c.get('host')?.trim()
-  if (host === undefined)
-    c.missing('host', 'the server to deploy to, e.g. ${{ secrets.DEPLOY_HOST }}')
-  else if (!HOST.test(host) || host.startsWith('-')) c.bad('host', 'a host name or IP address')
+/** The servers and how to reach them: the key, the host keys, and each server (config-hosts.ts). */
+export function checkServer(c: Collector): ReturnType<typeof checkHosts> {
   const sshPort = c.port('port')
   const username = c.get('username')?.trim()
   if (username === undefined) c.missing('username', 'the SSH user on the server, e.g. deploy')
@@ -166,21 +162,19 @@ export function checkServer(c: Collector): Config['ssh'] {
       'ssh-key',
       'the text of a private key starting with -----BEGIN OPENSSH PRIVATE KEY----- (not a path or a public key)'
     )
-  const passphrase = c.get('ssh-passphrase')
-  let hostKeyPins: HostKeyPin[] = []
-  try {
-    hostKeyPins = parseHostKeyPins(
-      c.get('host-fingerprint'),
-      c.get('known-hosts'),
-      host ?? '',
-      sshPort
-    )
-  } catch (e) {
-    c.add((e as Error).message)
-  }
   const insecureIgnoreHostKey = c.bool('insecure-ignore-host-key')
+  const servers = checkHosts(
+    c,
+    { port: sshPort, username: username && USER.test(username) ? username : 'deploy' },
+    {
+      privateKey: privateKey ?? '',
+      passphrase: c.get('ssh-passphrase'),
+      insecureIgnoreHostKey,
+      fingerprints: c.get('host-fingerprint'),
+      knownHosts: c.get('known-hosts')
+    }
+  )
   if (
-    hostKeyPins.length === 0 &&
     !insecureIgnoreHostKey &&
     c.get('host-fingerprint') === undefined &&
     c.get('known-hosts') === undefined
@@ -188,13 +182,5 @@ export function checkServer(c: Collector): Config['ssh'] {
     c.add(
       "The server's host key is not pinned: set 'host-fingerprint' to the output of `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` run on the server (or 'known-hosts' to the output of `ssh-keyscan HOST`), or set 'insecure-ignore-host-key: true' to skip the check."
     )
-  return {
-    host: host!,
-    port: sshPort,
-    username: username!,
-    privateKey: privateKey!,
-    passphrase,
-    hostKeyPins,
-    insecureIgnoreHostKey
-  }
+  return servers
 }

@@ -30,6 +30,8 @@ export const INPUTS = {
   'github-token': { group: 'version', secret: true },
   'create-release': { group: 'version', default: 'true' },
   host: { group: 'server' },
+  hosts: { group: 'server' },
+  'lb-host': { group: 'server' },
   port: { group: 'server', default: '22' },
   username: { group: 'server' },
   'ssh-key': { group: 'server', secret: true },
@@ -55,6 +57,10 @@ export const INPUTS = {
   'nginx-reload-command': { group: 'switch', default: 'nginx -s reload' },
   'switch-mode': { group: 'switch', default: 'reload' },
   'live-port': { group: 'switch', default: '8083' },
+  'bind-address': { group: 'server', default: '127.0.0.1' },
+  'max-parallel': { group: 'server', default: '0' },
+  'nginx-preview-file': { group: 'switch' },
+  promote: { group: 'run', default: 'true' },
   rollback: { group: 'run' },
   config: { group: 'run' }
 } as const satisfies Record<string, InputSpec>

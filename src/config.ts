@@ -5,6 +5,7 @@
 import { checkApp, checkRun, checkSwitch } from './config-app.js'
 import { checkBuild, checkServer, checkVersion } from './config-build.js'
 import { Collector } from './config-check.js'
+import { checkFleet } from './config-hosts.js'
 import { withConfigFile } from './config-file.js'
 import { INPUT_NAMES, type Inputs, type SwitchMode } from './config-inputs.js'
 import type { HostKeyPin } from './hostkey.js'
@@ -60,6 +61,20 @@ export interface Config {
   /** reload: nginx reload per switch; dnat: nginx points at livePort, a NAT rule picks the color */
   switch: { mode: SwitchMode; livePort: number }
   rollback?: string
+  /** every server (the first is `ssh`); the load balancer in front of them, if any */
+  hosts: Config['ssh'][]
+  lb?: Config['ssh']
+  fleet: {
+    /** where the app servers publish the colors' ports */
+    bindAddress: string
+    /** how many servers prepare at once (0: all) */
+    maxParallel: number
+    /** false: prepare and preview, then stop; a later run switches */
+    promote: boolean
+    previewFile?: string
+    /** the run goes in two phases (prepare, then commit): several servers, a load balancer, previews, or promote: false */
+    several: boolean
+  }
 }
 
 /** What the run's context supplies to defaults. */
@@ -89,10 +104,11 @@ export function parseConfig(inputs: Inputs, ctx: ConfigContext): Config {
   const c = new Collector(inputs)
   const build = checkBuild(c)
   const version = checkVersion(c)
-  const ssh = checkServer(c)
+  const { ssh, hosts, lb } = checkServer(c)
   const app = checkApp(c, ctx)
   const sw = checkSwitch(c, app)
+  const fleet = checkFleet(c, { hosts, lb, mode: sw.switch.mode, network: app.network })
   const run = checkRun(c)
   c.done()
-  return { ...build, ...version, ssh, app, ...sw, ...run }
+  return { ...build, ...version, ssh, hosts, lb, fleet, app, ...sw, ...run }
 }

@@ -2,6 +2,7 @@ import * as core from '@actions/core'
 import type { Config } from './config.js'
 import type { RunContext } from './context.js'
 import { readCommit } from './context.js'
+import { FleetError, runFleet, serverName, type Server, type ServerOutcome } from './fleet.js'
 import { ForeignText } from './foreign.js'
 import { buildAndPush, imageLabels } from './image.js'
 import type { Registry } from './registry.js'
@@ -27,6 +28,12 @@ export interface Outcome {
   events: RemoteEvent[]
   /** the server's last deploy history entries */
   history?: HistoryEntry[]
+  /** a run over several servers: how each one ended */
+  servers?: ServerOutcome[]
+  /** promote: false: the new version runs on every server, ready to be switched to */
+  prepared?: boolean
+  /** the preview routes of the new color (nginx-preview-file) */
+  previews?: string[]
 }
 
 export interface Deps {
@@ -49,24 +56,57 @@ export async function deploy(
   deps: Deps,
   outcome: Outcome
 ): Promise<void> {
-  const shell = await core.group(
-    `Connect to ${config.ssh.username}@${config.ssh.host}:${config.ssh.port}`,
-    () => deps.connect(config.ssh)
-  )
+  const target = await connectAll(config, deps)
   try {
     if (config.rollback) {
-      await switchOnServer(
-        shell,
+      await switchOnServers(
+        target,
         config,
         ctx,
         outcome,
         rollbackRequest(config.image, config.rollback)
       )
       await moveLatest(deps.registry(config), config, outcome, 'rollback')
-    } else await buildReleaseAndSwitch(config, ctx, deps, outcome, shell)
+    } else await buildReleaseAndSwitch(config, ctx, deps, outcome, target)
   } finally {
-    shell.dispose()
+    for (const s of [...target.servers, ...(target.lb ? [target.lb] : [])]) s.shell.dispose()
   }
+}
+
+/** The servers of the run, connected: one (a plain run), or several and a load balancer. */
+interface Target {
+  servers: Server[]
+  lb?: Server
+}
+
+/** Connect to every server at once; if one fails, the run stops before anything is built. */
+async function connectAll(config: Config, deps: Deps): Promise<Target> {
+  const all = [...config.hosts, ...(config.lb ? [config.lb] : [])]
+  const title =
+    all.length === 1
+      ? `Connect to ${config.ssh.username}@${config.ssh.host}:${config.ssh.port}`
+      : `Connect to ${all.map(serverName).join(', ')}`
+  const connected = await core.group(title, () =>
+    Promise.allSettled(all.map((ssh) => deps.connect(ssh)))
+  )
+  const failed = connected.flatMap((r, i) =>
+    r.status === 'rejected' ? [`${serverName(all[i]!)}: ${(r.reason as Error).message}`] : []
+  )
+  if (failed.length > 0) {
+    for (const r of connected) if (r.status === 'fulfilled') r.value.dispose()
+    throw new Error(
+      all.length === 1
+        ? failed[0]!.replace(/^[^:]*: /, '')
+        : `Cannot connect to every server, so nothing was built or changed. ${failed.join(' ')}`
+    )
+  }
+  const servers = connected.map((r, i) => ({
+    ssh: all[i]!,
+    shell: (r as PromiseFulfilledResult<RemoteShell>).value
+  }))
+  return config.lb
+    ? { servers: servers.slice(0, -1), lb: servers[servers.length - 1] }
+    : { servers }
 }
 
 async function buildReleaseAndSwitch(
@@ -74,7 +114,7 @@ async function buildReleaseAndSwitch(
   ctx: RunContext,
   deps: Deps,
   outcome: Outcome,
-  shell: RemoteShell
+  target: Target
 ): Promise<void> {
   const commit = config.version ? {} : await readCommit(ctx, deps.runner)
   let plan = planVersion({
@@ -142,13 +182,13 @@ async function buildReleaseAndSwitch(
   }
 
   // a deploy without a version is labelled on the server by its sha- tag, so it can be rolled back to
-  await switchOnServer(shell, config, ctx, outcome, {
+  await switchOnServers(target, config, ctx, outcome, {
     action: 'deploy',
     image: ref,
     version: plan.version ?? plan.tag
   })
   await moveLatest(registry, config, outcome, 'deploy')
-  if (release?.draft && releases) {
+  if (release?.draft && releases && outcome.deployed) {
     const published = await releases.publish(release.id)
     outcome.releaseUrl = published.html_url
     outcome.releaseDraft = false
@@ -245,6 +285,78 @@ function rollbackRequest(
     target,
     image: target === 'previous' ? `${image}:latest` : `${image}:${toImageTag(target)}`
   }
+}
+
+async function switchOnServers(
+  target: Target,
+  config: Config,
+  ctx: RunContext,
+  outcome: Outcome,
+  req: Pick<RemoteRequest, 'action' | 'image' | 'version' | 'target'>
+): Promise<void> {
+  if (!config.fleet.several)
+    return switchOnServer(target.servers[0]!.shell, config, ctx, outcome, req)
+  const foreign = new ForeignText()
+  const log = (name: string) => ({
+    line: (text: string) => foreign.print(`${name}: ${text}`),
+    warning: (text: string) => {
+      foreign.resume()
+      core.warning(`${name}: ${text}`)
+    },
+    phase: (phase: string) => {
+      foreign.resume()
+      core.info(`${name}: ${phase}`)
+    }
+  })
+  const where = target.lb
+    ? `${target.servers.length} app server(s) behind ${serverName(target.lb.ssh)}`
+    : `${target.servers.length} server(s)`
+  core.info(
+    `${req.action === 'rollback' ? 'Rollback' : 'Deploy'} on ${where}: prepare every one, then ${config.fleet.promote ? 'switch all or none' : 'stop (promote: false)'}`
+  )
+  try {
+    const r = await runFleet(
+      target.servers,
+      target.lb,
+      config,
+      { ...req, actor: ctx.actor, runUrl: ctx.runUrl },
+      log
+    )
+    Object.assign(outcome, {
+      deployed: r.deployed,
+      prepared: r.prepared,
+      color: r.color,
+      previousColor: r.previousColor,
+      events: r.events,
+      history: r.history,
+      servers: r.servers,
+      image: r.image ?? outcome.image
+    })
+    if (req.action === 'rollback') outcome.version = r.version
+  } catch (e) {
+    if (e instanceof FleetError) {
+      outcome.servers = e.servers
+      outcome.events = e.events
+      outcome.history = e.history
+    }
+    throw e
+  } finally {
+    foreign.resume()
+  }
+  if (config.fleet.previewFile && outcome.color) {
+    const on = target.lb ? [target.lb] : target.servers
+    outcome.previews = on.map((s) => `/${outcome.color}/ on the nginx of ${serverName(s.ssh)}`)
+  }
+  for (const s of outcome.servers ?? [])
+    core.info(`${s.name}: ${s.state}${s.color ? ` (${s.color}, ${s.version})` : ''}`)
+  if (outcome.prepared)
+    core.notice(
+      `${outcome.version ?? outcome.image} is prepared on ${where} as ${outcome.color}, not switched to (promote: false).${outcome.previews ? ` Try it at ${outcome.previews.join(', ')}.` : ''} Run again with promote: true to switch to it.`
+    )
+  else
+    core.info(
+      `${config.app.name} ${outcome.version ?? outcome.image} serves from ${outcome.color} on ${where}${outcome.previousColor ? ` (was ${outcome.previousColor})` : ''}`
+    )
 }
 
 async function switchOnServer(

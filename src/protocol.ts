@@ -30,7 +30,13 @@ export const PARAMETERS = {
   target: '',
   switch_mode: 'reload',
   live_port: '8083',
-  docker_timeout: '60'
+  docker_timeout: '60',
+  role: 'single',
+  color: '',
+  bind_address: '127.0.0.1',
+  lb_servers: '',
+  preview_file: '',
+  commit_timeout: '900'
 } as const
 export type Parameter = keyof typeof PARAMETERS
 /** A repeatable argument: one `docker run` argument each, in order. */
@@ -40,7 +46,7 @@ export const RUN_ARG = 'run_arg'
 export const SECRET_LINES = ['registry_password', 'env', 'end'] as const
 
 /** The script's stdout carries only `::bg-deploy-<marker>:: text` lines. */
-export const MARKERS = ['phase', 'event', 'result', 'history', 'warning', 'error'] as const
+export const MARKERS = ['phase', 'event', 'result', 'history', 'warning', 'error', 'await'] as const
 export type Marker = (typeof MARKERS)[number]
 
 /** The timeline events the script reports, in order, with their job summary labels. */
@@ -68,3 +74,18 @@ export const HISTORY_FIELDS = [
   'color',
   'result'
 ] as const
+
+/**
+ * A run over several servers (src/remote/main.sh): each server's script runs in a role, reports
+ * the stage it reached (`await` marker) and waits for the runner's next command on stdin.
+ * single: one server switching itself in one go (no commands); host: a server with its own nginx;
+ * app: a server behind the load-balancer host; lb: that load balancer.
+ */
+export const ROLES = ['single', 'host', 'app', 'lb'] as const
+export type Role = (typeof ROLES)[number]
+/** The stages a script reports before it waits: ready (lb), prepared (host, app), switched (host, lb). */
+export const STAGES = ['ready', 'prepared', 'switched'] as const
+export type Stage = (typeof STAGES)[number]
+/** The runner's commands; `switch` takes a color on the load balancer. */
+export const COMMANDS = ['switch', 'finish', 'keep', 'undo', 'abort'] as const
+export type Command = (typeof COMMANDS)[number]

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs'
+import { PassThrough } from 'node:stream'
 import { StringDecoder } from 'node:string_decoder'
 import {
   checkResult,
@@ -9,7 +10,16 @@ import {
   type ServerResult
 } from './answer.js'
 import type { Config } from './config.js'
-import { RUN_ARG, type EventName, type Marker, type Parameter } from './protocol.js'
+import {
+  RUN_ARG,
+  STAGES,
+  type Command,
+  type EventName,
+  type Marker,
+  type Parameter,
+  type Role,
+  type Stage
+} from './protocol.js'
 export type { HistoryEntry } from './answer.js'
 import type { RemoteShell } from './ssh.js'
 
@@ -32,6 +42,12 @@ export interface RemoteRequest {
   version?: string
   actor: string
   runUrl: string
+  /** in a run over several servers (fleet.ts): this server's part; default single */
+  role?: Role
+  /** role app: the color to start (the load balancer's idle one) */
+  color?: string
+  /** role lb: the app servers as nginx reaches them, host or [IPv6] */
+  lbServers?: string[]
 }
 
 /** Quote one word for a POSIX shell. The only place remote shell quoting happens. */
@@ -65,7 +81,12 @@ export function scriptArgs(config: Config, req: RemoteRequest): string[] {
     ['registry', config.registry],
     ['registry_user', config.pull.username],
     ['actor', req.actor],
-    ['run_url', req.runUrl]
+    ['run_url', req.runUrl],
+    ['role', req.role],
+    ['color', req.color],
+    ['bind_address', config.fleet.bindAddress],
+    ['lb_servers', req.lbServers?.join(',')],
+    ['preview_file', config.fleet.previewFile]
   ]
   return [
     ...a.filter(([, v]) => v !== undefined && v !== '').map(([k, v]) => `${k}=${v}`),
@@ -112,6 +133,9 @@ export interface RemoteLog {
   warning(text: string): void
 }
 
+/** The fields a stage came with (color, previous_color, version, image), as the script sent them. */
+export type StageFields = Record<string, string>
+
 /** Longest line kept whole: a server that never sends a newline cannot fill the runner's memory. */
 export const MAX_LINE = 64 * 1024
 const PHASE = /^[\w .()-]{1,200}$/
@@ -130,7 +154,10 @@ export class OutputParser {
   error?: string
   tail: string[] = []
 
-  constructor(private readonly log: RemoteLog) {}
+  constructor(
+    private readonly log: RemoteLog,
+    private readonly onStage: (stage: Stage, fields: StageFields) => void = () => {}
+  ) {}
 
   push(stream: 'out' | 'err', chunk: Buffer | string): void {
     let text =
@@ -186,6 +213,17 @@ export class OutputParser {
         case 'error':
           this.error = unescapeMarker(text)
           return
+        case 'await': {
+          const [stage, ...kv] = unescapeMarker(text).split(' ')
+          if (!(STAGES as readonly string[]).includes(stage ?? '')) return
+          this.onStage(
+            stage as Stage,
+            Object.fromEntries(
+              kv.map((f) => [f.slice(0, f.indexOf('=')), f.slice(f.indexOf('=') + 1)])
+            )
+          )
+          return
+        }
       }
     }
     this.tail = [...this.tail.slice(-19), line]
@@ -201,13 +239,85 @@ export async function runRemote(
   log: RemoteLog,
   script = loadDeployScript()
 ): Promise<RemoteResult> {
-  const parser = new OutputParser(log)
-  const r = await shell.exec(remoteCommand(scriptArgs(config, req)), {
-    stdin: remoteStdin(script, config),
-    onStdout: (c) => parser.push('out', c),
-    onStderr: (c) => parser.push('err', c)
+  return startRemote(shell, config, req, log, script).result
+}
+
+/**
+ * The script running on one server in a run over several: the stages it reports, the commands it
+ * is sent, and its result. Its stdin stays open until close(); a script that loses it (the runner
+ * died) acts as its role says (src/remote/main.sh).
+ */
+export interface RemoteSession {
+  /** the stage's fields once the script reports it; rejects with the run's error if it ends first */
+  reached(stage: Stage): Promise<StageFields>
+  send(command: Command | `switch ${'blue' | 'green'}`): void
+  /** no more commands: the script reads end of input */
+  close(): void
+  readonly result: Promise<RemoteResult>
+}
+
+export function startRemote(
+  shell: RemoteShell,
+  config: Config,
+  req: RemoteRequest,
+  log: RemoteLog,
+  script = loadDeployScript()
+): RemoteSession {
+  const stages = new Map<Stage, StageFields>()
+  const waiting = new Map<
+    Stage,
+    { resolve: (f: StageFields) => void; reject: (e: Error) => void }[]
+  >()
+  const parser = new OutputParser(log, (stage, fields) => {
+    stages.set(stage, fields)
+    for (const w of waiting.get(stage) ?? []) w.resolve(fields)
+    waiting.delete(stage)
   })
-  parser.flush()
+  const stdin = new PassThrough()
+  stdin.write(remoteStdin(script, config))
+  if (!req.role || req.role === 'single') stdin.end()
+  const result = shell
+    .exec(remoteCommand(scriptArgs(config, req)), {
+      stdin,
+      onStdout: (c) => parser.push('out', c),
+      onStderr: (c) => parser.push('err', c)
+    })
+    .then((r) => {
+      parser.flush()
+      return answer(parser, r, config, req)
+    })
+  const settle = (e: Error) => {
+    for (const ws of waiting.values()) for (const w of ws) w.reject(e)
+    waiting.clear()
+  }
+  result.then(
+    () => settle(new Error('the script finished before it reached this stage')),
+    (e: Error) => settle(e)
+  )
+  return {
+    reached(stage) {
+      const seen = stages.get(stage)
+      if (seen) return Promise.resolve(seen)
+      return new Promise((resolve, reject) => {
+        waiting.set(stage, [...(waiting.get(stage) ?? []), { resolve, reject }])
+      })
+    },
+    send(command) {
+      if (!stdin.writableEnded) stdin.write(`${command}\n`)
+    },
+    close() {
+      if (!stdin.writableEnded) stdin.end()
+    },
+    result
+  }
+}
+
+function answer(
+  parser: OutputParser,
+  r: { code: number | null; signal: string | null },
+  config: Config,
+  req: RemoteRequest
+): RemoteResult {
   if (r.code === 0 && parser.result) {
     const checked = checkResult(parser.result, {
       image: config.image,

@@ -1,4 +1,5 @@
 import { connect as tcpConnect } from 'node:net'
+import type { Readable } from 'node:stream'
 import { NodeSSH } from 'node-ssh'
 import ssh2 from 'ssh2'
 import type { Config } from './config.js'
@@ -14,7 +15,12 @@ export interface ExecResult {
 export interface RemoteShell {
   exec(
     command: string,
-    opts: { stdin?: string; onStdout: (chunk: Buffer) => void; onStderr: (chunk: Buffer) => void }
+    opts: {
+      /** a string is sent and stdin closed; a stream stays open until it ends */
+      stdin?: string | Readable
+      onStdout: (chunk: Buffer) => void
+      onStderr: (chunk: Buffer) => void
+    }
   ): Promise<ExecResult>
   dispose(): void
 }

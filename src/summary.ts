@@ -32,8 +32,11 @@ export async function writeSummary(o: Outcome): Promise<void> {
       'Deployed',
       o.deployed
         ? `yes: ${o.color ?? ''}${o.previousColor ? ` (was ${o.previousColor})` : ''}`
-        : 'no'
-    ]
+        : o.prepared
+          ? `prepared as ${o.color ?? ''}, not switched to (promote: false)`
+          : 'no'
+    ],
+    ...(o.previews ? [['Preview', o.previews.map(escapeHtml).join('<br>')]] : [])
   ]
   const summary = core.summary.addHeading('bg-deploy', 2).addTable(rows)
   if (o.events.length > 0) {
@@ -47,6 +50,17 @@ export async function writeSummary(o: Outcome): Promise<void> {
         escapeHtml(EVENT_LABELS[e.name]),
         `${((e.ms - t0) / 1000).toFixed(2)} s`
       ])
+    ])
+  }
+  if (o.servers && o.servers.length > 0) {
+    summary.addHeading('Servers', 3).addTable([
+      ['server', 'role', 'ended', 'color', 'version', 'error'].map((data) => ({
+        data,
+        header: true
+      })),
+      ...o.servers.map((s) =>
+        [s.name, s.role, s.state, s.color ?? '', s.version ?? '', s.error ?? ''].map(escapeHtml)
+      )
     ])
   }
   if (o.history && o.history.length > 0) {

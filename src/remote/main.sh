@@ -8,24 +8,42 @@ main_cleanup() { local p; for p in "${TMP_PATHS[@]}"; do rm -rf "$p"; done; }
 
 main_deploy() {
   local active idle
-  upstream_recover
-  active="$(detect_active)"
-  if [[ -n "$active" ]]; then idle="$(color_other "$active")"; else idle=blue; fi
+  if [[ "${P[role]}" == app ]]; then
+    # behind a load-balancer host, which says which color to start: the other one serves
+    idle="${P[color]}"; active="$(color_other "$idle")"
+    container_running "$active" || active=''
+  else
+    upstream_recover
+    active="$(detect_active)"
+    if [[ -n "$active" ]]; then idle="$(color_other "$active")"; else idle=blue; fi
+  fi
   log "app ${P[app]}: ${active:-nothing} serving now; deploying ${RUN_VERSION:-$RUN_IMAGE} to $idle"
-  pull_image
-  start_color "$idle"
-  main_switch "$active" "$idle"
+  if [[ "${P[role]}" != single ]] && journal_kept "$idle"; then
+    log "$(container_name "$idle") runs $RUN_VERSION already, prepared by $(journal_get run): promoting it"
+    event started
+  else
+    pull_image
+    start_color "$idle"
+  fi
+  main_go "$active" "$idle"
 }
 
 main_rollback() {
   local active idle current
-  upstream_recover
-  active="$(detect_active)"
-  [[ -n "$active" ]] || die "nothing is deployed for ${P[app]} on this server, so there is nothing to roll back to"
-  current="$(state_get version)"
-  target_pick "$current"
-  idle="$(color_other "$active")"
-  log "app ${P[app]}: ${current:-unknown} serving from $active; rolling back to $RUN_VERSION"
+  if [[ "${P[role]}" == app ]]; then
+    # the load-balancer host picked the version and its image
+    idle="${P[color]}"; active="$(color_other "$idle")"
+    container_running "$active" || active=''
+    current="$(state_get version)"
+  else
+    upstream_recover
+    active="$(detect_active)"
+    [[ -n "$active" ]] || die "nothing is deployed for ${P[app]} on this server, so there is nothing to roll back to"
+    current="$(state_get version)"
+    target_pick "$current"
+    idle="$(color_other "$active")"
+  fi
+  log "app ${P[app]}: ${current:-unknown} serving from ${active:-none}; rolling back to $RUN_VERSION"
   if ! start_kept "$idle"; then
     log "slow path: no kept container for $RUN_VERSION; running $RUN_IMAGE"
     if ! docker_call image inspect "$RUN_IMAGE" >/dev/null 2>&1; then
@@ -33,16 +51,76 @@ main_rollback() {
     fi
     start_color "$idle"
   fi
-  main_switch "$active" "$idle"
+  main_go "$active" "$idle"
 }
 
-# From the started container to the result: health, switch, state, drain, history, stop the old
-# color in the background. FROM is empty on the first deploy of the app.
-main_switch() { # main_switch FROM_COLOR TO_COLOR
+# One server switching itself goes on at once; in a run over several, the runner decides.
+main_go() { # main_go FROM_COLOR TO_COLOR
+  health_wait "$2"
+  if [[ "${P[role]}" == single ]]; then
+    switch_to "$2"
+    main_finish "$1" "$2"
+  else
+    main_prepared "$1" "$2"
+  fi
+}
+
+# A run over several servers, on one of them (role host or app), once the new color is healthy:
+# report `prepared` and do what the runner says. host: `switch` (then `finish`, or `undo`); app (the
+# load balancer switches): `finish`; both: `keep` (promote: false) or `abort`. When the runner goes
+# away, a host undoes its switch; an app server leaves both colors running, since the load
+# balancer may point at either, and the next run takes over.
+main_prepared() { # main_prepared FROM_COLOR TO_COLOR
+  local from="$1" to="$2" cmd next=finish
+  if [[ "${P[role]}" == host && -n "${P[preview_file]}" ]]; then
+    preview_ensure "$from" || main_abort "$to" "$UPSTREAM_ERROR"
+  fi
+  journal_write prepared "$to"
+  command_await prepared "color=$to previous_color=$from version=$RUN_VERSION image=$RUN_IMAGE"
+  if [[ "${P[role]}" == host ]]; then next=switch; fi
+  cmd="$(command_next)"
+  case "$cmd" in
+    "$next") ;;
+    keep)
+      journal_write kept "$to"
+      history_add prepared "$to"
+      log "$(container_name "$to") keeps running $RUN_VERSION for a later run to promote"
+      marker result "deployed=false color=$to previous_color=$from version=$RUN_VERSION image=$RUN_IMAGE"
+      return 0
+      ;;
+    eof)
+      runner_gone prepared
+      if [[ "${P[role]}" == app ]]; then history_add interrupted "$to"; exit 1; fi
+      main_abort "$to" "the runner went away before the switch" ;;
+    *) main_abort "$to" "the runner said $cmd: another server could not get ready" ;;
+  esac
+  if [[ "${P[role]}" == host ]]; then
+    switch_to "$to"
+    journal_write switched "$to"
+    command_await switched "color=$to"
+    cmd="$(command_next)"
+    if [[ "$cmd" != finish ]]; then
+      if [[ "$cmd" == eof ]]; then runner_gone switched; fi
+      switch_undo "$from" "$to"
+      die "the switch to $RUN_VERSION was undone here (${cmd/#eof/the runner went away}): $(container_name "${from:-none}") serves as before"
+    fi
+  fi
+  main_finish "$from" "$to"
+}
+
+main_abort() { # main_abort COLOR WHY: remove the prepared color, switch nothing
+  container_remove "$1"
+  journal_clear
+  history_add aborted "$1"
+  die "$2; $(container_name "$1") was removed and nothing was switched here"
+}
+
+# After the switch: state, drain, history, and the old color stopped in the background. FROM is
+# empty on the first deploy of the app.
+main_finish() { # main_finish FROM_COLOR TO_COLOR
   local from="$1" to="$2" wait=0
-  health_wait "$to"
-  switch_to "$to"
   state_write "$to" "$RUN_VERSION" "$RUN_IMAGE"
+  journal_clear
   if [[ -n "$from" ]]; then
     nat_forget "$from" || true
     drain_color "$from" "$to" "$NGINX_BEFORE"
@@ -55,12 +133,61 @@ main_switch() { # main_switch FROM_COLOR TO_COLOR
   marker result "deployed=true color=$to previous_color=$from version=$RUN_VERSION image=$RUN_IMAGE"
 }
 
+# The load-balancer host (role lb): it runs no container. It says which color serves (and, for a
+# rollback, the version to go back to); the runner prepares the app servers, then has it switch
+# its upstream to that color on every app server at once (`switch COLOR`, then `finish` or
+# `undo`), or `keep` (promote: false) or `abort`.
+main_lb() {
+  local active current idle cmd
+  upstream_recover
+  active="$(state_get color)"; current="$(state_get version)"
+  if [[ "${P[action]}" == rollback ]]; then
+    [[ -n "$active" ]] || die "nothing is deployed for ${P[app]} behind this load balancer, so there is nothing to roll back to"
+    target_pick "$current"
+  fi
+  if [[ -n "$active" ]]; then idle="$(color_other "$active")"; else idle=blue; fi
+  if [[ -n "${P[preview_file]}" ]]; then preview_ensure "$active" || die "$UPSTREAM_ERROR"; fi
+  command_await ready "color=$idle previous_color=$active version=$RUN_VERSION image=$RUN_IMAGE"
+  cmd="$(command_next)"
+  case "$cmd" in
+    "switch $idle") ;;
+    keep)
+      history_add prepared "$idle"
+      marker result "deployed=false color=$idle previous_color=$active version=$RUN_VERSION image=$RUN_IMAGE"
+      return 0 ;;
+    eof) runner_gone ready; exit 1 ;;
+    *) die "nothing was switched (the runner said $cmd)" ;;
+  esac
+  phase "switch to ${P[app]}-$idle on every app server"
+  upstream_switch "$(upstream_target "$idle")" "$idle"
+  log "nginx now sends ${P[upstream_name]} to $(upstream_target "$idle")"
+  event switched
+  journal_write switched "$idle"
+  command_await switched "color=$idle"
+  cmd="$(command_next)"
+  if [[ "$cmd" != finish ]]; then
+    if [[ "$cmd" == eof ]]; then runner_gone switched; fi
+    switch_undo "$active" "$idle"
+    die "the switch to $RUN_VERSION was undone (${cmd/#eof/the runner went away}): nginx sends ${P[upstream_name]} to ${active:-nothing} as before"
+  fi
+  state_write "$idle" "$RUN_VERSION" "$RUN_IMAGE"
+  journal_clear
+  history_add ok "$idle"
+  event finished
+  marker result "deployed=true color=$idle previous_color=$active version=$RUN_VERSION image=$RUN_IMAGE"
+}
+
 main() {
   params_parse "$@"
   params_read_secrets
   RUN_VERSION="${P[version]}"; RUN_IMAGE="${P[image]}"
   trap main_cleanup EXIT
-  command -v docker >/dev/null || die "docker is not installed on the server (or not on PATH for this user)"
+  # in a run over several servers, a cut session must not end the script half-way: it notices
+  # when it reads the runner's next command, and undoes or leaves things as its role says
+  if [[ "${P[role]}" != single ]]; then trap '' PIPE; fi
+  if [[ "${P[role]}" != lb ]]; then
+    command -v docker >/dev/null || die "docker is not installed on the server (or not on PATH for this user)"
+  fi
   command -v flock >/dev/null || die "flock is not installed on the server (package util-linux)"
   state_init
   event begin
@@ -71,8 +198,10 @@ main() {
     P[switch_mode]="$PREV_MODE"
   fi
   if [[ "${P[switch_mode]}" == dnat || "$PREV_MODE" == dnat ]]; then nat_preflight; fi
-  docker_preflight
+  journal_report
   trap 'history_print; main_cleanup' EXIT
+  if [[ "${P[role]}" == lb ]]; then main_lb; return; fi
+  docker_preflight
   case "${P[action]}" in
     deploy) main_deploy ;;
     rollback) main_rollback ;;

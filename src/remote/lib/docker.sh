@@ -62,4 +62,11 @@ container_exists() { docker_call inspect -f '{{.Id}}' "$(container_name "$1")" >
 
 container_pid() { docker_call inspect -f '{{.State.Pid}}' "$(container_name "$1")" 2>/dev/null || echo 0; }
 
-container_remove() { docker_call rm -f "$(container_name "$1")" >/dev/null 2>&1 || true; }
+# the load balancer runs no container of the app
+container_remove() { [[ "${P[role]}" == lb ]] || docker_call rm -f "$(container_name "$1")" >/dev/null 2>&1 || true; }
+
+# Where a color's published port answers on this server: the bind address, or loopback when the
+# ports are published on loopback or on every address.
+bind_host() {
+  case "${P[bind_address]}" in 127.0.0.1 | 0.0.0.0) echo 127.0.0.1 ;; *) echo "${P[bind_address]}" ;; esac
+}

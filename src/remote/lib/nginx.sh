@@ -1,9 +1,13 @@
 # nginx: the upstream file (rendered, backed up, tested, reloaded or restored) and its workers.
 # Globals: CIP (a color's container address), IPS_FORMAT, NGINX_BEFORE (workers before a reload).
 
-upstream_target() { # the address nginx should use for a color
-  if [[ -n "${P[network]}" ]]; then echo "$(container_name "$1"):${P[container_port]}"
-  else echo "127.0.0.1:$(color_port "$1")"
+upstream_target() { # the address(es) nginx should use for a color, space-separated
+  if [[ "${P[role]}" == lb ]]; then
+    local h out=''
+    for h in ${P[lb_servers]//,/ }; do out+="$h:$(color_port "$1") "; done
+    echo "${out% }"
+  elif [[ -n "${P[network]}" ]]; then echo "$(container_name "$1"):${P[container_port]}"
+  else echo "$(bind_host):$(color_port "$1")"
   fi
 }
 
@@ -23,62 +27,101 @@ upstream_backup() { # upstream_backup COLOR
   if [[ "${CIP[$1]}" =~ ^[0-9.]+$ ]]; then echo "${CIP[$1]}:${P[container_port]}"; fi
 }
 
-upstream_render() { # upstream_render TARGET LABEL FILE [BACKUP]
+# The upstream file: the live upstream (TARGETS, space-separated; none: every request answers 502,
+# as before a first deploy) and, with previews on, one upstream per color for the preview routes.
+upstream_render() { # upstream_render TARGETS LABEL FILE [BACKUP]
+  local t c
   {
-    printf '# Managed by bg-deploy (app %s, %s, version %s). Do not edit: the next deploy rewrites it.\nupstream %s {\n    server %s;\n' \
-      "${P[app]}" "$2" "${RUN_VERSION:-unknown}" "${P[upstream_name]}" "$1"
+    printf '# Managed by bg-deploy (app %s, %s, version %s). Do not edit: the next deploy rewrites it.\nupstream %s {\n' \
+      "${P[app]}" "$2" "${RUN_VERSION:-unknown}" "${P[upstream_name]}"
+    for t in $1; do printf '    server %s;\n' "$t"; done
+    if [[ -z "$1" ]]; then printf '    server 127.0.0.1:1 down; # nothing deployed yet\n'; fi
     if [[ -n "${4:-}" ]]; then
       printf '    # the same container by its docker address, while the port above refuses (a Docker daemon restart)\n    server %s backup;\n' "$4"
     fi
     printf '}\n'
+    if [[ -n "${P[preview_file]}" ]]; then
+      for c in blue green; do
+        printf '# the %s color, whether it serves or not: the preview route /%s/ (%s)\nupstream %s-%s {\n' "$c" "$c" "${P[preview_file]}" "${P[upstream_name]}" "$c"
+        for t in $(upstream_target "$c"); do printf '    server %s;\n' "$t"; done
+        printf '}\n'
+      done
+    fi
   } >"$3"
+}
+
+# The preview routes, for the user's server block to include: /blue/... and /green/... reach that
+# color with the prefix stripped. Written when it is missing or differs; true when it was written.
+preview_write() {
+  local f="${P[preview_file]}" text
+  [[ -n "$f" ]] || return 1
+  text="$(printf '# Managed by bg-deploy (app %s): the preview routes. Include it in the server block.\n' "${P[app]}"
+    printf 'location /%s/ { proxy_pass http://%s-%s/; }\n' blue "${P[upstream_name]}" blue green "${P[upstream_name]}" green)"
+  [[ -f "$f" && "$(cat "$f")" == "$text" ]] && return 1
+  printf '%s\n' "$text" >"$f.tmp" && chmod 644 "$f.tmp" && mv -f "$f.tmp" "$f"
 }
 
 # The user's nginx commands, through bash, without the script's extra descriptors: a command that
 # starts a daemon must not keep the SSH session (fds 7, 8) or the deploy lock (fd 9) open.
-nginx_run() { bash -c "$1" 7>&- 8>&- 9>&-; }
+nginx_run() { bash -c "$1" 6<&- 7>&- 8>&- 9>&-; }
 
 upstream_points_to() { # upstream_points_to HOST:PORT
   [[ -f "${P[upstream_file]}" ]] && grep -qE "^[[:space:]]*server[[:space:]]+${1//./[.]}[[:space:];]" "${P[upstream_file]}"
 }
 
-# Point nginx's upstream at TARGET for COLOR: temp file, backup, atomic move, nginx test (restore on
-# failure), reload. On failure the new container is removed, UNDO (a command, if set) runs, and the
-# run ends with a message.
-upstream_switch() { # upstream_switch TARGET COLOR [UNDO] [BACKUP]
-  local target="$1" color="$2" undo="${3:-}" backup="${4:-}" f="${P[upstream_file]}" dir tmp out
+# Point nginx's upstream at TARGETS for COLOR; on failure the new container is removed, UNDO (a
+# command, if set) runs, and the run ends with a message.
+upstream_switch() { # upstream_switch TARGETS COLOR [UNDO] [BACKUP]
+  upstream_write "$1" "$2" "${4:-}" && return 0
+  if [[ -n "${3:-}" ]]; then "$3" || true; fi
+  container_remove "$2"
+  if [[ -n "$UPSTREAM_FAILED" ]]; then history_add "$UPSTREAM_FAILED" "$2"; fi
+  die "$UPSTREAM_ERROR"
+}
+
+# Why upstream_write failed: the history result and the message.
+UPSTREAM_FAILED=''
+UPSTREAM_ERROR=''
+
+# Write the upstream file for TARGETS: temp file, backup, atomic move, nginx test (restore on
+# failure), reload. False, with UPSTREAM_FAILED and UPSTREAM_ERROR set, when nginx did not take it.
+upstream_write() { # upstream_write TARGETS LABEL [BACKUP]
+  local f="${P[upstream_file]}" dir tmp out preview=0
   dir="$(dirname "$f")"
-  fail() { # fail RESULT MESSAGE
-    if [[ -n "$undo" ]]; then "$undo" || true; fi
-    container_remove "$color"
-    if [[ -n "$1" ]]; then history_add "$1" "$color"; fi
-    die "$2"
-  }
-  [[ -d "$dir" && -w "$dir" ]] || fail failed-upstream-write "cannot write the upstream file: $dir is not a writable directory for user $(id -un). Make it writable, or set nginx-upstream-file to a file in a directory that user owns. Nothing was switched; the previous version is still serving."
+  failed() { UPSTREAM_FAILED="$1"; UPSTREAM_ERROR="$2"; return 1; }
+  [[ -d "$dir" && -w "$dir" ]] || { failed failed-upstream-write "cannot write the upstream file: $dir is not a writable directory for user $(id -un). Make it writable, or set nginx-upstream-file to a file in a directory that user owns. Nothing was switched; the previous version is still serving."; return 1; }
   # a new file of our own (mktemp creates it exclusively: never through a link someone left), with
   # its final mode before its content
   tmp="$(mktemp "$dir/.$(basename "$f").bg-deploy.XXXXXX")" \
-    || fail failed-upstream-write "cannot create a temporary file in $dir (disk full?). Nothing was switched; the previous version is still serving."
+    || { failed failed-upstream-write "cannot create a temporary file in $dir (disk full?). Nothing was switched; the previous version is still serving."; return 1; }
   TMP_PATHS+=("$tmp")
   chmod 644 "$tmp"
-  upstream_render "$target" "$color" "$tmp" "$backup" || fail failed-upstream-write "cannot write $tmp (disk full?). Nothing was switched; the previous version is still serving."
+  upstream_render "$1" "$2" "$tmp" "${3:-}" || { failed failed-upstream-write "cannot write $tmp (disk full?). Nothing was switched; the previous version is still serving."; return 1; }
   rm -f "$STATE_DIR/upstream.bak" "$STATE_DIR/upstream.none"
   # the backup is owner-only like everything in the state directory; upstream_restore gives the
   # file back nginx's usual 644
   if [[ -f "$f" ]]; then cp "$f" "$STATE_DIR/upstream.bak" && chmod 600 "$STATE_DIR/upstream.bak"; else touch "$STATE_DIR/upstream.none"; fi
   touch "$STATE_DIR/switch.pending"
   mv -f "$tmp" "$f"
+  if preview_write; then preview=1; fi
   if ! out="$(nginx_run "${P[nginx_test]}" 2>&1)"; then
     upstream_restore
-    fail failed-nginx-test "nginx rejected the new upstream, so the previous config was restored and nothing was switched. nginx said: $out"
+    if ((preview)); then rm -f "${P[preview_file]}"; fi
+    failed failed-nginx-test "nginx rejected the new upstream, so the previous config was restored and nothing was switched. nginx said: $out"
+    return 1
   fi
   NGINX_BEFORE="$(nginx_workers)"
   if ! out="$(nginx_run "${P[nginx_reload]}" 2>&1)"; then
     upstream_restore
-    fail failed-nginx-reload "nginx reload failed, so the previous upstream file was restored and the new container removed. Is nginx running? It said: $out"
+    failed failed-nginx-reload "nginx reload failed, so the previous upstream file was restored and the new container removed. Is nginx running? It said: $out"
+    return 1
   fi
+  UPSTREAM_WROTE=1
   rm -f "$STATE_DIR/switch.pending"
 }
+
+# This run wrote the upstream file (its backup is the file from before): an undo restores it.
+UPSTREAM_WROTE=0
 
 upstream_restore() {
   if [[ -f "$STATE_DIR/upstream.bak" ]]; then mv -f "$STATE_DIR/upstream.bak" "${P[upstream_file]}" && chmod 644 "${P[upstream_file]}"

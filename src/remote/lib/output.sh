@@ -28,18 +28,20 @@ MAIN_PID=$$
 
 IN_JOB=0
 
-log() { printf '==> %s\n' "$*" >&2; }
+# A write to the runner never ends the run: in a run in two phases SIGPIPE is ignored (main.sh), and
+# a session that was cut makes these writes fail, not the step that made them.
+log() { printf '==> %s\n' "$*" >&2 || true; }
 
 marker() { # marker NAME TEXT: one marker line, TEXT escaped onto one line
   local t="${2//\\/\\\\}"
   t="${t//$'\n'/\\n}"
-  printf '::bg-deploy-%s:: %s\n' "$1" "${t//$'\r'/\\r}" >&7
+  printf '::bg-deploy-%s:: %s\n' "$1" "${t//$'\r'/\\r}" >&7 || true
 }
 
 # die works from a subshell too (a `$(...)`): its message reaches the runner and the whole run ends
 die() {
   marker error "$*"
-  printf 'error: %s\n' "$*" >&8
+  printf 'error: %s\n' "$*" >&8 || true
   if [[ "$BASHPID" != "$MAIN_PID" && "$IN_JOB" == 0 ]]; then kill -USR1 "$MAIN_PID" 2>/dev/null || true; fi
   exit 1
 }
@@ -50,6 +52,6 @@ now_ms() { date +%s%3N; }
 
 phase() { marker phase "$1"; }
 
-event() { printf '::bg-deploy-event:: %s %s\n' "$1" "$(now_ms)" >&7; }
+event() { printf '::bg-deploy-event:: %s %s\n' "$1" "$(now_ms)" >&7 || true; }
 
 warn() { marker warning "$*"; }

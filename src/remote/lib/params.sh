@@ -1,5 +1,7 @@
 # Parameters (`key=value` arguments; names and defaults are declared in src/protocol.ts) and the
-# secrets that follow the script on stdin. Globals: P, RUN_ARGS, ENV_KEYS, ENV_VALUES, REGISTRY_PASSWORD.
+# secrets that follow the script on stdin. Roles (`role`): single, one server switching itself in
+# one go; host, a server with its own nginx in a run over several; app, a server behind a
+# load-balancer host; lb, that load balancer. Globals: P, RUN_ARGS, ENV_KEYS, ENV_VALUES, REGISTRY_PASSWORD.
 
 declare -A P=(
   [action]=deploy [app]='' [image]='' [version]='' [container_port]=8080
@@ -8,6 +10,7 @@ declare -A P=(
   [upstream_file]='' [upstream_name]='' [nginx_test]='nginx -t' [nginx_reload]='nginx -s reload'
   [lock_timeout]=600 [actor]='' [run_url]='' [registry]='' [registry_user]='' [state_dir]=''
   [target]='' [switch_mode]=reload [live_port]=8083 [docker_timeout]=60
+  [role]=single [color]='' [bind_address]=127.0.0.1 [lb_servers]='' [preview_file]='' [commit_timeout]=900
 )
 
 RUN_ARGS=()
@@ -51,5 +54,7 @@ params_read_secrets() {
       *) die "unknown secret line '$name'" ;;
     esac
   done
-  exec </dev/null
+  # the rest of stdin carries the runner's commands to a run in two phases (lib/commands.sh); no
+  # command the script runs reads it
+  exec 6<&0 </dev/null
 }

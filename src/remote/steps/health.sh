@@ -3,9 +3,9 @@
 health_probe() { # health_probe PORT PATH TIMEOUT -> prints the status code or nothing
   # shellcheck disable=SC2016 # expanded by the inner bash
   timeout "$3" bash -c '
-    exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+    exec 3<>"/dev/tcp/$3/$1" || exit 1
     printf "GET %s HTTP/1.0\r\nHost: localhost\r\nUser-Agent: bg-deploy\r\n\r\n" "$2" >&3
-    read -r _ code _ <&3 && printf "%s" "$code"' _ "$1" "$2" 2>/dev/null || true
+    read -r _ code _ <&3 && printf "%s" "$code"' _ "$1" "$2" "$(bind_host)" 2>/dev/null || true
 }
 
 health_wait() { # health_wait COLOR
@@ -13,7 +13,7 @@ health_wait() { # health_wait COLOR
   name="$(container_name "$color")"; port="$(color_port "$color")"
   phase "health $name"
   start="$(now_ms)"; deadline=$((start + ${P[health_timeout]%.*} * 1000))
-  log "polling http://127.0.0.1:$port${P[health_path]} every ${P[health_interval]}s (up to ${P[health_timeout]}s)"
+  log "polling http://$(bind_host):$port${P[health_path]} every ${P[health_interval]}s (up to ${P[health_timeout]}s)"
   while :; do
     code="$(health_probe "$port" "${P[health_path]}" 2)"
     if [[ "$code" == 2?? ]]; then

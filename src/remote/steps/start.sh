@@ -18,7 +18,7 @@ start_color() { # start_color COLOR
   fi
   local args=(run -d --name "$name" --init --restart unless-stopped
     --label "bg-deploy.app=${P[app]}" --label "bg-deploy.color=$color" --label "bg-deploy.version=$RUN_VERSION"
-    -p "127.0.0.1:$port:${P[container_port]}")
+    -p "${P[bind_address]}:$port:${P[container_port]}")
   if [[ -n "${P[network]}" ]]; then args+=(--network "${P[network]}"); fi
   if [[ -n "${P[env_file]}" ]]; then args+=(--env-file "${P[env_file]}"); fi
   # env values: one line each in an owner-only file in the owner-only state directory, removed as
@@ -37,7 +37,7 @@ start_color() { # start_color COLOR
     args+=(--env-file "$secret_env")
   fi
   args+=("${RUN_ARGS[@]}" -- "$RUN_IMAGE")
-  log "starting $name ($RUN_IMAGE) on 127.0.0.1:$port"
+  log "starting $name ($RUN_IMAGE) on ${P[bind_address]}:$port"
   local out rc=0
   out="$(for i in "${spanning[@]}"; do export "${ENV_KEYS[$i]}=${ENV_VALUES[$i]%x}"; done
     docker_call "${args[@]}" 2>&1)" || rc=$?

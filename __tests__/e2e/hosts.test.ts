@@ -1,0 +1,436 @@
+// Several servers in one run, end to end: three app servers and a load-balancer server, each a
+// network namespace with its own sshd, Docker engine and nginx (scripts/hosts.sh), under load.
+// Shape 1: the load balancer's nginx lists every app server and switches them all at once.
+// Shape 2: each server switches its own nginx; all switch or none, also when a session is cut or
+// the runner dies during the commit.
+import { execFileSync, spawnSync } from 'node:child_process'
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import path from 'node:path'
+import { headMessage, hostsScript, testServers, type TestServer } from '../../scripts/harness.mjs'
+import {
+  Load,
+  commitVersion,
+  expectOk,
+  headSha,
+  httpGet,
+  lastServed,
+  makeWorkspace,
+  registryTags,
+  runAction,
+  services,
+  sleep,
+  timelineOf,
+  type ActionRun,
+  type AppBehaviour,
+  type LoadStats,
+  type RunOptions,
+  type Services
+} from './helpers.js'
+
+let svc: Services
+let apps: TestServer[]
+let lb: TestServer
+beforeAll(() => {
+  svc = services()
+  hostsScript('up', 3)
+  ;({ apps, lb } = testServers(svc))
+}, 120_000)
+afterAll(() => {
+  // BGD_KEEP_HOSTS=1 leaves them running, to look at after a failure
+  if (!process.env.BGD_KEEP_HOSTS) hostsScript('down')
+}, 120_000)
+
+const NGINX = '/srv/bgd-nginx'
+let nextPort = 9000
+
+interface FleetApp {
+  name: string
+  ws: string
+  inputs: Record<string, string>
+  /** where users reach the app: the load balancer, or each server's nginx */
+  urls: string[]
+}
+
+/** An app on the test servers: shape 'lb' (behind the load balancer) or 'each' (nginx on each). */
+function fleetApp(
+  shape: 'lb' | 'each',
+  behaviour: AppBehaviour,
+  extra: Record<string, string> = {}
+): FleetApp {
+  const base = (nextPort += 10)
+  const name = `${shape}-${base}`
+  const fronts = shape === 'lb' ? [lb] : apps
+  // nginx itself sees its directory at its real path; sessions see it at /srv/bgd-nginx
+  for (const s of fronts)
+    writeFileSync(
+      path.join(s.dir, 'nginx/conf.d', `${name}-site.conf`),
+      `server {\n  listen ${s.address}:${base};\n  location / { proxy_pass http://${name}; }\n  include ${s.dir}/nginx/conf.d/${name}-preview*.inc;\n}\n`
+    )
+  const ws = makeWorkspace(behaviour, `release ${behaviour.version}`)
+  return {
+    name,
+    ws,
+    urls: fronts.map((s) => `http://${s.address}:${base}/`),
+    inputs: {
+      image: `${svc.registry}/e2e/${name}-${Date.now().toString(36)}`,
+      'create-release': 'false',
+      hosts: apps.map((s) => s.address).join('\n'),
+      ...(shape === 'lb' ? { 'lb-host': lb.address, 'bind-address': '0.0.0.0' } : {}),
+      username: 'root',
+      'ssh-key': svc.sshKey,
+      'host-fingerprint': [...apps, lb].map((s) => s.fingerprint).join('\n'),
+      'app-name': name,
+      'blue-port': String(base + 1),
+      'green-port': String(base + 2),
+      'health-path': '/health',
+      'health-interval': '0.2',
+      'drain-timeout': '10',
+      'nginx-upstream-file': `${NGINX}/conf.d/${name}-upstream.conf`,
+      'nginx-test-command': `nginx -t -q -c ${NGINX}/nginx.conf`,
+      'nginx-reload-command': `nginx -c ${NGINX}/nginx.conf -s reload`,
+      ...extra
+    }
+  }
+}
+
+function deploy(
+  app: FleetApp,
+  opts: Partial<RunOptions> & { inputs?: Record<string, string> } = {}
+) {
+  const sha = headSha(app.ws)
+  return runAction(
+    { ...app.inputs, ...opts.inputs },
+    {
+      workspace: app.ws,
+      sha,
+      event: { head_commit: { id: sha, message: headMessage(app.ws) } },
+      ...opts
+    }
+  )
+}
+
+function rollback(app: FleetApp, target = 'previous') {
+  return deploy(app, {
+    inputs: { rollback: target },
+    eventName: 'workflow_dispatch',
+    event: { inputs: { rollback: target } }
+  })
+}
+
+/** What each front (the load balancer, or each server's nginx) answers on /. */
+async function served(app: FleetApp): Promise<string[]> {
+  return Promise.all(app.urls.map(async (u) => (await httpGet(u)).body.trim()))
+}
+
+/** The version each app server's state file says it serves. */
+function stateVersions(app: FleetApp): string[] {
+  return apps.map((s) => {
+    const f = path.join(s.dir, 'state', app.name, 'state')
+    return existsSync(f) ? (/^version=(.*)$/m.exec(readFileSync(f, 'utf8'))?.[1] ?? '') : ''
+  })
+}
+
+/** The result column of each app server's newest history rows (`n` of them). */
+function lastResults(app: FleetApp, n: number): string[][] {
+  return apps.map((s) =>
+    readFileSync(path.join(s.dir, 'state', app.name, 'history'), 'utf8')
+      .trim()
+      .split('\n')
+      .slice(-n)
+      .map((l) => l.split('\t')[7]!)
+  )
+}
+
+/** The newest history result of each server once every one says `result` (or after 30 s). */
+async function settleOn(app: FleetApp, result: string): Promise<string[][]> {
+  for (let i = 0; i < 300; i++) {
+    const r = lastResults(app, 1)
+    if (r.every(([x]) => x === result)) return r
+    await sleep(100)
+  }
+  return lastResults(app, 1)
+}
+
+/** Containers of the app on a server: name -> state. */
+function containers(s: TestServer, app: FleetApp): Record<string, string> {
+  const out = execFileSync('docker', [
+    '-H',
+    s.docker!,
+    'ps',
+    '-a',
+    '--filter',
+    `label=bg-deploy.app=${app.name}`,
+    '--format',
+    '{{.Names}} {{.State}}'
+  ]).toString()
+  return Object.fromEntries(
+    out
+      .trim()
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => l.split(' ') as [string, string])
+  )
+}
+
+/** Wait until every app server's deploy lock is free (the old color stops in the background). */
+function settled(app: FleetApp): void {
+  for (const s of apps) {
+    const lock = path.join(s.dir, 'state', app.name, 'lock')
+    if (existsSync(lock)) execFileSync('flock', ['-w', '30', lock, 'true'])
+  }
+}
+
+function failures(stats: LoadStats): string {
+  return `${stats.requests} requests, ${stats.non2xx} non-2xx, ${stats.errors} errors, ${stats.races} keep-alive races retried, slow ${stats.slowCompleted}/${stats.slowStarted}`
+}
+
+function expectNoFailures(stats: LoadStats): void {
+  expect({ non2xx: stats.non2xx, errors: stats.errors, slowFailed: stats.slowFailed }).toEqual({
+    non2xx: 0,
+    errors: 0,
+    slowFailed: 0
+  })
+}
+
+async function loads(urls: string[]): Promise<Load[]> {
+  const per = Math.max(1, Math.floor(12 / urls.length))
+  return Promise.all(
+    urls.map((u) => new Load().start(u, { keepalive: per, fresh: Math.max(1, per / 3), slow: 1 }))
+  )
+}
+
+async function stopAll(ls: Load[]): Promise<LoadStats[]> {
+  return Promise.all(ls.map((l) => l.stop()))
+}
+
+describe('shape 1: three app servers behind a load-balancer server', () => {
+  let app: FleetApp
+  beforeAll(() => {
+    app = fleetApp('lb', { version: 'v1.0.0' })
+  })
+
+  test('first deploy, then v1 → v2 under load: one switch on the load balancer, 0 failed, nothing of v1 after it', async () => {
+    const first = await deploy(app)
+    expectOk(first)
+    expect(first.outputs).toMatchObject({ deployed: 'true', color: 'blue', version: 'v1.0.0' })
+    expect(await served(app)).toEqual(['v1.0.0'])
+    expect(stateVersions(app)).toEqual(['v1.0.0', 'v1.0.0', 'v1.0.0'])
+    const upstream = readFileSync(
+      path.join(lb.dir, 'nginx/conf.d', `${app.name}-upstream.conf`),
+      'utf8'
+    )
+    for (const s of apps)
+      expect(upstream).toContain(`server ${s.address}:${Number(app.inputs['blue-port'])};`)
+    settled(app)
+
+    commitVersion({ ws: app.ws } as never, { version: 'v2.0.0', startDelay: 1 })
+    const [load] = await loads(app.urls)
+    const run = await deploy(app)
+    const stats = (await stopAll([load!]))[0]!
+    expectOk(run)
+    const switched = timelineOf(run.outputs).switched!
+    const lastV1 = lastServed(stats, 'v1.0.0')
+    console.log(
+      `shape 1, v1 -> v2 on 3 app servers: ${failures(stats)}; v1 last served ${lastV1 - switched} ms after the switch (bucket ${stats.bucketMs} ms); run ${run.ms} ms`
+    )
+    expect(run.outputs).toMatchObject({
+      deployed: 'true',
+      color: 'green',
+      'previous-color': 'blue',
+      version: 'v2.0.0'
+    })
+    expectNoFailures(stats)
+    // requests in flight at the switch end on v1 (a slow one takes 3 s); none starts on v1 afterwards
+    expect(lastV1 - switched).toBeLessThanOrEqual(3000 + 500)
+    expect(await served(app)).toEqual(['v2.0.0'])
+    expect(stateVersions(app)).toEqual(['v2.0.0', 'v2.0.0', 'v2.0.0'])
+    expect(run.summary).toMatch(/Servers/)
+    settled(app)
+    for (const s of apps)
+      expect(containers(s, app)).toEqual({
+        [`${app.name}-blue`]: 'exited',
+        [`${app.name}-green`]: 'running'
+      })
+  }, 240_000)
+
+  test('rollback under load: every app server back to v1 through one switch, 0 failed', async () => {
+    const [load] = await loads(app.urls)
+    const run = await rollback(app)
+    const stats = (await stopAll([load!]))[0]!
+    expectOk(run)
+    console.log(`shape 1, rollback to v1: ${failures(stats)}; run ${run.ms} ms`)
+    expect(run.outputs).toMatchObject({ deployed: 'true', color: 'blue', version: 'v1.0.0' })
+    expectNoFailures(stats)
+    expect(await served(app)).toEqual(['v1.0.0'])
+    expect(stateVersions(app)).toEqual(['v1.0.0', 'v1.0.0', 'v1.0.0'])
+    settled(app)
+  }, 240_000)
+
+  test('a version that never gets healthy on one server only: nothing is switched anywhere, 0 failed', async () => {
+    // h2's engine holds a volume with the flag that makes this version sick there
+    execFileSync('docker', ['-H', apps[1]!.docker!, 'volume', 'create', `${app.name}-flag`])
+    const mp = execFileSync('docker', [
+      '-H',
+      apps[1]!.docker!,
+      'volume',
+      'inspect',
+      '-f',
+      '{{.Mountpoint}}',
+      `${app.name}-flag`
+    ])
+      .toString()
+      .trim()
+    writeFileSync(path.join(mp, 'sick'), '')
+    commitVersion({ ws: app.ws } as never, { version: 'v3.0.0', sickWithFlag: true })
+    const [load] = await loads(app.urls)
+    const run = await deploy(app, {
+      inputs: { 'health-timeout': '4', 'docker-run-args': `-v ${app.name}-flag:/flag` }
+    })
+    const stats = (await stopAll([load!]))[0]!
+    console.log(`shape 1, v3 sick on h2: ${failures(stats)}; exit ${run.code}`)
+    expect(run.code).not.toBe(0)
+    expect(run.log).toMatch(
+      new RegExp(
+        `Nothing was switched: ${apps[1]!.address.replace(/\./g, '\\.')} could not get ready: .*did not answer 2xx`
+      )
+    )
+    expectNoFailures(stats)
+    expect(stats.versions['v3.0.0']).toBeUndefined()
+    expect(await served(app)).toEqual(['v1.0.0'])
+    expect(stateVersions(app)).toEqual(['v1.0.0', 'v1.0.0', 'v1.0.0'])
+    settled(app)
+    // the prepared color was removed everywhere; the serving one runs
+    for (const s of apps) expect(containers(s, app)[`${app.name}-green`]).toBeUndefined()
+    for (const s of apps) expect(containers(s, app)[`${app.name}-blue`]).toBe('running')
+  }, 240_000)
+
+  test('promote: false prepares v4 and its preview route; promote: true switches to it without building again', async () => {
+    const previewFile = `${NGINX}/conf.d/${app.name}-preview.inc`
+    commitVersion({ ws: app.ws } as never, { version: 'v4.0.0' })
+    const prepared = await deploy(app, {
+      inputs: { promote: 'false', 'nginx-preview-file': previewFile }
+    })
+    expectOk(prepared)
+    expect(prepared.outputs).toMatchObject({ deployed: 'false', color: 'green', version: 'v4.0.0' })
+    expect(prepared.log).toMatch(/is prepared on 3 app server\(s\) behind 198\.18\.0\.20 as green/)
+    expect(prepared.summary).toMatch(/\/green\/ on the nginx of 198\.18\.0\.20/)
+    expect(await served(app)).toEqual(['v1.0.0'])
+    const preview = await httpGet(`${app.urls[0]}green/`)
+    expect(preview).toEqual({ status: 200, body: 'v4.0.0\n' })
+    expect((await httpGet(`${app.urls[0]}blue/`)).body).toBe('v1.0.0\n')
+
+    const [load] = await loads(app.urls)
+    const promoted = await deploy(app, { inputs: { 'nginx-preview-file': previewFile } })
+    const stats = (await stopAll([load!]))[0]!
+    expectOk(promoted)
+    console.log(`shape 1, promote v4: ${failures(stats)}; run ${promoted.ms} ms`)
+    expect(promoted.log).toMatch(/holds this commit already .*not built again/)
+    expect(promoted.log).toMatch(/promoting it/)
+    expect(promoted.outputs).toMatchObject({ deployed: 'true', color: 'green', version: 'v4.0.0' })
+    expectNoFailures(stats)
+    expect(await served(app)).toEqual(['v4.0.0'])
+    expect(
+      await registryTags(svc.registry, app.inputs.image!.slice(svc.registry.length + 1))
+    ).toContain('latest')
+    settled(app)
+  }, 240_000)
+})
+
+/** The pids of the sshd processes serving connections to server `s` (not its listener). */
+function sessionsOf(s: TestServer): number[] {
+  const master = readFileSync(path.join(s.dir, 'sshd.pid'), 'utf8').trim()
+  const r = spawnSync('pgrep', ['-P', master], { encoding: 'utf8' })
+  return r.stdout.split('\n').filter(Boolean).map(Number)
+}
+
+/** Resolves once server `s`'s journal for the app says `stage`. */
+async function journalSays(s: TestServer, app: FleetApp, stage: string): Promise<void> {
+  const f = path.join(s.dir, 'state', app.name, 'journal')
+  for (let i = 0; i < 3000; i++) {
+    if (existsSync(f) && readFileSync(f, 'utf8').includes(`stage=${stage}\n`)) return
+    await sleep(10)
+  }
+  throw new Error(`${s.name} never reached ${stage}`)
+}
+
+describe('shape 2: three servers, each with its own nginx', () => {
+  let app: FleetApp
+  /** makes h2's nginx reload take 2 s: a switch there is still running when the others are done */
+  const slowReload = () => writeFileSync(path.join(apps[1]!.dir, 'state', 'slow-reload'), '')
+  const fastReload = () => rmSync(path.join(apps[1]!.dir, 'state', 'slow-reload'), { force: true })
+  beforeAll(() => {
+    app = fleetApp(
+      'each',
+      { version: 'v1.0.0' },
+      {
+        'nginx-reload-command': `if [ -e /var/lib/bg-deploy/slow-reload ]; then sleep 2; fi; nginx -c ${NGINX}/nginx.conf -s reload`
+      }
+    )
+  })
+
+  test('first deploy on every server, then v2 with the SSH session to one server cut during the commit: all switch back; the next run switches all; 0 failed', async () => {
+    expectOk(await deploy(app))
+    expect(await served(app)).toEqual(['v1.0.0', 'v1.0.0', 'v1.0.0'])
+    settled(app)
+
+    commitVersion({ ws: app.ws } as never, { version: 'v2.0.0' })
+    slowReload()
+    const ls = await loads(app.urls)
+    const running = deploy(app)
+    await journalSays(apps[0]!, app, 'switched')
+    for (const pid of sessionsOf(apps[1]!)) process.kill(pid, 'SIGKILL')
+    const cut = await running
+    fastReload()
+    // every server had switched or was switching, and undoes it (h2 on its own, once its reload is done)
+    const undone = await settleOn(app, 'undone')
+    const mid = await served(app)
+    const again = await deploy(app)
+    const stats = await stopAll(ls)
+    console.log(
+      `shape 2, session to h2 cut in the commit: exit ${cut.code}; after it the servers answered ${mid.join(' ')}; then ${stats.map(failures).join(' | ')}`
+    )
+    expect(cut.code).not.toBe(0)
+    expect(cut.log).toMatch(/198\.18\.0\.12 could not switch/)
+    expect(mid).toEqual(['v1.0.0', 'v1.0.0', 'v1.0.0'])
+    expect(undone).toEqual([['undone'], ['undone'], ['undone']])
+    // h2 lost its runner: what it did after is in its own log
+    expect(
+      readFileSync(path.join(apps[1]!.dir, 'state', app.name, 'runner-gone.log'), 'utf8')
+    ).toMatch(/went away .* at: switched/)
+    expectOk(again)
+    expect(await served(app)).toEqual(['v2.0.0', 'v2.0.0', 'v2.0.0'])
+    expect(stateVersions(app)).toEqual(['v2.0.0', 'v2.0.0', 'v2.0.0'])
+    for (const s of stats) expectNoFailures(s)
+    settled(app)
+  }, 300_000)
+
+  test('v3 with the runner killed during the commit: every server on one version; the next run switches all; 0 failed', async () => {
+    commitVersion({ ws: app.ws } as never, { version: 'v3.0.0' })
+    slowReload()
+    const ls = await loads(app.urls)
+    let pid = 0
+    const running = deploy(app, { onSpawn: (p) => (pid = p) })
+    await journalSays(apps[0]!, app, 'switched')
+    process.kill(pid, 'SIGKILL')
+    const killed = await running
+    fastReload()
+    // the servers notice the runner is gone and undo their switch
+    const undone = await settleOn(app, 'undone')
+    const mid = await served(app)
+    const again = await deploy(app)
+    const stats = await stopAll(ls)
+    console.log(
+      `shape 2, runner killed in the commit: exit ${killed.code}; after it the servers answered ${mid.join(' ')}; then ${stats.map(failures).join(' | ')}`
+    )
+    expect(mid).toEqual(['v2.0.0', 'v2.0.0', 'v2.0.0'])
+    expect(undone).toEqual([['undone'], ['undone'], ['undone']])
+    expectOk(again)
+    expect(await served(app)).toEqual(['v3.0.0', 'v3.0.0', 'v3.0.0'])
+    expect(stateVersions(app)).toEqual(['v3.0.0', 'v3.0.0', 'v3.0.0'])
+    for (const s of stats) expectNoFailures(s)
+    settled(app)
+  }, 300_000)
+})
+
+// keep the type import used
+export type { ActionRun }

@@ -1,0 +1,191 @@
+// The servers of a run: `host` or `hosts` (one per line), the optional load-balancer host, and
+// how a run over several servers goes (bind address, parallelism, previews, promote). Each server
+// is a complete SSH config: its own address, port and user, and the host keys pinned for it.
+import { isIP } from 'node:net'
+import type { Collector } from './config-check.js'
+import type { Config } from './config.js'
+import type { SwitchMode } from './config-inputs.js'
+import { parseHostKeyPins } from './hostkey.js'
+
+export type SshConfig = Config['ssh']
+
+const NAME = /^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?$/
+const USER = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/
+
+export interface HostAddress {
+  host: string
+  port: number
+  username: string
+}
+
+/**
+ * One server as people write it: `host`, `host:port`, `user@host`, `user@host:port`, an IPv6
+ * address bare or in brackets (`[::1]`, `[::1]:2222`). A problem is returned as a string.
+ */
+export function parseHostLine(
+  line: string,
+  defaults: { port: number; username?: string }
+): HostAddress | string {
+  let rest = line.trim()
+  let username = defaults.username
+  const at = rest.lastIndexOf('@')
+  if (at >= 0) {
+    username = rest.slice(0, at)
+    rest = rest.slice(at + 1)
+    if (!USER.test(username)) return `the user '${username}' is not a user name`
+  }
+  let host = rest
+  let port = defaults.port
+  const bracket = /^\[([0-9A-Fa-f:.]+)\](?::(\d+))?$/.exec(rest)
+  if (bracket) {
+    host = bracket[1]!
+    if (bracket[2] !== undefined) port = Number(bracket[2])
+    if (isIP(host) !== 6) return `'${host}' in brackets is not an IPv6 address`
+  } else if (isIP(rest) === 6) {
+    host = rest
+  } else {
+    const m = /^([^:]+)(?::(\d+))?$/.exec(rest)
+    if (!m) return 'expected host, host:port or [IPv6]:port'
+    host = m[1]!
+    if (m[2] !== undefined) port = Number(m[2])
+    if (!NAME.test(host)) return `'${host}' is not a host name or address`
+  }
+  if (!Number.isInteger(port) || port < 1 || port > 65535) return `port ${port} is not 1 to 65535`
+  if (!username) return 'no user: give username, or user@host'
+  return { host, port, username }
+}
+
+/** The address as nginx and ssh write it: an IPv6 address in brackets. */
+export function hostForUrl(host: string): string {
+  return isIP(host) === 6 ? `[${host}]` : host
+}
+
+interface Shared {
+  privateKey: string
+  passphrase?: string
+  insecureIgnoreHostKey: boolean
+  fingerprints?: string
+  knownHosts?: string
+}
+
+function sshOf(c: Collector, a: HostAddress, shared: Shared, where: string): SshConfig {
+  let hostKeyPins: SshConfig['hostKeyPins'] = []
+  try {
+    hostKeyPins = parseHostKeyPins(shared.fingerprints, shared.knownHosts, a.host, a.port)
+  } catch (e) {
+    c.add(`${where}: ${(e as Error).message}`)
+  }
+  return {
+    host: a.host,
+    port: a.port,
+    username: a.username,
+    privateKey: shared.privateKey,
+    passphrase: shared.passphrase,
+    hostKeyPins,
+    insecureIgnoreHostKey: shared.insecureIgnoreHostKey
+  }
+}
+
+/**
+ * The servers: `host` (one) or `hosts` (one per line), each `[user@]host[:port]`, with `port` and
+ * `username` as the defaults; and `lb-host`, the load balancer in front of them.
+ */
+export function checkHosts(
+  c: Collector,
+  d: { port: number; username?: string },
+  shared: Shared
+): { ssh: SshConfig; hosts: SshConfig[]; lb?: SshConfig } {
+  const one = c.get('host')?.trim()
+  const many = c.get('hosts')
+  const lines: [string, string][] = []
+  if (one !== undefined && many !== undefined)
+    c.add(
+      "Inputs 'host' and 'hosts' are both set: give one server in 'host', or every server in 'hosts' (one per line), not both."
+    )
+  else if (one !== undefined) lines.push(['host', one])
+  else if (many !== undefined)
+    for (const [i, l] of many.split('\n').entries()) {
+      const t = l.trim()
+      if (t !== '' && !t.startsWith('#')) lines.push([`hosts line ${i + 1}`, t])
+    }
+  else
+    c.missing(
+      'host',
+      "the server to deploy to, e.g. ${{ secrets.DEPLOY_HOST }} (or 'hosts', one server per line)"
+    )
+  const hosts: SshConfig[] = []
+  const seen = new Set<string>()
+  for (const [where, line] of lines) {
+    const a = parseHostLine(line, d)
+    if (typeof a === 'string') {
+      c.add(
+        `Invalid ${where} '${line}': ${a}. Expected host, host:port, user@host:port or [IPv6]:port.`
+      )
+      continue
+    }
+    const key = `${a.host}:${a.port}`
+    if (seen.has(key)) c.add(`Invalid ${where}: ${key} is listed twice.`)
+    seen.add(key)
+    hosts.push(sshOf(c, a, shared, where))
+  }
+  let lb: SshConfig | undefined
+  const lbRaw = c.get('lb-host')?.trim()
+  if (lbRaw !== undefined) {
+    const a = parseHostLine(lbRaw, d)
+    if (typeof a === 'string')
+      c.add(
+        `Invalid lb-host '${lbRaw}': ${a}. Expected the load balancer's host, host:port or user@host:port.`
+      )
+    else lb = sshOf(c, a, shared, 'lb-host')
+  }
+  return { ssh: hosts[0] ?? ({} as SshConfig), hosts, lb }
+}
+
+/** How a run over several servers goes. */
+export function checkFleet(
+  c: Collector,
+  s: { hosts: SshConfig[]; lb?: SshConfig; mode: SwitchMode; network?: string }
+): Config['fleet'] {
+  const bindAddress = c.text(
+    'bind-address',
+    '127.0.0.1',
+    (v) => isIP(v) === 4,
+    'an IPv4 address of the app servers, such as 127.0.0.1 (the default), 0.0.0.0 or a private address'
+  )
+  const maxParallel = c.num('max-parallel', 0, 1000, true)
+  const promote = c.bool('promote')
+  const previewFile = c.text(
+    'nginx-preview-file',
+    '',
+    (v) => v.startsWith('/') && !/[\s;{}'"$\\]/.test(v),
+    "an absolute path without spaces, quotes, ; { } or $, e.g. /etc/nginx/bg-deploy/shop-preview.conf, that the server block includes with 'include /etc/nginx/bg-deploy/shop-preview*.conf;'"
+  )
+  if (s.lb) {
+    if (bindAddress.startsWith('127.'))
+      c.add(
+        `Input 'bind-address' is ${bindAddress}, so the load balancer on lb-host (${s.lb.host}) cannot reach the app servers' ports: set it to 0.0.0.0 or to an address the load balancer reaches (and let only the load balancer through your firewall).`
+      )
+    if (s.mode === 'dnat')
+      c.add(
+        "switch-mode dnat does not work with lb-host yet: the load balancer's nginx switches with a reload. Remove switch-mode or lb-host."
+      )
+    if (s.network)
+      c.add(
+        "Input 'network' does not work with lb-host: the load balancer reaches the app servers by their published ports, not through a Docker network on each server. Remove one of them."
+      )
+    if (s.hosts.some((h) => h.host === s.lb!.host && h.port === s.lb!.port))
+      c.add(
+        `lb-host ${s.lb.host}:${s.lb.port} is also in hosts: the load balancer runs nginx, the app servers run the app; give them apart.`
+      )
+  } else if (s.mode === 'dnat' && !['127.0.0.1', '0.0.0.0'].includes(bindAddress))
+    c.add(
+      `switch-mode dnat sends the live port to 127.0.0.1, where the app is not published with bind-address ${bindAddress}: use 127.0.0.1 or 0.0.0.0, or switch-mode reload.`
+    )
+  return {
+    bindAddress,
+    maxParallel,
+    promote,
+    previewFile: previewFile || undefined,
+    several: s.hosts.length > 1 || s.lb !== undefined || !promote || previewFile !== ''
+  }
+}

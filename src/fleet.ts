@@ -1,0 +1,294 @@
+// A run over several servers: prepare every one (in parallel, at most max-parallel at a time), then
+// switch all of them or none. With a load-balancer host its nginx switches every app server at
+// once; without one each server switches its own nginx, and if one cannot, those that did switch
+// back. Each server's script holds its deploy lock from its start to its end, and acts on its own
+// when the runner goes away (src/remote/main.sh): the servers end on one version, or on the one
+// before, and the next run takes over from what the journal on each server says.
+import { checkResult, type Color, type HistoryEntry } from './answer.js'
+import type { Config } from './config.js'
+import { hostForUrl } from './config-hosts.js'
+import type { EventName } from './protocol.js'
+import {
+  startRemote,
+  type RemoteEvent,
+  type RemoteLog,
+  type RemoteRequest,
+  type RemoteResult,
+  type RemoteSession,
+  type StageFields
+} from './remote.js'
+import type { RemoteShell, SshConfig } from './ssh.js'
+
+export interface Server {
+  ssh: SshConfig
+  shell: RemoteShell
+}
+
+/** How one server ended. */
+export interface ServerOutcome {
+  name: string
+  role: 'app' | 'host' | 'lb'
+  state: 'switched' | 'prepared' | 'untouched' | 'aborted' | 'undone' | 'failed'
+  color?: Color
+  version?: string
+  error?: string
+}
+
+export interface FleetResult {
+  deployed: boolean
+  /** promote: false: the new color runs on every server, not switched to */
+  prepared: boolean
+  color?: Color
+  previousColor?: Color
+  version?: string
+  image?: string
+  events: RemoteEvent[]
+  history: HistoryEntry[]
+  servers: ServerOutcome[]
+}
+
+export class FleetError extends Error {
+  constructor(
+    message: string,
+    readonly servers: ServerOutcome[],
+    readonly events: RemoteEvent[] = [],
+    readonly history: HistoryEntry[] = []
+  ) {
+    super(message)
+    this.name = 'FleetError'
+  }
+}
+
+/** The bound on the switch of every server without a load balancer. */
+export const SWITCH_BOUND_MS = 30_000
+
+/** A server's name in messages: host, or host:port when the port is not 22. */
+export function serverName(ssh: SshConfig): string {
+  return ssh.port === 22 ? ssh.host : `${hostForUrl(ssh.host)}:${ssh.port}`
+}
+
+const messageOf = (e: unknown) => (e instanceof Error ? e.message : String(e))
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  return Promise.race([
+    p,
+    new Promise<T>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what} took more than ${ms / 1000}s`)), ms)
+    })
+  ]).finally(() => clearTimeout(timer))
+}
+
+/**
+ * The fleet's timeline: each step when the last server got there (begin and pull: the first).
+ */
+export function fleetEvents(all: RemoteEvent[][]): RemoteEvent[] {
+  const at = new Map<EventName, number>()
+  for (const events of all)
+    for (const e of events) {
+      const seen = at.get(e.name)
+      const first = e.name === 'begin' || e.name === 'pull'
+      if (seen === undefined || (first ? e.ms < seen : e.ms > seen)) at.set(e.name, e.ms)
+    }
+  return [...at.entries()].map(([name, ms]) => ({ name, ms })).sort((a, b) => a.ms - b.ms)
+}
+
+interface Running {
+  name: string
+  role: ServerOutcome['role']
+  session: RemoteSession
+  fields?: StageFields
+  error?: string
+  settled?: RemoteResult | Error
+}
+
+/**
+ * Run a deploy or rollback on every server: prepare, then (promote) commit, or keep.
+ * `log(name)` gives the callbacks for one server's output.
+ */
+export async function runFleet(
+  servers: Server[],
+  lb: Server | undefined,
+  config: Config,
+  req: RemoteRequest,
+  log: (name: string) => RemoteLog
+): Promise<FleetResult> {
+  const expected = (fields: StageFields, action = req.action, version = req.version) =>
+    checkResult({ deployed: 'false', ...fields }, { image: config.image, action, version })
+  const all: Running[] = []
+  const start = (s: Server, role: Running['role'], r: RemoteRequest): Running => {
+    const name = serverName(s.ssh)
+    const run: Running = {
+      name,
+      role,
+      session: startRemote(s.shell, config, { ...r, role }, log(name))
+    }
+    run.session.result.then(
+      (x) => (run.settled = x),
+      (e: Error) => (run.settled = e)
+    )
+    all.push(run)
+    return run
+  }
+  const outcomes = (state: (r: Running) => ServerOutcome['state']): ServerOutcome[] =>
+    all.map((r) => {
+      const res = r.settled instanceof Error ? undefined : r.settled
+      return {
+        name: r.name,
+        role: r.role,
+        state: r.error ? 'failed' : state(r),
+        color: res?.color ?? (r.fields?.color as Color | undefined),
+        version: res?.version ?? r.fields?.version,
+        error: r.error
+      }
+    })
+  /** tell every running script `command`, close its input, and wait for every one to end */
+  const finishAll = async (command: 'abort' | 'keep' | 'finish' | 'undo') => {
+    for (const r of all) {
+      if (!r.error) r.session.send(command)
+      r.session.close()
+    }
+    await Promise.allSettled(all.map((r) => r.session.result))
+  }
+
+  // the load balancer first: it says which color to start and, for a rollback, which version
+  let lbRun: Running | undefined
+  let appReq: RemoteRequest = req
+  if (lb) {
+    lbRun = start(lb, 'lb', {
+      ...req,
+      lbServers: servers.map((s) => hostForUrl(s.ssh.host))
+    })
+    try {
+      const ready = await lbRun.session.reached('ready')
+      const checked = expected(ready, req.action, req.action === 'deploy' ? req.version : undefined)
+      lbRun.fields = ready
+      appReq = {
+        ...req,
+        color: checked.color,
+        version: checked.version,
+        image: checked.image ?? req.image
+      }
+    } catch (e) {
+      lbRun.error = messageOf(e)
+      await finishAll('abort')
+      throw new FleetError(
+        `The load balancer ${lbRun.name} could not start the run: ${lbRun.error}. Nothing was changed on any server.`,
+        outcomes(() => 'untouched')
+      )
+    }
+  }
+
+  // prepare: pull, start the new color, wait for its health; at most max-parallel at a time
+  const role = lb ? 'app' : 'host'
+  const queue = [...servers]
+  let failed = false
+  const worker = async () => {
+    for (let s = queue.shift(); s && !failed; s = queue.shift()) {
+      const run = start(s, role, appReq)
+      try {
+        const fields = await run.session.reached('prepared')
+        expected(fields, appReq.action, appReq.action === 'deploy' ? appReq.version : undefined)
+        run.fields = fields
+      } catch (e) {
+        run.error = messageOf(e)
+        failed = true
+      }
+    }
+  }
+  const limit = config.fleet.maxParallel > 0 ? config.fleet.maxParallel : servers.length
+  await Promise.all(Array.from({ length: Math.min(limit, servers.length) }, worker))
+  const apps = all.filter((r) => r.role !== 'lb')
+  const versions = new Set(apps.map((r) => r.fields?.version))
+  if (!failed && versions.size > 1) {
+    for (const r of apps) r.error = `prepared version ${r.fields?.version}`
+    failed = true
+    await finishAll('abort')
+    throw new FleetError(
+      `The servers would roll back to different versions (${apps.map((r) => `${r.name}: ${r.fields?.version}`).join(', ')}), since they served different ones. Nothing was switched. Name the version to roll back to in 'rollback'.`,
+      outcomes(() => 'aborted')
+    )
+  }
+  if (failed) {
+    await finishAll('abort')
+    const bad = all.filter((r) => r.error)
+    throw new FleetError(
+      `Nothing was switched: ${bad.map((r) => `${r.name} could not get ready: ${r.error}`).join('; ')}. The new color was removed where it had started${servers.length > apps.length ? `, and ${servers.length - apps.length} server(s) were not started` : ''}; every server serves what it served before.`,
+      outcomes((r) => (r.role === 'lb' ? 'untouched' : 'aborted'))
+    )
+  }
+
+  const first = apps[0]!
+  const fields = (lbRun ?? first).fields!
+  const result = (deployed: boolean, prepared: boolean): FleetResult => {
+    const main = lbRun ?? first
+    const res = main.settled instanceof Error ? undefined : main.settled
+    return {
+      deployed,
+      prepared,
+      color: (fields.color || undefined) as Color | undefined,
+      previousColor: (fields.previous_color || undefined) as Color | undefined,
+      version: fields.version || undefined,
+      image: fields.image || undefined,
+      events: fleetEvents(
+        all.map((r) => (r.settled instanceof Error ? [] : (r.settled?.events ?? [])))
+      ),
+      history: res?.history ?? [],
+      servers: outcomes(() => (deployed ? 'switched' : 'prepared'))
+    }
+  }
+
+  if (!config.fleet.promote) {
+    await finishAll('keep')
+    const failedKeep = all.filter((r) => r.settled instanceof Error)
+    if (failedKeep.length > 0)
+      throw new FleetError(
+        `The new version was prepared, but ${failedKeep.map((r) => `${r.name}: ${messageOf(r.settled)}`).join('; ')}`,
+        outcomes(() => 'prepared')
+      )
+    return result(false, true)
+  }
+
+  // commit
+  if (lbRun) {
+    lbRun.session.send(`switch ${fields.color as Color}`)
+    try {
+      await withTimeout(lbRun.session.reached('switched'), SWITCH_BOUND_MS, 'the switch')
+    } catch (e) {
+      lbRun.error = messageOf(e)
+      await finishAll('abort')
+      throw new FleetError(
+        `The load balancer ${lbRun.name} could not switch: ${lbRun.error}. The new color was removed from every app server; the previous version serves.`,
+        outcomes(() => 'aborted')
+      )
+    }
+  } else {
+    for (const r of apps) r.session.send('switch')
+    const switched = await Promise.allSettled(
+      apps.map((r) =>
+        withTimeout(r.session.reached('switched'), SWITCH_BOUND_MS, 'the switch').catch((e) => {
+          r.error = messageOf(e)
+          throw e
+        })
+      )
+    )
+    if (switched.some((x) => x.status === 'rejected')) {
+      await finishAll('undo')
+      const bad = apps.filter((r) => r.error)
+      throw new FleetError(
+        `${bad.map((r) => `${r.name} could not switch: ${r.error}`).join('; ')}. Every server that had switched switched back: the previous version serves everywhere.`,
+        outcomes(() => 'undone')
+      )
+    }
+  }
+  await finishAll('finish')
+  const unfinished = all.filter((r) => r.settled instanceof Error)
+  if (unfinished.length > 0) {
+    for (const r of unfinished) r.error = messageOf(r.settled)
+    throw new FleetError(
+      `${fields.version} was switched to, but ${unfinished.map((r) => `${r.name} did not finish: ${r.error}`).join('; ')}. Re-run the workflow: the next run finishes it.`,
+      outcomes(() => 'switched')
+    )
+  }
+  return result(true, false)
+}
