@@ -5,8 +5,10 @@ import { testConfig } from './support/config.js'
 import {
   EVENTS,
   HISTORY_FIELDS,
+  COMMANDS,
   MARKERS,
   PARAMETERS,
+  STAGES,
   RUN_ARG,
   SECRET_LINES
 } from '../src/protocol.js'
@@ -103,4 +105,17 @@ test('the script reads exactly the declared secret lines', () => {
 test('a history row has the declared fields, in order', () => {
   const add = /history_add\(\) \{[^\n]*\n\s*printf '([^']*)'/.exec(script)?.[1] ?? ''
   expect(add.split('\\t')).toHaveLength(HISTORY_FIELDS.length)
+})
+
+test('a run in two phases reports exactly the declared stages and knows only the declared commands', () => {
+  const stages = new Set([...code.matchAll(/\bcommand_await ([a-z]+)\b/g)].map((m) => m[1]))
+  expect([...stages].sort()).toEqual([...STAGES].sort())
+  // every command the script compares with is a declared one (eof: its own word for no command)
+  const compared = [
+    ...code.matchAll(
+      /(?:"\$cmd" [!=]= |next=|case "\$cmd" in[\s\S]*?)\b(switch|finish|keep|undo|abort)\b/g
+    )
+  ].map((m) => m[1])
+  for (const c of compared) expect(COMMANDS).toContain(c)
+  expect(code).toContain('keep)')
 })

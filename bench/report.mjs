@@ -151,7 +151,7 @@ export function report(m) {
 /**
  * Put the tables into README.md between its bench and modes markers.
  * @param {string} file
- * @param {{ table: string, targetTable: string, context: string, modes: string }} r
+ * @param {{ table: string, targetTable: string, context: string, modes: string, hosts?: string }} r
  * @param {string} chartPath the chart, relative to README
  */
 export async function updateReadme(file, r, chartPath) {
@@ -161,6 +161,8 @@ export async function updateReadme(file, r, chartPath) {
     `$1${r.context}\n\n${r.table}\n\n${r.targetTable}\n\n![version served over time](${chartPath})\n$2`
   )
   text = text.replace(/(<!-- modes:start -->\n)[\s\S]*?(<!-- modes:end -->)/, `$1${r.modes}\n$2`)
+  if (r.hosts)
+    text = text.replace(/(<!-- hosts:start -->\n)[\s\S]*?(<!-- hosts:end -->)/, `$1${r.hosts}\n$2`)
   await writeFormatted(file, text)
 }
 

@@ -35,6 +35,7 @@ import {
   removeApp
 } from '../scripts/harness.mjs'
 import { chart } from './chart.mjs'
+import { benchHosts } from './hosts.mjs'
 import { median, report, s2, updateReadme, writeFormatted } from './report.mjs'
 
 const argv = process.argv.slice(2)
@@ -431,6 +432,11 @@ async function main() {
     classicPrev = next
   }
 
+  say(
+    '==> one server and three servers behind a load balancer (scripts/hosts.sh), same app and load'
+  )
+  const hosts = await benchHosts(svc, RUNS, say)
+
   const r = report({
     rounds,
     runs: RUNS,
@@ -442,9 +448,12 @@ async function main() {
     load: LOAD,
     startUp: START_UP
   })
-  await writeFormatted(path.join(OUT, 'results.json'), JSON.stringify(r.results, null, 2) + '\n')
+  await writeFormatted(
+    path.join(OUT, 'results.json'),
+    JSON.stringify({ ...r.results, hosts: hosts.results }, null, 2) + '\n'
+  )
   if (panels.length) writeFileSync(path.join(OUT, 'chart.svg'), chart(panels))
-  say(`\n${r.context}\n\n${r.table}\n\n${r.targetTable}\n`)
+  say(`\n${r.context}\n\n${r.table}\n\n${r.targetTable}\n\n${hosts.table}\n`)
   say(
     `results: ${path.relative(process.cwd(), path.join(OUT, 'results.json'))}, chart: ${path.relative(process.cwd(), path.join(OUT, 'chart.svg'))}; ${s2(Date.now() - t00)} s in all`
   )
@@ -452,7 +461,7 @@ async function main() {
   if (README) {
     await updateReadme(
       path.join(ROOT, 'README.md'),
-      r,
+      { ...r, hosts: hosts.table },
       path.relative(ROOT, path.join(OUT, 'chart.svg'))
     )
     say('README.md: bench and switch-mode sections updated')

@@ -66691,7 +66691,7 @@ function parseHostLine(line, defaults) {
     }
     let host = rest;
     let port = defaults.port;
-    const bracket = /^\[([0-9A-Fa-f:.]+)\](?::(\d+))?$/.exec(rest);
+    const bracket = /^\[([^\]]*)\](?::(\d+))?$/.exec(rest);
     if (bracket) {
         host = bracket[1];
         if (bracket[2] !== undefined)
@@ -67677,9 +67677,6 @@ async function runFleet(servers, lb, config, req, log) {
     const apps = all.filter((r) => r.role !== 'lb');
     const versions = new Set(apps.map((r) => r.fields?.version));
     if (!failed && versions.size > 1) {
-        for (const r of apps)
-            r.error = `prepared version ${r.fields?.version}`;
-        failed = true;
         await finishAll('abort');
         throw new FleetError(`The servers would roll back to different versions (${apps.map((r) => `${r.name}: ${r.fields?.version}`).join(', ')}), since they served different ones. Nothing was switched. Name the version to roll back to in 'rollback'.`, outcomes(() => 'aborted'));
     }
@@ -67988,14 +67985,14 @@ async function connectAll(config, deps) {
         ? `Connect to ${config.ssh.username}@${config.ssh.host}:${config.ssh.port}`
         : `Connect to ${all.map(serverName).join(', ')}`;
     const connected = await group(title, () => Promise.allSettled(all.map((ssh) => deps.connect(ssh))));
-    const failed = connected.flatMap((r, i) => r.status === 'rejected' ? [`${serverName(all[i])}: ${r.reason.message}`] : []);
+    const failed = connected.flatMap((r, i) => r.status === 'rejected' ? [{ name: serverName(all[i]), error: r.reason }] : []);
     if (failed.length > 0) {
         for (const r of connected)
             if (r.status === 'fulfilled')
                 r.value.dispose();
-        throw new Error(all.length === 1
-            ? failed[0].replace(/^[^:]*: /, '')
-            : `Cannot connect to every server, so nothing was built or changed. ${failed.join(' ')}`);
+        if (all.length === 1)
+            throw failed[0].error;
+        throw new Error(`Cannot connect to every server, so nothing was built or changed. ${failed.map((f) => `${f.name}: ${f.error.message}`).join(' ')}`);
     }
     const servers = connected.map((r, i) => ({
         ssh: all[i],

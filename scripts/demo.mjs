@@ -7,7 +7,8 @@
 // generator runs, and roll back. Prints a line per phase and a report at the end.
 //
 //   npm run demo             set up and run
-//   npm run demo -- --down   remove the demo app and stop what the set-up started
+//   npm run demo -- --hosts 3   the same on 3 app servers behind a load balancer (scripts/demo-hosts.mjs)
+//   npm run demo -- --down   remove the demo app (and servers) and stop what the set-up started
 //
 // Ports: the site on 127.0.0.1:$BGD_DEMO_PORT (default 18080), blue and green on the next two.
 import { spawnSync } from 'node:child_process'
@@ -34,6 +35,7 @@ import {
   timelineOf,
   writeSite
 } from './harness.mjs'
+import { hostsDemo, hostsDemoDown } from './demo-hosts.mjs'
 
 const APP = 'bgdemo'
 const PORT = Number(process.env.BGD_DEMO_PORT ?? 18080)
@@ -98,6 +100,7 @@ function mustSucceed(run) {
 
 async function main() {
   if (process.argv.includes('--down')) {
+    hostsDemoDown()
     if (existsSync(path.join(process.env.BGD_SERVICES_DIR ?? '/tmp/bg-deploy-services', 'env')))
       await removeDemo(services())
     servicesScript('down', say)
@@ -107,6 +110,18 @@ async function main() {
   if (!existsSync(path.join(ROOT, 'dist/index.js'))) {
     say('dist/index.js is missing: run `npm ci` (and `npm run bundle` after changing src/).')
     process.exit(1)
+  }
+
+  const hosts = process.argv.indexOf('--hosts')
+  if (hosts >= 0) {
+    const n = Number(process.argv[hosts + 1])
+    if (!Number.isInteger(n) || n < 1 || n > 9) {
+      say('--hosts takes a number of app servers from 1 to 9, e.g. npm run demo -- --hosts 3')
+      process.exit(1)
+    }
+    await hostsDemo(n, say, phase)
+    say(`    Whole demo: ${secs(Date.now() - t00)}`)
+    return
   }
 
   phase('1/5 Install (if missing) and start Docker, a registry, sshd and nginx on loopback')

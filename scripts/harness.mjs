@@ -733,3 +733,49 @@ export function hostsScript(what, n = 3) {
   })
   if (r.status !== 0) throw new Error(`scripts/hosts.sh ${what} failed: ${r.stderr}`)
 }
+
+/** Where a session on a test server sees that server's own nginx directory (scripts/hosts.sh). */
+export const SERVER_NGINX = '/srv/bgd-nginx'
+
+/**
+ * An app on the test servers of scripts/hosts.sh: its nginx sites (on the load balancer for shape
+ * 'lb', on every app server for 'each'), listening on `port` and including the preview routes, and
+ * the inputs that deploy it there (blue and green on the next two ports).
+ * @param {Services} svc
+ * @param {{ apps: TestServer[], lb: TestServer }} servers
+ * @param {{ app: string, repository: string, port: number, shape: 'lb' | 'each', hosts?: number }} o
+ * @returns {{ inputs: Record<string, string>, urls: string[], fronts: TestServer[], apps: TestServer[] }}
+ */
+export function fleetSetup(svc, servers, o) {
+  const apps = servers.apps.slice(0, o.hosts ?? servers.apps.length)
+  const fronts = o.shape === 'lb' ? [servers.lb] : apps
+  // nginx itself sees its directory at its real path; sessions see it at SERVER_NGINX
+  for (const s of fronts)
+    writeFileSync(
+      path.join(s.dir, 'nginx/conf.d', `${o.app}-site.conf`),
+      `server {\n  listen ${s.address}:${o.port};\n  location / { proxy_pass http://${o.app}; }\n  include ${s.dir}/nginx/conf.d/${o.app}-preview*.inc;\n}\n`
+    )
+  return {
+    apps,
+    fronts,
+    urls: fronts.map((s) => `http://${s.address}:${o.port}/`),
+    inputs: {
+      image: `${svc.registry}/${o.repository}`,
+      'create-release': 'false',
+      ...(apps.length === 1
+        ? { host: apps[0]?.address ?? '' }
+        : { hosts: apps.map((s) => s.address).join('\n') }),
+      ...(o.shape === 'lb' ? { 'lb-host': servers.lb.address, 'bind-address': '0.0.0.0' } : {}),
+      username: 'root',
+      'ssh-key': svc.sshKey,
+      'host-fingerprint': [...apps, servers.lb].map((s) => s.fingerprint).join('\n'),
+      'app-name': o.app,
+      'blue-port': String(o.port + 1),
+      'green-port': String(o.port + 2),
+      'health-path': '/health',
+      'nginx-upstream-file': `${SERVER_NGINX}/conf.d/${o.app}-upstream.conf`,
+      'nginx-test-command': `nginx -t -q -c ${SERVER_NGINX}/nginx.conf`,
+      'nginx-reload-command': `nginx -c ${SERVER_NGINX}/nginx.conf -s reload`
+    }
+  }
+}

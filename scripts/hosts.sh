@@ -117,7 +117,7 @@ up() {
   local n="${1:-3}" i name names=()
   [[ -f "$SERVICES/env" ]] || die "run scripts/services.sh up first"
   command -v socat >/dev/null || die "socat is not installed (scripts/services.sh up installs it)"
-  if [[ -f "$DIR/hosts.env" ]]; then down; fi
+  down # what an interrupted run left
   mkdir -p "$DIR"
   for ((i = 1; i <= n; i++)); do names+=("h$i"); done
   bridge_up
@@ -148,8 +148,7 @@ stop_pidfile() { # stop_pidfile FILE
 }
 
 down() {
-  [[ -d "$DIR" ]] || return 0
-  local d name
+  local d name ns
   for d in "$DIR"/*/; do
     [[ -d "$d" ]] || continue
     name="$(basename "$d")"
@@ -166,10 +165,13 @@ down() {
     ip link del "bgd-$name-out" 2>/dev/null || true
   done
   stop_pidfile "$DIR/registry-forward.pid"
+  for ns in $(ip netns list 2>/dev/null | awk '$1 ~ /^bgd-/ { print $1 }'); do
+    ip netns del "$ns" 2>/dev/null || true
+    ip link del "$ns-out" 2>/dev/null || true
+  done
   iptables -w -D FORWARD -i "$BRIDGE" -o "$BRIDGE" -j ACCEPT 2>/dev/null || true
   ip link del "$BRIDGE" 2>/dev/null || true
-  rm -rf "$DIR"
-  log "servers stopped"
+  if [[ -d "$DIR" ]]; then rm -rf "$DIR"; log "servers stopped"; fi
 }
 
 case "${1:-}" in

@@ -36,7 +36,7 @@ export function parseHostLine(
   }
   let host = rest
   let port = defaults.port
-  const bracket = /^\[([0-9A-Fa-f:.]+)\](?::(\d+))?$/.exec(rest)
+  const bracket = /^\[([^\]]*)\](?::(\d+))?$/.exec(rest)
   if (bracket) {
     host = bracket[1]!
     if (bracket[2] !== undefined) port = Number(bracket[2])

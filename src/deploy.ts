@@ -90,14 +90,13 @@ async function connectAll(config: Config, deps: Deps): Promise<Target> {
     Promise.allSettled(all.map((ssh) => deps.connect(ssh)))
   )
   const failed = connected.flatMap((r, i) =>
-    r.status === 'rejected' ? [`${serverName(all[i]!)}: ${(r.reason as Error).message}`] : []
+    r.status === 'rejected' ? [{ name: serverName(all[i]!), error: r.reason as Error }] : []
   )
   if (failed.length > 0) {
     for (const r of connected) if (r.status === 'fulfilled') r.value.dispose()
+    if (all.length === 1) throw failed[0]!.error
     throw new Error(
-      all.length === 1
-        ? failed[0]!.replace(/^[^:]*: /, '')
-        : `Cannot connect to every server, so nothing was built or changed. ${failed.join(' ')}`
+      `Cannot connect to every server, so nothing was built or changed. ${failed.map((f) => `${f.name}: ${f.error.message}`).join(' ')}`
     )
   }
   const servers = connected.map((r, i) => ({

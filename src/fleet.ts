@@ -201,8 +201,6 @@ export async function runFleet(
   const apps = all.filter((r) => r.role !== 'lb')
   const versions = new Set(apps.map((r) => r.fields?.version))
   if (!failed && versions.size > 1) {
-    for (const r of apps) r.error = `prepared version ${r.fields?.version}`
-    failed = true
     await finishAll('abort')
     throw new FleetError(
       `The servers would roll back to different versions (${apps.map((r) => `${r.name}: ${r.fields?.version}`).join(', ')}), since they served different ones. Nothing was switched. Name the version to roll back to in 'rollback'.`,

@@ -6,7 +6,14 @@
 import { execFileSync, spawnSync } from 'node:child_process'
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
-import { headMessage, hostsScript, testServers, type TestServer } from '../../scripts/harness.mjs'
+import {
+  SERVER_NGINX as NGINX,
+  fleetSetup,
+  headMessage,
+  hostsScript,
+  testServers,
+  type TestServer
+} from '../../scripts/harness.mjs'
 import {
   Load,
   commitVersion,
@@ -40,7 +47,6 @@ afterAll(() => {
   if (!process.env.BGD_KEEP_HOSTS) hostsScript('down')
 }, 120_000)
 
-const NGINX = '/srv/bgd-nginx'
 let nextPort = 9000
 
 interface FleetApp {
@@ -57,39 +63,18 @@ function fleetApp(
   behaviour: AppBehaviour,
   extra: Record<string, string> = {}
 ): FleetApp {
-  const base = (nextPort += 10)
-  const name = `${shape}-${base}`
-  const fronts = shape === 'lb' ? [lb] : apps
-  // nginx itself sees its directory at its real path; sessions see it at /srv/bgd-nginx
-  for (const s of fronts)
-    writeFileSync(
-      path.join(s.dir, 'nginx/conf.d', `${name}-site.conf`),
-      `server {\n  listen ${s.address}:${base};\n  location / { proxy_pass http://${name}; }\n  include ${s.dir}/nginx/conf.d/${name}-preview*.inc;\n}\n`
-    )
-  const ws = makeWorkspace(behaviour, `release ${behaviour.version}`)
+  const port = (nextPort += 10)
+  const name = `${shape}-${port}`
+  const setup = fleetSetup(
+    svc,
+    { apps, lb },
+    { app: name, repository: `e2e/${name}-${Date.now().toString(36)}`, port, shape }
+  )
   return {
     name,
-    ws,
-    urls: fronts.map((s) => `http://${s.address}:${base}/`),
-    inputs: {
-      image: `${svc.registry}/e2e/${name}-${Date.now().toString(36)}`,
-      'create-release': 'false',
-      hosts: apps.map((s) => s.address).join('\n'),
-      ...(shape === 'lb' ? { 'lb-host': lb.address, 'bind-address': '0.0.0.0' } : {}),
-      username: 'root',
-      'ssh-key': svc.sshKey,
-      'host-fingerprint': [...apps, lb].map((s) => s.fingerprint).join('\n'),
-      'app-name': name,
-      'blue-port': String(base + 1),
-      'green-port': String(base + 2),
-      'health-path': '/health',
-      'health-interval': '0.2',
-      'drain-timeout': '10',
-      'nginx-upstream-file': `${NGINX}/conf.d/${name}-upstream.conf`,
-      'nginx-test-command': `nginx -t -q -c ${NGINX}/nginx.conf`,
-      'nginx-reload-command': `nginx -c ${NGINX}/nginx.conf -s reload`,
-      ...extra
-    }
+    ws: makeWorkspace(behaviour, `release ${behaviour.version}`),
+    urls: setup.urls,
+    inputs: { ...setup.inputs, 'health-interval': '0.2', 'drain-timeout': '10', ...extra }
   }
 }
 

@@ -1,0 +1,106 @@
+// The servers of a run as people write them (host, host:port, user@host:port, IPv6), several of
+// them, the load balancer, and the inputs that only make sense together.
+import { ConfigError, parseConfig, type Inputs } from '../src/config.js'
+import { parseHostLine } from '../src/config-hosts.js'
+
+const d = { port: 22, username: 'deploy' }
+
+test.each([
+  ['srv.example.com', { host: 'srv.example.com', port: 22, username: 'deploy' }],
+  ['srv:2222', { host: 'srv', port: 2222, username: 'deploy' }],
+  ['ops@10.0.0.5:2200', { host: '10.0.0.5', port: 2200, username: 'ops' }],
+  ['[2001:db8::1]', { host: '2001:db8::1', port: 22, username: 'deploy' }],
+  ['[::1]:2222', { host: '::1', port: 2222, username: 'deploy' }],
+  ['fd00::7', { host: 'fd00::7', port: 22, username: 'deploy' }]
+])('%s is understood', (line, want) => {
+  expect(parseHostLine(line, d)).toEqual(want)
+})
+
+test.each([
+  ['-oProxyCommand=x', /not a host name/],
+  ['srv:99999', /port 99999 is not 1 to 65535/],
+  ['[srv]:22', /not an IPv6 address/],
+  ['bad user@srv', /not a user name/],
+  ['a:b:c', /host, host:port/]
+])('%s is refused: %s', (line, problem) => {
+  expect(parseHostLine(line, d)).toMatch(problem)
+})
+
+const base: Inputs = {
+  image: 'ghcr.io/acme/shop',
+  username: 'deploy',
+  'ssh-key': '-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----',
+  'insecure-ignore-host-key': 'true'
+}
+const ctx = { repository: 'acme/shop', workspace: '/ws' }
+const problems = (inputs: Inputs): string[] => {
+  try {
+    parseConfig({ ...base, ...inputs }, ctx)
+    return []
+  } catch (e) {
+    return (e as ConfigError).problems
+  }
+}
+
+test('hosts: one server per line, comments and blanks skipped; each its own address, port and user', () => {
+  const c = parseConfig({ ...base, hosts: 'a.example\n# spare\n\nops@b.example:2200\n' }, ctx)
+  expect(c.hosts.map((h) => [h.host, h.port, h.username])).toEqual([
+    ['a.example', 22, 'deploy'],
+    ['b.example', 2200, 'ops']
+  ])
+  expect(c.ssh.host).toBe('a.example')
+  expect(c.fleet).toMatchObject({ several: true, promote: true, maxParallel: 0 })
+})
+
+test('one host is the plain run of today, in one go', () => {
+  const c = parseConfig({ ...base, host: 'srv:2222' }, ctx)
+  expect([c.ssh.host, c.ssh.port]).toEqual(['srv', 2222])
+  expect(c.fleet.several).toBe(false)
+  // promote: false needs the two phases on one server too
+  expect(parseConfig({ ...base, host: 'srv', promote: 'false' }, ctx).fleet.several).toBe(true)
+})
+
+test('each server is pinned to its own known_hosts entry', () => {
+  const key = 'AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyFakeKeyFakeKeyFakeKeyFakeKeyFakeKe'
+  const c = parseConfig(
+    {
+      ...base,
+      'insecure-ignore-host-key': 'false',
+      hosts: 'a\nb',
+      'known-hosts': `a ssh-ed25519 ${key}\nb ssh-ed25519 ${key.replace('Fake', 'Other')}`
+    },
+    ctx
+  )
+  expect(c.hosts[0]!.hostKeyPins).toHaveLength(1)
+  expect(c.hosts[0]!.hostKeyPins[0]!.sha256).not.toBe(c.hosts[1]!.hostKeyPins[0]!.sha256)
+  expect(
+    problems({
+      'insecure-ignore-host-key': 'false',
+      hosts: 'a\nc',
+      'known-hosts': `a ssh-ed25519 ${key}`
+    })
+  ).toEqual([expect.stringMatching(/^hosts line 2: Input 'known-hosts' has no entry for c/)])
+})
+
+test('inputs that do not go together are refused with the fix', () => {
+  expect(problems({ host: 'a', hosts: 'b' })).toEqual([expect.stringMatching(/both set/)])
+  expect(problems({ hosts: 'a\na:22' })).toEqual([expect.stringMatching(/a:22 is listed twice/)])
+  expect(problems({ hosts: 'a\nb', 'lb-host': 'lb' })).toEqual([
+    expect.stringMatching(/bind-address' is 127\.0\.0\.1, so the load balancer .* cannot reach/)
+  ])
+  expect(
+    problems({ hosts: 'a', 'lb-host': 'lb', 'bind-address': '0.0.0.0', 'switch-mode': 'dnat' })
+  ).toEqual([expect.stringMatching(/switch-mode dnat does not work with lb-host/)])
+  expect(problems({ hosts: 'a', 'lb-host': 'a', 'bind-address': '0.0.0.0' })).toEqual([
+    expect.stringMatching(/lb-host a:22 is also in hosts/)
+  ])
+  expect(problems({ host: 'a', 'bind-address': '10.0.0.5', 'switch-mode': 'dnat' })).toEqual([
+    expect.stringMatching(/switch-mode dnat sends the live port to 127\.0\.0\.1/)
+  ])
+  expect(problems({ host: 'a', 'nginx-preview-file': 'preview.conf' })).toEqual([
+    expect.stringMatching(/^Invalid nginx-preview-file 'preview.conf'\. Expected an absolute path/)
+  ])
+  expect(problems({ host: 'a', 'max-parallel': '-1' })).toEqual([
+    expect.stringMatching(/^Invalid max-parallel/)
+  ])
+})

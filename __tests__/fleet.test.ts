@@ -1,0 +1,280 @@
+// A run over several servers, through small fake servers that speak the script's protocol (stages
+// on stdout, commands on stdin): who is told what, in which order, and what the run says when one
+// server fails. The real script on real servers: __tests__/e2e/hosts.test.ts.
+import type { Readable } from 'node:stream'
+import { testConfig } from './support/config.js'
+import { FleetError, fleetEvents, runFleet, type Server } from '../src/fleet.js'
+import type { RemoteRequest } from '../src/remote.js'
+import type { ExecResult } from '../src/ssh.js'
+
+interface Behaviour {
+  /** the prepare step fails with this message */
+  failPrepare?: string
+  /** the switch fails with this message (a host) */
+  failSwitch?: string
+  /** the version this server would roll back to */
+  rollbackTo?: string
+  /** the color the load balancer reports as idle */
+  idle?: 'blue' | 'green'
+}
+
+interface Fake {
+  server: Server
+  role: () => string
+  args: () => string
+  /** the commands it read, in order; `eof` when its input ended first */
+  commands: string[]
+  log: string[]
+}
+
+let clock = 0
+const tick = () => new Promise((r) => setTimeout(r, 1))
+
+function fakeServer(host: string, b: Behaviour = {}, log: string[] = []): Fake {
+  let command = ''
+  const commands: string[] = []
+  const fake: Fake = {
+    role: () => /'role=(\w+)'/.exec(command)?.[1] ?? 'single',
+    args: () => command,
+    commands,
+    log,
+    server: {
+      ssh: { host, port: 22 } as Server['ssh'],
+      shell: {
+        dispose() {},
+        exec(cmd, o): Promise<ExecResult> {
+          command = cmd
+          const out = (s: string) => o.onStdout(Buffer.from(`${s}\n`))
+          const arg = (k: string) => new RegExp(`'${k}=([^']*)'`).exec(cmd)?.[1] ?? ''
+          const role = fake.role()
+          const version =
+            arg('action') === 'rollback' && role !== 'app' ? b.rollbackTo! : arg('version')
+          const image = arg('image')
+          const color = role === 'app' ? arg('color') : (b.idle ?? 'green')
+          return new Promise((resolve) => {
+            const lines: string[] = []
+            let secrets = true
+            let wake: (() => void) | undefined
+            const stdin = o.stdin as Readable
+            let ended = false
+            stdin.on('data', (d: Buffer) => {
+              for (const l of d.toString().split('\n').filter(Boolean)) {
+                if (secrets) {
+                  if (l === 'end') secrets = false
+                  continue
+                }
+                lines.push(l)
+              }
+              wake?.()
+            })
+            stdin.on('end', () => {
+              ended = true
+              wake?.()
+            })
+            const next = async (): Promise<string> => {
+              while (lines.length === 0 && !ended) await new Promise<void>((r) => (wake = r))
+              const c = lines.shift() ?? 'eof'
+              commands.push(c)
+              log.push(`${host} ${c}`)
+              return c
+            }
+            const fail = (m: string) => {
+              out(`::bg-deploy-error:: ${m}`)
+              resolve({ code: 1, signal: null })
+            }
+            const done = (deployed: boolean) => {
+              out(`::bg-deploy-event:: finished ${++clock}`)
+              out(
+                `::bg-deploy-result:: deployed=${deployed} color=${color} previous_color= version=${version} image=${image}`
+              )
+              resolve({ code: 0, signal: null })
+            }
+            void (async () => {
+              await tick()
+              out(`::bg-deploy-event:: begin ${++clock}`)
+              const fields = `color=${color} previous_color= version=${version} image=${image}`
+              if (role === 'lb') {
+                out(`::bg-deploy-await:: ready ${fields}`)
+                const c = await next()
+                if (c === 'keep') return done(false)
+                if (c !== `switch ${color}`) return fail(`told ${c}`)
+                out(`::bg-deploy-await:: switched color=${color}`)
+                return (await next()) === 'finish' ? done(true) : fail('undone')
+              }
+              log.push(`${host} prepare`)
+              await tick()
+              if (b.failPrepare) return fail(b.failPrepare)
+              out(`::bg-deploy-event:: healthy ${++clock}`)
+              out(`::bg-deploy-await:: prepared ${fields}`)
+              const c = await next()
+              if (c === 'keep') return done(false)
+              if (role === 'app') return c === 'finish' ? done(true) : fail(`told ${c}`)
+              if (c !== 'switch') return fail(`told ${c}`)
+              if (b.failSwitch) return fail(b.failSwitch)
+              out(`::bg-deploy-await:: switched color=${color}`)
+              return (await next()) === 'finish' ? done(true) : fail('undone')
+            })()
+          })
+        }
+      }
+    }
+  }
+  return fake
+}
+
+const req: RemoteRequest = {
+  action: 'deploy',
+  image: 'ghcr.io/acme/shop:v2',
+  version: 'v2',
+  actor: 'a',
+  runUrl: 'u'
+}
+const quiet = () => ({ line() {}, phase() {}, warning() {} })
+const config = (extra: Record<string, string> = {}) =>
+  testConfig({ host: '', hosts: 'a\nb\nc', ...extra })
+
+test('every server prepares, then all switch, then all finish', async () => {
+  const fakes = ['a', 'b', 'c'].map((h) => fakeServer(h))
+  const r = await runFleet(
+    fakes.map((f) => f.server),
+    undefined,
+    config(),
+    req,
+    quiet
+  )
+  for (const f of fakes) {
+    expect(f.role()).toBe('host')
+    expect(f.commands).toEqual(['switch', 'finish'])
+  }
+  expect(r).toMatchObject({ deployed: true, prepared: false, color: 'green', version: 'v2' })
+  expect(r.servers.map((s) => s.state)).toEqual(['switched', 'switched', 'switched'])
+})
+
+test('one server that cannot get ready: the others are told abort, nothing switches, the message names it', async () => {
+  const fakes = [fakeServer('a'), fakeServer('b', { failPrepare: 'b is sick' }), fakeServer('c')]
+  const run = runFleet(
+    fakes.map((f) => f.server),
+    undefined,
+    config(),
+    req,
+    quiet
+  )
+  await expect(run).rejects.toThrow(
+    /^Nothing was switched: b could not get ready: b is sick\. The new color was removed/
+  )
+  expect(fakes[0]!.commands).toEqual(['abort'])
+  expect(fakes[2]!.commands).toEqual(['abort'])
+  const e = (await run.catch((x: unknown) => x)) as FleetError
+  expect(e.servers.map((s) => [s.name, s.state])).toEqual([
+    ['a', 'aborted'],
+    ['b', 'failed'],
+    ['c', 'aborted']
+  ])
+})
+
+test('one server that cannot switch: every server is told undo', async () => {
+  const fakes = [
+    fakeServer('a'),
+    fakeServer('b', { failSwitch: 'nginx -t failed' }),
+    fakeServer('c')
+  ]
+  await expect(
+    runFleet(
+      fakes.map((f) => f.server),
+      undefined,
+      config(),
+      req,
+      quiet
+    )
+  ).rejects.toThrow(
+    /^b could not switch: nginx -t failed\. Every server that had switched switched back/
+  )
+  expect(fakes[0]!.commands).toEqual(['switch', 'undo'])
+  expect(fakes[2]!.commands).toEqual(['switch', 'undo'])
+})
+
+test('max-parallel 1: the next server starts preparing only once the one before is ready', async () => {
+  const log: string[] = []
+  const fakes = ['a', 'b', 'c'].map((h) => fakeServer(h, {}, log))
+  await runFleet(
+    fakes.map((f) => f.server),
+    undefined,
+    config({ 'max-parallel': '1' }),
+    req,
+    quiet
+  )
+  expect(log.filter((l) => l.endsWith('prepare'))).toEqual(['a prepare', 'b prepare', 'c prepare'])
+  expect(log.indexOf('b prepare')).toBeGreaterThan(log.indexOf('a prepare'))
+})
+
+test('a load balancer: it names the color, the app servers start it, one switch on it, then all finish', async () => {
+  const apps = ['a', 'b'].map((h) => fakeServer(h))
+  const lb = fakeServer('lb', { idle: 'blue' })
+  const r = await runFleet(
+    apps.map((f) => f.server),
+    lb.server,
+    config({ hosts: 'a\nb', 'lb-host': 'lb', 'bind-address': '0.0.0.0' }),
+    req,
+    quiet
+  )
+  expect(lb.role()).toBe('lb')
+  expect(lb.args()).toContain("'lb_servers=a,b'")
+  for (const f of apps) {
+    expect(f.role()).toBe('app')
+    expect(f.args()).toContain("'color=blue'")
+    expect(f.commands).toEqual(['finish'])
+  }
+  expect(lb.commands).toEqual(['switch blue', 'finish'])
+  expect(r).toMatchObject({ deployed: true, color: 'blue' })
+})
+
+test('promote: false: every server is told keep, nothing switches', async () => {
+  const fakes = ['a', 'b'].map((h) => fakeServer(h))
+  const r = await runFleet(
+    fakes.map((f) => f.server),
+    undefined,
+    config({ hosts: 'a\nb', promote: 'false' }),
+    req,
+    quiet
+  )
+  for (const f of fakes) expect(f.commands).toEqual(['keep'])
+  expect(r).toMatchObject({ deployed: false, prepared: true, color: 'green' })
+})
+
+test('a rollback where the servers would go back to different versions is refused before any switch', async () => {
+  const fakes = [fakeServer('a', { rollbackTo: 'v1' }), fakeServer('b', { rollbackTo: 'v0' })]
+  await expect(
+    runFleet(
+      fakes.map((f) => f.server),
+      undefined,
+      config({ hosts: 'a\nb' }),
+      {
+        ...req,
+        action: 'rollback',
+        target: 'previous',
+        image: 'ghcr.io/acme/shop:latest',
+        version: undefined
+      },
+      quiet
+    )
+  ).rejects.toThrow(/would roll back to different versions \(a: v1, b: v0\).*Name the version/)
+  for (const f of fakes) expect(f.commands).toEqual(['abort'])
+})
+
+test("the fleet's timeline: begin and pull at the first server, every other step at the last", () => {
+  expect(
+    fleetEvents([
+      [
+        { name: 'begin', ms: 10 },
+        { name: 'healthy', ms: 50 }
+      ],
+      [
+        { name: 'begin', ms: 5 },
+        { name: 'healthy', ms: 70 }
+      ]
+    ])
+  ).toEqual([
+    { name: 'begin', ms: 5 },
+    { name: 'healthy', ms: 70 }
+  ])
+})
