@@ -104,3 +104,26 @@ test('inputs that do not go together are refused with the fix', () => {
     expect.stringMatching(/^Invalid max-parallel/)
   ])
 })
+
+test('watch and keep-warm: seconds, a percentage, and only with one server for now', () => {
+  const c = parseConfig(
+    { ...base, host: 'a', watch: '30', 'watch-max-error-rate': '0.5%', 'keep-warm': '600' },
+    ctx
+  )
+  expect(c.after).toEqual({ watch: 30, maxErrorRate: 0.5, maxHealthFailures: 3, keepWarm: 600 })
+  expect(parseConfig({ ...base, host: 'a' }, ctx).after).toEqual({
+    watch: 0,
+    maxErrorRate: 1,
+    maxHealthFailures: 3,
+    keepWarm: 0
+  })
+  expect(problems({ host: 'a', 'watch-max-error-rate': '101' })).toEqual([
+    expect.stringMatching(
+      /^Invalid watch-max-error-rate '101'\. Expected a percentage from 0 to 100/
+    )
+  ])
+  expect(problems({ host: 'a', watch: '1.5' })).toEqual([expect.stringMatching(/^Invalid watch/)])
+  expect(problems({ hosts: 'a\nb', watch: '30' })).toEqual([
+    expect.stringMatching(/'watch' and 'keep-warm' work with one server/)
+  ])
+})

@@ -214,3 +214,32 @@ test('a rollback picks its target from the history: previous is the newest good 
   expect(pick('v9', 'v2')).toBe('v9 r/app:v9 | v2 v1')
   expect(() => pick('previous', '')).not.toThrow()
 })
+
+test("the watch window's log condition matches exactly the window's seconds, in whole tens where they fit", () => {
+  const range = withFunctions('watch_range 1764800013 1764800041')
+  expect(range).toBe(
+    '1764800013|1764800014|1764800015|1764800016|1764800017|1764800018|1764800019|176480002[0-9]|176480003[0-9]|1764800040|1764800041'
+  )
+  const re = new RegExp(`^(${range})$`)
+  for (let s = 1764800000; s < 1764800060; s++)
+    expect([s, re.test(String(s))]).toEqual([s, s >= 1764800013 && s <= 1764800041])
+})
+
+test('the watch counts the 5xx share of the answers logged since the switch, and a breach is more than the limit', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'bgd-watch-'))
+  writeFileSync(
+    path.join(dir, 'access.log'),
+    ['1000.000 500', '2000.100 200', '2000.200 502', '2001.000 200', '2002.500 200'].join('\n') +
+      '\n'
+  )
+  const out = withFunctions(
+    `STATE_DIR=${dir}; P[watch_max_error_rate]=20
+     watch_count 2000000; echo "$WATCH_TOTAL $WATCH_BAD"
+     printf '2003.000 503\\n' >>${dir}/access.log
+     watch_count 2000000; echo "$WATCH_TOTAL $WATCH_BAD"
+     if watch_breached 4 1; then echo breach; else echo fine; fi
+     if watch_breached 5 1; then echo breach; else echo fine; fi
+     if watch_breached 0 0; then echo breach; else echo fine; fi`
+  )
+  expect(out.trim().split('\n')).toEqual(['4 1', '5 2', 'breach', 'fine', 'fine'])
+})

@@ -230,12 +230,25 @@ test.each([
     /version is "v2", not the version sent/
   ],
   ['deployed', 'deployed=yes color=blue', /deployed is "yes"/],
-  ['extra field', 'deployed=true color=blue x=1', /unknown result fields/]
+  ['extra field', 'deployed=true color=blue x=1', /unknown result fields/],
+  [
+    'a count that is no count',
+    'deployed=true color=blue previous_color= version=v1 image=ghcr.io/acme/shop:v1 open_connections=$(id)',
+    /open_connections is "\$\(id\)", not a count/
+  ]
 ])('a server answering %s fails the run as malformed', async (_, line, message) => {
   const shell = new FakeShell(`::bg-deploy-result:: ${line}\n`, { code: 0, signal: null })
   const run = runRemote(shell, config, req, log, 'script')
   await expect(run).rejects.toThrow(/The server's answer was malformed/)
   await expect(runRemote(shell, config, req, log, 'script')).rejects.toThrow(message)
+})
+
+test('the connections still open when the drain ended come back as a number', async () => {
+  const shell = new FakeShell(
+    '::bg-deploy-result:: deployed=true color=blue previous_color=green version=v1 image=ghcr.io/acme/shop:v1 open_connections=7\n',
+    { code: 0, signal: null }
+  )
+  expect((await runRemote(shell, config, req, log, 'script')).openConnections).toBe(7)
 })
 
 test('a rollback answer needs a version that passes the version rules', async () => {

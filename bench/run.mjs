@@ -50,6 +50,7 @@ const START_UP = 1 // seconds the sample app sleeps before it listens
 const BG = { app: 'bgbench', port: 18090 }
 const DNAT = { app: 'bgdnat', port: 18100 }
 const CLASSIC = { app: 'classic', port: 18095 }
+const WARM = { app: 'bgwarm', port: 18130 }
 const LOAD = { keepalive: 16, fresh: 4, slow: 2 }
 
 const say = (/** @type {string} */ s) => process.stdout.write(`${s}\n`)
@@ -245,7 +246,7 @@ async function main() {
 
   // a clean start: every app and its site anew, and the registry without bench/app's versions
   await forgetRepository(svc.registry, 'bench/app')
-  for (const a of [BG, DNAT, CLASSIC]) removeApp(svc, a.app, [`/tmp/${a.app}.current_color`])
+  for (const a of [BG, DNAT, CLASSIC, WARM]) removeApp(svc, a.app, [`/tmp/${a.app}.current_color`])
   // a site is written just before its app's first deploy: nginx -t refuses a site whose upstream
   // does not exist yet
   writeSite(svc, CLASSIC.app, CLASSIC.port)
@@ -294,7 +295,7 @@ async function main() {
   )
 
   say('==> v1.0.0 on every site (not measured)')
-  for (const a of [BG, DNAT]) {
+  for (const a of [BG, DNAT, WARM]) {
     writeSite(svc, a.app, a.port)
     must(await deploy(a), `bg-deploy ${a.app} v1.0.0`)
   }
@@ -316,10 +317,11 @@ async function main() {
    * @param {string} label
    * @param {string} prev
    * @param {string} next
+   * @param {Record<string, string>} [extra] more inputs for both runs
    */
-  const bgRound = async (a, label, prev, next) => {
+  const bgRound = async (a, label, prev, next, extra = {}) => {
     const url = `http://127.0.0.1:${a.port}/`
-    const d = await underLoad(url, () => deploy(a))
+    const d = await underLoad(url, () => deploy(a, extra))
     must(d.result, `bg-deploy ${label} ${next}`)
     const tl = timelineOf(d.result.outputs)
     const dep = figures(
@@ -337,7 +339,7 @@ async function main() {
     const r = await underLoad(url, () =>
       deploy(
         a,
-        { rollback: 'previous' },
+        { ...extra, rollback: 'previous' },
         { eventName: 'workflow_dispatch', event: { inputs: { rollback: 'previous' } } }
       )
     )
@@ -352,9 +354,12 @@ async function main() {
       rtl.finished ?? NaN,
       rtl.switched
     )
+    // from the server script's start (the SSH session's first step) to the previous version serving
+    const fromScriptMs = firstServed(r.stats, prev, rtl.begin ?? NaN) - (rtl.begin ?? NaN)
     say(
-      `    ${(label + ' rollback').padEnd(16)} ${prev} serving after ${s2(rb.toServingMs)} s, total ${s2(rb.totalMs)} s, failed ${rb.failed}, races ${rb.races}`
+      `    ${(label + ' rollback').padEnd(16)} ${prev} serving after ${s2(rb.toServingMs)} s (${s2(fromScriptMs)} s after the script began), total ${s2(rb.totalMs)} s, failed ${rb.failed}, races ${rb.races}`
     )
+    Object.assign(rb, { fromScriptMs })
     return { dep, rb, tl, load: d.stats, startedAt: d.result.startedAt, ms: d.result.ms }
   }
 
@@ -385,6 +390,9 @@ async function main() {
 
     const dn = await bgRound(DNAT, 'bg-deploy dnat', prev, next)
 
+    // keep-warm: the rollback finds the previous version's container running
+    const warm = await bgRound(WARM, 'bg-deploy warm', prev, next, { 'keep-warm': '600' })
+
     rounds.push({
       round: i,
       from: prev,
@@ -393,6 +401,8 @@ async function main() {
       bgRollback: bg.rb,
       dnatDeploy: dn.dep,
       dnatRollback: dn.rb,
+      warmDeploy: warm.dep,
+      warmRollback: warm.rb,
       classic: clFig,
       bgTimeline: bg.tl,
       dnatTimeline: dn.tl
@@ -466,7 +476,7 @@ async function main() {
     )
     say('README.md: bench and switch-mode sections updated')
   }
-  for (const a of [BG, DNAT, CLASSIC]) removeApp(svc, a.app, [`/tmp/${a.app}.current_color`])
+  for (const a of [BG, DNAT, CLASSIC, WARM]) removeApp(svc, a.app, [`/tmp/${a.app}.current_color`])
 }
 
 await main()

@@ -71,6 +71,7 @@ declare -A P=(
   [lock_timeout]=600 [actor]='' [run_url]='' [registry]='' [registry_user]='' [state_dir]=''
   [target]='' [switch_mode]=reload [live_port]=8083 [docker_timeout]=60
   [role]=single [color]='' [bind_address]=127.0.0.1 [lb_servers]='' [preview_file]='' [commit_timeout]=900
+  [watch]=0 [watch_max_error_rate]=1 [watch_max_health_failures]=3 [keep_warm]=0
 )
 
 RUN_ARGS=()
@@ -300,6 +301,7 @@ upstream_render() { # upstream_render TARGETS LABEL FILE [BACKUP]
         printf '}\n'
       done
     fi
+    watch_log_directives
   } >"$3"
 }
 
@@ -766,8 +768,12 @@ start_kept() { # start_kept COLOR
   [[ "$(docker_call inspect -f '{{index .Config.Labels "bg-deploy.version"}}' "$name")" == "$RUN_VERSION" ]] || return 1
   [[ "$(docker_call inspect -f '{{.Config.Image}}' "$name")" == "$RUN_IMAGE" ]] || return 1
   phase "start $name (kept from $RUN_VERSION)"
-  log "fast path: starting the kept container $name"
-  docker_call start "$name" >/dev/null || die "docker start $name failed"
+  if container_running "$1"; then
+    log "fast path: $name is running still (kept warm): a switch only"
+  else
+    log "fast path: starting the kept container $name"
+    docker_call start "$name" >/dev/null || die "docker start $name failed"
+  fi
   event started
 }
 
@@ -876,6 +882,144 @@ switch_settle() {
   fi
 }
 
+# ==== src/remote/steps/watch.sh
+# Step (watch > 0): after the switch the old color keeps running, warm, and the new one is watched
+# for `watch` seconds: its health path every health_interval, and the answers nginx gives for the
+# app (from an access log the upstream file turns on for the window only). A breach (more than
+# watch_max_error_rate % of nginx's answers are 5xx, or watch_max_health_failures health checks
+# fail in a row) switches back to the warm old color at once. Globals: WATCH_*.
+
+WATCH_FROM=0    # epoch second the access log window opens (0: no window)
+WATCH_REASON='' # why the watch switched back
+WATCH_FIGURES='' # what it saw
+
+# nginx's names for the app's watch: the log format and the variable that turns the log on.
+watch_name() { printf 'bgd_%s' "$(printf '%s' "${P[app]}" | tr -c 'A-Za-z0-9_' '_')"; }
+
+# The integers FROM..TO as a regular expression alternation (tens where a whole ten fits).
+watch_range() { # watch_range FROM TO
+  local s="$1" out=''
+  while ((s <= $2)); do
+    if ((s % 10 == 0 && s + 9 <= $2)); then out+="${s%?}[0-9]|"; s=$((s + 10))
+    else out+="$s|"; s=$((s + 1)); fi
+  done
+  printf '%s' "${out%|}"
+}
+
+# For the upstream file (http level): log nginx's answers for this app ($proxy_host is the
+# upstream's name) while the window is open, and nothing after it, without another reload: the
+# condition matches only the seconds of the window. Nothing when no window is open.
+watch_log_directives() {
+  ((WATCH_FROM > 0)) || return 0
+  local n; n="$(watch_name)"
+  printf '# the watch window of this deploy: nginx logs its answers for %s from %s to %s (epoch seconds)\n' \
+    "${P[upstream_name]}" "$WATCH_FROM" "$((WATCH_FROM + P[watch] + 5))"
+  # shellcheck disable=SC2016 # nginx variables
+  printf 'log_format %s "$msec $status";\n' "$n"
+  # shellcheck disable=SC2016 # nginx variables
+  printf 'map "$proxy_host $msec" $%s {\n    "~^%s (%s)[.]" 1;\n    default 0;\n}\n' "$n" "${P[upstream_name]}" \
+    "$(watch_range "$WATCH_FROM" "$((WATCH_FROM + P[watch] + 5))")"
+  printf 'access_log %s %s if=$%s;\n' "$STATE_DIR/access.log" "$n" "$n"
+}
+
+# Open the window before the upstream file is written for the switch. In dnat mode the switch
+# writes no upstream file, so the window's log is turned on here with one nginx reload, before
+# the switch (the switch itself stays a rule swap).
+watch_open() {
+  [[ "${P[watch]}" != 0 ]] || return 0
+  WATCH_FROM="$(date +%s)"
+  if [[ -f "$STATE_DIR/access.log" && -w "$STATE_DIR/access.log" ]] \
+    && (($(stat -c %s "$STATE_DIR/access.log") > 10485760)); then
+    : >"$STATE_DIR/access.log"
+  fi
+  if [[ "${P[switch_mode]}" == dnat ]] && upstream_points_to "127.0.0.1:${P[live_port]}"; then
+    upstream_write "127.0.0.1:${P[live_port]}" "$(nat_color)" \
+      || die "could not turn on the watch window's access log: $UPSTREAM_ERROR"
+    rm -f "$STATE_DIR/upstream.bak" "$STATE_DIR/upstream.none"
+    NGINX_BEFORE=''
+  fi
+}
+
+# nginx's answers for the app logged since START (epoch ms), read on from where the last call
+# stopped (WATCH_OFFSET, bytes; nginx writes a line in one write, so a size read is a line end):
+# adds to WATCH_TOTAL and WATCH_BAD (5xx).
+WATCH_OFFSET=0
+WATCH_TOTAL=0
+WATCH_BAD=0
+
+watch_count() { # watch_count START_MS
+  local f="$STATE_DIR/access.log" size n b
+  [[ -f "$f" ]] || return 0
+  size="$(stat -c %s "$f" 2>/dev/null || echo 0)"
+  if ((size < WATCH_OFFSET)); then WATCH_OFFSET=0; fi
+  ((size > WATCH_OFFSET)) || return 0
+  read -r n b < <(head -c "$size" "$f" | tail -c "+$((WATCH_OFFSET + 1))" \
+    | awk -v since="$1" '$1 * 1000 >= since { n++; if ($2 >= 500) b++ } END { print n + 0, b + 0 }')
+  WATCH_OFFSET="$size"; WATCH_TOTAL=$((WATCH_TOTAL + n)); WATCH_BAD=$((WATCH_BAD + b))
+}
+
+watch_breached() { # watch_breached TOTAL BAD: more than the allowed share is 5xx
+  awk -v n="$1" -v b="$2" -v r="${P[watch_max_error_rate]}" 'BEGIN { exit !(n > 0 && b * 100 > r * n) }'
+}
+
+# Watch TO for `watch` seconds; false on a breach, with WATCH_REASON and WATCH_FIGURES set.
+watch_window() { # watch_window TO_COLOR
+  local to="$1" name port start end now code fails=0 total=0 bad=0 checked=0 t
+  name="$(container_name "$to")"; port="$(color_port "$to")"
+  phase "watch $name for ${P[watch]}s"
+  start="$(now_ms)"; end=$((start + P[watch] * 1000))
+  WATCH_OFFSET=0; WATCH_TOTAL=0; WATCH_BAD=0
+  log "watching $name for ${P[watch]}s: ${P[health_path]} every ${P[health_interval]}s (${P[watch_max_health_failures]} failures in a row switch back), and nginx's answers for ${P[upstream_name]} (more than ${P[watch_max_error_rate]} % 5xx switch back); the old color stays warm meanwhile"
+  while :; do
+    now="$(now_ms)"
+    code="$(health_probe "$port" "${P[health_path]}" 2)"
+    if [[ "$code" == 2?? ]]; then fails=0; else fails=$((fails + 1)); fi
+    if ((now - checked >= 200)); then
+      checked="$now"
+      watch_count "$start"
+      total="$WATCH_TOTAL"; bad="$WATCH_BAD"
+    fi
+    t="$(( (now - start) / 100 ))"
+    WATCH_FIGURES="in $((t / 10)).$((t % 10)) s after the switch nginx answered $total request(s) for it, $bad of them 5xx (limit ${P[watch_max_error_rate]} %)"
+    if ((fails >= P[watch_max_health_failures])); then
+      WATCH_REASON="its health check failed $fails times in a row (last: ${code:-no HTTP answer})"
+      return 1
+    fi
+    if ((total >= 20 || now >= end)) && watch_breached "$total" "$bad"; then
+      WATCH_REASON="$bad of its $total answers were 5xx, more than ${P[watch_max_error_rate]} %"
+      return 1
+    fi
+    ((now < end)) || break
+    sleep "${P[health_interval]}"
+  done
+  if ((total == 0)); then
+    warn "the watch saw no answer of nginx for ${P[upstream_name]} in $STATE_DIR/access.log: only the health checks were watched. A server block with its own access_log directive (or access_log off at the http level) does not inherit the one bg-deploy declares; see README, Watch window."
+  fi
+  log "the watch passed: $WATCH_FIGURES"
+  event watched
+}
+
+# After a breach: back to the warm old color (no start-up), the new one drained and stopped
+# (kept, for its logs); the state and history say so.
+watch_revert() { # watch_revert FROM TO PREVIOUS_VERSION PREVIOUS_IMAGE
+  local from="$1" to="$2"
+  phase "switch back to $(container_name "$from")"
+  if [[ "${P[switch_mode]}" == dnat ]]; then
+    nat_apply "$(nat_chain)" "${P[live_port]}" "$(color_port "$from")" >&2 \
+      || die "the watch found $RUN_VERSION bad ($WATCH_REASON), but could not switch back: iptables-restore failed. $(container_name "$from") is running: run the workflow with rollback: previous."
+  else
+    upstream_write "$(upstream_target "$from")" "$from" "$(upstream_backup "$from")" \
+      || die "the watch found $RUN_VERSION bad ($WATCH_REASON), but could not switch back: $UPSTREAM_ERROR. $(container_name "$from") is running: run the workflow with rollback: previous."
+    rm -f "$STATE_DIR/upstream.bak" "$STATE_DIR/upstream.none"
+  fi
+  log "switched back: nginx sends ${P[upstream_name]} to $(container_name "$from") again"
+  event reverted
+  state_write "$from" "$3" "$4"
+  drain_color "$to" "$from" "$NGINX_BEFORE"
+  docker_call stop -t 10 "$(container_name "$to")" >/dev/null 2>&1 || true
+  history_add rolled-back-after-watch "$to"
+}
+
 # ==== src/remote/steps/drain.sh
 # Step: wait until the old color serves nothing. Globals: USE_SS.
 
@@ -884,6 +1028,8 @@ switch_settle() {
 # the kernel filters them (nsenter + ss); otherwise /proc/PID/net/tcp* is read, which is slow when
 # the namespace holds thousands of TIME_WAIT sockets, as it does under load.
 USE_SS=''
+
+DRAIN_OPEN=0 # connections still open on the old color when the drain gave up (drain-timeout)
 
 drain_connections() { # drain_connections PID
   local pid="$1"
@@ -937,7 +1083,11 @@ drain_color() { # drain_color OLD_COLOR NEW_COLOR BEFORE
       fi
     fi
     if ((seen_new && !alive && zero_since > 0 && now - zero_since >= quiet)); then break; fi
-    if ((now >= deadline)); then log "drain timeout: $o connection(s) still open on $name${workers:+, nginx workers $workers}"; break; fi
+    if ((now >= deadline)); then
+      log "drain timeout: $o connection(s) still open on $name${workers:+, nginx workers $workers}"
+      DRAIN_OPEN="$o"
+      break
+    fi
     sleep 0.05
   done
   log "drained $name in $(( now - start )) ms"
@@ -954,6 +1104,7 @@ drain_color() { # drain_color OLD_COLOR NEW_COLOR BEFORE
 stop_later() { # stop_later [OLD_COLOR] [SECONDS_TO_WAIT_FIRST]
   local name='' wait="${2:-0}" after=''
   if [[ -n "${1:-}" ]] && container_running "$1"; then name="$(container_name "$1")"; fi
+  if [[ -n "$name" && "${P[keep_warm]}" != 0 ]]; then keep_warm "$1"; return 0; fi
   if [[ "$wait" != 0 ]]; then after=" after ${wait}s"; fi
   if [[ -n "$name" ]]; then log "stopping $name (kept for a fast rollback) in the background$after; the deploy lock is held until it has stopped"; fi
   (
@@ -980,6 +1131,37 @@ stop_prune_images() {
     ((kept <= 3)) && continue
     if docker_call rmi "$ref" >/dev/null 2>&1; then log "removed old image $ref"; fi
   done < <(docker image ls --no-trunc --format '{{.Repository}}:{{.Tag}} {{.ID}}' "$repo" 2>/dev/null)
+}
+
+# keep-warm: the old color keeps running for keep_warm seconds, so a rollback within them is a
+# switch only, then stops by itself. The background job prunes images under the deploy lock, lets
+# the lock go while it waits, and takes it again to stop the container, but only if it is the
+# same container and still not serving: a later deploy or rollback may have taken it over.
+keep_warm() { # keep_warm OLD_COLOR
+  local color="$1" name id wait="${P[keep_warm]}"
+  name="$(container_name "$color")"
+  id="$(docker_call inspect -f '{{.Id}}' "$name" 2>/dev/null || true)"
+  log "$name stays running (warm) for ${wait}s: a rollback within them is a switch only; then it stops by itself"
+  (
+    exec </dev/null >>"$STATE_DIR/stop.log" 2>&1 7>&1 8>&2
+    IN_JOB=1
+    trap - EXIT
+    printf '%s keep %s warm for %ss\n' "$(date -u +%FT%TZ)" "$name" "$wait"
+    stop_prune_images
+    exec 9>&-
+    sleep "$wait"
+    exec 9>>"$STATE_DIR/lock"
+    flock -w "${P[lock_timeout]}" 9 || { echo "warning: no lock within ${P[lock_timeout]}s; $name left running"; exit 0; }
+    if [[ "$(state_get color)" == "$color" ]]; then
+      echo "$name serves again (a rollback took it over): not stopped"
+    elif [[ "$(docker_call inspect -f '{{.Id}} {{.State.Running}}' "$name" 2>/dev/null)" != "$id true" ]]; then
+      echo "$name was replaced or stopped since: nothing to do"
+    else
+      docker_call stop -t 10 "$name" >/dev/null || echo "warning: docker stop $name failed"
+      printf '%s stopped %s after keeping it warm\n' "$(date -u +%FT%TZ)" "$name"
+    fi
+  ) &
+  disown
 }
 
 # ==== src/remote/steps/preview.sh
@@ -1096,6 +1278,7 @@ main_rollback() {
 main_go() { # main_go FROM_COLOR TO_COLOR
   health_wait "$2"
   if [[ "${P[role]}" == single ]]; then
+    if [[ -n "$1" ]]; then watch_open; fi
     switch_to "$2"
     main_finish "$1" "$2"
   else
@@ -1156,9 +1339,14 @@ main_abort() { # main_abort COLOR WHY: remove the prepared color, switch nothing
 # After the switch: state, drain, history, and the old color stopped in the background. FROM is
 # empty on the first deploy of the app.
 main_finish() { # main_finish FROM_COLOR TO_COLOR
-  local from="$1" to="$2" wait=0
+  local from="$1" to="$2" wait=0 prev_version prev_image
+  prev_version="$(state_get version)"; prev_image="$(state_get image)"
   state_write "$to" "$RUN_VERSION" "$RUN_IMAGE"
   journal_clear
+  if ((WATCH_FROM > 0)) && ! watch_window "$to"; then
+    watch_revert "$from" "$to" "$prev_version" "$prev_image"
+    die "the watch window switched back from $RUN_VERSION: $WATCH_REASON; $WATCH_FIGURES. $(container_name "$from") (${prev_version:-the previous version}) serves again; $(container_name "$to") is stopped and kept for its logs (docker logs $(container_name "$to"))."
+  fi
   if [[ -n "$from" ]]; then
     nat_forget "$from" || true
     drain_color "$from" "$to" "$NGINX_BEFORE"
@@ -1168,7 +1356,7 @@ main_finish() { # main_finish FROM_COLOR TO_COLOR
   history_add ok "$to"
   event finished
   stop_later "$from" "$wait"
-  marker result "deployed=true color=$to previous_color=$from version=$RUN_VERSION image=$RUN_IMAGE"
+  marker result "deployed=true color=$to previous_color=$from version=$RUN_VERSION image=$RUN_IMAGE open_connections=$DRAIN_OPEN"
 }
 
 # The load-balancer host (role lb): it runs no container. It says which color serves (and, for a

@@ -66082,6 +66082,10 @@ const INPUTS = {
     'bind-address': { group: 'server', default: '127.0.0.1' },
     'max-parallel': { group: 'server', default: '0' },
     'nginx-preview-file': { group: 'switch' },
+    watch: { group: 'switch', default: '0' },
+    'watch-max-error-rate': { group: 'switch', default: '1' },
+    'watch-max-health-failures': { group: 'switch', default: '3' },
+    'keep-warm': { group: 'switch', default: '0' },
     promote: { group: 'run', default: 'true' },
     rollback: { group: 'run' },
     config: { group: 'run' }
@@ -66550,6 +66554,23 @@ function checkRun(c) {
     const rollback = c.text('rollback', '', (v) => v === 'previous' || !versionProblem(v), "empty, 'previous', or a version such as v1.3.2") || undefined;
     return { rollback };
 }
+/** After the switch: the watch window and the warm standby. */
+function checkAfterSwitch(c) {
+    const rate = c.get('watch-max-error-rate')?.trim().replace(/ ?%$/, '');
+    let maxErrorRate = Number(defaultOf('watch-max-error-rate'));
+    if (rate !== undefined) {
+        if (/^\d+(\.\d+)?$/.test(rate) && Number(rate) <= 100)
+            maxErrorRate = Number(rate);
+        else
+            c.bad('watch-max-error-rate', 'a percentage from 0 to 100, such as 1 or 0.5%');
+    }
+    return {
+        watch: c.num('watch', 0, 3600, true),
+        maxErrorRate,
+        maxHealthFailures: c.num('watch-max-health-failures', 1, 1000, true),
+        keepWarm: c.num('keep-warm', 0, 86400, true)
+    };
+}
 
 // EXTERNAL MODULE: external "node:path"
 var external_node_path_ = __nccwpck_require__(6760);
@@ -66803,13 +66824,10 @@ function checkFleet(c, s) {
     }
     else if (s.mode === 'dnat' && !['127.0.0.1', '0.0.0.0'].includes(bindAddress))
         c.add(`switch-mode dnat sends the live port to 127.0.0.1, where the app is not published with bind-address ${bindAddress}: use 127.0.0.1 or 0.0.0.0, or switch-mode reload.`);
-    return {
-        bindAddress,
-        maxParallel,
-        promote,
-        previewFile: previewFile || undefined,
-        several: s.hosts.length > 1 || s.lb !== undefined || !promote || previewFile !== ''
-    };
+    const several = s.hosts.length > 1 || s.lb !== undefined || !promote || previewFile !== '';
+    if (several && (s.after.watch > 0 || s.after.keepWarm > 0))
+        c.add("Inputs 'watch' and 'keep-warm' work with one server and promote: true for now; with several servers, a load balancer, previews or promote: false, leave them out.");
+    return { bindAddress, maxParallel, promote, previewFile: previewFile || undefined, several };
 }
 
 ;// CONCATENATED MODULE: ./src/config-build.ts
@@ -67047,10 +67065,11 @@ function parseConfig(inputs, ctx) {
     const { ssh, hosts, lb } = checkServer(c);
     const app = checkApp(c, ctx);
     const sw = checkSwitch(c, app);
-    const fleet = checkFleet(c, { hosts, lb, mode: sw.switch.mode, network: app.network });
+    const after = checkAfterSwitch(c);
+    const fleet = checkFleet(c, { hosts, lb, mode: sw.switch.mode, network: app.network, after });
     const run = checkRun(c);
     c.done();
-    return { ...build, ...version, ssh, hosts, lb, fleet, app, ...sw, ...run };
+    return { ...build, ...version, ssh, hosts, lb, fleet, after, app, ...sw, ...run };
 }
 
 ;// CONCATENATED MODULE: ./src/runner.ts
@@ -67165,7 +67184,11 @@ const PARAMETERS = {
     bind_address: '127.0.0.1',
     lb_servers: '',
     preview_file: '',
-    commit_timeout: '900'
+    commit_timeout: '900',
+    watch: '0',
+    watch_max_error_rate: '1',
+    watch_max_health_failures: '3',
+    keep_warm: '0'
 };
 /** A repeatable argument: one `docker run` argument each, in order. */
 const RUN_ARG = 'run_arg';
@@ -67181,6 +67204,8 @@ const EVENT_LABELS = {
     started: 'new container started',
     healthy: 'healthy',
     switched: 'nginx switched',
+    watched: 'watch window passed',
+    reverted: 'switched back after the watch',
     drained: 'old container drained',
     finished: 'finished'
 };
@@ -67243,7 +67268,7 @@ function isImageOf(ref, image) {
  * tag or digest, the version is the one sent (a deploy) or passes the version rules (a rollback).
  */
 function checkResult(fields, expected) {
-    const known = ['deployed', 'color', 'previous_color', 'version', 'image'];
+    const known = ['deployed', 'color', 'previous_color', 'version', 'image', 'open_connections'];
     const extra = Object.keys(fields).filter((k) => !known.includes(k));
     if (extra.length > 0)
         throw new MalformedAnswer(`unknown result fields ${shown(extra.join(' '))}`);
@@ -67266,7 +67291,11 @@ function checkResult(fields, expected) {
     const image = fields.image || undefined;
     if (image !== undefined && !isImageOf(image, expected.image))
         throw new MalformedAnswer(`image is ${shown(image)}, not ${expected.image} with a tag or a @sha256: digest`);
+    const open = fields.open_connections;
+    if (open !== undefined && !/^\d{1,9}$/.test(open))
+        throw new MalformedAnswer(`open_connections is ${shown(open)}, not a count`);
     return {
+        ...(open !== undefined ? { openConnections: Number(open) } : {}),
         deployed: deployed === 'true',
         color: color('color'),
         previousColor: color('previous_color'),
@@ -67344,7 +67373,11 @@ function scriptArgs(config, req) {
         ['color', req.color],
         ['bind_address', config.fleet.bindAddress],
         ['lb_servers', req.lbServers?.join(',')],
-        ['preview_file', config.fleet.previewFile]
+        ['preview_file', config.fleet.previewFile],
+        ['watch', config.after.watch],
+        ['watch_max_error_rate', config.after.maxErrorRate],
+        ['watch_max_health_failures', config.after.maxHealthFailures],
+        ['keep_warm', config.after.keepWarm]
     ];
     return [
         ...a.filter(([, v]) => v !== undefined && v !== '').map(([k, v]) => `${k}=${v}`),
@@ -68212,6 +68245,7 @@ async function switchOnServer(shell, config, ctx, outcome, req) {
         outcome.previousColor = r.previousColor;
         outcome.events = r.events;
         outcome.history = r.history;
+        outcome.openConnections = r.openConnections;
         outcome.image = r.image ?? outcome.image;
         if (req.action === 'rollback')
             outcome.version = r.version;
@@ -69398,7 +69432,16 @@ async function writeSummary(o) {
                     ? `prepared as ${o.color ?? ''}, not switched to (promote: false)`
                     : 'no'
         ],
-        ...(o.previews ? [['Preview', o.previews.map(escapeHtml).join('<br>')]] : [])
+        ...(o.previews ? [['Preview', o.previews.map(escapeHtml).join('<br>')]] : []),
+        ...(o.openConnections
+            ? [
+                [
+                    'Long-lived connections',
+                    `${o.openConnections} still open on the old color when it stopped (drain-timeout)`
+                ]
+            ]
+            : []),
+        ...(o.error ? [['Failed', escapeHtml(o.error)]] : [])
     ];
     const summary = summary_summary.addHeading('bg-deploy', 2).addTable(rows);
     if (o.events.length > 0) {
@@ -69496,7 +69539,8 @@ async function run() {
         }, outcome);
     }
     catch (e) {
-        setFailed(e instanceof Error ? e.message : String(e));
+        outcome.error = e instanceof Error ? e.message : String(e);
+        setFailed(outcome.error);
     }
     finally {
         setOutputs(outcome);

@@ -437,6 +437,8 @@ export function httpGet(url, timeoutMs = 5000) {
  * @property {string[]} [logLines] lines the app prints to its log when it starts
  * @property {boolean} [sickWithFlag] never healthy where /flag/sick exists in the container (a
  *   volume that one test server holds)
+ * @property {{ after: number, inTen: number }} [failsLater] `after` seconds after it started, `/`
+ *   answers 500 to `inTen` of every 10 requests (the health path stays fine)
  */
 
 /**
@@ -449,11 +451,38 @@ export function httpGet(url, timeoutMs = 5000) {
 export function writeAppSource(ws, b) {
   mkdirSync(path.join(ws, 'www/cgi-bin'), { recursive: true })
   copyFileSync('/bin/busybox', path.join(ws, 'busybox'))
-  writeFileSync(path.join(ws, 'www/index.html'), `${b.version}\n`)
+  rmSync(path.join(ws, 'www/index.html'), { force: true })
+  if (b.failsLater)
+    // busybox httpd runs cgi-bin/index.cgi for / when there is no index.html
+    writeFileSync(
+      path.join(ws, 'www/cgi-bin/index.cgi'),
+      [
+        '#!/bin/sh',
+        'n=$(cat /count 2>/dev/null || echo 0); n=$((n + 1)); echo $n > /count',
+        `if [ $(( $(date +%s) - $(cat /started) )) -ge ${b.failsLater.after} ] && [ $((n % 10)) -lt ${b.failsLater.inTen} ]; then`,
+        `  printf 'HTTP/1.0 500 Internal Server Error\\r\\nContent-Type: text/plain\\r\\n\\r\\n${b.version} failing\\n'`,
+        `else printf 'Content-Type: text/plain\\r\\n\\r\\n${b.version}\\n'; fi`,
+        ''
+      ].join('\n'),
+      { mode: 0o755 }
+    )
+  else {
+    rmSync(path.join(ws, 'www/cgi-bin/index.cgi'), { force: true })
+    writeFileSync(path.join(ws, 'www/index.html'), `${b.version}\n`)
+  }
   writeFileSync(path.join(ws, 'www/health'), 'ok\n')
   const cgi = (/** @type {string} */ name, /** @type {string} */ body) =>
     writeFileSync(path.join(ws, `www/cgi-bin/${name}`), `#!/bin/sh\n${body}\n`, { mode: 0o755 })
   cgi('slow', `sleep 3\nprintf 'Content-Type: text/plain\\r\\n\\r\\n${b.version} slow\\n'`)
+  // a long-lived response: a line a second, ?N lines (default 30), unbuffered through nginx
+  cgi(
+    'stream',
+    [
+      `printf 'Content-Type: text/plain\\r\\nX-Accel-Buffering: no\\r\\n\\r\\n'`,
+      'n="${QUERY_STRING:-30}"; case "$n" in *[!0-9]*|\'\') n=30;; esac',
+      `i=0; while [ $i -lt "$n" ]; do echo "${b.version} $i"; sleep 1; i=$((i + 1)); done`
+    ].join('\n')
+  )
   // busybox-static has no printenv; the name is checked before it reaches eval
   cgi(
     'env',
@@ -470,7 +499,7 @@ export function writeAppSource(ws, b) {
     say +
     (b.crash
       ? 'echo "boom: cannot start" >&2; exit 3'
-      : `sleep ${b.startDelay ?? 0}; ${b.neverHealthy ? 'rm /www/health; ' : ''}${b.sickWithFlag ? 'if [ -e /flag/sick ]; then rm /www/health; fi; ' : ''}exec httpd -f -p 8080 -h /www`)
+      : `sleep ${b.startDelay ?? 0}; date +%s > /started; ${b.neverHealthy ? 'rm /www/health; ' : ''}${b.sickWithFlag ? 'if [ -e /flag/sick ]; then rm /www/health; fi; ' : ''}exec httpd -f -p 8080 -h /www`)
   writeFileSync(path.join(ws, 'start.sh'), `#!/bin/sh\n${start}\n`, { mode: 0o755 })
   writeFileSync(
     path.join(ws, 'Dockerfile'),

@@ -22,6 +22,7 @@ export const PARTS = [
   'steps/start.sh',
   'steps/health.sh',
   'steps/switch.sh',
+  'steps/watch.sh',
   'steps/drain.sh',
   'steps/stop.sh',
   'steps/preview.sh',

@@ -121,7 +121,8 @@ pid $DIR/nginx/nginx.pid;
 error_log $DIR/nginx/error.log warn;
 events { worker_connections 4096; }
 http {
-  access_log off;
+  # a directive, not "off": "off" would also cancel the access_log of a watch window (README, Watch window)
+  access_log /dev/null;
   client_body_temp_path $DIR/nginx/tmp/body;
   proxy_temp_path $DIR/nginx/tmp/proxy;
   fastcgi_temp_path $DIR/nginx/tmp/fastcgi;

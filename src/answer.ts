@@ -10,6 +10,8 @@ export interface ServerResult {
   previousColor?: Color
   version?: string
   image?: string
+  /** connections still open on the old color when its drain ended at drain-timeout */
+  openConnections?: number
 }
 
 export type Color = 'blue' | 'green'
@@ -53,7 +55,7 @@ export function checkResult(
   fields: Record<string, string>,
   expected: { image: string; action: 'deploy' | 'rollback'; version?: string }
 ): ServerResult {
-  const known = ['deployed', 'color', 'previous_color', 'version', 'image']
+  const known = ['deployed', 'color', 'previous_color', 'version', 'image', 'open_connections']
   const extra = Object.keys(fields).filter((k) => !known.includes(k))
   if (extra.length > 0) throw new MalformedAnswer(`unknown result fields ${shown(extra.join(' '))}`)
   const deployed = fields.deployed ?? ''
@@ -77,7 +79,11 @@ export function checkResult(
     throw new MalformedAnswer(
       `image is ${shown(image)}, not ${expected.image} with a tag or a @sha256: digest`
     )
+  const open = fields.open_connections
+  if (open !== undefined && !/^\d{1,9}$/.test(open))
+    throw new MalformedAnswer(`open_connections is ${shown(open)}, not a count`)
   return {
+    ...(open !== undefined ? { openConnections: Number(open) } : {}),
     deployed: deployed === 'true',
     color: color('color'),
     previousColor: color('previous_color'),

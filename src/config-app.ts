@@ -171,3 +171,19 @@ export function checkRun(c: Collector): Pick<Config, 'rollback'> {
     ) || undefined
   return { rollback }
 }
+
+/** After the switch: the watch window and the warm standby. */
+export function checkAfterSwitch(c: Collector): Config['after'] {
+  const rate = c.get('watch-max-error-rate')?.trim().replace(/ ?%$/, '')
+  let maxErrorRate = Number(defaultOf('watch-max-error-rate'))
+  if (rate !== undefined) {
+    if (/^\d+(\.\d+)?$/.test(rate) && Number(rate) <= 100) maxErrorRate = Number(rate)
+    else c.bad('watch-max-error-rate', 'a percentage from 0 to 100, such as 1 or 0.5%')
+  }
+  return {
+    watch: c.num('watch', 0, 3600, true),
+    maxErrorRate,
+    maxHealthFailures: c.num('watch-max-health-failures', 1, 1000, true),
+    keepWarm: c.num('keep-warm', 0, 86400, true)
+  }
+}

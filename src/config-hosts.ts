@@ -144,7 +144,13 @@ export function checkHosts(
 /** How a run over several servers goes. */
 export function checkFleet(
   c: Collector,
-  s: { hosts: SshConfig[]; lb?: SshConfig; mode: SwitchMode; network?: string }
+  s: {
+    hosts: SshConfig[]
+    lb?: SshConfig
+    mode: SwitchMode
+    network?: string
+    after: Config['after']
+  }
 ): Config['fleet'] {
   const bindAddress = c.text(
     'bind-address',
@@ -181,11 +187,10 @@ export function checkFleet(
     c.add(
       `switch-mode dnat sends the live port to 127.0.0.1, where the app is not published with bind-address ${bindAddress}: use 127.0.0.1 or 0.0.0.0, or switch-mode reload.`
     )
-  return {
-    bindAddress,
-    maxParallel,
-    promote,
-    previewFile: previewFile || undefined,
-    several: s.hosts.length > 1 || s.lb !== undefined || !promote || previewFile !== ''
-  }
+  const several = s.hosts.length > 1 || s.lb !== undefined || !promote || previewFile !== ''
+  if (several && (s.after.watch > 0 || s.after.keepWarm > 0))
+    c.add(
+      "Inputs 'watch' and 'keep-warm' work with one server and promote: true for now; with several servers, a load balancer, previews or promote: false, leave them out."
+    )
+  return { bindAddress, maxParallel, promote, previewFile: previewFile || undefined, several }
 }

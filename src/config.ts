@@ -2,7 +2,7 @@
 // config-inputs.ts, the file is read in config-file.ts, and each group of inputs is checked in
 // config-build.ts or config-app.ts, all reporting to one collector (config-check.ts) so that a user
 // sees every problem at once.
-import { checkApp, checkRun, checkSwitch } from './config-app.js'
+import { checkAfterSwitch, checkApp, checkRun, checkSwitch } from './config-app.js'
 import { checkBuild, checkServer, checkVersion } from './config-build.js'
 import { Collector } from './config-check.js'
 import { checkFleet } from './config-hosts.js'
@@ -61,6 +61,11 @@ export interface Config {
   /** reload: nginx reload per switch; dnat: nginx points at livePort, a NAT rule picks the color */
   switch: { mode: SwitchMode; livePort: number }
   rollback?: string
+  /**
+   * watch: seconds the new color is watched after the switch, the old one warm (0: off);
+   * keepWarm: seconds the old color keeps running after a deploy (0: stopped at once)
+   */
+  after: { watch: number; maxErrorRate: number; maxHealthFailures: number; keepWarm: number }
   /** every server (the first is `ssh`); the load balancer in front of them, if any */
   hosts: Config['ssh'][]
   lb?: Config['ssh']
@@ -107,8 +112,9 @@ export function parseConfig(inputs: Inputs, ctx: ConfigContext): Config {
   const { ssh, hosts, lb } = checkServer(c)
   const app = checkApp(c, ctx)
   const sw = checkSwitch(c, app)
-  const fleet = checkFleet(c, { hosts, lb, mode: sw.switch.mode, network: app.network })
+  const after = checkAfterSwitch(c)
+  const fleet = checkFleet(c, { hosts, lb, mode: sw.switch.mode, network: app.network, after })
   const run = checkRun(c)
   c.done()
-  return { ...build, ...version, ssh, hosts, lb, fleet, app, ...sw, ...run }
+  return { ...build, ...version, ssh, hosts, lb, fleet, after, app, ...sw, ...run }
 }

@@ -34,6 +34,10 @@ export interface Outcome {
   prepared?: boolean
   /** the preview routes of the new color (nginx-preview-file) */
   previews?: string[]
+  /** connections still open on the old color when the drain ended (drain-timeout) */
+  openConnections?: number
+  /** why the run failed */
+  error?: string
 }
 
 export interface Deps {
@@ -388,6 +392,7 @@ async function switchOnServer(
     outcome.previousColor = r.previousColor
     outcome.events = r.events
     outcome.history = r.history
+    outcome.openConnections = r.openConnections
     outcome.image = r.image ?? outcome.image
     if (req.action === 'rollback') outcome.version = r.version
   } catch (e) {

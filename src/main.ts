@@ -64,7 +64,8 @@ export async function run(): Promise<void> {
       outcome
     )
   } catch (e) {
-    core.setFailed(e instanceof Error ? e.message : String(e))
+    outcome.error = e instanceof Error ? e.message : String(e)
+    core.setFailed(outcome.error)
   } finally {
     setOutputs(outcome)
     try {

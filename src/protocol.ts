@@ -36,7 +36,11 @@ export const PARAMETERS = {
   bind_address: '127.0.0.1',
   lb_servers: '',
   preview_file: '',
-  commit_timeout: '900'
+  commit_timeout: '900',
+  watch: '0',
+  watch_max_error_rate: '1',
+  watch_max_health_failures: '3',
+  keep_warm: '0'
 } as const
 export type Parameter = keyof typeof PARAMETERS
 /** A repeatable argument: one `docker run` argument each, in order. */
@@ -57,6 +61,8 @@ export const EVENT_LABELS = {
   started: 'new container started',
   healthy: 'healthy',
   switched: 'nginx switched',
+  watched: 'watch window passed',
+  reverted: 'switched back after the watch',
   drained: 'old container drained',
   finished: 'finished'
 } as const

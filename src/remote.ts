@@ -86,7 +86,11 @@ export function scriptArgs(config: Config, req: RemoteRequest): string[] {
     ['color', req.color],
     ['bind_address', config.fleet.bindAddress],
     ['lb_servers', req.lbServers?.join(',')],
-    ['preview_file', config.fleet.previewFile]
+    ['preview_file', config.fleet.previewFile],
+    ['watch', config.after.watch],
+    ['watch_max_error_rate', config.after.maxErrorRate],
+    ['watch_max_health_failures', config.after.maxHealthFailures],
+    ['keep_warm', config.after.keepWarm]
   ]
   return [
     ...a.filter(([, v]) => v !== undefined && v !== '').map(([k, v]) => `${k}=${v}`),

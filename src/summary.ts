@@ -36,7 +36,16 @@ export async function writeSummary(o: Outcome): Promise<void> {
           ? `prepared as ${o.color ?? ''}, not switched to (promote: false)`
           : 'no'
     ],
-    ...(o.previews ? [['Preview', o.previews.map(escapeHtml).join('<br>')]] : [])
+    ...(o.previews ? [['Preview', o.previews.map(escapeHtml).join('<br>')]] : []),
+    ...(o.openConnections
+      ? [
+          [
+            'Long-lived connections',
+            `${o.openConnections} still open on the old color when it stopped (drain-timeout)`
+          ]
+        ]
+      : []),
+    ...(o.error ? [['Failed', escapeHtml(o.error)]] : [])
   ]
   const summary = core.summary.addHeading('bg-deploy', 2).addTable(rows)
   if (o.events.length > 0) {

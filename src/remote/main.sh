@@ -58,6 +58,7 @@ main_rollback() {
 main_go() { # main_go FROM_COLOR TO_COLOR
   health_wait "$2"
   if [[ "${P[role]}" == single ]]; then
+    if [[ -n "$1" ]]; then watch_open; fi
     switch_to "$2"
     main_finish "$1" "$2"
   else
@@ -118,9 +119,14 @@ main_abort() { # main_abort COLOR WHY: remove the prepared color, switch nothing
 # After the switch: state, drain, history, and the old color stopped in the background. FROM is
 # empty on the first deploy of the app.
 main_finish() { # main_finish FROM_COLOR TO_COLOR
-  local from="$1" to="$2" wait=0
+  local from="$1" to="$2" wait=0 prev_version prev_image
+  prev_version="$(state_get version)"; prev_image="$(state_get image)"
   state_write "$to" "$RUN_VERSION" "$RUN_IMAGE"
   journal_clear
+  if ((WATCH_FROM > 0)) && ! watch_window "$to"; then
+    watch_revert "$from" "$to" "$prev_version" "$prev_image"
+    die "the watch window switched back from $RUN_VERSION: $WATCH_REASON; $WATCH_FIGURES. $(container_name "$from") (${prev_version:-the previous version}) serves again; $(container_name "$to") is stopped and kept for its logs (docker logs $(container_name "$to"))."
+  fi
   if [[ -n "$from" ]]; then
     nat_forget "$from" || true
     drain_color "$from" "$to" "$NGINX_BEFORE"
@@ -130,7 +136,7 @@ main_finish() { # main_finish FROM_COLOR TO_COLOR
   history_add ok "$to"
   event finished
   stop_later "$from" "$wait"
-  marker result "deployed=true color=$to previous_color=$from version=$RUN_VERSION image=$RUN_IMAGE"
+  marker result "deployed=true color=$to previous_color=$from version=$RUN_VERSION image=$RUN_IMAGE open_connections=$DRAIN_OPEN"
 }
 
 # The load-balancer host (role lb): it runs no container. It says which color serves (and, for a

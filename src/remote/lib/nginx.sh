@@ -47,6 +47,7 @@ upstream_render() { # upstream_render TARGETS LABEL FILE [BACKUP]
         printf '}\n'
       done
     fi
+    watch_log_directives
   } >"$3"
 }
 

@@ -6,6 +6,8 @@
 # the namespace holds thousands of TIME_WAIT sockets, as it does under load.
 USE_SS=''
 
+DRAIN_OPEN=0 # connections still open on the old color when the drain gave up (drain-timeout)
+
 drain_connections() { # drain_connections PID
   local pid="$1"
   [[ "$pid" != 0 ]] || { echo 0; return; }
@@ -58,7 +60,11 @@ drain_color() { # drain_color OLD_COLOR NEW_COLOR BEFORE
       fi
     fi
     if ((seen_new && !alive && zero_since > 0 && now - zero_since >= quiet)); then break; fi
-    if ((now >= deadline)); then log "drain timeout: $o connection(s) still open on $name${workers:+, nginx workers $workers}"; break; fi
+    if ((now >= deadline)); then
+      log "drain timeout: $o connection(s) still open on $name${workers:+, nginx workers $workers}"
+      DRAIN_OPEN="$o"
+      break
+    fi
     sleep 0.05
   done
   log "drained $name in $(( now - start )) ms"

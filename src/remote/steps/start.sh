@@ -54,7 +54,11 @@ start_kept() { # start_kept COLOR
   [[ "$(docker_call inspect -f '{{index .Config.Labels "bg-deploy.version"}}' "$name")" == "$RUN_VERSION" ]] || return 1
   [[ "$(docker_call inspect -f '{{.Config.Image}}' "$name")" == "$RUN_IMAGE" ]] || return 1
   phase "start $name (kept from $RUN_VERSION)"
-  log "fast path: starting the kept container $name"
-  docker_call start "$name" >/dev/null || die "docker start $name failed"
+  if container_running "$1"; then
+    log "fast path: $name is running still (kept warm): a switch only"
+  else
+    log "fast path: starting the kept container $name"
+    docker_call start "$name" >/dev/null || die "docker start $name failed"
+  fi
   event started
 }
