@@ -127,3 +127,30 @@ test('watch and keep-warm: seconds, a percentage, and only with one server for n
     expect.stringMatching(/'watch' and 'keep-warm' work with one server/)
   ])
 })
+
+test('engine swarm: one manager in host, no switch-mode, docker-run-args or keep-warm', () => {
+  const c = parseConfig(
+    { ...base, host: 'mgr', engine: 'swarm', replicas: '3', 'health-cmd': 'true' },
+    ctx
+  )
+  expect(c.engine).toEqual({ kind: 'swarm', replicas: 3, healthCmd: 'true', parallelism: 1 })
+  expect(parseConfig({ ...base, host: 'a' }, ctx).engine.kind).toBe('ssh')
+  expect(problems({ host: 'a', engine: 'k8s' })).toEqual([
+    expect.stringMatching(/^Invalid engine 'k8s'\. Expected ssh or swarm/)
+  ])
+  expect(
+    problems({
+      hosts: 'a\nb',
+      engine: 'swarm',
+      'switch-mode': 'dnat',
+      'docker-run-args': '--memory 1g',
+      'keep-warm': '5'
+    })
+  ).toEqual([
+    expect.stringMatching(/'watch' and 'keep-warm' work with one server/),
+    expect.stringMatching(/engine swarm deploys through one manager/),
+    expect.stringMatching(/keep-warm' does not apply to a Swarm service/),
+    expect.stringMatching(/does not use switch-mode/),
+    expect.stringMatching(/docker-run-args' does not apply/)
+  ])
+})

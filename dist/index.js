@@ -66037,6 +66037,7 @@ function getOctokit(token, options, ...additionalPlugins) {
 // its default where the default is a plain value. INPUT_NAMES, SECRET_INPUTS and the defaults the
 // validators use come from this table; __tests__/contract.test.ts holds action.yml and README to it.
 const SWITCH_MODES = ['reload', 'dnat'];
+const ENGINES = ['ssh', 'swarm'];
 const INPUTS = {
     image: { group: 'build' },
     context: { group: 'build', default: '.' },
@@ -66087,6 +66088,9 @@ const INPUTS = {
     'watch-max-health-failures': { group: 'switch', default: '3' },
     'keep-warm': { group: 'switch', default: '0' },
     promote: { group: 'run', default: 'true' },
+    engine: { group: 'server', default: 'ssh' },
+    replicas: { group: 'app', default: '2' },
+    'health-cmd': { group: 'switch' },
     rollback: { group: 'run' },
     config: { group: 'run' }
 };
@@ -66569,6 +66573,31 @@ function checkAfterSwitch(c) {
         maxErrorRate,
         maxHealthFailures: c.num('watch-max-health-failures', 1, 1000, true),
         keepWarm: c.num('keep-warm', 0, 86400, true)
+    };
+}
+/** engine: ssh (blue-green over SSH) or swarm (a Docker Swarm service on a manager). */
+function checkEngine(c, s) {
+    const raw = c.get('engine')?.trim() ?? defaultOf('engine');
+    const kind = ENGINES.includes(raw) ? raw : undefined;
+    if (!kind)
+        c.bad('engine', 'ssh or swarm');
+    const replicas = c.num('replicas', 1, 1000, true);
+    const healthCmd = c.text('health-cmd', '', noControl, 'a one-line command run inside the container') || undefined;
+    if (kind === 'swarm') {
+        if (s.several)
+            c.add("engine swarm deploys through one manager, in one go: give it in 'host', without 'hosts', 'lb-host', previews or promote: false.");
+        if (s.keepWarm > 0)
+            c.add("Input 'keep-warm' does not apply to a Swarm service (Swarm keeps the previous spec): remove it.");
+        if (s.mode === 'dnat')
+            c.add('engine swarm does not use switch-mode: Swarm replaces the tasks. Remove switch-mode.');
+        if (s.runArgs.length > 0)
+            c.add("Input 'docker-run-args' does not apply to a Swarm service: remove it with engine swarm.");
+    }
+    return {
+        kind: kind ?? 'ssh',
+        replicas,
+        healthCmd,
+        parallelism: s.maxParallel > 0 ? s.maxParallel : 1
     };
 }
 
@@ -67068,8 +67097,15 @@ function parseConfig(inputs, ctx) {
     const after = checkAfterSwitch(c);
     const fleet = checkFleet(c, { hosts, lb, mode: sw.switch.mode, network: app.network, after });
     const run = checkRun(c);
+    const engine = checkEngine(c, {
+        several: fleet.several,
+        mode: sw.switch.mode,
+        runArgs: app.dockerRunArgs,
+        maxParallel: fleet.maxParallel,
+        keepWarm: after.keepWarm
+    });
     c.done();
-    return { ...build, ...version, ssh, hosts, lb, fleet, after, app, ...sw, ...run };
+    return { ...build, ...version, ssh, hosts, lb, fleet, after, engine, app, ...sw, ...run };
 }
 
 ;// CONCATENATED MODULE: ./src/runner.ts
@@ -67188,7 +67224,11 @@ const PARAMETERS = {
     watch: '0',
     watch_max_error_rate: '1',
     watch_max_health_failures: '3',
-    keep_warm: '0'
+    keep_warm: '0',
+    engine: 'ssh',
+    replicas: '2',
+    health_cmd: '',
+    max_parallel: '1'
 };
 /** A repeatable argument: one `docker run` argument each, in order. */
 const RUN_ARG = 'run_arg';
@@ -67377,7 +67417,15 @@ function scriptArgs(config, req) {
         ['watch', config.after.watch],
         ['watch_max_error_rate', config.after.maxErrorRate],
         ['watch_max_health_failures', config.after.maxHealthFailures],
-        ['keep_warm', config.after.keepWarm]
+        ['keep_warm', config.after.keepWarm],
+        ...(config.engine.kind === 'swarm'
+            ? [
+                ['engine', 'swarm'],
+                ['replicas', config.engine.replicas],
+                ['health_cmd', config.engine.healthCmd],
+                ['max_parallel', config.engine.parallelism]
+            ]
+            : [])
     ];
     return [
         ...a.filter(([, v]) => v !== undefined && v !== '').map(([k, v]) => `${k}=${v}`),

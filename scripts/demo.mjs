@@ -8,6 +8,7 @@
 //
 //   npm run demo             set up and run
 //   npm run demo -- --hosts 3   the same on 3 app servers behind a load balancer (scripts/demo-hosts.mjs)
+//   npm run demo -- --engine swarm   a Docker Swarm service instead (scripts/demo-swarm.mjs)
 //   npm run demo -- --down   remove the demo app (and servers) and stop what the set-up started
 //
 // Ports: the site on 127.0.0.1:$BGD_DEMO_PORT (default 18080), blue and green on the next two.
@@ -36,6 +37,7 @@ import {
   writeSite
 } from './harness.mjs'
 import { hostsDemo, hostsDemoDown } from './demo-hosts.mjs'
+import { swarmDemo, swarmScript } from './demo-swarm.mjs'
 
 const APP = 'bgdemo'
 const PORT = Number(process.env.BGD_DEMO_PORT ?? 18080)
@@ -101,6 +103,7 @@ function mustSucceed(run) {
 async function main() {
   if (process.argv.includes('--down')) {
     hostsDemoDown()
+    swarmScript('down')
     if (existsSync(path.join(process.env.BGD_SERVICES_DIR ?? '/tmp/bg-deploy-services', 'env')))
       await removeDemo(services())
     servicesScript('down', say)
@@ -112,6 +115,16 @@ async function main() {
     process.exit(1)
   }
 
+  const engine = process.argv.indexOf('--engine')
+  if (engine >= 0) {
+    if (process.argv[engine + 1] !== 'swarm') {
+      say('--engine takes swarm (ssh is the plain demo): npm run demo -- --engine swarm')
+      process.exit(1)
+    }
+    await swarmDemo(say, phase)
+    say(`    Whole demo: ${secs(Date.now() - t00)}`)
+    return
+  }
   const hosts = process.argv.indexOf('--hosts')
   if (hosts >= 0) {
     const n = Number(process.argv[hosts + 1])

@@ -29,8 +29,8 @@ wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
   done
 }
 
-address() { # address NAME -> its address: h1 .11, h2 .12, ..., lb .20
-  if [[ "$1" == lb ]]; then echo "$NET.20"; else echo "$NET.$((10 + ${1#h}))"; fi
+address() { # address NAME -> its address: h1 .11, h2 .12, ..., lb .20, sw (scripts/swarm.sh) .30
+  case "$1" in lb) echo "$NET.20" ;; sw) echo "$NET.30" ;; *) echo "$NET.$((10 + ${1#h}))" ;; esac
 }
 
 bridge_up() {
@@ -58,11 +58,14 @@ netns_up() { # netns_up NAME
   ip netns exec "$ns" sh -c "nohup socat TCP-LISTEN:$REGISTRY_PORT,bind=127.0.0.1,fork,reuseaddr TCP:$NET.1:$REGISTRY_PORT >/dev/null 2>&1 & echo \$! >'$DIR/$1/registry-forward.pid'"
 }
 
+# as the README asks of a server; scripts/swarm.sh leaves it out (Swarm mode refuses it)
+LIVE_RESTORE=--live-restore
+
 dockerd_up() { # dockerd_up NAME
   local d="$DIR/$1"
   mkdir -p "$d/data" "$d/exec"
   ip netns exec "bgd-$1" unshare -m sh -c "mount --make-rprivate /; mount -t cgroup2 none /sys/fs/cgroup 2>/dev/null || true;
-    exec dockerd --live-restore --data-root '$d/data' --exec-root '$d/exec' -H 'unix://$d/docker.sock' --pidfile '$d/docker.pid'" \
+    exec dockerd $LIVE_RESTORE --data-root '$d/data' --exec-root '$d/exec' -H 'unix://$d/docker.sock' --pidfile '$d/docker.pid'" \
     >"$d/dockerd.log" 2>&1 &
 }
 
@@ -174,8 +177,11 @@ down() {
   if [[ -d "$DIR" ]]; then rm -rf "$DIR"; log "servers stopped"; fi
 }
 
-case "${1:-}" in
-  up) up "${2:-3}" ;;
-  down) down ;;
-  *) die "usage: $0 up [N]|down" ;;
-esac
+# scripts/swarm.sh sources this file for its functions
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  case "${1:-}" in
+    up) up "${2:-3}" ;;
+    down) down ;;
+    *) die "usage: $0 up [N]|down" ;;
+  esac
+fi

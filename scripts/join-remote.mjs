@@ -27,6 +27,7 @@ export const PARTS = [
   'steps/stop.sh',
   'steps/preview.sh',
   'steps/undo.sh',
+  'steps/swarm.sh',
   'main.sh'
 ]
 

@@ -2,7 +2,7 @@
 // checked into its part of the Config, every problem reported to the one collector.
 import { noControl, type Collector } from './config-check.js'
 import type { Config, ConfigContext } from './config.js'
-import { defaultOf, SWITCH_MODES, type SwitchMode } from './config-inputs.js'
+import { defaultOf, ENGINES, SWITCH_MODES, type Engine, type SwitchMode } from './config-inputs.js'
 import { parseDotenv } from './dotenv.js'
 import { versionProblem } from './version.js'
 import { splitWords } from './words.js'
@@ -185,5 +185,46 @@ export function checkAfterSwitch(c: Collector): Config['after'] {
     maxErrorRate,
     maxHealthFailures: c.num('watch-max-health-failures', 1, 1000, true),
     keepWarm: c.num('keep-warm', 0, 86400, true)
+  }
+}
+
+/** engine: ssh (blue-green over SSH) or swarm (a Docker Swarm service on a manager). */
+export function checkEngine(
+  c: Collector,
+  s: {
+    several: boolean
+    mode: SwitchMode
+    runArgs: string[]
+    maxParallel: number
+    keepWarm: number
+  }
+): Config['engine'] {
+  const raw = c.get('engine')?.trim() ?? defaultOf('engine')
+  const kind = (ENGINES as readonly string[]).includes(raw) ? (raw as Engine) : undefined
+  if (!kind) c.bad('engine', 'ssh or swarm')
+  const replicas = c.num('replicas', 1, 1000, true)
+  const healthCmd =
+    c.text('health-cmd', '', noControl, 'a one-line command run inside the container') || undefined
+  if (kind === 'swarm') {
+    if (s.several)
+      c.add(
+        "engine swarm deploys through one manager, in one go: give it in 'host', without 'hosts', 'lb-host', previews or promote: false."
+      )
+    if (s.keepWarm > 0)
+      c.add(
+        "Input 'keep-warm' does not apply to a Swarm service (Swarm keeps the previous spec): remove it."
+      )
+    if (s.mode === 'dnat')
+      c.add('engine swarm does not use switch-mode: Swarm replaces the tasks. Remove switch-mode.')
+    if (s.runArgs.length > 0)
+      c.add(
+        "Input 'docker-run-args' does not apply to a Swarm service: remove it with engine swarm."
+      )
+  }
+  return {
+    kind: kind ?? 'ssh',
+    replicas,
+    healthCmd,
+    parallelism: s.maxParallel > 0 ? s.maxParallel : 1
   }
 }

@@ -4,6 +4,8 @@
 
 export const SWITCH_MODES = ['reload', 'dnat'] as const
 export type SwitchMode = (typeof SWITCH_MODES)[number]
+export const ENGINES = ['ssh', 'swarm'] as const
+export type Engine = (typeof ENGINES)[number]
 
 export type Group = 'build' | 'version' | 'server' | 'app' | 'switch' | 'run'
 
@@ -65,6 +67,9 @@ export const INPUTS = {
   'watch-max-health-failures': { group: 'switch', default: '3' },
   'keep-warm': { group: 'switch', default: '0' },
   promote: { group: 'run', default: 'true' },
+  engine: { group: 'server', default: 'ssh' },
+  replicas: { group: 'app', default: '2' },
+  'health-cmd': { group: 'switch' },
   rollback: { group: 'run' },
   config: { group: 'run' }
 } as const satisfies Record<string, InputSpec>

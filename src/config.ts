@@ -2,12 +2,12 @@
 // config-inputs.ts, the file is read in config-file.ts, and each group of inputs is checked in
 // config-build.ts or config-app.ts, all reporting to one collector (config-check.ts) so that a user
 // sees every problem at once.
-import { checkAfterSwitch, checkApp, checkRun, checkSwitch } from './config-app.js'
+import { checkAfterSwitch, checkApp, checkEngine, checkRun, checkSwitch } from './config-app.js'
 import { checkBuild, checkServer, checkVersion } from './config-build.js'
 import { Collector } from './config-check.js'
 import { checkFleet } from './config-hosts.js'
 import { withConfigFile } from './config-file.js'
-import { INPUT_NAMES, type Inputs, type SwitchMode } from './config-inputs.js'
+import { INPUT_NAMES, type Engine, type Inputs, type SwitchMode } from './config-inputs.js'
 import type { HostKeyPin } from './hostkey.js'
 
 export { ConfigError } from './config-check.js'
@@ -66,6 +66,8 @@ export interface Config {
    * keepWarm: seconds the old color keeps running after a deploy (0: stopped at once)
    */
   after: { watch: number; maxErrorRate: number; maxHealthFailures: number; keepWarm: number }
+  /** ssh: blue-green over SSH; swarm: a Docker Swarm service on the manager in `host` */
+  engine: { kind: Engine; replicas: number; healthCmd?: string; parallelism: number }
   /** every server (the first is `ssh`); the load balancer in front of them, if any */
   hosts: Config['ssh'][]
   lb?: Config['ssh']
@@ -115,6 +117,13 @@ export function parseConfig(inputs: Inputs, ctx: ConfigContext): Config {
   const after = checkAfterSwitch(c)
   const fleet = checkFleet(c, { hosts, lb, mode: sw.switch.mode, network: app.network, after })
   const run = checkRun(c)
+  const engine = checkEngine(c, {
+    several: fleet.several,
+    mode: sw.switch.mode,
+    runArgs: app.dockerRunArgs,
+    maxParallel: fleet.maxParallel,
+    keepWarm: after.keepWarm
+  })
   c.done()
-  return { ...build, ...version, ssh, hosts, lb, fleet, after, app, ...sw, ...run }
+  return { ...build, ...version, ssh, hosts, lb, fleet, after, engine, app, ...sw, ...run }
 }

@@ -40,7 +40,11 @@ export const PARAMETERS = {
   watch: '0',
   watch_max_error_rate: '1',
   watch_max_health_failures: '3',
-  keep_warm: '0'
+  keep_warm: '0',
+  engine: 'ssh',
+  replicas: '2',
+  health_cmd: '',
+  max_parallel: '1'
 } as const
 export type Parameter = keyof typeof PARAMETERS
 /** A repeatable argument: one `docker run` argument each, in order. */

@@ -90,7 +90,15 @@ export function scriptArgs(config: Config, req: RemoteRequest): string[] {
     ['watch', config.after.watch],
     ['watch_max_error_rate', config.after.maxErrorRate],
     ['watch_max_health_failures', config.after.maxHealthFailures],
-    ['keep_warm', config.after.keepWarm]
+    ['keep_warm', config.after.keepWarm],
+    ...(config.engine.kind === 'swarm'
+      ? ([
+          ['engine', 'swarm'],
+          ['replicas', config.engine.replicas],
+          ['health_cmd', config.engine.healthCmd],
+          ['max_parallel', config.engine.parallelism]
+        ] as [Parameter, string | number | undefined][])
+      : [])
   ]
   return [
     ...a.filter(([, v]) => v !== undefined && v !== '').map(([k, v]) => `${k}=${v}`),

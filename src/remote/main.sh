@@ -208,6 +208,7 @@ main() {
   trap 'history_print; main_cleanup' EXIT
   if [[ "${P[role]}" == lb ]]; then main_lb; return; fi
   docker_preflight
+  if [[ "${P[engine]}" == swarm ]]; then main_swarm; return; fi
   case "${P[action]}" in
     deploy) main_deploy ;;
     rollback) main_rollback ;;

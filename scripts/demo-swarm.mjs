@@ -1,0 +1,159 @@
+// `npm run demo -- --engine swarm`: the same action deploying to a Docker Swarm service. A
+// single-node swarm on its own Docker engine (scripts/swarm.sh), 2 replicas behind nginx on the
+// overlay network; deploy v1, deploy v2 under load, a version that never gets healthy (Swarm rolls
+// it back and the run fails), and a rollback.
+import { spawnSync } from 'node:child_process'
+import { readFileSync, rmSync, writeFileSync } from 'node:fs'
+import path from 'node:path'
+import {
+  Load,
+  ROOT,
+  commitAppVersion,
+  forgetRepository,
+  headMessage,
+  headSha,
+  httpGet,
+  makeWorkspace,
+  runAction,
+  services,
+  servicesScript
+} from './harness.mjs'
+
+const APP = 'bgdemo-swarm'
+const PORT = 18201
+
+/** @param {'up' | 'down' | 'reload'} what */
+export function swarmScript(what) {
+  const r = spawnSync('bash', [path.join(ROOT, 'scripts/swarm.sh'), what], { encoding: 'utf8' })
+  if (r.status !== 0) throw new Error(`scripts/swarm.sh ${what} failed: ${r.stderr}`)
+}
+
+/**
+ * The settings scripts/swarm.sh wrote.
+ * @param {import('./harness.mjs').Services} svc
+ * @returns {Record<string, string>}
+ */
+export function swarmEnv(svc) {
+  return Object.fromEntries(
+    readFileSync(path.join(svc.dir, 'swarm/swarm.env'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)])
+  )
+}
+
+/**
+ * nginx's site for a Swarm app, in the front container on the overlay network, then reloaded.
+ * @param {Record<string, string>} env
+ * @param {string} app
+ * @param {number} port one of 18200-18209
+ */
+export function swarmSite(env, app, port) {
+  writeFileSync(
+    path.join(env.BGD_SWARM_FRONT ?? '', 'conf.d', `${app}.conf`),
+    `server {\n  listen ${port};\n  location / {\n    set $tasks tasks.${app};\n    proxy_pass http://$tasks:8080;\n    proxy_next_upstream error timeout http_502 http_503;\n  }\n}\n`
+  )
+  swarmScript('reload')
+}
+
+/**
+ * The inputs that deploy `app` to the swarm.
+ * @param {import('./harness.mjs').Services} svc
+ * @param {Record<string, string>} env
+ * @param {{ app: string, repository: string }} o
+ */
+export function swarmInputs(svc, env, o) {
+  return {
+    image: `${svc.registry}/${o.repository}`,
+    'create-release': 'false',
+    engine: 'swarm',
+    host: env.BGD_SWARM_HOST ?? '',
+    username: 'root',
+    'ssh-key': svc.sshKey,
+    'host-fingerprint': env.BGD_SWARM_FINGERPRINT ?? '',
+    'app-name': o.app,
+    replicas: '2',
+    network: env.BGD_SWARM_NETWORK ?? '',
+    'health-cmd': "printf 'GET /health HTTP/1.0\\r\\n\\r\\n' | nc 127.0.0.1 8080 | grep -q ' 200 '",
+    'health-interval': '1',
+    'health-timeout': '10',
+    'drain-timeout': '10',
+    watch: '3'
+  }
+}
+
+/**
+ * @param {(s: string) => void} say
+ * @param {(s: string) => void} phase
+ */
+export async function swarmDemo(say, phase) {
+  phase(
+    '1/5 Start Docker, a registry, sshd and nginx; then a single-node swarm with nginx in front'
+  )
+  servicesScript('up', say)
+  const svc = services()
+  swarmScript('up')
+  const env = swarmEnv(svc)
+  swarmSite(env, APP, PORT)
+  const url = `http://${env.BGD_SWARM_HOST}:${PORT}/`
+  await forgetRepository(svc.registry, `demo/${APP}`)
+  const ws = path.join(svc.dir, 'demo-swarm-app')
+  rmSync(ws, { recursive: true, force: true })
+  makeWorkspace({ version: 'v1.0.0', startDelay: 1 }, 'release v1.0.0', ws)
+  const inputs = swarmInputs(svc, env, { app: APP, repository: `demo/${APP}` })
+  /** @param {Record<string, string>} [extra] @param {object} [ctx] */
+  const run = async (extra = {}, ctx = {}) => {
+    const sha = headSha(ws)
+    return runAction(
+      { ...inputs, ...extra },
+      { workspace: ws, sha, event: { head_commit: { id: sha, message: headMessage(ws) } }, ...ctx }
+    )
+  }
+  const must = (/** @type {Awaited<ReturnType<typeof run>>} */ r) => {
+    if (r.code === 0) return
+    say(`\nThe action failed (exit ${r.code}). Its log:\n${r.log}`)
+    process.exit(1)
+  }
+
+  phase('2/5 Deploy v1.0.0: the service is created with 2 replicas')
+  must(await run())
+  say(`    ${url} answers ${(await httpGet(url)).body.trim()}`)
+
+  const load = await new Load().start(url, { keepalive: 12, fresh: 4, slow: 2 })
+  phase('3/5 Deploy v2.0.0 under load: start-first, one task at a time')
+  commitAppVersion(ws, { version: 'v2.0.0', startDelay: 1 })
+  const second = await run()
+  must(second)
+  say(
+    `    ${url} answers ${(await httpGet(url)).body.trim()} (run ${(second.ms / 1000).toFixed(2)} s)`
+  )
+
+  phase('4/5 Deploy v3.0.0, which never gets healthy: Swarm rolls it back, the run fails')
+  commitAppVersion(ws, { version: 'v3.0.0', neverHealthy: true })
+  const bad = await run()
+  say(`    exit ${bad.code}: ${/Swarm rolled[^\n]*/.exec(bad.log)?.[0] ?? '(no reason found)'}`)
+  say(`    ${url} answers ${(await httpGet(url)).body.trim()}`)
+
+  phase('5/5 Roll back to the previous version')
+  must(
+    await run(
+      { rollback: 'previous' },
+      { eventName: 'workflow_dispatch', event: { inputs: { rollback: 'previous' } } }
+    )
+  )
+  const stats = await load.stop()
+  say(`    ${url} answers ${(await httpGet(url)).body.trim()}`)
+  const failed = stats.non2xx + stats.errors
+  say(
+    `\n    requests served    ${stats.ok.toLocaleString('en')} of ${stats.requests.toLocaleString('en')}`
+  )
+  say(
+    `    requests failed    ${failed} (${stats.non2xx} non-2xx, ${stats.errors} connection errors)`
+  )
+  say(`    slow requests      ${stats.slowCompleted} of ${stats.slowStarted} completed`)
+  say('\n    The swarm keeps running — remove it with: npm run demo -- --down')
+  if (bad.code === 0 || failed > 0 || stats.slowFailed > 0) {
+    say('\nFAILED: see above.')
+    process.exit(1)
+  }
+}
