@@ -160,7 +160,7 @@ export function report(m) {
 /**
  * Put the tables into README.md between its bench and modes markers.
  * @param {string} file
- * @param {{ table: string, targetTable: string, context: string, modes: string, hosts?: string }} r
+ * @param {{ table: string, targetTable: string, context: string, modes: string, hosts?: string, swarm?: string }} r
  * @param {string} chartPath the chart, relative to README
  */
 export async function updateReadme(file, r, chartPath) {
@@ -172,6 +172,8 @@ export async function updateReadme(file, r, chartPath) {
   text = text.replace(/(<!-- modes:start -->\n)[\s\S]*?(<!-- modes:end -->)/, `$1${r.modes}\n$2`)
   if (r.hosts)
     text = text.replace(/(<!-- hosts:start -->\n)[\s\S]*?(<!-- hosts:end -->)/, `$1${r.hosts}\n$2`)
+  if (r.swarm)
+    text = text.replace(/(<!-- swarm:start -->\n)[\s\S]*?(<!-- swarm:end -->)/, `$1${r.swarm}\n$2`)
   await writeFormatted(file, text)
 }
 

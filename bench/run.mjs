@@ -36,6 +36,7 @@ import {
 } from '../scripts/harness.mjs'
 import { chart } from './chart.mjs'
 import { benchHosts } from './hosts.mjs'
+import { benchSwarm, swarmTable } from './swarm.mjs'
 import { median, report, s2, updateReadme, writeFormatted } from './report.mjs'
 
 const argv = process.argv.slice(2)
@@ -446,6 +447,8 @@ async function main() {
     '==> one server and three servers behind a load balancer (scripts/hosts.sh), same app and load'
   )
   const hosts = await benchHosts(svc, RUNS, say)
+  say('==> engine swarm: a Docker Swarm service, 2 replicas (scripts/swarm.sh), same app and load')
+  const swarm = await benchSwarm(svc, RUNS, say)
 
   const r = report({
     rounds,
@@ -460,10 +463,11 @@ async function main() {
   })
   await writeFormatted(
     path.join(OUT, 'results.json'),
-    JSON.stringify({ ...r.results, hosts: hosts.results }, null, 2) + '\n'
+    JSON.stringify({ ...r.results, hosts: hosts.results, swarm }, null, 2) + '\n'
   )
   if (panels.length) writeFileSync(path.join(OUT, 'chart.svg'), chart(panels))
-  say(`\n${r.context}\n\n${r.table}\n\n${r.targetTable}\n\n${hosts.table}\n`)
+  const swarmRow = swarmTable(RUNS, r.results.medians.bgDeploy, r.results.failed.bgDeploy, swarm)
+  say(`\n${r.context}\n\n${r.table}\n\n${r.targetTable}\n\n${hosts.table}\n\n${swarmRow}\n`)
   say(
     `results: ${path.relative(process.cwd(), path.join(OUT, 'results.json'))}, chart: ${path.relative(process.cwd(), path.join(OUT, 'chart.svg'))}; ${s2(Date.now() - t00)} s in all`
   )
@@ -471,7 +475,7 @@ async function main() {
   if (README) {
     await updateReadme(
       path.join(ROOT, 'README.md'),
-      { ...r, hosts: hosts.table },
+      { ...r, hosts: hosts.table, swarm: swarmRow },
       path.relative(ROOT, path.join(OUT, 'chart.svg'))
     )
     say('README.md: bench and switch-mode sections updated')
