@@ -231,6 +231,18 @@ docker_preflight() {
   fi
 }
 
+# The pull credential, logged in to a temporary Docker config whose directory REGISTRY_CONFIG
+# names (empty without a credential), for a pull or a Swarm service with --with-registry-auth.
+REGISTRY_CONFIG=''
+
+registry_login() {
+  [[ -n "${P[registry_user]}" && -n "$REGISTRY_PASSWORD" ]] || return 0
+  REGISTRY_CONFIG="$(mktemp -d)"
+  TMP_PATHS+=("$REGISTRY_CONFIG")
+  printf '%s' "$REGISTRY_PASSWORD" | docker_call --config "$REGISTRY_CONFIG" login --username "${P[registry_user]}" --password-stdin -- "${P[registry]}" >/dev/null \
+    || die "docker login to ${P[registry]} as ${P[registry_user]} failed on the server"
+}
+
 container_name() { printf '%s-%s' "${P[app]}" "$1"; }
 
 color_port() { if [[ "$1" == blue ]]; then echo "${P[blue_port]}"; else echo "${P[green_port]}"; fi; }
@@ -243,8 +255,7 @@ container_exists() { docker_call inspect -f '{{.Id}}' "$(container_name "$1")" >
 
 container_pid() { docker_call inspect -f '{{.State.Pid}}' "$(container_name "$1")" 2>/dev/null || echo 0; }
 
-# the load balancer runs no container of the app
-container_remove() { [[ "${P[role]}" == lb ]] || docker_call rm -f "$(container_name "$1")" >/dev/null 2>&1 || true; }
+container_remove() { docker_call rm -f "$(container_name "$1")" >/dev/null 2>&1 || true; }
 
 # Where a color's published port answers on this server: the bind address, or loopback when the
 # ports are published on loopback or on every address.
@@ -691,16 +702,11 @@ TARGET_AVAILABLE=''
 
 pull_image() { # pull_image [WHAT_A_FAILURE_MEANS]
   phase pull; event pull
-  local cfg='' rc=0 out
-  if [[ -n "${P[registry_user]}" && -n "$REGISTRY_PASSWORD" ]]; then
-    cfg="$(mktemp -d)"
-    TMP_PATHS+=("$cfg")
-    printf '%s' "$REGISTRY_PASSWORD" | docker_call --config "$cfg" login --username "${P[registry_user]}" --password-stdin -- "${P[registry]}" >/dev/null \
-      || die "docker login to ${P[registry]} as ${P[registry_user]} failed on the server"
-  fi
+  local rc=0 out
+  registry_login
   log "pulling $RUN_IMAGE"
-  out="$(docker_call ${cfg:+--config "$cfg"} pull -q -- "$RUN_IMAGE" 2>&1)" || rc=$?
-  if [[ -n "$cfg" ]]; then rm -rf "$cfg"; fi
+  out="$(docker_call ${REGISTRY_CONFIG:+--config "$REGISTRY_CONFIG"} pull -q -- "$RUN_IMAGE" 2>&1)" || rc=$?
+  if [[ -n "$REGISTRY_CONFIG" ]]; then rm -rf "$REGISTRY_CONFIG"; REGISTRY_CONFIG=''; fi
   if ((rc != 0)); then
     if docker_call image inspect "$RUN_IMAGE" >/dev/null 2>&1; then
       log "pull failed, using the image already on the server: $out"
@@ -1251,13 +1257,10 @@ swarm_settings() { # prints one argument per line
 
 # Create or update the service to RUN_IMAGE as RUN_VERSION, and wait until Swarm converged.
 swarm_deploy() {
-  local svc cfg='' args=() line rc=0 out limit secret_env='' created=0
+  local svc cfg args=() line rc=0 out limit secret_env='' created=0
   svc="$(swarm_service)"
-  if [[ -n "${P[registry_user]}" && -n "$REGISTRY_PASSWORD" ]]; then
-    cfg="$(mktemp -d)"; TMP_PATHS+=("$cfg")
-    printf '%s' "$REGISTRY_PASSWORD" | docker_call --config "$cfg" login --username "${P[registry_user]}" --password-stdin -- "${P[registry]}" >/dev/null \
-      || die "docker login to ${P[registry]} as ${P[registry_user]} failed on the server"
-  fi
+  registry_login
+  cfg="$REGISTRY_CONFIG"
   while IFS= read -r line; do args+=("$line"); done < <(swarm_settings)
   if ((${#ENV_KEYS[@]} > 0)); then
     local i
@@ -1529,7 +1532,11 @@ main_lb() {
     *) die "nothing was switched (the runner said $cmd)" ;;
   esac
   phase "switch to ${P[app]}-$idle on every app server"
-  upstream_switch "$(upstream_target "$idle")" "$idle"
+  # the load balancer runs no container: a failed write removes nothing
+  upstream_write "$(upstream_target "$idle")" "$idle" || {
+    if [[ -n "$UPSTREAM_FAILED" ]]; then history_add "$UPSTREAM_FAILED" "$idle"; fi
+    die "$UPSTREAM_ERROR"
+  }
   log "nginx now sends ${P[upstream_name]} to $(upstream_target "$idle")"
   event switched
   journal_write switched "$idle"

@@ -165,7 +165,11 @@ main_lb() {
     *) die "nothing was switched (the runner said $cmd)" ;;
   esac
   phase "switch to ${P[app]}-$idle on every app server"
-  upstream_switch "$(upstream_target "$idle")" "$idle"
+  # the load balancer runs no container: a failed write removes nothing
+  upstream_write "$(upstream_target "$idle")" "$idle" || {
+    if [[ -n "$UPSTREAM_FAILED" ]]; then history_add "$UPSTREAM_FAILED" "$idle"; fi
+    die "$UPSTREAM_ERROR"
+  }
   log "nginx now sends ${P[upstream_name]} to $(upstream_target "$idle")"
   event switched
   journal_write switched "$idle"

@@ -50,6 +50,18 @@ docker_preflight() {
   fi
 }
 
+# The pull credential, logged in to a temporary Docker config whose directory REGISTRY_CONFIG
+# names (empty without a credential), for a pull or a Swarm service with --with-registry-auth.
+REGISTRY_CONFIG=''
+
+registry_login() {
+  [[ -n "${P[registry_user]}" && -n "$REGISTRY_PASSWORD" ]] || return 0
+  REGISTRY_CONFIG="$(mktemp -d)"
+  TMP_PATHS+=("$REGISTRY_CONFIG")
+  printf '%s' "$REGISTRY_PASSWORD" | docker_call --config "$REGISTRY_CONFIG" login --username "${P[registry_user]}" --password-stdin -- "${P[registry]}" >/dev/null \
+    || die "docker login to ${P[registry]} as ${P[registry_user]} failed on the server"
+}
+
 container_name() { printf '%s-%s' "${P[app]}" "$1"; }
 
 color_port() { if [[ "$1" == blue ]]; then echo "${P[blue_port]}"; else echo "${P[green_port]}"; fi; }
@@ -62,8 +74,7 @@ container_exists() { docker_call inspect -f '{{.Id}}' "$(container_name "$1")" >
 
 container_pid() { docker_call inspect -f '{{.State.Pid}}' "$(container_name "$1")" 2>/dev/null || echo 0; }
 
-# the load balancer runs no container of the app
-container_remove() { [[ "${P[role]}" == lb ]] || docker_call rm -f "$(container_name "$1")" >/dev/null 2>&1 || true; }
+container_remove() { docker_call rm -f "$(container_name "$1")" >/dev/null 2>&1 || true; }
 
 # Where a color's published port answers on this server: the bind address, or loopback when the
 # ports are published on loopback or on every address.

@@ -30,13 +30,10 @@ swarm_settings() { # prints one argument per line
 
 # Create or update the service to RUN_IMAGE as RUN_VERSION, and wait until Swarm converged.
 swarm_deploy() {
-  local svc cfg='' args=() line rc=0 out limit secret_env='' created=0
+  local svc cfg args=() line rc=0 out limit secret_env='' created=0
   svc="$(swarm_service)"
-  if [[ -n "${P[registry_user]}" && -n "$REGISTRY_PASSWORD" ]]; then
-    cfg="$(mktemp -d)"; TMP_PATHS+=("$cfg")
-    printf '%s' "$REGISTRY_PASSWORD" | docker_call --config "$cfg" login --username "${P[registry_user]}" --password-stdin -- "${P[registry]}" >/dev/null \
-      || die "docker login to ${P[registry]} as ${P[registry_user]} failed on the server"
-  fi
+  registry_login
+  cfg="$REGISTRY_CONFIG"
   while IFS= read -r line; do args+=("$line"); done < <(swarm_settings)
   if ((${#ENV_KEYS[@]} > 0)); then
     local i
