@@ -10,9 +10,12 @@ import {
   headMessage,
   headSha,
   makeWorkspace,
-  runAction
+  runAction,
+  swarmEnv,
+  swarmInputs,
+  swarmScript,
+  swarmSite
 } from '../scripts/harness.mjs'
-import { swarmEnv, swarmInputs, swarmScript, swarmSite } from '../scripts/demo-swarm.mjs'
 import { median, s2 } from './report.mjs'
 
 const LOAD = { keepalive: 16, fresh: 4, slow: 2 }

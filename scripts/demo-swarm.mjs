@@ -2,12 +2,10 @@
 // single-node swarm on its own Docker engine (scripts/swarm.sh), 2 replicas behind nginx on the
 // overlay network; deploy v1, deploy v2 under load, a version that never gets healthy (Swarm rolls
 // it back and the run fails), and a rollback.
-import { spawnSync } from 'node:child_process'
-import { readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { rmSync } from 'node:fs'
 import path from 'node:path'
 import {
   Load,
-  ROOT,
   commitAppVersion,
   forgetRepository,
   headMessage,
@@ -16,71 +14,15 @@ import {
   makeWorkspace,
   runAction,
   services,
-  servicesScript
+  servicesScript,
+  swarmEnv,
+  swarmInputs,
+  swarmScript,
+  swarmSite
 } from './harness.mjs'
 
 const APP = 'bgdemo-swarm'
 const PORT = 18201
-
-/** @param {'up' | 'down' | 'reload'} what */
-export function swarmScript(what) {
-  const r = spawnSync('bash', [path.join(ROOT, 'scripts/swarm.sh'), what], { encoding: 'utf8' })
-  if (r.status !== 0) throw new Error(`scripts/swarm.sh ${what} failed: ${r.stderr}`)
-}
-
-/**
- * The settings scripts/swarm.sh wrote.
- * @param {import('./harness.mjs').Services} svc
- * @returns {Record<string, string>}
- */
-export function swarmEnv(svc) {
-  return Object.fromEntries(
-    readFileSync(path.join(svc.dir, 'swarm/swarm.env'), 'utf8')
-      .trim()
-      .split('\n')
-      .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)])
-  )
-}
-
-/**
- * nginx's site for a Swarm app, in the front container on the overlay network, then reloaded.
- * @param {Record<string, string>} env
- * @param {string} app
- * @param {number} port one of 18200-18209
- */
-export function swarmSite(env, app, port) {
-  writeFileSync(
-    path.join(env.BGD_SWARM_FRONT ?? '', 'conf.d', `${app}.conf`),
-    `server {\n  listen ${port};\n  location / {\n    set $tasks tasks.${app};\n    proxy_pass http://$tasks:8080;\n    proxy_next_upstream error timeout http_502 http_503;\n  }\n}\n`
-  )
-  swarmScript('reload')
-}
-
-/**
- * The inputs that deploy `app` to the swarm.
- * @param {import('./harness.mjs').Services} svc
- * @param {Record<string, string>} env
- * @param {{ app: string, repository: string }} o
- */
-export function swarmInputs(svc, env, o) {
-  return {
-    image: `${svc.registry}/${o.repository}`,
-    'create-release': 'false',
-    engine: 'swarm',
-    host: env.BGD_SWARM_HOST ?? '',
-    username: 'root',
-    'ssh-key': svc.sshKey,
-    'host-fingerprint': env.BGD_SWARM_FINGERPRINT ?? '',
-    'app-name': o.app,
-    replicas: '2',
-    network: env.BGD_SWARM_NETWORK ?? '',
-    'health-cmd': "printf 'GET /health HTTP/1.0\\r\\n\\r\\n' | nc 127.0.0.1 8080 | grep -q ' 200 '",
-    'health-interval': '1',
-    'health-timeout': '10',
-    'drain-timeout': '10',
-    watch: '3'
-  }
-}
 
 /**
  * @param {(s: string) => void} say

@@ -33,11 +33,12 @@ import {
   loopbackInputs,
   services,
   servicesScript,
+  swarmScript,
   timelineOf,
   writeSite
 } from './harness.mjs'
 import { hostsDemo, hostsDemoDown } from './demo-hosts.mjs'
-import { swarmDemo, swarmScript } from './demo-swarm.mjs'
+import { swarmDemo } from './demo-swarm.mjs'
 
 const APP = 'bgdemo'
 const PORT = Number(process.env.BGD_DEMO_PORT ?? 18080)

@@ -36,6 +36,21 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
  */
 
 /**
+ * A KEY=VALUE file as the set-up scripts write them (services.sh, hosts.sh, swarm.sh).
+ * @param {string} file
+ * @returns {Record<string, string>}
+ */
+export function readEnvFile(file) {
+  /** @type {Record<string, string>} */
+  const env = {}
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    const eq = line.indexOf('=')
+    if (eq > 0) env[line.slice(0, eq)] = line.slice(eq + 1)
+  }
+  return env
+}
+
+/**
  * The services scripts/services.sh started; a clear error when they are not running.
  * @returns {Services}
  */
@@ -46,12 +61,7 @@ export function services() {
     throw new Error(
       `The real services are not running: run 'bash scripts/services.sh up' first (no ${file}).`
     )
-  /** @type {Record<string, string>} */
-  const env = {}
-  for (const line of readFileSync(file, 'utf8').split('\n')) {
-    const eq = line.indexOf('=')
-    if (eq > 0) env[line.slice(0, eq)] = line.slice(eq + 1)
-  }
+  const env = readEnvFile(file)
   const need = (/** @type {string} */ k) => {
     const v = env[k]
     if (v === undefined) throw new Error(`${file} has no ${k}: run 'bash scripts/services.sh up'`)
@@ -734,12 +744,7 @@ export function testServers(svc) {
     throw new Error(
       `The test servers are not running: run 'bash scripts/hosts.sh up' (no ${file}).`
     )
-  /** @type {Record<string, string>} */
-  const env = {}
-  for (const line of readFileSync(file, 'utf8').split('\n')) {
-    const eq = line.indexOf('=')
-    if (eq > 0) env[line.slice(0, eq)] = line.slice(eq + 1)
-  }
+  const env = readEnvFile(file)
   const server = (/** @type {string} */ name) => ({
     name,
     address: env[`BGD_HOST_${name.toUpperCase()}`] ?? '',
@@ -806,5 +811,62 @@ export function fleetSetup(svc, servers, o) {
       'nginx-test-command': `nginx -t -q -c ${SERVER_NGINX}/nginx.conf`,
       'nginx-reload-command': `nginx -c ${SERVER_NGINX}/nginx.conf -s reload`
     }
+  }
+}
+
+// The single-node swarm of scripts/swarm.sh: the script, its settings, a site, the inputs.
+
+/** @param {'up' | 'down' | 'reload'} what */
+export function swarmScript(what) {
+  const r = spawnSync('bash', [path.join(ROOT, 'scripts/swarm.sh'), what], { encoding: 'utf8' })
+  if (r.status !== 0) throw new Error(`scripts/swarm.sh ${what} failed: ${r.stderr}`)
+}
+
+/**
+ * The settings scripts/swarm.sh wrote.
+ * @param {import('./harness.mjs').Services} svc
+ * @returns {Record<string, string>}
+ */
+export function swarmEnv(svc) {
+  return readEnvFile(path.join(svc.dir, 'swarm/swarm.env'))
+}
+
+/**
+ * nginx's site for a Swarm app, in the front container on the overlay network, then reloaded.
+ * @param {Record<string, string>} env
+ * @param {string} app
+ * @param {number} port one of 18200-18209
+ */
+export function swarmSite(env, app, port) {
+  writeFileSync(
+    path.join(env.BGD_SWARM_FRONT ?? '', 'conf.d', `${app}.conf`),
+    `server {\n  listen ${port};\n  location / {\n    set $tasks tasks.${app};\n    proxy_pass http://$tasks:8080;\n    proxy_next_upstream error timeout http_502 http_503;\n  }\n}\n`
+  )
+  swarmScript('reload')
+}
+
+/**
+ * The inputs that deploy `app` to the swarm.
+ * @param {import('./harness.mjs').Services} svc
+ * @param {Record<string, string>} env
+ * @param {{ app: string, repository: string }} o
+ */
+export function swarmInputs(svc, env, o) {
+  return {
+    image: `${svc.registry}/${o.repository}`,
+    'create-release': 'false',
+    engine: 'swarm',
+    host: env.BGD_SWARM_HOST ?? '',
+    username: 'root',
+    'ssh-key': svc.sshKey,
+    'host-fingerprint': env.BGD_SWARM_FINGERPRINT ?? '',
+    'app-name': o.app,
+    replicas: '2',
+    network: env.BGD_SWARM_NETWORK ?? '',
+    'health-cmd': "printf 'GET /health HTTP/1.0\\r\\n\\r\\n' | nc 127.0.0.1 8080 | grep -q ' 200 '",
+    'health-interval': '1',
+    'health-timeout': '10',
+    'drain-timeout': '10',
+    watch: '3'
   }
 }

@@ -15,8 +15,13 @@ import {
   type LoadStats,
   type Services
 } from './helpers.js'
-import { headMessage } from '../../scripts/harness.mjs'
-import { swarmEnv, swarmInputs, swarmScript, swarmSite } from '../../scripts/demo-swarm.mjs'
+import {
+  headMessage,
+  swarmEnv,
+  swarmInputs,
+  swarmScript,
+  swarmSite
+} from '../../scripts/harness.mjs'
 
 let svc: Services
 let env: Record<string, string>
