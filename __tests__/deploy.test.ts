@@ -7,6 +7,7 @@ import type { Registry } from '../src/registry.js'
 import type { CreateReleaseParams, Release, ReleasesApi } from '../src/release.js'
 import type { RunOptions, RunResult } from '../src/runner.js'
 import type { ExecResult, RemoteShell } from '../src/ssh.js'
+import type { Readable } from 'node:stream'
 
 const sha = 'c0ffee0000000000000000000000000000000000'
 const ctx: RunContext = {
@@ -25,13 +26,18 @@ const config = (extra: Record<string, string> = {}) =>
   testConfig({ 'github-token': 'ghs_x', ...extra })
 
 /** Every side effect, in order. */
-function fakes(answer: { out: string; code: number | null }) {
+function fakes(
+  answer: { out: string; code: number | null },
+  fail: { build?: boolean; release?: boolean } = {}
+) {
   const calls: string[] = []
   const releases: Release[] = []
   const deps: Deps = {
     runner: {
       async run(cmd: string, args: string[], _opts?: RunOptions): Promise<RunResult> {
         calls.push(`${cmd} ${args[0]}`)
+        if (fail.build && args[0] === 'build')
+          return { code: 1, stdout: '', stderr: 'no Dockerfile' }
         return { code: 0, stdout: '', stderr: '' }
       }
     },
@@ -40,6 +46,7 @@ function fakes(answer: { out: string; code: number | null }) {
       tagCommit: async () => undefined,
       async create(p: CreateReleaseParams) {
         calls.push(`release create ${p.tag_name} draft=${p.draft}`)
+        if (fail.release) throw new Error('HTTP 500 from GitHub')
         const r = { id: 1, tag_name: p.tag_name, html_url: 'u', draft: p.draft }
         releases.push(r)
         return r
@@ -47,6 +54,13 @@ function fakes(answer: { out: string; code: number | null }) {
       async publish(id: number) {
         calls.push(`release publish ${id}`)
         return { id, tag_name: 'v1.4.0', html_url: 'published', draft: false }
+      },
+      async remove(id: number) {
+        calls.push(`release remove ${id}`)
+        releases.splice(
+          releases.findIndex((r) => r.id === id),
+          1
+        )
       }
     }),
     registry: (): Registry => ({
@@ -62,8 +76,23 @@ function fakes(answer: { out: string; code: number | null }) {
     connect: async () => {
       calls.push('connect')
       const shell: RemoteShell = {
-        async exec(_c, o): Promise<ExecResult> {
+        // a script that prepares at once and, when it was started before the build
+        // (build_wait), goes on only at the runner's word: `pull`, or ends at `abort`
+        async exec(cmd, o): Promise<ExecResult> {
           calls.push('server')
+          if (/'build_wait=/.test(cmd)) {
+            const word = await new Promise<string>((resolve) => {
+              let text = ''
+              const stdin = o.stdin as Readable
+              stdin.on('data', (d: Buffer) => (text += d.toString()))
+              stdin.on('end', () => resolve(text.split('\nend\n')[1]?.trim() ?? ''))
+            })
+            calls.push(`server got ${word || 'nothing'}`)
+            if (word !== 'pull') {
+              o.onStdout(Buffer.from('::bg-deploy-error:: nothing was changed here\n'))
+              return { code: 1, signal: null }
+            }
+          }
           o.onStdout(Buffer.from(answer.out))
           return { code: answer.code, signal: null }
         },
@@ -82,17 +111,17 @@ test('a deploy connects first, builds and pushes the version, drafts the release
   const { deps, calls } = fakes({ out: ok('v1.4.0', 'ghcr.io/acme/shop:v1.4.0'), code: 0 })
   const outcome: Outcome = { tags: [], deployed: false, events: [] }
   await deploy(config(), ctx, deps, outcome)
-  expect(calls).toEqual([
-    'connect',
-    'registry labels v1.4.0',
-    'docker build',
-    'docker push',
-    'release create v1.4.0 draft=true',
-    'server',
+  // the server script starts before the build, the draft is made while it builds, and the script
+  // goes on (pull) only once both are done
+  expect(calls.slice(0, 4)).toEqual(['connect', 'registry labels v1.4.0', 'server', 'docker build'])
+  expect(calls.slice(4, 6).sort()).toEqual(['docker push', 'release create v1.4.0 draft=true'])
+  expect(calls.slice(6)).toEqual([
+    'server got pull',
     'registry retag v1.4.0 latest',
     'release publish 1',
     'dispose'
   ])
+  expect(outcome.events.map((e) => e.name).sort()).toEqual(['build', 'drafted', 'pushed'])
   expect(outcome).toMatchObject({
     version: 'v1.4.0',
     releaseUrl: 'published',
@@ -100,6 +129,24 @@ test('a deploy connects first, builds and pushes the version, drafts the release
     tags: ['ghcr.io/acme/shop:v1.4.0', 'ghcr.io/acme/shop:latest']
   })
 })
+
+test.each([
+  ['build', { build: true }, /docker build/, ['release remove 1']],
+  ['release', { release: true }, /HTTP 500/, []]
+] as [string, { build?: boolean; release?: boolean }, RegExp, string[]][])(
+  'a failed %s tells the server, which started before the build, to change nothing; a draft made for an image never pushed is deleted',
+  async (_what, fail, error, removed) => {
+    const { deps, calls } = fakes({ out: ok('v1.4.0', 'ghcr.io/acme/shop:v1.4.0'), code: 0 }, fail)
+    const outcome: Outcome = { tags: [], deployed: false, events: [] }
+    await expect(deploy(config(), ctx, deps, outcome)).rejects.toThrow(error)
+    expect(calls).toContain('server got abort')
+    expect(calls.filter((c) => /remove|retag|publish|push/.test(c))).toEqual(
+      fail.build ? removed : ['docker push']
+    )
+    expect(outcome.deployed).toBe(false)
+    if (fail.build) expect(outcome.releaseUrl).toBeUndefined()
+  }
+)
 
 test('a failed server leaves the draft and latest where they were, and the outcome has its timeline and history', async () => {
   const { deps, calls } = fakes({
@@ -116,7 +163,8 @@ test('a failed server leaves the draft and latest where they were, and the outco
   expect(calls.filter((c) => /retag|publish/.test(c))).toEqual([])
   expect(outcome).toMatchObject({ releaseDraft: true, deployed: false })
   // the outcome still carries what the server said, for the summary
-  expect(outcome.events).toEqual([{ name: 'begin', ms: 1700000000000 }])
+  expect(outcome.events[0]).toEqual({ name: 'begin', ms: 1700000000000 })
+  expect(outcome.events.map((e) => e.name).sort()).toEqual(['begin', 'build', 'drafted', 'pushed'])
   expect(outcome.history).toMatchObject([{ version: 'v1.4.0', result: 'failed-health' }])
 })
 

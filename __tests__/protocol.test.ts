@@ -113,9 +113,10 @@ test('a run in two phases reports exactly the declared stages and knows only the
   // every command the script compares with is a declared one (eof: its own word for no command)
   const compared = [
     ...code.matchAll(
-      /(?:"\$cmd" [!=]= |next=|case "\$cmd" in[\s\S]*?)\b(switch|finish|keep|undo|abort)\b/g
+      /(?:"\$cmd" [!=]= |next=|case "\$cmd" in[\s\S]*?)\b(pull|switch|finish|keep|undo|abort)\b/g
     )
   ].map((m) => m[1])
   for (const c of compared) expect(COMMANDS).toContain(c)
   expect(code).toContain('keep)')
+  expect(code).toContain('pull)')
 })

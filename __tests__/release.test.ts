@@ -37,6 +37,10 @@ class FakeReleases implements ReleasesApi {
     this.published.push(id)
     return { id, tag_name: 'x', html_url: 'published' }
   }
+  removed: number[] = []
+  async remove(id: number) {
+    this.removed.push(id)
+  }
 }
 
 test('creates a missing release as a draft with generated notes at the commit', async () => {

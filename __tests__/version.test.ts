@@ -136,6 +136,9 @@ describe('what a commit releases, against a release list', () => {
     },
     publish: async () => {
       throw new Error('not called')
+    },
+    remove: async () => {
+      throw new Error('not called')
     }
   }
   async function releasedAs(message: string, author = 'Mona Lisa'): Promise<string> {

@@ -72,7 +72,7 @@ declare -A P=(
   [target]='' [switch_mode]=reload [live_port]=8083 [docker_timeout]=60
   [role]=single [color]='' [bind_address]=127.0.0.1 [lb_servers]='' [preview_file]='' [commit_timeout]=900
   [watch]=0 [watch_max_error_rate]=1 [watch_max_health_failures]=3 [keep_warm]=0
-  [engine]=ssh [replicas]=2 [health_cmd]='' [max_parallel]=1
+  [engine]=ssh [replicas]=2 [health_cmd]='' [max_parallel]=1 [build_wait]=0
 )
 
 RUN_ARGS=()
@@ -236,7 +236,7 @@ docker_preflight() {
 REGISTRY_CONFIG=''
 
 registry_login() {
-  [[ -n "${P[registry_user]}" && -n "$REGISTRY_PASSWORD" ]] || return 0
+  [[ -n "${P[registry_user]}" && -n "$REGISTRY_PASSWORD" && -z "$REGISTRY_CONFIG" ]] || return 0
   REGISTRY_CONFIG="$(mktemp -d)"
   TMP_PATHS+=("$REGISTRY_CONFIG")
   printf '%s' "$REGISTRY_PASSWORD" | docker_call --config "$REGISTRY_CONFIG" login --username "${P[registry_user]}" --password-stdin -- "${P[registry]}" >/dev/null \
@@ -582,10 +582,11 @@ nat_unit() { # nat_unit USER SCRIPT: the systemd unit that runs SCRIPT as USER a
 # an unfinished run stopped, for the next run and for a person looking at the server.
 
 # The runner's next command, or `eof` when its SSH session ended or it sent nothing within
-# commit_timeout seconds. Once the runner is gone, this run's messages go to $STATE_DIR/runner-gone.log.
-command_next() {
+# TIMEOUT seconds (default commit_timeout). Once the runner is gone, this run's messages go to
+# $STATE_DIR/runner-gone.log.
+command_next() { # command_next [TIMEOUT]
   local cmd=''
-  if read -r -t "${P[commit_timeout]}" -u 6 cmd && [[ "$cmd" =~ ^[a-z]+(\ (blue|green))?$ ]]; then
+  if read -r -t "${1:-${P[commit_timeout]}}" -u 6 cmd && [[ "$cmd" =~ ^[a-z]+(\ (blue|green))?$ ]]; then
     printf '%s' "$cmd"
   else
     printf eof
@@ -697,6 +698,34 @@ target_pick() { # target_pick CURRENT_VERSION
 # The versions deployed here, for a message (set by target_pick).
 TARGET_AVAILABLE=''
 
+# ==== src/remote/steps/await.sh
+# Step (a deploy that overlaps the runner's build, build_wait > 0): the lock, the checks, the
+# recovery, which color serves and the registry login have run while the runner builds and pushes
+# the image. Now wait for its word: `pull` (the image is in the registry: go on) or `abort` (its
+# build failed). Without a word within build_wait seconds (a runner that died or hangs), give up:
+# nothing here changed, and the lock is free again as the script ends.
+
+# Exit code of a run that gave up waiting: the runner then starts the script anew.
+AWAIT_GAVE_UP=75
+
+# Whether TO_COLOR has a container, found while waiting: start_color need not ask Docker again.
+IDLE_EXISTS=''
+
+await_image() { # await_image FROM_COLOR TO_COLOR
+  local cmd
+  registry_login
+  if container_exists "$2"; then IDLE_EXISTS=yes; else IDLE_EXISTS=no; fi
+  command_await locked "color=$2 previous_color=$1"
+  cmd="$(command_next "${P[build_wait]}")"
+  case "$cmd" in
+    pull) ;;
+    abort) die "the runner's build or release failed (it said abort): nothing was changed here" ;;
+    *)
+      marker error "no image from the runner within ${P[build_wait]}s of waiting (build_wait): nothing was changed here"
+      exit "$AWAIT_GAVE_UP" ;;
+  esac
+}
+
 # ==== src/remote/steps/pull.sh
 # Step: pull the image (with the pull credential, in a temporary Docker config).
 
@@ -726,7 +755,7 @@ start_color() { # start_color COLOR
   local color="$1" name port key
   name="$(container_name "$color")"; port="$(color_port "$color")"
   phase "start $name"
-  if container_exists "$color"; then
+  if [[ "$IDLE_EXISTS" == yes ]] || { [[ -z "$IDLE_EXISTS" ]] && container_exists "$color"; }; then
     if container_running "$color"; then
       # a previous run died after its switch, before draining this color: nginx's old workers may
       # still be answering requests through it
@@ -1385,6 +1414,7 @@ main_deploy() {
     if [[ -n "$active" ]]; then idle="$(color_other "$active")"; else idle=blue; fi
   fi
   log "app ${P[app]}: ${active:-nothing} serving now; deploying ${RUN_VERSION:-$RUN_IMAGE} to $idle"
+  if [[ "${P[role]}" == single ]] && ((${P[build_wait]%.*} > 0)); then await_image "$active" "$idle"; fi
   if [[ "${P[role]}" != single ]] && journal_kept "$idle"; then
     log "$(container_name "$idle") runs $RUN_VERSION already, prepared by $(journal_get run): promoting it"
     event started

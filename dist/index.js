@@ -67228,7 +67228,8 @@ const PARAMETERS = {
     engine: 'ssh',
     replicas: '2',
     health_cmd: '',
-    max_parallel: '1'
+    max_parallel: '1',
+    build_wait: '0'
 };
 /** A repeatable argument: one `docker run` argument each, in order. */
 const RUN_ARG = 'run_arg';
@@ -67250,6 +67251,16 @@ const EVENT_LABELS = {
     finished: 'finished'
 };
 const EVENTS = Object.keys(EVENT_LABELS);
+/** The runner's own steps in the timeline output, beside the script's events. */
+const RUNNER_STEP_LABELS = {
+    build: 'build started',
+    pushed: 'image pushed',
+    drafted: 'draft release ready'
+};
+const TIMELINE_LABELS = {
+    ...EVENT_LABELS,
+    ...RUNNER_STEP_LABELS
+};
 /** A history row's tab-separated fields, in the order the script writes them. */
 const HISTORY_FIELDS = [
     'time',
@@ -67268,10 +67279,13 @@ const HISTORY_FIELDS = [
  * app: a server behind the load-balancer host; lb: that load balancer.
  */
 const ROLES = (/* unused pure expression or super */ null && (['single', 'host', 'app', 'lb']));
-/** The stages a script reports before it waits: ready (lb), prepared (host, app), switched (host, lb). */
-const STAGES = ['ready', 'prepared', 'switched'];
-/** The runner's commands; `switch` takes a color on the load balancer. */
-const COMMANDS = (/* unused pure expression or super */ null && (['switch', 'finish', 'keep', 'undo', 'abort']));
+/**
+ * The stages a script reports before it waits: locked (single, while the runner builds: the lock
+ * taken, the serving color known), ready (lb), prepared (host, app), switched (host, lb).
+ */
+const STAGES = ['locked', 'ready', 'prepared', 'switched'];
+/** The runner's commands; `switch` takes a color on the load balancer; `pull`: the image is pushed. */
+const COMMANDS = (/* unused pure expression or super */ null && (['pull', 'switch', 'finish', 'keep', 'undo', 'abort']));
 
 ;// CONCATENATED MODULE: ./src/answer.ts
 // What the server answers is checked before it is used: the result line's values become step
@@ -67418,6 +67432,7 @@ function scriptArgs(config, req) {
         ['watch_max_error_rate', config.after.maxErrorRate],
         ['watch_max_health_failures', config.after.maxHealthFailures],
         ['keep_warm', config.after.keepWarm],
+        ['build_wait', req.buildWait],
         ...(config.engine.kind === 'swarm'
             ? [
                 ['engine', 'swarm'],
@@ -67553,7 +67568,7 @@ function startRemote(shell, config, req, log, script = loadDeployScript()) {
     });
     const stdin = new external_node_stream_.PassThrough();
     stdin.write(remoteStdin(script, config));
-    if (!req.role || req.role === 'single')
+    if ((!req.role || req.role === 'single') && !req.buildWait)
         stdin.end();
     const result = shell
         .exec(remoteCommand(scriptArgs(config, req)), {
@@ -67941,10 +67956,10 @@ async function buildAndPush(runner, config, plan, cwd) {
  * draft), described for a notice; undefined when it is not, or only for this commit.
  */
 async function releasedElsewhere(api, tag, sha) {
-    const commit = await api.tagCommit(tag);
+    const [commit, releases] = await Promise.all([api.tagCommit(tag), api.list()]);
     if (commit && commit !== sha)
         return `tag ${tag} exists at commit ${commit.slice(0, 7)}`;
-    const release = (await api.list()).find((r) => r.tag_name === tag);
+    const release = releases.find((r) => r.tag_name === tag);
     if (!release || commit === sha)
         return undefined;
     if (release.target_commitish === sha)
@@ -68025,6 +68040,14 @@ function githubReleases(token, owner, repo) {
             catch (e) {
                 throw permissionHint(e, `publish release ${id}`) ?? e;
             }
+        },
+        async remove(id) {
+            try {
+                await octokit.rest.repos.deleteRelease({ owner, repo, release_id: id });
+            }
+            catch (e) {
+                throw permissionHint(e, `delete draft release ${id}`) ?? e;
+            }
         }
     };
 }
@@ -68040,19 +68063,29 @@ function githubReleases(token, owner, repo) {
 
 const REVISION = 'org.opencontainers.image.revision';
 /**
- * The whole run: connect (first, so a wrong key or host key fails before anything is pushed) →
- * version → build, tag, push → draft release → blue-green switch on the server → `latest` and
- * the release follow the version that serves.
+ * The whole run: connect, and meanwhile plan the version (nothing is built before every server is
+ * reached, so a wrong key or host key fails before anything is pushed) → the server script starts
+ * and gets ready while the image builds and pushes and the draft release is made → the script
+ * pulls, starts, checks and switches → `latest` and the release follow the version that serves.
  */
 async function deploy(config, ctx, deps, outcome) {
-    const target = await connectAll(config, deps);
+    // a deploy plans its version while the servers are connected; nothing is built before both are done
+    const [connected, planned] = await Promise.allSettled([
+        connectAll(config, deps),
+        config.rollback ? Promise.resolve(undefined) : planRun(config, ctx, deps)
+    ]);
+    if (connected.status === 'rejected')
+        throw connected.reason;
+    const target = connected.value;
     try {
-        if (config.rollback) {
+        if (planned.status === 'rejected')
+            throw planned.reason;
+        if (planned.value)
+            await buildReleaseAndSwitch(config, ctx, deps, outcome, target, planned.value);
+        else {
             await switchOnServers(target, config, ctx, outcome, rollbackRequest(config.image, config.rollback));
             await moveLatest(deps.registry(config), config, outcome, 'rollback');
         }
-        else
-            await buildReleaseAndSwitch(config, ctx, deps, outcome, target);
     }
     finally {
         for (const s of [...target.servers, ...(target.lb ? [target.lb] : [])])
@@ -68083,7 +68116,7 @@ async function connectAll(config, deps) {
         ? { servers: servers.slice(0, -1), lb: servers[servers.length - 1] }
         : { servers };
 }
-async function buildReleaseAndSwitch(config, ctx, deps, outcome, target) {
+async function planRun(config, ctx, deps) {
     const commit = config.version ? {} : await readCommit(ctx, deps.runner);
     let plan = planVersion({
         explicit: config.version,
@@ -68094,48 +68127,59 @@ async function buildReleaseAndSwitch(config, ctx, deps, outcome, target) {
     });
     if (plan.version && config.createRelease && !config.githubToken)
         throw new Error("Input 'github-token' is empty: pass ${{ github.token }} or set create-release: false.");
+    const notes = [];
     const registry = deps.registry(config);
     const releases = plan.version && config.createRelease ? deps.releases(config.githubToken) : undefined;
-    const built = plan.version ? await builtBefore(plan, ctx.sha, registry, config, releases) : 'no';
+    const built = plan.version
+        ? await builtBefore(plan, ctx.sha, registry, config, releases, notes)
+        : 'no';
     if (built === 'elsewhere')
         plan = { source: 'none', tag: shaTag(ctx.sha) };
-    outcome.version = plan.version;
-    if (plan.version)
-        info(`Version ${plan.version} (from ${plan.source === 'input' ? "the 'version' input" : 'the commit message'})`);
-    else if (plan.notReleased)
-        core_notice(`${plan.notReleased} The image is tagged ${plan.tag}; no release is made.`);
+    const version = plan.version;
+    if (version)
+        notes.push(() => info(`Version ${version} (from ${plan.source === 'input' ? "the 'version' input" : 'the commit message'})`));
+    else if (plan.notReleased) {
+        const why = plan.notReleased;
+        notes.push(() => core_notice(`${why} The image is tagged ${plan.tag}; no release is made.`));
+    }
     else if (built !== 'elsewhere')
-        core_notice(`No version found in the commit message, so the image is tagged ${plan.tag} and no release is made. To release, put a version such as v1.2.3 in the commit message or set the 'version' input.`);
+        notes.push(() => core_notice(`No version found in the commit message, so the image is tagged ${plan.tag} and no release is made. To release, put a version such as v1.2.3 in the commit message or set the 'version' input.`));
+    return { plan, built, registry, releases, notes };
+}
+async function buildReleaseAndSwitch(config, ctx, deps, outcome, target, { plan, built, registry, releases, notes }) {
+    for (const note of notes)
+        note();
+    outcome.version = plan.version;
     const ref = `${config.image}:${plan.tag}`;
     outcome.image = ref;
-    if (built === 'here') {
-        info(`${ref} holds this commit already (an earlier run pushed it): not built again`);
-        outcome.tags = [ref];
-    }
-    else {
-        const pushed = await group(`Build and push ${ref}`, () => buildAndPush(deps.runner, config, {
-            refs: [ref],
-            labels: imageLabels({ version: plan.version, sha: ctx.sha, sourceUrl: ctx.repositoryUrl })
-        }, ctx.workspace));
-        outcome.tags = [...pushed.refs];
-        outcome.digest = pushed.digest;
-        info(`Pushed ${ref}${pushed.digest ? ` (${pushed.digest})` : ''}`);
-    }
-    let release;
-    if (plan.version && releases) {
-        const version = plan.version;
-        const r = await group(`Release ${version} (a draft until it serves)`, () => draftRelease(releases, { tag: version, sha: ctx.sha, prerelease: isPrerelease(version) }));
-        release = r.release;
-        outcome.releaseUrl = release.html_url;
-        outcome.releaseDraft = release.draft === true;
-        info(`${r.created ? 'Created draft' : release.draft ? 'Found draft' : 'Found'} release ${version}: ${release.html_url}`);
-    }
     // a deploy without a version is labelled on the server by its sha- tag, so it can be rolled back to
-    await switchOnServers(target, config, ctx, outcome, {
-        action: 'deploy',
-        image: ref,
-        version: plan.version ?? plan.tag
-    });
+    const req = { action: 'deploy', image: ref, version: plan.version ?? plan.tag };
+    // the server gets ready (lock, checks, which color serves) while the image builds
+    const early = overlapsBuild(config)
+        ? startEarly(target.servers[0].shell, config, ctx, req)
+        : undefined;
+    const [pushed, drafted] = await Promise.allSettled([
+        built === 'here'
+            ? notBuiltAgain(ref, outcome)
+            : buildStep(config, ctx, deps, plan, ref, outcome),
+        plan.version && releases
+            ? draftStep(releases, plan.version, ctx.sha, outcome)
+            : Promise.resolve(undefined)
+    ]);
+    if (pushed.status === 'rejected' || drafted.status === 'rejected') {
+        await early?.abort();
+        // a draft this run made for an image that was never pushed would claim the version
+        if (pushed.status === 'rejected' && drafted.status === 'fulfilled' && drafted.value?.created)
+            await releases.remove(drafted.value.release.id).then(() => {
+                outcome.releaseUrl = undefined;
+                outcome.releaseDraft = undefined;
+            }, (e) => warning(`The draft release could not be deleted: ${e.message}`));
+        throw (pushed.status === 'rejected' ? pushed.reason : drafted.reason);
+    }
+    const release = drafted.value?.release;
+    if (early)
+        early.go();
+    await switchOnServers(target, config, ctx, outcome, req, early);
     await moveLatest(registry, config, outcome, 'deploy');
     if (release?.draft && releases && outcome.deployed) {
         const published = await releases.publish(release.id);
@@ -68144,25 +68188,56 @@ async function buildReleaseAndSwitch(config, ctx, deps, outcome, target) {
         info(`Published release ${published.tag_name}: ${published.html_url}`);
     }
 }
+async function notBuiltAgain(ref, outcome) {
+    info(`${ref} holds this commit already (an earlier run pushed it): not built again`);
+    outcome.tags = [ref];
+}
+async function buildStep(config, ctx, deps, plan, ref, outcome) {
+    runnerEvent(outcome, 'build');
+    const pushed = await group(`Build and push ${ref}`, () => buildAndPush(deps.runner, config, {
+        refs: [ref],
+        labels: imageLabels({ version: plan.version, sha: ctx.sha, sourceUrl: ctx.repositoryUrl })
+    }, ctx.workspace));
+    runnerEvent(outcome, 'pushed');
+    outcome.tags = [...pushed.refs];
+    outcome.digest = pushed.digest;
+    info(`Pushed ${ref}${pushed.digest ? ` (${pushed.digest})` : ''}`);
+}
+/** The release, a draft until its version serves; made while the image builds. */
+async function draftStep(releases, version, sha, outcome) {
+    const r = await draftRelease(releases, { tag: version, sha, prerelease: isPrerelease(version) });
+    runnerEvent(outcome, 'drafted');
+    outcome.releaseUrl = r.release.html_url;
+    outcome.releaseDraft = r.release.draft === true;
+    info(`${r.created ? 'Created draft' : r.release.draft ? 'Found draft' : 'Found'} release ${version}: ${r.release.html_url}`);
+    return r;
+}
+/** A step of the runner's own, in the timeline beside the server's. */
+function runnerEvent(outcome, name) {
+    outcome.events = [...outcome.events, { name, ms: Date.now() }];
+}
+/** The timeline so far with the server's events, in the order they happened. */
+function withEvents(outcome, events) {
+    return [...outcome.events, ...events].sort((a, b) => a.ms - b.ms);
+}
 /**
  * Was this version built before? 'here': the registry holds it for this very commit (a re-run);
  * 'elsewhere': a tag, release or draft of it exists for another commit, or the registry holds
  * it from another commit — it is never released or pushed again (a notice says where it is);
  * 'no': it is new.
  */
-async function builtBefore(plan, sha, registry, config, releases) {
-    const notice = (where) => core_notice(`${plan.version} is released already: ${where}. A version is released once, so this commit deploys as ${shaTag(sha)}. To release it, name a new version.`);
-    const onGithub = releases ? await releasedElsewhere(releases, plan.version, sha) : undefined;
+async function builtBefore(plan, sha, registry, config, releases, notes) {
+    const notice = (where) => notes.push(() => core_notice(`${plan.version} is released already: ${where}. A version is released once, so this commit deploys as ${shaTag(sha)}. To release it, name a new version.`));
+    // GitHub and the registry are asked at once
+    const [onGithub, labels] = await Promise.all([
+        releases ? releasedElsewhere(releases, plan.version, sha) : undefined,
+        registry.labels(plan.tag).catch((e) => {
+            throw new Error(`Cannot check whether ${config.image}:${plan.tag} is in the registry already (a version is never pushed over): ${e.message}`);
+        })
+    ]);
     if (onGithub) {
         notice(onGithub);
         return 'elsewhere';
-    }
-    let labels;
-    try {
-        labels = await registry.labels(plan.tag);
-    }
-    catch (e) {
-        throw new Error(`Cannot check whether ${config.image}:${plan.tag} is in the registry already (a version is never pushed over): ${e.message}`);
     }
     if (!labels)
         return 'no';
@@ -68212,9 +68287,9 @@ function rollbackRequest(image, target) {
         image: target === 'previous' ? `${image}:latest` : `${image}:${toImageTag(target)}`
     };
 }
-async function switchOnServers(target, config, ctx, outcome, req) {
+async function switchOnServers(target, config, ctx, outcome, req, early) {
     if (!config.fleet.several)
-        return switchOnServer(target.servers[0].shell, config, ctx, outcome, req);
+        return switchOnServer(target.servers[0].shell, config, ctx, outcome, req, early);
     const foreign = new ForeignText();
     const log = (name) => ({
         line: (text) => foreign.print(`${name}: ${text}`),
@@ -68238,7 +68313,7 @@ async function switchOnServers(target, config, ctx, outcome, req) {
             prepared: r.prepared,
             color: r.color,
             previousColor: r.previousColor,
-            events: r.events,
+            events: withEvents(outcome, r.events),
             history: r.history,
             servers: r.servers,
             image: r.image ?? outcome.image
@@ -68249,7 +68324,7 @@ async function switchOnServers(target, config, ctx, outcome, req) {
     catch (e) {
         if (e instanceof FleetError) {
             outcome.servers = e.servers;
-            outcome.events = e.events;
+            outcome.events = withEvents(outcome, e.events);
             outcome.history = e.history;
         }
         throw e;
@@ -68268,30 +68343,105 @@ async function switchOnServers(target, config, ctx, outcome, req) {
     else
         info(`${config.app.name} ${outcome.version ?? outcome.image} serves from ${outcome.color} on ${where}${outcome.previousColor ? ` (was ${outcome.previousColor})` : ''}`);
 }
-async function switchOnServer(shell, config, ctx, outcome, req) {
-    let open = false;
-    // the server's output is foreign text: printed inert, the action's own commands resume first
-    const foreign = new ForeignText();
-    const log = {
-        line: (text) => foreign.print(text),
-        warning: (text) => {
-            foreign.resume();
-            warning(`${config.ssh.host}: ${text}`);
+/**
+ * A deploy to one server over SSH overlaps the build: the script starts once the version is known,
+ * takes the lock, checks the server and finds the serving color while the image builds, then waits
+ * for `pull` (src/remote/steps/await.sh) this long at most, so a runner that dies frees the lock.
+ */
+const BUILD_WAIT_S = 3600;
+/** The script's exit code when it gave up waiting (await.sh): the runner starts it anew. */
+const AWAIT_GAVE_UP = 75;
+function overlapsBuild(config) {
+    return !config.fleet.several && config.engine.kind === 'ssh';
+}
+function startEarly(shell, config, ctx, req) {
+    const log = new ServerLog(config.ssh.host);
+    log.hold();
+    const session = startRemote(shell, config, { ...req, actor: ctx.actor, runUrl: ctx.runUrl, buildWait: BUILD_WAIT_S }, log);
+    return {
+        session,
+        log,
+        go() {
+            log.release();
+            session.send('pull');
+            session.close();
         },
-        phase: (name) => {
-            foreign.resume();
-            if (open)
-                endGroup();
-            startGroup(`${config.ssh.host}: ${name}`);
-            open = true;
+        async abort() {
+            session.send('abort');
+            session.close();
+            // the script ends at once, unless it still waits for another run's lock: then not for it
+            await Promise.race([session.result.catch(() => undefined), sleep(10_000)]);
+            log.end();
         }
     };
+}
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms).unref());
+/**
+ * The server's output as the job log shows it: a group per phase, its text printed inert (the
+ * action's own commands resume first). While held (the build's group is open), it is queued.
+ */
+class ServerLog {
+    host;
+    open = false;
+    foreign = new ForeignText();
+    held;
+    constructor(host) {
+        this.host = host;
+    }
+    hold() {
+        this.held ??= [];
+    }
+    release() {
+        const queued = this.held ?? [];
+        this.held = undefined;
+        for (const f of queued)
+            f();
+    }
+    end() {
+        this.release();
+        this.foreign.resume();
+        if (this.open)
+            endGroup();
+        this.open = false;
+    }
+    line = (text) => this.now(() => this.foreign.print(text));
+    warning = (text) => this.now(() => {
+        this.foreign.resume();
+        warning(`${this.host}: ${text}`);
+    });
+    phase = (name) => this.now(() => {
+        this.foreign.resume();
+        if (this.open)
+            endGroup();
+        startGroup(`${this.host}: ${name}`);
+        this.open = true;
+    });
+    now(f) {
+        if (this.held)
+            this.held.push(f);
+        else
+            f();
+    }
+}
+async function switchOnServer(shell, config, ctx, outcome, req, early) {
+    const log = early?.log ?? new ServerLog(config.ssh.host);
+    const run = { ...req, actor: ctx.actor, runUrl: ctx.runUrl };
     try {
-        const r = await runRemote(shell, config, { ...req, actor: ctx.actor, runUrl: ctx.runUrl }, log);
+        let r;
+        try {
+            r = early ? await early.session.result : await runRemote(shell, config, run, log);
+        }
+        catch (e) {
+            // the build outlasted the script's wait: it changed nothing, so it runs again
+            if (!(e instanceof RemoteError && e.code === AWAIT_GAVE_UP))
+                throw e;
+            info(`The server stopped waiting for the image after ${BUILD_WAIT_S} s: starting again`);
+            r = await runRemote(shell, config, run, log);
+        }
         outcome.deployed = r.deployed;
         outcome.color = r.color;
         outcome.previousColor = r.previousColor;
-        outcome.events = r.events;
+        outcome.events = withEvents(outcome, r.events);
         outcome.history = r.history;
         outcome.openConnections = r.openConnections;
         outcome.image = r.image ?? outcome.image;
@@ -68299,14 +68449,12 @@ async function switchOnServer(shell, config, ctx, outcome, req) {
             outcome.version = r.version;
     }
     catch (e) {
-        outcome.events = e.events ?? [];
+        outcome.events = withEvents(outcome, e.events ?? []);
         outcome.history = e.history ?? [];
         throw e;
     }
     finally {
-        foreign.resume();
-        if (open)
-            endGroup();
+        log.end();
     }
     info(`${config.app.name} ${outcome.version ?? outcome.image} serves from ${outcome.color}${outcome.previousColor ? ` (was ${outcome.previousColor})` : ''}`);
 }
@@ -69494,13 +69642,13 @@ async function writeSummary(o) {
     const summary = summary_summary.addHeading('bg-deploy', 2).addTable(rows);
     if (o.events.length > 0) {
         const t0 = o.events[0].ms;
-        summary.addHeading('Timeline on the server', 3).addTable([
+        summary.addHeading('Timeline', 3).addTable([
             [
                 { data: 'step', header: true },
                 { data: 'at', header: true }
             ],
             ...o.events.map((e) => [
-                escapeHtml(EVENT_LABELS[e.name]),
+                escapeHtml(TIMELINE_LABELS[e.name]),
                 `${((e.ms - t0) / 1000).toFixed(2)} s`
             ])
         ]);

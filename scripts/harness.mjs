@@ -283,6 +283,8 @@ export class FakeGitHub {
   /** @type {import('node:http').Server | undefined} */
   server = undefined
   url = ''
+  /** ms each answer waits, as a round trip to GitHub's API from a runner takes */
+  latencyMs = 0
 
   /** @returns {Promise<this>} */
   async start() {
@@ -333,6 +335,7 @@ export class FakeGitHub {
   async handle(req, res) {
     let raw = ''
     for await (const chunk of req) raw += chunk
+    if (this.latencyMs) await sleep(this.latencyMs)
     /** @type {Record<string, unknown>} */
     const body = raw ? JSON.parse(raw) : {}
     const url = (req.url ?? '').replace(/%2F/gi, '/')
@@ -350,6 +353,13 @@ export class FakeGitHub {
         : notFound()
     }
     const byId = /^\/repos\/[^/]+\/[^/]+\/releases\/(\d+)$/.exec(url)
+    if (req.method === 'DELETE' && byId) {
+      const i = this.releases.findIndex((x) => x.id === Number(byId[1]))
+      if (i < 0) return notFound()
+      this.releases.splice(i, 1)
+      res.writeHead(204)
+      return res.end()
+    }
     if (req.method === 'PATCH' && byId) {
       const r = this.releases.find((x) => x.id === Number(byId[1]))
       if (!r) return notFound()

@@ -18,6 +18,7 @@ export const PARTS = [
   'steps/lock.sh',
   'steps/detect.sh',
   'steps/target.sh',
+  'steps/await.sh',
   'steps/pull.sh',
   'steps/start.sh',
   'steps/health.sh',

@@ -7,7 +7,17 @@ import { ForeignText } from './foreign.js'
 import { buildAndPush, imageLabels } from './image.js'
 import type { Registry } from './registry.js'
 import { draftRelease, releasedElsewhere, type Release, type ReleasesApi } from './release.js'
-import { runRemote, type HistoryEntry, type RemoteEvent, type RemoteRequest } from './remote.js'
+import type { RunnerStep, TimelineStep } from './protocol.js'
+import {
+  RemoteError,
+  runRemote,
+  startRemote,
+  type HistoryEntry,
+  type RemoteEvent,
+  type RemoteLog,
+  type RemoteRequest,
+  type RemoteSession
+} from './remote.js'
 import type { Runner } from './runner.js'
 import type { RemoteShell, SshConfig } from './ssh.js'
 import { isPrerelease, planVersion, shaTag, toImageTag, type VersionPlan } from './version.js'
@@ -24,8 +34,8 @@ export interface Outcome {
   color?: string
   previousColor?: string
   deployed: boolean
-  /** the remote timeline: pull, started, healthy, switched, drained, stopped */
-  events: RemoteEvent[]
+  /** the timeline: the runner's steps (build, pushed, drafted) and the server's, by time */
+  events: TimelineEvent[]
   /** the server's last deploy history entries */
   history?: HistoryEntry[]
   /** a run over several servers: how each one ended */
@@ -40,6 +50,11 @@ export interface Outcome {
   error?: string
 }
 
+export interface TimelineEvent {
+  name: TimelineStep
+  ms: number
+}
+
 export interface Deps {
   runner: Runner
   releases: (token: string) => ReleasesApi
@@ -50,9 +65,10 @@ export interface Deps {
 const REVISION = 'org.opencontainers.image.revision'
 
 /**
- * The whole run: connect (first, so a wrong key or host key fails before anything is pushed) →
- * version → build, tag, push → draft release → blue-green switch on the server → `latest` and
- * the release follow the version that serves.
+ * The whole run: connect, and meanwhile plan the version (nothing is built before every server is
+ * reached, so a wrong key or host key fails before anything is pushed) → the server script starts
+ * and gets ready while the image builds and pushes and the draft release is made → the script
+ * pulls, starts, checks and switches → `latest` and the release follow the version that serves.
  */
 export async function deploy(
   config: Config,
@@ -60,18 +76,27 @@ export async function deploy(
   deps: Deps,
   outcome: Outcome
 ): Promise<void> {
-  const target = await connectAll(config, deps)
+  // a deploy plans its version while the servers are connected; nothing is built before both are done
+  const [connected, planned] = await Promise.allSettled([
+    connectAll(config, deps),
+    config.rollback ? Promise.resolve(undefined) : planRun(config, ctx, deps)
+  ])
+  if (connected.status === 'rejected') throw connected.reason as Error
+  const target = connected.value
   try {
-    if (config.rollback) {
+    if (planned.status === 'rejected') throw planned.reason as Error
+    if (planned.value)
+      await buildReleaseAndSwitch(config, ctx, deps, outcome, target, planned.value)
+    else {
       await switchOnServers(
         target,
         config,
         ctx,
         outcome,
-        rollbackRequest(config.image, config.rollback)
+        rollbackRequest(config.image, config.rollback!)
       )
       await moveLatest(deps.registry(config), config, outcome, 'rollback')
-    } else await buildReleaseAndSwitch(config, ctx, deps, outcome, target)
+    }
   } finally {
     for (const s of [...target.servers, ...(target.lb ? [target.lb] : [])]) s.shell.dispose()
   }
@@ -112,13 +137,17 @@ async function connectAll(config: Config, deps: Deps): Promise<Target> {
     : { servers }
 }
 
-async function buildReleaseAndSwitch(
-  config: Config,
-  ctx: RunContext,
-  deps: Deps,
-  outcome: Outcome,
-  target: Target
-): Promise<void> {
+/** The version this run deploys, and whether its image was built before. */
+interface Planned {
+  plan: VersionPlan
+  built: 'here' | 'elsewhere' | 'no'
+  registry: Registry
+  releases?: ReleasesApi
+  /** its messages, printed once the servers are connected */
+  notes: (() => void)[]
+}
+
+async function planRun(config: Config, ctx: RunContext, deps: Deps): Promise<Planned> {
   const commit = config.version ? {} : await readCommit(ctx, deps.runner)
   let plan = planVersion({
     explicit: config.version,
@@ -131,65 +160,78 @@ async function buildReleaseAndSwitch(
     throw new Error(
       "Input 'github-token' is empty: pass ${{ github.token }} or set create-release: false."
     )
+  const notes: (() => void)[] = []
   const registry = deps.registry(config)
   const releases =
     plan.version && config.createRelease ? deps.releases(config.githubToken!) : undefined
-  const built = plan.version ? await builtBefore(plan, ctx.sha, registry, config, releases) : 'no'
+  const built = plan.version
+    ? await builtBefore(plan, ctx.sha, registry, config, releases, notes)
+    : 'no'
   if (built === 'elsewhere') plan = { source: 'none', tag: shaTag(ctx.sha) }
-  outcome.version = plan.version
-  if (plan.version)
-    core.info(
-      `Version ${plan.version} (from ${plan.source === 'input' ? "the 'version' input" : 'the commit message'})`
-    )
-  else if (plan.notReleased)
-    core.notice(`${plan.notReleased} The image is tagged ${plan.tag}; no release is made.`)
-  else if (built !== 'elsewhere')
-    core.notice(
-      `No version found in the commit message, so the image is tagged ${plan.tag} and no release is made. To release, put a version such as v1.2.3 in the commit message or set the 'version' input.`
-    )
-
-  const ref = `${config.image}:${plan.tag}`
-  outcome.image = ref
-  if (built === 'here') {
-    core.info(`${ref} holds this commit already (an earlier run pushed it): not built again`)
-    outcome.tags = [ref]
-  } else {
-    const pushed = await core.group(`Build and push ${ref}`, () =>
-      buildAndPush(
-        deps.runner,
-        config,
-        {
-          refs: [ref],
-          labels: imageLabels({ version: plan.version, sha: ctx.sha, sourceUrl: ctx.repositoryUrl })
-        },
-        ctx.workspace
+  const version = plan.version
+  if (version)
+    notes.push(() =>
+      core.info(
+        `Version ${version} (from ${plan.source === 'input' ? "the 'version' input" : 'the commit message'})`
       )
     )
-    outcome.tags = [...pushed.refs]
-    outcome.digest = pushed.digest
-    core.info(`Pushed ${ref}${pushed.digest ? ` (${pushed.digest})` : ''}`)
-  }
-
-  let release: Release | undefined
-  if (plan.version && releases) {
-    const version = plan.version
-    const r = await core.group(`Release ${version} (a draft until it serves)`, () =>
-      draftRelease(releases, { tag: version, sha: ctx.sha, prerelease: isPrerelease(version) })
+  else if (plan.notReleased) {
+    const why = plan.notReleased
+    notes.push(() => core.notice(`${why} The image is tagged ${plan.tag}; no release is made.`))
+  } else if (built !== 'elsewhere')
+    notes.push(() =>
+      core.notice(
+        `No version found in the commit message, so the image is tagged ${plan.tag} and no release is made. To release, put a version such as v1.2.3 in the commit message or set the 'version' input.`
+      )
     )
-    release = r.release
-    outcome.releaseUrl = release.html_url
-    outcome.releaseDraft = release.draft === true
-    core.info(
-      `${r.created ? 'Created draft' : release.draft ? 'Found draft' : 'Found'} release ${version}: ${release.html_url}`
-    )
-  }
+  return { plan, built, registry, releases, notes }
+}
 
+async function buildReleaseAndSwitch(
+  config: Config,
+  ctx: RunContext,
+  deps: Deps,
+  outcome: Outcome,
+  target: Target,
+  { plan, built, registry, releases, notes }: Planned
+): Promise<void> {
+  for (const note of notes) note()
+  outcome.version = plan.version
+  const ref = `${config.image}:${plan.tag}`
+  outcome.image = ref
   // a deploy without a version is labelled on the server by its sha- tag, so it can be rolled back to
-  await switchOnServers(target, config, ctx, outcome, {
-    action: 'deploy',
-    image: ref,
-    version: plan.version ?? plan.tag
-  })
+  const req = { action: 'deploy' as const, image: ref, version: plan.version ?? plan.tag }
+  // the server gets ready (lock, checks, which color serves) while the image builds
+  const early = overlapsBuild(config)
+    ? startEarly(target.servers[0]!.shell, config, ctx, req)
+    : undefined
+  const [pushed, drafted] = await Promise.allSettled([
+    built === 'here'
+      ? notBuiltAgain(ref, outcome)
+      : buildStep(config, ctx, deps, plan, ref, outcome),
+    plan.version && releases
+      ? draftStep(releases, plan.version, ctx.sha, outcome)
+      : Promise.resolve(undefined)
+  ])
+  if (pushed.status === 'rejected' || drafted.status === 'rejected') {
+    await early?.abort()
+    // a draft this run made for an image that was never pushed would claim the version
+    if (pushed.status === 'rejected' && drafted.status === 'fulfilled' && drafted.value?.created)
+      await releases!.remove(drafted.value.release.id).then(
+        () => {
+          outcome.releaseUrl = undefined
+          outcome.releaseDraft = undefined
+        },
+        (e: Error) => core.warning(`The draft release could not be deleted: ${e.message}`)
+      )
+    throw (
+      pushed.status === 'rejected' ? pushed.reason : (drafted as PromiseRejectedResult).reason
+    ) as Error
+  }
+  const release = drafted.value?.release
+  if (early) early.go()
+
+  await switchOnServers(target, config, ctx, outcome, req, early)
   await moveLatest(registry, config, outcome, 'deploy')
   if (release?.draft && releases && outcome.deployed) {
     const published = await releases.publish(release.id)
@@ -197,6 +239,64 @@ async function buildReleaseAndSwitch(
     outcome.releaseDraft = false
     core.info(`Published release ${published.tag_name}: ${published.html_url}`)
   }
+}
+
+async function notBuiltAgain(ref: string, outcome: Outcome): Promise<void> {
+  core.info(`${ref} holds this commit already (an earlier run pushed it): not built again`)
+  outcome.tags = [ref]
+}
+
+async function buildStep(
+  config: Config,
+  ctx: RunContext,
+  deps: Deps,
+  plan: VersionPlan,
+  ref: string,
+  outcome: Outcome
+): Promise<void> {
+  runnerEvent(outcome, 'build')
+  const pushed = await core.group(`Build and push ${ref}`, () =>
+    buildAndPush(
+      deps.runner,
+      config,
+      {
+        refs: [ref],
+        labels: imageLabels({ version: plan.version, sha: ctx.sha, sourceUrl: ctx.repositoryUrl })
+      },
+      ctx.workspace
+    )
+  )
+  runnerEvent(outcome, 'pushed')
+  outcome.tags = [...pushed.refs]
+  outcome.digest = pushed.digest
+  core.info(`Pushed ${ref}${pushed.digest ? ` (${pushed.digest})` : ''}`)
+}
+
+/** The release, a draft until its version serves; made while the image builds. */
+async function draftStep(
+  releases: ReleasesApi,
+  version: string,
+  sha: string,
+  outcome: Outcome
+): Promise<{ release: Release; created: boolean }> {
+  const r = await draftRelease(releases, { tag: version, sha, prerelease: isPrerelease(version) })
+  runnerEvent(outcome, 'drafted')
+  outcome.releaseUrl = r.release.html_url
+  outcome.releaseDraft = r.release.draft === true
+  core.info(
+    `${r.created ? 'Created draft' : r.release.draft ? 'Found draft' : 'Found'} release ${version}: ${r.release.html_url}`
+  )
+  return r
+}
+
+/** A step of the runner's own, in the timeline beside the server's. */
+function runnerEvent(outcome: Outcome, name: RunnerStep): void {
+  outcome.events = [...outcome.events, { name, ms: Date.now() }]
+}
+
+/** The timeline so far with the server's events, in the order they happened. */
+function withEvents(outcome: Outcome, events: readonly RemoteEvent[]): TimelineEvent[] {
+  return [...outcome.events, ...events].sort((a, b) => a.ms - b.ms)
 }
 
 /**
@@ -210,24 +310,27 @@ async function builtBefore(
   sha: string,
   registry: Registry,
   config: Config,
-  releases: ReleasesApi | undefined
+  releases: ReleasesApi | undefined,
+  notes: (() => void)[]
 ): Promise<'here' | 'elsewhere' | 'no'> {
   const notice = (where: string) =>
-    core.notice(
-      `${plan.version} is released already: ${where}. A version is released once, so this commit deploys as ${shaTag(sha)}. To release it, name a new version.`
+    notes.push(() =>
+      core.notice(
+        `${plan.version} is released already: ${where}. A version is released once, so this commit deploys as ${shaTag(sha)}. To release it, name a new version.`
+      )
     )
-  const onGithub = releases ? await releasedElsewhere(releases, plan.version!, sha) : undefined
+  // GitHub and the registry are asked at once
+  const [onGithub, labels] = await Promise.all([
+    releases ? releasedElsewhere(releases, plan.version!, sha) : undefined,
+    registry.labels(plan.tag).catch((e: Error) => {
+      throw new Error(
+        `Cannot check whether ${config.image}:${plan.tag} is in the registry already (a version is never pushed over): ${e.message}`
+      )
+    })
+  ])
   if (onGithub) {
     notice(onGithub)
     return 'elsewhere'
-  }
-  let labels: Record<string, string> | undefined
-  try {
-    labels = await registry.labels(plan.tag)
-  } catch (e) {
-    throw new Error(
-      `Cannot check whether ${config.image}:${plan.tag} is in the registry already (a version is never pushed over): ${(e as Error).message}`
-    )
   }
   if (!labels) return 'no'
   if (labels[REVISION] === sha) return 'here'
@@ -295,10 +398,11 @@ async function switchOnServers(
   config: Config,
   ctx: RunContext,
   outcome: Outcome,
-  req: Pick<RemoteRequest, 'action' | 'image' | 'version' | 'target'>
+  req: Pick<RemoteRequest, 'action' | 'image' | 'version' | 'target'>,
+  early?: EarlyStart
 ): Promise<void> {
   if (!config.fleet.several)
-    return switchOnServer(target.servers[0]!.shell, config, ctx, outcome, req)
+    return switchOnServer(target.servers[0]!.shell, config, ctx, outcome, req, early)
   const foreign = new ForeignText()
   const log = (name: string) => ({
     line: (text: string) => foreign.print(`${name}: ${text}`),
@@ -330,7 +434,7 @@ async function switchOnServers(
       prepared: r.prepared,
       color: r.color,
       previousColor: r.previousColor,
-      events: r.events,
+      events: withEvents(outcome, r.events),
       history: r.history,
       servers: r.servers,
       image: r.image ?? outcome.image
@@ -339,7 +443,7 @@ async function switchOnServers(
   } catch (e) {
     if (e instanceof FleetError) {
       outcome.servers = e.servers
-      outcome.events = e.events
+      outcome.events = withEvents(outcome, e.events)
       outcome.history = e.history
     }
     throw e
@@ -362,46 +466,146 @@ async function switchOnServers(
     )
 }
 
+/**
+ * A deploy to one server over SSH overlaps the build: the script starts once the version is known,
+ * takes the lock, checks the server and finds the serving color while the image builds, then waits
+ * for `pull` (src/remote/steps/await.sh) this long at most, so a runner that dies frees the lock.
+ */
+export const BUILD_WAIT_S = 3600
+/** The script's exit code when it gave up waiting (await.sh): the runner starts it anew. */
+const AWAIT_GAVE_UP = 75
+
+function overlapsBuild(config: Config): boolean {
+  return !config.fleet.several && config.engine.kind === 'ssh'
+}
+
+interface EarlyStart {
+  session: RemoteSession
+  log: ServerLog
+  /** the image is pushed: the script goes on (its output, held until now, is printed) */
+  go(): void
+  /** the build failed: the script ends with nothing changed */
+  abort(): Promise<void>
+}
+
+function startEarly(
+  shell: RemoteShell,
+  config: Config,
+  ctx: RunContext,
+  req: Pick<RemoteRequest, 'action' | 'image' | 'version'>
+): EarlyStart {
+  const log = new ServerLog(config.ssh.host)
+  log.hold()
+  const session = startRemote(
+    shell,
+    config,
+    { ...req, actor: ctx.actor, runUrl: ctx.runUrl, buildWait: BUILD_WAIT_S },
+    log
+  )
+  return {
+    session,
+    log,
+    go() {
+      log.release()
+      session.send('pull')
+      session.close()
+    },
+    async abort() {
+      session.send('abort')
+      session.close()
+      // the script ends at once, unless it still waits for another run's lock: then not for it
+      await Promise.race([session.result.catch(() => undefined), sleep(10_000)])
+      log.end()
+    }
+  }
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref())
+
+/**
+ * The server's output as the job log shows it: a group per phase, its text printed inert (the
+ * action's own commands resume first). While held (the build's group is open), it is queued.
+ */
+class ServerLog implements RemoteLog {
+  private open = false
+  private readonly foreign = new ForeignText()
+  private held: (() => void)[] | undefined
+
+  constructor(private readonly host: string) {}
+
+  hold(): void {
+    this.held ??= []
+  }
+
+  release(): void {
+    const queued = this.held ?? []
+    this.held = undefined
+    for (const f of queued) f()
+  }
+
+  end(): void {
+    this.release()
+    this.foreign.resume()
+    if (this.open) core.endGroup()
+    this.open = false
+  }
+
+  line = (text: string) => this.now(() => this.foreign.print(text))
+
+  warning = (text: string) =>
+    this.now(() => {
+      this.foreign.resume()
+      core.warning(`${this.host}: ${text}`)
+    })
+
+  phase = (name: string) =>
+    this.now(() => {
+      this.foreign.resume()
+      if (this.open) core.endGroup()
+      core.startGroup(`${this.host}: ${name}`)
+      this.open = true
+    })
+
+  private now(f: () => void): void {
+    if (this.held) this.held.push(f)
+    else f()
+  }
+}
+
 async function switchOnServer(
   shell: RemoteShell,
   config: Config,
   ctx: RunContext,
   outcome: Outcome,
-  req: Pick<RemoteRequest, 'action' | 'image' | 'version' | 'target'>
+  req: Pick<RemoteRequest, 'action' | 'image' | 'version' | 'target'>,
+  early?: EarlyStart
 ): Promise<void> {
-  let open = false
-  // the server's output is foreign text: printed inert, the action's own commands resume first
-  const foreign = new ForeignText()
-  const log = {
-    line: (text: string) => foreign.print(text),
-    warning: (text: string) => {
-      foreign.resume()
-      core.warning(`${config.ssh.host}: ${text}`)
-    },
-    phase: (name: string) => {
-      foreign.resume()
-      if (open) core.endGroup()
-      core.startGroup(`${config.ssh.host}: ${name}`)
-      open = true
-    }
-  }
+  const log = early?.log ?? new ServerLog(config.ssh.host)
+  const run = { ...req, actor: ctx.actor, runUrl: ctx.runUrl }
   try {
-    const r = await runRemote(shell, config, { ...req, actor: ctx.actor, runUrl: ctx.runUrl }, log)
+    let r
+    try {
+      r = early ? await early.session.result : await runRemote(shell, config, run, log)
+    } catch (e) {
+      // the build outlasted the script's wait: it changed nothing, so it runs again
+      if (!(e instanceof RemoteError && e.code === AWAIT_GAVE_UP)) throw e
+      core.info(`The server stopped waiting for the image after ${BUILD_WAIT_S} s: starting again`)
+      r = await runRemote(shell, config, run, log)
+    }
     outcome.deployed = r.deployed
     outcome.color = r.color
     outcome.previousColor = r.previousColor
-    outcome.events = r.events
+    outcome.events = withEvents(outcome, r.events)
     outcome.history = r.history
     outcome.openConnections = r.openConnections
     outcome.image = r.image ?? outcome.image
     if (req.action === 'rollback') outcome.version = r.version
   } catch (e) {
-    outcome.events = (e as { events?: RemoteEvent[] }).events ?? []
+    outcome.events = withEvents(outcome, (e as { events?: RemoteEvent[] }).events ?? [])
     outcome.history = (e as { history?: HistoryEntry[] }).history ?? []
     throw e
   } finally {
-    foreign.resume()
-    if (open) core.endGroup()
+    log.end()
   }
   core.info(
     `${config.app.name} ${outcome.version ?? outcome.image} serves from ${outcome.color}${outcome.previousColor ? ` (was ${outcome.previousColor})` : ''}`

@@ -44,7 +44,8 @@ export const PARAMETERS = {
   engine: 'ssh',
   replicas: '2',
   health_cmd: '',
-  max_parallel: '1'
+  max_parallel: '1',
+  build_wait: '0'
 } as const
 export type Parameter = keyof typeof PARAMETERS
 /** A repeatable argument: one `docker run` argument each, in order. */
@@ -73,6 +74,19 @@ export const EVENT_LABELS = {
 export type EventName = keyof typeof EVENT_LABELS
 export const EVENTS = Object.keys(EVENT_LABELS) as EventName[]
 
+/** The runner's own steps in the timeline output, beside the script's events. */
+export const RUNNER_STEP_LABELS = {
+  build: 'build started',
+  pushed: 'image pushed',
+  drafted: 'draft release ready'
+} as const
+export type RunnerStep = keyof typeof RUNNER_STEP_LABELS
+export type TimelineStep = EventName | RunnerStep
+export const TIMELINE_LABELS: Record<TimelineStep, string> = {
+  ...EVENT_LABELS,
+  ...RUNNER_STEP_LABELS
+}
+
 /** A history row's tab-separated fields, in the order the script writes them. */
 export const HISTORY_FIELDS = [
   'time',
@@ -93,9 +107,12 @@ export const HISTORY_FIELDS = [
  */
 export const ROLES = ['single', 'host', 'app', 'lb'] as const
 export type Role = (typeof ROLES)[number]
-/** The stages a script reports before it waits: ready (lb), prepared (host, app), switched (host, lb). */
-export const STAGES = ['ready', 'prepared', 'switched'] as const
+/**
+ * The stages a script reports before it waits: locked (single, while the runner builds: the lock
+ * taken, the serving color known), ready (lb), prepared (host, app), switched (host, lb).
+ */
+export const STAGES = ['locked', 'ready', 'prepared', 'switched'] as const
 export type Stage = (typeof STAGES)[number]
-/** The runner's commands; `switch` takes a color on the load balancer. */
-export const COMMANDS = ['switch', 'finish', 'keep', 'undo', 'abort'] as const
+/** The runner's commands; `switch` takes a color on the load balancer; `pull`: the image is pushed. */
+export const COMMANDS = ['pull', 'switch', 'finish', 'keep', 'undo', 'abort'] as const
 export type Command = (typeof COMMANDS)[number]

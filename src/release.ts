@@ -28,6 +28,8 @@ export interface ReleasesApi {
   create(params: CreateReleaseParams): Promise<Release | 'already_exists'>
   /** Publish a draft (that creates its tag). */
   publish(id: number): Promise<Release>
+  /** Delete a draft this run created, when its image was never pushed. */
+  remove(id: number): Promise<void>
 }
 
 /**
@@ -39,9 +41,9 @@ export async function releasedElsewhere(
   tag: string,
   sha: string
 ): Promise<string | undefined> {
-  const commit = await api.tagCommit(tag)
+  const [commit, releases] = await Promise.all([api.tagCommit(tag), api.list()])
   if (commit && commit !== sha) return `tag ${tag} exists at commit ${commit.slice(0, 7)}`
-  const release = (await api.list()).find((r) => r.tag_name === tag)
+  const release = releases.find((r) => r.tag_name === tag)
   if (!release || commit === sha) return undefined
   if (release.target_commitish === sha) return undefined
   return `${release.draft ? 'draft release' : 'release'} ${tag} exists for ${release.target_commitish ? `commit ${release.target_commitish.slice(0, 7)}` : 'another commit'} (${release.html_url})`
@@ -126,6 +128,13 @@ export function githubReleases(token: string, owner: string, repo: string): Rele
         ).data
       } catch (e) {
         throw permissionHint(e, `publish release ${id}`) ?? e
+      }
+    },
+    async remove(id) {
+      try {
+        await octokit.rest.repos.deleteRelease({ owner, repo, release_id: id })
+      } catch (e) {
+        throw permissionHint(e, `delete draft release ${id}`) ?? e
       }
     }
   }

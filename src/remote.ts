@@ -48,6 +48,11 @@ export interface RemoteRequest {
   color?: string
   /** role lb: the app servers as nginx reaches them, host or [IPv6] */
   lbServers?: string[]
+  /**
+   * role single, deploy: the script prepares while the runner builds, then waits up to this many
+   * seconds for `pull` (src/remote/steps/await.sh); stdin stays open until close()
+   */
+  buildWait?: number
 }
 
 /** Quote one word for a POSIX shell. The only place remote shell quoting happens. */
@@ -91,6 +96,7 @@ export function scriptArgs(config: Config, req: RemoteRequest): string[] {
     ['watch_max_error_rate', config.after.maxErrorRate],
     ['watch_max_health_failures', config.after.maxHealthFailures],
     ['keep_warm', config.after.keepWarm],
+    ['build_wait', req.buildWait],
     ...(config.engine.kind === 'swarm'
       ? ([
           ['engine', 'swarm'],
@@ -255,8 +261,8 @@ export async function runRemote(
 }
 
 /**
- * The script running on one server in a run over several: the stages it reports, the commands it
- * is sent, and its result. Its stdin stays open until close(); a script that loses it (the runner
+ * The script running on one server in a run over several, or on the one server while the runner
+ * builds: the stages it reports, the commands it is sent, and its result. Its stdin stays open until close(); a script that loses it (the runner
  * died) acts as its role says (src/remote/main.sh).
  */
 export interface RemoteSession {
@@ -287,7 +293,7 @@ export function startRemote(
   })
   const stdin = new PassThrough()
   stdin.write(remoteStdin(script, config))
-  if (!req.role || req.role === 'single') stdin.end()
+  if ((!req.role || req.role === 'single') && !req.buildWait) stdin.end()
   const result = shell
     .exec(remoteCommand(scriptArgs(config, req)), {
       stdin,

@@ -1,6 +1,6 @@
 import * as core from '@actions/core'
 import type { Outcome } from './deploy.js'
-import { EVENT_LABELS } from './protocol.js'
+import { TIMELINE_LABELS } from './protocol.js'
 
 /** Text for an HTML table cell: what the server sent is shown, never interpreted. */
 export function escapeHtml(text: string): string {
@@ -50,13 +50,13 @@ export async function writeSummary(o: Outcome): Promise<void> {
   const summary = core.summary.addHeading('bg-deploy', 2).addTable(rows)
   if (o.events.length > 0) {
     const t0 = o.events[0]!.ms
-    summary.addHeading('Timeline on the server', 3).addTable([
+    summary.addHeading('Timeline', 3).addTable([
       [
         { data: 'step', header: true },
         { data: 'at', header: true }
       ],
       ...o.events.map((e) => [
-        escapeHtml(EVENT_LABELS[e.name]),
+        escapeHtml(TIMELINE_LABELS[e.name]),
         `${((e.ms - t0) / 1000).toFixed(2)} s`
       ])
     ])

@@ -1,7 +1,9 @@
 // Versions and releases end to end: build → tag → push → draft release → publish after the
 // switch, run as GitHub runs the action, against a real dockerd and registry, with a loopback
 // stand-in for GitHub's release API.
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawnSync } from 'node:child_process'
+import { readFileSync, writeFileSync } from 'node:fs'
+import path from 'node:path'
 import {
   FakeGitHub,
   commitVersion,
@@ -17,7 +19,10 @@ import {
   runAction,
   visibleLog,
   docker,
-  type Services
+  type Services,
+  appContainers,
+  historyRows,
+  stateDir
 } from './helpers.js'
 
 const fixture = appFixture()
@@ -183,6 +188,47 @@ test('a failed deploy leaves a draft release, named in the summary, and latest u
   expect(bad.summary).toContain(draft!.html_url)
   expect(await registryDigest(svc.registry, a.repo, 'latest')).toBe(latestBefore)
   expect(await registryTags(svc.registry, a.repo)).toEqual(['latest', 'v1.0.0', 'v1.1.0'])
+}, 180_000)
+
+test('a build that fails while the server waits for it: the server changes nothing and frees its lock at once; the draft made meanwhile is deleted', async () => {
+  const { a, ws, inputs } = release('v1.0.0', 'release v1.0.0')
+  expectOk(await push(inputs, ws, 'release v1.0.0'))
+  settled(a)
+  const before = {
+    history: historyRows(a),
+    containers: appContainers(a),
+    upstream: readFileSync(a.inputs['nginx-upstream-file']!, 'utf8')
+  }
+  // a build step that fails, after the server script has started and the draft is made
+  const { sha } = commitVersion(a, { version: 'v1.1.0' })
+  writeFileSync(
+    path.join(ws, 'Dockerfile'),
+    `${readFileSync(path.join(ws, 'Dockerfile'), 'utf8')}COPY no-such-file /\n`
+  )
+  commitAll(ws, 'release v1.1.0')
+  api.latencyMs = 150
+  try {
+    const run = await push(inputs, ws, 'release v1.1.0')
+    expect(run.code).toBe(1)
+    expect(visibleLog(run)).toMatch(/docker build .*failed|exit code/i)
+    // the script had begun before the build and was told to stop
+    expect(visibleLog(run)).toMatch(/it said abort\): nothing was changed here/)
+    expect(sha).not.toBe(headSha(ws))
+  } finally {
+    api.latencyMs = 0
+  }
+  // the lock is free the moment the run has ended, and nothing on the server changed
+  expect(spawnSync('flock', ['-n', path.join(stateDir(a), 'lock'), 'true']).status).toBe(0)
+  expect(historyRows(a)).toEqual(before.history)
+  expect(appContainers(a)).toEqual(before.containers)
+  expect(readFileSync(a.inputs['nginx-upstream-file']!, 'utf8')).toBe(before.upstream)
+  expect((await httpGet(a.url)).body).toBe('v1.0.0\n')
+  // the draft made while the image built was deleted: the version is not claimed by this commit
+  expect(
+    api.requests.filter((r) => r.method === 'POST' || r.method === 'DELETE').map((r) => r.method)
+  ).toEqual(['POST', 'POST', 'DELETE'])
+  expect(api.releases.map((r) => r.tag_name)).toEqual(['v1.0.0'])
+  expect(await registryTags(svc.registry, a.repo)).toEqual(['latest', 'v1.0.0'])
 }, 180_000)
 
 test('a rollback moves latest to the version it put back', async () => {

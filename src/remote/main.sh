@@ -18,6 +18,7 @@ main_deploy() {
     if [[ -n "$active" ]]; then idle="$(color_other "$active")"; else idle=blue; fi
   fi
   log "app ${P[app]}: ${active:-nothing} serving now; deploying ${RUN_VERSION:-$RUN_IMAGE} to $idle"
+  if [[ "${P[role]}" == single ]] && ((${P[build_wait]%.*} > 0)); then await_image "$active" "$idle"; fi
   if [[ "${P[role]}" != single ]] && journal_kept "$idle"; then
     log "$(container_name "$idle") runs $RUN_VERSION already, prepared by $(journal_get run): promoting it"
     event started

@@ -4,10 +4,11 @@
 # an unfinished run stopped, for the next run and for a person looking at the server.
 
 # The runner's next command, or `eof` when its SSH session ended or it sent nothing within
-# commit_timeout seconds. Once the runner is gone, this run's messages go to $STATE_DIR/runner-gone.log.
-command_next() {
+# TIMEOUT seconds (default commit_timeout). Once the runner is gone, this run's messages go to
+# $STATE_DIR/runner-gone.log.
+command_next() { # command_next [TIMEOUT]
   local cmd=''
-  if read -r -t "${P[commit_timeout]}" -u 6 cmd && [[ "$cmd" =~ ^[a-z]+(\ (blue|green))?$ ]]; then
+  if read -r -t "${1:-${P[commit_timeout]}}" -u 6 cmd && [[ "$cmd" =~ ^[a-z]+(\ (blue|green))?$ ]]; then
     printf '%s' "$cmd"
   else
     printf eof

@@ -55,7 +55,7 @@ docker_preflight() {
 REGISTRY_CONFIG=''
 
 registry_login() {
-  [[ -n "${P[registry_user]}" && -n "$REGISTRY_PASSWORD" ]] || return 0
+  [[ -n "${P[registry_user]}" && -n "$REGISTRY_PASSWORD" && -z "$REGISTRY_CONFIG" ]] || return 0
   REGISTRY_CONFIG="$(mktemp -d)"
   TMP_PATHS+=("$REGISTRY_CONFIG")
   printf '%s' "$REGISTRY_PASSWORD" | docker_call --config "$REGISTRY_CONFIG" login --username "${P[registry_user]}" --password-stdin -- "${P[registry]}" >/dev/null \

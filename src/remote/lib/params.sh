@@ -12,7 +12,7 @@ declare -A P=(
   [target]='' [switch_mode]=reload [live_port]=8083 [docker_timeout]=60
   [role]=single [color]='' [bind_address]=127.0.0.1 [lb_servers]='' [preview_file]='' [commit_timeout]=900
   [watch]=0 [watch_max_error_rate]=1 [watch_max_health_failures]=3 [keep_warm]=0
-  [engine]=ssh [replicas]=2 [health_cmd]='' [max_parallel]=1
+  [engine]=ssh [replicas]=2 [health_cmd]='' [max_parallel]=1 [build_wait]=0
 )
 
 RUN_ARGS=()

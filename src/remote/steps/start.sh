@@ -5,7 +5,7 @@ start_color() { # start_color COLOR
   local color="$1" name port key
   name="$(container_name "$color")"; port="$(color_port "$color")"
   phase "start $name"
-  if container_exists "$color"; then
+  if [[ "$IDLE_EXISTS" == yes ]] || { [[ -z "$IDLE_EXISTS" ]] && container_exists "$color"; }; then
     if container_running "$color"; then
       # a previous run died after its switch, before draining this color: nginx's old workers may
       # still be answering requests through it

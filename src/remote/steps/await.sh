@@ -1,0 +1,26 @@
+# Step (a deploy that overlaps the runner's build, build_wait > 0): the lock, the checks, the
+# recovery, which color serves and the registry login have run while the runner builds and pushes
+# the image. Now wait for its word: `pull` (the image is in the registry: go on) or `abort` (its
+# build failed). Without a word within build_wait seconds (a runner that died or hangs), give up:
+# nothing here changed, and the lock is free again as the script ends.
+
+# Exit code of a run that gave up waiting: the runner then starts the script anew.
+AWAIT_GAVE_UP=75
+
+# Whether TO_COLOR has a container, found while waiting: start_color need not ask Docker again.
+IDLE_EXISTS=''
+
+await_image() { # await_image FROM_COLOR TO_COLOR
+  local cmd
+  registry_login
+  if container_exists "$2"; then IDLE_EXISTS=yes; else IDLE_EXISTS=no; fi
+  command_await locked "color=$2 previous_color=$1"
+  cmd="$(command_next "${P[build_wait]}")"
+  case "$cmd" in
+    pull) ;;
+    abort) die "the runner's build or release failed (it said abort): nothing was changed here" ;;
+    *)
+      marker error "no image from the runner within ${P[build_wait]}s of waiting (build_wait): nothing was changed here"
+      exit "$AWAIT_GAVE_UP" ;;
+  esac
+}
