@@ -12,7 +12,7 @@ export const s2 = (/** @type {number} */ ms) =>
   Number.isFinite(ms) ? (ms / 1000).toFixed(2) : 'n/a'
 
 /**
- * @param {{ rounds: any[], runs: number, ready: number, readiness: number[], startup: number[], bundleBytes: number, facts: any, load: { keepalive: number, fresh: number, slow: number }, startUp: number }} m
+ * @param {{ rounds: any[], runs: number, ready: number, readiness: number[], startup: number[], bundleBytes: number, facts: any, load: { keepalive: number, fresh: number, slow: number }, startUp: number, busy?: boolean, githubLatencyMs?: number }} m
  */
 export function report(m) {
   const { rounds, ready, startup, bundleBytes, facts } = m
@@ -24,13 +24,28 @@ export function report(m) {
     median(rounds.map((r) => /** @type {Record<string, number>} */ (r[k])[f] ?? NaN))
   const sum = (/** @type {Kind} */ k, /** @type {string} */ f) =>
     rounds.reduce((a, r) => a + /** @type {Record<string, number>} */ (r[k][f] ?? 0), 0)
+  // the run's start to serving, less the build and push: what bg-deploy adds to the build
+  for (const r of rounds) r.bgDeploy.overBuildMs = r.bgDeploy.toServingMs - r.bgDeploy.buildPushMs
+  const PHASES = [
+    'beforeBuildMs',
+    'buildPushMs',
+    'draftMs',
+    'scriptBeganMs',
+    'pullMs',
+    'runMs',
+    'healthMs',
+    'switchMs',
+    'seenMs',
+    'overBuildMs'
+  ]
   const DEPLOY_FIELDS = [
     'toServingMs',
     'serverToServingMs',
     'totalMs',
     'serverTotalMs',
     'drainMs',
-    'stoppedAfterMs'
+    'stoppedAfterMs',
+    ...PHASES
   ]
   const ROLLBACK_FIELDS = ['toServingMs', 'fromScriptMs', 'totalMs', 'stoppedAfterMs']
   /** @param {Kind} k @param {string[]} fields */
@@ -59,7 +74,8 @@ export function report(m) {
   const overhead = {
     serving: (med.bgDeploy.serverToServingMs ?? NaN) - ready,
     total: (med.bgDeploy.serverTotalMs ?? NaN) - ready - (med.bgDeploy.drainMs ?? NaN),
-    rollback: (med.bgRollback.toServingMs ?? NaN) - ready
+    rollback: (med.bgRollback.toServingMs ?? NaN) - ready,
+    overBuild: (med.bgDeploy.overBuildMs ?? NaN) - ready
   }
   const targets = [
     [
@@ -69,10 +85,16 @@ export function report(m) {
       bgFailed === 0
     ],
     [
-      'new version serving − app readiness (server side)',
-      `${s2(overhead.serving)} s`,
+      "new version serving, from the run's start − build and push − app readiness",
+      `${s2(overhead.overBuild)} s`,
       '≤ 0.5 s',
-      overhead.serving <= 500
+      overhead.overBuild <= 500
+    ],
+    [
+      'new version serving − app readiness (server side, from the image pushed)',
+      `${s2(overhead.serving)} s`,
+      '≤ 0.25 s',
+      overhead.serving <= 250
     ],
     [
       'total − readiness − actual drain (server side)',
@@ -81,10 +103,10 @@ export function report(m) {
       overhead.total <= 1000
     ],
     [
-      'rollback: previous serving − readiness (from run start)',
+      'rollback, fast path (the kept container started): previous serving − readiness, from the run’s start',
       `${s2(overhead.rollback)} s`,
-      '≤ 1.5 s',
-      overhead.rollback <= 1500
+      '≤ 1.0 s',
+      overhead.rollback <= 1000
     ],
     [
       'keep-warm rollback: previous serving, from the server script’s start',
@@ -108,7 +130,7 @@ export function report(m) {
     `| median of ${RUNS} | bg-deploy (reload) | bg-deploy (dnat) | classic script | bg-deploy (reload) / classic |`,
     '| --- | --- | --- | --- | --- |',
     row("new version serving, from the run's start", 'toServingMs'),
-    row('new version serving, from the server-side start', 'serverToServingMs'),
+    row('new version serving, server side (bg-deploy: from the image pushed)', 'serverToServingMs'),
     row('total run', 'totalMs'),
     row('total, server side', 'serverTotalMs'),
     `| drain: switch → last response of the old version | ${s2(med.bgDeploy.drainMs ?? NaN)} s | ${s2(med.dnatDeploy.drainMs ?? NaN)} s | | |`,
@@ -119,13 +141,41 @@ export function report(m) {
     `| rollback: total run | ${s2(med.bgRollback.totalMs ?? NaN)} s | ${s2(med.dnatRollback.totalMs ?? NaN)} s | (none) | |`,
     `| failed requests / keep-alive races, all ${RUNS} rollbacks | ${failed.bgRollback} / ${sum('bgRollback', 'races')} | ${failed.dnatRollback} / ${sum('dnatRollback', 'races')} | | |`
   ].join('\n')
+  /** @param {string} label @param {string} f @param {string} path */
+  const step = (label, f, path) => `| ${label} | ${s2(med.bgDeploy[f] ?? NaN)} s | ${path} |`
+  const pathTable = [
+    `| bg-deploy (reload) deploy, median of ${RUNS} | time | on the critical path |`,
+    '| --- | --- | --- |',
+    step(
+      'start-up, SSH connect and version check (GitHub, registry), until the build starts',
+      'beforeBuildMs',
+      'yes'
+    ),
+    step('build and push', 'buildPushMs', 'yes'),
+    step(
+      `draft release (GitHub answering in ${m.githubLatencyMs ?? 0} ms), from the build's start`,
+      'draftMs',
+      'no: during the build'
+    ),
+    step(
+      "server script begins (lock, checks, serving color, login), from the run's start",
+      'scriptBeganMs',
+      'no: during the build'
+    ),
+    step('pull of the pushed image', 'pullMs', 'yes'),
+    step('docker run of the new color', 'runMs', 'yes'),
+    step('started → healthy (the app starts, polled every 0.1 s)', 'healthMs', 'yes'),
+    step('healthy → nginx switched (nginx -t, reload)', 'switchMs', 'yes'),
+    step('switched → first answer of the new version seen by the load', 'seenMs', 'yes'),
+    step("new version serving, from the run's start", 'toServingMs', '(the sum)')
+  ].join('\n')
   const targetTable = [
     '| target | measured | goal | met |',
     '| --- | --- | --- | --- |',
     ...targets.map(([a, b, c, d]) => `| ${a} | ${b} | ${c} | ${d ? 'yes' : '**no**'} |`)
   ].join('\n')
   const context = [
-    `Measured ${facts.date.slice(0, 10)} on ${facts.cpu}, ${facts.memoryGiB} GiB, ${facts.kernel}, node ${facts.node}, docker ${facts.docker}, nginx ${facts.nginx}; everything on loopback.`,
+    `${m.busy ? '**Busy machine**: a second load generator (32 keep-alive + 8 new-connection clients) ran throughout. ' : ''}Measured ${facts.date.slice(0, 10)} on ${facts.cpu}, ${facts.memoryGiB} GiB, ${facts.kernel}, node ${facts.node}, docker ${facts.docker}, nginx ${facts.nginx}; everything on loopback.`,
     `App readiness (docker run → first 2xx, median of 5): ${s2(ready)} s (the sample app sleeps ${START_UP} s). Bundle: dist/index.js ${(bundleBytes / 2 ** 20).toFixed(2)} MiB; start-up before the first network call: median ${median(startup)} ms of 10.`,
     `Load in every run: ${LOAD.keepalive} keep-alive clients, ${LOAD.fresh} opening a new connection per request, ${LOAD.slow} keeping a 3 s request in flight.`
   ].join('\n')
@@ -140,6 +190,8 @@ export function report(m) {
     medians: med,
     failed,
     overheadMs: overhead,
+    busy: m.busy === true,
+    githubLatencyMs: m.githubLatencyMs,
     targets: targets.map(([t, m, g, ok]) => ({ target: t, measured: m, goal: g, met: ok })),
     rounds
   }
@@ -154,20 +206,29 @@ export function report(m) {
     `| keep-alive races (reset on a reused connection, retried) | ${perSwitch(failed.bgRaces)} | ${perSwitch(failed.dnatRaces)} |`,
     `| new version serving, from the server-side start (median) | ${s2(med.bgDeploy.serverToServingMs ?? NaN)} s | ${s2(med.dnatDeploy.serverToServingMs ?? NaN)} s |`
   ].join('\n')
-  return { table, targetTable, context, modes, results }
+  return { table, pathTable, targetTable, context, modes, results }
 }
 
 /**
- * Put the tables into README.md between its bench and modes markers.
+ * Put the tables into README.md between its bench and modes markers (bench-busy for a run on a
+ * busy machine).
  * @param {string} file
- * @param {{ table: string, targetTable: string, context: string, modes: string, hosts?: string, swarm?: string }} r
+ * @param {{ table: string, pathTable: string, targetTable: string, context: string, modes: string, hosts?: string, swarm?: string, busy?: boolean }} r
  * @param {string} chartPath the chart, relative to README
  */
 export async function updateReadme(file, r, chartPath) {
   let text = readFileSync(file, 'utf8')
+  if (r.busy) {
+    text = text.replace(
+      /(<!-- bench-busy:start -->\n)[\s\S]*?(<!-- bench-busy:end -->)/,
+      `$1${r.context}\n\n${r.table}\n\n${r.pathTable}\n\n${r.targetTable}\n$2`
+    )
+    await writeFormatted(file, text)
+    return
+  }
   text = text.replace(
     /(<!-- bench:start -->\n)[\s\S]*?(<!-- bench:end -->)/,
-    `$1${r.context}\n\n${r.table}\n\n${r.targetTable}\n\n![version served over time](${chartPath})\n$2`
+    `$1${r.context}\n\n${r.table}\n\n${r.pathTable}\n\n${r.targetTable}\n\n![version served over time](${chartPath})\n$2`
   )
   text = text.replace(/(<!-- modes:start -->\n)[\s\S]*?(<!-- modes:end -->)/, `$1${r.modes}\n$2`)
   if (r.hosts)

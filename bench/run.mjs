@@ -2,19 +2,27 @@
 // `npm run bench`: bg-deploy against the classic blog script (bench/classic-deploy.sh, the
 // baseline), side by side on the same loopback server, same app image, same load.
 //
-//   npm run bench [-- --runs 5] [--out bench] [--no-readme]
+//   npm run bench [-- --runs 5] [--out bench] [--no-readme] [--busy] [--only single]
+//        [--github-latency 150]
 //
 // Each round: bg-deploy deploys a new version (the real bundle, run as GitHub runs it), the classic
 // script deploys that same image to its own site, then bg-deploy rolls back. A load generator
 // (16 keep-alive + 4 new-connection clients + 2 with a 3 s request in flight) runs through each.
-// Writes <out>/results.json and <out>/chart.svg, prints a table with medians, and (unless
-// --no-readme) puts the table into README.md between the bench markers.
+// bg-deploy (reload) releases too, against a loopback GitHub that answers after --github-latency
+// ms, as the API does from a runner. --busy runs all of it while a second load generator (32
+// keep-alive + 8 new-connection clients on the classic site) keeps the machine busy; --only single
+// leaves out the several-servers and Swarm rows.
+// Writes <out>/results.json (results-busy.json) and <out>/chart.svg, prints a table with medians,
+// the critical path and the targets, and (unless --no-readme) puts them into README.md between the
+// bench markers (bench-busy for --busy). It exits non-zero when a figure could not be measured
+// (the new version never seen serving) or a site answers from something other than its deploy.
 import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import { createServer } from 'node:net'
 import { cpus, totalmem } from 'node:os'
 import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import {
+  FakeGitHub,
   Load,
   ROOT,
   commitAppVersion,
@@ -47,6 +55,9 @@ const opt = (/** @type {string} */ name, /** @type {string} */ dflt) => {
 const RUNS = Number(opt('runs', '5'))
 const OUT = path.resolve(opt('out', path.join(ROOT, 'bench')))
 const README = !argv.includes('--no-readme')
+const BUSY = argv.includes('--busy')
+const ONLY_SINGLE = opt('only', '') === 'single'
+const GITHUB_LATENCY = Number(opt('github-latency', '150'))
 const START_UP = 1 // seconds the sample app sleeps before it listens
 const BG = { app: 'bgbench', port: 18090 }
 const DNAT = { app: 'bgdnat', port: 18100 }
@@ -234,11 +245,51 @@ function figures(stats, run, next, prev, serverStart, serverEnd, switched) {
   }
 }
 
+/**
+ * Stop the bench with the reason when a figure could not be measured.
+ * @param {string} what
+ * @param {Record<string, number>} values
+ */
+function measured(what, values) {
+  const missing = Object.entries(values).filter(([, v]) => !Number.isFinite(v))
+  if (missing.length)
+    throw new Error(
+      `${what}: ${missing.map(([k]) => k).join(', ')} could not be measured (the new version was never seen serving through the site, or a step is missing from the timeline). Is another server answering on the site's port?`
+    )
+}
+
+/**
+ * The critical path of a bg-deploy deploy from its timeline: each phase's duration in ms.
+ * @param {Record<string, number>} tl
+ * @param {number} startedAt
+ * @param {number} serving epoch ms the new version was first seen serving
+ */
+function phasesOf(tl, startedAt, serving) {
+  const d = (/** @type {number | undefined} */ a, /** @type {number | undefined} */ b) =>
+    (b ?? NaN) - (a ?? NaN)
+  return {
+    beforeBuildMs: d(startedAt, tl.build),
+    buildPushMs: d(tl.build, tl.pushed),
+    draftMs: d(tl.build, tl.drafted),
+    scriptBeganMs: d(startedAt, tl.begin),
+    pullMs: d(tl.pull, tl.pulled),
+    runMs: d(tl.pulled, tl.started),
+    healthMs: d(tl.started, tl.healthy),
+    switchMs: d(tl.healthy, tl.switched),
+    seenMs: d(tl.switched, serving)
+  }
+}
+
 async function main() {
   const t00 = Date.now()
   say('==> services (scripts/services.sh up)')
   servicesScript('up', say)
   const svc = services()
+  const github = await new FakeGitHub().start()
+  github.latencyMs = GITHUB_LATENCY
+  /** @type {import('node:child_process').ChildProcess | undefined} */
+  let busy
+  process.on('exit', () => busy?.kill('SIGTERM'))
   mkdirSync(OUT, { recursive: true })
   const facts = machine(svc)
   say(
@@ -258,7 +309,9 @@ async function main() {
   /** @param {{ app: string, port: number }} a */
   const inputsOf = (a) => ({
     ...loopbackInputs(svc, { app: a.app, repository: 'bench/app', port: a.port }),
-    'create-release': 'false',
+    // bg-deploy (reload) makes the release as a user's run does; the others deploy its image
+    'create-release': a === BG ? 'true' : 'false',
+    'github-token': 'ghs_bench',
     'switch-mode': a === DNAT ? 'dnat' : 'reload',
     'live-port': String(a.port + 3)
   })
@@ -275,7 +328,13 @@ async function main() {
     const sha = headSha(ws)
     const run = await runAction(
       { ...inputsOf(a), ...extra },
-      { workspace: ws, sha, event: { head_commit: { id: sha, message: headMessage(ws) } }, ...ctx }
+      {
+        workspace: ws,
+        sha,
+        event: { head_commit: { id: sha, message: headMessage(ws) } },
+        apiUrl: github.url,
+        ...ctx
+      }
     )
     const end = Date.now()
     spawnSync('flock', ['-w', '60', `/var/lib/bg-deploy/${a.app}/lock`, 'true'])
@@ -302,6 +361,37 @@ async function main() {
   }
   const image = (/** @type {string} */ v) => `${inputs.image}:${v}`
   must(await runClassic(svc, image('v1.0.0')), 'classic v1.0.0')
+  // every site answers from the deploy under test, not from something else on its port
+  for (const a of [BG, DNAT, WARM, CLASSIC]) {
+    const r = await httpGet(`http://127.0.0.1:${a.port}/`, 2000).catch((e) => ({
+      status: 0,
+      body: String(e.message)
+    }))
+    if (r.status !== 200 || r.body !== 'v1.0.0\n')
+      throw new Error(
+        `the site of ${a.app} on 127.0.0.1:${a.port} answers ${r.status} ${JSON.stringify(r.body.slice(0, 80))}, not v1.0.0 from its deploy: is another server listening there?`
+      )
+  }
+  if (BUSY) {
+    say('==> busy: a second load generator (32 keep-alive + 8 new-connection clients) from now on')
+    busy = spawn(
+      process.execPath,
+      [
+        path.join(ROOT, 'scripts/load.mjs'),
+        '--url',
+        `http://127.0.0.1:${CLASSIC.port}/`,
+        '--keepalive',
+        '32',
+        '--fresh',
+        '8',
+        '--slow',
+        '0',
+        '--seconds',
+        '3600'
+      ],
+      { stdio: 'ignore' }
+    )
+  }
 
   say("==> the app's own readiness: docker run until its first 2xx (5 runs, under the same load)")
   const readiness = (
@@ -325,15 +415,23 @@ async function main() {
     const d = await underLoad(url, () => deploy(a, extra))
     must(d.result, `bg-deploy ${label} ${next}`)
     const tl = timelineOf(d.result.outputs)
+    // server side: from the moment the script may pull the pushed image
     const dep = figures(
       d.stats,
       d.result,
       next,
       prev,
-      tl.begin ?? NaN,
+      tl.pull ?? NaN,
       tl.finished ?? NaN,
       tl.switched
     )
+    const phases = phasesOf(tl, d.result.startedAt, dep.toServingMs + d.result.startedAt)
+    Object.assign(dep, phases)
+    measured(`bg-deploy ${label} ${next}`, {
+      toServingMs: dep.toServingMs,
+      serverToServingMs: dep.serverToServingMs,
+      ...(a === BG ? phases : {})
+    })
     say(
       `    ${label.padEnd(16)} serving after ${s2(dep.toServingMs)} s (server ${s2(dep.serverToServingMs)} s), total ${s2(dep.totalMs)} s, failed ${dep.failed}, races ${dep.races}`
     )
@@ -361,6 +459,7 @@ async function main() {
       `    ${(label + ' rollback').padEnd(16)} ${prev} serving after ${s2(rb.toServingMs)} s (${s2(fromScriptMs)} s after the script began), total ${s2(rb.totalMs)} s, failed ${rb.failed}, races ${rb.races}`
     )
     Object.assign(rb, { fromScriptMs })
+    measured(`bg-deploy ${label} rollback`, { toServingMs: rb.toServingMs, fromScriptMs })
     return { dep, rb, tl, load: d.stats, startedAt: d.result.startedAt, ms: d.result.ms }
   }
 
@@ -385,6 +484,10 @@ async function main() {
       )
     must(c, `classic ${next}`)
     const clFig = figures(cl.stats, c, next, classicPrev, c.serverStart, c.serverEnd)
+    measured(`classic ${next}`, {
+      toServingMs: clFig.toServingMs,
+      serverToServingMs: clFig.serverToServingMs
+    })
     say(
       `    ${'classic'.padEnd(16)} serving after ${s2(clFig.toServingMs)} s (server ${s2(clFig.serverToServingMs)} s), total ${s2(clFig.totalMs)} s, failed ${clFig.failed}, races ${clFig.races}`
     )
@@ -443,12 +546,19 @@ async function main() {
     classicPrev = next
   }
 
-  say(
-    '==> one server and three servers behind a load balancer (scripts/hosts.sh), same app and load'
-  )
-  const hosts = await benchHosts(svc, RUNS, say)
-  say('==> engine swarm: a Docker Swarm service, 2 replicas (scripts/swarm.sh), same app and load')
-  const swarm = await benchSwarm(svc, RUNS, say)
+  let hosts, swarm
+  if (!ONLY_SINGLE) {
+    say(
+      '==> one server and three servers behind a load balancer (scripts/hosts.sh), same app and load'
+    )
+    hosts = await benchHosts(svc, RUNS, say)
+    say(
+      '==> engine swarm: a Docker Swarm service, 2 replicas (scripts/swarm.sh), same app and load'
+    )
+    swarm = await benchSwarm(svc, RUNS, say)
+  }
+  busy?.kill('SIGTERM')
+  await github.stop()
 
   const r = report({
     rounds,
@@ -459,26 +569,35 @@ async function main() {
     bundleBytes,
     facts,
     load: LOAD,
-    startUp: START_UP
+    startUp: START_UP,
+    busy: BUSY,
+    githubLatencyMs: GITHUB_LATENCY
   })
+  const resultsFile = path.join(OUT, BUSY ? 'results-busy.json' : 'results.json')
   await writeFormatted(
-    path.join(OUT, 'results.json'),
-    JSON.stringify({ ...r.results, hosts: hosts.results, swarm }, null, 2) + '\n'
+    resultsFile,
+    JSON.stringify({ ...r.results, hosts: hosts?.results, swarm }, null, 2) + '\n'
   )
-  if (panels.length) writeFileSync(path.join(OUT, 'chart.svg'), chart(panels))
-  const swarmRow = swarmTable(RUNS, r.results.medians.bgDeploy, r.results.failed.bgDeploy, swarm)
-  say(`\n${r.context}\n\n${r.table}\n\n${r.targetTable}\n\n${hosts.table}\n\n${swarmRow}\n`)
+  if (panels.length && !BUSY) writeFileSync(path.join(OUT, 'chart.svg'), chart(panels))
+  const swarmRow = swarm
+    ? swarmTable(RUNS, r.results.medians.bgDeploy, r.results.failed.bgDeploy, swarm)
+    : undefined
   say(
-    `results: ${path.relative(process.cwd(), path.join(OUT, 'results.json'))}, chart: ${path.relative(process.cwd(), path.join(OUT, 'chart.svg'))}; ${s2(Date.now() - t00)} s in all`
+    `\n${r.context}\n\n${r.table}\n\n${r.pathTable}\n\n${r.targetTable}\n\n${hosts?.table ?? ''}\n\n${swarmRow ?? ''}\n`
+  )
+  say(
+    `results: ${path.relative(process.cwd(), resultsFile)}${BUSY ? '' : `, chart: ${path.relative(process.cwd(), path.join(OUT, 'chart.svg'))}`}; ${s2(Date.now() - t00)} s in all`
   )
   say(`${r.modes}\n`)
   if (README) {
     await updateReadme(
       path.join(ROOT, 'README.md'),
-      { ...r, hosts: hosts.table, swarm: swarmRow },
+      { ...r, hosts: hosts?.table, swarm: swarmRow, busy: BUSY },
       path.relative(ROOT, path.join(OUT, 'chart.svg'))
     )
-    say('README.md: bench and switch-mode sections updated')
+    say(
+      `README.md: ${BUSY ? 'the busy-machine bench section' : 'bench and switch-mode sections'} updated`
+    )
   }
   for (const a of [BG, DNAT, CLASSIC, WARM]) removeApp(svc, a.app, [`/tmp/${a.app}.current_color`])
 }

@@ -799,12 +799,14 @@ start_color() { # start_color COLOR
 # A rollback's fast path: the idle color's container was kept (stopped) after the deploy it served
 # in, with RUN_VERSION and RUN_IMAGE: start it again. False when there is no such container.
 start_kept() { # start_kept COLOR
-  local name; name="$(container_name "$1")"
-  container_exists "$1" || return 1
-  [[ "$(docker_call inspect -f '{{index .Config.Labels "bg-deploy.version"}}' "$name")" == "$RUN_VERSION" ]] || return 1
-  [[ "$(docker_call inspect -f '{{.Config.Image}}' "$name")" == "$RUN_IMAGE" ]] || return 1
+  local name kept running version image
+  name="$(container_name "$1")"
+  # one docker call for all it needs to know (the fewer on this path, the sooner it serves)
+  kept="$(docker_call inspect -f '{{.State.Running}} {{index .Config.Labels "bg-deploy.version"}} {{.Config.Image}}' "$name" 2>/dev/null)" || return 1
+  read -r running version image <<<"$kept"
+  [[ "$version" == "$RUN_VERSION" && "$image" == "$RUN_IMAGE" ]] || return 1
   phase "start $name (kept from $RUN_VERSION)"
-  if container_running "$1"; then
+  if [[ "$running" == true ]]; then
     log "fast path: $name is running still (kept warm): a switch only"
   else
     log "fast path: starting the kept container $name"

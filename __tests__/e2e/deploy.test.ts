@@ -10,7 +10,6 @@ import {
   settled,
   makeWorkspace,
   registryTags,
-  sleep,
   appContainers,
   commitVersion,
   deployApp,
@@ -22,7 +21,8 @@ import {
   type TestApp,
   stateDir,
   historyRows,
-  timelineOf
+  timelineOf,
+  waitFor
 } from './helpers.js'
 
 const fixture = appFixture()
@@ -202,8 +202,7 @@ test('the SSH connection killed mid-deploy leaves v1 serving, and a re-run conve
   const load = await new Load().start(a.url)
   const running = deployApp(a)
   // wait until the new container exists (the script is polling its health), then cut the session
-  for (let i = 0; i < 200 && !appContainers(a)[`${a.name}-green`]; i++) await sleep(50)
-  expect(appContainers(a)[`${a.name}-green`]).toBeDefined()
+  await waitFor(`container ${a.name}-green`, () => !!appContainers(a)[`${a.name}-green`])
   const sessions = execFileSync('pgrep', ['-P', readFileSync(`${svc.dir}/sshd.pid`, 'utf8').trim()])
     .toString()
     .trim()

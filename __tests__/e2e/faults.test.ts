@@ -18,7 +18,8 @@ import {
   sleep,
   type TestApp,
   stateDir,
-  lastHistory
+  lastHistory,
+  waitFor
 } from './helpers.js'
 
 const fixture = appFixture()
@@ -209,8 +210,7 @@ test('the SSH connection cut during the switch: the old or the new version serve
     inputs: { 'nginx-test-command': `sleep 2; nginx -t -q -c ${svc.nginxConf}` },
     onLog: (t) => (log += t)
   })
-  for (let i = 0; i < 400 && !log.includes(': switch to '); i++) await sleep(25)
-  expect(log).toContain(': switch to ')
+  await waitFor('the switch phase in the log', () => log.includes(': switch to '))
   await sleep(300)
   cutSshSessions()
   const left = await convergesAfter(a, running, load)
@@ -224,8 +224,7 @@ test('the runner killed (SIGKILL) mid-deploy, then re-run: 0 failed requests, co
   let pid = 0
   const running = deployApp(a, { onSpawn: (p) => (pid = p) })
   // the script is polling the new container's health when the runner dies
-  for (let i = 0; i < 400 && !appContainers(a)[`${a.name}-green`]; i++) await sleep(25)
-  expect(appContainers(a)[`${a.name}-green`]).toBeDefined()
+  await waitFor(`container ${a.name}-green`, () => !!appContainers(a)[`${a.name}-green`])
   process.kill(pid, 'SIGKILL')
   const left = await convergesAfter(a, running, load)
   expect(left).toBe('v1.0.0\n')
@@ -250,8 +249,7 @@ async function restartWhilePolled(prefix: string) {
   const load = await new Load().start(a.url)
   let log = ''
   const running = deployApp(a, { onLog: (t) => (log += t) })
-  for (let i = 0; i < 400 && !log.includes(`: health ${a.name}-green`); i++) await sleep(25)
-  expect(log).toContain(`: health ${a.name}-green`)
+  await waitFor('the health phase in the log', () => log.includes(`: health ${a.name}-green`))
   restartDocker()
   const run = await running
   expectOk(run)
@@ -294,8 +292,7 @@ describe('the Docker daemon restarted, with live-restore and "userland-proxy": f
     const load = await new Load().start(a.url)
     let log = ''
     const running = deployApp(a, { onLog: (t) => (log += t) })
-    for (let i = 0; i < 3000 && !log.includes(`: switch to ${a.name}-green`); i++) await sleep(10)
-    expect(log).toContain(`: switch to ${a.name}-green`)
+    await waitFor('the switch phase in the log', () => log.includes(`: switch to ${a.name}-green`))
     restartDocker()
     const run = await running
     expectOk(run)

@@ -6,6 +6,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync, rmSync } from 'node
 import path from 'node:path'
 import {
   appStateDir,
+  sleep as pause,
   commitAppVersion,
   removeApp as removeAppFiles,
   docker,
@@ -44,6 +45,22 @@ export {
   type RunOptions,
   type Services
 } from '../../scripts/harness.mjs'
+
+/**
+ * Wait for the moment a test needs (a phase in the log, a container), however busy the machine:
+ * polled every 20 ms up to `boundMs`, then an error that says what it waited for.
+ */
+export async function waitFor(
+  what: string,
+  ready: () => boolean,
+  boundMs = 120_000
+): Promise<void> {
+  const end = Date.now() + boundMs
+  while (!ready()) {
+    if (Date.now() > end) throw new Error(`gave up after ${boundMs / 1000} s waiting for ${what}`)
+    await pause(20)
+  }
+}
 
 /**
  * The log as the runner shows it: `::add-mask::` commands are consumed by the runner, so a
