@@ -121,7 +121,7 @@ test('a deploy connects first, builds and pushes the version, drafts the release
     'release publish 1',
     'dispose'
   ])
-  expect(outcome.events.map((e) => e.name).sort()).toEqual(['build', 'drafted', 'pushed'])
+  expect(outcome.events.map((e) => e.name).sort()).toEqual(['build', 'drafted', 'pushed', 'sent'])
   expect(outcome).toMatchObject({
     version: 'v1.4.0',
     releaseUrl: 'published',
@@ -164,7 +164,13 @@ test('a failed server leaves the draft and latest where they were, and the outco
   expect(outcome).toMatchObject({ releaseDraft: true, deployed: false })
   // the outcome still carries what the server said, for the summary
   expect(outcome.events[0]).toEqual({ name: 'begin', ms: 1700000000000 })
-  expect(outcome.events.map((e) => e.name).sort()).toEqual(['begin', 'build', 'drafted', 'pushed'])
+  expect(outcome.events.map((e) => e.name).sort()).toEqual([
+    'begin',
+    'build',
+    'drafted',
+    'pushed',
+    'sent'
+  ])
   expect(outcome.history).toMatchObject([{ version: 'v1.4.0', result: 'failed-health' }])
 })
 

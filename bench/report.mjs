@@ -31,6 +31,7 @@ export function report(m) {
     'buildPushMs',
     'draftMs',
     'scriptBeganMs',
+    'execMs',
     'pullMs',
     'runMs',
     'healthMs',
@@ -47,7 +48,18 @@ export function report(m) {
     'stoppedAfterMs',
     ...PHASES
   ]
-  const ROLLBACK_FIELDS = ['toServingMs', 'fromScriptMs', 'totalMs', 'stoppedAfterMs']
+  const ROLLBACK_FIELDS = [
+    'toServingMs',
+    'fromScriptMs',
+    'totalMs',
+    'stoppedAfterMs',
+    'beforeSentMs',
+    'execMs',
+    'toStartedMs',
+    'healthMs',
+    'switchMs',
+    'seenMs'
+  ]
   /** @param {Kind} k @param {string[]} fields */
   const medians = (k, fields) => Object.fromEntries(fields.map((f) => [f, pick(k, f)]))
   const med = {
@@ -158,8 +170,13 @@ export function report(m) {
       'no: during the build'
     ),
     step(
-      "server script begins (lock, checks, serving color, login), from the run's start",
+      "server script begins (then lock, checks, serving color, login), from the run's start",
       'scriptBeganMs',
+      'no: during the build'
+    ),
+    step(
+      'of which: SSH exec channel and bash start (script sent → its first step)',
+      'execMs',
       'no: during the build'
     ),
     step('pull of the pushed image', 'pullMs', 'yes'),
@@ -168,6 +185,20 @@ export function report(m) {
     step('healthy → nginx switched (nginx -t, reload)', 'switchMs', 'yes'),
     step('switched → first answer of the new version seen by the load', 'seenMs', 'yes'),
     step("new version serving, from the run's start", 'toServingMs', '(the sum)')
+  ].join('\n')
+  /** @param {string} label @param {string} f */
+  const back = (label, f) =>
+    `| ${label} | ${s2(med.bgRollback[f] ?? NaN)} s | ${s2(med.warmRollback[f] ?? NaN)} s |`
+  const rollbackTable = [
+    `| rollback (reload), median of ${RUNS} | fast path: kept container started | keep-warm: kept running |`,
+    '| --- | --- | --- |',
+    back('start-up and SSH connect, until the script is sent', 'beforeSentMs'),
+    back('SSH exec channel and bash start: script sent → its first step', 'execMs'),
+    back('lock, checks, serving color, target, docker start: → started', 'toStartedMs'),
+    back('started → healthy', 'healthMs'),
+    back('healthy → nginx switched', 'switchMs'),
+    back('switched → first answer of the previous version seen', 'seenMs'),
+    back("previous version serving, from the run's start", 'toServingMs')
   ].join('\n')
   const targetTable = [
     '| target | measured | goal | met |',
@@ -206,7 +237,14 @@ export function report(m) {
     `| keep-alive races (reset on a reused connection, retried) | ${perSwitch(failed.bgRaces)} | ${perSwitch(failed.dnatRaces)} |`,
     `| new version serving, from the server-side start (median) | ${s2(med.bgDeploy.serverToServingMs ?? NaN)} s | ${s2(med.dnatDeploy.serverToServingMs ?? NaN)} s |`
   ].join('\n')
-  return { table, pathTable, targetTable, context, modes, results }
+  return {
+    table,
+    pathTable: `${pathTable}\n\n${rollbackTable}`,
+    targetTable,
+    context,
+    modes,
+    results
+  }
 }
 
 /**

@@ -272,6 +272,7 @@ function phasesOf(tl, startedAt, serving) {
     buildPushMs: d(tl.build, tl.pushed),
     draftMs: d(tl.build, tl.drafted),
     scriptBeganMs: d(startedAt, tl.begin),
+    execMs: d(tl.sent, tl.begin),
     pullMs: d(tl.pull, tl.pulled),
     runMs: d(tl.pulled, tl.started),
     healthMs: d(tl.started, tl.healthy),
@@ -458,7 +459,16 @@ async function main() {
     say(
       `    ${(label + ' rollback').padEnd(16)} ${prev} serving after ${s2(rb.toServingMs)} s (${s2(fromScriptMs)} s after the script began), total ${s2(rb.totalMs)} s, failed ${rb.failed}, races ${rb.races}`
     )
-    Object.assign(rb, { fromScriptMs })
+    const served = rb.toServingMs + r.result.startedAt
+    Object.assign(rb, {
+      fromScriptMs,
+      beforeSentMs: (rtl.sent ?? NaN) - r.result.startedAt,
+      execMs: (rtl.begin ?? NaN) - (rtl.sent ?? NaN),
+      toStartedMs: (rtl.started ?? NaN) - (rtl.begin ?? NaN),
+      healthMs: (rtl.healthy ?? NaN) - (rtl.started ?? NaN),
+      switchMs: (rtl.switched ?? NaN) - (rtl.healthy ?? NaN),
+      seenMs: served - (rtl.switched ?? NaN)
+    })
     measured(`bg-deploy ${label} rollback`, { toServingMs: rb.toServingMs, fromScriptMs })
     return { dep, rb, tl, load: d.stats, startedAt: d.result.startedAt, ms: d.result.ms }
   }

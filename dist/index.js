@@ -67253,6 +67253,7 @@ const EVENT_LABELS = {
 const EVENTS = Object.keys(EVENT_LABELS);
 /** The runner's own steps in the timeline output, beside the script's events. */
 const RUNNER_STEP_LABELS = {
+    sent: 'server script sent',
     build: 'build started',
     pushed: 'image pushed',
     drafted: 'draft release ready'
@@ -68156,7 +68157,7 @@ async function buildReleaseAndSwitch(config, ctx, deps, outcome, target, { plan,
     const req = { action: 'deploy', image: ref, version: plan.version ?? plan.tag };
     // the server gets ready (lock, checks, which color serves) while the image builds
     const early = overlapsBuild(config)
-        ? startEarly(target.servers[0].shell, config, ctx, req)
+        ? startEarly(target.servers[0].shell, config, ctx, req, outcome)
         : undefined;
     const [pushed, drafted] = await Promise.allSettled([
         built === 'here'
@@ -68354,9 +68355,10 @@ const AWAIT_GAVE_UP = 75;
 function overlapsBuild(config) {
     return !config.fleet.several && config.engine.kind === 'ssh';
 }
-function startEarly(shell, config, ctx, req) {
+function startEarly(shell, config, ctx, req, outcome) {
     const log = new ServerLog(config.ssh.host);
     log.hold();
+    runnerEvent(outcome, 'sent');
     const session = startRemote(shell, config, { ...req, actor: ctx.actor, runUrl: ctx.runUrl, buildWait: BUILD_WAIT_S }, log);
     return {
         session,
@@ -68429,6 +68431,8 @@ async function switchOnServer(shell, config, ctx, outcome, req, early) {
     try {
         let r;
         try {
+            if (!early)
+                runnerEvent(outcome, 'sent');
             r = early ? await early.session.result : await runRemote(shell, config, run, log);
         }
         catch (e) {
@@ -68436,6 +68440,7 @@ async function switchOnServer(shell, config, ctx, outcome, req, early) {
             if (!(e instanceof RemoteError && e.code === AWAIT_GAVE_UP))
                 throw e;
             info(`The server stopped waiting for the image after ${BUILD_WAIT_S} s: starting again`);
+            runnerEvent(outcome, 'sent');
             r = await runRemote(shell, config, run, log);
         }
         outcome.deployed = r.deployed;

@@ -203,7 +203,7 @@ async function buildReleaseAndSwitch(
   const req = { action: 'deploy' as const, image: ref, version: plan.version ?? plan.tag }
   // the server gets ready (lock, checks, which color serves) while the image builds
   const early = overlapsBuild(config)
-    ? startEarly(target.servers[0]!.shell, config, ctx, req)
+    ? startEarly(target.servers[0]!.shell, config, ctx, req, outcome)
     : undefined
   const [pushed, drafted] = await Promise.allSettled([
     built === 'here'
@@ -492,10 +492,12 @@ function startEarly(
   shell: RemoteShell,
   config: Config,
   ctx: RunContext,
-  req: Pick<RemoteRequest, 'action' | 'image' | 'version'>
+  req: Pick<RemoteRequest, 'action' | 'image' | 'version'>,
+  outcome: Outcome
 ): EarlyStart {
   const log = new ServerLog(config.ssh.host)
   log.hold()
+  runnerEvent(outcome, 'sent')
   const session = startRemote(
     shell,
     config,
@@ -585,11 +587,13 @@ async function switchOnServer(
   try {
     let r
     try {
+      if (!early) runnerEvent(outcome, 'sent')
       r = early ? await early.session.result : await runRemote(shell, config, run, log)
     } catch (e) {
       // the build outlasted the script's wait: it changed nothing, so it runs again
       if (!(e instanceof RemoteError && e.code === AWAIT_GAVE_UP)) throw e
       core.info(`The server stopped waiting for the image after ${BUILD_WAIT_S} s: starting again`)
+      runnerEvent(outcome, 'sent')
       r = await runRemote(shell, config, run, log)
     }
     outcome.deployed = r.deployed

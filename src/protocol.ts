@@ -76,6 +76,7 @@ export const EVENTS = Object.keys(EVENT_LABELS) as EventName[]
 
 /** The runner's own steps in the timeline output, beside the script's events. */
 export const RUNNER_STEP_LABELS = {
+  sent: 'server script sent',
   build: 'build started',
   pushed: 'image pushed',
   drafted: 'draft release ready'
