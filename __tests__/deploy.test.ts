@@ -28,14 +28,31 @@ const config = (extra: Record<string, string> = {}) =>
 /** Every side effect, in order. */
 function fakes(
   answer: { out: string; code: number | null },
-  fail: { build?: boolean; release?: boolean } = {}
+  fail: {
+    build?: boolean
+    release?: boolean
+    connect?: boolean
+    /** a build that runs until it is stopped (its signal), or 50 ms */
+    slowBuild?: boolean
+    /** the registry's labels of the version's tag */
+    labels?: Record<string, string>
+  } = {}
 ) {
   const calls: string[] = []
   const releases: Release[] = []
   const deps: Deps = {
     runner: {
-      async run(cmd: string, args: string[], _opts?: RunOptions): Promise<RunResult> {
+      async run(cmd: string, args: string[], opts?: RunOptions): Promise<RunResult> {
         calls.push(`${cmd} ${args[0]}`)
+        if (fail.slowBuild && args[0] === 'build')
+          return new Promise((resolve) => {
+            const t = setTimeout(() => resolve({ code: 0, stdout: '', stderr: '' }), 50)
+            opts?.signal?.addEventListener('abort', () => {
+              clearTimeout(t)
+              calls.push('docker build stopped')
+              resolve({ code: 143, stdout: '', stderr: '' })
+            })
+          })
         if (fail.build && args[0] === 'build')
           return { code: 1, stdout: '', stderr: 'no Dockerfile' }
         return { code: 0, stdout: '', stderr: '' }
@@ -66,7 +83,7 @@ function fakes(
     registry: (): Registry => ({
       labels: async (tag: string) => {
         calls.push(`registry labels ${tag}`)
-        return undefined
+        return fail.labels
       },
       retag: async (from: string, to: string) => {
         calls.push(`registry retag ${from} ${to}`)
@@ -75,6 +92,7 @@ function fakes(
     }),
     connect: async () => {
       calls.push('connect')
+      if (fail.connect) throw new Error('Host key verification failed')
       const shell: RemoteShell = {
         // a script that prepares at once and, when it was started before the build
         // (build_wait), goes on only at the runner's word: `pull`, or ends at `abort`
@@ -111,9 +129,10 @@ test('a deploy connects first, builds and pushes the version, drafts the release
   const { deps, calls } = fakes({ out: ok('v1.4.0', 'ghcr.io/acme/shop:v1.4.0'), code: 0 })
   const outcome: Outcome = { tags: [], deployed: false, events: [] }
   await deploy(config(), ctx, deps, outcome)
-  // the server script starts before the build, the draft is made while it builds, and the script
-  // goes on (pull) only once both are done
-  expect(calls.slice(0, 4)).toEqual(['connect', 'registry labels v1.4.0', 'server', 'docker build'])
+  // the server script starts before the push, the draft is made meanwhile, and the script goes on
+  // (pull) only once both are done
+  // the image builds while the server is connected and the version checked
+  expect(calls.slice(0, 4)).toEqual(['docker build', 'connect', 'registry labels v1.4.0', 'server'])
   expect(calls.slice(4, 6).sort()).toEqual(['docker push', 'release create v1.4.0 draft=true'])
   expect(calls.slice(6)).toEqual([
     'server got pull',
@@ -145,6 +164,40 @@ test.each([
     )
     expect(outcome.deployed).toBe(false)
     if (fail.build) expect(outcome.releaseUrl).toBeUndefined()
+  }
+)
+
+test('a server that cannot be reached stops the build: nothing is pushed, released or run', async () => {
+  const { deps, calls } = fakes({ out: '', code: 0 }, { connect: true, slowBuild: true })
+  const outcome: Outcome = { tags: [], deployed: false, events: [] }
+  await expect(deploy(config(), ctx, deps, outcome)).rejects.toThrow(/Host key verification/)
+  expect(calls).toEqual([
+    'docker build',
+    'connect',
+    'registry labels v1.4.0',
+    'docker build stopped'
+  ])
+})
+
+test.each([
+  ['holds this commit already', sha, ['docker build', 'docker build stopped'], []],
+  [
+    'holds the version from another commit',
+    'f'.repeat(40),
+    ['docker build', 'docker build stopped', 'docker build', 'docker push'],
+    ['ghcr.io/acme/shop:sha-c0ffee0']
+  ]
+])(
+  'a registry that %s: the build begun meanwhile is stopped (and begun again as sha-)',
+  async (_what, revision, docker, pushed) => {
+    const { deps, calls } = fakes(
+      { out: ok('v1.4.0', 'ghcr.io/acme/shop:v1.4.0'), code: 0 },
+      { slowBuild: true, labels: { 'org.opencontainers.image.revision': revision } }
+    )
+    const outcome: Outcome = { tags: [], deployed: false, events: [] }
+    await deploy(config({ 'create-release': 'false' }), ctx, deps, outcome).catch(() => undefined)
+    expect(calls.filter((c) => c.startsWith('docker'))).toEqual(docker)
+    if (pushed.length) expect(outcome.tags).toEqual(pushed)
   }
 )
 

@@ -87,7 +87,7 @@ const config = {
   registry: 'ghcr.io'
 }
 
-test('buildAndPush logs in with the password on stdin, builds once, pushes each ref', async () => {
+test('buildAndPush builds once, then logs in with the password on stdin and pushes each ref', async () => {
   const d = 'sha256:' + 'b'.repeat(64)
   const runner = new RecordingRunner((args) =>
     args[0] === 'push' ? { stdout: `x: digest: ${d} size: 1` } : {}
@@ -98,14 +98,14 @@ test('buildAndPush logs in with the password on stdin, builds once, pushes each 
     plan,
     '/ws'
   )
-  expect(runner.calls.map((c) => c.args[0])).toEqual(['login', 'build', 'push', 'push'])
-  expect(runner.calls[0]!.input).toBe('s3cret')
+  expect(runner.calls.map((c) => c.args[0])).toEqual(['build', 'login', 'push', 'push'])
+  expect(runner.calls[1]!.input).toBe('s3cret')
   expect(runner.calls.flatMap((c) => c.args)).not.toContain('s3cret')
   expect(r).toEqual({ refs: plan.refs, digest: d })
   // login and push share a temporary Docker config, removed afterwards; the build uses the user's
-  const dir = runner.calls[0]!.env?.DOCKER_CONFIG
+  const dir = runner.calls[1]!.env?.DOCKER_CONFIG
   expect(dir).toMatch(/bg-deploy-docker-/)
-  expect(runner.calls.map((c) => c.env?.DOCKER_CONFIG)).toEqual([dir, undefined, dir, dir])
+  expect(runner.calls.map((c) => c.env?.DOCKER_CONFIG)).toEqual([undefined, dir, dir, dir])
   expect(existsSync(dir!)).toBe(false)
 })
 
@@ -121,7 +121,7 @@ test('the temporary Docker config is removed when the push fails too', async () 
       '/ws'
     )
   ).rejects.toThrow(/docker push.*denied/s)
-  const dir = runner.calls[0]!.env?.DOCKER_CONFIG
+  const dir = runner.calls[1]!.env?.DOCKER_CONFIG
   expect(dir).toBeDefined()
   expect(existsSync(dir!)).toBe(false)
 })

@@ -159,11 +159,15 @@ export function report(m) {
     `| bg-deploy (reload) deploy, median of ${RUNS} | time | on the critical path |`,
     '| --- | --- | --- |',
     step(
-      'start-up, SSH connect and version check (GitHub, registry), until the build starts',
+      'start-up and the version from the commit, until the build starts',
       'beforeBuildMs',
       'yes'
     ),
-    step('build and push', 'buildPushMs', 'yes'),
+    step(
+      'build and push (the push after the SSH connect and the version check with GitHub and the registry, which run during the build)',
+      'buildPushMs',
+      'yes'
+    ),
     step(
       `draft release (GitHub answering in ${m.githubLatencyMs ?? 0} ms), from the build's start`,
       'draftMs',

@@ -58068,7 +58068,7 @@ module.exports = {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _shim_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(2710);
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(505);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(7503);
 
 
 await (0,_main_js__WEBPACK_IMPORTED_MODULE_1__/* .run */ .e)();
@@ -58078,7 +58078,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 505:
+/***/ 7503:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -67108,7 +67108,10 @@ function parseConfig(inputs, ctx) {
     return { ...build, ...version, ssh, hosts, lb, fleet, after, engine, app, ...sw, ...run };
 }
 
+;// CONCATENATED MODULE: external "node:child_process"
+const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
 ;// CONCATENATED MODULE: ./src/runner.ts
+
 
 class CommandError extends Error {
     cmd;
@@ -67131,6 +67134,8 @@ async function runChecked(runner, cmd, args, opts) {
 /** The real runner: @actions/exec, output streamed into the job log. */
 const execRunner = {
     async run(cmd, args, opts = {}) {
+        if (opts.signal)
+            return stoppable(cmd, args, opts, opts.signal);
         const r = await getExecOutput(cmd, args, {
             ignoreReturnCode: true,
             cwd: opts.cwd,
@@ -67141,6 +67146,49 @@ const execRunner = {
         return { code: r.exitCode, stdout: r.stdout, stderr: r.stderr };
     }
 };
+/**
+ * A command that can be stopped: as @actions/exec runs it (the command line, then its output, in
+ * the job log), killed (SIGTERM) when the signal aborts; it then ends with code 143.
+ */
+function stoppable(cmd, args, opts, signal) {
+    if (!opts.silent)
+        process.stdout.write(`[command]${cmd} ${args.join(' ')}\n`);
+    return new Promise((resolve, reject) => {
+        const child = (0,external_node_child_process_namespaceObject.spawn)(cmd, args, {
+            cwd: opts.cwd,
+            env: { ...process.env, ...opts.env },
+            stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe']
+        });
+        const out = [];
+        const err = [];
+        child.stdout?.on('data', (d) => {
+            out.push(d);
+            if (!opts.silent)
+                process.stdout.write(d);
+        });
+        child.stderr?.on('data', (d) => {
+            err.push(d);
+            if (!opts.silent)
+                process.stdout.write(d);
+        });
+        if (opts.input !== undefined)
+            child.stdin?.end(opts.input);
+        const stop = () => child.kill('SIGTERM');
+        if (signal.aborted)
+            stop();
+        else
+            signal.addEventListener('abort', stop, { once: true });
+        child.on('error', reject);
+        child.on('close', (code, sig) => {
+            signal.removeEventListener('abort', stop);
+            resolve({
+                code: code ?? (sig ? 143 : 1),
+                stdout: Buffer.concat(out).toString(),
+                stderr: Buffer.concat(err).toString()
+            });
+        });
+    });
+}
 
 ;// CONCATENATED MODULE: ./src/context.ts
 
@@ -67919,12 +67967,16 @@ function pushArgs(ref) {
 function parsePushDigest(output) {
     return /digest: (sha256:[a-f0-9]{64})/.exec(output)?.[1];
 }
+/** Build and tag the image; `signal` stops a build that is no longer wanted. */
+async function buildImage(runner, config, plan, cwd, signal) {
+    await runChecked(runner, 'docker', buildArgs(config, plan), { cwd, signal });
+}
 /**
- * Log in (when credentials are given), build, tag and push every ref. A login goes into a
- * temporary Docker config used for the push only and removed afterwards, failed or not, so no
- * credential stays on a (self-hosted) runner.
+ * Log in (when credentials are given) and push every ref. A login goes into a temporary Docker
+ * config used for the push only and removed afterwards, failed or not, so no credential stays on a
+ * (self-hosted) runner.
  */
-async function buildAndPush(runner, config, plan, cwd) {
+async function pushImage(runner, config, refs, cwd) {
     const login = Boolean(config.registryUsername && config.registryPassword);
     const dockerConfig = login
         ? (0,external_node_fs_namespaceObject.mkdtempSync)(external_node_path_default().join(process.env.RUNNER_TEMP || (0,external_node_os_namespaceObject.tmpdir)(), 'bg-deploy-docker-'))
@@ -67936,18 +67988,22 @@ async function buildAndPush(runner, config, plan, cwd) {
                 input: config.registryPassword,
                 env
             });
-        await runChecked(runner, 'docker', buildArgs(config, plan), { cwd });
         let digest;
-        for (const ref of plan.refs) {
+        for (const ref of refs) {
             const r = await runChecked(runner, 'docker', pushArgs(ref), { cwd, env });
             digest ??= parsePushDigest(r.stdout + r.stderr);
         }
-        return { refs: plan.refs, digest };
+        return { refs, digest };
     }
     finally {
         if (dockerConfig)
             (0,external_node_fs_namespaceObject.rmSync)(dockerConfig, { recursive: true, force: true });
     }
+}
+/** Build, tag and push every ref (buildImage, then pushImage). */
+async function buildAndPush(runner, config, plan, cwd) {
+    await buildImage(runner, config, plan, cwd);
+    return pushImage(runner, config, plan.refs, cwd);
 }
 
 ;// CONCATENATED MODULE: ./src/release.ts
@@ -68064,42 +68120,52 @@ function githubReleases(token, owner, repo) {
 
 const REVISION = 'org.opencontainers.image.revision';
 /**
- * The whole run: connect, and meanwhile plan the version (nothing is built before every server is
- * reached, so a wrong key or host key fails before anything is pushed) → the server script starts
- * and gets ready while the image builds and pushes and the draft release is made → the script
- * pulls, starts, checks and switches → `latest` and the release follow the version that serves.
+ * The whole run: the version from the commit → the image builds while every server is connected
+ * and the version is checked with GitHub and the registry → the server script starts and gets
+ * ready while the build finishes, the image is pushed (only once every server is reached, so a
+ * wrong key or host key fails before anything is pushed) and the draft release is made → the
+ * script pulls, starts, checks and switches → `latest` and the release follow the version that
+ * serves.
  */
 async function deploy(config, ctx, deps, outcome) {
-    // a deploy plans its version while the servers are connected; nothing is built before both are done
-    const [connected, planned] = await Promise.allSettled([
-        connectAll(config, deps),
-        config.rollback ? Promise.resolve(undefined) : planRun(config, ctx, deps)
-    ]);
-    if (connected.status === 'rejected')
-        throw connected.reason;
-    const target = connected.value;
-    try {
-        if (planned.status === 'rejected')
-            throw planned.reason;
-        if (planned.value)
-            await buildReleaseAndSwitch(config, ctx, deps, outcome, target, planned.value);
-        else {
+    if (config.rollback) {
+        const target = await connectAll(config, deps);
+        try {
             await switchOnServers(target, config, ctx, outcome, rollbackRequest(config.image, config.rollback));
             await moveLatest(deps.registry(config), config, outcome, 'rollback');
         }
+        finally {
+            disconnect(target);
+        }
+        return;
+    }
+    const local = await readPlan(config, ctx, deps);
+    const build = startBuild(config, ctx, deps, local, outcome);
+    const [connected, checked] = await Promise.allSettled([
+        connectAll(config, deps),
+        checkPlan(config, ctx, deps, local)
+    ]);
+    if (connected.status === 'rejected' || checked.status === 'rejected') {
+        await build.stop('the run cannot go on (below)');
+        if (connected.status === 'fulfilled')
+            disconnect(connected.value);
+        throw (connected.status === 'rejected' ? connected.reason : checked.reason);
+    }
+    try {
+        await buildReleaseAndSwitch(config, ctx, deps, outcome, connected.value, checked.value, build);
     }
     finally {
-        for (const s of [...target.servers, ...(target.lb ? [target.lb] : [])])
-            s.shell.dispose();
+        disconnect(connected.value);
     }
 }
-/** Connect to every server at once; if one fails, the run stops before anything is built. */
+function disconnect(target) {
+    for (const s of [...target.servers, ...(target.lb ? [target.lb] : [])])
+        s.shell.dispose();
+}
+/** Connect to every server at once; if one fails, the run stops before anything is pushed. */
 async function connectAll(config, deps) {
     const all = [...config.hosts, ...(config.lb ? [config.lb] : [])];
-    const title = all.length === 1
-        ? `Connect to ${config.ssh.username}@${config.ssh.host}:${config.ssh.port}`
-        : `Connect to ${all.map(serverName).join(', ')}`;
-    const connected = await group(title, () => Promise.allSettled(all.map((ssh) => deps.connect(ssh))));
+    const connected = await Promise.allSettled(all.map((ssh) => deps.connect(ssh)));
     const failed = connected.flatMap((r, i) => r.status === 'rejected' ? [{ name: serverName(all[i]), error: r.reason }] : []);
     if (failed.length > 0) {
         for (const r of connected)
@@ -68107,19 +68173,20 @@ async function connectAll(config, deps) {
                 r.value.dispose();
         if (all.length === 1)
             throw failed[0].error;
-        throw new Error(`Cannot connect to every server, so nothing was built or changed. ${failed.map((f) => `${f.name}: ${f.error.message}`).join(' ')}`);
+        throw new Error(`Cannot connect to every server, so nothing was pushed or changed. ${failed.map((f) => `${f.name}: ${f.error.message}`).join(' ')}`);
     }
     const servers = connected.map((r, i) => ({
         ssh: all[i],
         shell: r.value
     }));
+    info(`Connected to ${all.length === 1 ? `${config.ssh.username}@${config.ssh.host}:${config.ssh.port}` : all.map(serverName).join(', ')}`);
     return config.lb
         ? { servers: servers.slice(0, -1), lb: servers[servers.length - 1] }
         : { servers };
 }
-async function planRun(config, ctx, deps) {
+async function readPlan(config, ctx, deps) {
     const commit = config.version ? {} : await readCommit(ctx, deps.runner);
-    let plan = planVersion({
+    const plan = planVersion({
         explicit: config.version,
         message: commit.message,
         author: commit.author,
@@ -68128,6 +68195,10 @@ async function planRun(config, ctx, deps) {
     });
     if (plan.version && config.createRelease && !config.githubToken)
         throw new Error("Input 'github-token' is empty: pass ${{ github.token }} or set create-release: false.");
+    return { plan };
+}
+async function checkPlan(config, ctx, deps, { plan: asked }) {
+    let plan = asked;
     const notes = [];
     const registry = deps.registry(config);
     const releases = plan.version && config.createRelease ? deps.releases(config.githubToken) : undefined;
@@ -68147,12 +68218,42 @@ async function planRun(config, ctx, deps) {
         notes.push(() => core_notice(`No version found in the commit message, so the image is tagged ${plan.tag} and no release is made. To release, put a version such as v1.2.3 in the commit message or set the 'version' input.`));
     return { plan, built, registry, releases, notes };
 }
-async function buildReleaseAndSwitch(config, ctx, deps, outcome, target, { plan, built, registry, releases, notes }) {
-    for (const note of notes)
-        note();
+function startBuild(config, ctx, deps, { plan }, outcome) {
+    const ref = `${config.image}:${plan.tag}`;
+    const stopper = new AbortController();
+    runnerEvent(outcome, 'build');
+    startGroup(`Build ${ref}`);
+    const done = buildImage(deps.runner, config, {
+        refs: [ref],
+        labels: imageLabels({ version: plan.version, sha: ctx.sha, sourceUrl: ctx.repositoryUrl })
+    }, ctx.workspace, stopper.signal).finally(() => endGroup());
+    done.catch(() => undefined); // its error is read where the image is needed
+    return {
+        ref,
+        done,
+        async stop(why) {
+            let running = true;
+            void done.finally(() => (running = false)).catch(() => undefined);
+            await Promise.resolve();
+            if (running)
+                info(`Stopping the build of ${ref}: ${why}`);
+            stopper.abort();
+            await done.catch(() => undefined);
+        }
+    };
+}
+async function buildReleaseAndSwitch(config, ctx, deps, outcome, target, { plan, built, registry, releases, notes }, begun) {
     outcome.version = plan.version;
     const ref = `${config.image}:${plan.tag}`;
     outcome.image = ref;
+    let build = begun;
+    if (built === 'here' || ref !== begun.ref) {
+        // the registry holds this commit's image, or the version becomes a sha- tag: stop that build
+        await begun.stop(built === 'here'
+            ? "the registry holds this commit's image already"
+            : `the version is released already, so the image is tagged ${plan.tag}`);
+        build = built === 'here' ? undefined : startBuild(config, ctx, deps, { plan }, outcome);
+    }
     // a deploy without a version is labelled on the server by its sha- tag, so it can be rolled back to
     const req = { action: 'deploy', image: ref, version: plan.version ?? plan.tag };
     // the server gets ready (lock, checks, which color serves) while the image builds
@@ -68160,9 +68261,7 @@ async function buildReleaseAndSwitch(config, ctx, deps, outcome, target, { plan,
         ? startEarly(target.servers[0].shell, config, ctx, req, outcome)
         : undefined;
     const [pushed, drafted] = await Promise.allSettled([
-        built === 'here'
-            ? notBuiltAgain(ref, outcome)
-            : buildStep(config, ctx, deps, plan, ref, outcome),
+        build ? pushStep(config, ctx, deps, build, notes, outcome) : notBuiltAgain(ref, notes, outcome),
         plan.version && releases
             ? draftStep(releases, plan.version, ctx.sha, outcome)
             : Promise.resolve(undefined)
@@ -68189,20 +68288,26 @@ async function buildReleaseAndSwitch(config, ctx, deps, outcome, target, { plan,
         info(`Published release ${published.tag_name}: ${published.html_url}`);
     }
 }
-async function notBuiltAgain(ref, outcome) {
+async function notBuiltAgain(ref, notes, outcome) {
+    for (const note of notes)
+        note();
     info(`${ref} holds this commit already (an earlier run pushed it): not built again`);
     outcome.tags = [ref];
 }
-async function buildStep(config, ctx, deps, plan, ref, outcome) {
-    runnerEvent(outcome, 'build');
-    const pushed = await group(`Build and push ${ref}`, () => buildAndPush(deps.runner, config, {
-        refs: [ref],
-        labels: imageLabels({ version: plan.version, sha: ctx.sha, sourceUrl: ctx.repositoryUrl })
-    }, ctx.workspace));
+/** Once the image is built (its output done, the plan's messages printed): push it. */
+async function pushStep(config, ctx, deps, build, notes, outcome) {
+    try {
+        await build.done;
+    }
+    finally {
+        for (const note of notes)
+            note();
+    }
+    const pushed = await group(`Push ${build.ref}`, () => pushImage(deps.runner, config, [build.ref], ctx.workspace));
     runnerEvent(outcome, 'pushed');
     outcome.tags = [...pushed.refs];
     outcome.digest = pushed.digest;
-    info(`Pushed ${ref}${pushed.digest ? ` (${pushed.digest})` : ''}`);
+    info(`Pushed ${build.ref}${pushed.digest ? ` (${pushed.digest})` : ''}`);
 }
 /** The release, a draft until its version serves; made while the image builds. */
 async function draftStep(releases, version, sha, outcome) {

@@ -4,7 +4,7 @@ import type { RunContext } from './context.js'
 import { readCommit } from './context.js'
 import { FleetError, runFleet, serverName, type Server, type ServerOutcome } from './fleet.js'
 import { ForeignText } from './foreign.js'
-import { buildAndPush, imageLabels } from './image.js'
+import { buildImage, imageLabels, pushImage } from './image.js'
 import type { Registry } from './registry.js'
 import { draftRelease, releasedElsewhere, type Release, type ReleasesApi } from './release.js'
 import type { RunnerStep, TimelineStep } from './protocol.js'
@@ -65,10 +65,12 @@ export interface Deps {
 const REVISION = 'org.opencontainers.image.revision'
 
 /**
- * The whole run: connect, and meanwhile plan the version (nothing is built before every server is
- * reached, so a wrong key or host key fails before anything is pushed) → the server script starts
- * and gets ready while the image builds and pushes and the draft release is made → the script
- * pulls, starts, checks and switches → `latest` and the release follow the version that serves.
+ * The whole run: the version from the commit → the image builds while every server is connected
+ * and the version is checked with GitHub and the registry → the server script starts and gets
+ * ready while the build finishes, the image is pushed (only once every server is reached, so a
+ * wrong key or host key fails before anything is pushed) and the draft release is made → the
+ * script pulls, starts, checks and switches → `latest` and the release follow the version that
+ * serves.
  */
 export async function deploy(
   config: Config,
@@ -76,30 +78,44 @@ export async function deploy(
   deps: Deps,
   outcome: Outcome
 ): Promise<void> {
-  // a deploy plans its version while the servers are connected; nothing is built before both are done
-  const [connected, planned] = await Promise.allSettled([
-    connectAll(config, deps),
-    config.rollback ? Promise.resolve(undefined) : planRun(config, ctx, deps)
-  ])
-  if (connected.status === 'rejected') throw connected.reason as Error
-  const target = connected.value
-  try {
-    if (planned.status === 'rejected') throw planned.reason as Error
-    if (planned.value)
-      await buildReleaseAndSwitch(config, ctx, deps, outcome, target, planned.value)
-    else {
+  if (config.rollback) {
+    const target = await connectAll(config, deps)
+    try {
       await switchOnServers(
         target,
         config,
         ctx,
         outcome,
-        rollbackRequest(config.image, config.rollback!)
+        rollbackRequest(config.image, config.rollback)
       )
       await moveLatest(deps.registry(config), config, outcome, 'rollback')
+    } finally {
+      disconnect(target)
     }
-  } finally {
-    for (const s of [...target.servers, ...(target.lb ? [target.lb] : [])]) s.shell.dispose()
+    return
   }
+  const local = await readPlan(config, ctx, deps)
+  const build = startBuild(config, ctx, deps, local, outcome)
+  const [connected, checked] = await Promise.allSettled([
+    connectAll(config, deps),
+    checkPlan(config, ctx, deps, local)
+  ])
+  if (connected.status === 'rejected' || checked.status === 'rejected') {
+    await build.stop('the run cannot go on (below)')
+    if (connected.status === 'fulfilled') disconnect(connected.value)
+    throw (
+      connected.status === 'rejected' ? connected.reason : (checked as PromiseRejectedResult).reason
+    ) as Error
+  }
+  try {
+    await buildReleaseAndSwitch(config, ctx, deps, outcome, connected.value, checked.value, build)
+  } finally {
+    disconnect(connected.value)
+  }
+}
+
+function disconnect(target: Target): void {
+  for (const s of [...target.servers, ...(target.lb ? [target.lb] : [])]) s.shell.dispose()
 }
 
 /** The servers of the run, connected: one (a plain run), or several and a load balancer. */
@@ -108,16 +124,10 @@ interface Target {
   lb?: Server
 }
 
-/** Connect to every server at once; if one fails, the run stops before anything is built. */
+/** Connect to every server at once; if one fails, the run stops before anything is pushed. */
 async function connectAll(config: Config, deps: Deps): Promise<Target> {
   const all = [...config.hosts, ...(config.lb ? [config.lb] : [])]
-  const title =
-    all.length === 1
-      ? `Connect to ${config.ssh.username}@${config.ssh.host}:${config.ssh.port}`
-      : `Connect to ${all.map(serverName).join(', ')}`
-  const connected = await core.group(title, () =>
-    Promise.allSettled(all.map((ssh) => deps.connect(ssh)))
-  )
+  const connected = await Promise.allSettled(all.map((ssh) => deps.connect(ssh)))
   const failed = connected.flatMap((r, i) =>
     r.status === 'rejected' ? [{ name: serverName(all[i]!), error: r.reason as Error }] : []
   )
@@ -125,16 +135,24 @@ async function connectAll(config: Config, deps: Deps): Promise<Target> {
     for (const r of connected) if (r.status === 'fulfilled') r.value.dispose()
     if (all.length === 1) throw failed[0]!.error
     throw new Error(
-      `Cannot connect to every server, so nothing was built or changed. ${failed.map((f) => `${f.name}: ${f.error.message}`).join(' ')}`
+      `Cannot connect to every server, so nothing was pushed or changed. ${failed.map((f) => `${f.name}: ${f.error.message}`).join(' ')}`
     )
   }
   const servers = connected.map((r, i) => ({
     ssh: all[i]!,
     shell: (r as PromiseFulfilledResult<RemoteShell>).value
   }))
+  core.info(
+    `Connected to ${all.length === 1 ? `${config.ssh.username}@${config.ssh.host}:${config.ssh.port}` : all.map(serverName).join(', ')}`
+  )
   return config.lb
     ? { servers: servers.slice(0, -1), lb: servers[servers.length - 1] }
     : { servers }
+}
+
+/** The version the commit asks for, before GitHub and the registry are asked. */
+interface LocalPlan {
+  plan: VersionPlan
 }
 
 /** The version this run deploys, and whether its image was built before. */
@@ -143,13 +161,13 @@ interface Planned {
   built: 'here' | 'elsewhere' | 'no'
   registry: Registry
   releases?: ReleasesApi
-  /** its messages, printed once the servers are connected */
+  /** its messages, printed once the build's output is done */
   notes: (() => void)[]
 }
 
-async function planRun(config: Config, ctx: RunContext, deps: Deps): Promise<Planned> {
+async function readPlan(config: Config, ctx: RunContext, deps: Deps): Promise<LocalPlan> {
   const commit = config.version ? {} : await readCommit(ctx, deps.runner)
-  let plan = planVersion({
+  const plan = planVersion({
     explicit: config.version,
     message: commit.message,
     author: commit.author,
@@ -160,6 +178,16 @@ async function planRun(config: Config, ctx: RunContext, deps: Deps): Promise<Pla
     throw new Error(
       "Input 'github-token' is empty: pass ${{ github.token }} or set create-release: false."
     )
+  return { plan }
+}
+
+async function checkPlan(
+  config: Config,
+  ctx: RunContext,
+  deps: Deps,
+  { plan: asked }: LocalPlan
+): Promise<Planned> {
+  let plan = asked
   const notes: (() => void)[] = []
   const registry = deps.registry(config)
   const releases =
@@ -187,18 +215,73 @@ async function planRun(config: Config, ctx: RunContext, deps: Deps): Promise<Pla
   return { plan, built, registry, releases, notes }
 }
 
+/** The image building; it is pushed only once the servers are reached and the version checked. */
+interface Build {
+  ref: string
+  /** settles when `docker build` ends */
+  readonly done: Promise<void>
+  /** the build is no longer wanted: stop it (saying why) and wait for its end */
+  stop(why: string): Promise<void>
+}
+
+function startBuild(
+  config: Config,
+  ctx: RunContext,
+  deps: Deps,
+  { plan }: LocalPlan,
+  outcome: Outcome
+): Build {
+  const ref = `${config.image}:${plan.tag}`
+  const stopper = new AbortController()
+  runnerEvent(outcome, 'build')
+  core.startGroup(`Build ${ref}`)
+  const done = buildImage(
+    deps.runner,
+    config,
+    {
+      refs: [ref],
+      labels: imageLabels({ version: plan.version, sha: ctx.sha, sourceUrl: ctx.repositoryUrl })
+    },
+    ctx.workspace,
+    stopper.signal
+  ).finally(() => core.endGroup())
+  done.catch(() => undefined) // its error is read where the image is needed
+  return {
+    ref,
+    done,
+    async stop(why) {
+      let running = true
+      void done.finally(() => (running = false)).catch(() => undefined)
+      await Promise.resolve()
+      if (running) core.info(`Stopping the build of ${ref}: ${why}`)
+      stopper.abort()
+      await done.catch(() => undefined)
+    }
+  }
+}
+
 async function buildReleaseAndSwitch(
   config: Config,
   ctx: RunContext,
   deps: Deps,
   outcome: Outcome,
   target: Target,
-  { plan, built, registry, releases, notes }: Planned
+  { plan, built, registry, releases, notes }: Planned,
+  begun: Build
 ): Promise<void> {
-  for (const note of notes) note()
   outcome.version = plan.version
   const ref = `${config.image}:${plan.tag}`
   outcome.image = ref
+  let build: Build | undefined = begun
+  if (built === 'here' || ref !== begun.ref) {
+    // the registry holds this commit's image, or the version becomes a sha- tag: stop that build
+    await begun.stop(
+      built === 'here'
+        ? "the registry holds this commit's image already"
+        : `the version is released already, so the image is tagged ${plan.tag}`
+    )
+    build = built === 'here' ? undefined : startBuild(config, ctx, deps, { plan }, outcome)
+  }
   // a deploy without a version is labelled on the server by its sha- tag, so it can be rolled back to
   const req = { action: 'deploy' as const, image: ref, version: plan.version ?? plan.tag }
   // the server gets ready (lock, checks, which color serves) while the image builds
@@ -206,9 +289,7 @@ async function buildReleaseAndSwitch(
     ? startEarly(target.servers[0]!.shell, config, ctx, req, outcome)
     : undefined
   const [pushed, drafted] = await Promise.allSettled([
-    built === 'here'
-      ? notBuiltAgain(ref, outcome)
-      : buildStep(config, ctx, deps, plan, ref, outcome),
+    build ? pushStep(config, ctx, deps, build, notes, outcome) : notBuiltAgain(ref, notes, outcome),
     plan.version && releases
       ? draftStep(releases, plan.version, ctx.sha, outcome)
       : Promise.resolve(undefined)
@@ -241,35 +322,33 @@ async function buildReleaseAndSwitch(
   }
 }
 
-async function notBuiltAgain(ref: string, outcome: Outcome): Promise<void> {
+async function notBuiltAgain(ref: string, notes: (() => void)[], outcome: Outcome): Promise<void> {
+  for (const note of notes) note()
   core.info(`${ref} holds this commit already (an earlier run pushed it): not built again`)
   outcome.tags = [ref]
 }
 
-async function buildStep(
+/** Once the image is built (its output done, the plan's messages printed): push it. */
+async function pushStep(
   config: Config,
   ctx: RunContext,
   deps: Deps,
-  plan: VersionPlan,
-  ref: string,
+  build: Build,
+  notes: (() => void)[],
   outcome: Outcome
 ): Promise<void> {
-  runnerEvent(outcome, 'build')
-  const pushed = await core.group(`Build and push ${ref}`, () =>
-    buildAndPush(
-      deps.runner,
-      config,
-      {
-        refs: [ref],
-        labels: imageLabels({ version: plan.version, sha: ctx.sha, sourceUrl: ctx.repositoryUrl })
-      },
-      ctx.workspace
-    )
+  try {
+    await build.done
+  } finally {
+    for (const note of notes) note()
+  }
+  const pushed = await core.group(`Push ${build.ref}`, () =>
+    pushImage(deps.runner, config, [build.ref], ctx.workspace)
   )
   runnerEvent(outcome, 'pushed')
   outcome.tags = [...pushed.refs]
   outcome.digest = pushed.digest
-  core.info(`Pushed ${ref}${pushed.digest ? ` (${pushed.digest})` : ''}`)
+  core.info(`Pushed ${build.ref}${pushed.digest ? ` (${pushed.digest})` : ''}`)
 }
 
 /** The release, a draft until its version serves; made while the image builds. */

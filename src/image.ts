@@ -58,18 +58,31 @@ export interface PushResult {
   digest?: string
 }
 
-/**
- * Log in (when credentials are given), build, tag and push every ref. A login goes into a
- * temporary Docker config used for the push only and removed afterwards, failed or not, so no
- * credential stays on a (self-hosted) runner.
- */
-export async function buildAndPush(
+type ImageConfig = Pick<
+  Config,
+  'dockerfile' | 'buildArgs' | 'context' | 'registry' | 'registryUsername' | 'registryPassword'
+>
+
+/** Build and tag the image; `signal` stops a build that is no longer wanted. */
+export async function buildImage(
   runner: Runner,
-  config: Pick<
-    Config,
-    'dockerfile' | 'buildArgs' | 'context' | 'registry' | 'registryUsername' | 'registryPassword'
-  >,
+  config: ImageConfig,
   plan: BuildPlan,
+  cwd: string,
+  signal?: AbortSignal
+): Promise<void> {
+  await runChecked(runner, 'docker', buildArgs(config, plan), { cwd, signal })
+}
+
+/**
+ * Log in (when credentials are given) and push every ref. A login goes into a temporary Docker
+ * config used for the push only and removed afterwards, failed or not, so no credential stays on a
+ * (self-hosted) runner.
+ */
+export async function pushImage(
+  runner: Runner,
+  config: ImageConfig,
+  refs: string[],
   cwd: string
 ): Promise<PushResult> {
   const login = Boolean(config.registryUsername && config.registryPassword)
@@ -83,14 +96,24 @@ export async function buildAndPush(
         input: config.registryPassword,
         env
       })
-    await runChecked(runner, 'docker', buildArgs(config, plan), { cwd })
     let digest: string | undefined
-    for (const ref of plan.refs) {
+    for (const ref of refs) {
       const r = await runChecked(runner, 'docker', pushArgs(ref), { cwd, env })
       digest ??= parsePushDigest(r.stdout + r.stderr)
     }
-    return { refs: plan.refs, digest }
+    return { refs, digest }
   } finally {
     if (dockerConfig) rmSync(dockerConfig, { recursive: true, force: true })
   }
+}
+
+/** Build, tag and push every ref (buildImage, then pushImage). */
+export async function buildAndPush(
+  runner: Runner,
+  config: ImageConfig,
+  plan: BuildPlan,
+  cwd: string
+): Promise<PushResult> {
+  await buildImage(runner, config, plan, cwd)
+  return pushImage(runner, config, plan.refs, cwd)
 }

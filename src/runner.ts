@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process'
 import { getExecOutput } from '@actions/exec'
 
 export interface RunResult {
@@ -6,12 +7,16 @@ export interface RunResult {
   stderr: string
 }
 
-/** env is added to the runner's environment (DOCKER_CONFIG for a temporary login). */
+/**
+ * env is added to the runner's environment (DOCKER_CONFIG for a temporary login); signal stops the
+ * command (a build begun before the servers were reached, no longer wanted).
+ */
 export interface RunOptions {
   input?: string
   cwd?: string
   silent?: boolean
   env?: Record<string, string>
+  signal?: AbortSignal
 }
 
 /** Runs one command as argv (never through a shell). The single place local commands execute. */
@@ -45,6 +50,7 @@ export async function runChecked(
 /** The real runner: @actions/exec, output streamed into the job log. */
 export const execRunner: Runner = {
   async run(cmd, args, opts = {}) {
+    if (opts.signal) return stoppable(cmd, args, opts, opts.signal)
     const r = await getExecOutput(cmd, args, {
       ignoreReturnCode: true,
       cwd: opts.cwd,
@@ -54,4 +60,47 @@ export const execRunner: Runner = {
     })
     return { code: r.exitCode, stdout: r.stdout, stderr: r.stderr }
   }
+}
+
+/**
+ * A command that can be stopped: as @actions/exec runs it (the command line, then its output, in
+ * the job log), killed (SIGTERM) when the signal aborts; it then ends with code 143.
+ */
+function stoppable(
+  cmd: string,
+  args: string[],
+  opts: RunOptions,
+  signal: AbortSignal
+): Promise<RunResult> {
+  if (!opts.silent) process.stdout.write(`[command]${cmd} ${args.join(' ')}\n`)
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, {
+      cwd: opts.cwd,
+      env: { ...process.env, ...opts.env },
+      stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe']
+    })
+    const out: Buffer[] = []
+    const err: Buffer[] = []
+    child.stdout?.on('data', (d: Buffer) => {
+      out.push(d)
+      if (!opts.silent) process.stdout.write(d)
+    })
+    child.stderr?.on('data', (d: Buffer) => {
+      err.push(d)
+      if (!opts.silent) process.stdout.write(d)
+    })
+    if (opts.input !== undefined) child.stdin?.end(opts.input)
+    const stop = () => child.kill('SIGTERM')
+    if (signal.aborted) stop()
+    else signal.addEventListener('abort', stop, { once: true })
+    child.on('error', reject)
+    child.on('close', (code, sig) => {
+      signal.removeEventListener('abort', stop)
+      resolve({
+        code: code ?? (sig ? 143 : 1),
+        stdout: Buffer.concat(out).toString(),
+        stderr: Buffer.concat(err).toString()
+      })
+    })
+  })
 }

@@ -81,7 +81,7 @@ test('nginx not running when the reload is attempted: fails saying so, nothing s
   expect((await httpGet(a.url)).body).toBe('v2.0.0\n')
 }, 180_000)
 
-test('registry unreachable: a deploy fails before the build (it cannot check the version is new) and a rollback at the pull, v2 keeps serving with 0 failed requests', async () => {
+test('registry unreachable: a deploy fails before the push (it cannot check the version is new; the build begun meanwhile is stopped) and a rollback at the pull, v2 keeps serving with 0 failed requests', async () => {
   const svc = fixture.services()
   const a = await servingV2('noreg')
   // the rollback must pull: no kept container, no local image
@@ -96,7 +96,8 @@ test('registry unreachable: a deploy fails before the build (it cannot check the
   expect(push.log).toMatch(
     /Cannot check whether \S+:v3\.0\.0 is in the registry already \(a version is never pushed over\)/
   )
-  expect(push.log).not.toMatch(/docker build/)
+  expect(push.log).toMatch(/Stopping the build of \S+:v3\.0\.0: the run cannot go on/)
+  expect(push.log).not.toMatch(/docker push/)
   expect(push.log).not.toMatch(/127\.0\.0\.1: pull/)
 
   const rb = await deployApp(a, {
