@@ -49,7 +49,7 @@ test('defaults', () => {
       env: [],
       dockerRunArgs: []
     },
-    health: { path: '/', timeout: 60, interval: 0.1 },
+    health: { path: '/', timeout: 60, interval: 0.05 },
     drainTimeout: 30,
     nginx: {
       upstreamFile: '/etc/nginx/conf.d/shop.web-upstream.conf',

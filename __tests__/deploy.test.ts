@@ -36,6 +36,8 @@ function fakes(
     slowBuild?: boolean
     /** the registry's labels of the version's tag */
     labels?: Record<string, string>
+    /** a script that stops waiting for the image before the runner says pull */
+    gaveUp?: boolean
   } = {}
 ) {
   const calls: string[] = []
@@ -98,6 +100,10 @@ function fakes(
         // (build_wait), goes on only at the runner's word: `pull`, or ends at `abort`
         async exec(cmd, o): Promise<ExecResult> {
           calls.push('server')
+          if (/'build_wait=/.test(cmd) && fail.gaveUp) {
+            o.onStdout(Buffer.from('::bg-deploy-error:: no image from the runner within 3600s\n'))
+            return { code: 75, signal: null }
+          }
           if (/'build_wait=/.test(cmd)) {
             const word = await new Promise<string>((resolve) => {
               let text = ''
@@ -166,6 +172,21 @@ test.each([
     if (fail.build) expect(outcome.releaseUrl).toBeUndefined()
   }
 )
+
+test('a build that outlasts the server script’s wait: the script is started again once the image is pushed', async () => {
+  const { deps, calls } = fakes(
+    { out: ok('v1.4.0', 'ghcr.io/acme/shop:v1.4.0'), code: 0 },
+    { gaveUp: true }
+  )
+  const outcome: Outcome = { tags: [], deployed: false, events: [] }
+  await deploy(config(), ctx, deps, outcome)
+  expect(calls.filter((c) => /^(server|docker push)/.test(c))).toEqual([
+    'server',
+    'docker push',
+    'server'
+  ])
+  expect(outcome.deployed).toBe(true)
+})
 
 test('a server that cannot be reached stops the build: nothing is pushed, released or run', async () => {
   const { deps, calls } = fakes({ out: '', code: 0 }, { connect: true, slowBuild: true })

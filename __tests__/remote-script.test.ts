@@ -243,3 +243,64 @@ test('the watch counts the 5xx share of the answers logged since the switch, and
   )
   expect(out.trim().split('\n')).toEqual(['4 1', '5 2', 'breach', 'fine', 'fine'])
 })
+
+describe('a deploy that waits for the runner’s build (build_wait)', () => {
+  /** The whole script against a fake docker that knows no containers, with `commands` after the secrets. */
+  function waiting(commands: string) {
+    const dir = mkdtempSync(path.join(tmpdir(), 'bgd-await-'))
+    fakeBin(
+      path.join(dir, 'bin'),
+      'docker',
+      `echo "$*" >>"${dir}/docker-calls"
+case "$1" in info) echo true ;; version) echo 20 ;; *) exit 1 ;; esac`
+    )
+    const started = Date.now()
+    const r = spawnSync(
+      'bash',
+      [
+        '-s',
+        '--',
+        'app=w',
+        'image=r/w:v2',
+        'version=v2',
+        `state_dir=${dir}/state`,
+        `upstream_file=${dir}/upstream.conf`,
+        'upstream_name=w',
+        'build_wait=1'
+      ],
+      {
+        input: `${script}\nend\n${commands}`,
+        env: { PATH: `${dir}/bin:${process.env.PATH}`, HOME: dir },
+        encoding: 'utf8'
+      }
+    )
+    const calls = readFileSync(path.join(dir, 'docker-calls'), 'utf8').trim().split('\n')
+    return { ...r, calls, ms: Date.now() - started, dir }
+  }
+
+  test('it reports locked, and without a word within build_wait gives up (exit 75): no container touched, the lock free', () => {
+    const r = waiting('')
+    expect(r.stdout).toMatch(/^::bg-deploy-await:: locked color=blue previous_color=$/m)
+    expect(r.stdout).toMatch(/::bg-deploy-error:: no image from the runner within 1s/)
+    expect(r.status).toBe(75)
+    // only questions to Docker (info, inspect, version): no pull, run, rm or start
+    expect(r.calls.filter((c) => !/^(info|inspect|version) /.test(c))).toEqual([])
+    expect(spawnSync('flock', ['-n', path.join(r.dir, 'state', 'lock'), 'true']).status).toBe(0)
+  })
+
+  test('`abort` ends it at once, having changed nothing', () => {
+    const r = waiting('abort\n')
+    expect(r.status).toBe(1)
+    expect(r.stdout).toMatch(
+      /::bg-deploy-error:: the runner's build or release failed \(it said abort\): nothing was changed here/
+    )
+    expect(r.calls.filter((c) => !/^(info|inspect|version) /.test(c))).toEqual([])
+    expect(existsSync(path.join(r.dir, 'upstream.conf'))).toBe(false)
+  })
+
+  test('`pull` goes on to the pull', () => {
+    const r = waiting('pull\n')
+    expect(r.calls).toContain('pull -q -- r/w:v2')
+    expect(r.stdout).toMatch(/::bg-deploy-event:: pull \d+/)
+  })
+})

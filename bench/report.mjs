@@ -185,7 +185,7 @@ export function report(m) {
     ),
     step('pull of the pushed image', 'pullMs', 'yes'),
     step('docker run of the new color', 'runMs', 'yes'),
-    step('started → healthy (the app starts, polled every 0.1 s)', 'healthMs', 'yes'),
+    step('started → healthy (the app starts, polled every 0.05 s)', 'healthMs', 'yes'),
     step('healthy → nginx switched (nginx -t, reload)', 'switchMs', 'yes'),
     step('switched → first answer of the new version seen by the load', 'seenMs', 'yes'),
     step("new version serving, from the run's start", 'toServingMs', '(the sum)')
@@ -239,7 +239,7 @@ export function report(m) {
     '| --- | --- | --- |',
     `| failed requests (non-2xx or connection error) | ${perSwitch(failed.bgDeploy + failed.bgRollback)} | ${perSwitch(failed.dnatDeploy + failed.dnatRollback)} |`,
     `| keep-alive races (reset on a reused connection, retried) | ${perSwitch(failed.bgRaces)} | ${perSwitch(failed.dnatRaces)} |`,
-    `| new version serving, from the server-side start (median) | ${s2(med.bgDeploy.serverToServingMs ?? NaN)} s | ${s2(med.dnatDeploy.serverToServingMs ?? NaN)} s |`
+    `| new version serving, server side: from the image pushed (median) | ${s2(med.bgDeploy.serverToServingMs ?? NaN)} s | ${s2(med.dnatDeploy.serverToServingMs ?? NaN)} s |`
   ].join('\n')
   return {
     table,

@@ -51,7 +51,7 @@ export const INPUTS = {
   'docker-run-args': { group: 'app' },
   'health-path': { group: 'switch', default: '/' },
   'health-timeout': { group: 'switch', default: '60' },
-  'health-interval': { group: 'switch', default: '0.1' },
+  'health-interval': { group: 'switch', default: '0.05' },
   'drain-timeout': { group: 'switch', default: '30' },
   'nginx-upstream-file': { group: 'switch' },
   'nginx-upstream-name': { group: 'switch' },

@@ -15,7 +15,7 @@ export const PARAMETERS = {
   env_file: '',
   health_path: '/',
   health_timeout: '60',
-  health_interval: '0.1',
+  health_interval: '0.05',
   drain_timeout: '30',
   upstream_file: '',
   upstream_name: '',

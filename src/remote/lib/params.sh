@@ -6,7 +6,7 @@
 declare -A P=(
   [action]=deploy [app]='' [image]='' [version]='' [container_port]=8080
   [blue_port]=8081 [green_port]=8082 [network]='' [env_file]=''
-  [health_path]=/ [health_timeout]=60 [health_interval]=0.1 [drain_timeout]=30
+  [health_path]=/ [health_timeout]=60 [health_interval]=0.05 [drain_timeout]=30
   [upstream_file]='' [upstream_name]='' [nginx_test]='nginx -t' [nginx_reload]='nginx -s reload'
   [lock_timeout]=600 [actor]='' [run_url]='' [registry]='' [registry_user]='' [state_dir]=''
   [target]='' [switch_mode]=reload [live_port]=8083 [docker_timeout]=60

@@ -1,11 +1,18 @@
 # Step: wait until the new color answers 2xx on the health path.
 
 health_probe() { # health_probe PORT PATH TIMEOUT -> prints the status code or nothing
-  # shellcheck disable=SC2016 # expanded by the inner bash
-  timeout "$3" bash -c '
-    exec 3<>"/dev/tcp/$3/$1" || exit 1
-    printf "GET %s HTTP/1.0\r\nHost: localhost\r\nUser-Agent: bg-deploy\r\n\r\n" "$2" >&3
-    read -r _ code _ <&3 && printf "%s" "$code"' _ "$1" "$2" "$(bind_host)" 2>/dev/null || true
+  # bash's own /dev/tcp, no program started: a probe costs about a millisecond, so it can run often.
+  # The address is this server's own (loopback or its bind address), where a connect is answered
+  # or refused at once; the answer is awaited up to TIMEOUT seconds.
+  # Called as $(health_probe …), in a subshell of its own: a connection that Docker's port proxy
+  # accepts and then closes (the app not listening yet) must fail this write, not kill the run
+  local code=''
+  trap '' PIPE
+  { exec 3<>"/dev/tcp/$(bind_host)/$1"; } 2>/dev/null || return 0
+  printf 'GET %s HTTP/1.0\r\nHost: localhost\r\nUser-Agent: bg-deploy\r\n\r\n' "$2" >&3 2>/dev/null || { exec 3>&-; return 0; }
+  read -r -t "$3" _ code _ <&3 2>/dev/null || true
+  exec 3>&-
+  printf '%s' "$code"
 }
 
 health_wait() { # health_wait COLOR
