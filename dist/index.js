@@ -68221,21 +68221,22 @@ async function checkPlan(config, ctx, deps, { plan: asked }) {
 function startBuild(config, ctx, deps, { plan }, outcome) {
     const ref = `${config.image}:${plan.tag}`;
     const stopper = new AbortController();
+    let ended = false;
     runnerEvent(outcome, 'build');
     startGroup(`Build ${ref}`);
     const done = buildImage(deps.runner, config, {
         refs: [ref],
         labels: imageLabels({ version: plan.version, sha: ctx.sha, sourceUrl: ctx.repositoryUrl })
-    }, ctx.workspace, stopper.signal).finally(() => endGroup());
+    }, ctx.workspace, stopper.signal).finally(() => {
+        ended = true;
+        endGroup();
+    });
     done.catch(() => undefined); // its error is read where the image is needed
     return {
         ref,
         done,
         async stop(why) {
-            let running = true;
-            void done.finally(() => (running = false)).catch(() => undefined);
-            await Promise.resolve();
-            if (running)
+            if (!ended)
                 info(`Stopping the build of ${ref}: ${why}`);
             stopper.abort();
             await done.catch(() => undefined);

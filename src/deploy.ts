@@ -233,6 +233,7 @@ function startBuild(
 ): Build {
   const ref = `${config.image}:${plan.tag}`
   const stopper = new AbortController()
+  let ended = false
   runnerEvent(outcome, 'build')
   core.startGroup(`Build ${ref}`)
   const done = buildImage(
@@ -244,16 +245,16 @@ function startBuild(
     },
     ctx.workspace,
     stopper.signal
-  ).finally(() => core.endGroup())
+  ).finally(() => {
+    ended = true
+    core.endGroup()
+  })
   done.catch(() => undefined) // its error is read where the image is needed
   return {
     ref,
     done,
     async stop(why) {
-      let running = true
-      void done.finally(() => (running = false)).catch(() => undefined)
-      await Promise.resolve()
-      if (running) core.info(`Stopping the build of ${ref}: ${why}`)
+      if (!ended) core.info(`Stopping the build of ${ref}: ${why}`)
       stopper.abort()
       await done.catch(() => undefined)
     }
