@@ -58068,7 +58068,7 @@ module.exports = {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _shim_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(2710);
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(7503);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6267);
 
 
 await (0,_main_js__WEBPACK_IMPORTED_MODULE_1__/* .run */ .e)();
@@ -58078,7 +58078,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 7503:
+/***/ 6267:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -67931,6 +67931,57 @@ class ForeignText {
     }
 }
 
+;// CONCATENATED MODULE: ./src/server-log.ts
+
+
+/**
+ * The server's output as the job log shows it: a group per phase, its text printed inert (the
+ * action's own commands resume first). While held (the build's group is open), it is queued.
+ */
+class ServerLog {
+    host;
+    open = false;
+    foreign = new ForeignText();
+    held;
+    constructor(host) {
+        this.host = host;
+    }
+    hold() {
+        this.held ??= [];
+    }
+    release() {
+        const queued = this.held ?? [];
+        this.held = undefined;
+        for (const f of queued)
+            f();
+    }
+    end() {
+        this.release();
+        this.foreign.resume();
+        if (this.open)
+            endGroup();
+        this.open = false;
+    }
+    line = (text) => this.now(() => this.foreign.print(text));
+    warning = (text) => this.now(() => {
+        this.foreign.resume();
+        warning(`${this.host}: ${text}`);
+    });
+    phase = (name) => this.now(() => {
+        this.foreign.resume();
+        if (this.open)
+            endGroup();
+        startGroup(`${this.host}: ${name}`);
+        this.open = true;
+    });
+    now(f) {
+        if (this.held)
+            this.held.push(f);
+        else
+            f();
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/image.ts
 
 
@@ -68110,6 +68161,7 @@ function githubReleases(token, owner, repo) {
 }
 
 ;// CONCATENATED MODULE: ./src/deploy.ts
+
 
 
 
@@ -68484,53 +68536,6 @@ function startEarly(shell, config, ctx, req, outcome) {
     };
 }
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms).unref());
-/**
- * The server's output as the job log shows it: a group per phase, its text printed inert (the
- * action's own commands resume first). While held (the build's group is open), it is queued.
- */
-class ServerLog {
-    host;
-    open = false;
-    foreign = new ForeignText();
-    held;
-    constructor(host) {
-        this.host = host;
-    }
-    hold() {
-        this.held ??= [];
-    }
-    release() {
-        const queued = this.held ?? [];
-        this.held = undefined;
-        for (const f of queued)
-            f();
-    }
-    end() {
-        this.release();
-        this.foreign.resume();
-        if (this.open)
-            endGroup();
-        this.open = false;
-    }
-    line = (text) => this.now(() => this.foreign.print(text));
-    warning = (text) => this.now(() => {
-        this.foreign.resume();
-        warning(`${this.host}: ${text}`);
-    });
-    phase = (name) => this.now(() => {
-        this.foreign.resume();
-        if (this.open)
-            endGroup();
-        startGroup(`${this.host}: ${name}`);
-        this.open = true;
-    });
-    now(f) {
-        if (this.held)
-            this.held.push(f);
-        else
-            f();
-    }
-}
 async function switchOnServer(shell, config, ctx, outcome, req, early) {
     const log = early?.log ?? new ServerLog(config.ssh.host);
     const run = { ...req, actor: ctx.actor, runUrl: ctx.runUrl };

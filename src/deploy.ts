@@ -4,6 +4,7 @@ import type { RunContext } from './context.js'
 import { readCommit } from './context.js'
 import { FleetError, runFleet, serverName, type Server, type ServerOutcome } from './fleet.js'
 import { ForeignText } from './foreign.js'
+import { ServerLog } from './server-log.js'
 import { buildImage, imageLabels, pushImage } from './image.js'
 import type { Registry } from './registry.js'
 import { draftRelease, releasedElsewhere, type Release, type ReleasesApi } from './release.js'
@@ -14,7 +15,6 @@ import {
   startRemote,
   type HistoryEntry,
   type RemoteEvent,
-  type RemoteLog,
   type RemoteRequest,
   type RemoteSession
 } from './remote.js'
@@ -603,56 +603,6 @@ function startEarly(
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref())
-
-/**
- * The server's output as the job log shows it: a group per phase, its text printed inert (the
- * action's own commands resume first). While held (the build's group is open), it is queued.
- */
-class ServerLog implements RemoteLog {
-  private open = false
-  private readonly foreign = new ForeignText()
-  private held: (() => void)[] | undefined
-
-  constructor(private readonly host: string) {}
-
-  hold(): void {
-    this.held ??= []
-  }
-
-  release(): void {
-    const queued = this.held ?? []
-    this.held = undefined
-    for (const f of queued) f()
-  }
-
-  end(): void {
-    this.release()
-    this.foreign.resume()
-    if (this.open) core.endGroup()
-    this.open = false
-  }
-
-  line = (text: string) => this.now(() => this.foreign.print(text))
-
-  warning = (text: string) =>
-    this.now(() => {
-      this.foreign.resume()
-      core.warning(`${this.host}: ${text}`)
-    })
-
-  phase = (name: string) =>
-    this.now(() => {
-      this.foreign.resume()
-      if (this.open) core.endGroup()
-      core.startGroup(`${this.host}: ${name}`)
-      this.open = true
-    })
-
-  private now(f: () => void): void {
-    if (this.held) this.held.push(f)
-    else f()
-  }
-}
 
 async function switchOnServer(
   shell: RemoteShell,

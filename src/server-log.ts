@@ -1,0 +1,53 @@
+import * as core from '@actions/core'
+import { ForeignText } from './foreign.js'
+import type { RemoteLog } from './remote.js'
+
+/**
+ * The server's output as the job log shows it: a group per phase, its text printed inert (the
+ * action's own commands resume first). While held (the build's group is open), it is queued.
+ */
+export class ServerLog implements RemoteLog {
+  private open = false
+  private readonly foreign = new ForeignText()
+  private held: (() => void)[] | undefined
+
+  constructor(private readonly host: string) {}
+
+  hold(): void {
+    this.held ??= []
+  }
+
+  release(): void {
+    const queued = this.held ?? []
+    this.held = undefined
+    for (const f of queued) f()
+  }
+
+  end(): void {
+    this.release()
+    this.foreign.resume()
+    if (this.open) core.endGroup()
+    this.open = false
+  }
+
+  line = (text: string) => this.now(() => this.foreign.print(text))
+
+  warning = (text: string) =>
+    this.now(() => {
+      this.foreign.resume()
+      core.warning(`${this.host}: ${text}`)
+    })
+
+  phase = (name: string) =>
+    this.now(() => {
+      this.foreign.resume()
+      if (this.open) core.endGroup()
+      core.startGroup(`${this.host}: ${name}`)
+      this.open = true
+    })
+
+  private now(f: () => void): void {
+    if (this.held) this.held.push(f)
+    else f()
+  }
+}
