@@ -285,6 +285,8 @@ export class FakeGitHub {
   url = ''
   /** ms each answer waits, as a round trip to GitHub's API from a runner takes */
   latencyMs = 0
+  /** how many of the next requests are answered 502, as GitHub does now and then */
+  failNext = 0
 
   /** @returns {Promise<this>} */
   async start() {
@@ -340,9 +342,17 @@ export class FakeGitHub {
     const body = raw ? JSON.parse(raw) : {}
     const url = (req.url ?? '').replace(/%2F/gi, '/')
     this.requests.push({ method: req.method ?? '', url, body, auth: req.headers.authorization })
-    const send = (/** @type {number} */ status, /** @type {unknown} */ data) => {
-      res.writeHead(status, { 'content-type': 'application/json' })
+    const send = (
+      /** @type {number} */ status,
+      /** @type {unknown} */ data,
+      /** @type {Record<string, string>} */ headers = {}
+    ) => {
+      res.writeHead(status, { 'content-type': 'application/json', ...headers })
       res.end(JSON.stringify(data))
+    }
+    if (this.failNext > 0) {
+      this.failNext--
+      return send(502, { message: 'Server Error' })
     }
     const notFound = () => send(404, { message: 'Not Found', status: '404' })
     const ref = /^\/repos\/[^/]+\/[^/]+\/git\/ref\/tags\/(.+)$/.exec(url)
@@ -376,7 +386,15 @@ export class FakeGitHub {
         const q = new URLSearchParams((list[1] ?? '').slice(1))
         const per = Number(q.get('per_page') ?? 30)
         const page = Number(q.get('page') ?? 1)
-        return send(200, this.releases.slice((page - 1) * per, page * per))
+        // GitHub names the next page in a Link header while there is one
+        const next = new URL(`${this.url}${url}`)
+        next.searchParams.set('page', String(page + 1))
+        const more = page * per < this.releases.length
+        return send(
+          200,
+          this.releases.slice((page - 1) * per, page * per),
+          more ? { link: `<${next}>; rel="next"` } : {}
+        )
       }
       if (req.method === 'POST') {
         if (this.releases.some((x) => x.tag_name === body.tag_name))

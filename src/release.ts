@@ -1,4 +1,5 @@
 import { getOctokit } from '@actions/github'
+import { retry } from '@octokit/plugin-retry'
 
 export interface Release {
   id: number
@@ -90,8 +91,26 @@ function permissionHint(e: unknown, what: string): Error | undefined {
   return undefined
 }
 
-export function githubReleases(token: string, owner: string, repo: string): ReleasesApi {
-  const octokit = getOctokit(token)
+/**
+ * Releases through Octokit: every list is read page by page, and a request that meets a network
+ * error or a 5xx/429 is retried (3 times, waiting 1, 4, 9 s; `retryBaseMs` scales that in tests).
+ * A retried create that had in fact succeeded answers 422 already_exists, which draftRelease
+ * handles.
+ */
+export function githubReleases(
+  token: string,
+  owner: string,
+  repo: string,
+  opts: { retryBaseMs?: number; baseUrl?: string } = {}
+): ReleasesApi {
+  const octokit = getOctokit(
+    token,
+    {
+      retry: { retryAfterBaseValue: opts.retryBaseMs ?? 1000 },
+      ...(opts.baseUrl ? { baseUrl: opts.baseUrl } : {})
+    },
+    retry
+  )
   return {
     async list() {
       return await octokit.paginate(octokit.rest.repos.listReleases, { owner, repo, per_page: 100 })
