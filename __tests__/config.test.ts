@@ -1,6 +1,7 @@
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
+import { testConfig } from './support/config.js'
 import {
   ConfigError,
   loadConfig,
@@ -104,6 +105,7 @@ test.each([
   ['image', 'Shop', /Invalid image 'Shop'/],
   ['image', 'ghcr.io/acme/shop:v1', /without a tag/],
   ['image', 'ghcr.io/acme/shop@sha256:00', /without a tag or digest/],
+  ['image', 'ghcr.io/Acme/Shop', /registries refuse capitals, so write ghcr.io\/acme\/shop/],
   ['port', '0', /Invalid port '0'. Expected a whole number from 1 to 65535/],
   ['port', '22x', /Invalid port/],
   ['health-interval', '-1', /Invalid health-interval/],
@@ -335,5 +337,30 @@ describe('config file', () => {
     expect(() => loadConfig({ ...base, config: 'nope.yml' }, { ...ctx, workspace: ws })).toThrow(
       /Input 'config': cannot read 'nope.yml' \(ENOENT\)/
     )
+  })
+})
+
+describe('build: false', () => {
+  const D = `sha256:${'a'.repeat(64)}`
+  test.each([
+    [`ghcr.io/acme/shop@${D}`, `@${D}`],
+    ['ghcr.io/acme/shop:sha-1a2b3c4', ':sha-1a2b3c4'],
+    [`localhost:5000/team/app:v1.2.3@${D}`, `:v1.2.3@${D}`]
+  ])('image %s is taken as pushed before', (image, prebuilt) => {
+    const c = testConfig({ build: 'false', image })
+    expect(c.image).toBe(image.slice(0, image.length - prebuilt.length))
+    expect(c.prebuilt).toBe(prebuilt)
+  })
+
+  test.each([
+    ['ghcr.io/acme/shop', /with build: false, the image pushed already with its tag or digest/],
+    ['ghcr.io/acme/shop@sha256:12', /a digest \(@sha256: and 64 hex digits\)/]
+  ])('image %s is refused, saying what to give', (image, message) => {
+    expect(() => testConfig({ build: 'false', image })).toThrow(message)
+  })
+
+  test('build: true (the default) with a digest says how to deploy it', () => {
+    expect(() => testConfig({ image: `ghcr.io/acme/shop@${D}` })).toThrow(/set build: false/)
+    expect(testConfig({}).prebuilt).toBeUndefined()
   })
 })

@@ -38,6 +38,8 @@ function fakes(
     labels?: Record<string, string>
     /** a script that stops waiting for the image before the runner says pull */
     gaveUp?: boolean
+    /** the registry's manifests: reference (tag or digest) -> digest */
+    digests?: Record<string, string>
   } = {}
 ) {
   const calls: string[] = []
@@ -89,7 +91,12 @@ function fakes(
       },
       retag: async (from: string, to: string) => {
         calls.push(`registry retag ${from} ${to}`)
+        if (fail.digests?.[from]) fail.digests[to] = fail.digests[from]
         return undefined
+      },
+      digest: async (reference: string) => {
+        calls.push(`registry digest ${reference}`)
+        return fail.digests?.[reference]
       }
     }),
     connect: async () => {
@@ -273,4 +280,69 @@ test('a server answer that is not a color writes nothing from it', async () => {
   expect(outcome.color).toBeUndefined()
   expect(outcome.deployed).toBe(false)
   expect(calls.filter((c) => /retag|publish/.test(c))).toEqual([])
+})
+
+const D1 = `sha256:${'1'.repeat(64)}`
+const D2 = `sha256:${'2'.repeat(64)}`
+
+describe('build: false (an image pushed before)', () => {
+  const pushed = (image: string) => config({ build: 'false', image })
+
+  test('nothing is built: the digest is read, the version tagged on it, the server runs it by digest', async () => {
+    const ref = `ghcr.io/acme/shop@${D1}`
+    const { deps, calls } = fakes(
+      { out: ok('v1.4.0', ref), code: 0 },
+      { digests: { 'sha-c0ffee0': D1 } }
+    )
+    const outcome: Outcome = { tags: [], deployed: false, events: [] }
+    await deploy(pushed('ghcr.io/acme/shop:sha-c0ffee0'), ctx, deps, outcome)
+    expect(calls.filter((c) => c.startsWith('docker'))).toEqual([])
+    expect(calls).toContain(`registry retag ${D1} v1.4.0`)
+    expect(calls.indexOf(`registry retag ${D1} v1.4.0`)).toBeLessThan(calls.indexOf('server'))
+    expect(calls.slice(-3)).toEqual([`registry retag ${D1} latest`, 'release publish 1', 'dispose'])
+    expect(outcome).toMatchObject({
+      version: 'v1.4.0',
+      image: ref,
+      digest: D1,
+      deployed: true,
+      tags: ['ghcr.io/acme/shop:v1.4.0', 'ghcr.io/acme/shop:latest']
+    })
+  })
+
+  test('the next environment (the version names this digest already) tags nothing again', async () => {
+    const ref = `ghcr.io/acme/shop@${D1}`
+    const { deps, calls } = fakes(
+      { out: ok('v1.4.0', ref), code: 0 },
+      { digests: { [D1]: D1, 'v1.4.0': D1 } }
+    )
+    const outcome: Outcome = { tags: [], deployed: false, events: [] }
+    await deploy(pushed(ref), ctx, deps, outcome)
+    expect(calls.filter((c) => c.includes('retag'))).toEqual([`registry retag ${D1} latest`])
+    expect(outcome).toMatchObject({ version: 'v1.4.0', image: ref, deployed: true })
+  })
+
+  test('a version tag naming another image: deployed under the sha- name, no release, no tag moved', async () => {
+    const ref = `ghcr.io/acme/shop@${D1}`
+    const { deps, calls } = fakes(
+      { out: ok('sha-c0ffee0', ref), code: 0 },
+      { digests: { [D1]: D1, 'v1.4.0': D2 } }
+    )
+    const outcome: Outcome = { tags: [], deployed: false, events: [] }
+    await deploy(pushed(ref), ctx, deps, outcome)
+    expect(calls.filter((c) => c.includes('retag') || c.includes('release'))).toEqual([
+      `registry retag ${D1} latest`
+    ])
+    expect(outcome.version).toBeUndefined()
+    expect(outcome.image).toBe(ref)
+  })
+
+  test('an image that is not in the registry: the run stops before any server is touched', async () => {
+    const { deps, calls } = fakes({ out: '', code: 0 }, { digests: {} })
+    const outcome: Outcome = { tags: [], deployed: false, events: [] }
+    await expect(deploy(pushed(`ghcr.io/acme/shop@${D1}`), ctx, deps, outcome)).rejects.toThrow(
+      `ghcr.io/acme/shop@${D1} is not in ghcr.io. With build: false`
+    )
+    expect(calls).not.toContain('server')
+    expect(calls.filter((c) => c.includes('retag') || c.includes('release'))).toEqual([])
+  })
 })

@@ -67570,6 +67570,7 @@ const SWITCH_MODES = ['reload', 'dnat'];
 const ENGINES = ['ssh', 'swarm'];
 const INPUTS = {
     image: { group: 'build' },
+    build: { group: 'build', default: 'true' },
     context: { group: 'build', default: '.' },
     dockerfile: { group: 'build' },
     'build-args': { group: 'build' },
@@ -68402,6 +68403,8 @@ function checkFleet(c, s) {
 const PATH_COMPONENT = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*';
 const DOMAIN = '(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?';
 const REPOSITORY = new RegExp(`^(?:${DOMAIN}/)?${PATH_COMPONENT}(?:/${PATH_COMPONENT})*$`);
+/** a repository, then an optional tag and an optional digest (the reference's own grammar) */
+const REFERENCE = new RegExp(`^((?:${DOMAIN}/)?${PATH_COMPONENT}(?:/${PATH_COMPONENT})*)((?::[\\w][\\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?)$`);
 const REGISTRY_HOST = /^[A-Za-z0-9_.:[\]-]+$/;
 const config_build_USER = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
 /** The registry host of an image repository, as Docker decides it. */
@@ -68415,15 +68418,31 @@ function registryOf(image) {
 /** image, registry, build and the registry credentials. */
 function checkBuild(c) {
     const imageRaw = c.get('image')?.trim();
+    const build = c.bool('build');
     let image = '';
+    let prebuilt;
+    const ref = imageRaw === undefined ? undefined : REFERENCE.exec(imageRaw);
     if (imageRaw === undefined)
-        c.missing('image', 'the image repository without a tag, e.g. ghcr.io/acme/shop');
-    else if (/@/.test(imageRaw) || /:[^/]*$/.test(imageRaw.replace(/^[^/]*\//, '')))
-        c.bad('image', 'a repository without a tag or digest, e.g. ghcr.io/acme/shop (the action adds the version and latest tags)');
-    else if (!REPOSITORY.test(imageRaw))
-        c.bad('image', 'a lowercase image repository such as ghcr.io/acme/shop or registry.example.com:5000/team/app');
-    else
-        image = imageRaw;
+        c.missing('image', build
+            ? 'the image repository without a tag, e.g. ghcr.io/acme/shop'
+            : 'the image pushed already, e.g. ghcr.io/acme/shop@sha256:… or ghcr.io/acme/shop:sha-1a2b3c4');
+    else if (!ref && REPOSITORY.test(imageRaw.replace(/@.*$/, '').replace(/:[^/]*$/, '')))
+        c.bad('image', build
+            ? 'a repository without a tag or digest, e.g. ghcr.io/acme/shop (the action adds the version and latest tags)'
+            : 'the repository with a tag (:sha-1a2b3c4) or a digest (@sha256: and 64 hex digits)');
+    else if (!ref)
+        c.bad('image', REFERENCE.test(imageRaw.toLowerCase())
+            ? `a lowercase image repository: registries refuse capitals, so write ${REFERENCE.exec(imageRaw.toLowerCase())[1]} (for ghcr.io/\${{ github.repository }}, lowercase the name in a step before this one)`
+            : 'a lowercase image repository such as ghcr.io/acme/shop or registry.example.com:5000/team/app');
+    else if (build && ref[2])
+        c.bad('image', 'a repository without a tag or digest, e.g. ghcr.io/acme/shop (the action adds the version and latest tags); to deploy an image pushed already, set build: false');
+    else if (!build && !ref[2])
+        c.bad('image', 'with build: false, the image pushed already with its tag or digest, e.g. ghcr.io/acme/shop@sha256:… (the digest output of docker/build-push-action) or ghcr.io/acme/shop:sha-1a2b3c4');
+    else {
+        image = ref[1];
+        if (!build)
+            prebuilt = ref[2];
+    }
     const registry = c.text('registry', image ? registryOf(image) : '', (v) => REGISTRY_HOST.test(v) && !v.startsWith('-'), 'a registry host such as ghcr.io or registry.example.com:5000');
     const context = c.text('context', defaultOf('context'), noControl, 'a directory path relative to the workspace');
     const dockerfile = c.text('dockerfile', external_node_path_default().join(context, 'Dockerfile'), noControl, 'a file path relative to the workspace');
@@ -68434,6 +68453,7 @@ function checkBuild(c) {
     const pull = credential(c, 'pull-registry-username', 'pull-registry-password', `for the server's pull from ${registry || 'the registry'}`);
     return {
         image,
+        prebuilt,
         registry,
         context,
         dockerfile,
@@ -69817,6 +69837,8 @@ async function deploy(config, ctx, deps, outcome) {
         return;
     }
     const local = await readPlan(config, ctx, deps);
+    if (config.prebuilt)
+        return deployPushed(config, ctx, deps, outcome, local);
     const build = startBuild(config, ctx, deps, local, outcome);
     const [connected, checked] = await Promise.allSettled([
         connectAll(config, deps),
@@ -69894,6 +69916,117 @@ async function checkPlan(config, ctx, deps, { plan: asked }) {
     else if (built !== 'elsewhere')
         notes.push(() => core_notice(`No version found in the commit message, so the image is tagged ${plan.tag} and no release is made. To release, put a version such as v1.2.3 in the commit message or set the 'version' input.`));
     return { plan, built, registry, releases, notes };
+}
+/**
+ * build: false: the image was pushed before (another job built it). Its digest is read from the
+ * registry while the servers are connected; the version's tag is put on that digest, the release
+ * drafted, and every server pulls and runs the image by digest, so each environment deployed from
+ * it runs the identical image.
+ */
+async function deployPushed(config, ctx, deps, outcome, local) {
+    const [connected, found] = await Promise.allSettled([
+        connectAll(config, deps),
+        findPushed(config, ctx, deps, local)
+    ]);
+    if (connected.status === 'rejected' || found.status === 'rejected') {
+        if (connected.status === 'fulfilled')
+            disconnect(connected.value);
+        throw (connected.status === 'rejected' ? connected.reason : found.reason);
+    }
+    const target = connected.value;
+    try {
+        const { plan, digest, tagged, registry, releases, notes } = found.value;
+        for (const note of notes)
+            note();
+        const ref = `${config.image}@${digest}`;
+        Object.assign(outcome, { version: plan.version, image: ref, digest });
+        const given = `${config.image}${config.prebuilt}`;
+        info(`Deploying ${given} (pushed before, not built here)${given === ref ? '' : `: ${ref}`}`);
+        const [tag, drafted] = await Promise.allSettled([
+            tagged || !plan.version
+                ? Promise.resolve()
+                : tagStep(registry, config, plan.tag, digest, outcome),
+            plan.version && releases
+                ? draftStep(releases, plan.version, ctx.sha, outcome)
+                : Promise.resolve(undefined)
+        ]);
+        if (tag.status === 'rejected')
+            throw tag.reason;
+        if (drafted.status === 'rejected')
+            throw drafted.reason;
+        if (tagged && plan.version)
+            outcome.tags = [`${config.image}:${plan.tag}`];
+        await switchOnServers(target, config, ctx, outcome, {
+            action: 'deploy',
+            image: ref,
+            version: plan.version ?? plan.tag
+        });
+        await moveLatest(registry, config, outcome, 'deploy');
+        const release = drafted.value?.release;
+        if (release?.draft && releases && outcome.deployed) {
+            const published = await releases.publish(release.id);
+            outcome.releaseUrl = published.html_url;
+            outcome.releaseDraft = false;
+            info(`Published release ${published.tag_name}: ${published.html_url}`);
+        }
+    }
+    finally {
+        disconnect(target);
+    }
+}
+/**
+ * The pushed image's digest, and the version it deploys as: a version tagged on another digest,
+ * or released for another commit, deploys as the commit's sha- name (a notice says where it is).
+ */
+async function findPushed(config, ctx, deps, { plan: asked }) {
+    const registry = deps.registry(config);
+    const given = `${config.image}${config.prebuilt}`;
+    const read = (reference) => registry.digest(reference).catch((e) => {
+        const name = `${config.image}${reference.startsWith('sha256:') ? '@' : ':'}${reference}`;
+        throw new Error(`Cannot read ${name} from ${config.registry}: ${e.message}`);
+    });
+    const releases = asked.version && config.createRelease ? deps.releases(config.githubToken) : undefined;
+    const [digest, onGithub, versionDigest] = await Promise.all([
+        read(config.prebuilt.replace(/^:/, '').replace(/^.*@/, '')),
+        asked.version && releases ? releasedElsewhere(releases, asked.version, ctx.sha) : undefined,
+        asked.version ? read(asked.tag) : undefined
+    ]);
+    if (!digest)
+        throw new Error(`${given} is not in ${config.registry}. With build: false the action deploys an image pushed before: push it first (e.g. docker/build-push-action with push: true) and pass its digest, as image: ${config.image}@\${{ steps.<id>.outputs.digest }}.`);
+    const notes = [];
+    let plan = asked;
+    const elsewhere = onGithub ??
+        (versionDigest && versionDigest !== digest
+            ? `${config.image}:${asked.tag} names another image (${versionDigest})`
+            : undefined);
+    if (elsewhere) {
+        plan = { source: 'none', tag: shaTag(ctx.sha) };
+        notes.push(() => core_notice(`${asked.version} is released already: ${elsewhere}. A version is released once, so this deploy is named ${plan.tag}. To release it, name a new version.`));
+    }
+    else if (plan.version)
+        notes.push(() => info(`Version ${plan.version} (from ${plan.source === 'input' ? "the 'version' input" : 'the commit message'})`));
+    return {
+        plan,
+        built: 'no',
+        registry,
+        releases: plan.version ? releases : undefined,
+        notes,
+        digest,
+        // the version's tag names this digest already (a re-run, or a deploy to the next environment)
+        tagged: versionDigest === digest
+    };
+}
+/** build: false: the version's tag names the pushed digest (from then on, as a build's would). */
+async function tagStep(registry, config, tag, digest, outcome) {
+    try {
+        await registry.retag(digest, tag);
+    }
+    catch (e) {
+        throw new Error(`Cannot tag ${config.image}@${digest} as ${tag}: ${e.message}. Nothing was deployed.`);
+    }
+    runnerEvent(outcome, 'pushed');
+    outcome.tags = [`${config.image}:${tag}`];
+    info(`${config.image}:${tag} now names ${digest}`);
 }
 function startBuild(config, ctx, deps, { plan }, outcome) {
     const ref = `${config.image}:${plan.tag}`;
@@ -70204,6 +70337,7 @@ async function switchOnServer(shell, config, ctx, outcome, req, early) {
 
 
 
+
 const MANIFEST_TYPES = [
     'application/vnd.oci.image.index.v1+json',
     'application/vnd.docker.distribution.manifest.list.v2+json',
@@ -70290,6 +70424,12 @@ function registryClient(image, registry, creds = {}, fetchImpl = fetch) {
         };
     }
     return {
+        async digest(reference) {
+            const m = await manifest(reference);
+            if (!m)
+                return undefined;
+            return m.digest ?? `sha256:${(0,external_node_crypto_.createHash)('sha256').update(m.body).digest('hex')}`;
+        },
         async labels(tag) {
             let m = await manifest(tag);
             if (!m)
@@ -71493,6 +71633,7 @@ function setOutputs(o) {
     setOutput('version', o.version ?? '');
     setOutput('image', o.image ?? '');
     setOutput('tags', o.tags.join('\n'));
+    setOutput('digest', o.digest ?? '');
     setOutput('release-url', o.releaseUrl ?? '');
     setOutput('color', o.color ?? '');
     setOutput('previous-color', o.previousColor ?? '');

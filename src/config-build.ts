@@ -13,6 +13,10 @@ const PATH_COMPONENT = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*'
 const DOMAIN =
   '(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?'
 const REPOSITORY = new RegExp(`^(?:${DOMAIN}/)?${PATH_COMPONENT}(?:/${PATH_COMPONENT})*$`)
+/** a repository, then an optional tag and an optional digest (the reference's own grammar) */
+const REFERENCE = new RegExp(
+  `^((?:${DOMAIN}/)?${PATH_COMPONENT}(?:/${PATH_COMPONENT})*)((?::[\\w][\\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?)$`
+)
 const REGISTRY_HOST = /^[A-Za-z0-9_.:[\]-]+$/
 const USER = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/
 
@@ -30,6 +34,7 @@ export function checkBuild(
 ): Pick<
   Config,
   | 'image'
+  | 'prebuilt'
   | 'registry'
   | 'context'
   | 'dockerfile'
@@ -39,20 +44,45 @@ export function checkBuild(
   | 'pull'
 > {
   const imageRaw = c.get('image')?.trim()
+  const build = c.bool('build')
   let image = ''
+  let prebuilt: string | undefined
+  const ref = imageRaw === undefined ? undefined : REFERENCE.exec(imageRaw)
   if (imageRaw === undefined)
-    c.missing('image', 'the image repository without a tag, e.g. ghcr.io/acme/shop')
-  else if (/@/.test(imageRaw) || /:[^/]*$/.test(imageRaw.replace(/^[^/]*\//, '')))
+    c.missing(
+      'image',
+      build
+        ? 'the image repository without a tag, e.g. ghcr.io/acme/shop'
+        : 'the image pushed already, e.g. ghcr.io/acme/shop@sha256:… or ghcr.io/acme/shop:sha-1a2b3c4'
+    )
+  else if (!ref && REPOSITORY.test(imageRaw.replace(/@.*$/, '').replace(/:[^/]*$/, '')))
     c.bad(
       'image',
-      'a repository without a tag or digest, e.g. ghcr.io/acme/shop (the action adds the version and latest tags)'
+      build
+        ? 'a repository without a tag or digest, e.g. ghcr.io/acme/shop (the action adds the version and latest tags)'
+        : 'the repository with a tag (:sha-1a2b3c4) or a digest (@sha256: and 64 hex digits)'
     )
-  else if (!REPOSITORY.test(imageRaw))
+  else if (!ref)
     c.bad(
       'image',
-      'a lowercase image repository such as ghcr.io/acme/shop or registry.example.com:5000/team/app'
+      REFERENCE.test(imageRaw.toLowerCase())
+        ? `a lowercase image repository: registries refuse capitals, so write ${REFERENCE.exec(imageRaw.toLowerCase())![1]} (for ghcr.io/\${{ github.repository }}, lowercase the name in a step before this one)`
+        : 'a lowercase image repository such as ghcr.io/acme/shop or registry.example.com:5000/team/app'
     )
-  else image = imageRaw
+  else if (build && ref[2])
+    c.bad(
+      'image',
+      'a repository without a tag or digest, e.g. ghcr.io/acme/shop (the action adds the version and latest tags); to deploy an image pushed already, set build: false'
+    )
+  else if (!build && !ref[2])
+    c.bad(
+      'image',
+      'with build: false, the image pushed already with its tag or digest, e.g. ghcr.io/acme/shop@sha256:… (the digest output of docker/build-push-action) or ghcr.io/acme/shop:sha-1a2b3c4'
+    )
+  else {
+    image = ref[1]!
+    if (!build) prebuilt = ref[2]
+  }
   const registry = c.text(
     'registry',
     image ? registryOf(image) : '',
@@ -88,6 +118,7 @@ export function checkBuild(
   )
   return {
     image,
+    prebuilt,
     registry,
     context,
     dockerfile,

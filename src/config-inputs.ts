@@ -19,6 +19,7 @@ interface InputSpec {
 
 export const INPUTS = {
   image: { group: 'build' },
+  build: { group: 'build', default: 'true' },
   context: { group: 'build', default: '.' },
   dockerfile: { group: 'build' },
   'build-args': { group: 'build' },

@@ -23,7 +23,13 @@ export {
 export { registryOf } from './config-build.js'
 
 export interface Config {
+  /** the image repository, without a tag or digest */
   image: string
+  /**
+   * build: false: the image pushed already, as a reference in `image`: ':tag', '@sha256:…' or
+   * ':tag@sha256:…' (undefined: the run builds and pushes the image itself)
+   */
+  prebuilt?: string
   registry: string
   context: string
   dockerfile: string

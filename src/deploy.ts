@@ -95,6 +95,7 @@ export async function deploy(
     return
   }
   const local = await readPlan(config, ctx, deps)
+  if (config.prebuilt) return deployPushed(config, ctx, deps, outcome, local)
   const build = startBuild(config, ctx, deps, local, outcome)
   const [connected, checked] = await Promise.allSettled([
     connectAll(config, deps),
@@ -213,6 +214,148 @@ async function checkPlan(
       )
     )
   return { plan, built, registry, releases, notes }
+}
+
+/**
+ * build: false: the image was pushed before (another job built it). Its digest is read from the
+ * registry while the servers are connected; the version's tag is put on that digest, the release
+ * drafted, and every server pulls and runs the image by digest, so each environment deployed from
+ * it runs the identical image.
+ */
+async function deployPushed(
+  config: Config,
+  ctx: RunContext,
+  deps: Deps,
+  outcome: Outcome,
+  local: LocalPlan
+): Promise<void> {
+  const [connected, found] = await Promise.allSettled([
+    connectAll(config, deps),
+    findPushed(config, ctx, deps, local)
+  ])
+  if (connected.status === 'rejected' || found.status === 'rejected') {
+    if (connected.status === 'fulfilled') disconnect(connected.value)
+    throw (
+      connected.status === 'rejected' ? connected.reason : (found as PromiseRejectedResult).reason
+    ) as Error
+  }
+  const target = connected.value
+  try {
+    const { plan, digest, tagged, registry, releases, notes } = found.value
+    for (const note of notes) note()
+    const ref = `${config.image}@${digest}`
+    Object.assign(outcome, { version: plan.version, image: ref, digest })
+    const given = `${config.image}${config.prebuilt}`
+    core.info(
+      `Deploying ${given} (pushed before, not built here)${given === ref ? '' : `: ${ref}`}`
+    )
+    const [tag, drafted] = await Promise.allSettled([
+      tagged || !plan.version
+        ? Promise.resolve()
+        : tagStep(registry, config, plan.tag, digest, outcome),
+      plan.version && releases
+        ? draftStep(releases, plan.version, ctx.sha, outcome)
+        : Promise.resolve(undefined)
+    ])
+    if (tag.status === 'rejected') throw tag.reason as Error
+    if (drafted.status === 'rejected') throw drafted.reason as Error
+    if (tagged && plan.version) outcome.tags = [`${config.image}:${plan.tag}`]
+    await switchOnServers(target, config, ctx, outcome, {
+      action: 'deploy',
+      image: ref,
+      version: plan.version ?? plan.tag
+    })
+    await moveLatest(registry, config, outcome, 'deploy')
+    const release = drafted.value?.release
+    if (release?.draft && releases && outcome.deployed) {
+      const published = await releases.publish(release.id)
+      outcome.releaseUrl = published.html_url
+      outcome.releaseDraft = false
+      core.info(`Published release ${published.tag_name}: ${published.html_url}`)
+    }
+  } finally {
+    disconnect(target)
+  }
+}
+
+/**
+ * The pushed image's digest, and the version it deploys as: a version tagged on another digest,
+ * or released for another commit, deploys as the commit's sha- name (a notice says where it is).
+ */
+async function findPushed(
+  config: Config,
+  ctx: RunContext,
+  deps: Deps,
+  { plan: asked }: LocalPlan
+): Promise<Planned & { digest: string; tagged: boolean }> {
+  const registry = deps.registry(config)
+  const given = `${config.image}${config.prebuilt}`
+  const read = (reference: string) =>
+    registry.digest(reference).catch((e: Error) => {
+      const name = `${config.image}${reference.startsWith('sha256:') ? '@' : ':'}${reference}`
+      throw new Error(`Cannot read ${name} from ${config.registry}: ${e.message}`)
+    })
+  const releases =
+    asked.version && config.createRelease ? deps.releases(config.githubToken!) : undefined
+  const [digest, onGithub, versionDigest] = await Promise.all([
+    read(config.prebuilt!.replace(/^:/, '').replace(/^.*@/, '')),
+    asked.version && releases ? releasedElsewhere(releases, asked.version, ctx.sha) : undefined,
+    asked.version ? read(asked.tag) : undefined
+  ])
+  if (!digest)
+    throw new Error(
+      `${given} is not in ${config.registry}. With build: false the action deploys an image pushed before: push it first (e.g. docker/build-push-action with push: true) and pass its digest, as image: ${config.image}@\${{ steps.<id>.outputs.digest }}.`
+    )
+  const notes: (() => void)[] = []
+  let plan = asked
+  const elsewhere =
+    onGithub ??
+    (versionDigest && versionDigest !== digest
+      ? `${config.image}:${asked.tag} names another image (${versionDigest})`
+      : undefined)
+  if (elsewhere) {
+    plan = { source: 'none', tag: shaTag(ctx.sha) }
+    notes.push(() =>
+      core.notice(
+        `${asked.version} is released already: ${elsewhere}. A version is released once, so this deploy is named ${plan.tag}. To release it, name a new version.`
+      )
+    )
+  } else if (plan.version)
+    notes.push(() =>
+      core.info(
+        `Version ${plan.version} (from ${plan.source === 'input' ? "the 'version' input" : 'the commit message'})`
+      )
+    )
+  return {
+    plan,
+    built: 'no',
+    registry,
+    releases: plan.version ? releases : undefined,
+    notes,
+    digest,
+    // the version's tag names this digest already (a re-run, or a deploy to the next environment)
+    tagged: versionDigest === digest
+  }
+}
+
+/** build: false: the version's tag names the pushed digest (from then on, as a build's would). */
+async function tagStep(
+  registry: Registry,
+  config: Config,
+  tag: string,
+  digest: string,
+  outcome: Outcome
+): Promise<void> {
+  try {
+    await registry.retag(digest, tag)
+  } catch (e) {
+    throw new Error(
+      `Cannot tag ${config.image}@${digest} as ${tag}: ${(e as Error).message}. Nothing was deployed.`
+    )
+  }
+  runnerEvent(outcome, 'pushed')
+  outcome.tags = [`${config.image}:${tag}`]
+  core.info(`${config.image}:${tag} now names ${digest}`)
 }
 
 /** The image building; it is pushed only once the servers are reached and the version checked. */

@@ -80,6 +80,7 @@ function setOutputs(o: Outcome): void {
   core.setOutput('version', o.version ?? '')
   core.setOutput('image', o.image ?? '')
   core.setOutput('tags', o.tags.join('\n'))
+  core.setOutput('digest', o.digest ?? '')
   core.setOutput('release-url', o.releaseUrl ?? '')
   core.setOutput('color', o.color ?? '')
   core.setOutput('previous-color', o.previousColor ?? '')

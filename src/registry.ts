@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { homedir } from 'node:os'
 import path from 'node:path'
@@ -8,7 +9,12 @@ import path from 'node:path'
 export interface Registry {
   /** The labels of repository:tag, or undefined when the tag does not exist. */
   labels(tag: string): Promise<Record<string, string> | undefined>
-  /** Make `to` name the same manifest as `from`. Returns its digest. */
+  /**
+   * The digest of the manifest that `reference` names (a tag, or a sha256: digest, which is then
+   * checked to be there), or undefined when the registry does not have it.
+   */
+  digest(reference: string): Promise<string | undefined>
+  /** Make `to` name the same manifest as `from` (a tag or a digest). Returns its digest. */
   retag(from: string, to: string): Promise<string | undefined>
 }
 
@@ -120,6 +126,12 @@ export function registryClient(
   }
 
   return {
+    async digest(reference) {
+      const m = await manifest(reference)
+      if (!m) return undefined
+      return m.digest ?? `sha256:${createHash('sha256').update(m.body).digest('hex')}`
+    },
+
     async labels(tag) {
       let m = await manifest(tag)
       if (!m) return undefined
