@@ -113,23 +113,23 @@ test.each(files)('%s passes only inputs that action.yml declares', (file) => {
       expect(Object.keys(action.inputs)).toContain(name)
 })
 
-test.each([
-  ...files.map((f) => [f, readFileSync(`${dir}/${f}`, 'utf8')]),
-  ...readmeWorkflows()
-])('%s: a lowercase image, packages: write for ghcr.io, a time limit on every job', (_, text) => {
-  const wf = parse(text) as Workflow
-  for (const job of Object.values(wf.jobs)) {
-    for (const step of job.steps.filter((s) => s.uses?.includes('bg-deploy'))) {
-      const image = String(step.with?.image ?? '')
-      expect(image).not.toContain('github.repository')
-      expect(image.replace(/\$\{\{[^}]*\}\}/g, '')).toBe(
-        image.replace(/\$\{\{[^}]*\}\}/g, '').toLowerCase()
-      )
+test.each([...files.map((f) => [f, readFileSync(`${dir}/${f}`, 'utf8')]), ...readmeWorkflows()])(
+  '%s: a lowercase image, packages: write for ghcr.io, a time limit on every job',
+  (_, text) => {
+    const wf = parse(text) as Workflow
+    for (const job of Object.values(wf.jobs)) {
+      for (const step of job.steps.filter((s) => s.uses?.includes('bg-deploy'))) {
+        const image = String(step.with?.image ?? '')
+        expect(image).not.toContain('github.repository')
+        expect(image.replace(/\$\{\{[^}]*\}\}/g, '')).toBe(
+          image.replace(/\$\{\{[^}]*\}\}/g, '').toLowerCase()
+        )
+      }
     }
+    if (text.includes('ghcr.io')) expect(wf.permissions?.packages).toBe('write')
+    for (const job of Object.values(wf.jobs)) expect(job['timeout-minutes']).toBeGreaterThan(0)
   }
-  if (text.includes('ghcr.io')) expect(wf.permissions?.packages).toBe('write')
-  for (const job of Object.values(wf.jobs)) expect(job['timeout-minutes']).toBeGreaterThan(0)
-})
+)
 
 describe('deploy.yml', () => {
   const wf = parse(readFileSync(`${dir}/deploy.yml`, 'utf8')) as Workflow
