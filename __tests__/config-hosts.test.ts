@@ -154,3 +154,83 @@ test('engine swarm: one manager in host, no switch-mode, docker-run-args or keep
     expect.stringMatching(/docker-run-args' does not apply/)
   ])
 })
+
+describe('proxy-jump and the timeouts', () => {
+  const FP = '256 SHA256:tqol3+MpVyntoGUocL9tj2/Ante/rOYZtYJ0yY7nPdk bastion (ED25519)'
+  const KEY = '-----BEGIN OPENSSH PRIVATE KEY-----\njump\n-----END OPENSSH PRIVATE KEY-----'
+  const PUB = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG+xVv25qGP0rQ6to3c4aUMNpYOMLcKhXvwLTNDnnWKi'
+  const pinned: Inputs = {
+    ...base,
+    host: 'srv',
+    'insecure-ignore-host-key': 'false',
+    'host-fingerprint': FP
+  }
+  const cfg = (extra: Inputs) => parseConfig({ ...pinned, ...extra }, ctx)
+  const refusal = (extra: Inputs) => {
+    try {
+      cfg(extra)
+      return ''
+    } catch (e) {
+      return (e as ConfigError).message
+    }
+  }
+
+  test('every server goes through the bastion, with its own user, key and pin', () => {
+    const c = cfg({
+      host: undefined,
+      hosts: 'a\nb:2200',
+      'proxy-jump': 'jump@bastion.example.com:2022',
+      'proxy-jump-key': KEY,
+      'proxy-jump-fingerprint': FP
+    } as Inputs)
+    expect(c.hosts).toHaveLength(2)
+    for (const h of c.hosts)
+      expect(h.jump).toMatchObject({
+        host: 'bastion.example.com',
+        port: 2022,
+        username: 'jump',
+        privateKey: KEY
+      })
+    expect(c.hosts[0]!.jump!.hostKeyPins).toHaveLength(1)
+  })
+
+  test('defaults: the user and key of the servers, port 22, the pin from known-hosts', () => {
+    const c = cfg({
+      'host-fingerprint': undefined,
+      'known-hosts': `srv ${PUB}\nbastion ${PUB}`,
+      host: 'srv',
+      'proxy-jump': 'bastion'
+    } as Inputs)
+    expect(c.ssh.jump).toMatchObject({ host: 'bastion', port: 22, username: base.username })
+    expect(c.ssh.jump!.privateKey).toBe(base['ssh-key'])
+    expect(c.ssh.jump!.hostKeyPins).toHaveLength(1)
+  })
+
+  test.each([
+    [
+      { 'proxy-jump': 'bastion' },
+      /The bastion's host key is not pinned: set 'proxy-jump-fingerprint'/
+    ],
+    [{ 'proxy-jump': '-oProxyCommand=x', 'proxy-jump-fingerprint': FP }, /Invalid proxy-jump/],
+    [{ 'proxy-jump-key': KEY }, /belong to 'proxy-jump'/],
+    [
+      { 'proxy-jump': 'b', 'proxy-jump-key': 'id_rsa', 'proxy-jump-fingerprint': FP },
+      /Invalid proxy-jump-key/
+    ],
+    [{ 'connect-timeout': '0' }, /Invalid connect-timeout '0'/],
+    [
+      { 'command-timeout': '60', 'health-timeout': '60' },
+      /command-timeout' is 60 s, but a deploy may take health-timeout \+ drain-timeout \+ watch = 90 s/
+    ]
+  ])('%j is refused with the fix', (extra, message) => {
+    expect(refusal(extra as Inputs)).toMatch(message)
+  })
+
+  test('timeouts: 20 s to connect; the command timeout at least what the inputs let a deploy wait', () => {
+    expect(cfg({}).ssh.connectTimeout).toBe(20)
+    expect(cfg({}).commandTimeout).toBe(1800)
+    expect(cfg({ 'connect-timeout': '5' }).hosts[0]!.connectTimeout).toBe(5)
+    expect(cfg({ watch: '3600' }).commandTimeout).toBe(60 + 30 + 3600 + 60)
+    expect(cfg({ 'command-timeout': '100' }).commandTimeout).toBe(100)
+  })
+})

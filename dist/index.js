@@ -67593,6 +67593,11 @@ const INPUTS = {
     'host-fingerprint': { group: 'server' },
     'known-hosts': { group: 'server' },
     'insecure-ignore-host-key': { group: 'server', default: 'false' },
+    'proxy-jump': { group: 'server' },
+    'proxy-jump-key': { group: 'server', secret: true },
+    'proxy-jump-fingerprint': { group: 'server' },
+    'connect-timeout': { group: 'server', default: '20' },
+    'command-timeout': { group: 'server', default: '1800' },
     'app-name': { group: 'app' },
     'container-port': { group: 'app', default: '8080' },
     'blue-port': { group: 'app', default: '8081' },
@@ -68318,6 +68323,45 @@ function sshOf(c, a, shared, where) {
         privateKey: shared.privateKey,
         passphrase: shared.passphrase,
         hostKeyPins,
+        insecureIgnoreHostKey: shared.insecureIgnoreHostKey,
+        connectTimeout: shared.connectTimeout,
+        ...(shared.jump ? { jump: shared.jump } : {})
+    };
+}
+/**
+ * proxy-jump: the bastion as `[user@]host[:port]` (user: `username`), its key (proxy-jump-key, else
+ * ssh-key) and its host key: proxy-jump-fingerprint, else the known-hosts lines for it.
+ */
+function checkJump(c, d, shared) {
+    const raw = c.get('proxy-jump')?.trim();
+    const key = c.get('proxy-jump-key');
+    const fingerprints = c.get('proxy-jump-fingerprint');
+    if (raw === undefined) {
+        if (key !== undefined || fingerprints !== undefined)
+            c.add("Inputs 'proxy-jump-key' and 'proxy-jump-fingerprint' belong to 'proxy-jump': set proxy-jump to the bastion (user@host:port), or remove them.");
+        return undefined;
+    }
+    const a = parseHostLine(raw, { port: 22, username: d.username });
+    if (typeof a === 'string') {
+        c.add(`Invalid proxy-jump '${raw}': ${a}. Expected the bastion as host, user@host or user@host:port (as for ssh -J).`);
+        return undefined;
+    }
+    if (key !== undefined && !/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(key))
+        c.bad('proxy-jump-key', "the text of the bastion's private key, starting with -----BEGIN OPENSSH PRIVATE KEY----- (empty: ssh-key is used)");
+    let hostKeyPins = [];
+    try {
+        hostKeyPins = parseHostKeyPins(fingerprints, fingerprints === undefined ? shared.knownHosts : undefined, a.host, a.port).map((p) => ({ ...p, source: p.source.replace('host-fingerprint', 'proxy-jump-fingerprint') }));
+    }
+    catch (e) {
+        c.add(`proxy-jump: ${e.message.replace(/host-fingerprint/g, 'proxy-jump-fingerprint')}`);
+    }
+    if (hostKeyPins.length === 0 && !shared.insecureIgnoreHostKey)
+        c.add(`The bastion's host key is not pinned: set 'proxy-jump-fingerprint' to the output of \`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub\` run on ${a.host}, or add its line (ssh-keyscan -p ${a.port} ${a.host}) to 'known-hosts'.`);
+    return {
+        ...a,
+        privateKey: key ?? shared.privateKey,
+        passphrase: key === undefined ? shared.passphrase : undefined,
+        hostKeyPins,
         insecureIgnoreHostKey: shared.insecureIgnoreHostKey
     };
 }
@@ -68503,12 +68547,21 @@ function checkServer(c) {
     else if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(privateKey))
         c.bad('ssh-key', 'the text of a private key starting with -----BEGIN OPENSSH PRIVATE KEY----- (not a path or a public key)');
     const insecureIgnoreHostKey = c.bool('insecure-ignore-host-key');
-    const servers = checkHosts(c, { port: sshPort, username: username && config_build_USER.test(username) ? username : 'deploy' }, {
+    const defaults = {
+        port: sshPort,
+        username: username && config_build_USER.test(username) ? username : 'deploy'
+    };
+    const shared = {
         privateKey: privateKey ?? '',
         passphrase: c.get('ssh-passphrase'),
         insecureIgnoreHostKey,
         fingerprints: c.get('host-fingerprint'),
         knownHosts: c.get('known-hosts')
+    };
+    const servers = checkHosts(c, defaults, {
+        ...shared,
+        connectTimeout: c.num('connect-timeout', 1, 600, false),
+        jump: checkJump(c, defaults, shared)
     });
     if (!insecureIgnoreHostKey &&
         c.get('host-fingerprint') === undefined &&
@@ -68622,6 +68675,17 @@ function mergeInputs(fromFile, explicit) {
 
 
 
+/**
+ * command-timeout: long enough for what the inputs let a script wait for (health, drain, watch),
+ * so a slow but working deploy is never cut.
+ */
+function checkCommandTimeout(c, sw, after) {
+    const t = c.num('command-timeout', 10, 86400, false);
+    const needs = sw.health.timeout + sw.drainTimeout + after.watch;
+    if (c.get('command-timeout') !== undefined && t <= needs)
+        c.add(`Input 'command-timeout' is ${t} s, but a deploy may take health-timeout + drain-timeout + watch = ${needs} s on the server: set it above ${needs}, or lower those.`);
+    return c.get('command-timeout') !== undefined ? t : Math.max(t, needs + 60);
+}
 /** Read every input through `get` (core.getInput); empty means not given. */
 function readInputs(get) {
     const inputs = {};
@@ -68647,6 +68711,7 @@ function parseConfig(inputs, ctx) {
     const after = checkAfterSwitch(c);
     const fleet = checkFleet(c, { hosts, lb, mode: sw.switch.mode, network: app.network, after });
     const run = checkRun(c);
+    const commandTimeout = checkCommandTimeout(c, sw, after);
     const engine = checkEngine(c, {
         several: fleet.several,
         mode: sw.switch.mode,
@@ -68655,7 +68720,20 @@ function parseConfig(inputs, ctx) {
         keepWarm: after.keepWarm
     });
     c.done();
-    return { ...build, ...version, ssh, hosts, lb, fleet, after, engine, app, ...sw, ...run };
+    return {
+        ...build,
+        ...version,
+        ssh,
+        hosts,
+        lb,
+        fleet,
+        after,
+        engine,
+        app,
+        ...sw,
+        ...run,
+        commandTimeout
+    };
 }
 
 ;// CONCATENATED MODULE: external "node:child_process"
@@ -69169,16 +69247,40 @@ function startRemote(shell, config, req, log, script = loadDeployScript()) {
     stdin.write(remoteStdin(script, config));
     if ((!req.role || req.role === 'single') && !req.buildWait)
         stdin.end();
-    const result = shell
-        .exec(remoteCommand(scriptArgs(config, req)), {
-        stdin,
-        onStdout: (c) => parser.push('out', c),
-        onStderr: (c) => parser.push('err', c)
-    })
+    // command-timeout: a script that hangs (a stuck lock, pull or docker) does not hold the runner;
+    // its connection is closed, as when the runner dies
+    let timer;
+    let timedOut = false;
+    let expire = () => undefined;
+    const expired = new Promise((resolve) => (expire = resolve));
+    const arm = () => {
+        if (timer)
+            return;
+        timer = setTimeout(() => {
+            timedOut = true;
+            shell.dispose();
+            // the channel's end, if the closed connection does not report it
+            setTimeout(() => expire({ code: null, signal: null }), 2000).unref();
+        }, config.commandTimeout * 1000);
+        timer.unref();
+    };
+    const result = Promise.race([
+        shell.exec(remoteCommand(scriptArgs(config, req)), {
+            stdin,
+            onStdout: (c) => parser.push('out', c),
+            onStderr: (c) => parser.push('err', c)
+        }),
+        expired
+    ])
+        .finally(() => clearTimeout(timer))
         .then((r) => {
         parser.flush();
+        if (timedOut)
+            throw new RemoteError(`The server's script did not finish within command-timeout (${config.commandTimeout} s), so the runner closed its connection. The last thing it reported is in the log above. The server keeps serving what nginx points at, and the next run recovers what this one left half-done. Find what hangs on the server, or raise command-timeout.`, null, parser.events, parser.history);
         return answer(parser, r, config, req);
     });
+    if (!req.buildWait)
+        arm();
     const settle = (e) => {
         for (const ws of waiting.values())
             for (const w of ws)
@@ -69203,6 +69305,7 @@ function startRemote(shell, config, req, log, script = loadDeployScript()) {
             if (!stdin.writableEnded)
                 stdin.end();
         },
+        arm,
         result
     };
 }
@@ -70281,6 +70384,7 @@ function startEarly(shell, config, ctx, req, outcome) {
         log,
         go() {
             log.release();
+            session.arm();
             session.send('pull');
             session.close();
         },
@@ -71380,13 +71484,13 @@ class NodeSSH {
 
 
 /** The key type of the private key ('ssh-ed25519', 'ssh-rsa', ...); throws a message a user can act on. */
-function privateKeyType(cfg) {
+function privateKeyType(cfg, input = 'ssh-key') {
     const parsed = ssh2_lib_default().utils.parseKey(cfg.privateKey, cfg.passphrase);
     if (parsed instanceof Error) {
         const encrypted = /encrypted|passphrase|decrypt/i.test(parsed.message);
         throw new Error(encrypted
-            ? `Input 'ssh-key' is encrypted and ${cfg.passphrase ? "'ssh-passphrase' does not open it" : "no 'ssh-passphrase' was given"} (${parsed.message}).`
-            : `Input 'ssh-key' cannot be read as a private key (${parsed.message}). Expected an OpenSSH or PEM private key.`);
+            ? `Input '${input}' is encrypted and ${cfg.passphrase ? "'ssh-passphrase' does not open it" : "no 'ssh-passphrase' was given"} (${parsed.message}).`
+            : `Input '${input}' cannot be read as a private key (${parsed.message}). Expected an OpenSSH or PEM private key.`);
     }
     const key = Array.isArray(parsed) ? parsed[0] : parsed;
     return key.type;
@@ -71397,28 +71501,71 @@ function blobType(blob) {
     return blob.subarray(4, 4 + len).toString();
 }
 /**
- * Connect with the host key pinned (unless insecure-ignore-host-key), keep-alive on, and a ready
- * timeout. Errors say what happened and what to do.
+ * Connect with the host key pinned (unless insecure-ignore-host-key), keep-alive on, and ready
+ * within connect-timeout; through the bastion in proxy-jump when there is one (its own user, key
+ * and pinned host key; the server's connection is a direct-tcpip channel of the bastion's, as
+ * `ssh -J` makes it). Errors say what happened and what to do.
  */
 async function connectSsh(cfg, opts = {}) {
-    const keyType = privateKeyType(cfg);
-    const where = `${cfg.username}@${cfg.host}:${cfg.port}`;
+    if (cfg.insecureIgnoreHostKey && cfg.hostKeyPins.length === 0)
+        opts.warn?.(`insecure-ignore-host-key is true: the identity of ${cfg.host} is not checked, so a machine in the middle could receive the deploy. Pin it with host-fingerprint (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub).`);
+    const timeoutMs = cfg.connectTimeout * 1000;
+    let bastion;
+    let sock;
+    if (cfg.jump) {
+        const jump = cfg.jump;
+        bastion = await ssh_open({ ...jump, connectTimeout: cfg.connectTimeout }, (0,external_node_net_.connect)({ host: jump.host, port: jump.port, noDelay: true }), timeoutMs, 'proxy-jump ');
+        try {
+            sock = await forward(bastion, cfg, timeoutMs);
+        }
+        catch (e) {
+            bastion.dispose();
+            throw e;
+        }
+    }
+    else
+        sock = (0,external_node_net_.connect)({ host: cfg.host, port: cfg.port, noDelay: true });
+    let ssh;
+    try {
+        ssh = await ssh_open(cfg, sock, timeoutMs, '');
+    }
+    catch (e) {
+        bastion?.dispose();
+        throw e;
+    }
+    return {
+        async exec(command, o) {
+            const r = await ssh.execCommand(command, {
+                stdin: o.stdin,
+                onStdout: o.onStdout,
+                onStderr: o.onStderr
+            });
+            return { code: r.code, signal: r.signal };
+        },
+        dispose() {
+            ssh.dispose();
+            bastion?.dispose();
+        }
+    };
+}
+/** One SSH connection over `sock`, its host key checked against the pins of `cfg`. */
+async function ssh_open(cfg, sock, timeoutMs, what) {
+    const keyType = privateKeyType(cfg, what ? 'proxy-jump-key' : 'ssh-key');
+    const where = `${what}${cfg.username}@${cfg.host}:${cfg.port}`;
     let rejected;
     const ssh = new NodeSSH();
     const algorithms = hostKeyAlgorithms(cfg.hostKeyPins);
-    if (cfg.insecureIgnoreHostKey && cfg.hostKeyPins.length === 0)
-        opts.warn?.(`insecure-ignore-host-key is true: the identity of ${cfg.host} is not checked, so a machine in the middle could receive the deploy. Pin it with host-fingerprint (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub).`);
     try {
         await ssh.connect({
             // Our own socket, for TCP_NODELAY: without it every step of the handshake waits out the
             // peer's delayed ACK (~40 ms each, 0.2 s a connect on loopback).
-            sock: (0,external_node_net_.connect)({ host: cfg.host, port: cfg.port, noDelay: true }),
+            sock: sock,
             host: cfg.host,
             port: cfg.port,
             username: cfg.username,
             privateKey: cfg.privateKey,
             passphrase: cfg.passphrase,
-            readyTimeout: opts.readyTimeoutMs ?? 20_000,
+            readyTimeout: timeoutMs,
             keepaliveInterval: 10_000,
             keepaliveCountMax: 3,
             ...(algorithms
@@ -71437,41 +71584,47 @@ async function connectSsh(cfg, opts = {}) {
     }
     catch (e) {
         ssh.dispose();
+        sock.destroy();
         throw explainConnectError(e, {
             where,
             keyType,
             rejected,
-            cfg
+            cfg,
+            what
         });
     }
-    return {
-        async exec(command, o) {
-            const r = await ssh.execCommand(command, {
-                stdin: o.stdin,
-                onStdout: o.onStdout,
-                onStderr: o.onStderr
-            });
-            return { code: r.code, signal: r.signal };
-        },
-        dispose() {
-            ssh.dispose();
-        }
-    };
+    return ssh;
+}
+/** A direct-tcpip channel from the bastion to the server, as the server's socket. */
+function forward(bastion, cfg, timeoutMs) {
+    const client = bastion.connection;
+    return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`The bastion ${cfg.jump.host}:${cfg.jump.port} did not open a connection to ${cfg.host}:${cfg.port} within connect-timeout (${cfg.connectTimeout} s).`)), timeoutMs);
+        client.forwardOut('127.0.0.1', 0, cfg.host, cfg.port, (err, stream) => {
+            clearTimeout(timer);
+            if (err)
+                reject(new Error(`The bastion ${cfg.jump.username}@${cfg.jump.host}:${cfg.jump.port} refused to connect to ${cfg.host}:${cfg.port} (${err.message}). Check that the server's address is right as the bastion sees it, and that the bastion's sshd allows TCP forwarding (AllowTcpForwarding) for that user.`));
+            else
+                resolve(stream);
+        });
+    });
 }
 function explainConnectError(e, c) {
     const m = e.message;
+    const jump = c.what !== '';
+    const check = jump ? "'proxy-jump'" : "'host' and 'port'";
     if (c.rejected)
-        return new Error(`Host key verification failed for ${c.cfg.host}:${c.cfg.port}: the server presented ${c.rejected}, which matches none of the pinned keys (${c.cfg.hostKeyPins.map((p) => p.source).join(', ')}). Nothing was run on the server. If the server's key changed on purpose, update host-fingerprint with the output of \`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub\` on the server.`);
+        return new Error(`Host key verification failed for ${c.what}${c.cfg.host}:${c.cfg.port}: the server presented ${c.rejected}, which matches none of the pinned keys (${c.cfg.hostKeyPins.map((p) => p.source).join(', ')}). Nothing was run on the server. If the key changed on purpose, update ${jump ? 'proxy-jump-fingerprint' : 'host-fingerprint'} with the output of \`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub\` on ${jump ? 'the bastion' : 'the server'}.`);
     if (e.code === 'ECONNREFUSED')
-        return new Error(`Cannot connect to ${c.where}: connection refused. Check 'host' and 'port', and that sshd runs there.`);
+        return new Error(`Cannot connect to ${c.where}: connection refused. Check ${check}, and that sshd runs there.`);
     if (e.code === 'ENOTFOUND' || e.code === 'EAI_AGAIN')
-        return new Error(`Cannot connect to ${c.where}: the host name '${c.cfg.host}' does not resolve. Check 'host'.`);
+        return new Error(`Cannot connect to ${c.where}: the host name '${c.cfg.host}' does not resolve. Check ${jump ? "'proxy-jump'" : "'host'"}.`);
     if (e.code === 'ETIMEDOUT' || e.code === 'EHOSTUNREACH' || /timed out/i.test(m))
-        return new Error(`Cannot connect to ${c.where}: ${/handshake/i.test(m) ? 'no SSH handshake' : 'no answer'} within the timeout. Check 'host' and 'port', and that a firewall lets the runner in.`);
+        return new Error(`Cannot connect to ${c.where}: ${/handshake/i.test(m) ? 'no SSH handshake' : 'no answer'} within connect-timeout (${c.cfg.connectTimeout} s). Check ${check}, and that a firewall lets the runner in.`);
     if (/authentication methods failed/i.test(m))
-        return new Error(`The server refused authentication for ${c.where} with the ${c.keyType} key from 'ssh-key'. Add its public key (ssh-keygen -y -f KEYFILE) to ~${c.cfg.username}/.ssh/authorized_keys on the server, and check 'username'.`);
+        return new Error(`The ${jump ? 'bastion' : 'server'} refused authentication for ${c.where} with the ${c.keyType} key from '${jump ? 'proxy-jump-key' : 'ssh-key'}'. Add its public key (ssh-keygen -y -f KEYFILE) to ~${c.cfg.username}/.ssh/authorized_keys there, and check ${jump ? "the user in 'proxy-jump'" : "'username'"}.`);
     if (/no matching.*host key/i.test(m) || /handshake failed/i.test(m))
-        return new Error(`SSH handshake with ${c.where} failed: ${m}. The server offers none of the host key types pinned in host-fingerprint; pin the key it has (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub).`);
+        return new Error(`SSH handshake with ${c.where} failed: ${m}. It offers none of the host key types pinned in ${jump ? 'proxy-jump-fingerprint' : 'host-fingerprint'}; pin the key it has (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub).`);
     return new Error(`SSH connection to ${c.where} failed: ${m}`);
 }
 

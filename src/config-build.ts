@@ -4,7 +4,7 @@ import path from 'node:path'
 import { noControl, type Collector } from './config-check.js'
 import type { Config } from './config.js'
 import { defaultOf, type InputName } from './config-inputs.js'
-import { checkHosts } from './config-hosts.js'
+import { checkHosts, checkJump } from './config-hosts.js'
 import { DEFAULT_VERSION_PATTERN, versionProblem } from './version.js'
 import { splitLines } from './words.js'
 
@@ -194,17 +194,22 @@ export function checkServer(c: Collector): ReturnType<typeof checkHosts> {
       'the text of a private key starting with -----BEGIN OPENSSH PRIVATE KEY----- (not a path or a public key)'
     )
   const insecureIgnoreHostKey = c.bool('insecure-ignore-host-key')
-  const servers = checkHosts(
-    c,
-    { port: sshPort, username: username && USER.test(username) ? username : 'deploy' },
-    {
-      privateKey: privateKey ?? '',
-      passphrase: c.get('ssh-passphrase'),
-      insecureIgnoreHostKey,
-      fingerprints: c.get('host-fingerprint'),
-      knownHosts: c.get('known-hosts')
-    }
-  )
+  const defaults = {
+    port: sshPort,
+    username: username && USER.test(username) ? username : 'deploy'
+  }
+  const shared = {
+    privateKey: privateKey ?? '',
+    passphrase: c.get('ssh-passphrase'),
+    insecureIgnoreHostKey,
+    fingerprints: c.get('host-fingerprint'),
+    knownHosts: c.get('known-hosts')
+  }
+  const servers = checkHosts(c, defaults, {
+    ...shared,
+    connectTimeout: c.num('connect-timeout', 1, 600, false),
+    jump: checkJump(c, defaults, shared)
+  })
   if (
     !insecureIgnoreHostKey &&
     c.get('host-fingerprint') === undefined &&

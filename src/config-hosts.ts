@@ -3,7 +3,7 @@
 // is a complete SSH config: its own address, port and user, and the host keys pinned for it.
 import { isIP } from 'node:net'
 import type { Collector } from './config-check.js'
-import type { Config } from './config.js'
+import type { Config, JumpHost } from './config.js'
 import type { SwitchMode } from './config-inputs.js'
 import { parseHostKeyPins } from './hostkey.js'
 
@@ -66,6 +66,8 @@ interface Shared {
   insecureIgnoreHostKey: boolean
   fingerprints?: string
   knownHosts?: string
+  connectTimeout: number
+  jump?: JumpHost
 }
 
 function sshOf(c: Collector, a: HostAddress, shared: Shared, where: string): SshConfig {
@@ -81,6 +83,65 @@ function sshOf(c: Collector, a: HostAddress, shared: Shared, where: string): Ssh
     username: a.username,
     privateKey: shared.privateKey,
     passphrase: shared.passphrase,
+    hostKeyPins,
+    insecureIgnoreHostKey: shared.insecureIgnoreHostKey,
+    connectTimeout: shared.connectTimeout,
+    ...(shared.jump ? { jump: shared.jump } : {})
+  }
+}
+
+/**
+ * proxy-jump: the bastion as `[user@]host[:port]` (user: `username`), its key (proxy-jump-key, else
+ * ssh-key) and its host key: proxy-jump-fingerprint, else the known-hosts lines for it.
+ */
+export function checkJump(
+  c: Collector,
+  d: { port: number; username?: string },
+  shared: Omit<Shared, 'jump' | 'connectTimeout'>
+): JumpHost | undefined {
+  const raw = c.get('proxy-jump')?.trim()
+  const key = c.get('proxy-jump-key')
+  const fingerprints = c.get('proxy-jump-fingerprint')
+  if (raw === undefined) {
+    if (key !== undefined || fingerprints !== undefined)
+      c.add(
+        "Inputs 'proxy-jump-key' and 'proxy-jump-fingerprint' belong to 'proxy-jump': set proxy-jump to the bastion (user@host:port), or remove them."
+      )
+    return undefined
+  }
+  const a = parseHostLine(raw, { port: 22, username: d.username })
+  if (typeof a === 'string') {
+    c.add(
+      `Invalid proxy-jump '${raw}': ${a}. Expected the bastion as host, user@host or user@host:port (as for ssh -J).`
+    )
+    return undefined
+  }
+  if (key !== undefined && !/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(key))
+    c.bad(
+      'proxy-jump-key',
+      "the text of the bastion's private key, starting with -----BEGIN OPENSSH PRIVATE KEY----- (empty: ssh-key is used)"
+    )
+  let hostKeyPins: JumpHost['hostKeyPins'] = []
+  try {
+    hostKeyPins = parseHostKeyPins(
+      fingerprints,
+      fingerprints === undefined ? shared.knownHosts : undefined,
+      a.host,
+      a.port
+    ).map((p) => ({ ...p, source: p.source.replace('host-fingerprint', 'proxy-jump-fingerprint') }))
+  } catch (e) {
+    c.add(
+      `proxy-jump: ${(e as Error).message.replace(/host-fingerprint/g, 'proxy-jump-fingerprint')}`
+    )
+  }
+  if (hostKeyPins.length === 0 && !shared.insecureIgnoreHostKey)
+    c.add(
+      `The bastion's host key is not pinned: set 'proxy-jump-fingerprint' to the output of \`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub\` run on ${a.host}, or add its line (ssh-keyscan -p ${a.port} ${a.host}) to 'known-hosts'.`
+    )
+  return {
+    ...a,
+    privateKey: key ?? shared.privateKey,
+    passphrase: key === undefined ? shared.passphrase : undefined,
     hostKeyPins,
     insecureIgnoreHostKey: shared.insecureIgnoreHostKey
   }

@@ -50,7 +50,13 @@ export interface Config {
     passphrase?: string
     hostKeyPins: HostKeyPin[]
     insecureIgnoreHostKey: boolean
+    /** seconds until the SSH connection must be ready (TCP, handshake, authentication) */
+    connectTimeout: number
+    /** proxy-jump: the bastion the connection goes through (ssh -J) */
+    jump?: JumpHost
   }
+  /** seconds a server's script may run (from its start, or from the image pushed) before the run closes its connection */
+  commandTimeout: number
   app: {
     name: string
     containerPort: number
@@ -90,6 +96,35 @@ export interface Config {
   }
 }
 
+/** A bastion: its address, its own user, key and pinned host key. */
+export interface JumpHost {
+  host: string
+  port: number
+  username: string
+  privateKey: string
+  passphrase?: string
+  hostKeyPins: HostKeyPin[]
+  insecureIgnoreHostKey: boolean
+}
+
+/**
+ * command-timeout: long enough for what the inputs let a script wait for (health, drain, watch),
+ * so a slow but working deploy is never cut.
+ */
+function checkCommandTimeout(
+  c: Collector,
+  sw: Pick<Config, 'health' | 'drainTimeout'>,
+  after: Config['after']
+): number {
+  const t = c.num('command-timeout', 10, 86400, false)
+  const needs = sw.health.timeout + sw.drainTimeout + after.watch
+  if (c.get('command-timeout') !== undefined && t <= needs)
+    c.add(
+      `Input 'command-timeout' is ${t} s, but a deploy may take health-timeout + drain-timeout + watch = ${needs} s on the server: set it above ${needs}, or lower those.`
+    )
+  return c.get('command-timeout') !== undefined ? t : Math.max(t, needs + 60)
+}
+
 /** What the run's context supplies to defaults. */
 export interface ConfigContext {
   /** owner/repo */
@@ -123,6 +158,7 @@ export function parseConfig(inputs: Inputs, ctx: ConfigContext): Config {
   const after = checkAfterSwitch(c)
   const fleet = checkFleet(c, { hosts, lb, mode: sw.switch.mode, network: app.network, after })
   const run = checkRun(c)
+  const commandTimeout = checkCommandTimeout(c, sw, after)
   const engine = checkEngine(c, {
     several: fleet.several,
     mode: sw.switch.mode,
@@ -131,5 +167,18 @@ export function parseConfig(inputs: Inputs, ctx: ConfigContext): Config {
     keepWarm: after.keepWarm
   })
   c.done()
-  return { ...build, ...version, ssh, hosts, lb, fleet, after, engine, app, ...sw, ...run }
+  return {
+    ...build,
+    ...version,
+    ssh,
+    hosts,
+    lb,
+    fleet,
+    after,
+    engine,
+    app,
+    ...sw,
+    ...run,
+    commandTimeout
+  }
 }

@@ -732,6 +732,7 @@ function startEarly(
     log,
     go() {
       log.release()
+      session.arm()
       session.send('pull')
       session.close()
     },

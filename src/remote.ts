@@ -21,7 +21,7 @@ import {
   type Stage
 } from './protocol.js'
 export type { HistoryEntry } from './answer.js'
-import type { RemoteShell } from './ssh.js'
+import type { ExecResult, RemoteShell } from './ssh.js'
 
 /**
  * The blue-green script, sent on stdin: src/remote's parts, joined in order into build/deploy.sh
@@ -271,6 +271,8 @@ export interface RemoteSession {
   send(command: Command | `switch ${'blue' | 'green'}`): void
   /** no more commands: the script reads end of input */
   close(): void
+  /** start the command-timeout clock (at once, unless the script waits for the build first) */
+  arm(): void
   readonly result: Promise<RemoteResult>
 }
 
@@ -294,16 +296,43 @@ export function startRemote(
   const stdin = new PassThrough()
   stdin.write(remoteStdin(script, config))
   if ((!req.role || req.role === 'single') && !req.buildWait) stdin.end()
-  const result = shell
-    .exec(remoteCommand(scriptArgs(config, req)), {
+  // command-timeout: a script that hangs (a stuck lock, pull or docker) does not hold the runner;
+  // its connection is closed, as when the runner dies
+  let timer: NodeJS.Timeout | undefined
+  let timedOut = false
+  let expire: (r: ExecResult) => void = () => undefined
+  const expired = new Promise<ExecResult>((resolve) => (expire = resolve))
+  const arm = () => {
+    if (timer) return
+    timer = setTimeout(() => {
+      timedOut = true
+      shell.dispose()
+      // the channel's end, if the closed connection does not report it
+      setTimeout(() => expire({ code: null, signal: null }), 2000).unref()
+    }, config.commandTimeout * 1000)
+    timer.unref()
+  }
+  const result = Promise.race([
+    shell.exec(remoteCommand(scriptArgs(config, req)), {
       stdin,
       onStdout: (c) => parser.push('out', c),
       onStderr: (c) => parser.push('err', c)
-    })
+    }),
+    expired
+  ])
+    .finally(() => clearTimeout(timer))
     .then((r) => {
       parser.flush()
+      if (timedOut)
+        throw new RemoteError(
+          `The server's script did not finish within command-timeout (${config.commandTimeout} s), so the runner closed its connection. The last thing it reported is in the log above. The server keeps serving what nginx points at, and the next run recovers what this one left half-done. Find what hangs on the server, or raise command-timeout.`,
+          null,
+          parser.events,
+          parser.history
+        )
       return answer(parser, r, config, req)
     })
+  if (!req.buildWait) arm()
   const settle = (e: Error) => {
     for (const ws of waiting.values()) for (const w of ws) w.reject(e)
     waiting.clear()
@@ -326,6 +355,7 @@ export function startRemote(
     close() {
       if (!stdin.writableEnded) stdin.end()
     },
+    arm,
     result
   }
 }

@@ -1,5 +1,5 @@
 import { connect as tcpConnect } from 'node:net'
-import type { Readable } from 'node:stream'
+import type { Duplex, Readable } from 'node:stream'
 import { NodeSSH } from 'node-ssh'
 import ssh2 from 'ssh2'
 import type { Config } from './config.js'
@@ -28,14 +28,17 @@ export interface RemoteShell {
 export type SshConfig = Config['ssh']
 
 /** The key type of the private key ('ssh-ed25519', 'ssh-rsa', ...); throws a message a user can act on. */
-export function privateKeyType(cfg: Pick<SshConfig, 'privateKey' | 'passphrase'>): string {
+export function privateKeyType(
+  cfg: Pick<SshConfig, 'privateKey' | 'passphrase'>,
+  input: 'ssh-key' | 'proxy-jump-key' = 'ssh-key'
+): string {
   const parsed = ssh2.utils.parseKey(cfg.privateKey, cfg.passphrase)
   if (parsed instanceof Error) {
     const encrypted = /encrypted|passphrase|decrypt/i.test(parsed.message)
     throw new Error(
       encrypted
-        ? `Input 'ssh-key' is encrypted and ${cfg.passphrase ? "'ssh-passphrase' does not open it" : "no 'ssh-passphrase' was given"} (${parsed.message}).`
-        : `Input 'ssh-key' cannot be read as a private key (${parsed.message}). Expected an OpenSSH or PEM private key.`
+        ? `Input '${input}' is encrypted and ${cfg.passphrase ? "'ssh-passphrase' does not open it" : "no 'ssh-passphrase' was given"} (${parsed.message}).`
+        : `Input '${input}' cannot be read as a private key (${parsed.message}). Expected an OpenSSH or PEM private key.`
     )
   }
   const key = Array.isArray(parsed) ? parsed[0] : parsed
@@ -49,33 +52,83 @@ function blobType(blob: Buffer): string {
 }
 
 /**
- * Connect with the host key pinned (unless insecure-ignore-host-key), keep-alive on, and a ready
- * timeout. Errors say what happened and what to do.
+ * Connect with the host key pinned (unless insecure-ignore-host-key), keep-alive on, and ready
+ * within connect-timeout; through the bastion in proxy-jump when there is one (its own user, key
+ * and pinned host key; the server's connection is a direct-tcpip channel of the bastion's, as
+ * `ssh -J` makes it). Errors say what happened and what to do.
  */
 export async function connectSsh(
   cfg: SshConfig,
-  opts: { readyTimeoutMs?: number; warn?: (msg: string) => void } = {}
+  opts: { warn?: (msg: string) => void } = {}
 ): Promise<RemoteShell> {
-  const keyType = privateKeyType(cfg)
-  const where = `${cfg.username}@${cfg.host}:${cfg.port}`
-  let rejected: string | undefined
-  const ssh = new NodeSSH()
-  const algorithms = hostKeyAlgorithms(cfg.hostKeyPins)
   if (cfg.insecureIgnoreHostKey && cfg.hostKeyPins.length === 0)
     opts.warn?.(
       `insecure-ignore-host-key is true: the identity of ${cfg.host} is not checked, so a machine in the middle could receive the deploy. Pin it with host-fingerprint (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub).`
     )
+  const timeoutMs = cfg.connectTimeout * 1000
+  let bastion: NodeSSH | undefined
+  let sock: Duplex
+  if (cfg.jump) {
+    const jump = cfg.jump
+    bastion = await open(
+      { ...jump, connectTimeout: cfg.connectTimeout },
+      tcpConnect({ host: jump.host, port: jump.port, noDelay: true }),
+      timeoutMs,
+      'proxy-jump '
+    )
+    try {
+      sock = await forward(bastion, cfg, timeoutMs)
+    } catch (e) {
+      bastion.dispose()
+      throw e
+    }
+  } else sock = tcpConnect({ host: cfg.host, port: cfg.port, noDelay: true })
+  let ssh: NodeSSH
+  try {
+    ssh = await open(cfg, sock, timeoutMs, '')
+  } catch (e) {
+    bastion?.dispose()
+    throw e
+  }
+  return {
+    async exec(command, o) {
+      const r = await ssh.execCommand(command, {
+        stdin: o.stdin,
+        onStdout: o.onStdout,
+        onStderr: o.onStderr
+      })
+      return { code: r.code, signal: r.signal }
+    },
+    dispose() {
+      ssh.dispose()
+      bastion?.dispose()
+    }
+  }
+}
+
+/** One SSH connection over `sock`, its host key checked against the pins of `cfg`. */
+async function open(
+  cfg: Omit<SshConfig, 'jump'>,
+  sock: Duplex,
+  timeoutMs: number,
+  what: '' | 'proxy-jump '
+): Promise<NodeSSH> {
+  const keyType = privateKeyType(cfg, what ? 'proxy-jump-key' : 'ssh-key')
+  const where = `${what}${cfg.username}@${cfg.host}:${cfg.port}`
+  let rejected: string | undefined
+  const ssh = new NodeSSH()
+  const algorithms = hostKeyAlgorithms(cfg.hostKeyPins)
   try {
     await ssh.connect({
       // Our own socket, for TCP_NODELAY: without it every step of the handshake waits out the
       // peer's delayed ACK (~40 ms each, 0.2 s a connect on loopback).
-      sock: tcpConnect({ host: cfg.host, port: cfg.port, noDelay: true }),
+      sock: sock as Parameters<NodeSSH['connect']>[0]['sock'],
       host: cfg.host,
       port: cfg.port,
       username: cfg.username,
       privateKey: cfg.privateKey,
       passphrase: cfg.passphrase,
-      readyTimeout: opts.readyTimeoutMs ?? 20_000,
+      readyTimeout: timeoutMs,
       keepaliveInterval: 10_000,
       keepaliveCountMax: 3,
       ...(algorithms
@@ -91,56 +144,80 @@ export async function connectSsh(
     })
   } catch (e) {
     ssh.dispose()
+    sock.destroy()
     throw explainConnectError(e as Error & { code?: string; level?: string }, {
       where,
       keyType,
       rejected,
-      cfg
+      cfg,
+      what
     })
   }
-  return {
-    async exec(command, o) {
-      const r = await ssh.execCommand(command, {
-        stdin: o.stdin,
-        onStdout: o.onStdout,
-        onStderr: o.onStderr
-      })
-      return { code: r.code, signal: r.signal }
-    },
-    dispose() {
-      ssh.dispose()
-    }
-  }
+  return ssh
+}
+
+/** A direct-tcpip channel from the bastion to the server, as the server's socket. */
+function forward(bastion: NodeSSH, cfg: SshConfig, timeoutMs: number): Promise<Duplex> {
+  const client = bastion.connection!
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(
+      () =>
+        reject(
+          new Error(
+            `The bastion ${cfg.jump!.host}:${cfg.jump!.port} did not open a connection to ${cfg.host}:${cfg.port} within connect-timeout (${cfg.connectTimeout} s).`
+          )
+        ),
+      timeoutMs
+    )
+    client.forwardOut('127.0.0.1', 0, cfg.host, cfg.port, (err, stream) => {
+      clearTimeout(timer)
+      if (err)
+        reject(
+          new Error(
+            `The bastion ${cfg.jump!.username}@${cfg.jump!.host}:${cfg.jump!.port} refused to connect to ${cfg.host}:${cfg.port} (${err.message}). Check that the server's address is right as the bastion sees it, and that the bastion's sshd allows TCP forwarding (AllowTcpForwarding) for that user.`
+          )
+        )
+      else resolve(stream)
+    })
+  })
 }
 
 function explainConnectError(
   e: Error & { code?: string; level?: string },
-  c: { where: string; keyType: string; rejected?: string; cfg: SshConfig }
+  c: {
+    where: string
+    keyType: string
+    rejected?: string
+    cfg: Omit<SshConfig, 'jump'>
+    what: '' | 'proxy-jump '
+  }
 ): Error {
   const m = e.message
+  const jump = c.what !== ''
+  const check = jump ? "'proxy-jump'" : "'host' and 'port'"
   if (c.rejected)
     return new Error(
-      `Host key verification failed for ${c.cfg.host}:${c.cfg.port}: the server presented ${c.rejected}, which matches none of the pinned keys (${c.cfg.hostKeyPins.map((p) => p.source).join(', ')}). Nothing was run on the server. If the server's key changed on purpose, update host-fingerprint with the output of \`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub\` on the server.`
+      `Host key verification failed for ${c.what}${c.cfg.host}:${c.cfg.port}: the server presented ${c.rejected}, which matches none of the pinned keys (${c.cfg.hostKeyPins.map((p) => p.source).join(', ')}). Nothing was run on the server. If the key changed on purpose, update ${jump ? 'proxy-jump-fingerprint' : 'host-fingerprint'} with the output of \`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub\` on ${jump ? 'the bastion' : 'the server'}.`
     )
   if (e.code === 'ECONNREFUSED')
     return new Error(
-      `Cannot connect to ${c.where}: connection refused. Check 'host' and 'port', and that sshd runs there.`
+      `Cannot connect to ${c.where}: connection refused. Check ${check}, and that sshd runs there.`
     )
   if (e.code === 'ENOTFOUND' || e.code === 'EAI_AGAIN')
     return new Error(
-      `Cannot connect to ${c.where}: the host name '${c.cfg.host}' does not resolve. Check 'host'.`
+      `Cannot connect to ${c.where}: the host name '${c.cfg.host}' does not resolve. Check ${jump ? "'proxy-jump'" : "'host'"}.`
     )
   if (e.code === 'ETIMEDOUT' || e.code === 'EHOSTUNREACH' || /timed out/i.test(m))
     return new Error(
-      `Cannot connect to ${c.where}: ${/handshake/i.test(m) ? 'no SSH handshake' : 'no answer'} within the timeout. Check 'host' and 'port', and that a firewall lets the runner in.`
+      `Cannot connect to ${c.where}: ${/handshake/i.test(m) ? 'no SSH handshake' : 'no answer'} within connect-timeout (${c.cfg.connectTimeout} s). Check ${check}, and that a firewall lets the runner in.`
     )
   if (/authentication methods failed/i.test(m))
     return new Error(
-      `The server refused authentication for ${c.where} with the ${c.keyType} key from 'ssh-key'. Add its public key (ssh-keygen -y -f KEYFILE) to ~${c.cfg.username}/.ssh/authorized_keys on the server, and check 'username'.`
+      `The ${jump ? 'bastion' : 'server'} refused authentication for ${c.where} with the ${c.keyType} key from '${jump ? 'proxy-jump-key' : 'ssh-key'}'. Add its public key (ssh-keygen -y -f KEYFILE) to ~${c.cfg.username}/.ssh/authorized_keys there, and check ${jump ? "the user in 'proxy-jump'" : "'username'"}.`
     )
   if (/no matching.*host key/i.test(m) || /handshake failed/i.test(m))
     return new Error(
-      `SSH handshake with ${c.where} failed: ${m}. The server offers none of the host key types pinned in host-fingerprint; pin the key it has (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub).`
+      `SSH handshake with ${c.where} failed: ${m}. It offers none of the host key types pinned in ${jump ? 'proxy-jump-fingerprint' : 'host-fingerprint'}; pin the key it has (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub).`
     )
   return new Error(`SSH connection to ${c.where} failed: ${m}`)
 }

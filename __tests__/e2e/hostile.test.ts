@@ -130,7 +130,8 @@ beforeAll(async () => {
     username: svc.sshUser,
     privateKey: svc.sshKey,
     hostKeyPins: [],
-    insecureIgnoreHostKey: true
+    insecureIgnoreHostKey: true,
+    connectTimeout: 20
   })
 })
 afterAll(() => {
