@@ -71509,12 +71509,15 @@ function blobType(blob) {
 async function connectSsh(cfg, opts = {}) {
     if (cfg.insecureIgnoreHostKey && cfg.hostKeyPins.length === 0)
         opts.warn?.(`insecure-ignore-host-key is true: the identity of ${cfg.host} is not checked, so a machine in the middle could receive the deploy. Pin it with host-fingerprint (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub).`);
+    // both keys are read before any socket opens: a key that cannot be read fails at once
+    const keyType = privateKeyType(cfg);
+    const jumpKeyType = cfg.jump ? privateKeyType(cfg.jump, 'proxy-jump-key') : '';
     const timeoutMs = cfg.connectTimeout * 1000;
     let bastion;
     let sock;
     if (cfg.jump) {
         const jump = cfg.jump;
-        bastion = await ssh_open({ ...jump, connectTimeout: cfg.connectTimeout }, (0,external_node_net_.connect)({ host: jump.host, port: jump.port, noDelay: true }), timeoutMs, 'proxy-jump ');
+        bastion = await ssh_open({ ...jump, connectTimeout: cfg.connectTimeout }, (0,external_node_net_.connect)({ host: jump.host, port: jump.port, noDelay: true }), timeoutMs, 'proxy-jump ', jumpKeyType);
         try {
             sock = await forward(bastion, cfg, timeoutMs);
         }
@@ -71527,7 +71530,7 @@ async function connectSsh(cfg, opts = {}) {
         sock = (0,external_node_net_.connect)({ host: cfg.host, port: cfg.port, noDelay: true });
     let ssh;
     try {
-        ssh = await ssh_open(cfg, sock, timeoutMs, '');
+        ssh = await ssh_open(cfg, sock, timeoutMs, '', keyType);
     }
     catch (e) {
         bastion?.dispose();
@@ -71549,8 +71552,7 @@ async function connectSsh(cfg, opts = {}) {
     };
 }
 /** One SSH connection over `sock`, its host key checked against the pins of `cfg`. */
-async function ssh_open(cfg, sock, timeoutMs, what) {
-    const keyType = privateKeyType(cfg, what ? 'proxy-jump-key' : 'ssh-key');
+async function ssh_open(cfg, sock, timeoutMs, what, keyType) {
     const where = `${what}${cfg.username}@${cfg.host}:${cfg.port}`;
     let rejected;
     const ssh = new NodeSSH();

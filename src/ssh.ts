@@ -65,6 +65,9 @@ export async function connectSsh(
     opts.warn?.(
       `insecure-ignore-host-key is true: the identity of ${cfg.host} is not checked, so a machine in the middle could receive the deploy. Pin it with host-fingerprint (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub).`
     )
+  // both keys are read before any socket opens: a key that cannot be read fails at once
+  const keyType = privateKeyType(cfg)
+  const jumpKeyType = cfg.jump ? privateKeyType(cfg.jump, 'proxy-jump-key') : ''
   const timeoutMs = cfg.connectTimeout * 1000
   let bastion: NodeSSH | undefined
   let sock: Duplex
@@ -74,7 +77,8 @@ export async function connectSsh(
       { ...jump, connectTimeout: cfg.connectTimeout },
       tcpConnect({ host: jump.host, port: jump.port, noDelay: true }),
       timeoutMs,
-      'proxy-jump '
+      'proxy-jump ',
+      jumpKeyType
     )
     try {
       sock = await forward(bastion, cfg, timeoutMs)
@@ -85,7 +89,7 @@ export async function connectSsh(
   } else sock = tcpConnect({ host: cfg.host, port: cfg.port, noDelay: true })
   let ssh: NodeSSH
   try {
-    ssh = await open(cfg, sock, timeoutMs, '')
+    ssh = await open(cfg, sock, timeoutMs, '', keyType)
   } catch (e) {
     bastion?.dispose()
     throw e
@@ -111,9 +115,9 @@ async function open(
   cfg: Omit<SshConfig, 'jump'>,
   sock: Duplex,
   timeoutMs: number,
-  what: '' | 'proxy-jump '
+  what: '' | 'proxy-jump ',
+  keyType: string
 ): Promise<NodeSSH> {
-  const keyType = privateKeyType(cfg, what ? 'proxy-jump-key' : 'ssh-key')
   const where = `${what}${cfg.username}@${cfg.host}:${cfg.port}`
   let rejected: string | undefined
   const ssh = new NodeSSH()
