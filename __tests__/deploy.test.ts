@@ -153,7 +153,15 @@ test('a deploy connects first, builds and pushes the version, drafts the release
     'release publish 1',
     'dispose'
   ])
-  expect(outcome.events.map((e) => e.name).sort()).toEqual(['build', 'drafted', 'pushed', 'sent'])
+  expect(outcome.events.map((e) => e.name).sort()).toEqual([
+    'build',
+    'built',
+    'drafted',
+    'published',
+    'pushed',
+    'release',
+    'sent'
+  ])
   expect(outcome).toMatchObject({
     version: 'v1.4.0',
     releaseUrl: 'published',
@@ -176,6 +184,7 @@ test.each([
       fail.build ? removed : ['docker push']
     )
     expect(outcome.deployed).toBe(false)
+    expect(outcome.failedPhase).toBe(fail.build ? 'build' : 'drafting the release')
     if (fail.build) expect(outcome.releaseUrl).toBeUndefined()
   }
 )
@@ -233,7 +242,9 @@ test('a failed server leaves the draft and latest where they were, and the outco
   const { deps, calls } = fakes({
     out: [
       '::bg-deploy-event:: begin 1700000000000',
+      '::bg-deploy-phase:: health shop-green',
       '::bg-deploy-history:: 2026-11-27T00:00:00Z\toctocat\t-\tdeploy\tv1.4.0\tghcr.io/acme/shop:v1.4.0\tgreen\tfailed-health',
+      '::bg-deploy-serving:: color=blue version=v1.3.0',
       '::bg-deploy-error:: health failed',
       ''
     ].join('\n'),
@@ -248,12 +259,30 @@ test('a failed server leaves the draft and latest where they were, and the outco
   expect(outcome.events.map((e) => e.name).sort()).toEqual([
     'begin',
     'build',
+    'built',
     'drafted',
     'pushed',
+    'release',
     'sent'
   ])
   expect(outcome.history).toMatchObject([{ version: 'v1.4.0', result: 'failed-health' }])
+  // for the summary: where it failed, and what serves
+  expect(outcome.failedPhase).toBe('h: health shop-green')
+  expect(outcome.serving).toEqual({ color: 'blue', version: 'v1.3.0' })
 })
+
+test.each([['color=purple version=v1.3.0'], ['color=blue version=--x'], ['color=blue']])(
+  'a serving line that is not a color and a version is not taken: %s',
+  async (line) => {
+    const { deps } = fakes({
+      out: `::bg-deploy-serving:: ${line}\n::bg-deploy-error:: x\n`,
+      code: 1
+    })
+    const outcome: Outcome = { tags: [], deployed: false, events: [] }
+    await expect(deploy(config(), ctx, deps, outcome)).rejects.toThrow('x')
+    expect(outcome.serving).toBeUndefined()
+  }
+)
 
 test.each([
   ['v1.3.0', 'ghcr.io/acme/shop:v1.3.0', ['registry retag v1.3.0 latest']],

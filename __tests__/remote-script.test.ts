@@ -9,6 +9,7 @@ import {
   mkdirSync,
   mkdtempSync,
   readFileSync,
+  readdirSync,
   statSync,
   symlinkSync,
   writeFileSync
@@ -300,7 +301,46 @@ case "$1" in info) echo true ;; version) echo 20 ;; *) exit 1 ;; esac`
 
   test('`pull` goes on to the pull', () => {
     const r = waiting('pull\n')
-    expect(r.calls).toContain('pull -q -- r/w:v2')
+    expect(r.calls).toContain('pull -- r/w:v2')
     expect(r.stdout).toMatch(/::bg-deploy-event:: pull \d+/)
   })
 })
+
+test('a long pull says how far it is every 5 s, and leaves nothing running behind it', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'bgd-pull-'))
+  fakeBin(
+    path.join(dir, 'bin'),
+    'docker',
+    `case "$1" in
+  pull) echo 'aaa: Pulling fs layer'; echo 'bbb: Pulling fs layer'; echo 'ccc: Already exists'
+        echo 'aaa: Pull complete'; sleep 6; echo 'bbb: Pull complete' ;;
+  *) exit 0 ;;
+esac`
+  )
+  mkdirSync(path.join(dir, 'state'))
+  const started = Date.now()
+  const out = withFunctions(
+    `P[registry_user]=''; STATE_DIR=${dir}/state; RUN_IMAGE=r/app:v2; pull_image; echo pulled-ok`,
+    { PATH: `${dir}/bin:${process.env.PATH}` }
+  )
+  const ms = Date.now() - started
+  expect(out).toMatch(/==> still pulling r\/app:v2: 5s, 2 of 3 layers done/)
+  expect(out).toContain('pulled-ok')
+  // the heartbeat's sleep is gone with it: bash's output ended right after the pull (6 s)
+  expect(ms).toBeLessThan(9000)
+  expect(readdirSync(path.join(dir, 'state'))).toEqual([])
+}, 20_000)
+
+test('a long health wait says how long it has waited and the last answer, every 5 s', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'bgd-health-'))
+  fakeBin(path.join(dir, 'bin'), 'docker', 'echo "running 0 0 "')
+  const out = withFunctions(
+    `P[app]=a; P[blue_port]=1; P[health_path]=/; P[health_timeout]=6; P[health_interval]=0.2
+     health_probe() { printf 503; }
+     health_failed() { echo "failed: $2"; exit 0; }
+     health_wait blue`,
+    { PATH: `${dir}/bin:${process.env.PATH}` }
+  )
+  expect(out).toMatch(/==> still waiting for a-blue: 5s of 6s, last: HTTP 503/)
+  expect(out).toMatch(/failed: a-blue did not answer 2xx on \/ within 6s \(last: 503\)/)
+}, 20_000)

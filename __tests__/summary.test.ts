@@ -1,37 +1,38 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
-import { escapeHtml, writeSummary } from '../src/summary.js'
+import { durations, escapeHtml, servingNow, writeSummary } from '../src/summary.js'
 
-test('server data in the job summary is escaped, never interpreted as HTML', async () => {
-  const file = path.join(mkdtempSync(path.join(tmpdir(), 'bgd-sum-')), 'summary.md')
+// @actions/core keeps the summary file's path once it has read it: one file for the whole file
+const file = path.join(mkdtempSync(path.join(tmpdir(), 'bgd-sum-')), 'summary.md')
+beforeEach(() => {
   writeFileSync(file, '')
   process.env.GITHUB_STEP_SUMMARY = file
-  try {
-    await writeSummary({
-      tags: ['r:v1'],
-      deployed: true,
-      color: 'blue',
-      version: 'v1',
-      releaseUrl: 'https://github.com/acme/shop/releases/tag/untagged-1',
-      releaseDraft: true,
-      events: [{ name: 'begin', ms: 1 }],
-      history: [
-        {
-          time: '<img src=x onerror=alert(1)>',
-          actor: '"><script>x</script>',
-          runUrl: '-',
-          action: 'deploy',
-          version: "v1'",
-          image: 'r:v1',
-          color: 'blue',
-          result: 'ok&more'
-        }
-      ]
-    })
-  } finally {
-    delete process.env.GITHUB_STEP_SUMMARY
-  }
+})
+afterEach(() => delete process.env.GITHUB_STEP_SUMMARY)
+
+test('server data in the job summary is escaped, never interpreted as HTML', async () => {
+  await writeSummary({
+    tags: ['r:v1'],
+    deployed: true,
+    color: 'blue',
+    version: 'v1',
+    releaseUrl: 'https://github.com/acme/shop/releases/tag/untagged-1',
+    releaseDraft: true,
+    events: [{ name: 'begin', ms: 1 }],
+    history: [
+      {
+        time: '<img src=x onerror=alert(1)>',
+        actor: '"><script>x</script>',
+        runUrl: '-',
+        action: 'deploy',
+        version: "v1'",
+        image: 'r:v1',
+        color: 'blue',
+        result: 'ok&more'
+      }
+    ]
+  })
   const html = readFileSync(file, 'utf8')
   expect(html).not.toMatch(/<img|<script/)
   expect(html).toContain('&lt;img src=x onerror=alert(1)&gt;')
@@ -44,4 +45,43 @@ test('escapeHtml escapes the five characters', () => {
   expect(escapeHtml(`<a href="x">'&'</a>`)).toBe(
     '&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;'
   )
+})
+
+test('a failed run: the summary says what failed, during which step, and what serves now', async () => {
+  await writeSummary({
+    tags: [],
+    deployed: false,
+    events: [{ name: 'sent', ms: 1 }],
+    error: 'shop-green did not answer 2xx on /healthz within 60s',
+    failedPhase: 'srv: health shop-green',
+    serving: { color: 'blue', version: 'v1.3.0' }
+  })
+  const html = readFileSync(file, 'utf8')
+  expect(html).toContain('<td>Failed during</td><td>srv: health shop-green</td>')
+  expect(html).toContain(
+    '<td>Serving now</td><td>v1.3.0 (blue), as the server&#39;s state says</td>'
+  )
+})
+
+test('serving now, when the server did not say', () => {
+  const o = { tags: [], deployed: false, events: [] }
+  expect(servingNow({ ...o })).toMatch(/^unchanged: the run stopped before the server/)
+  expect(servingNow({ ...o, events: [{ name: 'sent' as const, ms: 1 }] })).toMatch(/^unknown/)
+})
+
+test("the runner's durations: build, push, draft release", () => {
+  const events = (
+    [
+      ['build', 1000],
+      ['release', 1100],
+      ['drafted', 1400],
+      ['built', 13400],
+      ['pushed', 14650]
+    ] as const
+  ).map(([name, ms]) => ({ name, ms }))
+  expect(durations({ tags: [], deployed: true, events })).toEqual([
+    'build: 12.40 s',
+    'push: 1.25 s',
+    'draft release: 0.30 s'
+  ])
 })

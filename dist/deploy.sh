@@ -172,6 +172,12 @@ history_versions() {
 }
 
 # shellcheck disable=SC2317 # called by the EXIT trap
+serving_print() { # what serves as the script ends (success or not), from the state file
+  [[ -f "$STATE_DIR/state" ]] || return 0
+  marker serving "color=$(state_get color) version=$(state_get version)"
+}
+
+# shellcheck disable=SC2317 # called by the EXIT trap
 history_print() {
   [[ -f "$STATE_DIR/history" ]] || return 0
   local line
@@ -734,7 +740,21 @@ pull_image() { # pull_image [WHAT_A_FAILURE_MEANS]
   local rc=0 out
   registry_login
   log "pulling $RUN_IMAGE"
-  out="$(docker_call ${REGISTRY_CONFIG:+--config "$REGISTRY_CONFIG"} pull -q -- "$RUN_IMAGE" 2>&1)" || rc=$?
+  local progress="$STATE_DIR/pull.progress" beat t0
+  : >"$progress"; t0="$(now_ms)"
+  # a heartbeat every 5 s while the pull runs: its time, and the layers done of those seen. Its
+  # sleep is killed with it: a sleep left behind would hold the session's output and the lock open
+  (
+    trap - EXIT; trap 'kill "$s" 2>/dev/null; exit 0' TERM
+    while :; do sleep 5 & s=$!; wait "$s"; pull_progress "$progress" "$t0"; done
+  ) & beat=$!
+  # docker itself (not docker_call, which holds the output until the end) so progress is seen
+  command docker ${REGISTRY_CONFIG:+--config "$REGISTRY_CONFIG"} pull -- "$RUN_IMAGE" >"$progress" 2>&1 || rc=$?
+  kill "$beat" 2>/dev/null || true; wait "$beat" 2>/dev/null || true
+  if ((rc != 0)) && ! docker_answers; then # dockerd restarting: docker_call waits for it
+    rc=0; docker_call ${REGISTRY_CONFIG:+--config "$REGISTRY_CONFIG"} pull -q -- "$RUN_IMAGE" >"$progress" 2>&1 || rc=$?
+  fi
+  out="$(tail -n 5 "$progress")"; rm -f "$progress"
   if [[ -n "$REGISTRY_CONFIG" ]]; then rm -rf "$REGISTRY_CONFIG"; REGISTRY_CONFIG=''; fi
   if ((rc != 0)); then
     if docker_call image inspect "$RUN_IMAGE" >/dev/null 2>&1; then
@@ -745,6 +765,14 @@ pull_image() { # pull_image [WHAT_A_FAILURE_MEANS]
     fi
   fi
   event pulled
+}
+
+pull_progress() { # pull_progress FILE START_MS: one line on a pull that runs, from docker's output
+  local layers
+  layers="$(awk '/: (Pulling fs layer|Waiting|Downloading|Verifying Checksum|Download complete|Extracting|Pull complete|Already exists)$/ {
+      id = $1; seen[id] = 1; if ($0 ~ /(Pull complete|Already exists)$/) done[id] = 1 }
+    END { n = 0; d = 0; for (i in seen) n++; for (i in done) d++; printf "%d of %d layers done", d, n }' "$1" 2>/dev/null)"
+  log "still pulling $RUN_IMAGE: $(( ($(now_ms) - $2) / 1000 ))s, ${layers:-no layer yet}"
 }
 
 # ==== src/remote/steps/start.sh
@@ -834,10 +862,10 @@ health_probe() { # health_probe PORT PATH TIMEOUT -> prints the status code or n
 }
 
 health_wait() { # health_wait COLOR
-  local color="$1" name port start deadline code state now checked=0 status restarts exit_code ip
+  local color="$1" name port start deadline code state now checked=0 status restarts exit_code ip beat
   name="$(container_name "$color")"; port="$(color_port "$color")"
   phase "health $name"
-  start="$(now_ms)"; deadline=$((start + ${P[health_timeout]%.*} * 1000))
+  start="$(now_ms)"; deadline=$((start + ${P[health_timeout]%.*} * 1000)); beat="$start"
   log "polling http://$(bind_host):$port${P[health_path]} every ${P[health_interval]}s (up to ${P[health_timeout]}s)"
   while :; do
     code="$(health_probe "$port" "${P[health_path]}" 2)"
@@ -849,8 +877,13 @@ health_wait() { # health_wait COLOR
     if (( $(now_ms) >= deadline )); then
       health_failed "$color" "$name did not answer 2xx on ${P[health_path]} within ${P[health_timeout]}s (last: ${code:-no HTTP answer})"
     fi
-    # the container's own state, at most every second (a docker call costs more than a probe)
     now="$(now_ms)"
+    # a heartbeat every 5 s, so a long wait is never silent: how long, and the last answer
+    if ((now - beat >= 5000)); then
+      beat="$now"
+      log "still waiting for $name: $(( (now - start) / 1000 ))s of ${P[health_timeout]}s, last: ${code:+HTTP }${code:-no HTTP answer}"
+    fi
+    # the container's own state, at most every second (a docker call costs more than a probe)
     if ((now - checked >= 1000)); then
       checked="$now"
       state="$(docker_call inspect -f "{{.State.Status}} {{.RestartCount}} {{.State.ExitCode}} $IPS_FORMAT" "$name" 2>/dev/null || echo 'gone 0 0')"
@@ -1615,7 +1648,7 @@ main() {
   fi
   if [[ "${P[switch_mode]}" == dnat || "$PREV_MODE" == dnat ]]; then nat_preflight; fi
   journal_report
-  trap 'history_print; main_cleanup' EXIT
+  trap 'history_print; serving_print; main_cleanup' EXIT
   if [[ "${P[role]}" == lb ]]; then main_lb; return; fi
   docker_preflight
   if [[ "${P[engine]}" == swarm ]]; then main_swarm; return; fi

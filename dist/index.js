@@ -68912,7 +68912,16 @@ const RUN_ARG = 'run_arg';
 /** The secret lines that follow the script on stdin, ending with `end`. */
 const SECRET_LINES = (/* unused pure expression or super */ null && (['registry_password', 'env', 'end']));
 /** The script's stdout carries only `::bg-deploy-<marker>:: text` lines. */
-const MARKERS = (/* unused pure expression or super */ null && (['phase', 'event', 'result', 'history', 'warning', 'error', 'await']));
+const MARKERS = (/* unused pure expression or super */ null && ([
+    'phase',
+    'event',
+    'result',
+    'history',
+    'serving',
+    'warning',
+    'error',
+    'await'
+]));
 /** The timeline events the script reports, in order, with their job summary labels. */
 const EVENT_LABELS = {
     begin: 'script started',
@@ -68931,8 +68940,11 @@ const EVENTS = Object.keys(EVENT_LABELS);
 const RUNNER_STEP_LABELS = {
     sent: 'server script sent',
     build: 'build started',
+    built: 'image built',
     pushed: 'image pushed',
-    drafted: 'draft release ready'
+    release: 'draft release asked for',
+    drafted: 'draft release ready',
+    published: 'release published'
 };
 const TIMELINE_LABELS = {
     ...EVENT_LABELS,
@@ -69061,6 +69073,7 @@ const external_node_string_decoder_namespaceObject = __WEBPACK_EXTERNAL_createRe
 
 
 
+
 /**
  * The blue-green script, sent on stdin: src/remote's parts, joined in order into build/deploy.sh
  * (scripts/join-remote.mjs, the first step of `npm run bundle`), which the bundle ships as
@@ -69159,6 +69172,8 @@ class OutputParser {
     history = [];
     result;
     error;
+    /** what serves on the server as its script ended */
+    serving;
     tail = [];
     constructor(log, onStage = () => { }) {
         this.log = log;
@@ -69210,6 +69225,15 @@ class OutputParser {
                     const h = parseHistoryLine(unescapeMarker(text));
                     if (h)
                         this.history.push(h);
+                    return;
+                }
+                case 'serving': {
+                    const f = Object.fromEntries(unescapeMarker(text)
+                        .split(' ')
+                        .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+                    // foreign text: only a color and a version that could be ours are kept
+                    if (/^(blue|green)$/.test(f.color ?? '') && f.version && !versionProblem(f.version))
+                        this.serving = { color: f.color, version: f.version };
                     return;
                 }
                 case 'warning':
@@ -69316,8 +69340,18 @@ function answer(parser, r, config, req) {
             action: req.action,
             version: req.version
         });
-        return { ...checked, events: parser.events, history: parser.history };
+        return { ...checked, events: parser.events, history: parser.history, serving: parser.serving };
     }
+    try {
+        fail(parser, r);
+    }
+    catch (e) {
+        if (e instanceof RemoteError)
+            e.serving = parser.serving;
+        throw e;
+    }
+}
+function fail(parser, r) {
     if (parser.error)
         throw new RemoteError(parser.error, r.code, parser.events, parser.history);
     if (r.code === null)
@@ -69328,6 +69362,8 @@ class RemoteError extends Error {
     code;
     events;
     history;
+    /** what serves on the server as its script ended */
+    serving;
     constructor(message, code, events, history = []) {
         super(message);
         this.code = code;
@@ -69596,6 +69632,8 @@ class ServerLog {
     open = false;
     foreign = new ForeignText();
     held;
+    /** the server's phase the run is in (the last one it reported) */
+    lastPhase;
     constructor(host) {
         this.host = host;
     }
@@ -69618,15 +69656,18 @@ class ServerLog {
     line = (text) => this.now(() => this.foreign.print(text));
     warning = (text) => this.now(() => {
         this.foreign.resume();
-        warning(`${this.host}: ${text}`);
+        warning(text, { title: `Server ${this.host}` });
     });
-    phase = (name) => this.now(() => {
-        this.foreign.resume();
-        if (this.open)
-            endGroup();
-        startGroup(`${this.host}: ${name}`);
-        this.open = true;
-    });
+    phase = (name) => {
+        this.lastPhase = name;
+        this.now(() => {
+            this.foreign.resume();
+            if (this.open)
+                endGroup();
+            startGroup(`${this.host}: ${name}`);
+            this.open = true;
+        });
+    };
     now(f) {
         if (this.held)
             this.held.push(f);
@@ -69929,23 +69970,23 @@ const REVISION = 'org.opencontainers.image.revision';
  */
 async function deploy(config, ctx, deps, outcome) {
     if (config.rollback) {
-        const target = await connectAll(config, deps);
+        const target = await inPhase(outcome, 'connecting over SSH', () => connectAll(config, deps));
         try {
             await switchOnServers(target, config, ctx, outcome, rollbackRequest(config.image, config.rollback));
-            await moveLatest(deps.registry(config), config, outcome, 'rollback');
+            await inPhase(outcome, 'moving latest', () => moveLatest(deps.registry(config), config, outcome, 'rollback'));
         }
         finally {
             disconnect(target);
         }
         return;
     }
-    const local = await readPlan(config, ctx, deps);
+    const local = await inPhase(outcome, 'reading the version', () => readPlan(config, ctx, deps));
     if (config.prebuilt)
         return deployPushed(config, ctx, deps, outcome, local);
     const build = startBuild(config, ctx, deps, local, outcome);
     const [connected, checked] = await Promise.allSettled([
-        connectAll(config, deps),
-        checkPlan(config, ctx, deps, local)
+        inPhase(outcome, 'connecting over SSH', () => connectAll(config, deps)),
+        inPhase(outcome, 'checking the version with GitHub and the registry', () => checkPlan(config, ctx, deps, local))
     ]);
     if (connected.status === 'rejected' || checked.status === 'rejected') {
         await build.stop('the run cannot go on (below)');
@@ -70014,10 +70055,12 @@ async function checkPlan(config, ctx, deps, { plan: asked }) {
         notes.push(() => info(`Version ${version} (from ${plan.source === 'input' ? "the 'version' input" : 'the commit message'})`));
     else if (plan.notReleased) {
         const why = plan.notReleased;
-        notes.push(() => core_notice(`${why} The image is tagged ${plan.tag}; no release is made.`));
+        notes.push(() => core_notice(`${why} The image is tagged ${plan.tag}; no release is made.`, {
+            title: 'No release'
+        }));
     }
     else if (built !== 'elsewhere')
-        notes.push(() => core_notice(`No version found in the commit message, so the image is tagged ${plan.tag} and no release is made. To release, put a version such as v1.2.3 in the commit message or set the 'version' input.`));
+        notes.push(() => core_notice(`No version found in the commit message, so the image is tagged ${plan.tag} and no release is made. To release, put a version such as v1.2.3 in the commit message or set the 'version' input.`, { title: 'No version in the commit message' }));
     return { plan, built, registry, releases, notes };
 }
 /**
@@ -70028,8 +70071,8 @@ async function checkPlan(config, ctx, deps, { plan: asked }) {
  */
 async function deployPushed(config, ctx, deps, outcome, local) {
     const [connected, found] = await Promise.allSettled([
-        connectAll(config, deps),
-        findPushed(config, ctx, deps, local)
+        inPhase(outcome, 'connecting over SSH', () => connectAll(config, deps)),
+        inPhase(outcome, 'reading the pushed image from the registry', () => findPushed(config, ctx, deps, local))
     ]);
     if (connected.status === 'rejected' || found.status === 'rejected') {
         if (connected.status === 'fulfilled')
@@ -70064,14 +70107,8 @@ async function deployPushed(config, ctx, deps, outcome, local) {
             image: ref,
             version: plan.version ?? plan.tag
         });
-        await moveLatest(registry, config, outcome, 'deploy');
-        const release = drafted.value?.release;
-        if (release?.draft && releases && outcome.deployed) {
-            const published = await releases.publish(release.id);
-            outcome.releaseUrl = published.html_url;
-            outcome.releaseDraft = false;
-            info(`Published release ${published.tag_name}: ${published.html_url}`);
-        }
+        await inPhase(outcome, 'moving latest', () => moveLatest(registry, config, outcome, 'deploy'));
+        await publishStep(releases, drafted.value?.release, outcome);
     }
     finally {
         disconnect(target);
@@ -70104,7 +70141,7 @@ async function findPushed(config, ctx, deps, { plan: asked }) {
             : undefined);
     if (elsewhere) {
         plan = { source: 'none', tag: shaTag(ctx.sha) };
-        notes.push(() => core_notice(`${asked.version} is released already: ${elsewhere}. A version is released once, so this deploy is named ${plan.tag}. To release it, name a new version.`));
+        notes.push(() => core_notice(`${asked.version} is released already: ${elsewhere}. A version is released once, so this deploy is named ${plan.tag}. To release it, name a new version.`, { title: `${asked.version} is released already` }));
     }
     else if (plan.version)
         notes.push(() => info(`Version ${plan.version} (from ${plan.source === 'input' ? "the 'version' input" : 'the commit message'})`));
@@ -70125,6 +70162,7 @@ async function tagStep(registry, config, tag, digest, outcome) {
         await registry.retag(digest, tag);
     }
     catch (e) {
+        outcome.failedPhase ??= 'tagging the version';
         throw new Error(`Cannot tag ${config.image}@${digest} as ${tag}: ${e.message}. Nothing was deployed.`);
     }
     runnerEvent(outcome, 'pushed');
@@ -70187,20 +70225,17 @@ async function buildReleaseAndSwitch(config, ctx, deps, outcome, target, { plan,
             await releases.remove(drafted.value.release.id).then(() => {
                 outcome.releaseUrl = undefined;
                 outcome.releaseDraft = undefined;
-            }, (e) => warning(`The draft release could not be deleted: ${e.message}`));
+            }, (e) => warning(`The draft release could not be deleted: ${e.message}`, {
+                title: 'Draft release left'
+            }));
         throw (pushed.status === 'rejected' ? pushed.reason : drafted.reason);
     }
     const release = drafted.value?.release;
     if (early)
         early.go();
     await switchOnServers(target, config, ctx, outcome, req, early);
-    await moveLatest(registry, config, outcome, 'deploy');
-    if (release?.draft && releases && outcome.deployed) {
-        const published = await releases.publish(release.id);
-        outcome.releaseUrl = published.html_url;
-        outcome.releaseDraft = false;
-        info(`Published release ${published.tag_name}: ${published.html_url}`);
-    }
+    await inPhase(outcome, 'moving latest', () => moveLatest(registry, config, outcome, 'deploy'));
+    await publishStep(releases, release, outcome);
 }
 async function notBuiltAgain(ref, notes, outcome) {
     for (const note of notes)
@@ -70211,13 +70246,14 @@ async function notBuiltAgain(ref, notes, outcome) {
 /** Once the image is built (its output done, the plan's messages printed): push it. */
 async function pushStep(config, ctx, deps, build, notes, outcome) {
     try {
-        await build.done;
+        await inPhase(outcome, 'build', () => build.done);
+        runnerEvent(outcome, 'built');
     }
     finally {
         for (const note of notes)
             note();
     }
-    const pushed = await group(`Push ${build.ref}`, () => pushImage(deps.runner, config, [build.ref], ctx.workspace));
+    const pushed = await group(`Push ${build.ref}`, () => inPhase(outcome, 'push', () => pushImage(deps.runner, config, [build.ref], ctx.workspace)));
     runnerEvent(outcome, 'pushed');
     outcome.tags = [...pushed.refs];
     outcome.digest = pushed.digest;
@@ -70225,12 +70261,33 @@ async function pushStep(config, ctx, deps, build, notes, outcome) {
 }
 /** The release, a draft until its version serves; made while the image builds. */
 async function draftStep(releases, version, sha, outcome) {
-    const r = await draftRelease(releases, { tag: version, sha, prerelease: isPrerelease(version) });
+    runnerEvent(outcome, 'release');
+    const r = await inPhase(outcome, 'drafting the release', () => draftRelease(releases, { tag: version, sha, prerelease: isPrerelease(version) }));
     runnerEvent(outcome, 'drafted');
     outcome.releaseUrl = r.release.html_url;
     outcome.releaseDraft = r.release.draft === true;
     info(`${r.created ? 'Created draft' : r.release.draft ? 'Found draft' : 'Found'} release ${version}: ${r.release.html_url}`);
     return r;
+}
+/** Run a step of the runner's; if it fails, the summary names it as where the run failed. */
+async function inPhase(outcome, phase, step) {
+    try {
+        return await step();
+    }
+    catch (e) {
+        outcome.failedPhase ??= phase;
+        throw e;
+    }
+}
+/** Publish the draft once its version serves. */
+async function publishStep(releases, release, outcome) {
+    if (!release?.draft || !releases || !outcome.deployed)
+        return;
+    const published = await inPhase(outcome, 'publishing the release', () => releases.publish(release.id));
+    runnerEvent(outcome, 'published');
+    outcome.releaseUrl = published.html_url;
+    outcome.releaseDraft = false;
+    info(`Published release ${published.tag_name}: ${published.html_url}`);
 }
 /** A step of the runner's own, in the timeline beside the server's. */
 function runnerEvent(outcome, name) {
@@ -70247,7 +70304,7 @@ function withEvents(outcome, events) {
  * 'no': it is new.
  */
 async function builtBefore(plan, sha, registry, config, releases, notes) {
-    const notice = (where) => notes.push(() => core_notice(`${plan.version} is released already: ${where}. A version is released once, so this commit deploys as ${shaTag(sha)}. To release it, name a new version.`));
+    const notice = (where) => notes.push(() => core_notice(`${plan.version} is released already: ${where}. A version is released once, so this commit deploys as ${shaTag(sha)}. To release it, name a new version.`, { title: `${plan.version} is released already` }));
     // GitHub and the registry are asked at once
     const [onGithub, labels] = await Promise.all([
         releases ? releasedElsewhere(releases, plan.version, sha) : undefined,
@@ -70289,7 +70346,7 @@ async function moveLatest(registry, config, outcome, action) {
     catch (e) {
         const message = `${outcome.version ?? ref} serves, but ${config.image}:latest could not be moved to it: ${e.message}`;
         if (action === 'rollback') {
-            warning(`${message}. Until it is, a host that pulls latest gets the version rolled back from.`);
+            warning(`${message}. Until it is, a host that pulls latest gets the version rolled back from.`, { title: 'latest not moved' });
             return;
         }
         throw new Error(`${message}. Re-run the workflow: the next run finishes it.`);
@@ -70315,7 +70372,7 @@ async function switchOnServers(target, config, ctx, outcome, req, early) {
         line: (text) => foreign.print(`${name}: ${text}`),
         warning: (text) => {
             foreign.resume();
-            warning(`${name}: ${text}`);
+            warning(text, { title: `Server ${name}` });
         },
         phase: (phase) => {
             foreign.resume();
@@ -70342,6 +70399,7 @@ async function switchOnServers(target, config, ctx, outcome, req, early) {
             outcome.version = r.version;
     }
     catch (e) {
+        outcome.failedPhase ??= 'on the servers (each one below)';
         if (e instanceof FleetError) {
             outcome.servers = e.servers;
             outcome.events = withEvents(outcome, e.events);
@@ -70359,7 +70417,7 @@ async function switchOnServers(target, config, ctx, outcome, req, early) {
     for (const s of outcome.servers ?? [])
         info(`${s.name}: ${s.state}${s.color ? ` (${s.color}, ${s.version})` : ''}`);
     if (outcome.prepared)
-        core_notice(`${outcome.version ?? outcome.image} is prepared on ${where} as ${outcome.color}, not switched to (promote: false).${outcome.previews ? ` Try it at ${outcome.previews.join(', ')}.` : ''} Run again with promote: true to switch to it.`);
+        core_notice(`${outcome.version ?? outcome.image} is prepared on ${where} as ${outcome.color}, not switched to (promote: false).${outcome.previews ? ` Try it at ${outcome.previews.join(', ')}.` : ''} Run again with promote: true to switch to it.`, { title: 'Prepared, not switched' });
     else
         info(`${config.app.name} ${outcome.version ?? outcome.image} serves from ${outcome.color} on ${where}${outcome.previousColor ? ` (was ${outcome.previousColor})` : ''}`);
 }
@@ -70423,12 +70481,17 @@ async function switchOnServer(shell, config, ctx, outcome, req, early) {
         outcome.history = r.history;
         outcome.openConnections = r.openConnections;
         outcome.image = r.image ?? outcome.image;
+        outcome.serving = r.serving;
         if (req.action === 'rollback')
             outcome.version = r.version;
     }
     catch (e) {
         outcome.events = withEvents(outcome, e.events ?? []);
         outcome.history = e.history ?? [];
+        outcome.serving = e.serving;
+        outcome.failedPhase ??= log.lastPhase
+            ? `${config.ssh.host}: ${log.lastPhase}`
+            : `on ${config.ssh.host}`;
         throw e;
     }
     finally {
@@ -71643,6 +71706,30 @@ function releaseCell(o) {
     const link = `<a href="${escapeHtml(o.releaseUrl)}">${escapeHtml(o.releaseUrl)}</a>`;
     return o.releaseDraft ? `draft, not published: the new version did not serve. ${link}` : link;
 }
+/** How long the runner's steps took: build, push, the draft release. */
+function durations(o) {
+    const at = (name) => o.events.find((e) => e.name === name)?.ms;
+    const spans = [
+        ['build', 'build', 'built'],
+        ['push', 'built', 'pushed'],
+        ['draft release', 'release', 'drafted']
+    ];
+    return spans.flatMap(([label, from, to]) => {
+        const a = at(from);
+        const b = at(to);
+        return a !== undefined && b !== undefined ? [`${label}: ${((b - a) / 1000).toFixed(2)} s`] : [];
+    });
+}
+/** What a failed run leaves serving, as far as the run knows it. */
+function servingNow(o) {
+    if (o.serving)
+        return `${o.serving.version} (${o.serving.color}), as the server's state says`;
+    if (o.servers?.length)
+        return 'each server as listed under Servers: all switched or none (the previous version)';
+    if (!o.events.some((e) => e.name === 'sent'))
+        return 'unchanged: the run stopped before the server was asked to change anything';
+    return 'unknown: the server did not say; its history is below';
+}
 /** The job summary; skipped outside a runner (no GITHUB_STEP_SUMMARY). */
 async function writeSummary(o) {
     if (!process.env.GITHUB_STEP_SUMMARY)
@@ -71673,7 +71760,13 @@ async function writeSummary(o) {
                 ]
             ]
             : []),
-        ...(o.error ? [['Failed', escapeHtml(o.error)]] : [])
+        ...(o.error
+            ? [
+                ['Failed', escapeHtml(o.error)],
+                ['Failed during', escapeHtml(o.failedPhase ?? '(before the run began)')],
+                ['Serving now', escapeHtml(servingNow(o))]
+            ]
+            : [])
     ];
     const summary = summary_summary.addHeading('bg-deploy', 2).addTable(rows);
     if (o.events.length > 0) {
@@ -71689,6 +71782,9 @@ async function writeSummary(o) {
             ])
         ]);
     }
+    const took = durations(o);
+    if (took.length > 0)
+        summary.addRaw(`<p>${took.map(escapeHtml).join(' · ')}</p>`, true);
     if (o.servers && o.servers.length > 0) {
         summary.addHeading('Servers', 3).addTable([
             ['server', 'role', 'ended', 'color', 'version', 'error'].map((data) => ({
@@ -71767,12 +71863,16 @@ async function run() {
             runner: execRunner,
             releases: (token) => githubReleases(token, ctx.owner, ctx.repo),
             registry: (c) => registryClient(c.image, c.registry, registryCredentials(c.registry, c)),
-            connect: (ssh) => connectSsh(ssh, { warn: (m) => warning(m) })
+            connect: (ssh) => connectSsh(ssh, { warn: (m) => warning(m, { title: 'Host key not checked' }) })
         }, outcome);
     }
     catch (e) {
         outcome.error = e instanceof Error ? e.message : String(e);
-        setFailed(outcome.error);
+        // an annotation with a title that says where it failed; the step fails with it
+        error(outcome.error, {
+            title: `bg-deploy failed${outcome.failedPhase ? `: ${outcome.failedPhase}` : ''}`
+        });
+        process.exitCode = 1;
     }
     finally {
         setOutputs(outcome);

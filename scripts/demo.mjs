@@ -88,7 +88,7 @@ function progress(started) {
     const lines = buf.split('\n')
     buf = lines.pop() ?? ''
     for (const l of lines) {
-      const m = /^::group::(.*)$/.exec(l) ?? /^::error::(.*)$/.exec(l)
+      const m = /^::group::(.*)$/.exec(l) ?? /^::error(?: [^:]*)?::(.*)$/.exec(l)
       if (m) say(`      ${secs(Date.now() - started).padStart(7)}  ${m[1]}`)
     }
   }

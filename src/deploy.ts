@@ -16,7 +16,8 @@ import {
   type HistoryEntry,
   type RemoteEvent,
   type RemoteRequest,
-  type RemoteSession
+  type RemoteSession,
+  type Serving
 } from './remote.js'
 import type { Runner } from './runner.js'
 import type { RemoteShell, SshConfig } from './ssh.js'
@@ -48,6 +49,10 @@ export interface Outcome {
   openConnections?: number
   /** why the run failed */
   error?: string
+  /** the step the run failed in: one of the runner's, or the server's phase */
+  failedPhase?: string
+  /** what serves on the server as its script ended (one server over SSH) */
+  serving?: Serving
 }
 
 export interface TimelineEvent {
@@ -79,7 +84,7 @@ export async function deploy(
   outcome: Outcome
 ): Promise<void> {
   if (config.rollback) {
-    const target = await connectAll(config, deps)
+    const target = await inPhase(outcome, 'connecting over SSH', () => connectAll(config, deps))
     try {
       await switchOnServers(
         target,
@@ -88,18 +93,22 @@ export async function deploy(
         outcome,
         rollbackRequest(config.image, config.rollback)
       )
-      await moveLatest(deps.registry(config), config, outcome, 'rollback')
+      await inPhase(outcome, 'moving latest', () =>
+        moveLatest(deps.registry(config), config, outcome, 'rollback')
+      )
     } finally {
       disconnect(target)
     }
     return
   }
-  const local = await readPlan(config, ctx, deps)
+  const local = await inPhase(outcome, 'reading the version', () => readPlan(config, ctx, deps))
   if (config.prebuilt) return deployPushed(config, ctx, deps, outcome, local)
   const build = startBuild(config, ctx, deps, local, outcome)
   const [connected, checked] = await Promise.allSettled([
-    connectAll(config, deps),
-    checkPlan(config, ctx, deps, local)
+    inPhase(outcome, 'connecting over SSH', () => connectAll(config, deps)),
+    inPhase(outcome, 'checking the version with GitHub and the registry', () =>
+      checkPlan(config, ctx, deps, local)
+    )
   ])
   if (connected.status === 'rejected' || checked.status === 'rejected') {
     await build.stop('the run cannot go on (below)')
@@ -206,11 +215,16 @@ async function checkPlan(
     )
   else if (plan.notReleased) {
     const why = plan.notReleased
-    notes.push(() => core.notice(`${why} The image is tagged ${plan.tag}; no release is made.`))
+    notes.push(() =>
+      core.notice(`${why} The image is tagged ${plan.tag}; no release is made.`, {
+        title: 'No release'
+      })
+    )
   } else if (built !== 'elsewhere')
     notes.push(() =>
       core.notice(
-        `No version found in the commit message, so the image is tagged ${plan.tag} and no release is made. To release, put a version such as v1.2.3 in the commit message or set the 'version' input.`
+        `No version found in the commit message, so the image is tagged ${plan.tag} and no release is made. To release, put a version such as v1.2.3 in the commit message or set the 'version' input.`,
+        { title: 'No version in the commit message' }
       )
     )
   return { plan, built, registry, releases, notes }
@@ -230,8 +244,10 @@ async function deployPushed(
   local: LocalPlan
 ): Promise<void> {
   const [connected, found] = await Promise.allSettled([
-    connectAll(config, deps),
-    findPushed(config, ctx, deps, local)
+    inPhase(outcome, 'connecting over SSH', () => connectAll(config, deps)),
+    inPhase(outcome, 'reading the pushed image from the registry', () =>
+      findPushed(config, ctx, deps, local)
+    )
   ])
   if (connected.status === 'rejected' || found.status === 'rejected') {
     if (connected.status === 'fulfilled') disconnect(connected.value)
@@ -265,14 +281,8 @@ async function deployPushed(
       image: ref,
       version: plan.version ?? plan.tag
     })
-    await moveLatest(registry, config, outcome, 'deploy')
-    const release = drafted.value?.release
-    if (release?.draft && releases && outcome.deployed) {
-      const published = await releases.publish(release.id)
-      outcome.releaseUrl = published.html_url
-      outcome.releaseDraft = false
-      core.info(`Published release ${published.tag_name}: ${published.html_url}`)
-    }
+    await inPhase(outcome, 'moving latest', () => moveLatest(registry, config, outcome, 'deploy'))
+    await publishStep(releases, drafted.value?.release, outcome)
   } finally {
     disconnect(target)
   }
@@ -317,7 +327,8 @@ async function findPushed(
     plan = { source: 'none', tag: shaTag(ctx.sha) }
     notes.push(() =>
       core.notice(
-        `${asked.version} is released already: ${elsewhere}. A version is released once, so this deploy is named ${plan.tag}. To release it, name a new version.`
+        `${asked.version} is released already: ${elsewhere}. A version is released once, so this deploy is named ${plan.tag}. To release it, name a new version.`,
+        { title: `${asked.version} is released already` }
       )
     )
   } else if (plan.version)
@@ -349,6 +360,7 @@ async function tagStep(
   try {
     await registry.retag(digest, tag)
   } catch (e) {
+    outcome.failedPhase ??= 'tagging the version'
     throw new Error(
       `Cannot tag ${config.image}@${digest} as ${tag}: ${(e as Error).message}. Nothing was deployed.`
     )
@@ -447,7 +459,10 @@ async function buildReleaseAndSwitch(
           outcome.releaseUrl = undefined
           outcome.releaseDraft = undefined
         },
-        (e: Error) => core.warning(`The draft release could not be deleted: ${e.message}`)
+        (e: Error) =>
+          core.warning(`The draft release could not be deleted: ${e.message}`, {
+            title: 'Draft release left'
+          })
       )
     throw (
       pushed.status === 'rejected' ? pushed.reason : (drafted as PromiseRejectedResult).reason
@@ -457,13 +472,8 @@ async function buildReleaseAndSwitch(
   if (early) early.go()
 
   await switchOnServers(target, config, ctx, outcome, req, early)
-  await moveLatest(registry, config, outcome, 'deploy')
-  if (release?.draft && releases && outcome.deployed) {
-    const published = await releases.publish(release.id)
-    outcome.releaseUrl = published.html_url
-    outcome.releaseDraft = false
-    core.info(`Published release ${published.tag_name}: ${published.html_url}`)
-  }
+  await inPhase(outcome, 'moving latest', () => moveLatest(registry, config, outcome, 'deploy'))
+  await publishStep(releases, release, outcome)
 }
 
 async function notBuiltAgain(ref: string, notes: (() => void)[], outcome: Outcome): Promise<void> {
@@ -482,12 +492,13 @@ async function pushStep(
   outcome: Outcome
 ): Promise<void> {
   try {
-    await build.done
+    await inPhase(outcome, 'build', () => build.done)
+    runnerEvent(outcome, 'built')
   } finally {
     for (const note of notes) note()
   }
   const pushed = await core.group(`Push ${build.ref}`, () =>
-    pushImage(deps.runner, config, [build.ref], ctx.workspace)
+    inPhase(outcome, 'push', () => pushImage(deps.runner, config, [build.ref], ctx.workspace))
   )
   runnerEvent(outcome, 'pushed')
   outcome.tags = [...pushed.refs]
@@ -502,7 +513,10 @@ async function draftStep(
   sha: string,
   outcome: Outcome
 ): Promise<{ release: Release; created: boolean }> {
-  const r = await draftRelease(releases, { tag: version, sha, prerelease: isPrerelease(version) })
+  runnerEvent(outcome, 'release')
+  const r = await inPhase(outcome, 'drafting the release', () =>
+    draftRelease(releases, { tag: version, sha, prerelease: isPrerelease(version) })
+  )
   runnerEvent(outcome, 'drafted')
   outcome.releaseUrl = r.release.html_url
   outcome.releaseDraft = r.release.draft === true
@@ -510,6 +524,32 @@ async function draftStep(
     `${r.created ? 'Created draft' : r.release.draft ? 'Found draft' : 'Found'} release ${version}: ${r.release.html_url}`
   )
   return r
+}
+
+/** Run a step of the runner's; if it fails, the summary names it as where the run failed. */
+async function inPhase<T>(outcome: Outcome, phase: string, step: () => Promise<T>): Promise<T> {
+  try {
+    return await step()
+  } catch (e) {
+    outcome.failedPhase ??= phase
+    throw e
+  }
+}
+
+/** Publish the draft once its version serves. */
+async function publishStep(
+  releases: ReleasesApi | undefined,
+  release: Release | undefined,
+  outcome: Outcome
+): Promise<void> {
+  if (!release?.draft || !releases || !outcome.deployed) return
+  const published = await inPhase(outcome, 'publishing the release', () =>
+    releases.publish(release.id)
+  )
+  runnerEvent(outcome, 'published')
+  outcome.releaseUrl = published.html_url
+  outcome.releaseDraft = false
+  core.info(`Published release ${published.tag_name}: ${published.html_url}`)
 }
 
 /** A step of the runner's own, in the timeline beside the server's. */
@@ -539,7 +579,8 @@ async function builtBefore(
   const notice = (where: string) =>
     notes.push(() =>
       core.notice(
-        `${plan.version} is released already: ${where}. A version is released once, so this commit deploys as ${shaTag(sha)}. To release it, name a new version.`
+        `${plan.version} is released already: ${where}. A version is released once, so this commit deploys as ${shaTag(sha)}. To release it, name a new version.`,
+        { title: `${plan.version} is released already` }
       )
     )
   // GitHub and the registry are asked at once
@@ -592,7 +633,8 @@ async function moveLatest(
     const message = `${outcome.version ?? ref} serves, but ${config.image}:latest could not be moved to it: ${(e as Error).message}`
     if (action === 'rollback') {
       core.warning(
-        `${message}. Until it is, a host that pulls latest gets the version rolled back from.`
+        `${message}. Until it is, a host that pulls latest gets the version rolled back from.`,
+        { title: 'latest not moved' }
       )
       return
     }
@@ -631,7 +673,7 @@ async function switchOnServers(
     line: (text: string) => foreign.print(`${name}: ${text}`),
     warning: (text: string) => {
       foreign.resume()
-      core.warning(`${name}: ${text}`)
+      core.warning(text, { title: `Server ${name}` })
     },
     phase: (phase: string) => {
       foreign.resume()
@@ -664,6 +706,7 @@ async function switchOnServers(
     })
     if (req.action === 'rollback') outcome.version = r.version
   } catch (e) {
+    outcome.failedPhase ??= 'on the servers (each one below)'
     if (e instanceof FleetError) {
       outcome.servers = e.servers
       outcome.events = withEvents(outcome, e.events)
@@ -681,7 +724,8 @@ async function switchOnServers(
     core.info(`${s.name}: ${s.state}${s.color ? ` (${s.color}, ${s.version})` : ''}`)
   if (outcome.prepared)
     core.notice(
-      `${outcome.version ?? outcome.image} is prepared on ${where} as ${outcome.color}, not switched to (promote: false).${outcome.previews ? ` Try it at ${outcome.previews.join(', ')}.` : ''} Run again with promote: true to switch to it.`
+      `${outcome.version ?? outcome.image} is prepared on ${where} as ${outcome.color}, not switched to (promote: false).${outcome.previews ? ` Try it at ${outcome.previews.join(', ')}.` : ''} Run again with promote: true to switch to it.`,
+      { title: 'Prepared, not switched' }
     )
   else
     core.info(
@@ -777,10 +821,15 @@ async function switchOnServer(
     outcome.history = r.history
     outcome.openConnections = r.openConnections
     outcome.image = r.image ?? outcome.image
+    outcome.serving = r.serving
     if (req.action === 'rollback') outcome.version = r.version
   } catch (e) {
     outcome.events = withEvents(outcome, (e as { events?: RemoteEvent[] }).events ?? [])
     outcome.history = (e as { history?: HistoryEntry[] }).history ?? []
+    outcome.serving = (e as { serving?: Serving }).serving
+    outcome.failedPhase ??= log.lastPhase
+      ? `${config.ssh.host}: ${log.lastPhase}`
+      : `on ${config.ssh.host}`
     throw e
   } finally {
     log.end()

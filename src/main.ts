@@ -59,13 +59,18 @@ export async function run(): Promise<void> {
         runner: execRunner,
         releases: (token) => githubReleases(token, ctx.owner, ctx.repo),
         registry: (c) => registryClient(c.image, c.registry, registryCredentials(c.registry, c)),
-        connect: (ssh) => connectSsh(ssh, { warn: (m) => core.warning(m) })
+        connect: (ssh) =>
+          connectSsh(ssh, { warn: (m) => core.warning(m, { title: 'Host key not checked' }) })
       },
       outcome
     )
   } catch (e) {
     outcome.error = e instanceof Error ? e.message : String(e)
-    core.setFailed(outcome.error)
+    // an annotation with a title that says where it failed; the step fails with it
+    core.error(outcome.error, {
+      title: `bg-deploy failed${outcome.failedPhase ? `: ${outcome.failedPhase}` : ''}`
+    })
+    process.exitCode = 1
   } finally {
     setOutputs(outcome)
     try {

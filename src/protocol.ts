@@ -55,7 +55,16 @@ export const RUN_ARG = 'run_arg'
 export const SECRET_LINES = ['registry_password', 'env', 'end'] as const
 
 /** The script's stdout carries only `::bg-deploy-<marker>:: text` lines. */
-export const MARKERS = ['phase', 'event', 'result', 'history', 'warning', 'error', 'await'] as const
+export const MARKERS = [
+  'phase',
+  'event',
+  'result',
+  'history',
+  'serving',
+  'warning',
+  'error',
+  'await'
+] as const
 export type Marker = (typeof MARKERS)[number]
 
 /** The timeline events the script reports, in order, with their job summary labels. */
@@ -78,8 +87,11 @@ export const EVENTS = Object.keys(EVENT_LABELS) as EventName[]
 export const RUNNER_STEP_LABELS = {
   sent: 'server script sent',
   build: 'build started',
+  built: 'image built',
   pushed: 'image pushed',
-  drafted: 'draft release ready'
+  release: 'draft release asked for',
+  drafted: 'draft release ready',
+  published: 'release published'
 } as const
 export type RunnerStep = keyof typeof RUNNER_STEP_LABELS
 export type TimelineStep = EventName | RunnerStep

@@ -22,6 +22,7 @@ import {
 } from './protocol.js'
 export type { HistoryEntry } from './answer.js'
 import type { ExecResult, RemoteShell } from './ssh.js'
+import { versionProblem } from './version.js'
 
 /**
  * The blue-green script, sent on stdin: src/remote's parts, joined in order into build/deploy.sh
@@ -140,6 +141,13 @@ export interface RemoteResult extends ServerResult {
   events: RemoteEvent[]
   /** the last entries of the server's deploy history, oldest first */
   history: HistoryEntry[]
+  serving?: Serving
+}
+
+/** The color and version serving on a server, as its state file says. */
+export interface Serving {
+  color: 'blue' | 'green'
+  version: string
 }
 
 /** Callbacks the output is streamed to (core.info / startGroup / endGroup in the action). */
@@ -170,6 +178,8 @@ export class OutputParser {
   history: HistoryEntry[] = []
   result?: Record<string, string>
   error?: string
+  /** what serves on the server as its script ended */
+  serving?: Serving
   tail: string[] = []
 
   constructor(
@@ -224,6 +234,17 @@ export class OutputParser {
         case 'history': {
           const h = parseHistoryLine(unescapeMarker(text))
           if (h) this.history.push(h)
+          return
+        }
+        case 'serving': {
+          const f = Object.fromEntries(
+            unescapeMarker(text)
+              .split(' ')
+              .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])
+          )
+          // foreign text: only a color and a version that could be ours are kept
+          if (/^(blue|green)$/.test(f.color ?? '') && f.version && !versionProblem(f.version))
+            this.serving = { color: f.color as 'blue' | 'green', version: f.version }
           return
         }
         case 'warning':
@@ -372,8 +393,17 @@ function answer(
       action: req.action,
       version: req.version
     })
-    return { ...checked, events: parser.events, history: parser.history }
+    return { ...checked, events: parser.events, history: parser.history, serving: parser.serving }
   }
+  try {
+    fail(parser, r)
+  } catch (e) {
+    if (e instanceof RemoteError) e.serving = parser.serving
+    throw e
+  }
+}
+
+function fail(parser: OutputParser, r: { code: number | null; signal: string | null }): never {
   if (parser.error) throw new RemoteError(parser.error, r.code, parser.events, parser.history)
   if (r.code === null)
     throw new RemoteError(
@@ -391,6 +421,8 @@ function answer(
 }
 
 export class RemoteError extends Error {
+  /** what serves on the server as its script ended */
+  serving?: Serving
   constructor(
     message: string,
     readonly code: number | null,

@@ -11,6 +11,9 @@ export class ServerLog implements RemoteLog {
   private readonly foreign = new ForeignText()
   private held: (() => void)[] | undefined
 
+  /** the server's phase the run is in (the last one it reported) */
+  lastPhase?: string
+
   constructor(private readonly host: string) {}
 
   hold(): void {
@@ -35,16 +38,18 @@ export class ServerLog implements RemoteLog {
   warning = (text: string) =>
     this.now(() => {
       this.foreign.resume()
-      core.warning(`${this.host}: ${text}`)
+      core.warning(text, { title: `Server ${this.host}` })
     })
 
-  phase = (name: string) =>
+  phase = (name: string) => {
+    this.lastPhase = name
     this.now(() => {
       this.foreign.resume()
       if (this.open) core.endGroup()
       core.startGroup(`${this.host}: ${name}`)
       this.open = true
     })
+  }
 
   private now(f: () => void): void {
     if (this.held) this.held.push(f)

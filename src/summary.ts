@@ -16,6 +16,31 @@ function releaseCell(o: Outcome): string {
   return o.releaseDraft ? `draft, not published: the new version did not serve. ${link}` : link
 }
 
+/** How long the runner's steps took: build, push, the draft release. */
+export function durations(o: Outcome): string[] {
+  const at = (name: string) => o.events.find((e) => e.name === name)?.ms
+  const spans: [string, string, string][] = [
+    ['build', 'build', 'built'],
+    ['push', 'built', 'pushed'],
+    ['draft release', 'release', 'drafted']
+  ]
+  return spans.flatMap(([label, from, to]) => {
+    const a = at(from)
+    const b = at(to)
+    return a !== undefined && b !== undefined ? [`${label}: ${((b - a) / 1000).toFixed(2)} s`] : []
+  })
+}
+
+/** What a failed run leaves serving, as far as the run knows it. */
+export function servingNow(o: Outcome): string {
+  if (o.serving) return `${o.serving.version} (${o.serving.color}), as the server's state says`
+  if (o.servers?.length)
+    return 'each server as listed under Servers: all switched or none (the previous version)'
+  if (!o.events.some((e) => e.name === 'sent'))
+    return 'unchanged: the run stopped before the server was asked to change anything'
+  return 'unknown: the server did not say; its history is below'
+}
+
 /** The job summary; skipped outside a runner (no GITHUB_STEP_SUMMARY). */
 export async function writeSummary(o: Outcome): Promise<void> {
   if (!process.env.GITHUB_STEP_SUMMARY) return
@@ -45,7 +70,13 @@ export async function writeSummary(o: Outcome): Promise<void> {
           ]
         ]
       : []),
-    ...(o.error ? [['Failed', escapeHtml(o.error)]] : [])
+    ...(o.error
+      ? [
+          ['Failed', escapeHtml(o.error)],
+          ['Failed during', escapeHtml(o.failedPhase ?? '(before the run began)')],
+          ['Serving now', escapeHtml(servingNow(o))]
+        ]
+      : [])
   ]
   const summary = core.summary.addHeading('bg-deploy', 2).addTable(rows)
   if (o.events.length > 0) {
@@ -61,6 +92,8 @@ export async function writeSummary(o: Outcome): Promise<void> {
       ])
     ])
   }
+  const took = durations(o)
+  if (took.length > 0) summary.addRaw(`<p>${took.map(escapeHtml).join(' · ')}</p>`, true)
   if (o.servers && o.servers.length > 0) {
     summary.addHeading('Servers', 3).addTable([
       ['server', 'role', 'ended', 'color', 'version', 'error'].map((data) => ({

@@ -124,18 +124,31 @@ test('re-running the same deploy succeeds (known-hosts pin instead of a fingerpr
   expect(historyRows(a)[2]![2]).toBe('https://github.com/acme/shop/actions/runs/4242')
 }, 180_000)
 
-test('a never-healthy image fails, v1 keeps serving under load, no container is left behind', async () => {
+test('a never-healthy image fails, v1 keeps serving under load, no container is left behind; the wait and the failure are in view', async () => {
   const a = await serving(
     'sick',
     { version: 'v2.0.0', neverHealthy: true },
-    { 'health-path': '/health', 'health-timeout': '3' }
+    { 'health-path': '/health', 'health-timeout': '6' }
   )
   const load = await new Load().start(a.url)
   const run = await deployApp(a)
   const stats = await load.stop()
   expect(run.code).toBe(1)
   expect(run.log).toMatch(
-    /did not answer 2xx on \/health within 3s.*previous version is still serving/
+    /did not answer 2xx on \/health within 6s.*previous version is still serving/
+  )
+  // a heartbeat while health is polled, the failure annotated with its step, and the summary
+  // saying where it failed and what serves
+  expect(run.log).toContain(`still waiting for ${a.name}-green: 5s of 6s, last: HTTP 404`)
+  expect(run.log).toMatch(
+    new RegExp(
+      `^::error title=bg-deploy failed%3A 127\\.0\\.0\\.1%3A health ${a.name}-green::`,
+      'm'
+    )
+  )
+  expect(run.summary).toContain(`<td>Failed during</td><td>127.0.0.1: health ${a.name}-green</td>`)
+  expect(run.summary).toContain(
+    '<td>Serving now</td><td>v1.0.0 (blue), as the server&#39;s state says</td>'
   )
   expect(run.log).toMatch(/last log lines of/)
   expect(run.outputs.deployed).toBe('false')

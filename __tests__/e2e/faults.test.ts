@@ -374,7 +374,7 @@ test('a Docker daemon without live-restore: the run warns, naming the fix, and d
   }
   expectOk(run)
   expect(run.log).toMatch(
-    /::warning::127\.0\.0\.1: the Docker daemon on the server runs without live-restore: .*every container stops, the serving one too.* Add "live-restore": true to \/etc\/docker\/daemon\.json and run 'systemctl reload docker'/
+    /::warning title=Server 127\.0\.0\.1::the Docker daemon on the server runs without live-restore: .*every container stops, the serving one too.* Add "live-restore": true to \/etc\/docker\/daemon\.json and run 'systemctl reload docker'/
   )
   expect((await httpGet(a.url)).body).toBe('v2.0.0\n')
   // with live-restore (the daemon now), no warning

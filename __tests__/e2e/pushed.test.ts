@@ -96,7 +96,7 @@ test('build: false with an image that was never pushed fails before the server i
   const run = await deployApp(a, { inputs: { build: 'false', image: missing } })
   expect(run.code).not.toBe(0)
   expect(visibleLog(run)).toContain(
-    `::error::${missing} is not in ${svc.registry}. With build: false`
+    `::error title=bg-deploy failed%3A reading the pushed image from the registry::${missing} is not in ${svc.registry}. With build: false`
   )
   expect(visibleLog(run)).not.toContain('bg-deploy-stage')
   expect((await httpGet(a.url)).body).toBe('v1.0.0\n')

@@ -265,7 +265,7 @@ test('a message that names a version released from another commit deploys as sha
   const run = await push(inputs, ws, 'fix: crash introduced in v1.0.0', sha)
   expectOk(run)
   expect(run.log).toMatch(
-    /::notice::v1\.0\.0 is released already: tag v1\.0\.0 exists at commit [0-9a-f]{7}\. .*deploys as sha-/
+    /::notice title=v1\.0\.0 is released already::v1\.0\.0 is released already: tag v1\.0\.0 exists at commit [0-9a-f]{7}\. .*deploys as sha-/
   )
   expect(run.outputs).toMatchObject({
     version: '',
@@ -308,7 +308,9 @@ test('a commit by a bot releases nothing, whatever versions it names', async () 
     apiUrl: api.url
   })
   expectOk(run)
-  expect(run.log).toMatch(/::notice::The commit is by dependabot\[bot\], a bot account/)
+  expect(run.log).toMatch(
+    /::notice title=No release::The commit is by dependabot\[bot\], a bot account/
+  )
   expect(run.outputs.version).toBe('')
   expect(await registryTags(svc.registry, a.repo)).toEqual(['latest', `sha-${sha.slice(0, 7)}`])
   expect(api.requests.filter((r) => r.method === 'POST')).toEqual([])
@@ -346,7 +348,7 @@ test('no version in the message: latest and sha- tags, no release, a notice that
   expect((await httpGet(a.url)).body).toBe('untagged\n')
   expect(api.requests).toEqual([])
   expect(run.log).toMatch(
-    /::notice::No version found in the commit message.*put a version such as v1\.2\.3 in the commit message or set the 'version' input/
+    /::notice title=No version in the commit message::No version found in the commit message.*put a version such as v1\.2\.3 in the commit message or set the 'version' input/
   )
 }, 120_000)
 

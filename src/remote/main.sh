@@ -210,7 +210,7 @@ main() {
   fi
   if [[ "${P[switch_mode]}" == dnat || "$PREV_MODE" == dnat ]]; then nat_preflight; fi
   journal_report
-  trap 'history_print; main_cleanup' EXIT
+  trap 'history_print; serving_print; main_cleanup' EXIT
   if [[ "${P[role]}" == lb ]]; then main_lb; return; fi
   docker_preflight
   if [[ "${P[engine]}" == swarm ]]; then main_swarm; return; fi

@@ -48,6 +48,12 @@ history_versions() {
 }
 
 # shellcheck disable=SC2317 # called by the EXIT trap
+serving_print() { # what serves as the script ends (success or not), from the state file
+  [[ -f "$STATE_DIR/state" ]] || return 0
+  marker serving "color=$(state_get color) version=$(state_get version)"
+}
+
+# shellcheck disable=SC2317 # called by the EXIT trap
 history_print() {
   [[ -f "$STATE_DIR/history" ]] || return 0
   local line

@@ -16,10 +16,10 @@ health_probe() { # health_probe PORT PATH TIMEOUT -> prints the status code or n
 }
 
 health_wait() { # health_wait COLOR
-  local color="$1" name port start deadline code state now checked=0 status restarts exit_code ip
+  local color="$1" name port start deadline code state now checked=0 status restarts exit_code ip beat
   name="$(container_name "$color")"; port="$(color_port "$color")"
   phase "health $name"
-  start="$(now_ms)"; deadline=$((start + ${P[health_timeout]%.*} * 1000))
+  start="$(now_ms)"; deadline=$((start + ${P[health_timeout]%.*} * 1000)); beat="$start"
   log "polling http://$(bind_host):$port${P[health_path]} every ${P[health_interval]}s (up to ${P[health_timeout]}s)"
   while :; do
     code="$(health_probe "$port" "${P[health_path]}" 2)"
@@ -31,8 +31,13 @@ health_wait() { # health_wait COLOR
     if (( $(now_ms) >= deadline )); then
       health_failed "$color" "$name did not answer 2xx on ${P[health_path]} within ${P[health_timeout]}s (last: ${code:-no HTTP answer})"
     fi
-    # the container's own state, at most every second (a docker call costs more than a probe)
     now="$(now_ms)"
+    # a heartbeat every 5 s, so a long wait is never silent: how long, and the last answer
+    if ((now - beat >= 5000)); then
+      beat="$now"
+      log "still waiting for $name: $(( (now - start) / 1000 ))s of ${P[health_timeout]}s, last: ${code:+HTTP }${code:-no HTTP answer}"
+    fi
+    # the container's own state, at most every second (a docker call costs more than a probe)
     if ((now - checked >= 1000)); then
       checked="$now"
       state="$(docker_call inspect -f "{{.State.Status}} {{.RestartCount}} {{.State.ExitCode}} $IPS_FORMAT" "$name" 2>/dev/null || echo 'gone 0 0')"

@@ -5,7 +5,21 @@ pull_image() { # pull_image [WHAT_A_FAILURE_MEANS]
   local rc=0 out
   registry_login
   log "pulling $RUN_IMAGE"
-  out="$(docker_call ${REGISTRY_CONFIG:+--config "$REGISTRY_CONFIG"} pull -q -- "$RUN_IMAGE" 2>&1)" || rc=$?
+  local progress="$STATE_DIR/pull.progress" beat t0
+  : >"$progress"; t0="$(now_ms)"
+  # a heartbeat every 5 s while the pull runs: its time, and the layers done of those seen. Its
+  # sleep is killed with it: a sleep left behind would hold the session's output and the lock open
+  (
+    trap - EXIT; trap 'kill "$s" 2>/dev/null; exit 0' TERM
+    while :; do sleep 5 & s=$!; wait "$s"; pull_progress "$progress" "$t0"; done
+  ) & beat=$!
+  # docker itself (not docker_call, which holds the output until the end) so progress is seen
+  command docker ${REGISTRY_CONFIG:+--config "$REGISTRY_CONFIG"} pull -- "$RUN_IMAGE" >"$progress" 2>&1 || rc=$?
+  kill "$beat" 2>/dev/null || true; wait "$beat" 2>/dev/null || true
+  if ((rc != 0)) && ! docker_answers; then # dockerd restarting: docker_call waits for it
+    rc=0; docker_call ${REGISTRY_CONFIG:+--config "$REGISTRY_CONFIG"} pull -q -- "$RUN_IMAGE" >"$progress" 2>&1 || rc=$?
+  fi
+  out="$(tail -n 5 "$progress")"; rm -f "$progress"
   if [[ -n "$REGISTRY_CONFIG" ]]; then rm -rf "$REGISTRY_CONFIG"; REGISTRY_CONFIG=''; fi
   if ((rc != 0)); then
     if docker_call image inspect "$RUN_IMAGE" >/dev/null 2>&1; then
@@ -16,4 +30,12 @@ pull_image() { # pull_image [WHAT_A_FAILURE_MEANS]
     fi
   fi
   event pulled
+}
+
+pull_progress() { # pull_progress FILE START_MS: one line on a pull that runs, from docker's output
+  local layers
+  layers="$(awk '/: (Pulling fs layer|Waiting|Downloading|Verifying Checksum|Download complete|Extracting|Pull complete|Already exists)$/ {
+      id = $1; seen[id] = 1; if ($0 ~ /(Pull complete|Already exists)$/) done[id] = 1 }
+    END { n = 0; d = 0; for (i in seen) n++; for (i in done) d++; printf "%d of %d layers done", d, n }' "$1" 2>/dev/null)"
+  log "still pulling $RUN_IMAGE: $(( ($(now_ms) - $2) / 1000 ))s, ${layers:-no layer yet}"
 }
