@@ -56,7 +56,7 @@ const http = __importStar(__nccwpck_require__(8611));
 const https = __importStar(__nccwpck_require__(5692));
 const pm = __importStar(__nccwpck_require__(3335));
 const tunnel = __importStar(__nccwpck_require__(770));
-const undici_1 = __nccwpck_require__(6752);
+const undici_1 = __nccwpck_require__(4371);
 var HttpCodes;
 (function (HttpCodes) {
     HttpCodes[HttpCodes["OK"] = 200] = "OK";
@@ -7487,7 +7487,7 @@ const Comparator = __nccwpck_require__(9379)
 const Range = __nccwpck_require__(6782)
 const satisfies = __nccwpck_require__(8011)
 const toComparators = __nccwpck_require__(4750)
-const maxSatisfying = __nccwpck_require__(5574)
+const maxSatisfying = __nccwpck_require__(3193)
 const minSatisfying = __nccwpck_require__(8595)
 const minVersion = __nccwpck_require__(1866)
 const validRange = __nccwpck_require__(4737)
@@ -8467,7 +8467,7 @@ module.exports = ltr
 
 /***/ }),
 
-/***/ 5574:
+/***/ 3193:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -31505,7 +31505,7 @@ nacl.setPRNG = function(fn) {
 
 /***/ }),
 
-/***/ 6752:
+/***/ 4371:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -32118,7 +32118,7 @@ module.exports = pipeline
 
 /***/ }),
 
-/***/ 4043:
+/***/ 6424:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -32686,7 +32686,7 @@ module.exports = upgrade
 
 
 
-module.exports.request = __nccwpck_require__(4043)
+module.exports.request = __nccwpck_require__(6424)
 module.exports.stream = __nccwpck_require__(3560)
 module.exports.pipeline = __nccwpck_require__(6862)
 module.exports.upgrade = __nccwpck_require__(1882)
@@ -56614,7 +56614,7 @@ const { ProgressEvent } = __nccwpck_require__(8573)
 const { getEncoding } = __nccwpck_require__(2607)
 const { serializeAMimeType, parseMIMEType } = __nccwpck_require__(1900)
 const { types } = __nccwpck_require__(7975)
-const { StringDecoder } = __nccwpck_require__(3193)
+const { StringDecoder } = __nccwpck_require__(5574)
 const { btoa } = __nccwpck_require__(4573)
 
 /** @type {PropertyDescriptor} */
@@ -59593,22 +59593,1766 @@ module.exports = {
 
 /***/ }),
 
+/***/ 1381:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   aF: () => (/* binding */ parseHistoryLine),
+/* harmony export */   iJ: () => (/* binding */ checkResult),
+/* harmony export */   wj: () => (/* binding */ parseEvent),
+/* harmony export */   xz: () => (/* binding */ unescapeMarker)
+/* harmony export */ });
+/* unused harmony exports MalformedAnswer, isImageOf */
+/* harmony import */ var _protocol_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8667);
+/* harmony import */ var _version_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(311);
+// What the server answers is checked before it is used: the result line's values become step
+// outputs (a workflow may put them into a `run:` step), history rows and events go into the job
+// summary and the timeline output. A server that answers anything else fails the run.
+
+
+class MalformedAnswer extends Error {
+    constructor(what) {
+        super(`The server's answer was malformed: ${what}. No output was written from it. Check the server (the state and history files under /var/lib/bg-deploy or ~/.bg-deploy, and who can write them).`);
+        this.name = 'MalformedAnswer';
+    }
+}
+/** Marker text comes escaped onto one line: `\\` `\n` `\r`. */
+function unescapeMarker(text) {
+    return text.replace(/\\([\\nr])/g, (_, c) => (c === 'n' ? '\n' : c === 'r' ? '\r' : '\\'));
+}
+/** A value for a message: quoted as JSON (control characters visible) or only its length. */
+function shown(v) {
+    return v.length <= 200 ? JSON.stringify(v) : `(${v.length} characters)`;
+}
+const IMAGE_TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
+const DIGEST = /^sha256:[0-9a-f]{64}$/;
+/** Is `ref` the repository `image` with a tag or a digest? */
+function isImageOf(ref, image) {
+    if (ref.startsWith(`${image}@`))
+        return DIGEST.test(ref.slice(image.length + 1));
+    if (ref.startsWith(`${image}:`))
+        return IMAGE_TAG.test(ref.slice(image.length + 1));
+    return false;
+}
+/**
+ * Check the result line's fields: colors are blue or green, the image is the `image` input with a
+ * tag or digest, the version is the one sent (a deploy) or passes the version rules (a rollback).
+ */
+function checkResult(fields, expected) {
+    const known = ['deployed', 'color', 'previous_color', 'version', 'image', 'open_connections'];
+    const extra = Object.keys(fields).filter((k) => !known.includes(k));
+    if (extra.length > 0)
+        throw new MalformedAnswer(`unknown result fields ${shown(extra.join(' '))}`);
+    const deployed = fields.deployed ?? '';
+    if (deployed !== 'true' && deployed !== 'false')
+        throw new MalformedAnswer(`deployed is ${shown(deployed)}, not true or false`);
+    const color = (name) => {
+        const v = fields[name] ?? '';
+        if (v === '')
+            return undefined;
+        if (v === 'blue' || v === 'green')
+            return v;
+        throw new MalformedAnswer(`${name} is ${shown(v)}, not blue or green`);
+    };
+    const version = fields.version || undefined;
+    if (expected.action === 'deploy' && version !== (expected.version || undefined))
+        throw new MalformedAnswer(`version is ${shown(version ?? '')}, not the version sent (${shown(expected.version ?? '')})`);
+    if (expected.action === 'rollback' && (!version || (0,_version_js__WEBPACK_IMPORTED_MODULE_1__/* .versionProblem */ .Ec)(version)))
+        throw new MalformedAnswer(`version is ${shown(version ?? '')}, which is not a version`);
+    const image = fields.image || undefined;
+    if (image !== undefined && !isImageOf(image, expected.image))
+        throw new MalformedAnswer(`image is ${shown(image)}, not ${expected.image} with a tag or a @sha256: digest`);
+    const open = fields.open_connections;
+    if (open !== undefined && !/^\d{1,9}$/.test(open))
+        throw new MalformedAnswer(`open_connections is ${shown(open)}, not a count`);
+    return {
+        ...(open !== undefined ? { openConnections: Number(open) } : {}),
+        deployed: deployed === 'true',
+        color: color('color'),
+        previousColor: color('previous_color'),
+        version,
+        image
+    };
+}
+/** A history row (tab-separated, as the script writes it), or undefined when it is not one. */
+function parseHistoryLine(text) {
+    const values = text.split('\t');
+    if (values.length !== _protocol_js__WEBPACK_IMPORTED_MODULE_0__/* .HISTORY_FIELDS */ .FC.length)
+        return undefined;
+    if (values.some((v) => v.length > 500 || /[\0-\x1f\x7f]/.test(v)))
+        return undefined;
+    return Object.fromEntries(_protocol_js__WEBPACK_IMPORTED_MODULE_0__/* .HISTORY_FIELDS */ .FC.map((f, i) => [f, values[i]]));
+}
+/** A `NAME EPOCH_MS` event, or undefined when the name is not declared or the time not a number. */
+function parseEvent(text) {
+    const m = /^(\S+) (\d{1,16})$/.exec(text);
+    if (!m || !_protocol_js__WEBPACK_IMPORTED_MODULE_0__/* .EVENTS */ .qY.includes(m[1]))
+        return undefined;
+    return { name: m[1], ms: Number(m[2]) };
+}
+
+
+/***/ }),
+
+/***/ 5581:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   xw: () => (/* binding */ cli)
+/* harmony export */ });
+/* unused harmony exports USAGE, UsageError, parseArgs, repositoryOfRemote, terminalFilter */
+/* harmony import */ var node_child_process__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(1421);
+/* harmony import */ var node_child_process__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(node_child_process__WEBPACK_IMPORTED_MODULE_0__);
+/* harmony import */ var node_fs__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3024);
+/* harmony import */ var node_fs__WEBPACK_IMPORTED_MODULE_1___default = /*#__PURE__*/__nccwpck_require__.n(node_fs__WEBPACK_IMPORTED_MODULE_1__);
+/* harmony import */ var node_os__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(8161);
+/* harmony import */ var node_os__WEBPACK_IMPORTED_MODULE_2___default = /*#__PURE__*/__nccwpck_require__.n(node_os__WEBPACK_IMPORTED_MODULE_2__);
+/* harmony import */ var _config_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(8854);
+/* harmony import */ var _fleet_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(3207);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(489);
+/* harmony import */ var _remote_js__WEBPACK_IMPORTED_MODULE_6__ = __nccwpck_require__(2091);
+/* harmony import */ var _ssh_js__WEBPACK_IMPORTED_MODULE_7__ = __nccwpck_require__(1543);
+// The command line for operators: `npx bg-deploy deploy|rollback|status`, with the action's inputs
+// as flags (or the same config file), running the same code as the action. A rollback or a look at
+// what serves works while GitHub Actions is down.
+
+
+
+
+
+
+
+
+const COMMANDS = ['deploy', 'rollback', 'status'];
+const USAGE = `Usage: bg-deploy <command> [--<input> <value>]...
+
+Commands:
+  deploy              build, push, release and switch, as the action does on a push
+  rollback [VERSION]  switch back to VERSION (default: previous), building nothing
+  status              what serves on each server, and its last deploys
+
+Every input of the action is a flag of the same name (--host, --ssh-key, --config, ...), or an
+environment variable BG_DEPLOY_<NAME> (BG_DEPLOY_SSH_KEY); a flag wins. A value @FILE is read from
+FILE (--ssh-key @~/.ssh/deploy_key). --config FILE reads the same YAML file as the action.
+--repository OWNER/REPO names the GitHub repository (default: the origin remote's); the release is
+made with --github-token or GITHUB_TOKEN.`;
+// the terminal itself: the run's own writes to stdout go through terminalFilter first
+const stdoutWrite = process.stdout.write.bind(process.stdout);
+const defaultIo = {
+    out: (l) => void stdoutWrite(`${l}\n`),
+    err: (l) => void process.stderr.write(`${l}\n`),
+    env: process.env,
+    cwd: process.cwd()
+};
+class UsageError extends Error {
+}
+/** Read the command line and BG_DEPLOY_* variables into inputs; @FILE values read FILE. */
+function parseArgs(argv, env = {}) {
+    const [command, ...rest] = argv;
+    if (!COMMANDS.includes(command))
+        throw new UsageError(command ? `Unknown command '${command}': use deploy, rollback or status.` : 'No command.');
+    const inputs = {};
+    for (const name of _config_js__WEBPACK_IMPORTED_MODULE_3__/* .INPUT_NAMES */ .Qh) {
+        const v = env[`BG_DEPLOY_${name.toUpperCase().replace(/-/g, '_')}`];
+        if (v !== undefined && v !== '')
+            inputs[name] = v;
+    }
+    let repository;
+    const positional = [];
+    for (let i = 0; i < rest.length; i++) {
+        const arg = rest[i];
+        if (!arg.startsWith('--')) {
+            positional.push(arg);
+            continue;
+        }
+        const eq = arg.indexOf('=');
+        const name = eq > 0 ? arg.slice(2, eq) : arg.slice(2);
+        let value = eq > 0 ? arg.slice(eq + 1) : rest[++i];
+        if (value === undefined)
+            throw new UsageError(`Flag --${name} needs a value.`);
+        if (value.startsWith('@'))
+            value = readValueFile(name, value.slice(1), env);
+        if (name === 'repository')
+            repository = value;
+        else if (_config_js__WEBPACK_IMPORTED_MODULE_3__/* .INPUT_NAMES */ .Qh.includes(name))
+            inputs[name] = value;
+        else
+            throw new UsageError(`Unknown flag --${name}: the flags are the action's inputs.`);
+    }
+    if (command === 'rollback') {
+        if (positional.length > 1)
+            throw new UsageError('rollback takes one version at most.');
+        inputs.rollback = positional[0] ?? inputs.rollback ?? 'previous';
+    }
+    else if (positional.length > 0)
+        throw new UsageError(`${command} takes no argument '${positional[0]}'.`);
+    else if (command === 'deploy' && inputs.rollback)
+        throw new UsageError('deploy with --rollback: use the rollback command.');
+    return { command: command, inputs, repository };
+}
+function readValueFile(name, file, env) {
+    const path = file.startsWith('~/') ? `${env.HOME ?? ''}${file.slice(1)}` : file;
+    try {
+        return (0,node_fs__WEBPACK_IMPORTED_MODULE_1__.readFileSync)(path, 'utf8');
+    }
+    catch (e) {
+        throw new UsageError(`--${name} @${file}: ${e.message}`);
+    }
+}
+/** owner/repo of a GitHub remote URL (https or ssh), or undefined. */
+function repositoryOfRemote(url) {
+    const m = /github\.com[:/]([^/\s]+)\/([^/\s]+?)(?:\.git)?\/?$/.exec(url.trim());
+    return m ? `${m[1]}/${m[2]}` : undefined;
+}
+function git(cwd, ...args) {
+    try {
+        return (0,node_child_process__WEBPACK_IMPORTED_MODULE_0__.execFileSync)('git', ['-C', cwd, ...args], {
+            encoding: 'utf8',
+            stdio: ['ignore', 'pipe', 'ignore']
+        }).trim();
+    }
+    catch {
+        return undefined;
+    }
+}
+/** The run's context from the working copy: its HEAD, its repository, who runs it. */
+function cliContext(args, io) {
+    const repository = args.repository ??
+        repositoryOfRemote(git(io.cwd, 'remote', 'get-url', 'origin') ?? '') ??
+        io.cwd.split('/').filter(Boolean).at(-1);
+    const [owner = '', repo = ''] = repository.includes('/')
+        ? repository.split('/')
+        : ['', repository];
+    const serverUrl = (io.env.GITHUB_SERVER_URL ?? 'https://github.com').replace(/\/$/, '');
+    const actor = io.env.USER ?? (0,node_os__WEBPACK_IMPORTED_MODULE_2__.userInfo)().username;
+    return {
+        sha: args.command === 'deploy' ? (git(io.cwd, 'rev-parse', 'HEAD') ?? '') : '',
+        owner,
+        repo,
+        repositoryUrl: `${serverUrl}/${owner}/${repo}`,
+        // the history's "run" column: where it was started from
+        runUrl: `bg-deploy CLI on ${(0,node_os__WEBPACK_IMPORTED_MODULE_2__.hostname)()}`,
+        actor,
+        eventName: 'cli',
+        workspace: io.cwd
+    };
+}
+/**
+ * What the action prints, for a terminal: groups as headings, annotations as lines, and no
+ * workflow command left. Text between stop-commands and its token is the server's: printed with
+ * its control characters removed, so it cannot drive the terminal either.
+ */
+function terminalFilter(write) {
+    let stopToken;
+    let rest = '';
+    const decode = (s) => s
+        .replace(/%0D/gi, '\r')
+        .replace(/%0A/gi, '\n')
+        .replace(/%3A/gi, ':')
+        .replace(/%2C/gi, ',')
+        .replace(/%25/g, '%');
+    const clean = (s) => s.replace(/[\0-\x08\x0b-\x1f\x7f\x9b]/g, '');
+    const line = (l) => {
+        if (stopToken !== undefined) {
+            if (l === `::${stopToken}::`)
+                stopToken = undefined;
+            else
+                write(clean(l));
+            return;
+        }
+        const m = /^::([a-z-]+)(?: ([^:]*))?::(.*)$/.exec(l);
+        if (!m)
+            return write(clean(l));
+        const [, command, props = '', data = ''] = m;
+        switch (command) {
+            case 'stop-commands':
+                stopToken = data;
+                return;
+            case 'group':
+                return write(`== ${clean(data)}`);
+            case 'error':
+            case 'warning':
+            case 'notice': {
+                const title = /(?:^|,)title=([^,]*)/.exec(props)?.[1];
+                return write(`${command}: ${title ? `${clean(decode(title))}: ` : ''}${clean(decode(data))}`);
+            }
+            default:
+                // endgroup, add-mask (never printed: it would show a secret), debug, set-output, ...
+                return;
+        }
+    };
+    return (text) => {
+        const lines = (rest + text).split(/\r?\n/);
+        rest = lines.pop() ?? '';
+        for (const l of lines)
+            line(l);
+    };
+}
+/** Run a command; the exit code: 0 done, 1 failed, 2 bad usage. */
+async function cli(argv, io = defaultIo) {
+    if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
+        io.out(USAGE);
+        return argv.length === 0 ? 2 : 0;
+    }
+    let args;
+    try {
+        args = parseArgs(argv, io.env);
+    }
+    catch (e) {
+        if (!(e instanceof UsageError))
+            throw e;
+        io.err(`bg-deploy: ${e.message}\n\n${USAGE}`);
+        return 2;
+    }
+    args.inputs['github-token'] ??= io.env.GITHUB_TOKEN;
+    const ctx = cliContext(args, io);
+    if (args.command === 'status')
+        return status(args, ctx, io);
+    // the action's own code, its log turned into terminal lines
+    const filter = terminalFilter(io.out);
+    const write = process.stdout.write.bind(process.stdout);
+    process.stdout.write = ((chunk) => {
+        filter(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8'));
+        return true;
+    });
+    let outcome;
+    try {
+        outcome = await (0,_main_js__WEBPACK_IMPORTED_MODULE_5__/* .run */ .e)({
+            cli: true,
+            ctx,
+            getInput: (name) => args.inputs[name] ?? ''
+        });
+    }
+    finally {
+        filter('\n');
+        process.stdout.write = write;
+    }
+    for (const [k, v] of [
+        ['version', outcome.version],
+        ['image', outcome.image],
+        ['digest', outcome.digest],
+        ['release', outcome.releaseUrl],
+        ['color', outcome.color],
+        ['deployed', String(outcome.deployed)]
+    ])
+        if (v)
+            io.out(`${k}: ${v}`);
+    return outcome.error ? 1 : 0;
+}
+/** status: every server's serving version and color, and its last deploys. */
+async function status(args, ctx, io) {
+    let failed = false;
+    try {
+        const config = (0,_config_js__WEBPACK_IMPORTED_MODULE_3__/* .loadConfig */ .Z9)((0,_config_js__WEBPACK_IMPORTED_MODULE_3__/* .readInputs */ .Ko)((name) => args.inputs[name] ?? ''), { repository: `${ctx.owner}/${ctx.repo}`, workspace: ctx.workspace });
+        const servers = [...config.hosts, ...(config.lb ? [config.lb] : [])];
+        for (const ssh of servers) {
+            const name = (0,_fleet_js__WEBPACK_IMPORTED_MODULE_4__/* .serverName */ .L5)(ssh);
+            try {
+                const shell = await (0,_ssh_js__WEBPACK_IMPORTED_MODULE_7__/* .connectSsh */ .L)(ssh, { warn: (m) => io.err(`warning: ${m}`) });
+                try {
+                    const s = await (0,_remote_js__WEBPACK_IMPORTED_MODULE_6__/* .readStatus */ .rk)(shell, config);
+                    io.out(`${name}: ${config.app.name} ${s.serving ? `serves ${s.serving.version} (${s.serving.color})` : 'serves nothing deployed by bg-deploy'}`);
+                    for (const l of s.lines)
+                        io.out(`  ${l.replace(/[\0-\x08\x0b-\x1f\x7f\x9b]/g, '')}`);
+                    for (const h of s.history.slice().reverse())
+                        io.out(`  ${h.time}  ${h.action} ${h.version}  ${h.result}  ${h.color}  by ${h.actor}`);
+                }
+                finally {
+                    shell.dispose();
+                }
+            }
+            catch (e) {
+                failed = true;
+                io.err(`${name}: ${e.message}`);
+            }
+        }
+    }
+    catch (e) {
+        io.err(`bg-deploy: ${e.message}`);
+        return 1;
+    }
+    return failed ? 1 : 0;
+}
+
+
+/***/ }),
+
+/***/ 7331:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   GZ: () => (/* binding */ checkHosts),
+/* harmony export */   re: () => (/* binding */ hostForUrl),
+/* harmony export */   tP: () => (/* binding */ checkJump),
+/* harmony export */   zJ: () => (/* binding */ checkFleet)
+/* harmony export */ });
+/* unused harmony export parseHostLine */
+/* harmony import */ var node_net__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7030);
+/* harmony import */ var node_net__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(node_net__WEBPACK_IMPORTED_MODULE_0__);
+/* harmony import */ var _hostkey_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(2626);
+// The servers of a run: `host` or `hosts` (one per line), the optional load-balancer host, and
+// how a run over several servers goes (bind address, parallelism, previews, promote). Each server
+// is a complete SSH config: its own address, port and user, and the host keys pinned for it.
+
+
+const NAME = /^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?$/;
+const USER = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
+/**
+ * One server as people write it: `host`, `host:port`, `user@host`, `user@host:port`, an IPv6
+ * address bare or in brackets (`[::1]`, `[::1]:2222`). A problem is returned as a string.
+ */
+function parseHostLine(line, defaults) {
+    let rest = line.trim();
+    let username = defaults.username;
+    const at = rest.lastIndexOf('@');
+    if (at >= 0) {
+        username = rest.slice(0, at);
+        rest = rest.slice(at + 1);
+        if (!USER.test(username))
+            return `the user '${username}' is not a user name`;
+    }
+    let host = rest;
+    let port = defaults.port;
+    const bracket = /^\[([^\]]*)\](?::(\d+))?$/.exec(rest);
+    if (bracket) {
+        host = bracket[1];
+        if (bracket[2] !== undefined)
+            port = Number(bracket[2]);
+        if ((0,node_net__WEBPACK_IMPORTED_MODULE_0__.isIP)(host) !== 6)
+            return `'${host}' in brackets is not an IPv6 address`;
+    }
+    else if ((0,node_net__WEBPACK_IMPORTED_MODULE_0__.isIP)(rest) === 6) {
+        host = rest;
+    }
+    else {
+        const m = /^([^:]+)(?::(\d+))?$/.exec(rest);
+        if (!m)
+            return 'expected host, host:port or [IPv6]:port';
+        host = m[1];
+        if (m[2] !== undefined)
+            port = Number(m[2]);
+        if (!NAME.test(host))
+            return `'${host}' is not a host name or address`;
+    }
+    if (!Number.isInteger(port) || port < 1 || port > 65535)
+        return `port ${port} is not 1 to 65535`;
+    if (!username)
+        return 'no user: give username, or user@host';
+    return { host, port, username };
+}
+/** The address as nginx and ssh write it: an IPv6 address in brackets. */
+function hostForUrl(host) {
+    return (0,node_net__WEBPACK_IMPORTED_MODULE_0__.isIP)(host) === 6 ? `[${host}]` : host;
+}
+function sshOf(c, a, shared, where) {
+    let hostKeyPins = [];
+    try {
+        hostKeyPins = (0,_hostkey_js__WEBPACK_IMPORTED_MODULE_1__/* .parseHostKeyPins */ .LF)(shared.fingerprints, shared.knownHosts, a.host, a.port);
+    }
+    catch (e) {
+        c.add(`${where}: ${e.message}`);
+    }
+    return {
+        host: a.host,
+        port: a.port,
+        username: a.username,
+        privateKey: shared.privateKey,
+        passphrase: shared.passphrase,
+        hostKeyPins,
+        insecureIgnoreHostKey: shared.insecureIgnoreHostKey,
+        connectTimeout: shared.connectTimeout,
+        ...(shared.jump ? { jump: shared.jump } : {})
+    };
+}
+/**
+ * proxy-jump: the bastion as `[user@]host[:port]` (user: `username`), its key (proxy-jump-key, else
+ * ssh-key) and its host key: proxy-jump-fingerprint, else the known-hosts lines for it.
+ */
+function checkJump(c, d, shared) {
+    const raw = c.get('proxy-jump')?.trim();
+    const key = c.get('proxy-jump-key');
+    const fingerprints = c.get('proxy-jump-fingerprint');
+    if (raw === undefined) {
+        if (key !== undefined || fingerprints !== undefined)
+            c.add("Inputs 'proxy-jump-key' and 'proxy-jump-fingerprint' belong to 'proxy-jump': set proxy-jump to the bastion (user@host:port), or remove them.");
+        return undefined;
+    }
+    const a = parseHostLine(raw, { port: 22, username: d.username });
+    if (typeof a === 'string') {
+        c.add(`Invalid proxy-jump '${raw}': ${a}. Expected the bastion as host, user@host or user@host:port (as for ssh -J).`);
+        return undefined;
+    }
+    if (key !== undefined && !/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(key))
+        c.bad('proxy-jump-key', "the text of the bastion's private key, starting with -----BEGIN OPENSSH PRIVATE KEY----- (empty: ssh-key is used)");
+    let hostKeyPins = [];
+    try {
+        hostKeyPins = (0,_hostkey_js__WEBPACK_IMPORTED_MODULE_1__/* .parseHostKeyPins */ .LF)(fingerprints, fingerprints === undefined ? shared.knownHosts : undefined, a.host, a.port).map((p) => ({ ...p, source: p.source.replace('host-fingerprint', 'proxy-jump-fingerprint') }));
+    }
+    catch (e) {
+        c.add(`proxy-jump: ${e.message.replace(/host-fingerprint/g, 'proxy-jump-fingerprint')}`);
+    }
+    if (hostKeyPins.length === 0 && !shared.insecureIgnoreHostKey)
+        c.add(`The bastion's host key is not pinned: set 'proxy-jump-fingerprint' to the output of \`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub\` run on ${a.host}, or add its line (ssh-keyscan -p ${a.port} ${a.host}) to 'known-hosts'.`);
+    return {
+        ...a,
+        privateKey: key ?? shared.privateKey,
+        passphrase: key === undefined ? shared.passphrase : undefined,
+        hostKeyPins,
+        insecureIgnoreHostKey: shared.insecureIgnoreHostKey
+    };
+}
+/**
+ * The servers: `host` (one) or `hosts` (one per line), each `[user@]host[:port]`, with `port` and
+ * `username` as the defaults; and `lb-host`, the load balancer in front of them.
+ */
+function checkHosts(c, d, shared) {
+    const one = c.get('host')?.trim();
+    const many = c.get('hosts');
+    const lines = [];
+    if (one !== undefined && many !== undefined)
+        c.add("Inputs 'host' and 'hosts' are both set: give one server in 'host', or every server in 'hosts' (one per line), not both.");
+    else if (one !== undefined)
+        lines.push(['host', one]);
+    else if (many !== undefined)
+        for (const [i, l] of many.split('\n').entries()) {
+            const t = l.trim();
+            if (t !== '' && !t.startsWith('#'))
+                lines.push([`hosts line ${i + 1}`, t]);
+        }
+    else
+        c.missing('host', "the server to deploy to, e.g. ${{ secrets.DEPLOY_HOST }} (or 'hosts', one server per line)");
+    const hosts = [];
+    const seen = new Set();
+    for (const [where, line] of lines) {
+        const a = parseHostLine(line, d);
+        if (typeof a === 'string') {
+            c.add(`Invalid ${where} '${line}': ${a}. Expected host, host:port, user@host:port or [IPv6]:port.`);
+            continue;
+        }
+        const key = `${a.host}:${a.port}`;
+        if (seen.has(key))
+            c.add(`Invalid ${where}: ${key} is listed twice.`);
+        seen.add(key);
+        hosts.push(sshOf(c, a, shared, where));
+    }
+    let lb;
+    const lbRaw = c.get('lb-host')?.trim();
+    if (lbRaw !== undefined) {
+        const a = parseHostLine(lbRaw, d);
+        if (typeof a === 'string')
+            c.add(`Invalid lb-host '${lbRaw}': ${a}. Expected the load balancer's host, host:port or user@host:port.`);
+        else
+            lb = sshOf(c, a, shared, 'lb-host');
+    }
+    return { ssh: hosts[0] ?? {}, hosts, lb };
+}
+/** How a run over several servers goes. */
+function checkFleet(c, s) {
+    const bindAddress = c.text('bind-address', '127.0.0.1', (v) => (0,node_net__WEBPACK_IMPORTED_MODULE_0__.isIP)(v) === 4, 'an IPv4 address of the app servers, such as 127.0.0.1 (the default), 0.0.0.0 or a private address');
+    const maxParallel = c.num('max-parallel', 0, 1000, true);
+    const promote = c.bool('promote');
+    const previewFile = c.text('nginx-preview-file', '', (v) => v.startsWith('/') && !/[\s;{}'"$\\]/.test(v), "an absolute path without spaces, quotes, ; { } or $, e.g. /etc/nginx/bg-deploy/shop-preview.conf, that the server block includes with 'include /etc/nginx/bg-deploy/shop-preview*.conf;'");
+    if (s.lb) {
+        if (bindAddress.startsWith('127.'))
+            c.add(`Input 'bind-address' is ${bindAddress}, so the load balancer on lb-host (${s.lb.host}) cannot reach the app servers' ports: set it to 0.0.0.0 or to an address the load balancer reaches (and let only the load balancer through your firewall).`);
+        if (s.mode === 'dnat')
+            c.add("switch-mode dnat does not work with lb-host yet: the load balancer's nginx switches with a reload. Remove switch-mode or lb-host.");
+        if (s.network)
+            c.add("Input 'network' does not work with lb-host: the load balancer reaches the app servers by their published ports, not through a Docker network on each server. Remove one of them.");
+        if (s.hosts.some((h) => h.host === s.lb.host && h.port === s.lb.port))
+            c.add(`lb-host ${s.lb.host}:${s.lb.port} is also in hosts: the load balancer runs nginx, the app servers run the app; give them apart.`);
+    }
+    else if (s.mode === 'dnat' && !['127.0.0.1', '0.0.0.0'].includes(bindAddress))
+        c.add(`switch-mode dnat sends the live port to 127.0.0.1, where the app is not published with bind-address ${bindAddress}: use 127.0.0.1 or 0.0.0.0, or switch-mode reload.`);
+    const several = s.hosts.length > 1 || s.lb !== undefined || !promote || previewFile !== '';
+    if (several && (s.after.watch > 0 || s.after.keepWarm > 0))
+        c.add("Inputs 'watch' and 'keep-warm' work with one server and promote: true for now; with several servers, a load balancer, previews or promote: false, leave them out.");
+    return { bindAddress, maxParallel, promote, previewFile: previewFile || undefined, several };
+}
+
+
+/***/ }),
+
+/***/ 8854:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+
+// EXPORTS
+__nccwpck_require__.d(__webpack_exports__, {
+  Qh: () => (/* reexport */ INPUT_NAMES),
+  pH: () => (/* reexport */ SECRET_INPUTS),
+  Z9: () => (/* binding */ loadConfig),
+  Ko: () => (/* binding */ readInputs)
+});
+
+// UNUSED EXPORTS: ConfigError, SWITCH_MODES, mergeInputs, parseConfig, parseConfigFile, registryOf
+
+;// CONCATENATED MODULE: ./src/config-inputs.ts
+// The action's inputs, declared once: name (as in action.yml), group, whether it is secret, and
+// its default where the default is a plain value. INPUT_NAMES, SECRET_INPUTS and the defaults the
+// validators use come from this table; __tests__/contract.test.ts holds action.yml and README to it.
+const SWITCH_MODES = ['reload', 'dnat'];
+const ENGINES = ['ssh', 'swarm'];
+const INPUTS = {
+    image: { group: 'build' },
+    build: { group: 'build', default: 'true' },
+    context: { group: 'build', default: '.' },
+    dockerfile: { group: 'build' },
+    'build-args': { group: 'build' },
+    registry: { group: 'build' },
+    'registry-username': { group: 'build' },
+    'registry-password': { group: 'build', secret: true },
+    'pull-registry-username': { group: 'build' },
+    'pull-registry-password': { group: 'build', secret: true },
+    version: { group: 'version' },
+    'version-pattern': { group: 'version' },
+    'github-token': { group: 'version', secret: true },
+    'create-release': { group: 'version', default: 'true' },
+    host: { group: 'server' },
+    hosts: { group: 'server' },
+    'lb-host': { group: 'server' },
+    port: { group: 'server', default: '22' },
+    username: { group: 'server' },
+    'ssh-key': { group: 'server', secret: true },
+    'ssh-passphrase': { group: 'server', secret: true },
+    'host-fingerprint': { group: 'server' },
+    'known-hosts': { group: 'server' },
+    'insecure-ignore-host-key': { group: 'server', default: 'false' },
+    'proxy-jump': { group: 'server' },
+    'proxy-jump-key': { group: 'server', secret: true },
+    'proxy-jump-fingerprint': { group: 'server' },
+    'connect-timeout': { group: 'server', default: '20' },
+    'command-timeout': { group: 'server', default: '1800' },
+    'app-name': { group: 'app' },
+    'container-port': { group: 'app', default: '8080' },
+    'blue-port': { group: 'app', default: '8081' },
+    'green-port': { group: 'app', default: '8082' },
+    network: { group: 'app' },
+    env: { group: 'app', secret: true },
+    'env-file': { group: 'app' },
+    'docker-run-args': { group: 'app' },
+    'health-path': { group: 'switch', default: '/' },
+    'health-timeout': { group: 'switch', default: '60' },
+    'health-interval': { group: 'switch', default: '0.05' },
+    'drain-timeout': { group: 'switch', default: '30' },
+    'nginx-upstream-file': { group: 'switch' },
+    'nginx-upstream-name': { group: 'switch' },
+    'nginx-test-command': { group: 'switch', default: 'nginx -t' },
+    'nginx-reload-command': { group: 'switch', default: 'nginx -s reload' },
+    'switch-mode': { group: 'switch', default: 'reload' },
+    'live-port': { group: 'switch', default: '8083' },
+    'bind-address': { group: 'server', default: '127.0.0.1' },
+    'max-parallel': { group: 'server', default: '0' },
+    'nginx-preview-file': { group: 'switch' },
+    watch: { group: 'switch', default: '0' },
+    'watch-max-error-rate': { group: 'switch', default: '1' },
+    'watch-max-health-failures': { group: 'switch', default: '3' },
+    'keep-warm': { group: 'switch', default: '0' },
+    promote: { group: 'run', default: 'true' },
+    engine: { group: 'server', default: 'ssh' },
+    replicas: { group: 'app', default: '2' },
+    'health-cmd': { group: 'switch' },
+    rollback: { group: 'run' },
+    config: { group: 'run' }
+};
+/** The action's inputs, exactly as named in action.yml. */
+const INPUT_NAMES = Object.keys(INPUTS);
+/** Inputs that hold secrets: masked before anything is logged, and never read from the config file. */
+const SECRET_INPUTS = INPUT_NAMES.filter((n) => INPUTS[n].secret);
+/** The plain default of an input ('' when it has none or it is derived). */
+function defaultOf(name) {
+    return INPUTS[name].default ?? '';
+}
+
+;// CONCATENATED MODULE: ./src/config-check.ts
+// Checking inputs: one collector that every group of inputs reports to, so that a user sees every
+// problem at once. Messages name the input, quote the value (whole, never cut; never for inputs
+// that are or can hold secrets) and say what is expected.
+
+class ConfigError extends Error {
+    problems;
+    constructor(problems) {
+        super(problems.length === 1
+            ? problems[0]
+            : `${problems.length} inputs are invalid:\n${problems.map((p) => `- ${p}`).join('\n')}`);
+        this.problems = problems;
+        this.name = 'ConfigError';
+    }
+}
+/** Inputs whose value no message quotes: the secrets, and those that can embed one. */
+const UNQUOTED_INPUTS = [...SECRET_INPUTS, 'build-args', 'docker-run-args'];
+const noControl = (v) => !/[\0-\x1f\x7f]/.test(v);
+class Collector {
+    inputs;
+    problems = [];
+    constructor(inputs) {
+        this.inputs = inputs;
+    }
+    /** A problem with an input's value; returns undefined so callers can fall back. */
+    bad(name, expected) {
+        // a value is quoted whole or not at all: a cut-off secret would be printed unmasked (GitHub
+        // masks a secret only whole), and these inputs can hold one
+        const shown = UNQUOTED_INPUTS.includes(name) ? '' : ` '${this.inputs[name] ?? ''}'`;
+        this.problems.push(`Invalid ${name}${shown}. Expected ${expected}.`);
+        return undefined;
+    }
+    missing(name, hint) {
+        this.problems.push(`Input '${name}' is required: ${hint}.`);
+        return undefined;
+    }
+    /** A problem that concerns several inputs, said in full. */
+    add(problem) {
+        this.problems.push(problem);
+    }
+    /** The value, or undefined when empty or blank. */
+    get(name) {
+        const v = this.inputs[name];
+        return v === undefined || v.trim() === '' ? undefined : v;
+    }
+    text(name, fallback, ok, expected) {
+        const v = this.get(name)?.trim();
+        if (v === undefined)
+            return fallback;
+        if (v.includes('\0') || !ok(v))
+            return this.bad(name, expected) ?? fallback;
+        return v;
+    }
+    bool(name, fallback = defaultOf(name) === 'true') {
+        const v = this.get(name)?.trim();
+        if (v === undefined)
+            return fallback;
+        if (/^(true|True|TRUE)$/.test(v))
+            return true;
+        if (/^(false|False|FALSE)$/.test(v))
+            return false;
+        return this.bad(name, 'true or false') ?? fallback;
+    }
+    num(name, min, max, integer, fallback = Number(defaultOf(name))) {
+        const v = this.get(name)?.trim();
+        if (v === undefined)
+            return fallback;
+        const n = Number(v);
+        const shape = integer ? /^\d+$/ : /^\d+(\.\d+)?$|^\.\d+$/;
+        if (!shape.test(v) || n < min || n > max)
+            return (this.bad(name, `${integer ? 'a whole number' : 'a number'} from ${min} to ${max}`) ??
+                fallback);
+        return n;
+    }
+    port(name) {
+        return this.num(name, 1, 65535, true);
+    }
+    /** Throw every problem collected, if any. */
+    done() {
+        if (this.problems.length > 0)
+            throw new ConfigError(this.problems);
+    }
+}
+
+// EXTERNAL MODULE: ./src/dotenv.ts
+var src_dotenv = __nccwpck_require__(6345);
+// EXTERNAL MODULE: ./src/version.ts
+var src_version = __nccwpck_require__(311);
+;// CONCATENATED MODULE: ./src/words.ts
+/**
+ * Split a string into words the way a POSIX shell does for quoting only: whitespace separates,
+ * '…' is literal, "…" honours \" \\ \$ \`, a backslash outside quotes escapes the next character.
+ * Nothing is expanded ($VAR, $(…), globs stay literal), and ; & | < > are ordinary characters:
+ * the words are passed on as an argv array, never to a shell.
+ */
+function splitWords(input) {
+    const words = [];
+    let word = '';
+    let inWord = false;
+    let i = 0;
+    while (i < input.length) {
+        const c = input[i];
+        if (/\s/.test(c)) {
+            if (inWord)
+                words.push(word);
+            word = '';
+            inWord = false;
+            i++;
+        }
+        else if (c === "'") {
+            const end = input.indexOf("'", i + 1);
+            if (end < 0)
+                throw new Error(`unterminated ' quote at character ${i + 1}`);
+            word += input.slice(i + 1, end);
+            inWord = true;
+            i = end + 1;
+        }
+        else if (c === '"') {
+            i++;
+            inWord = true;
+            for (;;) {
+                if (i >= input.length)
+                    throw new Error('unterminated " quote');
+                const d = input[i];
+                if (d === '"')
+                    break;
+                if (d === '\\' && i + 1 < input.length && '"\\$`'.includes(input[i + 1])) {
+                    word += input[i + 1];
+                    i += 2;
+                }
+                else {
+                    word += d;
+                    i++;
+                }
+            }
+            i++;
+        }
+        else if (c === '\\') {
+            if (i + 1 >= input.length)
+                throw new Error('trailing backslash');
+            word += input[i + 1];
+            inWord = true;
+            i += 2;
+        }
+        else {
+            word += c;
+            inWord = true;
+            i++;
+        }
+    }
+    if (inWord)
+        words.push(word);
+    return words;
+}
+/** Lines of a multiline input: trimmed, without blank lines and # comments. */
+function splitLines(input) {
+    return input
+        .split(/\r?\n/)
+        .map((l) => l.trim())
+        .filter((l) => l !== '' && !l.startsWith('#'));
+}
+
+;// CONCATENATED MODULE: ./src/config-app.ts
+// The inputs of the app on the server, its health check and switch, and the run itself: each group
+// checked into its part of the Config, every problem reported to the one collector.
+
+
+
+
+
+const NAME = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
+const NETWORK = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/;
+const UPSTREAM_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
+/**
+ * Variables that bash and the docker CLI on the server read themselves: a value that spans lines
+ * reaches `docker run` through the CLI's environment, where these would change the CLI.
+ */
+const CLI_VARIABLES = /^(PATH|HOME|IFS|ENV|TMPDIR|SHELLOPTS|BASHOPTS|BASH_.*|LD_.*|DOCKER_.*|(HTTPS?|NO|ALL)_PROXY)$/i;
+/** The app: its name, ports, network, environment and extra docker run arguments. */
+function checkApp(c, ctx) {
+    const repoName = (ctx.repository.split('/')[1] ?? '')
+        .toLowerCase()
+        .replace(/[^a-z0-9_.-]/g, '-')
+        .replace(/^[^a-z0-9]+/, '');
+    const appRaw = c.get('app-name')?.trim();
+    let appName = appRaw ?? repoName;
+    if (!NAME.test(appName)) {
+        if (appRaw === undefined)
+            c.missing('app-name', `the repository name '${repoName}' cannot be used as one; give app-name, e.g. shop`);
+        else
+            c.bad('app-name', 'a lowercase name of up to 63 letters, digits, _ . and -, starting with a letter or digit');
+        appName = 'app';
+    }
+    const containerPort = c.port('container-port');
+    const bluePort = c.port('blue-port');
+    const greenPort = c.port('green-port');
+    if (bluePort === greenPort)
+        c.add(`Inputs 'blue-port' and 'green-port' must differ (both are ${bluePort}).`);
+    const network = c.text('network', '', (v) => NETWORK.test(v), 'a Docker network name of letters, digits, _ . and -') || undefined;
+    const dotenv = (0,src_dotenv/* parseDotenv */.q)(c.get('env') ?? '');
+    for (const p of dotenv.problems)
+        c.add(`Invalid env line ${p.line}: ${p.why}. (No part of it is shown: env is secret.)`);
+    const env = dotenv.entries;
+    const spanningLines = env.filter(([k, v]) => /[\r\n]/.test(v) && CLI_VARIABLES.test(k));
+    if (spanningLines.length > 0)
+        c.add(`Invalid env: a value that spans lines reaches docker through its environment on the server, so it cannot be given to ${spanningLines.map(([k]) => k).join(', ')} (a variable the docker CLI or bash read). Use another name, or a value on one line.`);
+    const envFile = c.text('env-file', '', (v) => v.startsWith('/') && noControl(v), 'an absolute path on the server') || undefined;
+    let dockerRunArgs = [];
+    const runArgsRaw = c.get('docker-run-args');
+    if (runArgsRaw !== undefined) {
+        if (runArgsRaw.includes('\0'))
+            c.bad('docker-run-args', 'arguments without NUL characters');
+        else
+            try {
+                dockerRunArgs = splitWords(runArgsRaw);
+            }
+            catch (e) {
+                c.bad('docker-run-args', `arguments quoted like a shell would (${e.message})`);
+            }
+    }
+    return {
+        name: appName,
+        containerPort,
+        bluePort,
+        greenPort,
+        network,
+        env,
+        envFile,
+        dockerRunArgs
+    };
+}
+/** Health check, drain, nginx and the switch mode. */
+function checkSwitch(c, app) {
+    const { name: appName, bluePort, greenPort, network } = app;
+    const healthPath = c.text('health-path', defaultOf('health-path'), (v) => v.startsWith('/') && !/[\s\0-\x1f\x7f]/.test(v), 'a URL path starting with / and without spaces');
+    const healthTimeout = c.num('health-timeout', 1, 3600, false);
+    const healthInterval = c.num('health-interval', 0.05, 60, false);
+    const drainTimeout = c.num('drain-timeout', 0, 3600, false);
+    const upstreamFile = c.text('nginx-upstream-file', `/etc/nginx/conf.d/${appName}-upstream.conf`, (v) => v.startsWith('/') && !v.endsWith('/') && noControl(v), 'an absolute file path on the server');
+    const upstreamName = c.text('nginx-upstream-name', appName, (v) => UPSTREAM_NAME.test(v), 'an nginx upstream name of letters, digits, _ . and -');
+    const testCommand = c.text('nginx-test-command', defaultOf('nginx-test-command'), noControl, 'a one-line command');
+    const reloadCommand = c.text('nginx-reload-command', defaultOf('nginx-reload-command'), noControl, 'a one-line command');
+    const switchModeRaw = c.get('switch-mode')?.trim();
+    let switchMode = defaultOf('switch-mode');
+    if (switchModeRaw !== undefined) {
+        if (SWITCH_MODES.includes(switchModeRaw))
+            switchMode = switchModeRaw;
+        else
+            c.bad('switch-mode', 'reload (nginx is reloaded at each switch) or dnat (nginx points at live-port and a NAT rule on the server picks the color; needs root or sudo there)');
+    }
+    const livePort = c.port('live-port');
+    if (switchMode === 'dnat') {
+        if (livePort === bluePort || livePort === greenPort)
+            c.add(`Input 'live-port' (${livePort}) must differ from blue-port and green-port: it is the stable port nginx uses in switch-mode dnat.`);
+        if (network)
+            c.add("Inputs 'switch-mode: dnat' and 'network' do not go together: dnat redirects loopback traffic of the server's own nginx, while with 'network' nginx reaches the containers by name. Use switch-mode reload with network.");
+    }
+    return {
+        health: { path: healthPath, timeout: healthTimeout, interval: healthInterval },
+        drainTimeout,
+        nginx: { upstreamFile, upstreamName, testCommand, reloadCommand },
+        switch: { mode: switchMode, livePort }
+    };
+}
+/** A rollback instead of a deploy. */
+function checkRun(c) {
+    const rollback = c.text('rollback', '', (v) => v === 'previous' || !(0,src_version/* versionProblem */.Ec)(v), "empty, 'previous', or a version such as v1.3.2") || undefined;
+    return { rollback };
+}
+/** After the switch: the watch window and the warm standby. */
+function checkAfterSwitch(c) {
+    const rate = c.get('watch-max-error-rate')?.trim().replace(/ ?%$/, '');
+    let maxErrorRate = Number(defaultOf('watch-max-error-rate'));
+    if (rate !== undefined) {
+        if (/^\d+(\.\d+)?$/.test(rate) && Number(rate) <= 100)
+            maxErrorRate = Number(rate);
+        else
+            c.bad('watch-max-error-rate', 'a percentage from 0 to 100, such as 1 or 0.5%');
+    }
+    return {
+        watch: c.num('watch', 0, 3600, true),
+        maxErrorRate,
+        maxHealthFailures: c.num('watch-max-health-failures', 1, 1000, true),
+        keepWarm: c.num('keep-warm', 0, 86400, true)
+    };
+}
+/** engine: ssh (blue-green over SSH) or swarm (a Docker Swarm service on a manager). */
+function checkEngine(c, s) {
+    const raw = c.get('engine')?.trim() ?? defaultOf('engine');
+    const kind = ENGINES.includes(raw) ? raw : undefined;
+    if (!kind)
+        c.bad('engine', 'ssh or swarm');
+    const replicas = c.num('replicas', 1, 1000, true);
+    const healthCmd = c.text('health-cmd', '', noControl, 'a one-line command run inside the container') || undefined;
+    if (kind === 'swarm') {
+        if (s.several)
+            c.add("engine swarm deploys through one manager, in one go: give it in 'host', without 'hosts', 'lb-host', previews or promote: false.");
+        if (s.keepWarm > 0)
+            c.add("Input 'keep-warm' does not apply to a Swarm service (Swarm keeps the previous spec): remove it.");
+        if (s.mode === 'dnat')
+            c.add('engine swarm does not use switch-mode: Swarm replaces the tasks. Remove switch-mode.');
+        if (s.runArgs.length > 0)
+            c.add("Input 'docker-run-args' does not apply to a Swarm service: remove it with engine swarm.");
+    }
+    return {
+        kind: kind ?? 'ssh',
+        replicas,
+        healthCmd,
+        parallelism: s.maxParallel > 0 ? s.maxParallel : 1
+    };
+}
+
+// EXTERNAL MODULE: external "node:path"
+var external_node_path_ = __nccwpck_require__(6760);
+var external_node_path_default = /*#__PURE__*/__nccwpck_require__.n(external_node_path_);
+// EXTERNAL MODULE: ./src/config-hosts.ts
+var config_hosts = __nccwpck_require__(7331);
+;// CONCATENATED MODULE: ./src/config-build.ts
+// The inputs of the build and release side, and of the SSH connection: each group checked into
+// its part of the Config, every problem reported to the one collector.
+
+
+
+
+
+
+// Docker reference grammar (distribution/reference), repository part only.
+const PATH_COMPONENT = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*';
+const DOMAIN = '(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?';
+const REPOSITORY = new RegExp(`^(?:${DOMAIN}/)?${PATH_COMPONENT}(?:/${PATH_COMPONENT})*$`);
+/** a repository, then an optional tag and an optional digest (the reference's own grammar) */
+const REFERENCE = new RegExp(`^((?:${DOMAIN}/)?${PATH_COMPONENT}(?:/${PATH_COMPONENT})*)((?::[\\w][\\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?)$`);
+const REGISTRY_HOST = /^[A-Za-z0-9_.:[\]-]+$/;
+const USER = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
+/** The registry host of an image repository, as Docker decides it. */
+function registryOf(image) {
+    const slash = image.indexOf('/');
+    if (slash < 0)
+        return 'docker.io';
+    const first = image.slice(0, slash);
+    return first.includes('.') || first.includes(':') || first === 'localhost' ? first : 'docker.io';
+}
+/** image, registry, build and the registry credentials. */
+function checkBuild(c) {
+    const imageRaw = c.get('image')?.trim();
+    const build = c.bool('build');
+    let image = '';
+    let prebuilt;
+    const ref = imageRaw === undefined ? undefined : REFERENCE.exec(imageRaw);
+    if (imageRaw === undefined)
+        c.missing('image', build
+            ? 'the image repository without a tag, e.g. ghcr.io/acme/shop'
+            : 'the image pushed already, e.g. ghcr.io/acme/shop@sha256:… or ghcr.io/acme/shop:sha-1a2b3c4');
+    else if (!ref && REPOSITORY.test(imageRaw.replace(/@.*$/, '').replace(/:[^/]*$/, '')))
+        c.bad('image', build
+            ? 'a repository without a tag or digest, e.g. ghcr.io/acme/shop (the action adds the version and latest tags)'
+            : 'the repository with a tag (:sha-1a2b3c4) or a digest (@sha256: and 64 hex digits)');
+    else if (!ref)
+        c.bad('image', REFERENCE.test(imageRaw.toLowerCase())
+            ? `a lowercase image repository: registries refuse capitals, so write ${REFERENCE.exec(imageRaw.toLowerCase())[1]} (for ghcr.io/\${{ github.repository }}, lowercase the name in a step before this one)`
+            : 'a lowercase image repository such as ghcr.io/acme/shop or registry.example.com:5000/team/app');
+    else if (build && ref[2])
+        c.bad('image', 'a repository without a tag or digest, e.g. ghcr.io/acme/shop (the action adds the version and latest tags); to deploy an image pushed already, set build: false');
+    else if (!build && !ref[2])
+        c.bad('image', 'with build: false, the image pushed already with its tag or digest, e.g. ghcr.io/acme/shop@sha256:… (the digest output of docker/build-push-action) or ghcr.io/acme/shop:sha-1a2b3c4');
+    else {
+        image = ref[1];
+        if (!build)
+            prebuilt = ref[2];
+    }
+    const registry = c.text('registry', image ? registryOf(image) : '', (v) => REGISTRY_HOST.test(v) && !v.startsWith('-'), 'a registry host such as ghcr.io or registry.example.com:5000');
+    const context = c.text('context', defaultOf('context'), noControl, 'a directory path relative to the workspace');
+    const dockerfile = c.text('dockerfile', external_node_path_default().join(context, 'Dockerfile'), noControl, 'a file path relative to the workspace');
+    const buildArgs = splitLines(c.get('build-args') ?? '');
+    if (buildArgs.some((l) => !/^[A-Za-z_][A-Za-z0-9_]*=/.test(l)))
+        c.bad('build-args', 'one KEY=VALUE per line, KEY made of letters, digits and _');
+    const push = credential(c, 'registry-username', 'registry-password', `to log in to ${registry || 'the registry'}`);
+    const pull = credential(c, 'pull-registry-username', 'pull-registry-password', `for the server's pull from ${registry || 'the registry'}`);
+    return {
+        image,
+        prebuilt,
+        registry,
+        context,
+        dockerfile,
+        buildArgs,
+        registryUsername: push.username,
+        registryPassword: push.password,
+        pull: pull.username ? pull : push
+    };
+}
+/** A user name and a password input that go together, for `purpose`. */
+function credential(c, user, password, purpose) {
+    const username = c.text(user, '', (v) => !/[\s\0-\x1f\x7f]/.test(v), 'a user name without spaces or control characters') || undefined;
+    const secret = c.get(password);
+    if ((username === undefined) !== (secret === undefined))
+        c.add(`Inputs '${user}' and '${password}' go together: give both ${purpose}, or neither.`);
+    return { username, password: secret };
+}
+/** The version and the release. */
+function checkVersion(c) {
+    const version = c.text('version', '', (v) => !(0,src_version/* versionProblem */.Ec)(v), 'a version such as v1.2.3: letters, digits and . _ - +, not starting with . or -') || undefined;
+    let versionPattern = src_version/* DEFAULT_VERSION_PATTERN */.Wc;
+    const patternRaw = c.get('version-pattern');
+    if (patternRaw !== undefined) {
+        try {
+            versionPattern = new RegExp(patternRaw);
+        }
+        catch (e) {
+            c.bad('version-pattern', `a JavaScript regular expression (${e.message})`);
+        }
+    }
+    const createRelease = c.bool('create-release');
+    return { version, versionPattern, githubToken: c.get('github-token')?.trim(), createRelease };
+}
+/** The servers and how to reach them: the key, the host keys, and each server (config-hosts.ts). */
+function checkServer(c) {
+    const sshPort = c.port('port');
+    const username = c.get('username')?.trim();
+    if (username === undefined)
+        c.missing('username', 'the SSH user on the server, e.g. deploy');
+    else if (!USER.test(username))
+        c.bad('username', 'a user name of letters, digits, _ . and -, not starting with -');
+    const privateKey = c.get('ssh-key');
+    if (privateKey === undefined)
+        c.missing('ssh-key', 'the private key, e.g. ${{ secrets.DEPLOY_KEY }}');
+    else if (/-----BEGIN (ENCRYPTED )?PRIVATE KEY-----/.test(privateKey))
+        c.bad('ssh-key', 'an OpenSSH or PEM private key; this is a PKCS#8 key, which is not supported. Convert it with: ssh-keygen -p -f KEYFILE (it is rewritten in OpenSSH format)');
+    else if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(privateKey))
+        c.bad('ssh-key', 'the text of a private key starting with -----BEGIN OPENSSH PRIVATE KEY----- (not a path or a public key)');
+    const insecureIgnoreHostKey = c.bool('insecure-ignore-host-key');
+    const defaults = {
+        port: sshPort,
+        username: username && USER.test(username) ? username : 'deploy'
+    };
+    const shared = {
+        privateKey: privateKey ?? '',
+        passphrase: c.get('ssh-passphrase'),
+        insecureIgnoreHostKey,
+        fingerprints: c.get('host-fingerprint'),
+        knownHosts: c.get('known-hosts')
+    };
+    const servers = (0,config_hosts/* checkHosts */.GZ)(c, defaults, {
+        ...shared,
+        connectTimeout: c.num('connect-timeout', 1, 600, false),
+        jump: (0,config_hosts/* checkJump */.tP)(c, defaults, shared)
+    });
+    if (!insecureIgnoreHostKey &&
+        c.get('host-fingerprint') === undefined &&
+        c.get('known-hosts') === undefined)
+        c.add("The server's host key is not pinned: set 'host-fingerprint' to the output of `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` run on the server (or 'known-hosts' to the output of `ssh-keyscan HOST`), or set 'insecure-ignore-host-key: true' to skip the check.");
+    return servers;
+}
+
+// EXTERNAL MODULE: external "node:fs"
+var external_node_fs_ = __nccwpck_require__(3024);
+// EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
+var dist = __nccwpck_require__(8815);
+;// CONCATENATED MODULE: ./src/config-file.ts
+// The optional YAML config file (`config` input): its keys are input names, its values strings,
+// numbers, booleans or lists; secrets are refused there. Inputs given to the step win over it.
+
+
+
+
+
+/** The inputs with the config file merged under them, when the `config` input names one. */
+function withConfigFile(explicit, workspace) {
+    if (!explicit.config)
+        return explicit;
+    const file = external_node_path_default().resolve(workspace, explicit.config);
+    let text;
+    try {
+        text = (0,external_node_fs_.readFileSync)(file, 'utf8');
+    }
+    catch (e) {
+        throw new ConfigError([
+            `Input 'config': cannot read '${explicit.config}' (${e.code ?? e}). Expected a YAML file path relative to the workspace.`
+        ]);
+    }
+    return mergeInputs(parseConfigFile(text, explicit.config), explicit);
+}
+/** Parse the YAML config file into inputs. Errors give the file, line and column. */
+function parseConfigFile(text, file) {
+    const doc = (0,dist/* parseDocument */.Tp)(text, { prettyErrors: false, uniqueKeys: true });
+    if (doc.errors.length > 0) {
+        const e = doc.errors[0];
+        throw new ConfigError([
+            `config file ${file}${lineOf(text, e.pos[0])}: ${e.message.split('\n')[0]}`
+        ]);
+    }
+    if (doc.contents === null)
+        return {};
+    if (!(0,dist/* isMap */.jh)(doc.contents))
+        throw new ConfigError([`config file ${file}: expected a mapping of input names to values`]);
+    const inputs = {};
+    const problems = [];
+    for (const pair of doc.contents.items) {
+        const key = (0,dist/* isScalar */.jn)(pair.key) ? String(pair.key.value) : String(pair.key);
+        const line = lineOf(text, pair.key?.range?.[0]);
+        const at = `config file ${file}${line}`;
+        if (!INPUT_NAMES.includes(key)) {
+            problems.push(`${at}: unknown input '${key}'. Expected one of the inputs in action.yml.`);
+            continue;
+        }
+        const name = key;
+        if (SECRET_INPUTS.includes(name) || name === 'config') {
+            problems.push(name === 'config'
+                ? `${at}: 'config' cannot be set inside the config file.`
+                : `${at}: '${name}' is a secret and must not be committed in a file; pass it as an input from \${{ secrets.* }}.`);
+            continue;
+        }
+        const value = pair.value;
+        if ((0,dist/* isScalar */.jn)(value)) {
+            if (value.value !== null)
+                inputs[name] = String(value.value);
+        }
+        else if ((0,dist/* isSeq */.oP)(value)) {
+            inputs[name] = value.items.map((v) => String((0,dist/* isScalar */.jn)(v) ? v.value : v)).join('\n');
+        }
+        else if ((0,dist/* isMap */.jh)(value) && name === 'build-args') {
+            inputs[name] = value.items
+                .map((p) => `${String((0,dist/* isScalar */.jn)(p.key) ? p.key.value : p.key)}=${String((0,dist/* isScalar */.jn)(p.value) ? p.value.value : p.value)}`)
+                .join('\n');
+        }
+        else if (value !== null) {
+            problems.push(`${at}: '${name}' must be a string, number, boolean or list.`);
+        }
+    }
+    if (problems.length > 0)
+        throw new ConfigError(problems);
+    return inputs;
+}
+function lineOf(text, offset) {
+    if (offset === undefined)
+        return '';
+    const before = text.slice(0, offset).split('\n');
+    return `:${before.length}:${before[before.length - 1].length + 1}`;
+}
+/** Inputs given to the step win over the file. */
+function mergeInputs(fromFile, explicit) {
+    return { ...fromFile, ...explicit };
+}
+
+;// CONCATENATED MODULE: ./src/config.ts
+// Inputs (+ the optional YAML file) -> one typed, validated Config. The inputs are declared in
+// config-inputs.ts, the file is read in config-file.ts, and each group of inputs is checked in
+// config-build.ts or config-app.ts, all reporting to one collector (config-check.ts) so that a user
+// sees every problem at once.
+
+
+
+
+
+
+
+
+
+
+/**
+ * command-timeout: long enough for what the inputs let a script wait for (health, drain, watch),
+ * so a slow but working deploy is never cut.
+ */
+function checkCommandTimeout(c, sw, after) {
+    const t = c.num('command-timeout', 10, 86400, false);
+    const needs = sw.health.timeout + sw.drainTimeout + after.watch;
+    if (c.get('command-timeout') !== undefined && t <= needs)
+        c.add(`Input 'command-timeout' is ${t} s, but a deploy may take health-timeout + drain-timeout + watch = ${needs} s on the server: set it above ${needs}, or lower those.`);
+    return c.get('command-timeout') !== undefined ? t : Math.max(t, needs + 60);
+}
+/** Read every input through `get` (core.getInput); empty means not given. */
+function readInputs(get) {
+    const inputs = {};
+    for (const name of INPUT_NAMES) {
+        const value = get(name);
+        if (value !== '')
+            inputs[name] = value;
+    }
+    return inputs;
+}
+/** Read inputs, merge the optional config file, and validate into one Config. */
+function loadConfig(explicit, ctx) {
+    return parseConfig(withConfigFile(explicit, ctx.workspace), ctx);
+}
+/** Validate merged inputs. Every problem is collected, so a user fixes them in one go. */
+function parseConfig(inputs, ctx) {
+    const c = new Collector(inputs);
+    const build = checkBuild(c);
+    const version = checkVersion(c);
+    const { ssh, hosts, lb } = checkServer(c);
+    const app = checkApp(c, ctx);
+    const sw = checkSwitch(c, app);
+    const after = checkAfterSwitch(c);
+    const fleet = (0,config_hosts/* checkFleet */.zJ)(c, { hosts, lb, mode: sw.switch.mode, network: app.network, after });
+    const run = checkRun(c);
+    const commandTimeout = checkCommandTimeout(c, sw, after);
+    const engine = checkEngine(c, {
+        several: fleet.several,
+        mode: sw.switch.mode,
+        runArgs: app.dockerRunArgs,
+        maxParallel: fleet.maxParallel,
+        keepWarm: after.keepWarm
+    });
+    c.done();
+    return {
+        ...build,
+        ...version,
+        ssh,
+        hosts,
+        lb,
+        fleet,
+        after,
+        engine,
+        app,
+        ...sw,
+        ...run,
+        commandTimeout
+    };
+}
+
+
+/***/ }),
+
+/***/ 6345:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   q: () => (/* binding */ parseDotenv)
+/* harmony export */ });
+// The `env` input in the dotenv form users already keep in a secret:
+//   KEY=VALUE            the rest of the line, as it is (like docker's --env-file)
+//   export KEY=VALUE     the same
+//   KEY='VALUE'          literal, on one line
+//   KEY="VALUE"          may span lines (a PEM key); \n \r \t \" \\ are escapes, any other \ stays
+//   # comment, blank     skipped
+// Everything here is secret: a problem is reported by its line number only, never with any part
+// of the line.
+const KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const ESCAPES = { n: '\n', r: '\r', t: '\t', '"': '"', '\\': '\\' };
+function parseDotenv(text) {
+    const lines = text.split('\n').map((l) => (l.endsWith('\r') ? l.slice(0, -1) : l));
+    const entries = [];
+    const problems = [];
+    for (let i = 0; i < lines.length; i++) {
+        const line = lines[i];
+        const at = i + 1;
+        const body = line.trimStart();
+        if (body === '' || body.startsWith('#'))
+            continue;
+        const eq = body.indexOf('=');
+        const key = eq < 0
+            ? ''
+            : body
+                .slice(0, eq)
+                .replace(/^export\s+/, '')
+                .trim();
+        if (!KEY.test(key)) {
+            problems.push({ line: at, why: 'expected KEY=VALUE, KEY made of letters, digits and _' });
+            continue;
+        }
+        const rest = body.slice(eq + 1);
+        const start = rest.trimStart();
+        if (start.startsWith("'")) {
+            const end = start.indexOf("'", 1);
+            if (end < 0 || !closes(start.slice(end + 1))) {
+                problems.push({ line: at, why: "a single-quoted value must end with ' on the same line" });
+                continue;
+            }
+            entries.push([key, start.slice(1, end)]);
+        }
+        else if (start.startsWith('"')) {
+            const read = readDoubleQuoted(lines, i, start.slice(1));
+            if (!read) {
+                problems.push({
+                    line: at,
+                    why: 'a double-quoted value must end with " (it may span lines; write \\" for a quote inside)'
+                });
+                break; // the rest of the text is inside the open quote: nothing after it can be read
+            }
+            i = read.lastLine;
+            entries.push([key, read.value]);
+        }
+        else {
+            entries.push([key, rest]);
+        }
+        if (/\0/.test(entries[entries.length - 1]?.[1] ?? '')) {
+            entries.pop();
+            problems.push({ line: at, why: 'a value cannot hold a NUL character' });
+        }
+    }
+    return { entries, problems };
+}
+/** After a closing quote: nothing, or spaces and a # comment. */
+function closes(after) {
+    return /^\s*(#.*)?$/.test(after);
+}
+function readDoubleQuoted(lines, first, text) {
+    let value = '';
+    let s = text;
+    for (let i = first; i < lines.length;) {
+        for (let k = 0; k < s.length; k++) {
+            const c = s[k];
+            if (c === '\\' && k + 1 < s.length) {
+                const next = s[k + 1];
+                value += ESCAPES[next] ?? `\\${next}`;
+                k++;
+            }
+            else if (c === '"') {
+                return closes(s.slice(k + 1)) ? { value, lastLine: i } : undefined;
+            }
+            else
+                value += c;
+        }
+        i++;
+        if (i >= lines.length)
+            return undefined;
+        value += '\n';
+        s = lines[i];
+    }
+    return undefined;
+}
+
+
+/***/ }),
+
+/***/ 3207:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   L5: () => (/* binding */ serverName),
+/* harmony export */   gI: () => (/* binding */ runFleet),
+/* harmony export */   tp: () => (/* binding */ FleetError)
+/* harmony export */ });
+/* unused harmony exports SWITCH_BOUND_MS, fleetEvents */
+/* harmony import */ var _answer_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(1381);
+/* harmony import */ var _config_hosts_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(7331);
+/* harmony import */ var _remote_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(2091);
+// A run over several servers: prepare every one (in parallel, at most max-parallel at a time), then
+// switch all of them or none. With a load-balancer host its nginx switches every app server at
+// once; without one each server switches its own nginx, and if one cannot, those that did switch
+// back. Each server's script holds its deploy lock from its start to its end, and acts on its own
+// when the runner goes away (src/remote/main.sh): the servers end on one version, or on the one
+// before, and the next run takes over from what the journal on each server says.
+
+
+
+class FleetError extends Error {
+    servers;
+    events;
+    history;
+    constructor(message, servers, events = [], history = []) {
+        super(message);
+        this.servers = servers;
+        this.events = events;
+        this.history = history;
+        this.name = 'FleetError';
+    }
+}
+/** The bound on the switch of every server without a load balancer. */
+const SWITCH_BOUND_MS = 30_000;
+/** A server's name in messages: host, or host:port when the port is not 22. */
+function serverName(ssh) {
+    return ssh.port === 22 ? ssh.host : `${(0,_config_hosts_js__WEBPACK_IMPORTED_MODULE_1__/* .hostForUrl */ .re)(ssh.host)}:${ssh.port}`;
+}
+const messageOf = (e) => (e instanceof Error ? e.message : String(e));
+function withTimeout(p, ms, what) {
+    let timer;
+    return Promise.race([
+        p,
+        new Promise((_, reject) => {
+            timer = setTimeout(() => reject(new Error(`${what} took more than ${ms / 1000}s`)), ms);
+        })
+    ]).finally(() => clearTimeout(timer));
+}
+/**
+ * The fleet's timeline: each step when the last server got there (begin and pull: the first).
+ */
+function fleetEvents(all) {
+    const at = new Map();
+    for (const events of all)
+        for (const e of events) {
+            const seen = at.get(e.name);
+            const first = e.name === 'begin' || e.name === 'pull';
+            if (seen === undefined || (first ? e.ms < seen : e.ms > seen))
+                at.set(e.name, e.ms);
+        }
+    return [...at.entries()].map(([name, ms]) => ({ name, ms })).sort((a, b) => a.ms - b.ms);
+}
+/**
+ * Run a deploy or rollback on every server: prepare, then (promote) commit, or keep.
+ * `log(name)` gives the callbacks for one server's output.
+ */
+async function runFleet(servers, lb, config, req, log) {
+    const expected = (fields, action = req.action, version = req.version) => (0,_answer_js__WEBPACK_IMPORTED_MODULE_0__/* .checkResult */ .iJ)({ deployed: 'false', ...fields }, { image: config.image, action, version });
+    const all = [];
+    const start = (s, role, r) => {
+        const name = serverName(s.ssh);
+        const run = {
+            name,
+            role,
+            session: (0,_remote_js__WEBPACK_IMPORTED_MODULE_2__/* .startRemote */ .t_)(s.shell, config, { ...r, role }, log(name))
+        };
+        run.session.result.then((x) => (run.settled = x), (e) => (run.settled = e));
+        all.push(run);
+        return run;
+    };
+    const outcomes = (state) => all.map((r) => {
+        const res = r.settled instanceof Error ? undefined : r.settled;
+        return {
+            name: r.name,
+            role: r.role,
+            state: r.error ? 'failed' : state(r),
+            color: res?.color ?? r.fields?.color,
+            version: res?.version ?? r.fields?.version,
+            error: r.error
+        };
+    });
+    /** tell every running script `command`, close its input, and wait for every one to end */
+    const finishAll = async (command) => {
+        for (const r of all) {
+            if (!r.error)
+                r.session.send(command);
+            r.session.close();
+        }
+        await Promise.allSettled(all.map((r) => r.session.result));
+    };
+    // the load balancer first: it says which color to start and, for a rollback, which version
+    let lbRun;
+    let appReq = req;
+    if (lb) {
+        lbRun = start(lb, 'lb', {
+            ...req,
+            lbServers: servers.map((s) => (0,_config_hosts_js__WEBPACK_IMPORTED_MODULE_1__/* .hostForUrl */ .re)(s.ssh.host))
+        });
+        try {
+            const ready = await lbRun.session.reached('ready');
+            const checked = expected(ready, req.action, req.action === 'deploy' ? req.version : undefined);
+            lbRun.fields = ready;
+            appReq = {
+                ...req,
+                color: checked.color,
+                version: checked.version,
+                image: checked.image ?? req.image
+            };
+        }
+        catch (e) {
+            lbRun.error = messageOf(e);
+            await finishAll('abort');
+            throw new FleetError(`The load balancer ${lbRun.name} could not start the run: ${lbRun.error}. Nothing was changed on any server.`, outcomes(() => 'untouched'));
+        }
+    }
+    // prepare: pull, start the new color, wait for its health; at most max-parallel at a time
+    const role = lb ? 'app' : 'host';
+    const queue = [...servers];
+    let failed = false;
+    const worker = async () => {
+        for (let s = queue.shift(); s && !failed; s = queue.shift()) {
+            const run = start(s, role, appReq);
+            try {
+                const fields = await run.session.reached('prepared');
+                expected(fields, appReq.action, appReq.action === 'deploy' ? appReq.version : undefined);
+                run.fields = fields;
+            }
+            catch (e) {
+                run.error = messageOf(e);
+                failed = true;
+            }
+        }
+    };
+    const limit = config.fleet.maxParallel > 0 ? config.fleet.maxParallel : servers.length;
+    await Promise.all(Array.from({ length: Math.min(limit, servers.length) }, worker));
+    const apps = all.filter((r) => r.role !== 'lb');
+    const versions = new Set(apps.map((r) => r.fields?.version));
+    if (!failed && versions.size > 1) {
+        await finishAll('abort');
+        throw new FleetError(`The servers would roll back to different versions (${apps.map((r) => `${r.name}: ${r.fields?.version}`).join(', ')}), since they served different ones. Nothing was switched. Name the version to roll back to in 'rollback'.`, outcomes(() => 'aborted'));
+    }
+    if (failed) {
+        await finishAll('abort');
+        const bad = all.filter((r) => r.error);
+        throw new FleetError(`Nothing was switched: ${bad.map((r) => `${r.name} could not get ready: ${r.error}`).join('; ')}. The new color was removed where it had started${servers.length > apps.length ? `, and ${servers.length - apps.length} server(s) were not started` : ''}; every server serves what it served before.`, outcomes((r) => (r.role === 'lb' ? 'untouched' : 'aborted')));
+    }
+    const first = apps[0];
+    const fields = (lbRun ?? first).fields;
+    const result = (deployed, prepared) => {
+        const main = lbRun ?? first;
+        const res = main.settled instanceof Error ? undefined : main.settled;
+        return {
+            deployed,
+            prepared,
+            color: (fields.color || undefined),
+            previousColor: (fields.previous_color || undefined),
+            version: fields.version || undefined,
+            image: fields.image || undefined,
+            events: fleetEvents(all.map((r) => (r.settled instanceof Error ? [] : (r.settled?.events ?? [])))),
+            history: res?.history ?? [],
+            servers: outcomes(() => (deployed ? 'switched' : 'prepared'))
+        };
+    };
+    if (!config.fleet.promote) {
+        await finishAll('keep');
+        const failedKeep = all.filter((r) => r.settled instanceof Error);
+        if (failedKeep.length > 0)
+            throw new FleetError(`The new version was prepared, but ${failedKeep.map((r) => `${r.name}: ${messageOf(r.settled)}`).join('; ')}`, outcomes(() => 'prepared'));
+        return result(false, true);
+    }
+    // commit
+    if (lbRun) {
+        lbRun.session.send(`switch ${fields.color}`);
+        try {
+            await withTimeout(lbRun.session.reached('switched'), SWITCH_BOUND_MS, 'the switch');
+        }
+        catch (e) {
+            lbRun.error = messageOf(e);
+            await finishAll('abort');
+            throw new FleetError(`The load balancer ${lbRun.name} could not switch: ${lbRun.error}. The new color was removed from every app server; the previous version serves.`, outcomes(() => 'aborted'));
+        }
+    }
+    else {
+        for (const r of apps)
+            r.session.send('switch');
+        const switched = await Promise.allSettled(apps.map((r) => withTimeout(r.session.reached('switched'), SWITCH_BOUND_MS, 'the switch').catch((e) => {
+            r.error = messageOf(e);
+            throw e;
+        })));
+        if (switched.some((x) => x.status === 'rejected')) {
+            await finishAll('undo');
+            const bad = apps.filter((r) => r.error);
+            throw new FleetError(`${bad.map((r) => `${r.name} could not switch: ${r.error}`).join('; ')}. Every server that had switched switched back: the previous version serves everywhere.`, outcomes(() => 'undone'));
+        }
+    }
+    await finishAll('finish');
+    const unfinished = all.filter((r) => r.settled instanceof Error);
+    if (unfinished.length > 0) {
+        for (const r of unfinished)
+            r.error = messageOf(r.settled);
+        throw new FleetError(`${fields.version} was switched to, but ${unfinished.map((r) => `${r.name} did not finish: ${r.error}`).join('; ')}. Re-run the workflow: the next run finishes it.`, outcomes(() => 'switched'));
+    }
+    return result(true, false);
+}
+
+
+/***/ }),
+
+/***/ 2626:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   Hj: () => (/* binding */ verifyHostKey),
+/* harmony export */   LF: () => (/* binding */ parseHostKeyPins),
+/* harmony export */   Qb: () => (/* binding */ hostKeyAlgorithms),
+/* harmony export */   ax: () => (/* binding */ fingerprintOf)
+/* harmony export */ });
+/* unused harmony export hostMatches */
+/* harmony import */ var node_crypto__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7598);
+/* harmony import */ var node_crypto__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(node_crypto__WEBPACK_IMPORTED_MODULE_0__);
+
+const ALGORITHMS = {
+    ED25519: () => ['ssh-ed25519'],
+    RSA: () => ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'],
+    ECDSA: (bits) => bits
+        ? [`ecdsa-sha2-nistp${bits}`]
+        : ['ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521'],
+    DSA: () => ['ssh-dss']
+};
+function algorithmsOfKeyType(keyType) {
+    if (keyType === 'ssh-rsa')
+        return ALGORITHMS.RSA('');
+    return [keyType];
+}
+/** OpenSSH's fingerprint of a key blob: base64(sha256(blob)) without padding. */
+function fingerprintOf(blob) {
+    return (0,node_crypto__WEBPACK_IMPORTED_MODULE_0__.createHash)('sha256').update(blob).digest('base64').replace(/=+$/, '');
+}
+/**
+ * Parse `host-fingerprint` lines (`256 SHA256:… comment (ED25519)` as `ssh-keygen -lf` prints, or a
+ * bare `SHA256:…`) and `known-hosts` lines (entries for host:port only).
+ */
+function parseHostKeyPins(fingerprints, knownHosts, host, port) {
+    const pins = [];
+    for (const [i, raw] of (fingerprints ?? '').split('\n').entries()) {
+        const line = raw.trim();
+        if (line === '' || line.startsWith('#'))
+            continue;
+        if (/\bMD5:/.test(line))
+            throw new Error(`Invalid host-fingerprint line ${i + 1}: MD5 fingerprints are not accepted. Expected a SHA256:… fingerprint as printed by \`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub\`.`);
+        const m = /(?:^|\s)SHA256:([A-Za-z0-9+/]{43})=?(?:\s|$)/.exec(line);
+        if (!m)
+            throw new Error(`Invalid host-fingerprint line ${i + 1} '${line}'. Expected a SHA256:… fingerprint (43 base64 characters) as printed by \`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub\`.`);
+        const type = /\((ED25519|RSA|ECDSA|DSA)\)\s*$/i.exec(line)?.[1]?.toUpperCase();
+        const bits = /^(\d+)\s/.exec(line)?.[1] ?? '';
+        pins.push({
+            sha256: m[1],
+            algorithms: type ? ALGORITHMS[type](type === 'ECDSA' ? bits : '') : [],
+            source: `host-fingerprint line ${i + 1}`
+        });
+    }
+    if (knownHosts !== undefined && knownHosts.trim() !== '') {
+        let entries = 0;
+        for (const [i, raw] of knownHosts.split('\n').entries()) {
+            const line = raw.trim();
+            if (line === '' || line.startsWith('#'))
+                continue;
+            const fields = line.split(/\s+/);
+            if (fields[0].startsWith('@'))
+                continue; // @revoked / @cert-authority: not supported as pins
+            const [patterns, keyType, key] = fields;
+            if (!keyType || !key || !/^[A-Za-z0-9+/]+=*$/.test(key))
+                throw new Error(`Invalid known-hosts line ${i + 1}. Expected 'HOST KEYTYPE BASE64KEY' as printed by \`ssh-keyscan -p PORT HOST\`.`);
+            entries++;
+            if (!hostMatches(patterns, host, port))
+                continue;
+            pins.push({
+                sha256: fingerprintOf(Buffer.from(key, 'base64')),
+                algorithms: algorithmsOfKeyType(keyType),
+                source: `known-hosts line ${i + 1}`
+            });
+        }
+        if (entries > 0 && !pins.some((p) => p.source.startsWith('known-hosts')))
+            throw new Error(`Input 'known-hosts' has no entry for ${port === 22 ? host : `[${host}]:${port}`}. Expected lines from \`ssh-keyscan ${port === 22 ? '' : `-p ${port} `}${host}\`.`);
+    }
+    return pins;
+}
+/** Does a known_hosts host field match host:port (plain, [host]:port, wildcards, negation, hashed)? */
+function hostMatches(patterns, host, port) {
+    const name = port === 22 ? host : `[${host}]:${port}`;
+    if (patterns.startsWith('|1|')) {
+        const [, , salt, hash] = patterns.split('|');
+        if (!salt || !hash)
+            return false;
+        return (0,node_crypto__WEBPACK_IMPORTED_MODULE_0__.createHmac)('sha1', Buffer.from(salt, 'base64')).update(name).digest('base64') === hash;
+    }
+    let matched = false;
+    for (const p of patterns.split(',')) {
+        const negated = p.startsWith('!');
+        const pattern = negated ? p.slice(1) : p;
+        const re = new RegExp('^' +
+            pattern
+                .replace(/[.+^${}()|\\]/g, '\\$&')
+                .replace(/\[/g, '\\[')
+                .replace(/\]/g, '\\]')
+                .replace(/\*/g, '.*')
+                .replace(/\?/g, '.') +
+            '$', 'i');
+        if (re.test(name)) {
+            if (negated)
+                return false;
+            matched = true;
+        }
+    }
+    return matched;
+}
+/** The host key algorithms to offer, so that the server presents a key we have pinned. */
+function hostKeyAlgorithms(pins) {
+    if (pins.length === 0 || pins.some((p) => p.algorithms.length === 0))
+        return undefined;
+    return [...new Set(pins.flatMap((p) => p.algorithms))];
+}
+/** True when the presented key blob matches one of the pins. */
+function verifyHostKey(pins, blob) {
+    const fp = fingerprintOf(blob);
+    return pins.some((p) => p.sha256 === fp);
+}
+
+
+/***/ }),
+
 /***/ 9407:
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _shim_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(2710);
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(2665);
+/* harmony import */ var _cli_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(5581);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(489);
 
 
-await (0,_main_js__WEBPACK_IMPORTED_MODULE_1__/* .run */ .e)();
+
+// bin/bg-deploy.mjs (the command line) marks itself before it loads this bundle; the runner
+// starts it plainly (node dist/index.js)
+if (globalThis.bgDeployCli)
+    process.exitCode = await (0,_cli_js__WEBPACK_IMPORTED_MODULE_1__/* .cli */ .xw)(process.argv.slice(2));
+else
+    await (0,_main_js__WEBPACK_IMPORTED_MODULE_2__/* .run */ .e)();
 
 __webpack_async_result__();
 } catch(e) { __webpack_async_result__(e); } }, 1);
 
 /***/ }),
 
-/***/ 2665:
+/***/ 489:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -59888,7 +61632,7 @@ class DecodedURL extends URL {
 // EXTERNAL MODULE: ./node_modules/tunnel/index.js
 var node_modules_tunnel = __nccwpck_require__(770);
 // EXTERNAL MODULE: ./node_modules/undici/index.js
-var undici = __nccwpck_require__(6752);
+var undici = __nccwpck_require__(4371);
 ;// CONCATENATED MODULE: ./node_modules/@actions/http-client/lib/index.js
 /* eslint-disable @typescript-eslint/no-explicit-any */
 var __awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
@@ -61052,7 +62796,7 @@ function toPlatformPath(pth) {
 }
 //# sourceMappingURL=path-utils.js.map
 // EXTERNAL MODULE: external "string_decoder"
-var external_string_decoder_ = __nccwpck_require__(3193);
+var external_string_decoder_ = __nccwpck_require__(5574);
 // EXTERNAL MODULE: external "events"
 var external_events_ = __nccwpck_require__(4434);
 // EXTERNAL MODULE: external "child_process"
@@ -67562,1182 +69306,10 @@ function getOctokit(token, options, ...additionalPlugins) {
     return new GitHubWithPlugins(getOctokitOptions(token, options));
 }
 //# sourceMappingURL=github.js.map
-;// CONCATENATED MODULE: ./src/config-inputs.ts
-// The action's inputs, declared once: name (as in action.yml), group, whether it is secret, and
-// its default where the default is a plain value. INPUT_NAMES, SECRET_INPUTS and the defaults the
-// validators use come from this table; __tests__/contract.test.ts holds action.yml and README to it.
-const SWITCH_MODES = ['reload', 'dnat'];
-const ENGINES = ['ssh', 'swarm'];
-const INPUTS = {
-    image: { group: 'build' },
-    build: { group: 'build', default: 'true' },
-    context: { group: 'build', default: '.' },
-    dockerfile: { group: 'build' },
-    'build-args': { group: 'build' },
-    registry: { group: 'build' },
-    'registry-username': { group: 'build' },
-    'registry-password': { group: 'build', secret: true },
-    'pull-registry-username': { group: 'build' },
-    'pull-registry-password': { group: 'build', secret: true },
-    version: { group: 'version' },
-    'version-pattern': { group: 'version' },
-    'github-token': { group: 'version', secret: true },
-    'create-release': { group: 'version', default: 'true' },
-    host: { group: 'server' },
-    hosts: { group: 'server' },
-    'lb-host': { group: 'server' },
-    port: { group: 'server', default: '22' },
-    username: { group: 'server' },
-    'ssh-key': { group: 'server', secret: true },
-    'ssh-passphrase': { group: 'server', secret: true },
-    'host-fingerprint': { group: 'server' },
-    'known-hosts': { group: 'server' },
-    'insecure-ignore-host-key': { group: 'server', default: 'false' },
-    'proxy-jump': { group: 'server' },
-    'proxy-jump-key': { group: 'server', secret: true },
-    'proxy-jump-fingerprint': { group: 'server' },
-    'connect-timeout': { group: 'server', default: '20' },
-    'command-timeout': { group: 'server', default: '1800' },
-    'app-name': { group: 'app' },
-    'container-port': { group: 'app', default: '8080' },
-    'blue-port': { group: 'app', default: '8081' },
-    'green-port': { group: 'app', default: '8082' },
-    network: { group: 'app' },
-    env: { group: 'app', secret: true },
-    'env-file': { group: 'app' },
-    'docker-run-args': { group: 'app' },
-    'health-path': { group: 'switch', default: '/' },
-    'health-timeout': { group: 'switch', default: '60' },
-    'health-interval': { group: 'switch', default: '0.05' },
-    'drain-timeout': { group: 'switch', default: '30' },
-    'nginx-upstream-file': { group: 'switch' },
-    'nginx-upstream-name': { group: 'switch' },
-    'nginx-test-command': { group: 'switch', default: 'nginx -t' },
-    'nginx-reload-command': { group: 'switch', default: 'nginx -s reload' },
-    'switch-mode': { group: 'switch', default: 'reload' },
-    'live-port': { group: 'switch', default: '8083' },
-    'bind-address': { group: 'server', default: '127.0.0.1' },
-    'max-parallel': { group: 'server', default: '0' },
-    'nginx-preview-file': { group: 'switch' },
-    watch: { group: 'switch', default: '0' },
-    'watch-max-error-rate': { group: 'switch', default: '1' },
-    'watch-max-health-failures': { group: 'switch', default: '3' },
-    'keep-warm': { group: 'switch', default: '0' },
-    promote: { group: 'run', default: 'true' },
-    engine: { group: 'server', default: 'ssh' },
-    replicas: { group: 'app', default: '2' },
-    'health-cmd': { group: 'switch' },
-    rollback: { group: 'run' },
-    config: { group: 'run' }
-};
-/** The action's inputs, exactly as named in action.yml. */
-const INPUT_NAMES = Object.keys(INPUTS);
-/** Inputs that hold secrets: masked before anything is logged, and never read from the config file. */
-const SECRET_INPUTS = INPUT_NAMES.filter((n) => INPUTS[n].secret);
-/** The plain default of an input ('' when it has none or it is derived). */
-function defaultOf(name) {
-    return INPUTS[name].default ?? '';
-}
-
-;// CONCATENATED MODULE: ./src/config-check.ts
-// Checking inputs: one collector that every group of inputs reports to, so that a user sees every
-// problem at once. Messages name the input, quote the value (whole, never cut; never for inputs
-// that are or can hold secrets) and say what is expected.
-
-class ConfigError extends Error {
-    problems;
-    constructor(problems) {
-        super(problems.length === 1
-            ? problems[0]
-            : `${problems.length} inputs are invalid:\n${problems.map((p) => `- ${p}`).join('\n')}`);
-        this.problems = problems;
-        this.name = 'ConfigError';
-    }
-}
-/** Inputs whose value no message quotes: the secrets, and those that can embed one. */
-const UNQUOTED_INPUTS = [...SECRET_INPUTS, 'build-args', 'docker-run-args'];
-const noControl = (v) => !/[\0-\x1f\x7f]/.test(v);
-class Collector {
-    inputs;
-    problems = [];
-    constructor(inputs) {
-        this.inputs = inputs;
-    }
-    /** A problem with an input's value; returns undefined so callers can fall back. */
-    bad(name, expected) {
-        // a value is quoted whole or not at all: a cut-off secret would be printed unmasked (GitHub
-        // masks a secret only whole), and these inputs can hold one
-        const shown = UNQUOTED_INPUTS.includes(name) ? '' : ` '${this.inputs[name] ?? ''}'`;
-        this.problems.push(`Invalid ${name}${shown}. Expected ${expected}.`);
-        return undefined;
-    }
-    missing(name, hint) {
-        this.problems.push(`Input '${name}' is required: ${hint}.`);
-        return undefined;
-    }
-    /** A problem that concerns several inputs, said in full. */
-    add(problem) {
-        this.problems.push(problem);
-    }
-    /** The value, or undefined when empty or blank. */
-    get(name) {
-        const v = this.inputs[name];
-        return v === undefined || v.trim() === '' ? undefined : v;
-    }
-    text(name, fallback, ok, expected) {
-        const v = this.get(name)?.trim();
-        if (v === undefined)
-            return fallback;
-        if (v.includes('\0') || !ok(v))
-            return this.bad(name, expected) ?? fallback;
-        return v;
-    }
-    bool(name, fallback = defaultOf(name) === 'true') {
-        const v = this.get(name)?.trim();
-        if (v === undefined)
-            return fallback;
-        if (/^(true|True|TRUE)$/.test(v))
-            return true;
-        if (/^(false|False|FALSE)$/.test(v))
-            return false;
-        return this.bad(name, 'true or false') ?? fallback;
-    }
-    num(name, min, max, integer, fallback = Number(defaultOf(name))) {
-        const v = this.get(name)?.trim();
-        if (v === undefined)
-            return fallback;
-        const n = Number(v);
-        const shape = integer ? /^\d+$/ : /^\d+(\.\d+)?$|^\.\d+$/;
-        if (!shape.test(v) || n < min || n > max)
-            return (this.bad(name, `${integer ? 'a whole number' : 'a number'} from ${min} to ${max}`) ??
-                fallback);
-        return n;
-    }
-    port(name) {
-        return this.num(name, 1, 65535, true);
-    }
-    /** Throw every problem collected, if any. */
-    done() {
-        if (this.problems.length > 0)
-            throw new ConfigError(this.problems);
-    }
-}
-
-;// CONCATENATED MODULE: ./src/dotenv.ts
-// The `env` input in the dotenv form users already keep in a secret:
-//   KEY=VALUE            the rest of the line, as it is (like docker's --env-file)
-//   export KEY=VALUE     the same
-//   KEY='VALUE'          literal, on one line
-//   KEY="VALUE"          may span lines (a PEM key); \n \r \t \" \\ are escapes, any other \ stays
-//   # comment, blank     skipped
-// Everything here is secret: a problem is reported by its line number only, never with any part
-// of the line.
-const KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
-const ESCAPES = { n: '\n', r: '\r', t: '\t', '"': '"', '\\': '\\' };
-function parseDotenv(text) {
-    const lines = text.split('\n').map((l) => (l.endsWith('\r') ? l.slice(0, -1) : l));
-    const entries = [];
-    const problems = [];
-    for (let i = 0; i < lines.length; i++) {
-        const line = lines[i];
-        const at = i + 1;
-        const body = line.trimStart();
-        if (body === '' || body.startsWith('#'))
-            continue;
-        const eq = body.indexOf('=');
-        const key = eq < 0
-            ? ''
-            : body
-                .slice(0, eq)
-                .replace(/^export\s+/, '')
-                .trim();
-        if (!KEY.test(key)) {
-            problems.push({ line: at, why: 'expected KEY=VALUE, KEY made of letters, digits and _' });
-            continue;
-        }
-        const rest = body.slice(eq + 1);
-        const start = rest.trimStart();
-        if (start.startsWith("'")) {
-            const end = start.indexOf("'", 1);
-            if (end < 0 || !closes(start.slice(end + 1))) {
-                problems.push({ line: at, why: "a single-quoted value must end with ' on the same line" });
-                continue;
-            }
-            entries.push([key, start.slice(1, end)]);
-        }
-        else if (start.startsWith('"')) {
-            const read = readDoubleQuoted(lines, i, start.slice(1));
-            if (!read) {
-                problems.push({
-                    line: at,
-                    why: 'a double-quoted value must end with " (it may span lines; write \\" for a quote inside)'
-                });
-                break; // the rest of the text is inside the open quote: nothing after it can be read
-            }
-            i = read.lastLine;
-            entries.push([key, read.value]);
-        }
-        else {
-            entries.push([key, rest]);
-        }
-        if (/\0/.test(entries[entries.length - 1]?.[1] ?? '')) {
-            entries.pop();
-            problems.push({ line: at, why: 'a value cannot hold a NUL character' });
-        }
-    }
-    return { entries, problems };
-}
-/** After a closing quote: nothing, or spaces and a # comment. */
-function closes(after) {
-    return /^\s*(#.*)?$/.test(after);
-}
-function readDoubleQuoted(lines, first, text) {
-    let value = '';
-    let s = text;
-    for (let i = first; i < lines.length;) {
-        for (let k = 0; k < s.length; k++) {
-            const c = s[k];
-            if (c === '\\' && k + 1 < s.length) {
-                const next = s[k + 1];
-                value += ESCAPES[next] ?? `\\${next}`;
-                k++;
-            }
-            else if (c === '"') {
-                return closes(s.slice(k + 1)) ? { value, lastLine: i } : undefined;
-            }
-            else
-                value += c;
-        }
-        i++;
-        if (i >= lines.length)
-            return undefined;
-        value += '\n';
-        s = lines[i];
-    }
-    return undefined;
-}
-
-// EXTERNAL MODULE: ./node_modules/semver/index.js
-var semver = __nccwpck_require__(2088);
-var semver_default = /*#__PURE__*/__nccwpck_require__.n(semver);
-;// CONCATENATED MODULE: ./src/version.ts
-
-// Semver with a leading `v`, as people write it in commit messages: v1.2.3, v1.2.3-rc.1,
-// v1.2.3+build.5. Not preceded by a word character or dot (so `xv1.2.3` and `1.v1.2.3` do
-// not count) and not followed by more version-like text (so `v1.2.3.4` and `v1.2.34x` do not).
-const NUM = '(?:0|[1-9]\\d*)';
-const IDENT = '[0-9A-Za-z-]+';
-const DEFAULT_VERSION_PATTERN = new RegExp(`(?<![\\w.])v${NUM}\\.${NUM}\\.${NUM}(?:-${IDENT}(?:\\.${IDENT})*)?(?:\\+${IDENT}(?:\\.${IDENT})*)?(?![\\w+-]|\\.\\w)`);
-/** A version as the pattern finds it: its first capture group if it has one, else the match. */
-function found(match) {
-    return (match[1] ?? match[0]).trim() || undefined;
-}
-/** The first version in `message`. */
-function parseVersion(message, pattern = DEFAULT_VERSION_PATTERN) {
-    const match = new RegExp(pattern.source, pattern.flags.replace('g', '')).exec(message);
-    return match ? found(match) : undefined;
-}
-/** Every different version `message` names, in order (v1.2.3 and 1.2.3 are the same one). */
-function versionsIn(message, pattern = DEFAULT_VERSION_PATTERN) {
-    const all = new RegExp(pattern.source, pattern.flags.includes('g') ? pattern.flags : pattern.flags + 'g');
-    const versions = [];
-    for (const match of message.matchAll(all)) {
-        const v = found(match);
-        if (v && !versions.some((w) => sameVersion(v, w)))
-            versions.push(v);
-        if (match[0] === '')
-            break;
-    }
-    return versions;
-}
-/** Semver equality where both parse (v1.2.3 = 1.2.3, build metadata aside), else the same text. */
-function sameVersion(a, b) {
-    const x = semver_default().parse(a);
-    const y = semver_default().parse(b);
-    return x && y ? semver_default().eq(x, y) && x.build.join('.') === y.build.join('.') : a === b;
-}
-/** A pre-release has a `-` part before any `+build` part: v1.2.3-rc.1. */
-function isPrerelease(version) {
-    const v = semver_default().parse(version);
-    if (v)
-        return v.prerelease.length > 0;
-    return version.split('+', 1)[0].includes('-');
-}
-/** Docker tags cannot hold `+`; semver build metadata becomes `_` (as Helm and others do). */
-function toImageTag(version) {
-    return version.replace(/\+/g, '_');
-}
-// A Docker tag: 128 characters of [A-Za-z0-9_.-], not starting with . or -.
-const IMAGE_TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
-/** Why `version` cannot be used as an image tag and release tag, or undefined when it can. */
-function versionProblem(version) {
-    if (!IMAGE_TAG.test(toImageTag(version)))
-        return 'expected a version such as v1.2.3: up to 128 letters, digits, and . _ - + characters, not starting with . or -';
-    return undefined;
-}
-/**
- * Decide the version for a run. A version written in the commit message releases it, unless the
- * message only mentions versions: a bot's commit (Dependabot, Renovate), a dependency update
- * (`chore(deps): …`), a revert, or a message naming several different versions. The `version`
- * input always wins. Whether the version was released before is checked later, against GitHub
- * and the registry (see deploy.ts).
- */
-function planVersion(opts) {
-    if (opts.explicit)
-        return { version: opts.explicit, source: 'input', tag: toImageTag(opts.explicit) };
-    const message = opts.message ?? '';
-    const versions = versionsIn(message, opts.pattern);
-    const none = (notReleased) => ({
-        source: 'none',
-        tag: shaTag(opts.sha),
-        notReleased
-    });
-    if (versions.length === 0)
-        return none();
-    const named = versions.join(', ');
-    if (opts.author && /\[bot\]$/.test(opts.author))
-        return none(`The commit is by ${opts.author}, a bot account, so the version it names (${named}) is a mention, not a release.`);
-    if (/^Revert "/.test(message))
-        return none(`The commit is a revert, so the version it names (${named}) is not released again.`);
-    if (/^\w+\((deps|deps-dev)\)!?:/.test(message))
-        return none(`The commit is a dependency update, so the version it names (${named}) is a mention, not a release.`);
-    if (versions.length > 1)
-        return none(`The commit message names several versions (${named}), so none of them is released: write exactly one.`);
-    const version = versions[0];
-    const problem = versionProblem(version);
-    if (problem)
-        throw new Error(`The version '${version}' found in the commit message cannot be used as a tag: ${problem}. Adjust version-pattern.`);
-    return { version, source: 'commit', tag: toImageTag(version) };
-}
-function shaTag(sha) {
-    return `sha-${sha.slice(0, 7)}`;
-}
-
-;// CONCATENATED MODULE: ./src/words.ts
-/**
- * Split a string into words the way a POSIX shell does for quoting only: whitespace separates,
- * '…' is literal, "…" honours \" \\ \$ \`, a backslash outside quotes escapes the next character.
- * Nothing is expanded ($VAR, $(…), globs stay literal), and ; & | < > are ordinary characters:
- * the words are passed on as an argv array, never to a shell.
- */
-function splitWords(input) {
-    const words = [];
-    let word = '';
-    let inWord = false;
-    let i = 0;
-    while (i < input.length) {
-        const c = input[i];
-        if (/\s/.test(c)) {
-            if (inWord)
-                words.push(word);
-            word = '';
-            inWord = false;
-            i++;
-        }
-        else if (c === "'") {
-            const end = input.indexOf("'", i + 1);
-            if (end < 0)
-                throw new Error(`unterminated ' quote at character ${i + 1}`);
-            word += input.slice(i + 1, end);
-            inWord = true;
-            i = end + 1;
-        }
-        else if (c === '"') {
-            i++;
-            inWord = true;
-            for (;;) {
-                if (i >= input.length)
-                    throw new Error('unterminated " quote');
-                const d = input[i];
-                if (d === '"')
-                    break;
-                if (d === '\\' && i + 1 < input.length && '"\\$`'.includes(input[i + 1])) {
-                    word += input[i + 1];
-                    i += 2;
-                }
-                else {
-                    word += d;
-                    i++;
-                }
-            }
-            i++;
-        }
-        else if (c === '\\') {
-            if (i + 1 >= input.length)
-                throw new Error('trailing backslash');
-            word += input[i + 1];
-            inWord = true;
-            i += 2;
-        }
-        else {
-            word += c;
-            inWord = true;
-            i++;
-        }
-    }
-    if (inWord)
-        words.push(word);
-    return words;
-}
-/** Lines of a multiline input: trimmed, without blank lines and # comments. */
-function splitLines(input) {
-    return input
-        .split(/\r?\n/)
-        .map((l) => l.trim())
-        .filter((l) => l !== '' && !l.startsWith('#'));
-}
-
-;// CONCATENATED MODULE: ./src/config-app.ts
-// The inputs of the app on the server, its health check and switch, and the run itself: each group
-// checked into its part of the Config, every problem reported to the one collector.
-
-
-
-
-
-const NAME = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
-const NETWORK = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/;
-const UPSTREAM_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
-/**
- * Variables that bash and the docker CLI on the server read themselves: a value that spans lines
- * reaches `docker run` through the CLI's environment, where these would change the CLI.
- */
-const CLI_VARIABLES = /^(PATH|HOME|IFS|ENV|TMPDIR|SHELLOPTS|BASHOPTS|BASH_.*|LD_.*|DOCKER_.*|(HTTPS?|NO|ALL)_PROXY)$/i;
-/** The app: its name, ports, network, environment and extra docker run arguments. */
-function checkApp(c, ctx) {
-    const repoName = (ctx.repository.split('/')[1] ?? '')
-        .toLowerCase()
-        .replace(/[^a-z0-9_.-]/g, '-')
-        .replace(/^[^a-z0-9]+/, '');
-    const appRaw = c.get('app-name')?.trim();
-    let appName = appRaw ?? repoName;
-    if (!NAME.test(appName)) {
-        if (appRaw === undefined)
-            c.missing('app-name', `the repository name '${repoName}' cannot be used as one; give app-name, e.g. shop`);
-        else
-            c.bad('app-name', 'a lowercase name of up to 63 letters, digits, _ . and -, starting with a letter or digit');
-        appName = 'app';
-    }
-    const containerPort = c.port('container-port');
-    const bluePort = c.port('blue-port');
-    const greenPort = c.port('green-port');
-    if (bluePort === greenPort)
-        c.add(`Inputs 'blue-port' and 'green-port' must differ (both are ${bluePort}).`);
-    const network = c.text('network', '', (v) => NETWORK.test(v), 'a Docker network name of letters, digits, _ . and -') || undefined;
-    const dotenv = parseDotenv(c.get('env') ?? '');
-    for (const p of dotenv.problems)
-        c.add(`Invalid env line ${p.line}: ${p.why}. (No part of it is shown: env is secret.)`);
-    const env = dotenv.entries;
-    const spanningLines = env.filter(([k, v]) => /[\r\n]/.test(v) && CLI_VARIABLES.test(k));
-    if (spanningLines.length > 0)
-        c.add(`Invalid env: a value that spans lines reaches docker through its environment on the server, so it cannot be given to ${spanningLines.map(([k]) => k).join(', ')} (a variable the docker CLI or bash read). Use another name, or a value on one line.`);
-    const envFile = c.text('env-file', '', (v) => v.startsWith('/') && noControl(v), 'an absolute path on the server') || undefined;
-    let dockerRunArgs = [];
-    const runArgsRaw = c.get('docker-run-args');
-    if (runArgsRaw !== undefined) {
-        if (runArgsRaw.includes('\0'))
-            c.bad('docker-run-args', 'arguments without NUL characters');
-        else
-            try {
-                dockerRunArgs = splitWords(runArgsRaw);
-            }
-            catch (e) {
-                c.bad('docker-run-args', `arguments quoted like a shell would (${e.message})`);
-            }
-    }
-    return {
-        name: appName,
-        containerPort,
-        bluePort,
-        greenPort,
-        network,
-        env,
-        envFile,
-        dockerRunArgs
-    };
-}
-/** Health check, drain, nginx and the switch mode. */
-function checkSwitch(c, app) {
-    const { name: appName, bluePort, greenPort, network } = app;
-    const healthPath = c.text('health-path', defaultOf('health-path'), (v) => v.startsWith('/') && !/[\s\0-\x1f\x7f]/.test(v), 'a URL path starting with / and without spaces');
-    const healthTimeout = c.num('health-timeout', 1, 3600, false);
-    const healthInterval = c.num('health-interval', 0.05, 60, false);
-    const drainTimeout = c.num('drain-timeout', 0, 3600, false);
-    const upstreamFile = c.text('nginx-upstream-file', `/etc/nginx/conf.d/${appName}-upstream.conf`, (v) => v.startsWith('/') && !v.endsWith('/') && noControl(v), 'an absolute file path on the server');
-    const upstreamName = c.text('nginx-upstream-name', appName, (v) => UPSTREAM_NAME.test(v), 'an nginx upstream name of letters, digits, _ . and -');
-    const testCommand = c.text('nginx-test-command', defaultOf('nginx-test-command'), noControl, 'a one-line command');
-    const reloadCommand = c.text('nginx-reload-command', defaultOf('nginx-reload-command'), noControl, 'a one-line command');
-    const switchModeRaw = c.get('switch-mode')?.trim();
-    let switchMode = defaultOf('switch-mode');
-    if (switchModeRaw !== undefined) {
-        if (SWITCH_MODES.includes(switchModeRaw))
-            switchMode = switchModeRaw;
-        else
-            c.bad('switch-mode', 'reload (nginx is reloaded at each switch) or dnat (nginx points at live-port and a NAT rule on the server picks the color; needs root or sudo there)');
-    }
-    const livePort = c.port('live-port');
-    if (switchMode === 'dnat') {
-        if (livePort === bluePort || livePort === greenPort)
-            c.add(`Input 'live-port' (${livePort}) must differ from blue-port and green-port: it is the stable port nginx uses in switch-mode dnat.`);
-        if (network)
-            c.add("Inputs 'switch-mode: dnat' and 'network' do not go together: dnat redirects loopback traffic of the server's own nginx, while with 'network' nginx reaches the containers by name. Use switch-mode reload with network.");
-    }
-    return {
-        health: { path: healthPath, timeout: healthTimeout, interval: healthInterval },
-        drainTimeout,
-        nginx: { upstreamFile, upstreamName, testCommand, reloadCommand },
-        switch: { mode: switchMode, livePort }
-    };
-}
-/** A rollback instead of a deploy. */
-function checkRun(c) {
-    const rollback = c.text('rollback', '', (v) => v === 'previous' || !versionProblem(v), "empty, 'previous', or a version such as v1.3.2") || undefined;
-    return { rollback };
-}
-/** After the switch: the watch window and the warm standby. */
-function checkAfterSwitch(c) {
-    const rate = c.get('watch-max-error-rate')?.trim().replace(/ ?%$/, '');
-    let maxErrorRate = Number(defaultOf('watch-max-error-rate'));
-    if (rate !== undefined) {
-        if (/^\d+(\.\d+)?$/.test(rate) && Number(rate) <= 100)
-            maxErrorRate = Number(rate);
-        else
-            c.bad('watch-max-error-rate', 'a percentage from 0 to 100, such as 1 or 0.5%');
-    }
-    return {
-        watch: c.num('watch', 0, 3600, true),
-        maxErrorRate,
-        maxHealthFailures: c.num('watch-max-health-failures', 1, 1000, true),
-        keepWarm: c.num('keep-warm', 0, 86400, true)
-    };
-}
-/** engine: ssh (blue-green over SSH) or swarm (a Docker Swarm service on a manager). */
-function checkEngine(c, s) {
-    const raw = c.get('engine')?.trim() ?? defaultOf('engine');
-    const kind = ENGINES.includes(raw) ? raw : undefined;
-    if (!kind)
-        c.bad('engine', 'ssh or swarm');
-    const replicas = c.num('replicas', 1, 1000, true);
-    const healthCmd = c.text('health-cmd', '', noControl, 'a one-line command run inside the container') || undefined;
-    if (kind === 'swarm') {
-        if (s.several)
-            c.add("engine swarm deploys through one manager, in one go: give it in 'host', without 'hosts', 'lb-host', previews or promote: false.");
-        if (s.keepWarm > 0)
-            c.add("Input 'keep-warm' does not apply to a Swarm service (Swarm keeps the previous spec): remove it.");
-        if (s.mode === 'dnat')
-            c.add('engine swarm does not use switch-mode: Swarm replaces the tasks. Remove switch-mode.');
-        if (s.runArgs.length > 0)
-            c.add("Input 'docker-run-args' does not apply to a Swarm service: remove it with engine swarm.");
-    }
-    return {
-        kind: kind ?? 'ssh',
-        replicas,
-        healthCmd,
-        parallelism: s.maxParallel > 0 ? s.maxParallel : 1
-    };
-}
-
-// EXTERNAL MODULE: external "node:path"
-var external_node_path_ = __nccwpck_require__(6760);
-var external_node_path_default = /*#__PURE__*/__nccwpck_require__.n(external_node_path_);
-// EXTERNAL MODULE: external "node:net"
-var external_node_net_ = __nccwpck_require__(7030);
-// EXTERNAL MODULE: external "node:crypto"
-var external_node_crypto_ = __nccwpck_require__(7598);
-;// CONCATENATED MODULE: ./src/hostkey.ts
-
-const ALGORITHMS = {
-    ED25519: () => ['ssh-ed25519'],
-    RSA: () => ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'],
-    ECDSA: (bits) => bits
-        ? [`ecdsa-sha2-nistp${bits}`]
-        : ['ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521'],
-    DSA: () => ['ssh-dss']
-};
-function algorithmsOfKeyType(keyType) {
-    if (keyType === 'ssh-rsa')
-        return ALGORITHMS.RSA('');
-    return [keyType];
-}
-/** OpenSSH's fingerprint of a key blob: base64(sha256(blob)) without padding. */
-function fingerprintOf(blob) {
-    return (0,external_node_crypto_.createHash)('sha256').update(blob).digest('base64').replace(/=+$/, '');
-}
-/**
- * Parse `host-fingerprint` lines (`256 SHA256:… comment (ED25519)` as `ssh-keygen -lf` prints, or a
- * bare `SHA256:…`) and `known-hosts` lines (entries for host:port only).
- */
-function parseHostKeyPins(fingerprints, knownHosts, host, port) {
-    const pins = [];
-    for (const [i, raw] of (fingerprints ?? '').split('\n').entries()) {
-        const line = raw.trim();
-        if (line === '' || line.startsWith('#'))
-            continue;
-        if (/\bMD5:/.test(line))
-            throw new Error(`Invalid host-fingerprint line ${i + 1}: MD5 fingerprints are not accepted. Expected a SHA256:… fingerprint as printed by \`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub\`.`);
-        const m = /(?:^|\s)SHA256:([A-Za-z0-9+/]{43})=?(?:\s|$)/.exec(line);
-        if (!m)
-            throw new Error(`Invalid host-fingerprint line ${i + 1} '${line}'. Expected a SHA256:… fingerprint (43 base64 characters) as printed by \`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub\`.`);
-        const type = /\((ED25519|RSA|ECDSA|DSA)\)\s*$/i.exec(line)?.[1]?.toUpperCase();
-        const bits = /^(\d+)\s/.exec(line)?.[1] ?? '';
-        pins.push({
-            sha256: m[1],
-            algorithms: type ? ALGORITHMS[type](type === 'ECDSA' ? bits : '') : [],
-            source: `host-fingerprint line ${i + 1}`
-        });
-    }
-    if (knownHosts !== undefined && knownHosts.trim() !== '') {
-        let entries = 0;
-        for (const [i, raw] of knownHosts.split('\n').entries()) {
-            const line = raw.trim();
-            if (line === '' || line.startsWith('#'))
-                continue;
-            const fields = line.split(/\s+/);
-            if (fields[0].startsWith('@'))
-                continue; // @revoked / @cert-authority: not supported as pins
-            const [patterns, keyType, key] = fields;
-            if (!keyType || !key || !/^[A-Za-z0-9+/]+=*$/.test(key))
-                throw new Error(`Invalid known-hosts line ${i + 1}. Expected 'HOST KEYTYPE BASE64KEY' as printed by \`ssh-keyscan -p PORT HOST\`.`);
-            entries++;
-            if (!hostMatches(patterns, host, port))
-                continue;
-            pins.push({
-                sha256: fingerprintOf(Buffer.from(key, 'base64')),
-                algorithms: algorithmsOfKeyType(keyType),
-                source: `known-hosts line ${i + 1}`
-            });
-        }
-        if (entries > 0 && !pins.some((p) => p.source.startsWith('known-hosts')))
-            throw new Error(`Input 'known-hosts' has no entry for ${port === 22 ? host : `[${host}]:${port}`}. Expected lines from \`ssh-keyscan ${port === 22 ? '' : `-p ${port} `}${host}\`.`);
-    }
-    return pins;
-}
-/** Does a known_hosts host field match host:port (plain, [host]:port, wildcards, negation, hashed)? */
-function hostMatches(patterns, host, port) {
-    const name = port === 22 ? host : `[${host}]:${port}`;
-    if (patterns.startsWith('|1|')) {
-        const [, , salt, hash] = patterns.split('|');
-        if (!salt || !hash)
-            return false;
-        return (0,external_node_crypto_.createHmac)('sha1', Buffer.from(salt, 'base64')).update(name).digest('base64') === hash;
-    }
-    let matched = false;
-    for (const p of patterns.split(',')) {
-        const negated = p.startsWith('!');
-        const pattern = negated ? p.slice(1) : p;
-        const re = new RegExp('^' +
-            pattern
-                .replace(/[.+^${}()|\\]/g, '\\$&')
-                .replace(/\[/g, '\\[')
-                .replace(/\]/g, '\\]')
-                .replace(/\*/g, '.*')
-                .replace(/\?/g, '.') +
-            '$', 'i');
-        if (re.test(name)) {
-            if (negated)
-                return false;
-            matched = true;
-        }
-    }
-    return matched;
-}
-/** The host key algorithms to offer, so that the server presents a key we have pinned. */
-function hostKeyAlgorithms(pins) {
-    if (pins.length === 0 || pins.some((p) => p.algorithms.length === 0))
-        return undefined;
-    return [...new Set(pins.flatMap((p) => p.algorithms))];
-}
-/** True when the presented key blob matches one of the pins. */
-function verifyHostKey(pins, blob) {
-    const fp = fingerprintOf(blob);
-    return pins.some((p) => p.sha256 === fp);
-}
-
-;// CONCATENATED MODULE: ./src/config-hosts.ts
-// The servers of a run: `host` or `hosts` (one per line), the optional load-balancer host, and
-// how a run over several servers goes (bind address, parallelism, previews, promote). Each server
-// is a complete SSH config: its own address, port and user, and the host keys pinned for it.
-
-
-const config_hosts_NAME = /^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?$/;
-const USER = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
-/**
- * One server as people write it: `host`, `host:port`, `user@host`, `user@host:port`, an IPv6
- * address bare or in brackets (`[::1]`, `[::1]:2222`). A problem is returned as a string.
- */
-function parseHostLine(line, defaults) {
-    let rest = line.trim();
-    let username = defaults.username;
-    const at = rest.lastIndexOf('@');
-    if (at >= 0) {
-        username = rest.slice(0, at);
-        rest = rest.slice(at + 1);
-        if (!USER.test(username))
-            return `the user '${username}' is not a user name`;
-    }
-    let host = rest;
-    let port = defaults.port;
-    const bracket = /^\[([^\]]*)\](?::(\d+))?$/.exec(rest);
-    if (bracket) {
-        host = bracket[1];
-        if (bracket[2] !== undefined)
-            port = Number(bracket[2]);
-        if ((0,external_node_net_.isIP)(host) !== 6)
-            return `'${host}' in brackets is not an IPv6 address`;
-    }
-    else if ((0,external_node_net_.isIP)(rest) === 6) {
-        host = rest;
-    }
-    else {
-        const m = /^([^:]+)(?::(\d+))?$/.exec(rest);
-        if (!m)
-            return 'expected host, host:port or [IPv6]:port';
-        host = m[1];
-        if (m[2] !== undefined)
-            port = Number(m[2]);
-        if (!config_hosts_NAME.test(host))
-            return `'${host}' is not a host name or address`;
-    }
-    if (!Number.isInteger(port) || port < 1 || port > 65535)
-        return `port ${port} is not 1 to 65535`;
-    if (!username)
-        return 'no user: give username, or user@host';
-    return { host, port, username };
-}
-/** The address as nginx and ssh write it: an IPv6 address in brackets. */
-function hostForUrl(host) {
-    return (0,external_node_net_.isIP)(host) === 6 ? `[${host}]` : host;
-}
-function sshOf(c, a, shared, where) {
-    let hostKeyPins = [];
-    try {
-        hostKeyPins = parseHostKeyPins(shared.fingerprints, shared.knownHosts, a.host, a.port);
-    }
-    catch (e) {
-        c.add(`${where}: ${e.message}`);
-    }
-    return {
-        host: a.host,
-        port: a.port,
-        username: a.username,
-        privateKey: shared.privateKey,
-        passphrase: shared.passphrase,
-        hostKeyPins,
-        insecureIgnoreHostKey: shared.insecureIgnoreHostKey,
-        connectTimeout: shared.connectTimeout,
-        ...(shared.jump ? { jump: shared.jump } : {})
-    };
-}
-/**
- * proxy-jump: the bastion as `[user@]host[:port]` (user: `username`), its key (proxy-jump-key, else
- * ssh-key) and its host key: proxy-jump-fingerprint, else the known-hosts lines for it.
- */
-function checkJump(c, d, shared) {
-    const raw = c.get('proxy-jump')?.trim();
-    const key = c.get('proxy-jump-key');
-    const fingerprints = c.get('proxy-jump-fingerprint');
-    if (raw === undefined) {
-        if (key !== undefined || fingerprints !== undefined)
-            c.add("Inputs 'proxy-jump-key' and 'proxy-jump-fingerprint' belong to 'proxy-jump': set proxy-jump to the bastion (user@host:port), or remove them.");
-        return undefined;
-    }
-    const a = parseHostLine(raw, { port: 22, username: d.username });
-    if (typeof a === 'string') {
-        c.add(`Invalid proxy-jump '${raw}': ${a}. Expected the bastion as host, user@host or user@host:port (as for ssh -J).`);
-        return undefined;
-    }
-    if (key !== undefined && !/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(key))
-        c.bad('proxy-jump-key', "the text of the bastion's private key, starting with -----BEGIN OPENSSH PRIVATE KEY----- (empty: ssh-key is used)");
-    let hostKeyPins = [];
-    try {
-        hostKeyPins = parseHostKeyPins(fingerprints, fingerprints === undefined ? shared.knownHosts : undefined, a.host, a.port).map((p) => ({ ...p, source: p.source.replace('host-fingerprint', 'proxy-jump-fingerprint') }));
-    }
-    catch (e) {
-        c.add(`proxy-jump: ${e.message.replace(/host-fingerprint/g, 'proxy-jump-fingerprint')}`);
-    }
-    if (hostKeyPins.length === 0 && !shared.insecureIgnoreHostKey)
-        c.add(`The bastion's host key is not pinned: set 'proxy-jump-fingerprint' to the output of \`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub\` run on ${a.host}, or add its line (ssh-keyscan -p ${a.port} ${a.host}) to 'known-hosts'.`);
-    return {
-        ...a,
-        privateKey: key ?? shared.privateKey,
-        passphrase: key === undefined ? shared.passphrase : undefined,
-        hostKeyPins,
-        insecureIgnoreHostKey: shared.insecureIgnoreHostKey
-    };
-}
-/**
- * The servers: `host` (one) or `hosts` (one per line), each `[user@]host[:port]`, with `port` and
- * `username` as the defaults; and `lb-host`, the load balancer in front of them.
- */
-function checkHosts(c, d, shared) {
-    const one = c.get('host')?.trim();
-    const many = c.get('hosts');
-    const lines = [];
-    if (one !== undefined && many !== undefined)
-        c.add("Inputs 'host' and 'hosts' are both set: give one server in 'host', or every server in 'hosts' (one per line), not both.");
-    else if (one !== undefined)
-        lines.push(['host', one]);
-    else if (many !== undefined)
-        for (const [i, l] of many.split('\n').entries()) {
-            const t = l.trim();
-            if (t !== '' && !t.startsWith('#'))
-                lines.push([`hosts line ${i + 1}`, t]);
-        }
-    else
-        c.missing('host', "the server to deploy to, e.g. ${{ secrets.DEPLOY_HOST }} (or 'hosts', one server per line)");
-    const hosts = [];
-    const seen = new Set();
-    for (const [where, line] of lines) {
-        const a = parseHostLine(line, d);
-        if (typeof a === 'string') {
-            c.add(`Invalid ${where} '${line}': ${a}. Expected host, host:port, user@host:port or [IPv6]:port.`);
-            continue;
-        }
-        const key = `${a.host}:${a.port}`;
-        if (seen.has(key))
-            c.add(`Invalid ${where}: ${key} is listed twice.`);
-        seen.add(key);
-        hosts.push(sshOf(c, a, shared, where));
-    }
-    let lb;
-    const lbRaw = c.get('lb-host')?.trim();
-    if (lbRaw !== undefined) {
-        const a = parseHostLine(lbRaw, d);
-        if (typeof a === 'string')
-            c.add(`Invalid lb-host '${lbRaw}': ${a}. Expected the load balancer's host, host:port or user@host:port.`);
-        else
-            lb = sshOf(c, a, shared, 'lb-host');
-    }
-    return { ssh: hosts[0] ?? {}, hosts, lb };
-}
-/** How a run over several servers goes. */
-function checkFleet(c, s) {
-    const bindAddress = c.text('bind-address', '127.0.0.1', (v) => (0,external_node_net_.isIP)(v) === 4, 'an IPv4 address of the app servers, such as 127.0.0.1 (the default), 0.0.0.0 or a private address');
-    const maxParallel = c.num('max-parallel', 0, 1000, true);
-    const promote = c.bool('promote');
-    const previewFile = c.text('nginx-preview-file', '', (v) => v.startsWith('/') && !/[\s;{}'"$\\]/.test(v), "an absolute path without spaces, quotes, ; { } or $, e.g. /etc/nginx/bg-deploy/shop-preview.conf, that the server block includes with 'include /etc/nginx/bg-deploy/shop-preview*.conf;'");
-    if (s.lb) {
-        if (bindAddress.startsWith('127.'))
-            c.add(`Input 'bind-address' is ${bindAddress}, so the load balancer on lb-host (${s.lb.host}) cannot reach the app servers' ports: set it to 0.0.0.0 or to an address the load balancer reaches (and let only the load balancer through your firewall).`);
-        if (s.mode === 'dnat')
-            c.add("switch-mode dnat does not work with lb-host yet: the load balancer's nginx switches with a reload. Remove switch-mode or lb-host.");
-        if (s.network)
-            c.add("Input 'network' does not work with lb-host: the load balancer reaches the app servers by their published ports, not through a Docker network on each server. Remove one of them.");
-        if (s.hosts.some((h) => h.host === s.lb.host && h.port === s.lb.port))
-            c.add(`lb-host ${s.lb.host}:${s.lb.port} is also in hosts: the load balancer runs nginx, the app servers run the app; give them apart.`);
-    }
-    else if (s.mode === 'dnat' && !['127.0.0.1', '0.0.0.0'].includes(bindAddress))
-        c.add(`switch-mode dnat sends the live port to 127.0.0.1, where the app is not published with bind-address ${bindAddress}: use 127.0.0.1 or 0.0.0.0, or switch-mode reload.`);
-    const several = s.hosts.length > 1 || s.lb !== undefined || !promote || previewFile !== '';
-    if (several && (s.after.watch > 0 || s.after.keepWarm > 0))
-        c.add("Inputs 'watch' and 'keep-warm' work with one server and promote: true for now; with several servers, a load balancer, previews or promote: false, leave them out.");
-    return { bindAddress, maxParallel, promote, previewFile: previewFile || undefined, several };
-}
-
-;// CONCATENATED MODULE: ./src/config-build.ts
-// The inputs of the build and release side, and of the SSH connection: each group checked into
-// its part of the Config, every problem reported to the one collector.
-
-
-
-
-
-
-// Docker reference grammar (distribution/reference), repository part only.
-const PATH_COMPONENT = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*';
-const DOMAIN = '(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?';
-const REPOSITORY = new RegExp(`^(?:${DOMAIN}/)?${PATH_COMPONENT}(?:/${PATH_COMPONENT})*$`);
-/** a repository, then an optional tag and an optional digest (the reference's own grammar) */
-const REFERENCE = new RegExp(`^((?:${DOMAIN}/)?${PATH_COMPONENT}(?:/${PATH_COMPONENT})*)((?::[\\w][\\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?)$`);
-const REGISTRY_HOST = /^[A-Za-z0-9_.:[\]-]+$/;
-const config_build_USER = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
-/** The registry host of an image repository, as Docker decides it. */
-function registryOf(image) {
-    const slash = image.indexOf('/');
-    if (slash < 0)
-        return 'docker.io';
-    const first = image.slice(0, slash);
-    return first.includes('.') || first.includes(':') || first === 'localhost' ? first : 'docker.io';
-}
-/** image, registry, build and the registry credentials. */
-function checkBuild(c) {
-    const imageRaw = c.get('image')?.trim();
-    const build = c.bool('build');
-    let image = '';
-    let prebuilt;
-    const ref = imageRaw === undefined ? undefined : REFERENCE.exec(imageRaw);
-    if (imageRaw === undefined)
-        c.missing('image', build
-            ? 'the image repository without a tag, e.g. ghcr.io/acme/shop'
-            : 'the image pushed already, e.g. ghcr.io/acme/shop@sha256:… or ghcr.io/acme/shop:sha-1a2b3c4');
-    else if (!ref && REPOSITORY.test(imageRaw.replace(/@.*$/, '').replace(/:[^/]*$/, '')))
-        c.bad('image', build
-            ? 'a repository without a tag or digest, e.g. ghcr.io/acme/shop (the action adds the version and latest tags)'
-            : 'the repository with a tag (:sha-1a2b3c4) or a digest (@sha256: and 64 hex digits)');
-    else if (!ref)
-        c.bad('image', REFERENCE.test(imageRaw.toLowerCase())
-            ? `a lowercase image repository: registries refuse capitals, so write ${REFERENCE.exec(imageRaw.toLowerCase())[1]} (for ghcr.io/\${{ github.repository }}, lowercase the name in a step before this one)`
-            : 'a lowercase image repository such as ghcr.io/acme/shop or registry.example.com:5000/team/app');
-    else if (build && ref[2])
-        c.bad('image', 'a repository without a tag or digest, e.g. ghcr.io/acme/shop (the action adds the version and latest tags); to deploy an image pushed already, set build: false');
-    else if (!build && !ref[2])
-        c.bad('image', 'with build: false, the image pushed already with its tag or digest, e.g. ghcr.io/acme/shop@sha256:… (the digest output of docker/build-push-action) or ghcr.io/acme/shop:sha-1a2b3c4');
-    else {
-        image = ref[1];
-        if (!build)
-            prebuilt = ref[2];
-    }
-    const registry = c.text('registry', image ? registryOf(image) : '', (v) => REGISTRY_HOST.test(v) && !v.startsWith('-'), 'a registry host such as ghcr.io or registry.example.com:5000');
-    const context = c.text('context', defaultOf('context'), noControl, 'a directory path relative to the workspace');
-    const dockerfile = c.text('dockerfile', external_node_path_default().join(context, 'Dockerfile'), noControl, 'a file path relative to the workspace');
-    const buildArgs = splitLines(c.get('build-args') ?? '');
-    if (buildArgs.some((l) => !/^[A-Za-z_][A-Za-z0-9_]*=/.test(l)))
-        c.bad('build-args', 'one KEY=VALUE per line, KEY made of letters, digits and _');
-    const push = credential(c, 'registry-username', 'registry-password', `to log in to ${registry || 'the registry'}`);
-    const pull = credential(c, 'pull-registry-username', 'pull-registry-password', `for the server's pull from ${registry || 'the registry'}`);
-    return {
-        image,
-        prebuilt,
-        registry,
-        context,
-        dockerfile,
-        buildArgs,
-        registryUsername: push.username,
-        registryPassword: push.password,
-        pull: pull.username ? pull : push
-    };
-}
-/** A user name and a password input that go together, for `purpose`. */
-function credential(c, user, password, purpose) {
-    const username = c.text(user, '', (v) => !/[\s\0-\x1f\x7f]/.test(v), 'a user name without spaces or control characters') || undefined;
-    const secret = c.get(password);
-    if ((username === undefined) !== (secret === undefined))
-        c.add(`Inputs '${user}' and '${password}' go together: give both ${purpose}, or neither.`);
-    return { username, password: secret };
-}
-/** The version and the release. */
-function checkVersion(c) {
-    const version = c.text('version', '', (v) => !versionProblem(v), 'a version such as v1.2.3: letters, digits and . _ - +, not starting with . or -') || undefined;
-    let versionPattern = DEFAULT_VERSION_PATTERN;
-    const patternRaw = c.get('version-pattern');
-    if (patternRaw !== undefined) {
-        try {
-            versionPattern = new RegExp(patternRaw);
-        }
-        catch (e) {
-            c.bad('version-pattern', `a JavaScript regular expression (${e.message})`);
-        }
-    }
-    const createRelease = c.bool('create-release');
-    return { version, versionPattern, githubToken: c.get('github-token')?.trim(), createRelease };
-}
-/** The servers and how to reach them: the key, the host keys, and each server (config-hosts.ts). */
-function checkServer(c) {
-    const sshPort = c.port('port');
-    const username = c.get('username')?.trim();
-    if (username === undefined)
-        c.missing('username', 'the SSH user on the server, e.g. deploy');
-    else if (!config_build_USER.test(username))
-        c.bad('username', 'a user name of letters, digits, _ . and -, not starting with -');
-    const privateKey = c.get('ssh-key');
-    if (privateKey === undefined)
-        c.missing('ssh-key', 'the private key, e.g. ${{ secrets.DEPLOY_KEY }}');
-    else if (/-----BEGIN (ENCRYPTED )?PRIVATE KEY-----/.test(privateKey))
-        c.bad('ssh-key', 'an OpenSSH or PEM private key; this is a PKCS#8 key, which is not supported. Convert it with: ssh-keygen -p -f KEYFILE (it is rewritten in OpenSSH format)');
-    else if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(privateKey))
-        c.bad('ssh-key', 'the text of a private key starting with -----BEGIN OPENSSH PRIVATE KEY----- (not a path or a public key)');
-    const insecureIgnoreHostKey = c.bool('insecure-ignore-host-key');
-    const defaults = {
-        port: sshPort,
-        username: username && config_build_USER.test(username) ? username : 'deploy'
-    };
-    const shared = {
-        privateKey: privateKey ?? '',
-        passphrase: c.get('ssh-passphrase'),
-        insecureIgnoreHostKey,
-        fingerprints: c.get('host-fingerprint'),
-        knownHosts: c.get('known-hosts')
-    };
-    const servers = checkHosts(c, defaults, {
-        ...shared,
-        connectTimeout: c.num('connect-timeout', 1, 600, false),
-        jump: checkJump(c, defaults, shared)
-    });
-    if (!insecureIgnoreHostKey &&
-        c.get('host-fingerprint') === undefined &&
-        c.get('known-hosts') === undefined)
-        c.add("The server's host key is not pinned: set 'host-fingerprint' to the output of `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` run on the server (or 'known-hosts' to the output of `ssh-keyscan HOST`), or set 'insecure-ignore-host-key: true' to skip the check.");
-    return servers;
-}
-
-;// CONCATENATED MODULE: external "node:fs"
-const external_node_fs_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
-// EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
-var dist = __nccwpck_require__(8815);
-;// CONCATENATED MODULE: ./src/config-file.ts
-// The optional YAML config file (`config` input): its keys are input names, its values strings,
-// numbers, booleans or lists; secrets are refused there. Inputs given to the step win over it.
-
-
-
-
-
-/** The inputs with the config file merged under them, when the `config` input names one. */
-function withConfigFile(explicit, workspace) {
-    if (!explicit.config)
-        return explicit;
-    const file = external_node_path_default().resolve(workspace, explicit.config);
-    let text;
-    try {
-        text = (0,external_node_fs_namespaceObject.readFileSync)(file, 'utf8');
-    }
-    catch (e) {
-        throw new ConfigError([
-            `Input 'config': cannot read '${explicit.config}' (${e.code ?? e}). Expected a YAML file path relative to the workspace.`
-        ]);
-    }
-    return mergeInputs(parseConfigFile(text, explicit.config), explicit);
-}
-/** Parse the YAML config file into inputs. Errors give the file, line and column. */
-function parseConfigFile(text, file) {
-    const doc = (0,dist/* parseDocument */.Tp)(text, { prettyErrors: false, uniqueKeys: true });
-    if (doc.errors.length > 0) {
-        const e = doc.errors[0];
-        throw new ConfigError([
-            `config file ${file}${lineOf(text, e.pos[0])}: ${e.message.split('\n')[0]}`
-        ]);
-    }
-    if (doc.contents === null)
-        return {};
-    if (!(0,dist/* isMap */.jh)(doc.contents))
-        throw new ConfigError([`config file ${file}: expected a mapping of input names to values`]);
-    const inputs = {};
-    const problems = [];
-    for (const pair of doc.contents.items) {
-        const key = (0,dist/* isScalar */.jn)(pair.key) ? String(pair.key.value) : String(pair.key);
-        const line = lineOf(text, pair.key?.range?.[0]);
-        const at = `config file ${file}${line}`;
-        if (!INPUT_NAMES.includes(key)) {
-            problems.push(`${at}: unknown input '${key}'. Expected one of the inputs in action.yml.`);
-            continue;
-        }
-        const name = key;
-        if (SECRET_INPUTS.includes(name) || name === 'config') {
-            problems.push(name === 'config'
-                ? `${at}: 'config' cannot be set inside the config file.`
-                : `${at}: '${name}' is a secret and must not be committed in a file; pass it as an input from \${{ secrets.* }}.`);
-            continue;
-        }
-        const value = pair.value;
-        if ((0,dist/* isScalar */.jn)(value)) {
-            if (value.value !== null)
-                inputs[name] = String(value.value);
-        }
-        else if ((0,dist/* isSeq */.oP)(value)) {
-            inputs[name] = value.items.map((v) => String((0,dist/* isScalar */.jn)(v) ? v.value : v)).join('\n');
-        }
-        else if ((0,dist/* isMap */.jh)(value) && name === 'build-args') {
-            inputs[name] = value.items
-                .map((p) => `${String((0,dist/* isScalar */.jn)(p.key) ? p.key.value : p.key)}=${String((0,dist/* isScalar */.jn)(p.value) ? p.value.value : p.value)}`)
-                .join('\n');
-        }
-        else if (value !== null) {
-            problems.push(`${at}: '${name}' must be a string, number, boolean or list.`);
-        }
-    }
-    if (problems.length > 0)
-        throw new ConfigError(problems);
-    return inputs;
-}
-function lineOf(text, offset) {
-    if (offset === undefined)
-        return '';
-    const before = text.slice(0, offset).split('\n');
-    return `:${before.length}:${before[before.length - 1].length + 1}`;
-}
-/** Inputs given to the step win over the file. */
-function mergeInputs(fromFile, explicit) {
-    return { ...fromFile, ...explicit };
-}
-
-;// CONCATENATED MODULE: ./src/config.ts
-// Inputs (+ the optional YAML file) -> one typed, validated Config. The inputs are declared in
-// config-inputs.ts, the file is read in config-file.ts, and each group of inputs is checked in
-// config-build.ts or config-app.ts, all reporting to one collector (config-check.ts) so that a user
-// sees every problem at once.
-
-
-
-
-
-
-
-
-
-
-/**
- * command-timeout: long enough for what the inputs let a script wait for (health, drain, watch),
- * so a slow but working deploy is never cut.
- */
-function checkCommandTimeout(c, sw, after) {
-    const t = c.num('command-timeout', 10, 86400, false);
-    const needs = sw.health.timeout + sw.drainTimeout + after.watch;
-    if (c.get('command-timeout') !== undefined && t <= needs)
-        c.add(`Input 'command-timeout' is ${t} s, but a deploy may take health-timeout + drain-timeout + watch = ${needs} s on the server: set it above ${needs}, or lower those.`);
-    return c.get('command-timeout') !== undefined ? t : Math.max(t, needs + 60);
-}
-/** Read every input through `get` (core.getInput); empty means not given. */
-function readInputs(get) {
-    const inputs = {};
-    for (const name of INPUT_NAMES) {
-        const value = get(name);
-        if (value !== '')
-            inputs[name] = value;
-    }
-    return inputs;
-}
-/** Read inputs, merge the optional config file, and validate into one Config. */
-function loadConfig(explicit, ctx) {
-    return parseConfig(withConfigFile(explicit, ctx.workspace), ctx);
-}
-/** Validate merged inputs. Every problem is collected, so a user fixes them in one go. */
-function parseConfig(inputs, ctx) {
-    const c = new Collector(inputs);
-    const build = checkBuild(c);
-    const version = checkVersion(c);
-    const { ssh, hosts, lb } = checkServer(c);
-    const app = checkApp(c, ctx);
-    const sw = checkSwitch(c, app);
-    const after = checkAfterSwitch(c);
-    const fleet = checkFleet(c, { hosts, lb, mode: sw.switch.mode, network: app.network, after });
-    const run = checkRun(c);
-    const commandTimeout = checkCommandTimeout(c, sw, after);
-    const engine = checkEngine(c, {
-        several: fleet.several,
-        mode: sw.switch.mode,
-        runArgs: app.dockerRunArgs,
-        maxParallel: fleet.maxParallel,
-        keepWarm: after.keepWarm
-    });
-    c.done();
-    return {
-        ...build,
-        ...version,
-        ssh,
-        hosts,
-        lb,
-        fleet,
-        after,
-        engine,
-        app,
-        ...sw,
-        ...run,
-        commandTimeout
-    };
-}
-
-;// CONCATENATED MODULE: external "node:child_process"
-const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
+// EXTERNAL MODULE: ./src/config.ts + 6 modules
+var src_config = __nccwpck_require__(8854);
+// EXTERNAL MODULE: external "node:child_process"
+var external_node_child_process_ = __nccwpck_require__(1421);
 ;// CONCATENATED MODULE: ./src/runner.ts
 
 
@@ -68782,7 +69354,7 @@ function stoppable(cmd, args, opts, signal) {
     if (!opts.silent)
         process.stdout.write(`[command]${cmd} ${args.join(' ')}\n`);
     return new Promise((resolve, reject) => {
-        const child = (0,external_node_child_process_namespaceObject.spawn)(cmd, args, {
+        const child = (0,external_node_child_process_.spawn)(cmd, args, {
             cwd: opts.cwd,
             env: { ...process.env, ...opts.env },
             stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe']
@@ -68858,728 +69430,12 @@ async function readCommit(ctx, runner) {
     }
 }
 
-;// CONCATENATED MODULE: ./src/protocol.ts
-// The vocabulary the action and the server script (src/remote/) share, declared once.
-// __tests__/protocol.test.ts holds the script to it: its parameter table, the markers and events
-// it prints and the history fields it writes.
-/** The script's parameters (`key=value` arguments) and the defaults its table gives them. */
-const PARAMETERS = {
-    action: 'deploy',
-    app: '',
-    image: '',
-    version: '',
-    container_port: '8080',
-    blue_port: '8081',
-    green_port: '8082',
-    network: '',
-    env_file: '',
-    health_path: '/',
-    health_timeout: '60',
-    health_interval: '0.05',
-    drain_timeout: '30',
-    upstream_file: '',
-    upstream_name: '',
-    nginx_test: 'nginx -t',
-    nginx_reload: 'nginx -s reload',
-    lock_timeout: '600',
-    actor: '',
-    run_url: '',
-    registry: '',
-    registry_user: '',
-    state_dir: '',
-    target: '',
-    switch_mode: 'reload',
-    live_port: '8083',
-    docker_timeout: '60',
-    role: 'single',
-    color: '',
-    bind_address: '127.0.0.1',
-    lb_servers: '',
-    preview_file: '',
-    commit_timeout: '900',
-    watch: '0',
-    watch_max_error_rate: '1',
-    watch_max_health_failures: '3',
-    keep_warm: '0',
-    engine: 'ssh',
-    replicas: '2',
-    health_cmd: '',
-    max_parallel: '1',
-    build_wait: '0'
-};
-/** A repeatable argument: one `docker run` argument each, in order. */
-const RUN_ARG = 'run_arg';
-/** The secret lines that follow the script on stdin, ending with `end`. */
-const SECRET_LINES = (/* unused pure expression or super */ null && (['registry_password', 'env', 'end']));
-/** The script's stdout carries only `::bg-deploy-<marker>:: text` lines. */
-const MARKERS = (/* unused pure expression or super */ null && ([
-    'phase',
-    'event',
-    'result',
-    'history',
-    'serving',
-    'warning',
-    'error',
-    'await'
-]));
-/** The timeline events the script reports, in order, with their job summary labels. */
-const EVENT_LABELS = {
-    begin: 'script started',
-    pull: 'pull started',
-    pulled: 'image pulled',
-    started: 'new container started',
-    healthy: 'healthy',
-    switched: 'nginx switched',
-    watched: 'watch window passed',
-    reverted: 'switched back after the watch',
-    drained: 'old container drained',
-    finished: 'finished'
-};
-const EVENTS = Object.keys(EVENT_LABELS);
-/** The runner's own steps in the timeline output, beside the script's events. */
-const RUNNER_STEP_LABELS = {
-    sent: 'server script sent',
-    build: 'build started',
-    built: 'image built',
-    pushed: 'image pushed',
-    release: 'draft release asked for',
-    drafted: 'draft release ready',
-    published: 'release published'
-};
-const TIMELINE_LABELS = {
-    ...EVENT_LABELS,
-    ...RUNNER_STEP_LABELS
-};
-/** A history row's tab-separated fields, in the order the script writes them. */
-const HISTORY_FIELDS = [
-    'time',
-    'actor',
-    'runUrl',
-    'action',
-    'version',
-    'image',
-    'color',
-    'result'
-];
-/**
- * A run over several servers (src/remote/main.sh): each server's script runs in a role, reports
- * the stage it reached (`await` marker) and waits for the runner's next command on stdin.
- * single: one server switching itself in one go (no commands); host: a server with its own nginx;
- * app: a server behind the load-balancer host; lb: that load balancer.
- */
-const ROLES = (/* unused pure expression or super */ null && (['single', 'host', 'app', 'lb']));
-/**
- * The stages a script reports before it waits: locked (single, while the runner builds: the lock
- * taken, the serving color known), ready (lb), prepared (host, app), switched (host, lb).
- */
-const STAGES = ['locked', 'ready', 'prepared', 'switched'];
-/** The runner's commands; `switch` takes a color on the load balancer; `pull`: the image is pushed. */
-const COMMANDS = (/* unused pure expression or super */ null && (['pull', 'switch', 'finish', 'keep', 'undo', 'abort']));
-
-;// CONCATENATED MODULE: ./src/answer.ts
-// What the server answers is checked before it is used: the result line's values become step
-// outputs (a workflow may put them into a `run:` step), history rows and events go into the job
-// summary and the timeline output. A server that answers anything else fails the run.
-
-
-class MalformedAnswer extends Error {
-    constructor(what) {
-        super(`The server's answer was malformed: ${what}. No output was written from it. Check the server (the state and history files under /var/lib/bg-deploy or ~/.bg-deploy, and who can write them).`);
-        this.name = 'MalformedAnswer';
-    }
-}
-/** Marker text comes escaped onto one line: `\\` `\n` `\r`. */
-function unescapeMarker(text) {
-    return text.replace(/\\([\\nr])/g, (_, c) => (c === 'n' ? '\n' : c === 'r' ? '\r' : '\\'));
-}
-/** A value for a message: quoted as JSON (control characters visible) or only its length. */
-function shown(v) {
-    return v.length <= 200 ? JSON.stringify(v) : `(${v.length} characters)`;
-}
-const answer_IMAGE_TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
-const DIGEST = /^sha256:[0-9a-f]{64}$/;
-/** Is `ref` the repository `image` with a tag or a digest? */
-function isImageOf(ref, image) {
-    if (ref.startsWith(`${image}@`))
-        return DIGEST.test(ref.slice(image.length + 1));
-    if (ref.startsWith(`${image}:`))
-        return answer_IMAGE_TAG.test(ref.slice(image.length + 1));
-    return false;
-}
-/**
- * Check the result line's fields: colors are blue or green, the image is the `image` input with a
- * tag or digest, the version is the one sent (a deploy) or passes the version rules (a rollback).
- */
-function checkResult(fields, expected) {
-    const known = ['deployed', 'color', 'previous_color', 'version', 'image', 'open_connections'];
-    const extra = Object.keys(fields).filter((k) => !known.includes(k));
-    if (extra.length > 0)
-        throw new MalformedAnswer(`unknown result fields ${shown(extra.join(' '))}`);
-    const deployed = fields.deployed ?? '';
-    if (deployed !== 'true' && deployed !== 'false')
-        throw new MalformedAnswer(`deployed is ${shown(deployed)}, not true or false`);
-    const color = (name) => {
-        const v = fields[name] ?? '';
-        if (v === '')
-            return undefined;
-        if (v === 'blue' || v === 'green')
-            return v;
-        throw new MalformedAnswer(`${name} is ${shown(v)}, not blue or green`);
-    };
-    const version = fields.version || undefined;
-    if (expected.action === 'deploy' && version !== (expected.version || undefined))
-        throw new MalformedAnswer(`version is ${shown(version ?? '')}, not the version sent (${shown(expected.version ?? '')})`);
-    if (expected.action === 'rollback' && (!version || versionProblem(version)))
-        throw new MalformedAnswer(`version is ${shown(version ?? '')}, which is not a version`);
-    const image = fields.image || undefined;
-    if (image !== undefined && !isImageOf(image, expected.image))
-        throw new MalformedAnswer(`image is ${shown(image)}, not ${expected.image} with a tag or a @sha256: digest`);
-    const open = fields.open_connections;
-    if (open !== undefined && !/^\d{1,9}$/.test(open))
-        throw new MalformedAnswer(`open_connections is ${shown(open)}, not a count`);
-    return {
-        ...(open !== undefined ? { openConnections: Number(open) } : {}),
-        deployed: deployed === 'true',
-        color: color('color'),
-        previousColor: color('previous_color'),
-        version,
-        image
-    };
-}
-/** A history row (tab-separated, as the script writes it), or undefined when it is not one. */
-function parseHistoryLine(text) {
-    const values = text.split('\t');
-    if (values.length !== HISTORY_FIELDS.length)
-        return undefined;
-    if (values.some((v) => v.length > 500 || /[\0-\x1f\x7f]/.test(v)))
-        return undefined;
-    return Object.fromEntries(HISTORY_FIELDS.map((f, i) => [f, values[i]]));
-}
-/** A `NAME EPOCH_MS` event, or undefined when the name is not declared or the time not a number. */
-function parseEvent(text) {
-    const m = /^(\S+) (\d{1,16})$/.exec(text);
-    if (!m || !EVENTS.includes(m[1]))
-        return undefined;
-    return { name: m[1], ms: Number(m[2]) };
-}
-
-// EXTERNAL MODULE: external "node:stream"
-var external_node_stream_ = __nccwpck_require__(7075);
-;// CONCATENATED MODULE: external "node:string_decoder"
-const external_node_string_decoder_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:string_decoder");
-;// CONCATENATED MODULE: ./src/remote.ts
-
-
-
-
-
-
-/**
- * The blue-green script, sent on stdin: src/remote's parts, joined in order into build/deploy.sh
- * (scripts/join-remote.mjs, the first step of `npm run bundle`), which the bundle ships as
- * dist/deploy.sh.
- */
-function loadDeployScript() {
-    return (0,external_node_fs_namespaceObject.readFileSync)(__nccwpck_require__.ab + "deploy.sh", 'utf8');
-}
-/** Quote one word for a POSIX shell. The only place remote shell quoting happens. */
-function shellQuote(word) {
-    return `'${word.replace(/'/g, `'\\''`)}'`;
-}
-/** The script's key=value arguments: everything that is not secret. */
-function scriptArgs(config, req) {
-    const a = [
-        ['action', req.action],
-        ['target', req.target],
-        ['app', config.app.name],
-        ['image', req.image],
-        ['version', req.version],
-        ['container_port', config.app.containerPort],
-        ['blue_port', config.app.bluePort],
-        ['green_port', config.app.greenPort],
-        ['network', config.app.network],
-        ['env_file', config.app.envFile],
-        ['health_path', config.health.path],
-        ['health_timeout', config.health.timeout],
-        ['health_interval', config.health.interval],
-        ['drain_timeout', config.drainTimeout],
-        ['upstream_file', config.nginx.upstreamFile],
-        ['upstream_name', config.nginx.upstreamName],
-        ['nginx_test', config.nginx.testCommand],
-        ['nginx_reload', config.nginx.reloadCommand],
-        ['switch_mode', config.switch.mode],
-        ['live_port', config.switch.livePort],
-        ['registry', config.registry],
-        ['registry_user', config.pull.username],
-        ['actor', req.actor],
-        ['run_url', req.runUrl],
-        ['role', req.role],
-        ['color', req.color],
-        ['bind_address', config.fleet.bindAddress],
-        ['lb_servers', req.lbServers?.join(',')],
-        ['preview_file', config.fleet.previewFile],
-        ['watch', config.after.watch],
-        ['watch_max_error_rate', config.after.maxErrorRate],
-        ['watch_max_health_failures', config.after.maxHealthFailures],
-        ['keep_warm', config.after.keepWarm],
-        ['build_wait', req.buildWait],
-        ...(config.engine.kind === 'swarm'
-            ? [
-                ['engine', 'swarm'],
-                ['replicas', config.engine.replicas],
-                ['health_cmd', config.engine.healthCmd],
-                ['max_parallel', config.engine.parallelism]
-            ]
-            : [])
-    ];
-    return [
-        ...a.filter(([, v]) => v !== undefined && v !== '').map(([k, v]) => `${k}=${v}`),
-        ...config.app.dockerRunArgs.map((r) => `${RUN_ARG}=${r}`)
-    ];
-}
-/** The remote command line: constant program, quoted non-secret arguments. */
-function remoteCommand(args) {
-    return ['bash', '-s', '--', ...args.map(shellQuote)].join(' ');
-}
-const b64 = (s) => Buffer.from(s, 'utf8').toString('base64');
-/**
- * stdin: the script, then the secrets as `name base64` lines, then `end`. The server gets the pull
- * credential (the push one only when no pull credential is given).
- */
-function remoteStdin(script, config) {
-    const lines = [];
-    if (config.pull.password)
-        lines.push(`registry_password ${b64(config.pull.password)}`);
-    for (const [k, v] of config.app.env)
-        lines.push(`env ${k} ${b64(v)}`);
-    lines.push('end');
-    return `${script.endsWith('\n') ? script : script + '\n'}${lines.join('\n')}\n`;
-}
-/** Longest line kept whole: a server that never sends a newline cannot fill the runner's memory. */
-const MAX_LINE = 64 * 1024;
-const PHASE = /^[\w .()-]{1,200}$/;
-/**
- * Splits streamed chunks into lines and interprets the script's marker lines. Markers count only
- * on the script's stdout, which carries nothing else (the script sends every command's output to
- * stderr); stderr is only ever shown, never interpreted.
- */
-class OutputParser {
-    log;
-    onStage;
-    buffers = { out: '', err: '' };
-    decoders = { out: new external_node_string_decoder_namespaceObject.StringDecoder('utf8'), err: new external_node_string_decoder_namespaceObject.StringDecoder('utf8') };
-    events = [];
-    history = [];
-    result;
-    error;
-    /** what serves on the server as its script ended */
-    serving;
-    tail = [];
-    constructor(log, onStage = () => { }) {
-        this.log = log;
-        this.onStage = onStage;
-    }
-    push(stream, chunk) {
-        let text = this.buffers[stream] +
-            (typeof chunk === 'string' ? chunk : this.decoders[stream].write(chunk));
-        let nl;
-        while ((nl = text.indexOf('\n')) >= 0 || text.length > MAX_LINE) {
-            const end = nl >= 0 && nl <= MAX_LINE ? nl : MAX_LINE;
-            this.handle(stream, text.slice(0, end));
-            text = text.slice(end === nl ? end + 1 : end);
-        }
-        this.buffers[stream] = text;
-    }
-    flush() {
-        for (const s of ['out', 'err']) {
-            const rest = this.buffers[s] + this.decoders[s].end();
-            if (rest)
-                this.handle(s, rest);
-            this.buffers[s] = '';
-        }
-    }
-    handle(stream, raw) {
-        const line = raw.replace(/\r$/, '');
-        const m = stream === 'out' ? /^::bg-deploy-([a-z]+):: (.*)$/.exec(line) : null;
-        if (m) {
-            const text = m[2];
-            switch (m[1]) {
-                case 'phase': {
-                    const name = unescapeMarker(text);
-                    if (PHASE.test(name))
-                        this.log.phase(name);
-                    return;
-                }
-                case 'event': {
-                    const e = parseEvent(text);
-                    if (e)
-                        this.events.push(e);
-                    return;
-                }
-                case 'result':
-                    this.result = Object.fromEntries(unescapeMarker(text)
-                        .split(' ')
-                        .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
-                    return;
-                case 'history': {
-                    const h = parseHistoryLine(unescapeMarker(text));
-                    if (h)
-                        this.history.push(h);
-                    return;
-                }
-                case 'serving': {
-                    const f = Object.fromEntries(unescapeMarker(text)
-                        .split(' ')
-                        .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
-                    // foreign text: only a color and a version that could be ours are kept
-                    if (/^(blue|green)$/.test(f.color ?? '') && f.version && !versionProblem(f.version))
-                        this.serving = { color: f.color, version: f.version };
-                    return;
-                }
-                case 'warning':
-                    return this.log.warning(unescapeMarker(text));
-                case 'error':
-                    this.error = unescapeMarker(text);
-                    return;
-                case 'await': {
-                    const [stage, ...kv] = unescapeMarker(text).split(' ');
-                    if (!STAGES.includes(stage ?? ''))
-                        return;
-                    this.onStage(stage, Object.fromEntries(kv.map((f) => [f.slice(0, f.indexOf('=')), f.slice(f.indexOf('=') + 1)])));
-                    return;
-                }
-            }
-        }
-        this.tail = [...this.tail.slice(-19), line];
-        this.log.line(line);
-    }
-}
-/** Run the script on the server and turn its output into a result, or an error that explains. */
-async function runRemote(shell, config, req, log, script = loadDeployScript()) {
-    return startRemote(shell, config, req, log, script).result;
-}
-function startRemote(shell, config, req, log, script = loadDeployScript()) {
-    const stages = new Map();
-    const waiting = new Map();
-    const parser = new OutputParser(log, (stage, fields) => {
-        stages.set(stage, fields);
-        for (const w of waiting.get(stage) ?? [])
-            w.resolve(fields);
-        waiting.delete(stage);
-    });
-    const stdin = new external_node_stream_.PassThrough();
-    stdin.write(remoteStdin(script, config));
-    if ((!req.role || req.role === 'single') && !req.buildWait)
-        stdin.end();
-    // command-timeout: a script that hangs (a stuck lock, pull or docker) does not hold the runner;
-    // its connection is closed, as when the runner dies
-    let timer;
-    let timedOut = false;
-    let expire = () => undefined;
-    const expired = new Promise((resolve) => (expire = resolve));
-    const arm = () => {
-        if (timer)
-            return;
-        timer = setTimeout(() => {
-            timedOut = true;
-            shell.dispose();
-            // the channel's end, if the closed connection does not report it
-            setTimeout(() => expire({ code: null, signal: null }), 2000).unref();
-        }, config.commandTimeout * 1000);
-        timer.unref();
-    };
-    const result = Promise.race([
-        shell.exec(remoteCommand(scriptArgs(config, req)), {
-            stdin,
-            onStdout: (c) => parser.push('out', c),
-            onStderr: (c) => parser.push('err', c)
-        }),
-        expired
-    ])
-        .finally(() => clearTimeout(timer))
-        .then((r) => {
-        parser.flush();
-        if (timedOut)
-            throw new RemoteError(`The server's script did not finish within command-timeout (${config.commandTimeout} s), so the runner closed its connection. The last thing it reported is in the log above. The server keeps serving what nginx points at, and the next run recovers what this one left half-done. Find what hangs on the server, or raise command-timeout.`, null, parser.events, parser.history);
-        return answer(parser, r, config, req);
-    });
-    if (!req.buildWait)
-        arm();
-    const settle = (e) => {
-        for (const ws of waiting.values())
-            for (const w of ws)
-                w.reject(e);
-        waiting.clear();
-    };
-    result.then(() => settle(new Error('the script finished before it reached this stage')), (e) => settle(e));
-    return {
-        reached(stage) {
-            const seen = stages.get(stage);
-            if (seen)
-                return Promise.resolve(seen);
-            return new Promise((resolve, reject) => {
-                waiting.set(stage, [...(waiting.get(stage) ?? []), { resolve, reject }]);
-            });
-        },
-        send(command) {
-            if (!stdin.writableEnded)
-                stdin.write(`${command}\n`);
-        },
-        close() {
-            if (!stdin.writableEnded)
-                stdin.end();
-        },
-        arm,
-        result
-    };
-}
-function answer(parser, r, config, req) {
-    if (r.code === 0 && parser.result) {
-        const checked = checkResult(parser.result, {
-            image: config.image,
-            action: req.action,
-            version: req.version
-        });
-        return { ...checked, events: parser.events, history: parser.history, serving: parser.serving };
-    }
-    try {
-        fail(parser, r);
-    }
-    catch (e) {
-        if (e instanceof RemoteError)
-            e.serving = parser.serving;
-        throw e;
-    }
-}
-function fail(parser, r) {
-    if (parser.error)
-        throw new RemoteError(parser.error, r.code, parser.events, parser.history);
-    if (r.code === null)
-        throw new RemoteError(`The SSH session ended before the deploy finished${r.signal ? ` (signal ${r.signal})` : ''}. The server keeps serving what nginx points at; re-run the workflow and the next deploy completes or redoes this one.`, null, parser.events, parser.history);
-    throw new RemoteError(`The deploy script failed with exit code ${r.code}${parser.result ? '' : ' and no result'}. Last output:\n${parser.tail.slice(-10).join('\n')}`, r.code, parser.events, parser.history);
-}
-class RemoteError extends Error {
-    code;
-    events;
-    history;
-    /** what serves on the server as its script ended */
-    serving;
-    constructor(message, code, events, history = []) {
-        super(message);
-        this.code = code;
-        this.events = events;
-        this.history = history;
-        this.name = 'RemoteError';
-    }
-}
-
-;// CONCATENATED MODULE: ./src/fleet.ts
-// A run over several servers: prepare every one (in parallel, at most max-parallel at a time), then
-// switch all of them or none. With a load-balancer host its nginx switches every app server at
-// once; without one each server switches its own nginx, and if one cannot, those that did switch
-// back. Each server's script holds its deploy lock from its start to its end, and acts on its own
-// when the runner goes away (src/remote/main.sh): the servers end on one version, or on the one
-// before, and the next run takes over from what the journal on each server says.
-
-
-
-class FleetError extends Error {
-    servers;
-    events;
-    history;
-    constructor(message, servers, events = [], history = []) {
-        super(message);
-        this.servers = servers;
-        this.events = events;
-        this.history = history;
-        this.name = 'FleetError';
-    }
-}
-/** The bound on the switch of every server without a load balancer. */
-const SWITCH_BOUND_MS = 30_000;
-/** A server's name in messages: host, or host:port when the port is not 22. */
-function serverName(ssh) {
-    return ssh.port === 22 ? ssh.host : `${hostForUrl(ssh.host)}:${ssh.port}`;
-}
-const messageOf = (e) => (e instanceof Error ? e.message : String(e));
-function withTimeout(p, ms, what) {
-    let timer;
-    return Promise.race([
-        p,
-        new Promise((_, reject) => {
-            timer = setTimeout(() => reject(new Error(`${what} took more than ${ms / 1000}s`)), ms);
-        })
-    ]).finally(() => clearTimeout(timer));
-}
-/**
- * The fleet's timeline: each step when the last server got there (begin and pull: the first).
- */
-function fleetEvents(all) {
-    const at = new Map();
-    for (const events of all)
-        for (const e of events) {
-            const seen = at.get(e.name);
-            const first = e.name === 'begin' || e.name === 'pull';
-            if (seen === undefined || (first ? e.ms < seen : e.ms > seen))
-                at.set(e.name, e.ms);
-        }
-    return [...at.entries()].map(([name, ms]) => ({ name, ms })).sort((a, b) => a.ms - b.ms);
-}
-/**
- * Run a deploy or rollback on every server: prepare, then (promote) commit, or keep.
- * `log(name)` gives the callbacks for one server's output.
- */
-async function runFleet(servers, lb, config, req, log) {
-    const expected = (fields, action = req.action, version = req.version) => checkResult({ deployed: 'false', ...fields }, { image: config.image, action, version });
-    const all = [];
-    const start = (s, role, r) => {
-        const name = serverName(s.ssh);
-        const run = {
-            name,
-            role,
-            session: startRemote(s.shell, config, { ...r, role }, log(name))
-        };
-        run.session.result.then((x) => (run.settled = x), (e) => (run.settled = e));
-        all.push(run);
-        return run;
-    };
-    const outcomes = (state) => all.map((r) => {
-        const res = r.settled instanceof Error ? undefined : r.settled;
-        return {
-            name: r.name,
-            role: r.role,
-            state: r.error ? 'failed' : state(r),
-            color: res?.color ?? r.fields?.color,
-            version: res?.version ?? r.fields?.version,
-            error: r.error
-        };
-    });
-    /** tell every running script `command`, close its input, and wait for every one to end */
-    const finishAll = async (command) => {
-        for (const r of all) {
-            if (!r.error)
-                r.session.send(command);
-            r.session.close();
-        }
-        await Promise.allSettled(all.map((r) => r.session.result));
-    };
-    // the load balancer first: it says which color to start and, for a rollback, which version
-    let lbRun;
-    let appReq = req;
-    if (lb) {
-        lbRun = start(lb, 'lb', {
-            ...req,
-            lbServers: servers.map((s) => hostForUrl(s.ssh.host))
-        });
-        try {
-            const ready = await lbRun.session.reached('ready');
-            const checked = expected(ready, req.action, req.action === 'deploy' ? req.version : undefined);
-            lbRun.fields = ready;
-            appReq = {
-                ...req,
-                color: checked.color,
-                version: checked.version,
-                image: checked.image ?? req.image
-            };
-        }
-        catch (e) {
-            lbRun.error = messageOf(e);
-            await finishAll('abort');
-            throw new FleetError(`The load balancer ${lbRun.name} could not start the run: ${lbRun.error}. Nothing was changed on any server.`, outcomes(() => 'untouched'));
-        }
-    }
-    // prepare: pull, start the new color, wait for its health; at most max-parallel at a time
-    const role = lb ? 'app' : 'host';
-    const queue = [...servers];
-    let failed = false;
-    const worker = async () => {
-        for (let s = queue.shift(); s && !failed; s = queue.shift()) {
-            const run = start(s, role, appReq);
-            try {
-                const fields = await run.session.reached('prepared');
-                expected(fields, appReq.action, appReq.action === 'deploy' ? appReq.version : undefined);
-                run.fields = fields;
-            }
-            catch (e) {
-                run.error = messageOf(e);
-                failed = true;
-            }
-        }
-    };
-    const limit = config.fleet.maxParallel > 0 ? config.fleet.maxParallel : servers.length;
-    await Promise.all(Array.from({ length: Math.min(limit, servers.length) }, worker));
-    const apps = all.filter((r) => r.role !== 'lb');
-    const versions = new Set(apps.map((r) => r.fields?.version));
-    if (!failed && versions.size > 1) {
-        await finishAll('abort');
-        throw new FleetError(`The servers would roll back to different versions (${apps.map((r) => `${r.name}: ${r.fields?.version}`).join(', ')}), since they served different ones. Nothing was switched. Name the version to roll back to in 'rollback'.`, outcomes(() => 'aborted'));
-    }
-    if (failed) {
-        await finishAll('abort');
-        const bad = all.filter((r) => r.error);
-        throw new FleetError(`Nothing was switched: ${bad.map((r) => `${r.name} could not get ready: ${r.error}`).join('; ')}. The new color was removed where it had started${servers.length > apps.length ? `, and ${servers.length - apps.length} server(s) were not started` : ''}; every server serves what it served before.`, outcomes((r) => (r.role === 'lb' ? 'untouched' : 'aborted')));
-    }
-    const first = apps[0];
-    const fields = (lbRun ?? first).fields;
-    const result = (deployed, prepared) => {
-        const main = lbRun ?? first;
-        const res = main.settled instanceof Error ? undefined : main.settled;
-        return {
-            deployed,
-            prepared,
-            color: (fields.color || undefined),
-            previousColor: (fields.previous_color || undefined),
-            version: fields.version || undefined,
-            image: fields.image || undefined,
-            events: fleetEvents(all.map((r) => (r.settled instanceof Error ? [] : (r.settled?.events ?? [])))),
-            history: res?.history ?? [],
-            servers: outcomes(() => (deployed ? 'switched' : 'prepared'))
-        };
-    };
-    if (!config.fleet.promote) {
-        await finishAll('keep');
-        const failedKeep = all.filter((r) => r.settled instanceof Error);
-        if (failedKeep.length > 0)
-            throw new FleetError(`The new version was prepared, but ${failedKeep.map((r) => `${r.name}: ${messageOf(r.settled)}`).join('; ')}`, outcomes(() => 'prepared'));
-        return result(false, true);
-    }
-    // commit
-    if (lbRun) {
-        lbRun.session.send(`switch ${fields.color}`);
-        try {
-            await withTimeout(lbRun.session.reached('switched'), SWITCH_BOUND_MS, 'the switch');
-        }
-        catch (e) {
-            lbRun.error = messageOf(e);
-            await finishAll('abort');
-            throw new FleetError(`The load balancer ${lbRun.name} could not switch: ${lbRun.error}. The new color was removed from every app server; the previous version serves.`, outcomes(() => 'aborted'));
-        }
-    }
-    else {
-        for (const r of apps)
-            r.session.send('switch');
-        const switched = await Promise.allSettled(apps.map((r) => withTimeout(r.session.reached('switched'), SWITCH_BOUND_MS, 'the switch').catch((e) => {
-            r.error = messageOf(e);
-            throw e;
-        })));
-        if (switched.some((x) => x.status === 'rejected')) {
-            await finishAll('undo');
-            const bad = apps.filter((r) => r.error);
-            throw new FleetError(`${bad.map((r) => `${r.name} could not switch: ${r.error}`).join('; ')}. Every server that had switched switched back: the previous version serves everywhere.`, outcomes(() => 'undone'));
-        }
-    }
-    await finishAll('finish');
-    const unfinished = all.filter((r) => r.settled instanceof Error);
-    if (unfinished.length > 0) {
-        for (const r of unfinished)
-            r.error = messageOf(r.settled);
-        throw new FleetError(`${fields.version} was switched to, but ${unfinished.map((r) => `${r.name} did not finish: ${r.error}`).join('; ')}. Re-run the workflow: the next run finishes it.`, outcomes(() => 'switched'));
-    }
-    return result(true, false);
-}
-
-;// CONCATENATED MODULE: external "node:os"
-const external_node_os_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:os");
+// EXTERNAL MODULE: ./src/fleet.ts
+var fleet = __nccwpck_require__(3207);
+// EXTERNAL MODULE: external "node:crypto"
+var external_node_crypto_ = __nccwpck_require__(7598);
+// EXTERNAL MODULE: external "node:os"
+var external_node_os_ = __nccwpck_require__(8161);
 ;// CONCATENATED MODULE: ./src/foreign.ts
 
 
@@ -69605,17 +69461,17 @@ class ForeignText {
     }
     print(text) {
         if (!this.stopped) {
-            this.write(`::stop-commands::${this.token}${external_node_os_namespaceObject.EOL}`);
+            this.write(`::stop-commands::${this.token}${external_node_os_.EOL}`);
             this.stopped = true;
         }
         for (const line of runnerLines(text))
-            this.write(line + external_node_os_namespaceObject.EOL);
+            this.write(line + external_node_os_.EOL);
     }
     /** Let the runner read commands again (before the action's own). */
     resume() {
         if (!this.stopped)
             return;
-        this.write(`::${this.token}::${external_node_os_namespaceObject.EOL}`);
+        this.write(`::${this.token}::${external_node_os_.EOL}`);
         this.stopped = false;
     }
 }
@@ -69676,6 +69532,11 @@ class ServerLog {
     }
 }
 
+// EXTERNAL MODULE: external "node:fs"
+var external_node_fs_ = __nccwpck_require__(3024);
+// EXTERNAL MODULE: external "node:path"
+var external_node_path_ = __nccwpck_require__(6760);
+var external_node_path_default = /*#__PURE__*/__nccwpck_require__.n(external_node_path_);
 ;// CONCATENATED MODULE: ./src/image.ts
 
 
@@ -69724,7 +69585,7 @@ async function buildImage(runner, config, plan, cwd, signal) {
 async function pushImage(runner, config, refs, cwd) {
     const login = Boolean(config.registryUsername && config.registryPassword);
     const dockerConfig = login
-        ? (0,external_node_fs_namespaceObject.mkdtempSync)(external_node_path_default().join(process.env.RUNNER_TEMP || (0,external_node_os_namespaceObject.tmpdir)(), 'bg-deploy-docker-'))
+        ? (0,external_node_fs_.mkdtempSync)(external_node_path_default().join(process.env.RUNNER_TEMP || (0,external_node_os_.tmpdir)(), 'bg-deploy-docker-'))
         : undefined;
     const env = dockerConfig ? { DOCKER_CONFIG: dockerConfig } : undefined;
     try {
@@ -69742,7 +69603,7 @@ async function pushImage(runner, config, refs, cwd) {
     }
     finally {
         if (dockerConfig)
-            (0,external_node_fs_namespaceObject.rmSync)(dockerConfig, { recursive: true, force: true });
+            (0,external_node_fs_.rmSync)(dockerConfig, { recursive: true, force: true });
     }
 }
 /** Build, tag and push every ref (buildImage, then pushImage). */
@@ -69949,6 +69810,10 @@ function githubReleases(token, owner, repo, opts = {}) {
     };
 }
 
+// EXTERNAL MODULE: ./src/remote.ts + 1 modules
+var remote = __nccwpck_require__(2091);
+// EXTERNAL MODULE: ./src/version.ts
+var src_version = __nccwpck_require__(311);
 ;// CONCATENATED MODULE: ./src/deploy.ts
 
 
@@ -70009,7 +69874,7 @@ function disconnect(target) {
 async function connectAll(config, deps) {
     const all = [...config.hosts, ...(config.lb ? [config.lb] : [])];
     const connected = await Promise.allSettled(all.map((ssh) => deps.connect(ssh)));
-    const failed = connected.flatMap((r, i) => r.status === 'rejected' ? [{ name: serverName(all[i]), error: r.reason }] : []);
+    const failed = connected.flatMap((r, i) => r.status === 'rejected' ? [{ name: (0,fleet/* serverName */.L5)(all[i]), error: r.reason }] : []);
     if (failed.length > 0) {
         for (const r of connected)
             if (r.status === 'fulfilled')
@@ -70022,14 +69887,14 @@ async function connectAll(config, deps) {
         ssh: all[i],
         shell: r.value
     }));
-    info(`Connected to ${all.length === 1 ? `${config.ssh.username}@${config.ssh.host}:${config.ssh.port}` : all.map(serverName).join(', ')}`);
+    info(`Connected to ${all.length === 1 ? `${config.ssh.username}@${config.ssh.host}:${config.ssh.port}` : all.map(fleet/* serverName */.L5).join(', ')}`);
     return config.lb
         ? { servers: servers.slice(0, -1), lb: servers[servers.length - 1] }
         : { servers };
 }
 async function readPlan(config, ctx, deps) {
     const commit = config.version ? {} : await readCommit(ctx, deps.runner);
-    const plan = planVersion({
+    const plan = (0,src_version/* planVersion */.Uk)({
         explicit: config.version,
         message: commit.message,
         author: commit.author,
@@ -70049,7 +69914,7 @@ async function checkPlan(config, ctx, deps, { plan: asked }) {
         ? await builtBefore(plan, ctx.sha, registry, config, releases, notes)
         : 'no';
     if (built === 'elsewhere')
-        plan = { source: 'none', tag: shaTag(ctx.sha) };
+        plan = { source: 'none', tag: (0,src_version/* shaTag */.b)(ctx.sha) };
     const version = plan.version;
     if (version)
         notes.push(() => info(`Version ${version} (from ${plan.source === 'input' ? "the 'version' input" : 'the commit message'})`));
@@ -70140,7 +70005,7 @@ async function findPushed(config, ctx, deps, { plan: asked }) {
             ? `${config.image}:${asked.tag} names another image (${versionDigest})`
             : undefined);
     if (elsewhere) {
-        plan = { source: 'none', tag: shaTag(ctx.sha) };
+        plan = { source: 'none', tag: (0,src_version/* shaTag */.b)(ctx.sha) };
         notes.push(() => core_notice(`${asked.version} is released already: ${elsewhere}. A version is released once, so this deploy is named ${plan.tag}. To release it, name a new version.`, { title: `${asked.version} is released already` }));
     }
     else if (plan.version)
@@ -70262,7 +70127,7 @@ async function pushStep(config, ctx, deps, build, notes, outcome) {
 /** The release, a draft until its version serves; made while the image builds. */
 async function draftStep(releases, version, sha, outcome) {
     runnerEvent(outcome, 'release');
-    const r = await inPhase(outcome, 'drafting the release', () => draftRelease(releases, { tag: version, sha, prerelease: isPrerelease(version) }));
+    const r = await inPhase(outcome, 'drafting the release', () => draftRelease(releases, { tag: version, sha, prerelease: (0,src_version/* isPrerelease */.V1)(version) }));
     runnerEvent(outcome, 'drafted');
     outcome.releaseUrl = r.release.html_url;
     outcome.releaseDraft = r.release.draft === true;
@@ -70304,7 +70169,7 @@ function withEvents(outcome, events) {
  * 'no': it is new.
  */
 async function builtBefore(plan, sha, registry, config, releases, notes) {
-    const notice = (where) => notes.push(() => core_notice(`${plan.version} is released already: ${where}. A version is released once, so this commit deploys as ${shaTag(sha)}. To release it, name a new version.`, { title: `${plan.version} is released already` }));
+    const notice = (where) => notes.push(() => core_notice(`${plan.version} is released already: ${where}. A version is released once, so this commit deploys as ${(0,src_version/* shaTag */.b)(sha)}. To release it, name a new version.`, { title: `${plan.version} is released already` }));
     // GitHub and the registry are asked at once
     const [onGithub, labels] = await Promise.all([
         releases ? releasedElsewhere(releases, plan.version, sha) : undefined,
@@ -70335,7 +70200,7 @@ async function moveLatest(registry, config, outcome, action) {
     // a rollback to a deploy without a version answers its sha- tag, which is no pre-release
     if (outcome.version &&
         !/^sha-[0-9a-f]+$/.test(outcome.version) &&
-        isPrerelease(outcome.version)) {
+        (0,src_version/* isPrerelease */.V1)(outcome.version)) {
         info(`${outcome.version} is a pre-release: latest stays where it is`);
         return;
     }
@@ -70361,7 +70226,7 @@ function rollbackRequest(image, target) {
     return {
         action: 'rollback',
         target,
-        image: target === 'previous' ? `${image}:latest` : `${image}:${toImageTag(target)}`
+        image: target === 'previous' ? `${image}:latest` : `${image}:${(0,src_version/* toImageTag */.LO)(target)}`
     };
 }
 async function switchOnServers(target, config, ctx, outcome, req, early) {
@@ -70380,11 +70245,11 @@ async function switchOnServers(target, config, ctx, outcome, req, early) {
         }
     });
     const where = target.lb
-        ? `${target.servers.length} app server(s) behind ${serverName(target.lb.ssh)}`
+        ? `${target.servers.length} app server(s) behind ${(0,fleet/* serverName */.L5)(target.lb.ssh)}`
         : `${target.servers.length} server(s)`;
     info(`${req.action === 'rollback' ? 'Rollback' : 'Deploy'} on ${where}: prepare every one, then ${config.fleet.promote ? 'switch all or none' : 'stop (promote: false)'}`);
     try {
-        const r = await runFleet(target.servers, target.lb, config, { ...req, actor: ctx.actor, runUrl: ctx.runUrl }, log);
+        const r = await (0,fleet/* runFleet */.gI)(target.servers, target.lb, config, { ...req, actor: ctx.actor, runUrl: ctx.runUrl }, log);
         Object.assign(outcome, {
             deployed: r.deployed,
             prepared: r.prepared,
@@ -70400,7 +70265,7 @@ async function switchOnServers(target, config, ctx, outcome, req, early) {
     }
     catch (e) {
         outcome.failedPhase ??= 'on the servers (each one below)';
-        if (e instanceof FleetError) {
+        if (e instanceof fleet/* FleetError */.tp) {
             outcome.servers = e.servers;
             outcome.events = withEvents(outcome, e.events);
             outcome.history = e.history;
@@ -70412,7 +70277,7 @@ async function switchOnServers(target, config, ctx, outcome, req, early) {
     }
     if (config.fleet.previewFile && outcome.color) {
         const on = target.lb ? [target.lb] : target.servers;
-        outcome.previews = on.map((s) => `/${outcome.color}/ on the nginx of ${serverName(s.ssh)}`);
+        outcome.previews = on.map((s) => `/${outcome.color}/ on the nginx of ${(0,fleet/* serverName */.L5)(s.ssh)}`);
     }
     for (const s of outcome.servers ?? [])
         info(`${s.name}: ${s.state}${s.color ? ` (${s.color}, ${s.version})` : ''}`);
@@ -70436,7 +70301,7 @@ function startEarly(shell, config, ctx, req, outcome) {
     const log = new ServerLog(config.ssh.host);
     log.hold();
     runnerEvent(outcome, 'sent');
-    const session = startRemote(shell, config, { ...req, actor: ctx.actor, runUrl: ctx.runUrl, buildWait: BUILD_WAIT_S }, log);
+    const session = (0,remote/* startRemote */.t_)(shell, config, { ...req, actor: ctx.actor, runUrl: ctx.runUrl, buildWait: BUILD_WAIT_S }, log);
     return {
         session,
         log,
@@ -70464,15 +70329,15 @@ async function switchOnServer(shell, config, ctx, outcome, req, early) {
         try {
             if (!early)
                 runnerEvent(outcome, 'sent');
-            r = early ? await early.session.result : await runRemote(shell, config, run, log);
+            r = early ? await early.session.result : await (0,remote/* runRemote */.Q5)(shell, config, run, log);
         }
         catch (e) {
             // the build outlasted the script's wait: it changed nothing, so it runs again
-            if (!(e instanceof RemoteError && e.code === AWAIT_GAVE_UP))
+            if (!(e instanceof remote/* RemoteError */.Hi && e.code === AWAIT_GAVE_UP))
                 throw e;
             info(`The server stopped waiting for the image after ${BUILD_WAIT_S} s: starting again`);
             runnerEvent(outcome, 'sent');
-            r = await runRemote(shell, config, run, log);
+            r = await (0,remote/* runRemote */.Q5)(shell, config, run, log);
         }
         outcome.deployed = r.deployed;
         outcome.color = r.color;
@@ -70500,6 +70365,8 @@ async function switchOnServer(shell, config, ctx, outcome, req, early) {
     info(`${config.app.name} ${outcome.version ?? outcome.image} serves from ${outcome.color}${outcome.previousColor ? ` (was ${outcome.previousColor})` : ''}`);
 }
 
+// EXTERNAL MODULE: ./src/dotenv.ts
+var dotenv = __nccwpck_require__(6345);
 ;// CONCATENATED MODULE: ./src/registry.ts
 
 
@@ -70638,9 +70505,9 @@ function registryClient(image, registry, creds = {}, fetchImpl = fetch) {
 function registryCredentials(registry, inputs, env = process.env) {
     if (inputs.registryUsername && inputs.registryPassword)
         return { username: inputs.registryUsername, password: inputs.registryPassword };
-    const dir = env.DOCKER_CONFIG || external_node_path_default().join(env.HOME || (0,external_node_os_namespaceObject.homedir)(), '.docker');
+    const dir = env.DOCKER_CONFIG || external_node_path_default().join(env.HOME || (0,external_node_os_.homedir)(), '.docker');
     try {
-        const config = JSON.parse((0,external_node_fs_namespaceObject.readFileSync)(external_node_path_default().join(dir, 'config.json'), 'utf8'));
+        const config = JSON.parse((0,external_node_fs_.readFileSync)(external_node_path_default().join(dir, 'config.json'), 'utf8'));
         const keys = registry === 'docker.io' ? ['https://index.docker.io/v1/', 'docker.io'] : [registry];
         for (const key of keys) {
             const auth = config.auths?.[key]?.auth;
@@ -70658,10 +70525,749 @@ function registryCredentials(registry, inputs, env = process.env) {
     return {};
 }
 
+// EXTERNAL MODULE: ./src/ssh.ts + 3 modules
+var src_ssh = __nccwpck_require__(1543);
+// EXTERNAL MODULE: ./src/protocol.ts
+var protocol = __nccwpck_require__(8667);
+;// CONCATENATED MODULE: ./src/summary.ts
+
+
+/** Text for an HTML table cell: what the server sent is shown, never interpreted. */
+function escapeHtml(text) {
+    return text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
+}
+function releaseCell(o) {
+    if (!o.releaseUrl)
+        return '(none)';
+    const link = `<a href="${escapeHtml(o.releaseUrl)}">${escapeHtml(o.releaseUrl)}</a>`;
+    return o.releaseDraft ? `draft, not published: the new version did not serve. ${link}` : link;
+}
+/** How long the runner's steps took: build, push, the draft release. */
+function durations(o) {
+    const at = (name) => o.events.find((e) => e.name === name)?.ms;
+    const spans = [
+        ['build', 'build', 'built'],
+        ['push', 'built', 'pushed'],
+        ['draft release', 'release', 'drafted']
+    ];
+    return spans.flatMap(([label, from, to]) => {
+        const a = at(from);
+        const b = at(to);
+        return a !== undefined && b !== undefined ? [`${label}: ${((b - a) / 1000).toFixed(2)} s`] : [];
+    });
+}
+/** What a failed run leaves serving, as far as the run knows it. */
+function servingNow(o) {
+    if (o.serving)
+        return `${o.serving.version} (${o.serving.color}), as the server's state says`;
+    if (o.servers?.length)
+        return 'each server as listed under Servers: all switched or none (the previous version)';
+    if (!o.events.some((e) => e.name === 'sent'))
+        return 'unchanged: the run stopped before the server was asked to change anything';
+    return 'unknown: the server did not say; its history is below';
+}
+/** The job summary; skipped outside a runner (no GITHUB_STEP_SUMMARY). */
+async function writeSummary(o) {
+    if (!process.env.GITHUB_STEP_SUMMARY)
+        return;
+    const rows = [
+        [
+            { data: 'Field', header: true },
+            { data: 'Value', header: true }
+        ],
+        ['Version', escapeHtml(o.version ?? '(none)')],
+        ['Tags', o.tags.map(escapeHtml).join('<br>') || '(not pushed)'],
+        ['Digest', escapeHtml(o.digest ?? '')],
+        ['Release', releaseCell(o)],
+        [
+            'Deployed',
+            o.deployed
+                ? `yes: ${o.color ?? ''}${o.previousColor ? ` (was ${o.previousColor})` : ''}`
+                : o.prepared
+                    ? `prepared as ${o.color ?? ''}, not switched to (promote: false)`
+                    : 'no'
+        ],
+        ...(o.previews ? [['Preview', o.previews.map(escapeHtml).join('<br>')]] : []),
+        ...(o.openConnections
+            ? [
+                [
+                    'Long-lived connections',
+                    `${o.openConnections} still open on the old color when it stopped (drain-timeout)`
+                ]
+            ]
+            : []),
+        ...(o.error
+            ? [
+                ['Failed', escapeHtml(o.error)],
+                ['Failed during', escapeHtml(o.failedPhase ?? '(before the run began)')],
+                ['Serving now', escapeHtml(servingNow(o))]
+            ]
+            : [])
+    ];
+    const summary = summary_summary.addHeading('bg-deploy', 2).addTable(rows);
+    if (o.events.length > 0) {
+        const t0 = o.events[0].ms;
+        summary.addHeading('Timeline', 3).addTable([
+            [
+                { data: 'step', header: true },
+                { data: 'at', header: true }
+            ],
+            ...o.events.map((e) => [
+                escapeHtml(protocol/* TIMELINE_LABELS */.IT[e.name]),
+                `${((e.ms - t0) / 1000).toFixed(2)} s`
+            ])
+        ]);
+    }
+    const took = durations(o);
+    if (took.length > 0)
+        summary.addRaw(`<p>${took.map(escapeHtml).join(' · ')}</p>`, true);
+    if (o.servers && o.servers.length > 0) {
+        summary.addHeading('Servers', 3).addTable([
+            ['server', 'role', 'ended', 'color', 'version', 'error'].map((data) => ({
+                data,
+                header: true
+            })),
+            ...o.servers.map((s) => [s.name, s.role, s.state, s.color ?? '', s.version ?? '', s.error ?? ''].map(escapeHtml))
+        ]);
+    }
+    if (o.history && o.history.length > 0) {
+        summary.addHeading('Recent deploys on the server', 3).addTable([
+            ['time', 'version', 'action', 'result', 'who'].map((data) => ({ data, header: true })),
+            ...o.history
+                .slice()
+                .reverse()
+                .map((h) => [h.time, h.version, h.action, h.result, h.actor].map(escapeHtml))
+        ]);
+    }
+    await summary.write();
+}
+
+;// CONCATENATED MODULE: ./src/main.ts
+
+
+
+
+
+
+
+
+
+
+
+/**
+ * Register every secret input with the log masker, before anything is logged: each value whole,
+ * each of its lines, and for `env` each value as the dotenv rules read it (and its lines), so no
+ * line of a multi-line secret (a PEM key) is printed unmasked.
+ */
+function maskSecrets(get) {
+    for (const name of src_config/* SECRET_INPUTS */.pH) {
+        const value = get(name);
+        if (!value)
+            continue;
+        const parts = new Set([value, ...linesOf(value)]);
+        if (name === 'env') {
+            for (const line of value.split(/\r?\n/)) {
+                const v = line.slice(line.indexOf('=') + 1);
+                parts
+                    .add(v)
+                    .add(v.trim())
+                    .add(v.trim().replace(/^["']|["']$/g, ''));
+            }
+            for (const [, v] of (0,dotenv/* parseDotenv */.q)(value).entries)
+                for (const p of [v, ...linesOf(v)])
+                    parts.add(p);
+        }
+        // very short values (0, 1, on) would mask every occurrence of them in the log
+        for (const part of parts)
+            if (part.trim().length >= 3)
+                core_setSecret(part);
+    }
+}
+function linesOf(value) {
+    return value.split(/\r\n|\r|\n/).map((l) => l.trim());
+}
+async function run(start = {}) {
+    const outcome = { tags: [], deployed: false, events: [] };
+    const get = start.getInput ?? ((name) => getInput(name));
+    try {
+        if (!start.cli)
+            maskSecrets(get);
+        const ctx = start.ctx ?? fromGithubContext(github_context);
+        const config = (0,src_config/* loadConfig */.Z9)((0,src_config/* readInputs */.Ko)(get), {
+            repository: `${ctx.owner}/${ctx.repo}`,
+            workspace: ctx.workspace
+        });
+        await deploy(config, ctx, {
+            runner: execRunner,
+            releases: (token) => githubReleases(token, ctx.owner, ctx.repo),
+            registry: (c) => registryClient(c.image, c.registry, registryCredentials(c.registry, c)),
+            connect: (ssh) => (0,src_ssh/* connectSsh */.L)(ssh, { warn: (m) => warning(m, { title: 'Host key not checked' }) })
+        }, outcome);
+    }
+    catch (e) {
+        outcome.error = e instanceof Error ? e.message : String(e);
+        // an annotation with a title that says where it failed; the step fails with it
+        error(outcome.error, {
+            title: `bg-deploy failed${outcome.failedPhase ? `: ${outcome.failedPhase}` : ''}`
+        });
+        process.exitCode = 1;
+    }
+    finally {
+        if (!start.cli) {
+            setOutputs(outcome);
+            try {
+                await writeSummary(outcome);
+            }
+            catch (e) {
+                warning(`The job summary could not be written: ${e.message}`);
+            }
+        }
+    }
+    return outcome;
+}
+function setOutputs(o) {
+    setOutput('version', o.version ?? '');
+    setOutput('image', o.image ?? '');
+    setOutput('tags', o.tags.join('\n'));
+    setOutput('digest', o.digest ?? '');
+    setOutput('release-url', o.releaseUrl ?? '');
+    setOutput('color', o.color ?? '');
+    setOutput('previous-color', o.previousColor ?? '');
+    setOutput('deployed', String(o.deployed));
+    setOutput('timeline', JSON.stringify(o.events.map((e) => ({ step: e.name, ms: e.ms }))));
+}
+
+
+/***/ }),
+
+/***/ 8667:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   FC: () => (/* binding */ HISTORY_FIELDS),
+/* harmony export */   IT: () => (/* binding */ TIMELINE_LABELS),
+/* harmony export */   ZM: () => (/* binding */ RUN_ARG),
+/* harmony export */   an: () => (/* binding */ STAGES),
+/* harmony export */   qY: () => (/* binding */ EVENTS)
+/* harmony export */ });
+/* unused harmony exports PARAMETERS, SECRET_LINES, MARKERS, EVENT_LABELS, RUNNER_STEP_LABELS, ROLES, COMMANDS */
+// The vocabulary the action and the server script (src/remote/) share, declared once.
+// __tests__/protocol.test.ts holds the script to it: its parameter table, the markers and events
+// it prints and the history fields it writes.
+/** The script's parameters (`key=value` arguments) and the defaults its table gives them. */
+const PARAMETERS = {
+    action: 'deploy',
+    app: '',
+    image: '',
+    version: '',
+    container_port: '8080',
+    blue_port: '8081',
+    green_port: '8082',
+    network: '',
+    env_file: '',
+    health_path: '/',
+    health_timeout: '60',
+    health_interval: '0.05',
+    drain_timeout: '30',
+    upstream_file: '',
+    upstream_name: '',
+    nginx_test: 'nginx -t',
+    nginx_reload: 'nginx -s reload',
+    lock_timeout: '600',
+    actor: '',
+    run_url: '',
+    registry: '',
+    registry_user: '',
+    state_dir: '',
+    target: '',
+    switch_mode: 'reload',
+    live_port: '8083',
+    docker_timeout: '60',
+    role: 'single',
+    color: '',
+    bind_address: '127.0.0.1',
+    lb_servers: '',
+    preview_file: '',
+    commit_timeout: '900',
+    watch: '0',
+    watch_max_error_rate: '1',
+    watch_max_health_failures: '3',
+    keep_warm: '0',
+    engine: 'ssh',
+    replicas: '2',
+    health_cmd: '',
+    max_parallel: '1',
+    build_wait: '0'
+};
+/** A repeatable argument: one `docker run` argument each, in order. */
+const RUN_ARG = 'run_arg';
+/** The secret lines that follow the script on stdin, ending with `end`. */
+const SECRET_LINES = (/* unused pure expression or super */ null && (['registry_password', 'env', 'end']));
+/** The script's stdout carries only `::bg-deploy-<marker>:: text` lines. */
+const MARKERS = (/* unused pure expression or super */ null && ([
+    'phase',
+    'event',
+    'result',
+    'history',
+    'serving',
+    'warning',
+    'error',
+    'await'
+]));
+/** The timeline events the script reports, in order, with their job summary labels. */
+const EVENT_LABELS = {
+    begin: 'script started',
+    pull: 'pull started',
+    pulled: 'image pulled',
+    started: 'new container started',
+    healthy: 'healthy',
+    switched: 'nginx switched',
+    watched: 'watch window passed',
+    reverted: 'switched back after the watch',
+    drained: 'old container drained',
+    finished: 'finished'
+};
+const EVENTS = Object.keys(EVENT_LABELS);
+/** The runner's own steps in the timeline output, beside the script's events. */
+const RUNNER_STEP_LABELS = {
+    sent: 'server script sent',
+    build: 'build started',
+    built: 'image built',
+    pushed: 'image pushed',
+    release: 'draft release asked for',
+    drafted: 'draft release ready',
+    published: 'release published'
+};
+const TIMELINE_LABELS = {
+    ...EVENT_LABELS,
+    ...RUNNER_STEP_LABELS
+};
+/** A history row's tab-separated fields, in the order the script writes them. */
+const HISTORY_FIELDS = [
+    'time',
+    'actor',
+    'runUrl',
+    'action',
+    'version',
+    'image',
+    'color',
+    'result'
+];
+/**
+ * A run over several servers (src/remote/main.sh): each server's script runs in a role, reports
+ * the stage it reached (`await` marker) and waits for the runner's next command on stdin.
+ * single: one server switching itself in one go (no commands); host: a server with its own nginx;
+ * app: a server behind the load-balancer host; lb: that load balancer.
+ */
+const ROLES = (/* unused pure expression or super */ null && (['single', 'host', 'app', 'lb']));
+/**
+ * The stages a script reports before it waits: locked (single, while the runner builds: the lock
+ * taken, the serving color known), ready (lb), prepared (host, app), switched (host, lb).
+ */
+const STAGES = ['locked', 'ready', 'prepared', 'switched'];
+/** The runner's commands; `switch` takes a color on the load balancer; `pull`: the image is pushed. */
+const COMMANDS = (/* unused pure expression or super */ null && (['pull', 'switch', 'finish', 'keep', 'undo', 'abort']));
+
+
+/***/ }),
+
+/***/ 2091:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+
+// EXPORTS
+__nccwpck_require__.d(__webpack_exports__, {
+  Hi: () => (/* binding */ RemoteError),
+  rk: () => (/* binding */ readStatus),
+  Q5: () => (/* binding */ runRemote),
+  t_: () => (/* binding */ startRemote)
+});
+
+// UNUSED EXPORTS: MAX_LINE, OutputParser, loadDeployScript, remoteCommand, remoteStdin, scriptArgs, shellQuote
+
+// EXTERNAL MODULE: external "node:fs"
+var external_node_fs_ = __nccwpck_require__(3024);
+// EXTERNAL MODULE: external "node:stream"
+var external_node_stream_ = __nccwpck_require__(7075);
+;// CONCATENATED MODULE: external "node:string_decoder"
+const external_node_string_decoder_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:string_decoder");
+// EXTERNAL MODULE: ./src/answer.ts
+var answer = __nccwpck_require__(1381);
+// EXTERNAL MODULE: ./src/protocol.ts
+var protocol = __nccwpck_require__(8667);
+// EXTERNAL MODULE: ./src/version.ts
+var version = __nccwpck_require__(311);
+;// CONCATENATED MODULE: ./src/remote.ts
+
+
+
+
+
+
+/**
+ * The blue-green script, sent on stdin: src/remote's parts, joined in order into build/deploy.sh
+ * (scripts/join-remote.mjs, the first step of `npm run bundle`), which the bundle ships as
+ * dist/deploy.sh.
+ */
+function loadDeployScript() {
+    return (0,external_node_fs_.readFileSync)(__nccwpck_require__.ab + "deploy.sh", 'utf8');
+}
+/** Quote one word for a POSIX shell. The only place remote shell quoting happens. */
+function shellQuote(word) {
+    return `'${word.replace(/'/g, `'\\''`)}'`;
+}
+/** The script's key=value arguments: everything that is not secret. */
+function scriptArgs(config, req) {
+    const a = [
+        ['action', req.action],
+        ['target', req.target],
+        ['app', config.app.name],
+        ['image', req.image],
+        ['version', req.version],
+        ['container_port', config.app.containerPort],
+        ['blue_port', config.app.bluePort],
+        ['green_port', config.app.greenPort],
+        ['network', config.app.network],
+        ['env_file', config.app.envFile],
+        ['health_path', config.health.path],
+        ['health_timeout', config.health.timeout],
+        ['health_interval', config.health.interval],
+        ['drain_timeout', config.drainTimeout],
+        ['upstream_file', config.nginx.upstreamFile],
+        ['upstream_name', config.nginx.upstreamName],
+        ['nginx_test', config.nginx.testCommand],
+        ['nginx_reload', config.nginx.reloadCommand],
+        ['switch_mode', config.switch.mode],
+        ['live_port', config.switch.livePort],
+        ['registry', config.registry],
+        ['registry_user', config.pull.username],
+        ['actor', req.actor],
+        ['run_url', req.runUrl],
+        ['role', req.role],
+        ['color', req.color],
+        ['bind_address', config.fleet.bindAddress],
+        ['lb_servers', req.lbServers?.join(',')],
+        ['preview_file', config.fleet.previewFile],
+        ['watch', config.after.watch],
+        ['watch_max_error_rate', config.after.maxErrorRate],
+        ['watch_max_health_failures', config.after.maxHealthFailures],
+        ['keep_warm', config.after.keepWarm],
+        ['build_wait', req.buildWait],
+        ...(config.engine.kind === 'swarm'
+            ? [
+                ['engine', 'swarm'],
+                ['replicas', config.engine.replicas],
+                ['health_cmd', config.engine.healthCmd],
+                ['max_parallel', config.engine.parallelism]
+            ]
+            : [])
+    ];
+    return [
+        ...a.filter(([, v]) => v !== undefined && v !== '').map(([k, v]) => `${k}=${v}`),
+        ...config.app.dockerRunArgs.map((r) => `${protocol/* RUN_ARG */.ZM}=${r}`)
+    ];
+}
+/** The remote command line: constant program, quoted non-secret arguments. */
+function remoteCommand(args) {
+    return ['bash', '-s', '--', ...args.map(shellQuote)].join(' ');
+}
+const b64 = (s) => Buffer.from(s, 'utf8').toString('base64');
+/**
+ * stdin: the script, then the secrets as `name base64` lines, then `end`. The server gets the pull
+ * credential (the push one only when no pull credential is given).
+ */
+function remoteStdin(script, config) {
+    const lines = [];
+    if (config.pull.password)
+        lines.push(`registry_password ${b64(config.pull.password)}`);
+    for (const [k, v] of config.app.env)
+        lines.push(`env ${k} ${b64(v)}`);
+    lines.push('end');
+    return `${script.endsWith('\n') ? script : script + '\n'}${lines.join('\n')}\n`;
+}
+/** Longest line kept whole: a server that never sends a newline cannot fill the runner's memory. */
+const MAX_LINE = 64 * 1024;
+const PHASE = /^[\w .()-]{1,200}$/;
+/**
+ * Splits streamed chunks into lines and interprets the script's marker lines. Markers count only
+ * on the script's stdout, which carries nothing else (the script sends every command's output to
+ * stderr); stderr is only ever shown, never interpreted.
+ */
+class OutputParser {
+    log;
+    onStage;
+    buffers = { out: '', err: '' };
+    decoders = { out: new external_node_string_decoder_namespaceObject.StringDecoder('utf8'), err: new external_node_string_decoder_namespaceObject.StringDecoder('utf8') };
+    events = [];
+    history = [];
+    result;
+    error;
+    /** what serves on the server as its script ended */
+    serving;
+    tail = [];
+    constructor(log, onStage = () => { }) {
+        this.log = log;
+        this.onStage = onStage;
+    }
+    push(stream, chunk) {
+        let text = this.buffers[stream] +
+            (typeof chunk === 'string' ? chunk : this.decoders[stream].write(chunk));
+        let nl;
+        while ((nl = text.indexOf('\n')) >= 0 || text.length > MAX_LINE) {
+            const end = nl >= 0 && nl <= MAX_LINE ? nl : MAX_LINE;
+            this.handle(stream, text.slice(0, end));
+            text = text.slice(end === nl ? end + 1 : end);
+        }
+        this.buffers[stream] = text;
+    }
+    flush() {
+        for (const s of ['out', 'err']) {
+            const rest = this.buffers[s] + this.decoders[s].end();
+            if (rest)
+                this.handle(s, rest);
+            this.buffers[s] = '';
+        }
+    }
+    handle(stream, raw) {
+        const line = raw.replace(/\r$/, '');
+        const m = stream === 'out' ? /^::bg-deploy-([a-z]+):: (.*)$/.exec(line) : null;
+        if (m) {
+            const text = m[2];
+            switch (m[1]) {
+                case 'phase': {
+                    const name = (0,answer/* unescapeMarker */.xz)(text);
+                    if (PHASE.test(name))
+                        this.log.phase(name);
+                    return;
+                }
+                case 'event': {
+                    const e = (0,answer/* parseEvent */.wj)(text);
+                    if (e)
+                        this.events.push(e);
+                    return;
+                }
+                case 'result':
+                    this.result = Object.fromEntries((0,answer/* unescapeMarker */.xz)(text)
+                        .split(' ')
+                        .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+                    return;
+                case 'history': {
+                    const h = (0,answer/* parseHistoryLine */.aF)((0,answer/* unescapeMarker */.xz)(text));
+                    if (h)
+                        this.history.push(h);
+                    return;
+                }
+                case 'serving': {
+                    const f = Object.fromEntries((0,answer/* unescapeMarker */.xz)(text)
+                        .split(' ')
+                        .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+                    // foreign text: only a color and a version that could be ours are kept
+                    if (/^(blue|green)$/.test(f.color ?? '') && f.version && !(0,version/* versionProblem */.Ec)(f.version))
+                        this.serving = { color: f.color, version: f.version };
+                    return;
+                }
+                case 'warning':
+                    return this.log.warning((0,answer/* unescapeMarker */.xz)(text));
+                case 'error':
+                    this.error = (0,answer/* unescapeMarker */.xz)(text);
+                    return;
+                case 'await': {
+                    const [stage, ...kv] = (0,answer/* unescapeMarker */.xz)(text).split(' ');
+                    if (!protocol/* STAGES */.an.includes(stage ?? ''))
+                        return;
+                    this.onStage(stage, Object.fromEntries(kv.map((f) => [f.slice(0, f.indexOf('=')), f.slice(f.indexOf('=') + 1)])));
+                    return;
+                }
+            }
+        }
+        this.tail = [...this.tail.slice(-19), line];
+        this.log.line(line);
+    }
+}
+/** Run the script on the server and turn its output into a result, or an error that explains. */
+async function runRemote(shell, config, req, log, script = loadDeployScript()) {
+    return startRemote(shell, config, req, log, script).result;
+}
+function startRemote(shell, config, req, log, script = loadDeployScript()) {
+    const stages = new Map();
+    const waiting = new Map();
+    const parser = new OutputParser(log, (stage, fields) => {
+        stages.set(stage, fields);
+        for (const w of waiting.get(stage) ?? [])
+            w.resolve(fields);
+        waiting.delete(stage);
+    });
+    const stdin = new external_node_stream_.PassThrough();
+    stdin.write(remoteStdin(script, config));
+    if ((!req.role || req.role === 'single') && !req.buildWait)
+        stdin.end();
+    // command-timeout: a script that hangs (a stuck lock, pull or docker) does not hold the runner;
+    // its connection is closed, as when the runner dies
+    let timer;
+    let timedOut = false;
+    let expire = () => undefined;
+    const expired = new Promise((resolve) => (expire = resolve));
+    const arm = () => {
+        if (timer)
+            return;
+        timer = setTimeout(() => {
+            timedOut = true;
+            shell.dispose();
+            // the channel's end, if the closed connection does not report it
+            setTimeout(() => expire({ code: null, signal: null }), 2000).unref();
+        }, config.commandTimeout * 1000);
+        timer.unref();
+    };
+    const result = Promise.race([
+        shell.exec(remoteCommand(scriptArgs(config, req)), {
+            stdin,
+            onStdout: (c) => parser.push('out', c),
+            onStderr: (c) => parser.push('err', c)
+        }),
+        expired
+    ])
+        .finally(() => clearTimeout(timer))
+        .then((r) => {
+        parser.flush();
+        if (timedOut)
+            throw new RemoteError(`The server's script did not finish within command-timeout (${config.commandTimeout} s), so the runner closed its connection. The last thing it reported is in the log above. The server keeps serving what nginx points at, and the next run recovers what this one left half-done. Find what hangs on the server, or raise command-timeout.`, null, parser.events, parser.history);
+        return remote_answer(parser, r, config, req);
+    });
+    if (!req.buildWait)
+        arm();
+    const settle = (e) => {
+        for (const ws of waiting.values())
+            for (const w of ws)
+                w.reject(e);
+        waiting.clear();
+    };
+    result.then(() => settle(new Error('the script finished before it reached this stage')), (e) => settle(e));
+    return {
+        reached(stage) {
+            const seen = stages.get(stage);
+            if (seen)
+                return Promise.resolve(seen);
+            return new Promise((resolve, reject) => {
+                waiting.set(stage, [...(waiting.get(stage) ?? []), { resolve, reject }]);
+            });
+        },
+        send(command) {
+            if (!stdin.writableEnded)
+                stdin.write(`${command}\n`);
+        },
+        close() {
+            if (!stdin.writableEnded)
+                stdin.end();
+        },
+        arm,
+        result
+    };
+}
+function remote_answer(parser, r, config, req) {
+    if (r.code === 0 && parser.result) {
+        const checked = (0,answer/* checkResult */.iJ)(parser.result, {
+            image: config.image,
+            action: req.action,
+            version: req.version
+        });
+        return { ...checked, events: parser.events, history: parser.history, serving: parser.serving };
+    }
+    try {
+        fail(parser, r);
+    }
+    catch (e) {
+        if (e instanceof RemoteError)
+            e.serving = parser.serving;
+        throw e;
+    }
+}
+function fail(parser, r) {
+    if (parser.error)
+        throw new RemoteError(parser.error, r.code, parser.events, parser.history);
+    if (r.code === null)
+        throw new RemoteError(`The SSH session ended before the deploy finished${r.signal ? ` (signal ${r.signal})` : ''}. The server keeps serving what nginx points at; re-run the workflow and the next deploy completes or redoes this one.`, null, parser.events, parser.history);
+    throw new RemoteError(`The deploy script failed with exit code ${r.code}${parser.result ? '' : ' and no result'}. Last output:\n${parser.tail.slice(-10).join('\n')}`, r.code, parser.events, parser.history);
+}
+class RemoteError extends Error {
+    code;
+    events;
+    history;
+    /** what serves on the server as its script ended */
+    serving;
+    constructor(message, code, events, history = []) {
+        super(message);
+        this.code = code;
+        this.events = events;
+        this.history = history;
+        this.name = 'RemoteError';
+    }
+}
+/** Ask the server what serves, with the same script: it reads, takes no lock and changes nothing. */
+async function readStatus(shell, config, script = loadDeployScript()) {
+    const lines = [];
+    const parser = new OutputParser({
+        line: (t) => lines.push(t),
+        phase: () => undefined,
+        warning: (t) => lines.push(`warning: ${t}`)
+    });
+    const args = scriptArgs(config, { action: 'status', image: config.image, actor: '', runUrl: '' });
+    // no secret is sent: status needs none
+    const r = await shell.exec(remoteCommand(args), {
+        stdin: `${script.endsWith('\n') ? script : `${script}\n`}end\n`,
+        onStdout: (c) => parser.push('out', c),
+        onStderr: (c) => parser.push('err', c)
+    });
+    parser.flush();
+    if (r.code !== 0)
+        throw new Error(parser.error ??
+            `The status script failed with exit code ${r.code}. Last output:\n${parser.tail.slice(-10).join('\n')}`);
+    return { serving: parser.serving, history: parser.history, lines };
+}
+
+
+/***/ }),
+
+/***/ 2710:
+/***/ ((__unused_webpack_module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
+
+/* harmony import */ var node_url__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3136);
+/* harmony import */ var node_url__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(node_url__WEBPACK_IMPORTED_MODULE_0__);
+/* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6760);
+/* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_1___default = /*#__PURE__*/__nccwpck_require__.n(node_path__WEBPACK_IMPORTED_MODULE_1__);
+// ssh2 (bundled into an ES module by ncc) reads __dirname/__filename, which ES modules lack.
+// This module must be imported before anything that loads ssh2.
+
+
+const g = globalThis;
+g.__filename ??= (0,node_url__WEBPACK_IMPORTED_MODULE_0__.fileURLToPath)(import.meta.url);
+g.__dirname ??= node_path__WEBPACK_IMPORTED_MODULE_1___default().dirname(g.__filename);
+
+
+/***/ }),
+
+/***/ 1543:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+
+// EXPORTS
+__nccwpck_require__.d(__webpack_exports__, {
+  L: () => (/* binding */ connectSsh)
+});
+
+// UNUSED EXPORTS: privateKeyType
+
+// EXTERNAL MODULE: external "node:net"
+var external_node_net_ = __nccwpck_require__(7030);
+// EXTERNAL MODULE: external "assert"
+var external_assert_ = __nccwpck_require__(2613);
+// EXTERNAL MODULE: external "fs"
+var external_fs_ = __nccwpck_require__(9896);
 // EXTERNAL MODULE: ./node_modules/is-stream/index.js
 var is_stream = __nccwpck_require__(6543);
 // EXTERNAL MODULE: ./node_modules/node-ssh/node_modules/make-dir/index.js
 var make_dir = __nccwpck_require__(8271);
+// EXTERNAL MODULE: external "path"
+var external_path_ = __nccwpck_require__(6928);
 ;// CONCATENATED MODULE: ./node_modules/sb-promise-queue/lib/esm/index.mjs
 class PromiseQueue {
     constructor({ concurrency = 1 } = {}) {
@@ -70833,8 +71439,8 @@ async function scanDirectory(path, { recursive = true, validate = null, concurre
 // EXTERNAL MODULE: ./node_modules/shell-escape/shell-escape.js
 var shell_escape = __nccwpck_require__(4646);
 // EXTERNAL MODULE: ./node_modules/ssh2/lib/index.js
-var ssh2_lib = __nccwpck_require__(5472);
-var ssh2_lib_default = /*#__PURE__*/__nccwpck_require__.n(ssh2_lib);
+var lib = __nccwpck_require__(5472);
+var lib_default = /*#__PURE__*/__nccwpck_require__.n(lib);
 ;// CONCATENATED MODULE: ./node_modules/node-ssh/lib/esm/index.mjs
 
 
@@ -70987,7 +71593,7 @@ class NodeSSH {
                 };
             }
         }
-        const connection = new ssh2_lib.Client();
+        const connection = new lib.Client();
         this.connection = connection;
         await new Promise((resolve, reject) => {
             connection.on('error', reject);
@@ -71541,6 +72147,8 @@ class NodeSSH {
     }
 }
 
+// EXTERNAL MODULE: ./src/hostkey.ts
+var hostkey = __nccwpck_require__(2626);
 ;// CONCATENATED MODULE: ./src/ssh.ts
 
 
@@ -71548,7 +72156,7 @@ class NodeSSH {
 
 /** The key type of the private key ('ssh-ed25519', 'ssh-rsa', ...); throws a message a user can act on. */
 function privateKeyType(cfg, input = 'ssh-key') {
-    const parsed = ssh2_lib_default().utils.parseKey(cfg.privateKey, cfg.passphrase);
+    const parsed = lib_default().utils.parseKey(cfg.privateKey, cfg.passphrase);
     if (parsed instanceof Error) {
         const encrypted = /encrypted|passphrase|decrypt/i.test(parsed.message);
         throw new Error(encrypted
@@ -71619,7 +72227,7 @@ async function ssh_open(cfg, sock, timeoutMs, what, keyType) {
     const where = `${what}${cfg.username}@${cfg.host}:${cfg.port}`;
     let rejected;
     const ssh = new NodeSSH();
-    const algorithms = hostKeyAlgorithms(cfg.hostKeyPins);
+    const algorithms = (0,hostkey/* hostKeyAlgorithms */.Qb)(cfg.hostKeyPins);
     try {
         await ssh.connect({
             // Our own socket, for TCP_NODELAY: without it every step of the handshake waits out the
@@ -71640,9 +72248,9 @@ async function ssh_open(cfg, sock, timeoutMs, what, keyType) {
                 if (cfg.hostKeyPins.length === 0)
                     return cfg.insecureIgnoreHostKey;
                 const blob = Buffer.isBuffer(key) ? key : Buffer.from(key);
-                if (verifyHostKey(cfg.hostKeyPins, blob))
+                if ((0,hostkey/* verifyHostKey */.Hj)(cfg.hostKeyPins, blob))
                     return true;
-                rejected = `SHA256:${fingerprintOf(blob)} (${blobType(blob)})`;
+                rejected = `SHA256:${(0,hostkey/* fingerprintOf */.ax)(blob)} (${blobType(blob)})`;
                 return false;
             }
         });
@@ -71693,226 +72301,114 @@ function explainConnectError(e, c) {
     return new Error(`SSH connection to ${c.where} failed: ${m}`);
 }
 
-;// CONCATENATED MODULE: ./src/summary.ts
-
-
-/** Text for an HTML table cell: what the server sent is shown, never interpreted. */
-function escapeHtml(text) {
-    return text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
-}
-function releaseCell(o) {
-    if (!o.releaseUrl)
-        return '(none)';
-    const link = `<a href="${escapeHtml(o.releaseUrl)}">${escapeHtml(o.releaseUrl)}</a>`;
-    return o.releaseDraft ? `draft, not published: the new version did not serve. ${link}` : link;
-}
-/** How long the runner's steps took: build, push, the draft release. */
-function durations(o) {
-    const at = (name) => o.events.find((e) => e.name === name)?.ms;
-    const spans = [
-        ['build', 'build', 'built'],
-        ['push', 'built', 'pushed'],
-        ['draft release', 'release', 'drafted']
-    ];
-    return spans.flatMap(([label, from, to]) => {
-        const a = at(from);
-        const b = at(to);
-        return a !== undefined && b !== undefined ? [`${label}: ${((b - a) / 1000).toFixed(2)} s`] : [];
-    });
-}
-/** What a failed run leaves serving, as far as the run knows it. */
-function servingNow(o) {
-    if (o.serving)
-        return `${o.serving.version} (${o.serving.color}), as the server's state says`;
-    if (o.servers?.length)
-        return 'each server as listed under Servers: all switched or none (the previous version)';
-    if (!o.events.some((e) => e.name === 'sent'))
-        return 'unchanged: the run stopped before the server was asked to change anything';
-    return 'unknown: the server did not say; its history is below';
-}
-/** The job summary; skipped outside a runner (no GITHUB_STEP_SUMMARY). */
-async function writeSummary(o) {
-    if (!process.env.GITHUB_STEP_SUMMARY)
-        return;
-    const rows = [
-        [
-            { data: 'Field', header: true },
-            { data: 'Value', header: true }
-        ],
-        ['Version', escapeHtml(o.version ?? '(none)')],
-        ['Tags', o.tags.map(escapeHtml).join('<br>') || '(not pushed)'],
-        ['Digest', escapeHtml(o.digest ?? '')],
-        ['Release', releaseCell(o)],
-        [
-            'Deployed',
-            o.deployed
-                ? `yes: ${o.color ?? ''}${o.previousColor ? ` (was ${o.previousColor})` : ''}`
-                : o.prepared
-                    ? `prepared as ${o.color ?? ''}, not switched to (promote: false)`
-                    : 'no'
-        ],
-        ...(o.previews ? [['Preview', o.previews.map(escapeHtml).join('<br>')]] : []),
-        ...(o.openConnections
-            ? [
-                [
-                    'Long-lived connections',
-                    `${o.openConnections} still open on the old color when it stopped (drain-timeout)`
-                ]
-            ]
-            : []),
-        ...(o.error
-            ? [
-                ['Failed', escapeHtml(o.error)],
-                ['Failed during', escapeHtml(o.failedPhase ?? '(before the run began)')],
-                ['Serving now', escapeHtml(servingNow(o))]
-            ]
-            : [])
-    ];
-    const summary = summary_summary.addHeading('bg-deploy', 2).addTable(rows);
-    if (o.events.length > 0) {
-        const t0 = o.events[0].ms;
-        summary.addHeading('Timeline', 3).addTable([
-            [
-                { data: 'step', header: true },
-                { data: 'at', header: true }
-            ],
-            ...o.events.map((e) => [
-                escapeHtml(TIMELINE_LABELS[e.name]),
-                `${((e.ms - t0) / 1000).toFixed(2)} s`
-            ])
-        ]);
-    }
-    const took = durations(o);
-    if (took.length > 0)
-        summary.addRaw(`<p>${took.map(escapeHtml).join(' · ')}</p>`, true);
-    if (o.servers && o.servers.length > 0) {
-        summary.addHeading('Servers', 3).addTable([
-            ['server', 'role', 'ended', 'color', 'version', 'error'].map((data) => ({
-                data,
-                header: true
-            })),
-            ...o.servers.map((s) => [s.name, s.role, s.state, s.color ?? '', s.version ?? '', s.error ?? ''].map(escapeHtml))
-        ]);
-    }
-    if (o.history && o.history.length > 0) {
-        summary.addHeading('Recent deploys on the server', 3).addTable([
-            ['time', 'version', 'action', 'result', 'who'].map((data) => ({ data, header: true })),
-            ...o.history
-                .slice()
-                .reverse()
-                .map((h) => [h.time, h.version, h.action, h.result, h.actor].map(escapeHtml))
-        ]);
-    }
-    await summary.write();
-}
-
-;// CONCATENATED MODULE: ./src/main.ts
-
-
-
-
-
-
-
-
-
-
-
-/**
- * Register every secret input with the log masker, before anything is logged: each value whole,
- * each of its lines, and for `env` each value as the dotenv rules read it (and its lines), so no
- * line of a multi-line secret (a PEM key) is printed unmasked.
- */
-function maskSecrets(get) {
-    for (const name of SECRET_INPUTS) {
-        const value = get(name);
-        if (!value)
-            continue;
-        const parts = new Set([value, ...linesOf(value)]);
-        if (name === 'env') {
-            for (const line of value.split(/\r?\n/)) {
-                const v = line.slice(line.indexOf('=') + 1);
-                parts
-                    .add(v)
-                    .add(v.trim())
-                    .add(v.trim().replace(/^["']|["']$/g, ''));
-            }
-            for (const [, v] of parseDotenv(value).entries)
-                for (const p of [v, ...linesOf(v)])
-                    parts.add(p);
-        }
-        // very short values (0, 1, on) would mask every occurrence of them in the log
-        for (const part of parts)
-            if (part.trim().length >= 3)
-                core_setSecret(part);
-    }
-}
-function linesOf(value) {
-    return value.split(/\r\n|\r|\n/).map((l) => l.trim());
-}
-async function run() {
-    const outcome = { tags: [], deployed: false, events: [] };
-    try {
-        maskSecrets((name) => getInput(name));
-        const ctx = fromGithubContext(github_context);
-        const config = loadConfig(readInputs((name) => getInput(name)), {
-            repository: `${ctx.owner}/${ctx.repo}`,
-            workspace: ctx.workspace
-        });
-        await deploy(config, ctx, {
-            runner: execRunner,
-            releases: (token) => githubReleases(token, ctx.owner, ctx.repo),
-            registry: (c) => registryClient(c.image, c.registry, registryCredentials(c.registry, c)),
-            connect: (ssh) => connectSsh(ssh, { warn: (m) => warning(m, { title: 'Host key not checked' }) })
-        }, outcome);
-    }
-    catch (e) {
-        outcome.error = e instanceof Error ? e.message : String(e);
-        // an annotation with a title that says where it failed; the step fails with it
-        error(outcome.error, {
-            title: `bg-deploy failed${outcome.failedPhase ? `: ${outcome.failedPhase}` : ''}`
-        });
-        process.exitCode = 1;
-    }
-    finally {
-        setOutputs(outcome);
-        try {
-            await writeSummary(outcome);
-        }
-        catch (e) {
-            warning(`The job summary could not be written: ${e.message}`);
-        }
-    }
-}
-function setOutputs(o) {
-    setOutput('version', o.version ?? '');
-    setOutput('image', o.image ?? '');
-    setOutput('tags', o.tags.join('\n'));
-    setOutput('digest', o.digest ?? '');
-    setOutput('release-url', o.releaseUrl ?? '');
-    setOutput('color', o.color ?? '');
-    setOutput('previous-color', o.previousColor ?? '');
-    setOutput('deployed', String(o.deployed));
-    setOutput('timeline', JSON.stringify(o.events.map((e) => ({ step: e.name, ms: e.ms }))));
-}
-
 
 /***/ }),
 
-/***/ 2710:
-/***/ ((__unused_webpack_module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
+/***/ 311:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
-/* harmony import */ var node_url__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3136);
-/* harmony import */ var node_url__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(node_url__WEBPACK_IMPORTED_MODULE_0__);
-/* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6760);
-/* harmony import */ var node_path__WEBPACK_IMPORTED_MODULE_1___default = /*#__PURE__*/__nccwpck_require__.n(node_path__WEBPACK_IMPORTED_MODULE_1__);
-// ssh2 (bundled into an ES module by ncc) reads __dirname/__filename, which ES modules lack.
-// This module must be imported before anything that loads ssh2.
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   Ec: () => (/* binding */ versionProblem),
+/* harmony export */   LO: () => (/* binding */ toImageTag),
+/* harmony export */   Uk: () => (/* binding */ planVersion),
+/* harmony export */   V1: () => (/* binding */ isPrerelease),
+/* harmony export */   Wc: () => (/* binding */ DEFAULT_VERSION_PATTERN),
+/* harmony export */   b: () => (/* binding */ shaTag)
+/* harmony export */ });
+/* unused harmony exports parseVersion, versionsIn, sameVersion */
+/* harmony import */ var semver__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(2088);
+/* harmony import */ var semver__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(semver__WEBPACK_IMPORTED_MODULE_0__);
 
-
-const g = globalThis;
-g.__filename ??= (0,node_url__WEBPACK_IMPORTED_MODULE_0__.fileURLToPath)(import.meta.url);
-g.__dirname ??= node_path__WEBPACK_IMPORTED_MODULE_1___default().dirname(g.__filename);
+// Semver with a leading `v`, as people write it in commit messages: v1.2.3, v1.2.3-rc.1,
+// v1.2.3+build.5. Not preceded by a word character or dot (so `xv1.2.3` and `1.v1.2.3` do
+// not count) and not followed by more version-like text (so `v1.2.3.4` and `v1.2.34x` do not).
+const NUM = '(?:0|[1-9]\\d*)';
+const IDENT = '[0-9A-Za-z-]+';
+const DEFAULT_VERSION_PATTERN = new RegExp(`(?<![\\w.])v${NUM}\\.${NUM}\\.${NUM}(?:-${IDENT}(?:\\.${IDENT})*)?(?:\\+${IDENT}(?:\\.${IDENT})*)?(?![\\w+-]|\\.\\w)`);
+/** A version as the pattern finds it: its first capture group if it has one, else the match. */
+function found(match) {
+    return (match[1] ?? match[0]).trim() || undefined;
+}
+/** The first version in `message`. */
+function parseVersion(message, pattern = DEFAULT_VERSION_PATTERN) {
+    const match = new RegExp(pattern.source, pattern.flags.replace('g', '')).exec(message);
+    return match ? found(match) : undefined;
+}
+/** Every different version `message` names, in order (v1.2.3 and 1.2.3 are the same one). */
+function versionsIn(message, pattern = DEFAULT_VERSION_PATTERN) {
+    const all = new RegExp(pattern.source, pattern.flags.includes('g') ? pattern.flags : pattern.flags + 'g');
+    const versions = [];
+    for (const match of message.matchAll(all)) {
+        const v = found(match);
+        if (v && !versions.some((w) => sameVersion(v, w)))
+            versions.push(v);
+        if (match[0] === '')
+            break;
+    }
+    return versions;
+}
+/** Semver equality where both parse (v1.2.3 = 1.2.3, build metadata aside), else the same text. */
+function sameVersion(a, b) {
+    const x = semver__WEBPACK_IMPORTED_MODULE_0___default().parse(a);
+    const y = semver__WEBPACK_IMPORTED_MODULE_0___default().parse(b);
+    return x && y ? semver__WEBPACK_IMPORTED_MODULE_0___default().eq(x, y) && x.build.join('.') === y.build.join('.') : a === b;
+}
+/** A pre-release has a `-` part before any `+build` part: v1.2.3-rc.1. */
+function isPrerelease(version) {
+    const v = semver__WEBPACK_IMPORTED_MODULE_0___default().parse(version);
+    if (v)
+        return v.prerelease.length > 0;
+    return version.split('+', 1)[0].includes('-');
+}
+/** Docker tags cannot hold `+`; semver build metadata becomes `_` (as Helm and others do). */
+function toImageTag(version) {
+    return version.replace(/\+/g, '_');
+}
+// A Docker tag: 128 characters of [A-Za-z0-9_.-], not starting with . or -.
+const IMAGE_TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
+/** Why `version` cannot be used as an image tag and release tag, or undefined when it can. */
+function versionProblem(version) {
+    if (!IMAGE_TAG.test(toImageTag(version)))
+        return 'expected a version such as v1.2.3: up to 128 letters, digits, and . _ - + characters, not starting with . or -';
+    return undefined;
+}
+/**
+ * Decide the version for a run. A version written in the commit message releases it, unless the
+ * message only mentions versions: a bot's commit (Dependabot, Renovate), a dependency update
+ * (`chore(deps): …`), a revert, or a message naming several different versions. The `version`
+ * input always wins. Whether the version was released before is checked later, against GitHub
+ * and the registry (see deploy.ts).
+ */
+function planVersion(opts) {
+    if (opts.explicit)
+        return { version: opts.explicit, source: 'input', tag: toImageTag(opts.explicit) };
+    const message = opts.message ?? '';
+    const versions = versionsIn(message, opts.pattern);
+    const none = (notReleased) => ({
+        source: 'none',
+        tag: shaTag(opts.sha),
+        notReleased
+    });
+    if (versions.length === 0)
+        return none();
+    const named = versions.join(', ');
+    if (opts.author && /\[bot\]$/.test(opts.author))
+        return none(`The commit is by ${opts.author}, a bot account, so the version it names (${named}) is a mention, not a release.`);
+    if (/^Revert "/.test(message))
+        return none(`The commit is a revert, so the version it names (${named}) is not released again.`);
+    if (/^\w+\((deps|deps-dev)\)!?:/.test(message))
+        return none(`The commit is a dependency update, so the version it names (${named}) is a mention, not a release.`);
+    if (versions.length > 1)
+        return none(`The commit message names several versions (${named}), so none of them is released: write exactly one.`);
+    const version = versions[0];
+    const problem = versionProblem(version);
+    if (problem)
+        throw new Error(`The version '${version}' found in the commit message cannot be used as a tag: ${problem}. Adjust version-pattern.`);
+    return { version, source: 'commit', tag: toImageTag(version) };
+}
+function shaTag(sha) {
+    return `sha-${sha.slice(0, 7)}`;
+}
 
 
 /***/ }),
@@ -72024,6 +72520,13 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:buffer"
 
 /***/ }),
 
+/***/ 1421:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
+
+/***/ }),
+
 /***/ 7540:
 /***/ ((module) => {
 
@@ -72059,6 +72562,13 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:events"
 
 /***/ }),
 
+/***/ 3024:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
+
+/***/ }),
+
 /***/ 7067:
 /***/ ((module) => {
 
@@ -72077,6 +72587,13 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:http2")
 /***/ ((module) => {
 
 module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:net");
+
+/***/ }),
+
+/***/ 8161:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:os");
 
 /***/ }),
 
@@ -72171,7 +72688,7 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("stream");
 
 /***/ }),
 
-/***/ 3193:
+/***/ 5574:
 /***/ ((module) => {
 
 module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("string_decoder");
@@ -73967,7 +74484,7 @@ var Alias = __nccwpck_require__(4065);
 var Collection = __nccwpck_require__(101);
 var identity = __nccwpck_require__(1127);
 var Pair = __nccwpck_require__(7165);
-var toJS = __nccwpck_require__(6424);
+var toJS = __nccwpck_require__(4043);
 var Schema = __nccwpck_require__(5840);
 var stringifyDocument = __nccwpck_require__(6829);
 var anchors = __nccwpck_require__(1596);
@@ -74893,7 +75410,7 @@ var anchors = __nccwpck_require__(1596);
 var visit = __nccwpck_require__(204);
 var identity = __nccwpck_require__(1127);
 var Node = __nccwpck_require__(6673);
-var toJS = __nccwpck_require__(6424);
+var toJS = __nccwpck_require__(4043);
 
 class Alias extends Node.NodeBase {
     constructor(source) {
@@ -75176,7 +75693,7 @@ exports.isEmptyPath = isEmptyPath;
 
 var applyReviver = __nccwpck_require__(3661);
 var identity = __nccwpck_require__(1127);
-var toJS = __nccwpck_require__(6424);
+var toJS = __nccwpck_require__(4043);
 
 class NodeBase {
     constructor(type) {
@@ -75269,7 +75786,7 @@ exports.createPair = createPair;
 
 var identity = __nccwpck_require__(1127);
 var Node = __nccwpck_require__(6673);
-var toJS = __nccwpck_require__(6424);
+var toJS = __nccwpck_require__(4043);
 
 const isScalarValue = (value) => !value || (typeof value !== 'function' && typeof value !== 'object');
 class Scalar extends Node.NodeBase {
@@ -75460,7 +75977,7 @@ var stringifyCollection = __nccwpck_require__(1212);
 var Collection = __nccwpck_require__(101);
 var identity = __nccwpck_require__(1127);
 var Scalar = __nccwpck_require__(3301);
-var toJS = __nccwpck_require__(6424);
+var toJS = __nccwpck_require__(4043);
 
 class YAMLSeq extends Collection.Collection {
     static get tagName() {
@@ -75581,7 +76098,7 @@ var log = __nccwpck_require__(7249);
 var merge = __nccwpck_require__(452);
 var stringify = __nccwpck_require__(2148);
 var identity = __nccwpck_require__(1127);
-var toJS = __nccwpck_require__(6424);
+var toJS = __nccwpck_require__(4043);
 
 function addPairToJSMap(ctx, map, { key, value }) {
     if (identity.isNode(key) && key.addToJSMap)
@@ -75704,7 +76221,7 @@ exports.isSeq = isSeq;
 
 /***/ }),
 
-/***/ 6424:
+/***/ 4043:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -78548,7 +79065,7 @@ var omap = __nccwpck_require__(303);
 var pairs = __nccwpck_require__(8385);
 var schema$2 = __nccwpck_require__(5913);
 var set = __nccwpck_require__(1528);
-var timestamp = __nccwpck_require__(4371);
+var timestamp = __nccwpck_require__(6752);
 
 const schemas = new Map([
     ['core', schema.schema],
@@ -78971,7 +79488,7 @@ exports.merge = merge;
 
 
 var identity = __nccwpck_require__(1127);
-var toJS = __nccwpck_require__(6424);
+var toJS = __nccwpck_require__(4043);
 var YAMLMap = __nccwpck_require__(4454);
 var YAMLSeq = __nccwpck_require__(2223);
 var pairs = __nccwpck_require__(8385);
@@ -79155,7 +79672,7 @@ var merge = __nccwpck_require__(452);
 var omap = __nccwpck_require__(303);
 var pairs = __nccwpck_require__(8385);
 var set = __nccwpck_require__(1528);
-var timestamp = __nccwpck_require__(4371);
+var timestamp = __nccwpck_require__(6752);
 
 const schema = [
     map.map,
@@ -79289,7 +79806,7 @@ exports.set = set;
 
 /***/ }),
 
-/***/ 4371:
+/***/ 6752:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 

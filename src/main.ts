@@ -1,7 +1,7 @@
 import * as core from '@actions/core'
 import { context } from '@actions/github'
 import { loadConfig, readInputs, SECRET_INPUTS } from './config.js'
-import { fromGithubContext } from './context.js'
+import { fromGithubContext, type RunContext } from './context.js'
 import { deploy, type Outcome } from './deploy.js'
 import { parseDotenv } from './dotenv.js'
 import { registryCredentials, registryClient } from './registry.js'
@@ -40,18 +40,26 @@ function linesOf(value: string): string[] {
   return value.split(/\r\n|\r|\n/).map((l) => l.trim())
 }
 
-export async function run(): Promise<void> {
+/** How the run is started: by the runner (the default), or by the command line (src/cli.ts). */
+export interface RunStart {
+  /** the inputs by name ('' when not given); default: the action's inputs */
+  getInput?: (name: string) => string
+  /** the workflow's context; default: the runner's */
+  ctx?: RunContext
+  /** the command line: no log masking (nothing to mask in a terminal), outputs or job summary */
+  cli?: boolean
+}
+
+export async function run(start: RunStart = {}): Promise<Outcome> {
   const outcome: Outcome = { tags: [], deployed: false, events: [] }
+  const get = start.getInput ?? ((name: string) => core.getInput(name))
   try {
-    maskSecrets((name) => core.getInput(name))
-    const ctx = fromGithubContext(context)
-    const config = loadConfig(
-      readInputs((name) => core.getInput(name)),
-      {
-        repository: `${ctx.owner}/${ctx.repo}`,
-        workspace: ctx.workspace
-      }
-    )
+    if (!start.cli) maskSecrets(get)
+    const ctx = start.ctx ?? fromGithubContext(context)
+    const config = loadConfig(readInputs(get), {
+      repository: `${ctx.owner}/${ctx.repo}`,
+      workspace: ctx.workspace
+    })
     await deploy(
       config,
       ctx,
@@ -72,13 +80,16 @@ export async function run(): Promise<void> {
     })
     process.exitCode = 1
   } finally {
-    setOutputs(outcome)
-    try {
-      await writeSummary(outcome)
-    } catch (e) {
-      core.warning(`The job summary could not be written: ${(e as Error).message}`)
+    if (!start.cli) {
+      setOutputs(outcome)
+      try {
+        await writeSummary(outcome)
+      } catch (e) {
+        core.warning(`The job summary could not be written: ${(e as Error).message}`)
+      }
     }
   }
+  return outcome
 }
 
 function setOutputs(o: Outcome): void {

@@ -62,7 +62,10 @@ export function shellQuote(word: string): string {
 }
 
 /** The script's key=value arguments: everything that is not secret. */
-export function scriptArgs(config: Config, req: RemoteRequest): string[] {
+export function scriptArgs(
+  config: Config,
+  req: Omit<RemoteRequest, 'action'> & { action: RemoteRequest['action'] | 'status' }
+): string[] {
   const a: [Parameter, string | number | undefined][] = [
     ['action', req.action],
     ['target', req.target],
@@ -432,4 +435,40 @@ export class RemoteError extends Error {
     super(message)
     this.name = 'RemoteError'
   }
+}
+
+/** What a server says of an app (action status): what serves, its last history entries. */
+export interface ServerStatus {
+  serving?: Serving
+  history: HistoryEntry[]
+  /** the script's other lines (e.g. nothing deployed here) */
+  lines: string[]
+}
+
+/** Ask the server what serves, with the same script: it reads, takes no lock and changes nothing. */
+export async function readStatus(
+  shell: RemoteShell,
+  config: Config,
+  script = loadDeployScript()
+): Promise<ServerStatus> {
+  const lines: string[] = []
+  const parser = new OutputParser({
+    line: (t) => lines.push(t),
+    phase: () => undefined,
+    warning: (t) => lines.push(`warning: ${t}`)
+  })
+  const args = scriptArgs(config, { action: 'status', image: config.image, actor: '', runUrl: '' })
+  // no secret is sent: status needs none
+  const r = await shell.exec(remoteCommand(args), {
+    stdin: `${script.endsWith('\n') ? script : `${script}\n`}end\n`,
+    onStdout: (c) => parser.push('out', c),
+    onStderr: (c) => parser.push('err', c)
+  })
+  parser.flush()
+  if (r.code !== 0)
+    throw new Error(
+      parser.error ??
+        `The status script failed with exit code ${r.code}. Last output:\n${parser.tail.slice(-10).join('\n')}`
+    )
+  return { serving: parser.serving, history: parser.history, lines }
 }

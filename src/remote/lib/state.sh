@@ -6,11 +6,15 @@ STATE_DIR=''
 RUN_VERSION=''
 RUN_IMAGE=''
 
-state_init() {
+state_dir_pick() {
   if [[ -n "${P[state_dir]}" ]]; then STATE_DIR="${P[state_dir]}"
   elif [[ "$(id -u)" == 0 ]]; then STATE_DIR="/var/lib/bg-deploy/${P[app]}"
   else STATE_DIR="$HOME/.bg-deploy/${P[app]}"
   fi
+}
+
+state_init() {
+  state_dir_pick
   mkdir -p "$STATE_DIR" || die "cannot create the state directory $STATE_DIR"
   chmod 700 "$STATE_DIR"
   # a full disk would stop the run half-way through writing its state: refuse before any change
@@ -54,8 +58,16 @@ serving_print() { # what serves as the script ends (success or not), from the st
 }
 
 # shellcheck disable=SC2317 # called by the EXIT trap
-history_print() {
+history_print() { # history_print [N]: the last N (5) history lines
   [[ -f "$STATE_DIR/history" ]] || return 0
   local line
-  while IFS= read -r line; do marker history "$line"; done < <(tail -n 5 "$STATE_DIR/history")
+  while IFS= read -r line; do marker history "$line"; done < <(tail -n "${1:-5}" "$STATE_DIR/history")
+}
+
+# action status: what serves and the last 10 history lines; reads, takes no lock, changes nothing
+status_print() {
+  state_dir_pick
+  if [[ ! -d "$STATE_DIR" ]]; then log "nothing was deployed here for ${P[app]} (no $STATE_DIR)"; return 0; fi
+  history_print 10
+  serving_print
 }

@@ -1,0 +1,94 @@
+// The command line's parsing and its terminal output (the end-to-end run: e2e/cli.test.ts).
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { cli, parseArgs, repositoryOfRemote, terminalFilter, UsageError } from '../src/cli.js'
+
+test('flags are the inputs; BG_DEPLOY_* variables fill in; a flag wins; @FILE reads the file', () => {
+  const file = path.join(mkdtempSync(path.join(tmpdir(), 'bgd-cli-')), 'key')
+  writeFileSync(file, 'KEY TEXT\n')
+  const a = parseArgs(
+    [
+      'deploy',
+      '--host',
+      'srv:2222',
+      '--ssh-key',
+      `@${file}`,
+      '--app-name=shop',
+      '--repository',
+      'acme/shop'
+    ],
+    { BG_DEPLOY_USERNAME: 'deploy', BG_DEPLOY_HOST: 'other', BG_DEPLOY_HEALTH_PATH: '/healthz' }
+  )
+  expect(a).toEqual({
+    command: 'deploy',
+    repository: 'acme/shop',
+    inputs: {
+      host: 'srv:2222',
+      'ssh-key': 'KEY TEXT\n',
+      'app-name': 'shop',
+      username: 'deploy',
+      'health-path': '/healthz'
+    }
+  })
+})
+
+test('rollback takes a version, else previous', () => {
+  expect(parseArgs(['rollback']).inputs.rollback).toBe('previous')
+  expect(parseArgs(['rollback', 'v1.3.2']).inputs.rollback).toBe('v1.3.2')
+})
+
+test.each([
+  [['ship'], /Unknown command 'ship'/],
+  [['deploy', '--hots', 'x'], /Unknown flag --hots/],
+  [['deploy', '--host'], /--host needs a value/],
+  [['deploy', 'v1'], /deploy takes no argument 'v1'/],
+  [['rollback', 'v1', 'v2'], /one version at most/],
+  [['deploy', '--rollback', 'previous'], /use the rollback command/],
+  [['status', '--ssh-key', '@/no/such/file'], /--ssh-key @\/no\/such\/file: ENOENT/]
+])('%j is refused', (argv, message) => {
+  expect(() => parseArgs(argv)).toThrow(UsageError)
+  expect(() => parseArgs(argv)).toThrow(message)
+})
+
+test('a usage mistake exits 2 with the usage on stderr; --help exits 0', async () => {
+  const out: string[] = []
+  const err: string[] = []
+  const io = { out: (l: string) => out.push(l), err: (l: string) => err.push(l), env: {}, cwd: '/' }
+  expect(await cli(['deploy', '--nope', 'x'], io)).toBe(2)
+  expect(err.join('\n')).toMatch(/Unknown flag --nope[\s\S]*Usage: bg-deploy/)
+  expect(await cli(['--help'], io)).toBe(0)
+  expect(out.join('\n')).toContain('rollback [VERSION]')
+})
+
+test.each([
+  ['https://github.com/acme/shop.git', 'acme/shop'],
+  ['git@github.com:acme/shop.git', 'acme/shop'],
+  ['ssh://git@github.com/acme/shop', 'acme/shop'],
+  ['https://gitlab.com/acme/shop.git', undefined]
+])('the repository of remote %s', (url, repo) => {
+  expect(repositoryOfRemote(url)).toBe(repo)
+})
+
+test('the terminal gets headings and annotations, never a workflow command, a mask or escape codes', () => {
+  const lines: string[] = []
+  const f = terminalFilter((l) => lines.push(l))
+  f('::add-mask::s3cret-value\n::group::Build shop:v1\nstep 1\n::endgroup::\n')
+  f(
+    '::stop-commands::tok123\n::error::from the server\n\x1b]0;pwned\x07title \x1b[31mred\n::tok123::\n'
+  )
+  f('::error title=bg-deploy failed%3A 127.0.0.1%3A health shop-green::did not answer%0Aat all\n')
+  f('::notice title=No release::no version\n::set-output name=x::y\npartial')
+  f(' line\n')
+  expect(lines).toEqual([
+    '== Build shop:v1',
+    'step 1',
+    '::error::from the server',
+    ']0;pwnedtitle [31mred',
+    'error: bg-deploy failed: 127.0.0.1: health shop-green: did not answer\nat all',
+    'notice: No release: no version',
+    'partial line'
+  ])
+  expect(lines.join('\n')).not.toContain('s3cret-value')
+  expect(lines.join('\n')).not.toContain('\x1b')
+})
