@@ -102,8 +102,11 @@ test('action.yml is a valid action by GitHub’s schema, running on node24', () 
   })
 })
 
-test.each(files)('%s passes only inputs that action.yml declares', (file) => {
-  const wf = parse(readFileSync(`${dir}/${file}`, 'utf8')) as Workflow
+test.each([
+  ...files.map((f) => [f, readFileSync(`${dir}/${f}`, 'utf8')]),
+  ...readmeWorkflows()
+])('%s passes only inputs that action.yml declares', (_, text) => {
+  const wf = parse(text) as Workflow
   const steps = Object.values(wf.jobs).flatMap((j) =>
     j.steps.filter((s) => s.uses?.includes('bg-deploy'))
   )
