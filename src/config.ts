@@ -42,14 +42,8 @@ export interface Config {
   versionPattern: RegExp
   githubToken?: string
   createRelease: boolean
-  ssh: {
-    host: string
-    port: number
-    username: string
-    privateKey: string
-    passphrase?: string
-    hostKeyPins: HostKeyPin[]
-    insecureIgnoreHostKey: boolean
+  /** a server: where, as whom, its pinned host key; and how it is reached */
+  ssh: SshTarget & {
     /** seconds until the SSH connection must be ready (TCP, handshake, authentication) */
     connectTimeout: number
     /** proxy-jump: the bastion the connection goes through (ssh -J) */
@@ -96,8 +90,8 @@ export interface Config {
   }
 }
 
-/** A bastion: its address, its own user, key and pinned host key. */
-export interface JumpHost {
+/** An SSH endpoint: its address, the user and key to log in with, its pinned host key. */
+export interface SshTarget {
   host: string
   port: number
   username: string
@@ -106,6 +100,9 @@ export interface JumpHost {
   hostKeyPins: HostKeyPin[]
   insecureIgnoreHostKey: boolean
 }
+
+/** A bastion (proxy-jump): its own address, user, key and pinned host key. */
+export type JumpHost = SshTarget
 
 /**
  * command-timeout: long enough for what the inputs let a script wait for (health, drain, watch),
