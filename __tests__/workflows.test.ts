@@ -102,19 +102,19 @@ test('action.yml is a valid action by GitHub’s schema, running on node24', () 
   })
 })
 
-test.each([
-  ...files.map((f) => [f, readFileSync(`${dir}/${f}`, 'utf8')]),
-  ...readmeWorkflows()
-])('%s passes only inputs that action.yml declares', (_, text) => {
-  const wf = parse(text) as Workflow
-  const steps = Object.values(wf.jobs).flatMap((j) =>
-    j.steps.filter((s) => s.uses?.includes('bg-deploy'))
-  )
-  expect(steps.length).toBeGreaterThan(0)
-  for (const step of steps)
-    for (const name of Object.keys(step.with ?? {}))
-      expect(Object.keys(action.inputs)).toContain(name)
-})
+test.each([...files.map((f) => [f, readFileSync(`${dir}/${f}`, 'utf8')]), ...readmeWorkflows()])(
+  '%s passes only inputs that action.yml declares',
+  (_, text) => {
+    const wf = parse(text) as Workflow
+    const steps = Object.values(wf.jobs).flatMap((j) =>
+      j.steps.filter((s) => s.uses?.includes('bg-deploy'))
+    )
+    expect(steps.length).toBeGreaterThan(0)
+    for (const step of steps)
+      for (const name of Object.keys(step.with ?? {}))
+        expect(Object.keys(action.inputs)).toContain(name)
+  }
+)
 
 test.each([...files.map((f) => [f, readFileSync(`${dir}/${f}`, 'utf8')]), ...readmeWorkflows()])(
   '%s: a lowercase image, packages: write for ghcr.io, a time limit on every job',
