@@ -344,3 +344,19 @@ test('a long health wait says how long it has waited and the last answer, every 
   expect(out).toMatch(/==> still waiting for a-blue: 5s of 6s, last: HTTP 503/)
   expect(out).toMatch(/failed: a-blue did not answer 2xx on \/ within 6s \(last: 503\)/)
 }, 20_000)
+
+test('fast pulls leave no heartbeat behind holding the session open', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'bgd-pullfast-'))
+  // a pull from a registry nearby: some tens of milliseconds
+  fakeBin(path.join(dir, 'bin'), 'docker', 'sleep 0.03')
+  mkdirSync(path.join(dir, 'state'))
+  const started = Date.now()
+  // a heartbeat's sleep that outlived its kill would keep this bash's output open for up to 5 s
+  const out = withFunctions(
+    `P[registry_user]=''; STATE_DIR=${dir}/state; RUN_IMAGE=r/app:v2
+     for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do pull_image; done; echo done`,
+    { PATH: `${dir}/bin:${process.env.PATH}` }
+  )
+  expect(out).toContain('done')
+  expect(Date.now() - started).toBeLessThan(4000)
+}, 20_000)

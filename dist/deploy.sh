@@ -755,10 +755,16 @@ pull_image() { # pull_image [WHAT_A_FAILURE_MEANS]
   local progress="$STATE_DIR/pull.progress" beat t0
   : >"$progress"; t0="$(now_ms)"
   # a heartbeat every 5 s while the pull runs: its time, and the layers done of those seen. Its
-  # sleep is killed with it: a sleep left behind would hold the session's output and the lock open
+  # sleep is killed with it, and holds none of the script's descriptors (the session's output, the
+  # commands, the lock): one that outlived a kill would keep them open
   (
-    trap - EXIT; trap 'kill "$s" 2>/dev/null; exit 0' TERM
-    while :; do sleep 5 & s=$!; wait "$s"; pull_progress "$progress" "$t0"; done
+    s=''
+    trap - EXIT; trap '[[ -z "$s" ]] || kill "$s" 2>/dev/null || true; exit 0' TERM
+    while :; do
+      sleep 5 >/dev/null 2>&1 6<&- 7>&- 8>&- 9>&- & s=$!
+      wait "$s" || true
+      pull_progress "$progress" "$t0"
+    done
   ) & beat=$!
   # docker itself (not docker_call, which holds the output until the end) so progress is seen
   command docker ${REGISTRY_CONFIG:+--config "$REGISTRY_CONFIG"} pull -- "$RUN_IMAGE" >"$progress" 2>&1 || rc=$?
