@@ -264,18 +264,40 @@ test('registry credentials go together', () => {
   ])
 })
 
-test('the server pulls with the pull credential when given, else with the push one', () => {
+test('the servers pull with the pull credential, anonymously without one, and with the push one only when told by name', () => {
   const push = { 'registry-username': 'pusher', 'registry-password': 'p1' }
-  expect(parseConfig({ ...base, ...push }, ctx).pull).toEqual({
-    username: 'pusher',
-    password: 'p1'
-  })
+  expect(parseConfig({ ...base, ...push }, ctx).pull).toEqual({ source: 'none' })
   expect(
     parseConfig(
       { ...base, ...push, 'pull-registry-username': 'puller', 'pull-registry-password': 'p2' },
       ctx
     ).pull
-  ).toEqual({ username: 'puller', password: 'p2' })
+  ).toEqual({ username: 'puller', password: 'p2', source: 'pull' })
+  expect(parseConfig({ ...base, ...push, 'push-credential-to-servers': 'true' }, ctx).pull).toEqual(
+    { username: 'pusher', password: 'p1', source: 'push' }
+  )
+  expect(() => parseConfig({ ...base, 'push-credential-to-servers': 'true' }, ctx)).toThrow(
+    /'push-credential-to-servers' is true, but there is no push credential/
+  )
+  expect(() =>
+    parseConfig(
+      {
+        ...base,
+        ...push,
+        'push-credential-to-servers': 'true',
+        'pull-registry-username': 'puller',
+        'pull-registry-password': 'p2'
+      },
+      ctx
+    )
+  ).toThrow(/'push-credential-to-servers' and 'pull-registry-username' do not go together/)
+})
+
+test('engine swarm refuses env names the docker CLI reads itself (its values reach it through its environment)', () => {
+  expect(() =>
+    parseConfig({ ...base, engine: 'swarm', env: 'PATH=/opt\nDOCKER_HOST=tcp://x\nOK=1' }, ctx)
+  ).toThrow(/with engine swarm.*PATH, DOCKER_HOST \(a variable the docker CLI or bash read\)/)
+  expect(parseConfig({ ...base, engine: 'swarm', env: 'OK=1' }, ctx).app.env).toEqual([['OK', '1']])
 })
 
 test.each([

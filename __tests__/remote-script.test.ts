@@ -16,7 +16,9 @@ import {
 } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
-import { loadDeployScript } from '../src/remote.js'
+import { ROLE_SECRETS, ROLES, type Role, type SecretLine } from '../src/protocol.js'
+import { loadDeployScript, remoteStdin } from '../src/remote.js'
+import { testConfig } from './support/config.js'
 import { joinRemote, PARTS } from '../scripts/join-remote.mjs'
 
 const script = loadDeployScript()
@@ -360,3 +362,91 @@ test('fast pulls leave no heartbeat behind holding the session open', () => {
   expect(out).toContain('done')
   expect(Date.now() - started).toBeLessThan(4000)
 }, 20_000)
+
+describe('each host reads exactly the secrets its steps use', () => {
+  const lines: Record<SecretLine, string> = {
+    registry_password: `registry_password ${b64('pull-pw')}`,
+    env: `env K ${b64('v')}`,
+    run_arg: `run_arg ${b64('--memory')}`
+  }
+  /** Which secret lines the script accepts from stdin, run as `role` (or action=status). */
+  function accepted(role: Role | 'status'): SecretLine[] {
+    const params = role === 'status' ? 'action=status' : `role=${role}`
+    return (Object.keys(lines) as SecretLine[]).filter((name) => {
+      const functions = script.replace('main "$@"; exit "$?"\n', '')
+      const r = spawnSync(
+        'bash',
+        ['-c', `${functions}\nparams_parse app=x image=r/x:v1 ${params}\nparams_read_secrets`],
+        { input: `${lines[name]}\nend\n`, encoding: 'utf8' }
+      )
+      if (r.status !== 0) expect(r.stdout + r.stderr).toMatch(/does not read: refused/)
+      return r.status === 0
+    })
+  }
+  test.each([...ROLES, 'status'] as const)(
+    'role %s: the script reads what the runner sends it, and refuses any other line',
+    (role) => {
+      const reads = accepted(role)
+      expect(reads).toEqual(role === 'status' ? [] : [...ROLE_SECRETS[role]])
+      // the runner sends that and nothing else, even when the config has every kind of secret
+      const config = testConfig({
+        'pull-registry-username': 'r',
+        'pull-registry-password': 'pull-pw',
+        env: 'K=v',
+        'docker-run-args': '--memory 1g'
+      })
+      const sent = new Set(
+        remoteStdin('', config, role)
+          .split('\n')
+          .filter((l) => l && l !== 'end')
+          .map((l) => l.split(' ')[0])
+      )
+      expect([...sent].sort()).toEqual([...reads].sort())
+    }
+  )
+  test('the load balancer gets no secret: none of its reads is a secret line', () => {
+    expect(ROLE_SECRETS.lb).toEqual([])
+  })
+})
+
+test('engine swarm: no env value is in any argument list of docker or its parents, yet docker gets every value', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'bgd-swarm-'))
+  const secretA = 'sw0rdfish-value-A'
+  const secretB = 'has spaces and $(id) `x`'
+  // a docker that records its arguments, its parent's (timeout) and the values it can see
+  fakeBin(
+    path.join(dir, 'bin'),
+    'docker',
+    `printf '%s\\n' "$*" >>"${dir}/argv"
+tr '\\0' ' ' </proc/$PPID/cmdline >>"${dir}/argv"; echo >>"${dir}/argv"
+case "$*" in
+  *"service inspect -f"*) echo 'completed|' ;;
+  *"service inspect"*) [[ -f "${dir}/exists" ]] || exit 1 ;;
+  *"service update"*|*"service create"*)
+    printf 'A=%s\\nB=%s\\n' "\${SECRET_A-}" "\${SECRET_B-}" >>"${dir}/env"
+    for f in "$@"; do [[ "$f" == */.env.* ]] && cat "$f" >>"${dir}/env"; done
+    touch "${dir}/exists" ;;
+esac
+exit 0`
+  )
+  const deploy = () =>
+    withFunctions(
+      `STATE_DIR=${dir}/state; mkdir -p "$STATE_DIR"
+P[app]=shop; P[engine]=swarm; P[health_timeout]=5; P[watch]=0
+RUN_IMAGE=r/shop:v2; RUN_VERSION=v2
+ENV_KEYS=(SECRET_A SECRET_B); ENV_VALUES=("$VALUE_A"x "$VALUE_B"x); unset VALUE_A VALUE_B
+swarm_deploy`,
+      // the values come in through the environment, so that this test's own bash -c holds none
+      { PATH: `${dir}/bin:${process.env.PATH}`, VALUE_A: secretA, VALUE_B: secretB }
+    )
+  deploy() // created: the values in an owner-only file, read by docker, removed
+  deploy() // updated: the values in docker's environment, --env-add KEY only
+  const argv = readFileSync(path.join(dir, 'argv'), 'utf8')
+  expect(argv).toMatch(/service create/)
+  expect(argv).toMatch(/service update .*--env-add SECRET_A --env-add SECRET_B/)
+  for (const s of [secretA, 'sw0rdfish', 'has spaces']) expect(argv).not.toContain(s)
+  const seen = readFileSync(path.join(dir, 'env'), 'utf8')
+  expect(seen).toContain(`SECRET_A=${secretA}\nSECRET_B=${secretB}\n`) // create: the env file
+  expect(seen).toContain(`A=${secretA}\nB=${secretB}\n`) // update: the CLI's environment
+  expect(readdirSync(path.join(dir, 'state'))).toEqual([])
+})

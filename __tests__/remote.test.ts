@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process'
+import { pullCredentialNote } from '../src/config.js'
 import { testConfig } from './support/config.js'
 import {
   MAX_LINE,
@@ -15,6 +16,7 @@ const config = testConfig({
   'app-name': 'shop',
   'registry-username': 'bot',
   'registry-password': 'pa55word',
+  'push-credential-to-servers': 'true',
   env: 'DB_URL=postgres://u:p@h/db\nQUOTE=it\'s "$(rm -rf /)"`id`',
   'docker-run-args': `--memory 256m --label 'a b'`
 })
@@ -45,16 +47,15 @@ test('arguments carry every non-secret parameter and no secret', () => {
       'nginx_reload=nginx -s reload',
       'switch_mode=reload',
       'live_port=8083',
-      'registry_user=bot',
-      'run_arg=--memory',
-      'run_arg=256m',
-      'run_arg=--label',
-      'run_arg=a b'
+      'registry_user=bot'
     ])
   )
   const command = remoteCommand(args)
   expect(command.startsWith("bash -s -- 'action=deploy' ")).toBe(true)
-  for (const secret of ['pa55word', 'postgres://', 'rm -rf']) expect(command).not.toContain(secret)
+  // docker-run-args may embed a secret: they ride on stdin, never on the command line
+  for (const secret of ['pa55word', 'postgres://', 'rm -rf', '256m', 'a b'])
+    expect(command).not.toContain(secret)
+  expect(args.some((a) => a.startsWith('run_arg'))).toBe(false)
 })
 
 test('secrets follow the script on stdin, base64-encoded, ending with end', () => {
@@ -66,7 +67,40 @@ test('secrets follow the script on stdin, base64-encoded, ending with end', () =
   expect(Buffer.from(lines[3]!.split(' ')[2]!, 'base64').toString()).toBe(
     `it's "$(rm -rf /)"\`id\``
   )
-  expect(lines.slice(4)).toEqual(['end', ''])
+  const runArgs = lines.slice(4, 8)
+  expect(runArgs.map((l) => l.split(' ')[0])).toEqual(Array(4).fill('run_arg'))
+  expect(runArgs.map((l) => Buffer.from(l.split(' ')[1]!, 'base64').toString())).toEqual([
+    '--memory',
+    '256m',
+    '--label',
+    'a b'
+  ])
+  expect(lines.slice(8)).toEqual(['end', ''])
+})
+
+test.each([
+  ['single', ['registry_password', 'env', 'env', 'run_arg', 'run_arg', 'run_arg', 'run_arg']],
+  ['host', ['registry_password', 'env', 'env', 'run_arg', 'run_arg', 'run_arg', 'run_arg']],
+  ['app', ['registry_password', 'env', 'env', 'run_arg', 'run_arg', 'run_arg', 'run_arg']],
+  ['lb', []],
+  ['status', []]
+] as const)('role %s is sent exactly the secret lines its steps read', (role, expected) => {
+  const pulling = testConfig({
+    'app-name': 'shop',
+    'pull-registry-username': 'reader',
+    'pull-registry-password': 'r3ad0nly',
+    env: 'DB_URL=postgres://u:p@h/db\nQUOTE=x',
+    'docker-run-args': `--memory 256m --label 'a b'`
+  })
+  const stdin = remoteStdin('', pulling, role)
+  const names = stdin
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => l.split(' ')[0])
+  expect(names).toEqual([...expected, 'end'])
+  if (role === 'lb' || role === 'status')
+    for (const s of ['r3ad0nly', 'postgres', '256m'].map((x) => Buffer.from(x).toString('base64')))
+      expect(stdin).not.toContain(s.slice(0, 8))
 })
 
 test('the parser splits chunks into lines, reads markers, and defuses workflow commands', () => {
@@ -279,6 +313,14 @@ test('the server gets the pull credential, never the push one, when one is given
   expect(stdin).toContain(Buffer.from('pull-secret').toString('base64'))
   expect(stdin + args.join(' ')).not.toContain(Buffer.from('push-secret').toString('base64'))
   expect(stdin + args.join(' ')).not.toMatch(/push-secret|pusher/)
-  // without a pull credential, the push one serves for the pull (as before)
+  // without a pull credential the servers pull anonymously: no silent fallback to the push one
+  const pushOnly = testConfig({ 'registry-username': 'pusher', 'registry-password': 'push-secret' })
+  expect(pushOnly.pull).toEqual({ source: 'none' })
+  expect(scriptArgs(pushOnly, req).join(' ')).not.toContain('pusher')
+  expect(remoteStdin('script', pushOnly)).not.toContain('registry_password')
+  expect(pullCredentialNote(pushOnly)).toMatch(/anonymously/)
+  // only when the workflow says so by name
   expect(scriptArgs(config, req)).toContain('registry_user=bot')
+  expect(pullCredentialNote(config)).toMatch(/push credential \(bot\), as push-credential-to-servers/)
+  expect(pullCredentialNote(c)).toMatch(/as puller \(pull-registry-username\)/)
 })

@@ -14,7 +14,7 @@ const UPSTREAM_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/
  * Variables that bash and the docker CLI on the server read themselves: a value that spans lines
  * reaches `docker run` through the CLI's environment, where these would change the CLI.
  */
-const CLI_VARIABLES =
+export const CLI_VARIABLES =
   /^(PATH|HOME|IFS|ENV|TMPDIR|SHELLOPTS|BASHOPTS|BASH_.*|LD_.*|DOCKER_.*|(HTTPS?|NO|ALL)_PROXY)$/i
 
 /** The app: its name, ports, network, environment and extra docker run arguments. */
@@ -197,6 +197,7 @@ export function checkEngine(
     runArgs: string[]
     maxParallel: number
     keepWarm: number
+    envKeys: string[]
   }
 ): Config['engine'] {
   const raw = c.get('engine')?.trim() ?? defaultOf('engine')
@@ -219,6 +220,11 @@ export function checkEngine(
     if (s.runArgs.length > 0)
       c.add(
         "Input 'docker-run-args' does not apply to a Swarm service: remove it with engine swarm."
+      )
+    const cli = s.envKeys.filter((k) => CLI_VARIABLES.test(k))
+    if (cli.length > 0)
+      c.add(
+        `Invalid env with engine swarm: the values reach 'docker service update' through the docker CLI's own environment (never its command line), so ${cli.join(', ')} (a variable the docker CLI or bash read) cannot be given there. Use another name, or put it in env-file on the server.`
       )
   }
   return {

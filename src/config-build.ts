@@ -116,6 +116,17 @@ export function checkBuild(
     'pull-registry-password',
     `for the server's pull from ${registry || 'the registry'}`
   )
+  // the servers get no credential by default: a pull credential when given, the push one only
+  // when the workflow says so by name (it can push images, and as GITHUB_TOKEN write the repository)
+  const pushToServers = c.bool('push-credential-to-servers')
+  if (pushToServers && pull.username)
+    c.add(
+      "Inputs 'push-credential-to-servers' and 'pull-registry-username' do not go together: the servers get one credential. Remove push-credential-to-servers to give them the pull credential."
+    )
+  if (pushToServers && !push.username)
+    c.add(
+      "Input 'push-credential-to-servers' is true, but there is no push credential: give registry-username and registry-password, or remove push-credential-to-servers."
+    )
   return {
     image,
     prebuilt,
@@ -125,7 +136,11 @@ export function checkBuild(
     buildArgs,
     registryUsername: push.username,
     registryPassword: push.password,
-    pull: pull.username ? pull : push
+    pull: pull.username
+      ? { ...pull, source: 'pull' }
+      : pushToServers && push.username
+        ? { ...push, source: 'push' }
+        : { source: 'none' }
   }
 }
 

@@ -28,6 +28,7 @@ export const INPUTS = {
   'registry-password': { group: 'build', secret: true },
   'pull-registry-username': { group: 'build' },
   'pull-registry-password': { group: 'build', secret: true },
+  'push-credential-to-servers': { group: 'build', default: 'false' },
   version: { group: 'version' },
   'version-pattern': { group: 'version' },
   'github-token': { group: 'version', secret: true },

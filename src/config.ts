@@ -22,6 +22,18 @@ export {
 } from './config-inputs.js'
 export { registryOf } from './config-build.js'
 
+/** What the log says of the credential the servers got for their pull. */
+export function pullCredentialNote(config: Pick<Config, 'pull' | 'registry'>): string {
+  switch (config.pull.source) {
+    case 'pull':
+      return `The servers pull from ${config.registry} as ${config.pull.username} (pull-registry-username); they never get the push credential.`
+    case 'push':
+      return `The servers pull from ${config.registry} with the push credential (${config.pull.username}), as push-credential-to-servers says: each one holds it while its script runs.`
+    case 'none':
+      return `The servers pull from ${config.registry} anonymously: they get no registry credential (give a read-only one in pull-registry-username and pull-registry-password if the image is private).`
+  }
+}
+
 export interface Config {
   /** the image repository, without a tag or digest */
   image: string
@@ -36,8 +48,11 @@ export interface Config {
   buildArgs: string[]
   registryUsername?: string
   registryPassword?: string
-  /** what the server logs in with to pull: the pull credential when given, else the push one */
-  pull: { username?: string; password?: string }
+  /**
+   * what the servers log in with to pull: the pull credential (source pull), the push one when
+   * push-credential-to-servers says so (source push), or nothing: an anonymous pull (source none)
+   */
+  pull: { username?: string; password?: string; source: 'pull' | 'push' | 'none' }
   version?: string
   versionPattern: RegExp
   githubToken?: string
@@ -161,7 +176,8 @@ export function parseConfig(inputs: Inputs, ctx: ConfigContext): Config {
     mode: sw.switch.mode,
     runArgs: app.dockerRunArgs,
     maxParallel: fleet.maxParallel,
-    keepWarm: after.keepWarm
+    keepWarm: after.keepWarm,
+    envKeys: app.env.map(([k]) => k)
   })
   c.done()
   return {

@@ -1,5 +1,5 @@
 import * as core from '@actions/core'
-import type { Config } from './config.js'
+import { pullCredentialNote, type Config } from './config.js'
 import type { RunContext } from './context.js'
 import { readCommit } from './context.js'
 import { FleetError, runFleet, serverName, type Server, type ServerOutcome } from './fleet.js'
@@ -155,6 +155,7 @@ async function connectAll(config: Config, deps: Deps): Promise<Target> {
   core.info(
     `Connected to ${all.length === 1 ? `${config.ssh.username}@${config.ssh.host}:${config.ssh.port}` : all.map(serverName).join(', ')}`
   )
+  core.info(pullCredentialNote(config))
   return config.lb
     ? { servers: servers.slice(0, -1), lb: servers[servers.length - 1] }
     : { servers }

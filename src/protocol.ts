@@ -48,11 +48,35 @@ export const PARAMETERS = {
   build_wait: '0'
 } as const
 export type Parameter = keyof typeof PARAMETERS
-/** A repeatable argument: one `docker run` argument each, in order. */
-export const RUN_ARG = 'run_arg'
+/**
+ * A run over several servers (src/remote/main.sh): each server's script runs in a role, reports
+ * the stage it reached (`await` marker) and waits for the runner's next command on stdin.
+ * single: one server switching itself in one go (no commands); host: a server with its own nginx;
+ * app: a server behind the load-balancer host; lb: that load balancer.
+ */
+export const ROLES = ['single', 'host', 'app', 'lb'] as const
+export type Role = (typeof ROLES)[number]
 
-/** The secret lines that follow the script on stdin, ending with `end`. */
-export const SECRET_LINES = ['registry_password', 'env', 'end'] as const
+/**
+ * The secret lines that follow the script on stdin, ending with `end`: the pull credential's
+ * password, one `env KEY B64` per app variable, one `run_arg B64` per `docker run` argument (they
+ * may embed a secret, so they never ride on the command line), in order.
+ */
+export const SECRET_LINES = ['registry_password', 'env', 'run_arg', 'end'] as const
+export type SecretLine = Exclude<(typeof SECRET_LINES)[number], 'end'>
+
+/**
+ * What each role's steps read of the secret lines, and so all the runner sends it: a server that
+ * runs containers (single, host, app) needs the pull credential, the env and the run arguments; the
+ * load balancer runs none and gets nothing. `action=status` gets nothing either. The script
+ * refuses a line its role does not read (src/remote/lib/params.sh).
+ */
+export const ROLE_SECRETS: Record<Role, readonly SecretLine[]> = {
+  single: ['registry_password', 'env', 'run_arg'],
+  host: ['registry_password', 'env', 'run_arg'],
+  app: ['registry_password', 'env', 'run_arg'],
+  lb: []
+}
 
 /** The script's stdout carries only `::bg-deploy-<marker>:: text` lines. */
 export const MARKERS = [
@@ -112,14 +136,6 @@ export const HISTORY_FIELDS = [
   'result'
 ] as const
 
-/**
- * A run over several servers (src/remote/main.sh): each server's script runs in a role, reports
- * the stage it reached (`await` marker) and waits for the runner's next command on stdin.
- * single: one server switching itself in one go (no commands); host: a server with its own nginx;
- * app: a server behind the load-balancer host; lb: that load balancer.
- */
-export const ROLES = ['single', 'host', 'app', 'lb'] as const
-export type Role = (typeof ROLES)[number]
 /**
  * The stages a script reports before it waits: locked (single, while the runner builds: the lock
  * taken, the serving color known), ready (lb), prepared (host, app), switched (host, lb).

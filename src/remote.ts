@@ -11,7 +11,7 @@ import {
 } from './answer.js'
 import type { Config } from './config.js'
 import {
-  RUN_ARG,
+  ROLE_SECRETS,
   STAGES,
   type Command,
   type EventName,
@@ -110,10 +110,7 @@ export function scriptArgs(
         ] as [Parameter, string | number | undefined][])
       : [])
   ]
-  return [
-    ...a.filter(([, v]) => v !== undefined && v !== '').map(([k, v]) => `${k}=${v}`),
-    ...config.app.dockerRunArgs.map((r) => `${RUN_ARG}=${r}`)
-  ]
+  return a.filter(([, v]) => v !== undefined && v !== '').map(([k, v]) => `${k}=${v}`)
 }
 
 /** The remote command line: constant program, quoted non-secret arguments. */
@@ -124,13 +121,23 @@ export function remoteCommand(args: string[]): string {
 const b64 = (s: string) => Buffer.from(s, 'utf8').toString('base64')
 
 /**
- * stdin: the script, then the secrets as `name base64` lines, then `end`. The server gets the pull
- * credential (the push one only when no pull credential is given).
+ * stdin: the script, then the secrets as `name base64` lines, then `end`: only those the role's
+ * steps read (ROLE_SECRETS), so the load balancer and `status` get none. The pull credential is
+ * the one the servers were given (config.pull: none, a pull credential, or the push one when the
+ * workflow says so).
  */
-export function remoteStdin(script: string, config: Config): string {
+export function remoteStdin(
+  script: string,
+  config: Config,
+  role: Role | 'status' = 'single'
+): string {
+  const reads = role === 'status' ? [] : ROLE_SECRETS[role]
   const lines: string[] = []
-  if (config.pull.password) lines.push(`registry_password ${b64(config.pull.password)}`)
-  for (const [k, v] of config.app.env) lines.push(`env ${k} ${b64(v)}`)
+  if (reads.includes('registry_password') && config.pull.password)
+    lines.push(`registry_password ${b64(config.pull.password)}`)
+  if (reads.includes('env')) for (const [k, v] of config.app.env) lines.push(`env ${k} ${b64(v)}`)
+  if (reads.includes('run_arg'))
+    for (const a of config.app.dockerRunArgs) lines.push(`run_arg ${b64(a)}`)
   lines.push('end')
   return `${script.endsWith('\n') ? script : script + '\n'}${lines.join('\n')}\n`
 }
@@ -318,7 +325,7 @@ export function startRemote(
     waiting.delete(stage)
   })
   const stdin = new PassThrough()
-  stdin.write(remoteStdin(script, config))
+  stdin.write(remoteStdin(script, config, req.role))
   if ((!req.role || req.role === 'single') && !req.buildWait) stdin.end()
   // command-timeout: a script that hangs (a stuck lock, pull or docker) does not hold the runner;
   // its connection is closed, as when the runner dies
@@ -460,7 +467,7 @@ export async function readStatus(
   const args = scriptArgs(config, { action: 'status', image: config.image, actor: '', runUrl: '' })
   // no secret is sent: status needs none
   const r = await shell.exec(remoteCommand(args), {
-    stdin: `${script.endsWith('\n') ? script : `${script}\n`}end\n`,
+    stdin: remoteStdin(script, config, 'status'),
     onStdout: (c) => parser.push('out', c),
     onStderr: (c) => parser.push('err', c)
   })

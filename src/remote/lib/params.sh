@@ -15,7 +15,7 @@ declare -A P=(
   [engine]=ssh [replicas]=2 [health_cmd]='' [max_parallel]=1 [build_wait]=0
 )
 
-RUN_ARGS=()
+RUN_ARGS=() # docker run arguments, from `run_arg` secret lines (they may embed a secret)
 
 ENV_KEYS=()
 
@@ -28,9 +28,7 @@ params_parse() {
   for arg in "$@"; do
     key="${arg%%=*}"
     [[ "$arg" == *=* ]] || die "bad argument '$arg' (expected key=value)"
-    if [[ "$key" == run_arg ]]; then
-      RUN_ARGS+=("${arg#*=}")
-    elif [[ -v "P[$key]" ]]; then
+    if [[ -v "P[$key]" ]]; then
       P[$key]="${arg#*=}"
     else
       die "unknown parameter '$key'"
@@ -40,13 +38,27 @@ params_parse() {
   [[ -n "${P[image]}" ]] || die "parameter image is required"
 }
 
-# Secrets come after the script on stdin: `registry_password B64`, `env KEY B64`, then `end`.
+# The secret lines a run reads (ROLE_SECRETS in src/protocol.ts): a server that runs containers
+# reads them all; the load balancer runs none, and `status` changes nothing, so they read none.
+params_secrets_wanted() {
+  if [[ "${P[action]}" == status || "${P[role]}" == lb ]]; then return 0; fi
+  printf '%s\n' registry_password env run_arg
+}
+
+# Secrets come after the script on stdin: `registry_password B64`, `env KEY B64`, `run_arg B64`,
+# then `end`. A line this run does not read is refused: the runner sends each host only what its
+# steps use.
 params_read_secrets() {
-  local name a b
+  local name a b wanted
+  wanted=" $(params_secrets_wanted | tr '\n' ' ')"
   while IFS=' ' read -r name a b; do
+    if [[ -n "$name" && "$name" != end && "$wanted" != *" $name "* ]]; then
+      die "the runner sent a secret line '$name', which ${P[action]} in role ${P[role]} does not read: refused"
+    fi
     case "$name" in
       end) break ;;
       registry_password) REGISTRY_PASSWORD="$(printf '%s' "$a" | base64 -d)" ;;
+      run_arg) RUN_ARGS+=("$(printf '%s' "$a" | base64 -d; printf x)"); RUN_ARGS[-1]="${RUN_ARGS[-1]%x}" ;;
       env)
         [[ "$a" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || die "bad env key"
         ENV_KEYS+=("$a")

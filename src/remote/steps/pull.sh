@@ -32,7 +32,9 @@ pull_image() { # pull_image [WHAT_A_FAILURE_MEANS]
       log "pull failed, using the image already on the server: $out"
     else
       history_add failed-pull
-      die "${1:-cannot pull $RUN_IMAGE: is the registry reachable from the server, and was the image pushed? Nothing was changed; the previous version is still serving.} (docker: $out)"
+      local anon=''
+      if [[ -z "${P[registry_user]}" ]]; then anon=' This server pulled anonymously: for a private image give it a read-only credential in pull-registry-username and pull-registry-password.'; fi
+      die "${1:-cannot pull $RUN_IMAGE: is the registry reachable from the server, and was the image pushed? Nothing was changed; the previous version is still serving.}$anon (docker: $out)"
     fi
   fi
   event pulled

@@ -13,6 +13,13 @@ swarm_check() {
 
 swarm_service() { printf '%s' "${P[app]}"; }
 
+# A variable the docker CLI, the dynamic linker or bash read themselves (the same list as the
+# action's check of env, src/config-app.ts): it cannot carry an app's value into the CLI.
+swarm_env_name_ok() { # swarm_env_name_ok NAME
+  local n="${1^^}"
+  case "$n" in PATH | HOME | IFS | ENV | TMPDIR | SHELLOPTS | BASHOPTS | BASH_* | LD_* | DOCKER_* | HTTP_PROXY | HTTPS_PROXY | NO_PROXY | ALL_PROXY) return 1 ;; esac
+}
+
 # The service's settings both create and update take.
 swarm_settings() { # prints one argument per line
   local monitor="${P[watch]}"
@@ -39,6 +46,7 @@ swarm_deploy() {
     local i
     for i in "${!ENV_KEYS[@]}"; do
       [[ "${ENV_VALUES[$i]}" != *[$'\n\r']* ]] || die "engine swarm takes env values of one line; ${ENV_KEYS[$i]} spans lines (use a Docker secret for it)"
+      swarm_env_name_ok "${ENV_KEYS[$i]}" || die "engine swarm hands env values to the docker CLI through its environment, so ${ENV_KEYS[$i]}, a variable the CLI or bash reads itself, cannot be one. Rename it, or put it in env-file on the server. Nothing was changed."
     done
   fi
   limit=$(( ${P[health_timeout]%.*} + P[watch] + 60 ))
@@ -46,8 +54,12 @@ swarm_deploy() {
   event started
   if docker_call service inspect "$svc" >/dev/null 2>&1; then
     log "updating service $svc to $RUN_IMAGE (start-first; Swarm rolls back on failure)"
-    for i in "${!ENV_KEYS[@]}"; do args+=(--env-add "${ENV_KEYS[$i]}=${ENV_VALUES[$i]%x}"); done
-    out="$(timeout "$limit" docker ${cfg:+--config "$cfg"} service update --quiet --with-registry-auth --image "$RUN_IMAGE" \
+    # `--env-add KEY` without a value: the docker CLI reads the value from its own environment,
+    # set in this subshell only, so no value is in any process's arguments (ps, /proc/*/cmdline)
+    for i in "${!ENV_KEYS[@]}"; do args+=(--env-add "${ENV_KEYS[$i]}"); done
+    out="$(docker_bin="$(command -v docker)"
+      for i in "${!ENV_KEYS[@]}"; do export "${ENV_KEYS[$i]}=${ENV_VALUES[$i]%x}"; done
+      timeout "$limit" "$docker_bin" ${cfg:+--config "$cfg"} service update --quiet --with-registry-auth --image "$RUN_IMAGE" \
       --container-label-add "bg-deploy.version=$RUN_VERSION" "${args[@]}" -- "$svc" 2>&1)" || rc=$?
   else
     log "creating service $svc from $RUN_IMAGE with ${P[replicas]} replica(s)"
