@@ -1,5 +1,7 @@
 import { ForeignText } from '../src/foreign.js'
 import { runnerCommands } from './support/runner-commands.js'
+import { shownBuildArgs } from '../src/image.js'
+import { foreignRunner } from '../src/runner.js'
 
 const hostile = [
   '::error::x',
@@ -70,4 +72,46 @@ test('each ForeignText has its own random token', () => {
     tokens.add(out.split('\n')[0]!)
   }
   expect(tokens.size).toBe(20)
+})
+
+test("a local command's output (docker build's RUN steps) is printed inert, and the build's arguments by name only", async () => {
+  let out = ''
+  const f = new ForeignText((s) => (out += s), 'b0b0')
+  const runner = foreignRunner(f)
+  const r = await runner.run(
+    'bash',
+    [
+      '-c',
+      'printf "step 1\\n::set-output name=image::evil\\n  ##[error]x\\r::stop-commands::mine\\n"; printf "::mine::\\n::add-mask::y\\npart" >&2'
+    ],
+    { shown: shownBuildArgs(['build', '--build-arg', 'NPM_TOKEN=s3cr3t-npm', '--', '.']) }
+  )
+  expect(r.code).toBe(0)
+  f.resume()
+  out += '::endgroup::\n'
+  // only the pause and its end, and the action's own command after it
+  expect(runnerCommands(out).map((c) => c.command)).toEqual(['stop-commands', 'b0b0', 'endgroup'])
+  expect(out).toContain('[command]bash build --build-arg NPM_TOKEN=… -- .')
+  expect(out).not.toContain('s3cr3t')
+  expect(out).toContain('::add-mask::y\npart\n')
+})
+
+test('foreign text from the build and from a server share one pause: each action command resumes first', () => {
+  let out = ''
+  const f = new ForeignText((s) => (out += s), 'abc')
+  f.print('build: ::error::from the build')
+  f.print('server: ::warning::from the server')
+  f.resume()
+  out += '::group::own\n'
+  f.print('build: ##[set-output name=x]y')
+  f.resume()
+  out += '::endgroup::\n'
+  expect(runnerCommands(out).map((c) => c.command)).toEqual([
+    'stop-commands',
+    'abc',
+    'group',
+    'stop-commands',
+    'abc',
+    'endgroup'
+  ])
 })

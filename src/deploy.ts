@@ -1,9 +1,10 @@
 import * as core from '@actions/core'
+import * as jobLog from './job-log.js'
 import { pullCredentialNote, type Config } from './config.js'
 import type { RunContext } from './context.js'
 import { readCommit } from './context.js'
 import { FleetError, runFleet, serverName, type Server, type ServerOutcome } from './fleet.js'
-import { ForeignText } from './foreign.js'
+import { foreignText } from './foreign.js'
 import { ServerLog } from './server-log.js'
 import { buildImage, imageLabels, pushImage } from './image.js'
 import type { Registry } from './registry.js'
@@ -217,13 +218,13 @@ async function checkPlan(
   else if (plan.notReleased) {
     const why = plan.notReleased
     notes.push(() =>
-      core.notice(`${why} The image is tagged ${plan.tag}; no release is made.`, {
+      jobLog.notice(`${why} The image is tagged ${plan.tag}; no release is made.`, {
         title: 'No release'
       })
     )
   } else if (built !== 'elsewhere')
     notes.push(() =>
-      core.notice(
+      jobLog.notice(
         `No version found in the commit message, so the image is tagged ${plan.tag} and no release is made. To release, put a version such as v1.2.3 in the commit message or set the 'version' input.`,
         { title: 'No version in the commit message' }
       )
@@ -327,7 +328,7 @@ async function findPushed(
   if (elsewhere) {
     plan = { source: 'none', tag: shaTag(ctx.sha) }
     notes.push(() =>
-      core.notice(
+      jobLog.notice(
         `${asked.version} is released already: ${elsewhere}. A version is released once, so this deploy is named ${plan.tag}. To release it, name a new version.`,
         { title: `${asked.version} is released already` }
       )
@@ -391,7 +392,7 @@ function startBuild(
   const stopper = new AbortController()
   let ended = false
   runnerEvent(outcome, 'build')
-  core.startGroup(`Build ${ref}`)
+  jobLog.startGroup(`Build ${ref}`)
   const done = buildImage(
     deps.runner,
     config,
@@ -403,7 +404,7 @@ function startBuild(
     stopper.signal
   ).finally(() => {
     ended = true
-    core.endGroup()
+    jobLog.endGroup()
   })
   done.catch(() => undefined) // its error is read where the image is needed
   return {
@@ -461,7 +462,7 @@ async function buildReleaseAndSwitch(
           outcome.releaseDraft = undefined
         },
         (e: Error) =>
-          core.warning(`The draft release could not be deleted: ${e.message}`, {
+          jobLog.warning(`The draft release could not be deleted: ${e.message}`, {
             title: 'Draft release left'
           })
       )
@@ -498,7 +499,7 @@ async function pushStep(
   } finally {
     for (const note of notes) note()
   }
-  const pushed = await core.group(`Push ${build.ref}`, () =>
+  const pushed = await jobLog.group(`Push ${build.ref}`, () =>
     inPhase(outcome, 'push', () => pushImage(deps.runner, config, [build.ref], ctx.workspace))
   )
   runnerEvent(outcome, 'pushed')
@@ -579,7 +580,7 @@ async function builtBefore(
 ): Promise<'here' | 'elsewhere' | 'no'> {
   const notice = (where: string) =>
     notes.push(() =>
-      core.notice(
+      jobLog.notice(
         `${plan.version} is released already: ${where}. A version is released once, so this commit deploys as ${shaTag(sha)}. To release it, name a new version.`,
         { title: `${plan.version} is released already` }
       )
@@ -633,7 +634,7 @@ async function moveLatest(
   } catch (e) {
     const message = `${outcome.version ?? ref} serves, but ${config.image}:latest could not be moved to it: ${(e as Error).message}`
     if (action === 'rollback') {
-      core.warning(
+      jobLog.warning(
         `${message}. Until it is, a host that pulls latest gets the version rolled back from.`,
         { title: 'latest not moved' }
       )
@@ -669,15 +670,11 @@ async function switchOnServers(
 ): Promise<void> {
   if (!config.fleet.several)
     return switchOnServer(target.servers[0]!.shell, config, ctx, outcome, req, early)
-  const foreign = new ForeignText()
   const log = (name: string) => ({
-    line: (text: string) => foreign.print(`${name}: ${text}`),
-    warning: (text: string) => {
-      foreign.resume()
-      core.warning(text, { title: `Server ${name}` })
-    },
+    line: (text: string) => foreignText.print(`${name}: ${text}`),
+    warning: (text: string) => jobLog.warning(text, { title: `Server ${name}` }),
     phase: (phase: string) => {
-      foreign.resume()
+      foreignText.resume()
       core.info(`${name}: ${phase}`)
     }
   })
@@ -715,7 +712,7 @@ async function switchOnServers(
     }
     throw e
   } finally {
-    foreign.resume()
+    foreignText.resume()
   }
   if (config.fleet.previewFile && outcome.color) {
     const on = target.lb ? [target.lb] : target.servers
@@ -724,7 +721,7 @@ async function switchOnServers(
   for (const s of outcome.servers ?? [])
     core.info(`${s.name}: ${s.state}${s.color ? ` (${s.color}, ${s.version})` : ''}`)
   if (outcome.prepared)
-    core.notice(
+    jobLog.notice(
       `${outcome.version ?? outcome.image} is prepared on ${where} as ${outcome.color}, not switched to (promote: false).${outcome.previews ? ` Try it at ${outcome.previews.join(', ')}.` : ''} Run again with promote: true to switch to it.`,
       { title: 'Prepared, not switched' }
     )

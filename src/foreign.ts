@@ -37,3 +37,9 @@ export class ForeignText {
     this.stopped = false
   }
 }
+
+/**
+ * The run's one stream of foreign text: the server's output, the build's, every command's. One
+ * instance, so that its pause and resume stay paired however their lines interleave.
+ */
+export const foreignText = new ForeignText()

@@ -40,6 +40,14 @@ export function buildArgs(
   ]
 }
 
+/**
+ * The build's command line as the log shows it: each build argument by its name only, since a
+ * value may be secret (it also stays in the image's history: BuildKit's --secret is for secrets).
+ */
+export function shownBuildArgs(args: string[]): string[] {
+  return args.map((a, i) => (args[i - 1] === '--build-arg' ? `${a.slice(0, a.indexOf('='))}=…` : a))
+}
+
 export function loginArgs(registry: string, username: string): string[] {
   return ['login', '--username', username, '--password-stdin', '--', registry]
 }
@@ -71,7 +79,8 @@ export async function buildImage(
   cwd: string,
   signal?: AbortSignal
 ): Promise<void> {
-  await runChecked(runner, 'docker', buildArgs(config, plan), { cwd, signal })
+  const args = buildArgs(config, plan)
+  await runChecked(runner, 'docker', args, { cwd, signal, shown: shownBuildArgs(args) })
 }
 
 /**

@@ -1,4 +1,5 @@
 import * as core from '@actions/core'
+import * as jobLog from './job-log.js'
 import { context } from '@actions/github'
 import { loadConfig, readInputs, SECRET_INPUTS } from './config.js'
 import { fromGithubContext, type RunContext } from './context.js'
@@ -6,6 +7,7 @@ import { deploy, type Outcome } from './deploy.js'
 import { parseDotenv } from './dotenv.js'
 import { registryCredentials, registryClient } from './registry.js'
 import { githubReleases } from './release.js'
+import { foreignText } from './foreign.js'
 import { execRunner } from './runner.js'
 import { connectSsh } from './ssh.js'
 import { writeSummary } from './summary.js'
@@ -68,14 +70,14 @@ export async function run(start: RunStart = {}): Promise<Outcome> {
         releases: (token) => githubReleases(token, ctx.owner, ctx.repo),
         registry: (c) => registryClient(c.image, c.registry, registryCredentials(c.registry, c)),
         connect: (ssh) =>
-          connectSsh(ssh, { warn: (m) => core.warning(m, { title: 'Host key not checked' }) })
+          connectSsh(ssh, { warn: (m) => jobLog.warning(m, { title: 'Host key not checked' }) })
       },
       outcome
     )
   } catch (e) {
     outcome.error = e instanceof Error ? e.message : String(e)
     // an annotation with a title that says where it failed; the step fails with it
-    core.error(outcome.error, {
+    jobLog.error(outcome.error, {
       title: `bg-deploy failed${outcome.failedPhase ? `: ${outcome.failedPhase}` : ''}`
     })
     process.exitCode = 1
@@ -85,7 +87,7 @@ export async function run(start: RunStart = {}): Promise<Outcome> {
       try {
         await writeSummary(outcome)
       } catch (e) {
-        core.warning(`The job summary could not be written: ${(e as Error).message}`)
+        jobLog.warning(`The job summary could not be written: ${(e as Error).message}`)
       }
     }
   }
@@ -93,6 +95,7 @@ export async function run(start: RunStart = {}): Promise<Outcome> {
 }
 
 function setOutputs(o: Outcome): void {
+  foreignText.resume()
   core.setOutput('version', o.version ?? '')
   core.setOutput('image', o.image ?? '')
   core.setOutput('tags', o.tags.join('\n'))

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process'
-import { getExecOutput } from '@actions/exec'
+import { foreignText, type ForeignText } from './foreign.js'
 
 export interface RunResult {
   code: number
@@ -9,7 +9,9 @@ export interface RunResult {
 
 /**
  * env is added to the runner's environment (DOCKER_CONFIG for a temporary login); signal stops the
- * command (a build begun before the servers were reached, no longer wanted).
+ * command (a build begun before the servers were reached, no longer wanted); shown is the command
+ * line as the log shows it (default: the arguments as they are), so that a value which may be
+ * secret (a build argument) is not printed.
  */
 export interface RunOptions {
   input?: string
@@ -17,6 +19,7 @@ export interface RunOptions {
   silent?: boolean
   env?: Record<string, string>
   signal?: AbortSignal
+  shown?: string[]
 }
 
 /** Runs one command as argv (never through a shell). The single place local commands execute. */
@@ -47,60 +50,58 @@ export async function runChecked(
   return result
 }
 
-/** The real runner: @actions/exec, output streamed into the job log. */
-export const execRunner: Runner = {
-  async run(cmd, args, opts = {}) {
-    if (opts.signal) return stoppable(cmd, args, opts, opts.signal)
-    const r = await getExecOutput(cmd, args, {
-      ignoreReturnCode: true,
-      cwd: opts.cwd,
-      silent: opts.silent,
-      env: opts.env ? ({ ...process.env, ...opts.env } as Record<string, string>) : undefined,
-      input: opts.input === undefined ? undefined : Buffer.from(opts.input)
-    })
-    return { code: r.exitCode, stdout: r.stdout, stderr: r.stderr }
+/**
+ * A runner whose commands print into the job log as foreign text: the command line, then its
+ * output, between `::stop-commands::` and its token. What a command prints is not the action's:
+ * `docker build` runs the Dockerfile's `RUN` steps (package installs, third-party scripts), whose
+ * output could otherwise carry `::set-output`, `##[…]` or `::stop-commands::`.
+ */
+export function foreignRunner(log: ForeignText = foreignText): Runner {
+  return {
+    run: (cmd, args, opts = {}) =>
+      new Promise((resolve, reject) => {
+        if (!opts.silent) log.print(`[command]${cmd} ${(opts.shown ?? args).join(' ')}`)
+        const child = spawn(cmd, args, {
+          cwd: opts.cwd,
+          env: { ...process.env, ...opts.env },
+          stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe']
+        })
+        const out: Buffer[] = []
+        const err: Buffer[] = []
+        // whole lines to the log, as they come from either stream
+        let partial = ''
+        const show = (d: Buffer) => {
+          if (opts.silent) return
+          const text = partial + d.toString('utf8')
+          const end = Math.max(text.lastIndexOf('\n'), text.lastIndexOf('\r'))
+          if (end >= 0) log.print(text.slice(0, end).replace(/\r\n/g, '\n'))
+          partial = text.slice(end + 1)
+        }
+        child.stdout?.on('data', (d: Buffer) => {
+          out.push(d)
+          show(d)
+        })
+        child.stderr?.on('data', (d: Buffer) => {
+          err.push(d)
+          show(d)
+        })
+        if (opts.input !== undefined) child.stdin?.end(opts.input)
+        const stop = () => child.kill('SIGTERM')
+        if (opts.signal?.aborted) stop()
+        else opts.signal?.addEventListener('abort', stop, { once: true })
+        child.on('error', reject)
+        child.on('close', (code, sig) => {
+          opts.signal?.removeEventListener('abort', stop)
+          if (partial) log.print(partial)
+          resolve({
+            code: code ?? (sig ? 143 : 1),
+            stdout: Buffer.concat(out).toString(),
+            stderr: Buffer.concat(err).toString()
+          })
+        })
+      })
   }
 }
 
-/**
- * A command that can be stopped: as @actions/exec runs it (the command line, then its output, in
- * the job log), killed (SIGTERM) when the signal aborts; it then ends with code 143.
- */
-function stoppable(
-  cmd: string,
-  args: string[],
-  opts: RunOptions,
-  signal: AbortSignal
-): Promise<RunResult> {
-  if (!opts.silent) process.stdout.write(`[command]${cmd} ${args.join(' ')}\n`)
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, {
-      cwd: opts.cwd,
-      env: { ...process.env, ...opts.env },
-      stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe']
-    })
-    const out: Buffer[] = []
-    const err: Buffer[] = []
-    child.stdout?.on('data', (d: Buffer) => {
-      out.push(d)
-      if (!opts.silent) process.stdout.write(d)
-    })
-    child.stderr?.on('data', (d: Buffer) => {
-      err.push(d)
-      if (!opts.silent) process.stdout.write(d)
-    })
-    if (opts.input !== undefined) child.stdin?.end(opts.input)
-    const stop = () => child.kill('SIGTERM')
-    if (signal.aborted) stop()
-    else signal.addEventListener('abort', stop, { once: true })
-    child.on('error', reject)
-    child.on('close', (code, sig) => {
-      signal.removeEventListener('abort', stop)
-      resolve({
-        code: code ?? (sig ? 143 : 1),
-        stdout: Buffer.concat(out).toString(),
-        stderr: Buffer.concat(err).toString()
-      })
-    })
-  })
-}
+/** The real runner: its commands' output streamed into the job log, inert. */
+export const execRunner: Runner = foreignRunner()

@@ -1,5 +1,6 @@
 import * as core from '@actions/core'
-import { ForeignText } from './foreign.js'
+import * as jobLog from './job-log.js'
+import { foreignText } from './foreign.js'
 import type { RemoteLog } from './remote.js'
 
 /**
@@ -8,7 +9,7 @@ import type { RemoteLog } from './remote.js'
  */
 export class ServerLog implements RemoteLog {
   private open = false
-  private readonly foreign = new ForeignText()
+  private readonly foreign = foreignText
   private held: (() => void)[] | undefined
 
   /** the server's phase the run is in (the last one it reported) */
@@ -29,7 +30,7 @@ export class ServerLog implements RemoteLog {
   end(): void {
     this.release()
     this.foreign.resume()
-    if (this.open) core.endGroup()
+    if (this.open) jobLog.endGroup()
     this.open = false
   }
 
@@ -37,16 +38,14 @@ export class ServerLog implements RemoteLog {
 
   warning = (text: string) =>
     this.now(() => {
-      this.foreign.resume()
-      core.warning(text, { title: `Server ${this.host}` })
+      jobLog.warning(text, { title: `Server ${this.host}` })
     })
 
   phase = (name: string) => {
     this.lastPhase = name
     this.now(() => {
-      this.foreign.resume()
-      if (this.open) core.endGroup()
-      core.startGroup(`${this.host}: ${name}`)
+      if (this.open) jobLog.endGroup()
+      jobLog.startGroup(`${this.host}: ${name}`)
       this.open = true
     })
   }
