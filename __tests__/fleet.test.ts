@@ -16,6 +16,8 @@ interface Behaviour {
   rollbackTo?: string
   /** the color the load balancer reports as idle */
   idle?: 'blue' | 'green'
+  /** the image it answers with (default: the one it was sent) */
+  answerImage?: string
 }
 
 interface Fake {
@@ -24,6 +26,8 @@ interface Fake {
   args: () => string
   /** the commands it read, in order; `eof` when its input ended first */
   commands: string[]
+  /** the secret lines it was sent, before `end` */
+  secrets: string[]
   log: string[]
 }
 
@@ -33,10 +37,12 @@ const tick = () => new Promise((r) => setTimeout(r, 1))
 function fakeServer(host: string, b: Behaviour = {}, log: string[] = []): Fake {
   let command = ''
   const commands: string[] = []
+  const secretLines: string[] = []
   const fake: Fake = {
     role: () => /'role=(\w+)'/.exec(command)?.[1] ?? 'single',
     args: () => command,
     commands,
+    secrets: secretLines,
     log,
     server: {
       ssh: { host, port: 22 } as Server['ssh'],
@@ -49,7 +55,7 @@ function fakeServer(host: string, b: Behaviour = {}, log: string[] = []): Fake {
           const role = fake.role()
           const version =
             arg('action') === 'rollback' && role !== 'app' ? b.rollbackTo! : arg('version')
-          const image = arg('image')
+          const image = b.answerImage ?? arg('image')
           const color = role === 'app' ? arg('color') : (b.idle ?? 'green')
           return new Promise((resolve) => {
             const lines: string[] = []
@@ -61,6 +67,9 @@ function fakeServer(host: string, b: Behaviour = {}, log: string[] = []): Fake {
               for (const l of d.toString().split('\n').filter(Boolean)) {
                 if (secrets) {
                   if (l === 'end') secrets = false
+                  // the script text comes first: a secret line is a name and base64 words
+                  else if (/^(registry_password|env|run_arg)( [\w+/=]+)+$/.test(l))
+                    secretLines.push(l.split(' ')[0]!)
                   continue
                 }
                 lines.push(l)
@@ -277,4 +286,58 @@ test("the fleet's timeline: begin and pull at the first server, every other step
     { name: 'begin', ms: 5 },
     { name: 'healthy', ms: 70 }
   ])
+})
+
+test('a deploy runs the image sent, whatever a server answers: a load balancer that names another is refused, nothing starts', async () => {
+  const lb = fakeServer('lb', { answerImage: 'ghcr.io/acme/shop:evil' })
+  const apps = ['a', 'b'].map((h) => fakeServer(h))
+  const run = runFleet(
+    apps.map((f) => f.server),
+    lb.server,
+    config({ hosts: 'a\nb', 'lb-host': 'lb', 'bind-address': '0.0.0.0' }),
+    req,
+    quiet
+  )
+  await expect(run).rejects.toThrow(
+    /could not start the run: The server's answer was malformed: image is "ghcr.io\/acme\/shop:evil", not the image sent \(ghcr.io\/acme\/shop:v2\)/
+  )
+  for (const f of apps) expect(f.args()).toBe('')
+  // an app server that answers another image fails its prepare: nothing switches
+  const bad = [
+    fakeServer('a'),
+    fakeServer('b', { answerImage: 'ghcr.io/acme/shop@sha256:' + 'e'.repeat(64) })
+  ]
+  await expect(
+    runFleet(
+      bad.map((f) => f.server),
+      undefined,
+      config({ hosts: 'a\nb' }),
+      req,
+      quiet
+    )
+  ).rejects.toThrow(/b could not get ready: The server's answer was malformed: image is/)
+  expect(bad[0]!.commands).toEqual(['abort'])
+})
+
+test('the load balancer is sent no secret; each app server the env, run arguments and pull credential', async () => {
+  const lb = fakeServer('lb')
+  const apps = ['a', 'b'].map((h) => fakeServer(h))
+  await runFleet(
+    apps.map((f) => f.server),
+    lb.server,
+    config({
+      hosts: 'a\nb',
+      'lb-host': 'lb',
+      'bind-address': '0.0.0.0',
+      env: 'A=1\nB=2',
+      'docker-run-args': '--memory 1g',
+      'pull-registry-username': 'r',
+      'pull-registry-password': 'pw'
+    }),
+    req,
+    quiet
+  )
+  expect(lb.secrets).toEqual([])
+  for (const f of apps)
+    expect(f.secrets).toEqual(['registry_password', 'env', 'env', 'run_arg', 'run_arg'])
 })

@@ -251,7 +251,7 @@ test.each([
   [
     'another image',
     'deployed=true color=blue previous_color= version=v1 image=evil.io/x:v1',
-    /image is "evil\.io\/x:v1", not ghcr\.io\/acme\/shop/
+    /image is "evil\.io\/x:v1", not the image sent/
   ],
   [
     'an image with a command',
@@ -321,6 +321,23 @@ test('the server gets the pull credential, never the push one, when one is given
   expect(pullCredentialNote(pushOnly)).toMatch(/anonymously/)
   // only when the workflow says so by name
   expect(scriptArgs(config, req)).toContain('registry_user=bot')
-  expect(pullCredentialNote(config)).toMatch(/push credential \(bot\), as push-credential-to-servers/)
+  expect(pullCredentialNote(config)).toMatch(
+    /push credential \(bot\), as push-credential-to-servers/
+  )
   expect(pullCredentialNote(c)).toMatch(/as puller \(pull-registry-username\)/)
+})
+
+test("a deploy's answer must name the image sent: another tag or digest of the same repository is refused", async () => {
+  const answer = (image: string) =>
+    new FakeShell(
+      `::bg-deploy-result:: deployed=true color=blue previous_color=green version=v1 image=${image}\n`,
+      { code: 0, signal: null }
+    )
+  expect((await runRemote(answer('ghcr.io/acme/shop:v1'), config, req, log, 'script')).image).toBe(
+    'ghcr.io/acme/shop:v1'
+  )
+  for (const other of ['ghcr.io/acme/shop:latest', `ghcr.io/acme/shop@sha256:${'b'.repeat(64)}`])
+    await expect(runRemote(answer(other), config, req, log, 'script')).rejects.toThrow(
+      /malformed: image is .*, not the image sent \(ghcr.io\/acme\/shop:v1\)/
+    )
 })

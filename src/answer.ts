@@ -48,12 +48,13 @@ export function isImageOf(ref: string, image: string): boolean {
 }
 
 /**
- * Check the result line's fields: colors are blue or green, the image is the `image` input with a
- * tag or digest, the version is the one sent (a deploy) or passes the version rules (a rollback).
+ * Check the result line's fields: colors are blue or green; a deploy's version and image are
+ * exactly the ones sent; a rollback's (the server's choice, from its history) pass the version
+ * rules and are the `image` input with a tag or digest.
  */
 export function checkResult(
   fields: Record<string, string>,
-  expected: { image: string; action: 'deploy' | 'rollback'; version?: string }
+  expected: { image: string; action: 'deploy' | 'rollback'; version?: string; sent?: string }
 ): ServerResult {
   const known = ['deployed', 'color', 'previous_color', 'version', 'image', 'open_connections']
   const extra = Object.keys(fields).filter((k) => !known.includes(k))
@@ -75,7 +76,10 @@ export function checkResult(
   if (expected.action === 'rollback' && (!version || versionProblem(version)))
     throw new MalformedAnswer(`version is ${shown(version ?? '')}, which is not a version`)
   const image = fields.image || undefined
-  if (image !== undefined && !isImageOf(image, expected.image))
+  if (expected.action === 'deploy' && expected.sent !== undefined) {
+    if (image !== undefined && image !== expected.sent)
+      throw new MalformedAnswer(`image is ${shown(image)}, not the image sent (${expected.sent})`)
+  } else if (image !== undefined && !isImageOf(image, expected.image))
     throw new MalformedAnswer(
       `image is ${shown(image)}, not ${expected.image} with a tag or a @sha256: digest`
     )

@@ -113,8 +113,14 @@ export async function runFleet(
   req: RemoteRequest,
   log: (name: string) => RemoteLog
 ): Promise<FleetResult> {
-  const expected = (fields: StageFields, action = req.action, version = req.version) =>
-    checkResult({ deployed: 'false', ...fields }, { image: config.image, action, version })
+  // a deploy's image is the one sent, whatever a server answers; a rollback's is the load
+  // balancer's choice from its history, checked, and then sent to every app server
+  const expected = (
+    fields: StageFields,
+    action = req.action,
+    version = req.version,
+    sent = req.image
+  ) => checkResult({ deployed: 'false', ...fields }, { image: config.image, action, version, sent })
   const all: Running[] = []
   const start = (s: Server, role: Running['role'], r: RemoteRequest): Running => {
     const name = serverName(s.ssh)
@@ -167,7 +173,7 @@ export async function runFleet(
         ...req,
         color: checked.color,
         version: checked.version,
-        image: checked.image ?? req.image
+        image: req.action === 'deploy' ? req.image : (checked.image ?? req.image)
       }
     } catch (e) {
       lbRun.error = messageOf(e)
@@ -188,7 +194,12 @@ export async function runFleet(
       const run = start(s, role, appReq)
       try {
         const fields = await run.session.reached('prepared')
-        expected(fields, appReq.action, appReq.action === 'deploy' ? appReq.version : undefined)
+        expected(
+          fields,
+          appReq.action,
+          appReq.action === 'deploy' ? appReq.version : undefined,
+          appReq.image
+        )
         run.fields = fields
       } catch (e) {
         run.error = messageOf(e)

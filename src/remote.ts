@@ -401,7 +401,8 @@ function answer(
     const checked = checkResult(parser.result, {
       image: config.image,
       action: req.action,
-      version: req.version
+      version: req.version,
+      sent: req.image
     })
     return { ...checked, events: parser.events, history: parser.history, serving: parser.serving }
   }
