@@ -80,6 +80,9 @@ test('the terminal gets headings and annotations, never a workflow command, a ma
   f('::error title=bg-deploy failed%3A 127.0.0.1%3A health shop-green::did not answer%0Aat all\n')
   f('::notice title=No release::no version\n::set-output name=x::y\npartial')
   f(' line\n')
+  f(
+    '::stop-commands::t2\nosc \x9d0;title\x9c dcs \x90q\x9c csi \x9b2J bidi \u202egnp.exe\n::t2::\n'
+  )
   expect(lines).toEqual([
     '== Build shop:v1',
     'step 1',
@@ -87,7 +90,8 @@ test('the terminal gets headings and annotations, never a workflow command, a ma
     ']0;pwnedtitle [31mred',
     'error: bg-deploy failed: 127.0.0.1: health shop-green: did not answer\nat all',
     'notice: No release: no version',
-    'partial line'
+    'partial line',
+    'osc 0;title dcs q csi 2J bidi gnp.exe'
   ])
   expect(lines.join('\n')).not.toContain('s3cret-value')
   expect(lines.join('\n')).not.toContain('\x1b')

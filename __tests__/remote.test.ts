@@ -2,7 +2,10 @@ import { execFileSync } from 'node:child_process'
 import { pullCredentialNote } from '../src/config.js'
 import { testConfig } from './support/config.js'
 import {
+  MAX_EVENTS,
+  MAX_HISTORY,
   MAX_LINE,
+  MAX_WARNINGS,
   OutputParser,
   remoteCommand,
   remoteStdin,
@@ -340,4 +343,40 @@ test("a deploy's answer must name the image sent: another tag or digest of the s
     await expect(runRemote(answer(other), config, req, log, 'script')).rejects.toThrow(
       /malformed: image is .*, not the image sent \(ghcr.io\/acme\/shop:v1\)/
     )
+})
+
+test('one sanitizer for every string from a server: C0, C1 (OSC 0x9d, DCS 0x90, CSI 0x9b), ESC and bidi overrides never reach a log, message or history row', () => {
+  const seen: string[] = []
+  const p = new OutputParser({
+    line: (l) => seen.push(l),
+    phase: (n) => seen.push(n),
+    warning: (w) => seen.push(w)
+  })
+  const nasty = 'a\x1b]0;pwned\x07b\x9d0;title\x9c c\x90dcs\x9c d\x9b2J e\u202egnp.exe f\rg'
+  p.push('err', `${nasty}\n`)
+  p.push('out', `::bg-deploy-warning:: w ${nasty}\n`)
+  p.push('out', `::bg-deploy-error:: e \\r${nasty}\\nsecond line\n`)
+  p.push('out', `::bg-deploy-history:: t\tactor\x9d\tu\tdeploy\tv1\tr:v1\tblue\tok\n`)
+  p.flush()
+  const clean = 'a]0;pwnedb0;title cdcs d2J egnp.exe fg'
+  expect(seen).toEqual([clean, `w ${clean}`])
+  expect(p.error).toBe(`e ${clean}\nsecond line`)
+  expect(p.history.map((h) => h.actor)).toEqual(['actor'])
+  for (const s of [...seen, p.error!, ...p.tail])
+    expect(s).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/)
+})
+
+test('what a server can make the runner hold is bounded: history rows, events and warnings per run', () => {
+  let warnings = 0
+  const p = new OutputParser({ line() {}, phase() {}, warning: () => warnings++ })
+  for (let i = 0; i < 5000; i++) {
+    p.push('out', `::bg-deploy-history:: t${i}\ta\tu\tdeploy\tv1\tr:v1\tblue\tok\n`)
+    p.push('out', `::bg-deploy-event:: begin ${i}\n`)
+    p.push('out', `::bg-deploy-warning:: w${i}\n`)
+  }
+  p.flush()
+  expect(p.history).toHaveLength(MAX_HISTORY)
+  expect(p.history.at(-1)!.time).toBe('t4999')
+  expect(p.events).toHaveLength(MAX_EVENTS)
+  expect(warnings).toBe(MAX_WARNINGS)
 })

@@ -1,6 +1,7 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
+import { HtmlRenderer, Parser } from 'commonmark'
 import { durations, escapeHtml, servingNow, writeSummary } from '../src/summary.js'
 
 // @actions/core keeps the summary file's path once it has read it: one file for the whole file
@@ -84,4 +85,44 @@ test("the runner's durations: build, push, draft release", () => {
     'push: 1.25 s',
     'draft release: 0.30 s'
   ])
+})
+
+test('foreign text cannot render as markdown: rendered as GitHub would (CommonMark), the summary has only the links and headings the action wrote', async () => {
+  const hostile = [
+    'nginx failed',
+    '',
+    '# You have been pwned',
+    '',
+    '[click to fix](https://evil.example/fix) ![x](https://evil.example/track.png)',
+    '',
+    '<https://evil.example/auto>',
+    '   ',
+    '## Serving now: nothing'
+  ].join('\n')
+  await writeSummary({
+    tags: ['r:v1'],
+    deployed: false,
+    version: 'v1',
+    releaseUrl: 'https://github.com/acme/shop/releases/tag/v1',
+    events: [{ name: 'begin', ms: 1 }],
+    error: `The deploy script failed. Last output:\n${hostile}`,
+    failedPhase: `h: health\r\n\r\n[x](https://evil.example)`,
+    servers: [{ name: 'a', role: 'host', state: 'failed', error: hostile }]
+  })
+  const md = readFileSync(file, 'utf8')
+  const html = new HtmlRenderer().render(new Parser().parse(md))
+  expect([...html.matchAll(/<a [^>]*>/g)].map((m) => m[0])).toEqual([
+    '<a href="https://github.com/acme/shop/releases/tag/v1">'
+  ])
+  expect(html).not.toMatch(/<img|evil\.example\/fix"|<h1|<p>/)
+  expect([...html.matchAll(/<h(\d)>([^<]*)</g)].map((m) => `${m[1]} ${m[2]}`)).toEqual([
+    '2 bg-deploy',
+    '3 Timeline',
+    '3 Servers'
+  ])
+  // the control: the same text on its own does render as markdown
+  const plain = new HtmlRenderer().render(new Parser().parse(hostile))
+  expect(plain).toMatch(/<h1>You have been pwned<\/h1>/)
+  expect(plain).toMatch(/<a href="https:\/\/evil.example\/fix">/)
+  expect(plain).toMatch(/<img src="https:\/\/evil.example\/track.png"/)
 })

@@ -1,6 +1,7 @@
 // What the server answers is checked before it is used: the result line's values become step
 // outputs (a workflow may put them into a `run:` step), history rows and events go into the job
 // summary and the timeline output. A server that answers anything else fails the run.
+import { hasControl } from './foreign.js'
 import { EVENTS, HISTORY_FIELDS, type EventName } from './protocol.js'
 import { versionProblem } from './version.js'
 
@@ -100,7 +101,7 @@ export function checkResult(
 export function parseHistoryLine(text: string): HistoryEntry | undefined {
   const values = text.split('\t')
   if (values.length !== HISTORY_FIELDS.length) return undefined
-  if (values.some((v) => v.length > 500 || /[\0-\x1f\x7f]/.test(v))) return undefined
+  if (values.some((v) => v.length > 500 || hasControl(v))) return undefined
   return Object.fromEntries(
     HISTORY_FIELDS.map((f, i) => [f, values[i]!])
   ) as unknown as HistoryEntry

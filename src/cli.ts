@@ -8,6 +8,7 @@ import { INPUT_NAMES, loadConfig, readInputs, type InputName } from './config.js
 import type { RunContext } from './context.js'
 import type { Outcome } from './deploy.js'
 import { serverName } from './fleet.js'
+import { sanitizeForeign } from './foreign.js'
 import { run } from './main.js'
 import { readStatus } from './remote.js'
 import { connectSsh } from './ssh.js'
@@ -157,7 +158,7 @@ export function terminalFilter(write: (line: string) => void): (text: string) =>
       .replace(/%3A/gi, ':')
       .replace(/%2C/gi, ',')
       .replace(/%25/g, '%')
-  const clean = (s: string) => s.replace(/[\0-\x08\x0b-\x1f\x7f\x9b]/g, '')
+  const clean = sanitizeForeign
   const line = (l: string) => {
     if (stopToken !== undefined) {
       if (l === `::${stopToken}::`) stopToken = undefined
@@ -259,7 +260,7 @@ async function status(args: CliArgs, ctx: RunContext, io: CliIo): Promise<number
           io.out(
             `${name}: ${config.app.name} ${s.serving ? `serves ${s.serving.version} (${s.serving.color})` : 'serves nothing deployed by bg-deploy'}`
           )
-          for (const l of s.lines) io.out(`  ${l.replace(/[\0-\x08\x0b-\x1f\x7f\x9b]/g, '')}`)
+          for (const l of s.lines) io.out(`  ${sanitizeForeign(l)}`)
           for (const h of s.history.slice().reverse())
             io.out(`  ${h.time}  ${h.action} ${h.version}  ${h.result}  ${h.color}  by ${h.actor}`)
         } finally {
@@ -267,7 +268,7 @@ async function status(args: CliArgs, ctx: RunContext, io: CliIo): Promise<number
         }
       } catch (e) {
         failed = true
-        io.err(`${name}: ${(e as Error).message}`)
+        io.err(`${name}: ${sanitizeForeign((e as Error).message)}`)
       }
     }
   } catch (e) {

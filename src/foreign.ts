@@ -1,6 +1,23 @@
 import { randomBytes } from 'node:crypto'
 import { EOL } from 'node:os'
 
+/**
+ * Text that came from a server (its log, an error, a warning, a phase, an app's log lines), made
+ * safe for every place it is shown: the job log, the job summary, a terminal, an output. Control
+ * characters go (C0 but tab and newline, DEL, the C1 range that terminals read as escape, OSC, DCS
+ * and CSI introducers, and the bidirectional overrides that reorder what a reader sees); a lone
+ * carriage return goes too, since the runner reads it as a line break and a terminal as a return
+ * to the line's start.
+ */
+export function sanitizeForeign(text: string): string {
+  return text.replace(/[\0-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/g, '')
+}
+
+/** Has the text a character sanitizeForeign would remove (or a newline)? */
+export function hasControl(text: string): boolean {
+  return /[\0-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/.test(text)
+}
+
 /** The lines the runner reads in a text: `\r\n`, `\n` and a lone `\r` each end a line. */
 export function runnerLines(text: string): string[] {
   return text.split(/\r\n|\r|\n/)

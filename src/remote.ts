@@ -21,6 +21,7 @@ import {
   type Stage
 } from './protocol.js'
 export type { HistoryEntry } from './answer.js'
+import { sanitizeForeign } from './foreign.js'
 import type { ExecResult, RemoteShell } from './ssh.js'
 import { versionProblem } from './version.js'
 
@@ -174,6 +175,13 @@ export type StageFields = Record<string, string>
 
 /** Longest line kept whole: a server that never sends a newline cannot fill the runner's memory. */
 export const MAX_LINE = 64 * 1024
+/**
+ * What a server can make the runner hold: history rows (the last ones kept; the script sends 10),
+ * timeline events and warning annotations per run (the first ones kept; a run has about 10 events).
+ */
+export const MAX_HISTORY = 20
+export const MAX_EVENTS = 100
+export const MAX_WARNINGS = 20
 const PHASE = /^[\w .()-]{1,200}$/
 
 /**
@@ -191,6 +199,7 @@ export class OutputParser {
   /** what serves on the server as its script ended */
   serving?: Serving
   tail: string[] = []
+  private warnings = 0
 
   constructor(
     private readonly log: RemoteLog,
@@ -219,10 +228,13 @@ export class OutputParser {
   }
 
   private handle(stream: 'out' | 'err', raw: string): void {
-    const line = raw.replace(/\r$/, '')
+    // every string from the server passes here first: one sanitizer for every output path
+    const line = sanitizeForeign(raw)
     const m = stream === 'out' ? /^::bg-deploy-([a-z]+):: (.*)$/.exec(line) : null
     if (m) {
       const text = m[2]!
+      /** a marker's text, unescaped onto its lines, as safe as any other line */
+      const said = () => sanitizeForeign(unescapeMarker(text))
       switch (m[1] as Marker) {
         case 'phase': {
           const name = unescapeMarker(text)
@@ -231,7 +243,7 @@ export class OutputParser {
         }
         case 'event': {
           const e = parseEvent(text)
-          if (e) this.events.push(e)
+          if (e && this.events.length < MAX_EVENTS) this.events.push(e)
           return
         }
         case 'result':
@@ -243,7 +255,7 @@ export class OutputParser {
           return
         case 'history': {
           const h = parseHistoryLine(unescapeMarker(text))
-          if (h) this.history.push(h)
+          if (h) this.history = [...this.history, h].slice(-MAX_HISTORY)
           return
         }
         case 'serving': {
@@ -258,9 +270,10 @@ export class OutputParser {
           return
         }
         case 'warning':
-          return this.log.warning(unescapeMarker(text))
+          if (this.warnings++ < MAX_WARNINGS) this.log.warning(said())
+          return
         case 'error':
-          this.error = unescapeMarker(text)
+          this.error = said().slice(0, MAX_LINE)
           return
         case 'await': {
           const [stage, ...kv] = unescapeMarker(text).split(' ')

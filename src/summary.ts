@@ -2,12 +2,18 @@ import * as core from '@actions/core'
 import type { Outcome } from './deploy.js'
 import { TIMELINE_LABELS } from './protocol.js'
 
-/** Text for an HTML table cell: what the server sent is shown, never interpreted. */
+/**
+ * Text for an HTML table cell: what the server sent is shown, never interpreted. Its line breaks
+ * become `<br>`: the summary is one HTML block, which a blank line would end, and whatever followed
+ * would render as markdown (links, images, headings).
+ */
 export function escapeHtml(text: string): string {
-  return text.replace(
-    /[&<>"']/g,
-    (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!
-  )
+  return text
+    .replace(
+      /[&<>"']/g,
+      (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!
+    )
+    .replace(/\r\n|\r|\n/g, '<br>')
 }
 
 function releaseCell(o: Outcome): string {
