@@ -2,7 +2,15 @@
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
-import { cli, parseArgs, repositoryOfRemote, terminalFilter, UsageError } from '../src/cli.js'
+import { execFileSync } from 'node:child_process'
+import {
+  cli,
+  parseArgs,
+  repositoryOfRemote,
+  terminalFilter,
+  uncommitted,
+  UsageError
+} from '../src/cli.js'
 
 test('flags are the inputs; BG_DEPLOY_* variables fill in; a flag wins; @FILE reads the file', () => {
   const file = path.join(mkdtempSync(path.join(tmpdir(), 'bgd-cli-')), 'key')
@@ -29,7 +37,8 @@ test('flags are the inputs; BG_DEPLOY_* variables fill in; a flag wins; @FILE re
       'app-name': 'shop',
       username: 'deploy',
       'health-path': '/healthz'
-    }
+    },
+    fromFiles: ['ssh-key']
   })
 })
 
@@ -95,4 +104,56 @@ test('the terminal gets headings and annotations, never a workflow command, a ma
   ])
   expect(lines.join('\n')).not.toContain('s3cret-value')
   expect(lines.join('\n')).not.toContain('\x1b')
+})
+
+test('@FILE is read only for secrets and values of several lines, and a value read from a file is never quoted', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'bgd-cli-'))
+  const key = path.join(dir, 'id_ed25519')
+  writeFileSync(key, '-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA-SECRET\n')
+  expect(() => parseArgs(['deploy', '--app-name', `@${key}`])).toThrow(
+    /--app-name takes its value as written; @FILE is read only for secrets and values of several lines/
+  )
+  const known = path.join(dir, 'hosts')
+  writeFileSync(known, 'not a known_hosts line SECRET-ISH\n')
+  const a = parseArgs(['deploy', '--known-hosts', `@${known}`, '--ssh-key', `@${key}`])
+  expect(a.fromFiles).toEqual(['known-hosts', 'ssh-key'])
+  const err: string[] = []
+  const io = { out: () => {}, err: (l: string) => err.push(l), env: {}, cwd: dir }
+  expect(
+    await cli(
+      [
+        'status',
+        '--known-hosts',
+        `@${known}`,
+        '--ssh-key',
+        `@${key}`,
+        '--host',
+        'h',
+        '--username',
+        'u',
+        '--image',
+        'r/x'
+      ],
+      io
+    )
+  ).toBe(1)
+  expect(err.join('\n')).toMatch(/known-hosts/)
+  expect(err.join('\n')).not.toMatch(/SECRET/)
+})
+
+test('deploy refuses a working tree with uncommitted changes (build: false needs none)', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'bgd-cli-'))
+  const git = (...a: string[]) =>
+    execFileSync('git', ['-C', dir, '-c', 'user.name=t', '-c', 'user.email=t@e', ...a])
+  git('init', '-q')
+  writeFileSync(path.join(dir, 'Dockerfile'), 'FROM scratch\n')
+  git('add', '-A')
+  git('commit', '-qm', 'v1.0.0')
+  expect(uncommitted(parseArgs(['deploy']), dir)).toBeUndefined()
+  writeFileSync(path.join(dir, 'Dockerfile'), 'FROM scratch\nCOPY x /\n')
+  writeFileSync(path.join(dir, 'new.txt'), 'x')
+  expect(uncommitted(parseArgs(['deploy']), dir)).toMatch(
+    /^the working tree has 2 uncommitted change\(s\) \(Dockerfile, new\.txt\): deploy builds the working tree and labels the image with HEAD's commit/
+  )
+  expect(uncommitted(parseArgs(['deploy', '--build', 'false']), dir)).toBeUndefined()
 })

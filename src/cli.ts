@@ -4,7 +4,7 @@
 import { execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { hostname, userInfo } from 'node:os'
-import { INPUT_NAMES, loadConfig, readInputs, type InputName } from './config.js'
+import { FILE_INPUTS, INPUT_NAMES, loadConfig, readInputs, type InputName } from './config.js'
 import type { RunContext } from './context.js'
 import type { Outcome } from './deploy.js'
 import { serverName } from './fleet.js'
@@ -50,6 +50,8 @@ export interface CliArgs {
   command: Command
   inputs: Partial<Record<InputName, string>>
   repository?: string
+  /** the inputs read from @FILE: no message quotes them */
+  fromFiles: InputName[]
 }
 
 export class UsageError extends Error {}
@@ -68,6 +70,7 @@ export function parseArgs(argv: string[], env: NodeJS.ProcessEnv = {}): CliArgs 
   }
   let repository: string | undefined
   const positional: string[] = []
+  const fromFiles: InputName[] = []
   for (let i = 0; i < rest.length; i++) {
     const arg = rest[i]!
     if (!arg.startsWith('--')) {
@@ -78,10 +81,20 @@ export function parseArgs(argv: string[], env: NodeJS.ProcessEnv = {}): CliArgs 
     const name = eq > 0 ? arg.slice(2, eq) : arg.slice(2)
     let value = eq > 0 ? arg.slice(eq + 1) : rest[++i]
     if (value === undefined) throw new UsageError(`Flag --${name} needs a value.`)
-    if (value.startsWith('@')) value = readValueFile(name, value.slice(1), env)
+    const known = (INPUT_NAMES as readonly string[]).includes(name)
+    if (!known && name !== 'repository')
+      throw new UsageError(`Unknown flag --${name}: the flags are the action's inputs.`)
+    if (value.startsWith('@')) {
+      // the name only: the value may be a path to a key
+      if (!(FILE_INPUTS as readonly string[]).includes(name))
+        throw new UsageError(
+          `--${name} takes its value as written; @FILE is read only for secrets and values of several lines (${FILE_INPUTS.map((n) => `--${n}`).join(', ')}).`
+        )
+      value = readValueFile(name, value.slice(1), env)
+      fromFiles.push(name as InputName)
+    }
     if (name === 'repository') repository = value
-    else if ((INPUT_NAMES as readonly string[]).includes(name)) inputs[name as InputName] = value
-    else throw new UsageError(`Unknown flag --${name}: the flags are the action's inputs.`)
+    else inputs[name as InputName] = value
   }
   if (command === 'rollback') {
     if (positional.length > 1) throw new UsageError('rollback takes one version at most.')
@@ -90,7 +103,7 @@ export function parseArgs(argv: string[], env: NodeJS.ProcessEnv = {}): CliArgs 
     throw new UsageError(`${command} takes no argument '${positional[0]}'.`)
   else if (command === 'deploy' && inputs.rollback)
     throw new UsageError('deploy with --rollback: use the rollback command.')
-  return { command: command as Command, inputs, repository }
+  return { command: command as Command, inputs, repository, fromFiles }
 }
 
 function readValueFile(name: string, file: string, env: NodeJS.ProcessEnv): string {
@@ -100,6 +113,22 @@ function readValueFile(name: string, file: string, env: NodeJS.ProcessEnv): stri
   } catch (e) {
     throw new UsageError(`--${name} @${file}: ${(e as Error).message}`)
   }
+}
+
+/**
+ * A deploy that builds: the image is built from the working tree and labelled with HEAD's commit,
+ * so uncommitted changes would ship under a commit that does not hold them. Why it is refused, or
+ * undefined when the tree is clean (or nothing is built).
+ */
+export function uncommitted(args: CliArgs, cwd: string): string | undefined {
+  if (/^false$/i.test(args.inputs.build?.trim() ?? '')) return undefined
+  const changed = git(cwd, 'diff', '--name-only', 'HEAD')
+  const untracked = git(cwd, 'ls-files', '--others', '--exclude-standard')
+  if (changed === undefined || untracked === undefined)
+    return `${cwd} is not a git working copy with a commit: deploy builds a commit (its image is labelled with it). Run it in the repository, or deploy an image pushed before with --build false.`
+  const files = [...changed.split('\n'), ...untracked.split('\n')].filter(Boolean).sort()
+  if (files.length === 0) return undefined
+  return `the working tree has ${files.length} uncommitted change(s) (${files.slice(0, 3).join(', ')}${files.length > 3 ? ', …' : ''}): deploy builds the working tree and labels the image with HEAD's commit, which does not hold them. Commit or stash them first, or deploy an image pushed before with --build false.`
 }
 
 /** owner/repo of a GitHub remote URL (https or ssh), or undefined. */
@@ -211,6 +240,11 @@ export async function cli(argv: string[], io: CliIo = defaultIo): Promise<number
   args.inputs['github-token'] ??= io.env.GITHUB_TOKEN
   const ctx = cliContext(args, io)
   if (args.command === 'status') return status(args, ctx, io)
+  const dirty = args.command === 'deploy' ? uncommitted(args, io.cwd) : undefined
+  if (dirty) {
+    io.err(`bg-deploy: ${dirty}`)
+    return 1
+  }
 
   // the action's own code, its log turned into terminal lines
   const filter = terminalFilter(io.out)
@@ -224,6 +258,7 @@ export async function cli(argv: string[], io: CliIo = defaultIo): Promise<number
     outcome = await run({
       cli: true,
       ctx,
+      unquoted: args.fromFiles,
       getInput: (name) => args.inputs[name as InputName] ?? ''
     })
   } finally {
@@ -248,7 +283,7 @@ async function status(args: CliArgs, ctx: RunContext, io: CliIo): Promise<number
   try {
     const config = loadConfig(
       readInputs((name) => args.inputs[name as InputName] ?? ''),
-      { repository: `${ctx.owner}/${ctx.repo}`, workspace: ctx.workspace }
+      { repository: `${ctx.owner}/${ctx.repo}`, workspace: ctx.workspace, unquoted: args.fromFiles }
     )
     const servers = [...config.hosts, ...(config.lb ? [config.lb] : [])]
     for (const ssh of servers) {

@@ -22,13 +22,19 @@ export const noControl = (v: string) => !/[\0-\x1f\x7f]/.test(v)
 export class Collector {
   readonly problems: string[] = []
 
-  constructor(private readonly inputs: Inputs) {}
+  constructor(
+    private readonly inputs: Inputs,
+    private readonly unquoted: readonly InputName[] = []
+  ) {}
 
   /** A problem with an input's value; returns undefined so callers can fall back. */
   bad(name: InputName, expected: string): undefined {
     // a value is quoted whole or not at all: a cut-off secret would be printed unmasked (GitHub
     // masks a secret only whole), and these inputs can hold one
-    const shown = UNQUOTED_INPUTS.includes(name) ? '' : ` '${this.inputs[name] ?? ''}'`
+    const shown =
+      UNQUOTED_INPUTS.includes(name) || this.unquoted.includes(name)
+        ? ''
+        : ` '${this.inputs[name] ?? ''}'`
     this.problems.push(`Invalid ${name}${shown}. Expected ${expected}.`)
     return undefined
   }

@@ -15,6 +15,8 @@ interface InputSpec {
   secret?: true
   /** the default, where it is a plain value (others are derived: see config.ts) */
   default?: string
+  /** a value of several lines (a list, keys, env): the command line may read it from @FILE */
+  lines?: true
 }
 
 export const INPUTS = {
@@ -22,7 +24,7 @@ export const INPUTS = {
   build: { group: 'build', default: 'true' },
   context: { group: 'build', default: '.' },
   dockerfile: { group: 'build' },
-  'build-args': { group: 'build' },
+  'build-args': { group: 'build', lines: true },
   registry: { group: 'build' },
   'registry-username': { group: 'build' },
   'registry-password': { group: 'build', secret: true },
@@ -34,14 +36,14 @@ export const INPUTS = {
   'github-token': { group: 'version', secret: true },
   'create-release': { group: 'version', default: 'true' },
   host: { group: 'server' },
-  hosts: { group: 'server' },
+  hosts: { group: 'server', lines: true },
   'lb-host': { group: 'server' },
   port: { group: 'server', default: '22' },
   username: { group: 'server' },
   'ssh-key': { group: 'server', secret: true },
   'ssh-passphrase': { group: 'server', secret: true },
-  'host-fingerprint': { group: 'server' },
-  'known-hosts': { group: 'server' },
+  'host-fingerprint': { group: 'server', lines: true },
+  'known-hosts': { group: 'server', lines: true },
   'insecure-ignore-host-key': { group: 'server', default: 'false' },
   'proxy-jump': { group: 'server' },
   'proxy-jump-key': { group: 'server', secret: true },
@@ -53,7 +55,7 @@ export const INPUTS = {
   'blue-port': { group: 'app', default: '8081' },
   'green-port': { group: 'app', default: '8082' },
   network: { group: 'app' },
-  env: { group: 'app', secret: true },
+  env: { group: 'app', lines: true, secret: true },
   'env-file': { group: 'app' },
   'docker-run-args': { group: 'app' },
   'health-path': { group: 'switch', default: '/' },
@@ -90,6 +92,14 @@ export const INPUT_NAMES = Object.keys(INPUTS) as InputName[]
 /** Inputs that hold secrets: masked before anything is logged, and never read from the config file. */
 export const SECRET_INPUTS: readonly InputName[] = INPUT_NAMES.filter(
   (n) => (INPUTS[n] as InputSpec).secret
+)
+
+/**
+ * Inputs the command line reads from @FILE: the secrets and the values of several lines. Any other
+ * is one short word, and @ there is most likely a slip that would read (and quote) a file.
+ */
+export const FILE_INPUTS: readonly InputName[] = INPUT_NAMES.filter(
+  (n) => (INPUTS[n] as InputSpec).secret || (INPUTS[n] as InputSpec).lines
 )
 
 /** The plain default of an input ('' when it has none or it is derived). */

@@ -7,12 +7,19 @@ import { checkBuild, checkServer, checkVersion } from './config-build.js'
 import { Collector } from './config-check.js'
 import { checkFleet } from './config-hosts.js'
 import { withConfigFile } from './config-file.js'
-import { INPUT_NAMES, type Engine, type Inputs, type SwitchMode } from './config-inputs.js'
+import {
+  INPUT_NAMES,
+  type Engine,
+  type InputName,
+  type Inputs,
+  type SwitchMode
+} from './config-inputs.js'
 import type { HostKeyPin } from './hostkey.js'
 
 export { ConfigError } from './config-check.js'
 export { mergeInputs, parseConfigFile } from './config-file.js'
 export {
+  FILE_INPUTS,
   INPUT_NAMES,
   SECRET_INPUTS,
   SWITCH_MODES,
@@ -142,6 +149,8 @@ export interface ConfigContext {
   /** owner/repo */
   repository: string
   workspace: string
+  /** inputs no message may quote besides the secrets (the command line's values read from files) */
+  unquoted?: readonly InputName[]
 }
 
 /** Read every input through `get` (core.getInput); empty means not given. */
@@ -161,7 +170,7 @@ export function loadConfig(explicit: Inputs, ctx: ConfigContext): Config {
 
 /** Validate merged inputs. Every problem is collected, so a user fixes them in one go. */
 export function parseConfig(inputs: Inputs, ctx: ConfigContext): Config {
-  const c = new Collector(inputs)
+  const c = new Collector(inputs, ctx.unquoted)
   const build = checkBuild(c)
   const version = checkVersion(c)
   const { ssh, hosts, lb } = checkServer(c)

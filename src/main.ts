@@ -1,7 +1,7 @@
 import * as core from '@actions/core'
 import * as jobLog from './job-log.js'
 import { context } from '@actions/github'
-import { loadConfig, readInputs, SECRET_INPUTS } from './config.js'
+import { loadConfig, readInputs, SECRET_INPUTS, type InputName } from './config.js'
 import { fromGithubContext, type RunContext } from './context.js'
 import { deploy, type Outcome } from './deploy.js'
 import { parseDotenv } from './dotenv.js'
@@ -50,6 +50,8 @@ export interface RunStart {
   ctx?: RunContext
   /** the command line: no log masking (nothing to mask in a terminal), outputs or job summary */
   cli?: boolean
+  /** inputs the command line read from a file: no message quotes them */
+  unquoted?: readonly InputName[]
 }
 
 export async function run(start: RunStart = {}): Promise<Outcome> {
@@ -60,7 +62,8 @@ export async function run(start: RunStart = {}): Promise<Outcome> {
     const ctx = start.ctx ?? fromGithubContext(context)
     const config = loadConfig(readInputs(get), {
       repository: `${ctx.owner}/${ctx.repo}`,
-      workspace: ctx.workspace
+      workspace: ctx.workspace,
+      unquoted: start.unquoted
     })
     await deploy(
       config,

@@ -93,3 +93,12 @@ test('a mistake on the command line is refused with the usage, before anything r
   expect(r.out).toContain('Unknown flag --no-such-input')
   expect(r.out).toContain('Usage: bg-deploy <command>')
 }, 60_000)
+
+test('deploy refuses a working tree with uncommitted changes, before anything is built or changed', async () => {
+  const a = fixture.newApp('clidirty', { version: 'v1.0.0' })
+  writeFileSync(path.join(a.ws, 'www/index.html'), 'not committed\n')
+  const r = await bgDeploy(a, ['deploy'])
+  expect(r.code).toBe(1)
+  expect(r.out).toMatch(/the working tree has 1 uncommitted change\(s\) \(www\/index\.html\)/)
+  expect(r.out).not.toMatch(/Build |Connected to/)
+}, 60_000)
