@@ -1,4 +1,9 @@
+import { execFileSync } from 'node:child_process'
 import { createHmac, generateKeyPairSync } from 'node:crypto'
+import { mkdtempSync, readFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { connectSsh, type SshConfig } from '../src/ssh.js'
 import {
   fingerprintOf,
   hostKeyAlgorithms,
@@ -73,4 +78,31 @@ test('hashed known_hosts names match', () => {
   const hash = createHmac('sha1', salt).update('[h.example]:2222').digest('base64')
   expect(hostMatches(`|1|${salt.toString('base64')}|${hash}`, 'h.example', 2222)).toBe(true)
   expect(hostMatches(`|1|${salt.toString('base64')}|${hash}`, 'h.example', 22)).toBe(false)
+})
+
+test('insecure-ignore-host-key warns for an unpinned bastion too, even when the server behind it is pinned', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'bgd-jump-'))
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', path.join(dir, 'k')])
+  const privateKey = readFileSync(path.join(dir, 'k'), 'utf8')
+  const target = {
+    host: '127.0.0.1',
+    port: 1,
+    username: 'u',
+    privateKey,
+    insecureIgnoreHostKey: true,
+    hostKeyPins: [] as SshConfig['hostKeyPins']
+  }
+  const warnings: string[] = []
+  const pinned = parseHostKeyPins(`SHA256:${'A'.repeat(43)}`, undefined, '127.0.0.1', 1)
+  await expect(
+    connectSsh(
+      { ...target, hostKeyPins: pinned, connectTimeout: 2, jump: { ...target, host: '127.0.0.2' } },
+      { warn: (m) => warnings.push(m) }
+    )
+  ).rejects.toThrow()
+  expect(warnings).toEqual([
+    expect.stringMatching(
+      /the identity of the bastion 127\.0\.0\.2 \(proxy-jump\) is not checked, though 127\.0\.0\.1 behind it is pinned/
+    )
+  ])
 })

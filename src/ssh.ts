@@ -65,6 +65,12 @@ export async function connectSsh(
     opts.warn?.(
       `insecure-ignore-host-key is true: the identity of ${cfg.host} is not checked, so a machine in the middle could receive the deploy. Pin it with host-fingerprint (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub).`
     )
+  // the bastion's key too: one not pinned is skipped by the same input, and said as loudly, even
+  // when the server behind it is pinned (a machine in the middle then sees who deploys, and when)
+  if (cfg.jump && cfg.jump.insecureIgnoreHostKey && cfg.jump.hostKeyPins.length === 0)
+    opts.warn?.(
+      `insecure-ignore-host-key is true: the identity of the bastion ${cfg.jump.host} (proxy-jump) is not checked${cfg.hostKeyPins.length > 0 ? `, though ${cfg.host} behind it is pinned` : ''}. A machine in its place could refuse or delay the deploy and sees when it runs. Pin it with proxy-jump-fingerprint (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub on the bastion).`
+    )
   // both keys are read before any socket opens: a key that cannot be read fails at once
   const keyType = privateKeyType(cfg)
   const jumpKeyType = cfg.jump ? privateKeyType(cfg.jump, 'proxy-jump-key') : ''
