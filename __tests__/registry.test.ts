@@ -5,6 +5,7 @@ import {
   registryBaseUrl,
   registryClient,
   registryCredentials,
+  tokenRealm,
   repositoryPath
 } from '../src/registry.js'
 import { mkdtempSync, writeFileSync } from 'node:fs'
@@ -156,4 +157,39 @@ test('without credential inputs, what docker login stored for the registry is us
       { DOCKER_CONFIG: dir }
     )
   ).toEqual({ username: 'u', password: 'p' })
+})
+
+test.each([
+  ['https://auth.example/token', 'https://auth.example/token'],
+  ['http://127.0.0.1:5000/token', 'http://127.0.0.1:5000/token'],
+  ['http://localhost/token', 'http://localhost/token'],
+  ['http://[::1]:9/token', 'http://[::1]:9/token']
+])('the token realm %s is used', (realm, url) => {
+  expect(tokenRealm(realm, 'r').href).toBe(url)
+})
+
+test.each([
+  'http://auth.example/token',
+  'http://198.18.0.9/token',
+  'ftp://auth.example/token',
+  'file:///etc/passwd',
+  'not a url'
+])('the token realm %s is refused, and the credential never sent to it', async (realm) => {
+  expect(() => tokenRealm(realm, 'r')).toThrow(/not HTTPS|not a URL/)
+  const asked: string[] = []
+  const fake = (async (input: string | URL) => {
+    asked.push(String(input))
+    return new Response(null, {
+      status: 401,
+      headers: { 'www-authenticate': `Bearer realm="${realm}",service="x"` }
+    })
+  }) as typeof fetch
+  const client = registryClient(
+    'ghcr.io/acme/shop',
+    'ghcr.io',
+    { username: 'u', password: 'p' },
+    fake
+  )
+  await expect(client.digest('v1')).rejects.toThrow(/not HTTPS|not a URL/)
+  expect(asked).toEqual(['https://ghcr.io/v2/acme/shop/manifests/v1'])
 })

@@ -45,6 +45,28 @@ export function registryBaseUrl(registry: string): string {
   return `${loopback ? 'http' : 'https'}://${host}`
 }
 
+/**
+ * Where the registry's 401 says to get a token, which receives the credential: only over HTTPS,
+ * or plain HTTP on loopback (as the registry itself is reached). A registry answer cannot send it
+ * to a plain-text address elsewhere.
+ */
+export function tokenRealm(realm: string, registry: string): URL {
+  let url: URL
+  try {
+    url = new URL(realm)
+  } catch {
+    throw new RegistryError(
+      `${registry} named a token service that is not a URL: ${JSON.stringify(realm.slice(0, 200))}`
+    )
+  }
+  const name = url.hostname.replace(/^\[|\]$/g, '')
+  const loopback = name === 'localhost' || /^127\./.test(name) || name === '::1'
+  if (url.protocol === 'https:' || (url.protocol === 'http:' && loopback)) return url
+  throw new RegistryError(
+    `${registry} asked for its token from ${url.protocol}//${url.host}, which is not HTTPS: the credential is not sent there. A registry's token service must use HTTPS (plain HTTP only on loopback).`
+  )
+}
+
 /** The repository path inside the registry: `image` without its registry host. */
 export function repositoryPath(image: string, registry: string): string {
   const path = image.startsWith(`${registry}/`) ? image.slice(registry.length + 1) : image
@@ -93,7 +115,7 @@ export function registryClient(
     const challenge = parseChallenge(res.headers.get('www-authenticate'))
     if (challenge?.scheme === 'basic' && basic) authorization = basic
     else if (challenge?.scheme === 'bearer' && challenge.params.realm) {
-      const url = new URL(challenge.params.realm)
+      const url = tokenRealm(challenge.params.realm, registry)
       if (challenge.params.service) url.searchParams.set('service', challenge.params.service)
       const scope = `repository:${repositoryPath(image, registry)}:${push ? 'pull,push' : 'pull'}`
       url.searchParams.set('scope', scope)
