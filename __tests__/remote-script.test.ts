@@ -450,3 +450,21 @@ swarm_deploy`,
   expect(seen).toContain(`A=${secretA}\nB=${secretB}\n`) // update: the CLI's environment
   expect(readdirSync(path.join(dir, 'state'))).toEqual([])
 })
+
+test('the preview file is written through a new temporary file, never through a link left at a predictable name', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'bgd-pv-'))
+  const conf = path.join(dir, 'conf.d')
+  mkdirSync(conf)
+  const victim = path.join(dir, 'victim')
+  writeFileSync(victim, 'keep me\n')
+  symlinkSync(victim, path.join(conf, 'shop-preview.conf.tmp'))
+  withFunctions(`P[app]=shop; P[upstream_name]=shop; P[preview_file]=${conf}/shop-preview.conf
+preview_write
+main_cleanup`)
+  expect(readFileSync(victim, 'utf8')).toBe('keep me\n')
+  expect(readFileSync(path.join(conf, 'shop-preview.conf'), 'utf8')).toMatch(
+    /^# Managed by bg-deploy \(app shop\)[\s\S]*location \/green\/ \{ proxy_pass http:\/\/shop-green\/; \}\n$/
+  )
+  expect(readdirSync(conf).sort()).toEqual(['shop-preview.conf', 'shop-preview.conf.tmp'])
+  expect(statSync(path.join(conf, 'shop-preview.conf')).mode & 0o777).toBe(0o644)
+})

@@ -59,7 +59,11 @@ preview_write() {
   text="$(printf '# Managed by bg-deploy (app %s): the preview routes. Include it in the server block.\n' "${P[app]}"
     printf 'location /%s/ { proxy_pass http://%s-%s/; }\n' blue "${P[upstream_name]}" blue green "${P[upstream_name]}" green)"
   [[ -f "$f" && "$(cat "$f")" == "$text" ]] && return 1
-  printf '%s\n' "$text" >"$f.tmp" && chmod 644 "$f.tmp" && mv -f "$f.tmp" "$f"
+  # a new file of our own, as for the upstream file: never written through a link left in its place
+  local tmp
+  tmp="$(mktemp "$(dirname "$f")/.$(basename "$f").bg-deploy.XXXXXX")" || return 1
+  TMP_PATHS+=("$tmp")
+  chmod 644 "$tmp" && printf '%s\n' "$text" >"$tmp" && mv -f "$tmp" "$f"
 }
 
 # The user's nginx commands, through bash, without the script's extra descriptors: a command that
