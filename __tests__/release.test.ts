@@ -77,3 +77,37 @@ test('a draft with the tag (a failed run left it) is found and reused', async ()
   })
   expect(api.created).toEqual([])
 })
+
+test('a draft made moments ago for another commit (two commits naming one version) is refused, not taken over', async () => {
+  const other = 'f00dfeed'.repeat(5)
+  const mine = 'abc0123'.padEnd(40, '0')
+  // found at once
+  const api = new FakeReleases(
+    [],
+    [{ id: 3, tag_name: 'v3.0.0', html_url: 'd', draft: true, target_commitish: other }]
+  )
+  await expect(draftRelease(api, { tag: 'v3.0.0', sha: mine, prerelease: false })).rejects.toThrow(
+    /^Release v3\.0\.0 was just made for commit f00dfee \(d\), not for this commit abc0123: two commits name the same version\. This run stops before it pushes v3\.0\.0/
+  )
+  // and when the create races with it (422 already_exists)
+  const racing = new FakeReleases([], [])
+  racing.list = async () =>
+    racing.created.length === 0
+      ? []
+      : [{ id: 4, tag_name: 'v3.0.0', html_url: 'd', draft: true, target_commitish: other }]
+  racing.create = async (p) => {
+    racing.created.push(p)
+    return 'already_exists' as const
+  }
+  await expect(
+    draftRelease(racing, { tag: 'v3.0.0', sha: mine, prerelease: false })
+  ).rejects.toThrow(/two commits name the same version/)
+  // this commit's own draft (a re-run) is reused
+  const rerun = new FakeReleases(
+    [],
+    [{ id: 5, tag_name: 'v3.0.0', html_url: 'd', draft: true, target_commitish: mine }]
+  )
+  expect(
+    (await draftRelease(rerun, { tag: 'v3.0.0', sha: mine, prerelease: false })).release.id
+  ).toBe(5)
+})

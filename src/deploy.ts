@@ -267,13 +267,16 @@ async function deployPushed(
     core.info(
       `Deploying ${given} (pushed before, not built here)${given === ref ? '' : `: ${ref}`}`
     )
-    const [tag, drafted] = await Promise.allSettled([
-      tagged || !plan.version
-        ? Promise.resolve()
-        : tagStep(registry, config, plan.tag, digest, outcome),
+    // the version's tag goes on the digest only once the draft claimed the version for this commit
+    const drafting =
       plan.version && releases
         ? draftStep(releases, plan.version, ctx.sha, outcome)
         : Promise.resolve(undefined)
+    const [tag, drafted] = await Promise.allSettled([
+      drafting.then(() =>
+        tagged || !plan.version ? undefined : tagStep(registry, config, plan.tag, digest, outcome)
+      ),
+      drafting
     ])
     if (tag.status === 'rejected') throw tag.reason as Error
     if (drafted.status === 'rejected') throw drafted.reason as Error
@@ -446,11 +449,17 @@ async function buildReleaseAndSwitch(
   const early = overlapsBuild(config)
     ? startEarly(target.servers[0]!.shell, config, ctx, req, outcome)
     : undefined
-  const [pushed, drafted] = await Promise.allSettled([
-    build ? pushStep(config, ctx, deps, build, notes, outcome) : notBuiltAgain(ref, notes, outcome),
+  // the draft claims the version while the image builds; the push waits for it, so two commits
+  // that name one version cannot both push its tag (the second one's draft is refused)
+  const drafting =
     plan.version && releases
       ? draftStep(releases, plan.version, ctx.sha, outcome)
       : Promise.resolve(undefined)
+  const [pushed, drafted] = await Promise.allSettled([
+    build
+      ? pushStep(config, ctx, deps, build, notes, outcome, drafting)
+      : notBuiltAgain(ref, notes, outcome),
+    drafting
   ])
   if (pushed.status === 'rejected' || drafted.status === 'rejected') {
     await early?.abort()
@@ -491,7 +500,8 @@ async function pushStep(
   deps: Deps,
   build: Build,
   notes: (() => void)[],
-  outcome: Outcome
+  outcome: Outcome,
+  claimed: Promise<unknown> = Promise.resolve()
 ): Promise<void> {
   try {
     await inPhase(outcome, 'build', () => build.done)
@@ -499,6 +509,7 @@ async function pushStep(
   } finally {
     for (const note of notes) note()
   }
+  await claimed
   const pushed = await jobLog.group(`Push ${build.ref}`, () =>
     inPhase(outcome, 'push', () => pushImage(deps.runner, config, [build.ref], ctx.workspace))
   )

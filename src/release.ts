@@ -60,7 +60,7 @@ export async function draftRelease(
 ): Promise<{ release: Release; created: boolean }> {
   const find = async () => (await api.list()).find((r) => r.tag_name === opts.tag)
   const existing = await find()
-  if (existing) return { release: existing, created: false }
+  if (existing) return { release: await ours(api, existing, opts), created: false }
   const made = await api.create({
     tag_name: opts.tag,
     name: opts.tag,
@@ -76,7 +76,25 @@ export async function draftRelease(
     throw new Error(
       `GitHub says release ${opts.tag} already exists, but it cannot be read with this token.`
     )
-  return { release: found, created: false }
+  return { release: await ours(api, found, opts), created: false }
+}
+
+/**
+ * A release found for the tag is taken over only when it is this commit's: a draft made for this
+ * commit, or a published one whose tag is at it. Another commit's (a run of another commit that
+ * names the same version, moments before) stops this run before it pushes the version's tag.
+ */
+async function ours(
+  api: ReleasesApi,
+  release: Release,
+  opts: { tag: string; sha: string }
+): Promise<Release> {
+  const commit = release.draft ? release.target_commitish : await api.tagCommit(opts.tag)
+  if (commit && /^[0-9a-f]{7,40}$/.test(commit) && commit !== opts.sha)
+    throw new Error(
+      `Release ${opts.tag} was just made for commit ${commit.slice(0, 7)} (${release.html_url}), not for this commit ${opts.sha.slice(0, 7)}: two commits name the same version. This run stops before it pushes ${opts.tag}. Give this commit its own version, or delete that draft if it is a mistake.`
+    )
+  return release
 }
 
 function status(e: unknown): number | undefined {
