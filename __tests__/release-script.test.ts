@@ -1,7 +1,7 @@
 // scripts/release.sh on a scratch repository with a bare "origin": tags vX.Y.Z and moves vX only
 // when the checks pass, never backwards, never for a pre-release.
 import { execFileSync, spawnSync } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 
@@ -45,6 +45,7 @@ beforeEach(() => {
   git(dir, 'clone', '-q', origin, repo)
   git(repo, 'config', 'user.email', 'ci@example.com')
   git(repo, 'config', 'user.name', 'ci')
+  git(repo, 'symbolic-ref', 'HEAD', 'refs/heads/main')
 })
 afterEach(() => rmSync(dir, { recursive: true, force: true }))
 
@@ -140,4 +141,36 @@ test('a released version is never moved; a re-run at the same commit succeeds', 
   expect(r.code).toBe(1)
   expect(r.out).toContain(`tag v1.0.0 exists already, at commit ${first.slice(0, 7)}`)
   expect(remoteTag('v1.0.0')).toBe(first)
+})
+
+test('a commit that is not on main is refused before any check runs, and nothing is tagged', () => {
+  commit('1.0.0', log('v1.0.0'))
+  git(repo, 'checkout', '-qb', 'feature')
+  commit('1.1.0', log('v1.1.0', 'v1.0.0'))
+  const r = release('v1.1.0', 'echo CHECKS RAN')
+  expect(r.code).toBe(1)
+  expect(r.out).toMatch(
+    /release: commit [0-9a-f]{7} is not on main \(nor on v1\.1\.x\): a release is made from main/
+  )
+  expect(r.out).not.toContain('CHECKS RAN')
+  expect(remoteTag('v1.1.0')).toBe('')
+  expect(git(repo, 'tag', '-l')).toBe('')
+  // merged into main, it is released
+  git(repo, 'checkout', '-q', 'main')
+  git(repo, 'merge', '-q', '--ff-only', 'feature')
+  expect(release('v1.1.0')).toMatchObject({ code: 0 })
+})
+
+test('with RELEASE_TAGS_OUT the tags are made here and listed for the step that pushes, and nothing is pushed', () => {
+  const first = commit('1.0.0', log('v1.0.0'))
+  const out = join(dir, 'tags')
+  const r = spawnSync('bash', [script, 'v1.0.0'], {
+    cwd: repo,
+    encoding: 'utf8',
+    env: { ...process.env, RELEASE_CHECKS: 'true', RELEASE_TAGS_OUT: out }
+  })
+  expect(r.status).toBe(0)
+  expect(readFileSync(out, 'utf8')).toBe('refs/tags/v1.0.0\n+refs/tags/v1\n')
+  expect(git(repo, 'rev-parse', 'v1^{commit}')).toBe(first)
+  expect(remoteTag('v1.0.0')).toBe('')
 })

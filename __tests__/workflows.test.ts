@@ -16,6 +16,7 @@ type Job = {
   environment?: string
   'timeout-minutes'?: number
   outputs?: Record<string, string>
+  permissions?: Record<string, string>
   steps: Step[]
 }
 type Workflow = {
@@ -129,7 +130,10 @@ test.each([...files.map((f) => [f, readFileSync(`${dir}/${f}`, 'utf8')]), ...rea
         )
       }
     }
-    if (text.includes('ghcr.io')) expect(wf.permissions?.packages).toBe('write')
+    if (text.includes('ghcr.io'))
+      for (const job of Object.values(wf.jobs).filter((j) => j.steps.some((s) => s.uses)))
+        if (job.steps.some((s) => /bg-deploy|build-push/.test(s.uses ?? '')))
+          expect((job.permissions ?? wf.permissions)?.packages).toBe('write')
     for (const job of Object.values(wf.jobs)) expect(job['timeout-minutes']).toBeGreaterThan(0)
   }
 )
@@ -177,4 +181,44 @@ describe('deploy.yml', () => {
     const step = job.steps.find((s) => s.uses?.includes('bg-deploy'))!
     expect(step.with!.rollback).toBe("${{ inputs.version || 'previous' }}")
   })
+})
+
+test.each([...files.map((f) => [f, readFileSync(`${dir}/${f}`, 'utf8')]), ...readmeWorkflows()])(
+  '%s: the servers never get GITHUB_TOKEN; each job asks for its own permissions; third-party actions pinned by commit',
+  (_, text) => {
+    const wf = parse(text) as Workflow
+    const jobs = Object.values(wf.jobs)
+    for (const step of jobs.flatMap((j) => j.steps)) {
+      const uses = step.uses ?? ''
+      if (uses.includes('bg-deploy')) {
+        // a read-only pull credential for the servers, never the push one
+        expect(step.with?.['push-credential-to-servers']).toBeUndefined()
+        if (step.with?.['registry-password'])
+          expect(String(step.with?.['pull-registry-password'])).toMatch(/secrets\./)
+      } else if (uses && !uses.startsWith('actions/') && !uses.startsWith('./'))
+        expect(uses).toMatch(/@[0-9a-f]{40}$/)
+    }
+    // several jobs: nothing at the top, each job its own
+    if (jobs.length > 1) {
+      expect(wf.permissions).toEqual({})
+      for (const job of jobs) expect(job.permissions).toBeDefined()
+    } else expect(jobs[0]!.permissions ?? wf.permissions).toBeDefined()
+  }
+)
+
+test('the release workflow: checks in a job that cannot write, no persisted credential, the token in one step only', () => {
+  const wf = parse(readFileSync('.github/workflows/release.yml', 'utf8')) as Workflow
+  expect(wf.permissions).toEqual({})
+  expect(wf.jobs.checks!.permissions).toEqual({ contents: 'read' })
+  expect(wf.jobs.checks!.steps.map((s) => s.run ?? '')).toContain('sudo npm test')
+  expect(wf.jobs.release!.needs).toBe('checks')
+  const steps = Object.values(wf.jobs).flatMap((j) => j.steps)
+  for (const s of steps.filter((x) => x.uses?.startsWith('actions/checkout')))
+    expect(s.with?.['persist-credentials']).toBe(false)
+  const withToken = steps.filter((s) => /github\.token|secrets\./.test(JSON.stringify(s)))
+  expect(withToken).toHaveLength(1)
+  expect(withToken[0]!.run).toMatch(/push[\s\S]*gh release create/)
+  // release.sh, which runs the project's code, gets no token and pushes nothing itself
+  const tag = steps.find((s) => s.run?.includes('scripts/release.sh'))!
+  expect(JSON.stringify(tag)).not.toMatch(/RELEASE_REMOTE|token/i)
 })
