@@ -191,7 +191,12 @@ async function stopAll(ls: Load[]): Promise<LoadStats[]> {
 describe('shape 1: three app servers behind a load-balancer server', () => {
   let app: FleetApp
   beforeAll(() => {
-    app = fleetApp('lb', { version: 'v1.0.0' })
+    // secrets of every kind: the app servers read them, the load balancer's script refuses any
+    app = fleetApp(
+      'lb',
+      { version: 'v1.0.0' },
+      { env: 'FLEET_SECRET=only-for-app-servers', 'docker-run-args': '--label bgd.fleet=on-stdin' }
+    )
   })
 
   test('first deploy, then v1 → v2 under load: one switch on the load balancer, 0 failed, nothing of v1 after it', async () => {
@@ -230,12 +235,31 @@ describe('shape 1: three app servers behind a load-balancer server', () => {
     expect(await served(app)).toEqual(['v2.0.0'])
     expect(stateVersions(app)).toEqual(['v2.0.0', 'v2.0.0', 'v2.0.0'])
     expect(run.summary).toMatch(/Servers/)
+    // each app server got the env and the run arguments; the load balancer, which would refuse
+    // any secret line, got none (its run went through)
+    expect((await httpGet(`${app.urls[0]}cgi-bin/env?FLEET_SECRET`)).body).toBe(
+      'only-for-app-servers\n'
+    )
+    expect(run.log).toMatch(/The servers pull from \S+ anonymously/)
     settled(app)
-    for (const s of apps)
+    for (const s of apps) {
       expect(containers(s, app)).toEqual({
         [`${app.name}-blue`]: 'exited',
         [`${app.name}-green`]: 'running'
       })
+      expect(
+        execFileSync('docker', [
+          '-H',
+          s.docker!,
+          'inspect',
+          '-f',
+          '{{index .Config.Labels "bgd.fleet"}}',
+          `${app.name}-green`
+        ])
+          .toString()
+          .trim()
+      ).toBe('on-stdin')
+    }
   }, 240_000)
 
   test('rollback under load: every app server back to v1 through one switch, 0 failed', async () => {

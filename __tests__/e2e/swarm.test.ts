@@ -53,10 +53,14 @@ describe('engine swarm, 2 replicas behind nginx on the overlay network', () => {
     )
   }
   beforeAll(() => {
-    base = swarmInputs(svc, env, {
-      app: NAME,
-      repository: `e2e/swarmapp-${Date.now().toString(36)}`
-    })
+    base = {
+      ...swarmInputs(svc, env, {
+        app: NAME,
+        repository: `e2e/swarmapp-${Date.now().toString(36)}`
+      }),
+      // created from an owner-only file, updated through the docker CLI's environment
+      env: 'SWARM_SECRET=never-in-argv with spaces'
+    }
     ws = makeWorkspace({ version: 'v1.0.0' }, 'release v1.0.0')
     // nginx reaches the tasks through Docker's resolver, which it asks again every second
     swarmSite(env, NAME, PORT)
@@ -81,6 +85,9 @@ describe('engine swarm, 2 replicas behind nginx on the overlay network', () => {
     // only requests in flight when the last old task left (a slow one takes 3 s) end on v1 after it
     expect(lastServed(stats, 'v1.0.0')).toBeLessThanOrEqual(converged + 3000)
     expect((await httpGet(url())).body).toBe('v2.0.0\n')
+    expect((await httpGet(`${url()}cgi-bin/env?SWARM_SECRET`)).body).toBe(
+      'never-in-argv with spaces\n'
+    )
 
     load = await new Load().start(url())
     const back = await deploy(
