@@ -75,7 +75,7 @@ declare -A P=(
   [engine]=ssh [replicas]=2 [health_cmd]='' [max_parallel]=1 [build_wait]=0
 )
 
-RUN_ARGS=()
+RUN_ARGS=() # docker run arguments, from `run_arg` secret lines (they may embed a secret)
 
 ENV_KEYS=()
 
@@ -88,9 +88,7 @@ params_parse() {
   for arg in "$@"; do
     key="${arg%%=*}"
     [[ "$arg" == *=* ]] || die "bad argument '$arg' (expected key=value)"
-    if [[ "$key" == run_arg ]]; then
-      RUN_ARGS+=("${arg#*=}")
-    elif [[ -v "P[$key]" ]]; then
+    if [[ -v "P[$key]" ]]; then
       P[$key]="${arg#*=}"
     else
       die "unknown parameter '$key'"
@@ -100,13 +98,27 @@ params_parse() {
   [[ -n "${P[image]}" ]] || die "parameter image is required"
 }
 
-# Secrets come after the script on stdin: `registry_password B64`, `env KEY B64`, then `end`.
+# The secret lines a run reads (ROLE_SECRETS in src/protocol.ts): a server that runs containers
+# reads them all; the load balancer runs none, and `status` changes nothing, so they read none.
+params_secrets_wanted() {
+  if [[ "${P[action]}" == status || "${P[role]}" == lb ]]; then return 0; fi
+  printf '%s\n' registry_password env run_arg
+}
+
+# Secrets come after the script on stdin: `registry_password B64`, `env KEY B64`, `run_arg B64`,
+# then `end`. A line this run does not read is refused: the runner sends each host only what its
+# steps use.
 params_read_secrets() {
-  local name a b
+  local name a b wanted
+  wanted=" $(params_secrets_wanted | tr '\n' ' ')"
   while IFS=' ' read -r name a b; do
+    if [[ -n "$name" && "$name" != end && "$wanted" != *" $name "* ]]; then
+      die "the runner sent a secret line '$name', which ${P[action]} in role ${P[role]} does not read: refused"
+    fi
     case "$name" in
       end) break ;;
       registry_password) REGISTRY_PASSWORD="$(printf '%s' "$a" | base64 -d)" ;;
+      run_arg) RUN_ARGS+=("$(printf '%s' "$a" | base64 -d; printf x)"); RUN_ARGS[-1]="${RUN_ARGS[-1]%x}" ;;
       env)
         [[ "$a" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || die "bad env key"
         ENV_KEYS+=("$a")
@@ -343,7 +355,11 @@ preview_write() {
   text="$(printf '# Managed by bg-deploy (app %s): the preview routes. Include it in the server block.\n' "${P[app]}"
     printf 'location /%s/ { proxy_pass http://%s-%s/; }\n' blue "${P[upstream_name]}" blue green "${P[upstream_name]}" green)"
   [[ -f "$f" && "$(cat "$f")" == "$text" ]] && return 1
-  printf '%s\n' "$text" >"$f.tmp" && chmod 644 "$f.tmp" && mv -f "$f.tmp" "$f"
+  # a new file of our own, as for the upstream file: never written through a link left in its place
+  local tmp
+  tmp="$(mktemp "$(dirname "$f")/.$(basename "$f").bg-deploy.XXXXXX")" || return 1
+  TMP_PATHS+=("$tmp")
+  chmod 644 "$tmp" && printf '%s\n' "$text" >"$tmp" && mv -f "$tmp" "$f"
 }
 
 # The user's nginx commands, through bash, without the script's extra descriptors: a command that
@@ -779,7 +795,9 @@ pull_image() { # pull_image [WHAT_A_FAILURE_MEANS]
       log "pull failed, using the image already on the server: $out"
     else
       history_add failed-pull
-      die "${1:-cannot pull $RUN_IMAGE: is the registry reachable from the server, and was the image pushed? Nothing was changed; the previous version is still serving.} (docker: $out)"
+      local anon=''
+      if [[ -z "${P[registry_user]}" ]]; then anon=' This server pulled anonymously: for a private image give it a read-only credential in pull-registry-username and pull-registry-password.'; fi
+      die "${1:-cannot pull $RUN_IMAGE: is the registry reachable from the server, and was the image pushed? Nothing was changed; the previous version is still serving.}$anon (docker: $out)"
     fi
   fi
   event pulled
@@ -1329,6 +1347,13 @@ swarm_check() {
 
 swarm_service() { printf '%s' "${P[app]}"; }
 
+# A variable the docker CLI, the dynamic linker or bash read themselves (the same list as the
+# action's check of env, src/config-app.ts): it cannot carry an app's value into the CLI.
+swarm_env_name_ok() { # swarm_env_name_ok NAME
+  local n="${1^^}"
+  case "$n" in PATH | HOME | IFS | ENV | TMPDIR | SHELLOPTS | BASHOPTS | BASH_* | LD_* | DOCKER_* | HTTP_PROXY | HTTPS_PROXY | NO_PROXY | ALL_PROXY) return 1 ;; esac
+}
+
 # The service's settings both create and update take.
 swarm_settings() { # prints one argument per line
   local monitor="${P[watch]}"
@@ -1355,6 +1380,7 @@ swarm_deploy() {
     local i
     for i in "${!ENV_KEYS[@]}"; do
       [[ "${ENV_VALUES[$i]}" != *[$'\n\r']* ]] || die "engine swarm takes env values of one line; ${ENV_KEYS[$i]} spans lines (use a Docker secret for it)"
+      swarm_env_name_ok "${ENV_KEYS[$i]}" || die "engine swarm hands env values to the docker CLI through its environment, so ${ENV_KEYS[$i]}, a variable the CLI or bash reads itself, cannot be one. Rename it, or put it in env-file on the server. Nothing was changed."
     done
   fi
   limit=$(( ${P[health_timeout]%.*} + P[watch] + 60 ))
@@ -1362,8 +1388,12 @@ swarm_deploy() {
   event started
   if docker_call service inspect "$svc" >/dev/null 2>&1; then
     log "updating service $svc to $RUN_IMAGE (start-first; Swarm rolls back on failure)"
-    for i in "${!ENV_KEYS[@]}"; do args+=(--env-add "${ENV_KEYS[$i]}=${ENV_VALUES[$i]%x}"); done
-    out="$(timeout "$limit" docker ${cfg:+--config "$cfg"} service update --quiet --with-registry-auth --image "$RUN_IMAGE" \
+    # `--env-add KEY` without a value: the docker CLI reads the value from its own environment,
+    # set in this subshell only, so no value is in any process's arguments (ps, /proc/*/cmdline)
+    for i in "${!ENV_KEYS[@]}"; do args+=(--env-add "${ENV_KEYS[$i]}"); done
+    out="$(docker_bin="$(command -v docker)"
+      for i in "${!ENV_KEYS[@]}"; do export "${ENV_KEYS[$i]}=${ENV_VALUES[$i]%x}"; done
+      timeout "$limit" "$docker_bin" ${cfg:+--config "$cfg"} service update --quiet --with-registry-auth --image "$RUN_IMAGE" \
       --container-label-add "bg-deploy.version=$RUN_VERSION" "${args[@]}" -- "$svc" 2>&1)" || rc=$?
   else
     log "creating service $svc from $RUN_IMAGE with ${P[replicas]} replica(s)"

@@ -59603,11 +59603,13 @@ module.exports = {
 /* harmony export */   xz: () => (/* binding */ unescapeMarker)
 /* harmony export */ });
 /* unused harmony exports MalformedAnswer, isImageOf */
-/* harmony import */ var _protocol_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8667);
-/* harmony import */ var _version_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(311);
+/* harmony import */ var _foreign_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6379);
+/* harmony import */ var _protocol_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(8667);
+/* harmony import */ var _version_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(311);
 // What the server answers is checked before it is used: the result line's values become step
 // outputs (a workflow may put them into a `run:` step), history rows and events go into the job
 // summary and the timeline output. A server that answers anything else fails the run.
+
 
 
 class MalformedAnswer extends Error {
@@ -59635,8 +59637,9 @@ function isImageOf(ref, image) {
     return false;
 }
 /**
- * Check the result line's fields: colors are blue or green, the image is the `image` input with a
- * tag or digest, the version is the one sent (a deploy) or passes the version rules (a rollback).
+ * Check the result line's fields: colors are blue or green; a deploy's version and image are
+ * exactly the ones sent; a rollback's (the server's choice, from its history) pass the version
+ * rules and are the `image` input with a tag or digest.
  */
 function checkResult(fields, expected) {
     const known = ['deployed', 'color', 'previous_color', 'version', 'image', 'open_connections'];
@@ -59657,10 +59660,14 @@ function checkResult(fields, expected) {
     const version = fields.version || undefined;
     if (expected.action === 'deploy' && version !== (expected.version || undefined))
         throw new MalformedAnswer(`version is ${shown(version ?? '')}, not the version sent (${shown(expected.version ?? '')})`);
-    if (expected.action === 'rollback' && (!version || (0,_version_js__WEBPACK_IMPORTED_MODULE_1__/* .versionProblem */ .Ec)(version)))
+    if (expected.action === 'rollback' && (!version || (0,_version_js__WEBPACK_IMPORTED_MODULE_2__/* .versionProblem */ .Ec)(version)))
         throw new MalformedAnswer(`version is ${shown(version ?? '')}, which is not a version`);
     const image = fields.image || undefined;
-    if (image !== undefined && !isImageOf(image, expected.image))
+    if (expected.action === 'deploy' && expected.sent !== undefined) {
+        if (image !== undefined && image !== expected.sent)
+            throw new MalformedAnswer(`image is ${shown(image)}, not the image sent (${expected.sent})`);
+    }
+    else if (image !== undefined && !isImageOf(image, expected.image))
         throw new MalformedAnswer(`image is ${shown(image)}, not ${expected.image} with a tag or a @sha256: digest`);
     const open = fields.open_connections;
     if (open !== undefined && !/^\d{1,9}$/.test(open))
@@ -59677,16 +59684,16 @@ function checkResult(fields, expected) {
 /** A history row (tab-separated, as the script writes it), or undefined when it is not one. */
 function parseHistoryLine(text) {
     const values = text.split('\t');
-    if (values.length !== _protocol_js__WEBPACK_IMPORTED_MODULE_0__/* .HISTORY_FIELDS */ .FC.length)
+    if (values.length !== _protocol_js__WEBPACK_IMPORTED_MODULE_1__/* .HISTORY_FIELDS */ .FC.length)
         return undefined;
-    if (values.some((v) => v.length > 500 || /[\0-\x1f\x7f]/.test(v)))
+    if (values.some((v) => v.length > 500 || (0,_foreign_js__WEBPACK_IMPORTED_MODULE_0__/* .hasControl */ .aQ)(v)))
         return undefined;
-    return Object.fromEntries(_protocol_js__WEBPACK_IMPORTED_MODULE_0__/* .HISTORY_FIELDS */ .FC.map((f, i) => [f, values[i]]));
+    return Object.fromEntries(_protocol_js__WEBPACK_IMPORTED_MODULE_1__/* .HISTORY_FIELDS */ .FC.map((f, i) => [f, values[i]]));
 }
 /** A `NAME EPOCH_MS` event, or undefined when the name is not declared or the time not a number. */
 function parseEvent(text) {
     const m = /^(\S+) (\d{1,16})$/.exec(text);
-    if (!m || !_protocol_js__WEBPACK_IMPORTED_MODULE_0__/* .EVENTS */ .qY.includes(m[1]))
+    if (!m || !_protocol_js__WEBPACK_IMPORTED_MODULE_1__/* .EVENTS */ .qY.includes(m[1]))
         return undefined;
     return { name: m[1], ms: Number(m[2]) };
 }
@@ -59700,7 +59707,7 @@ function parseEvent(text) {
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
 /* harmony export */   xw: () => (/* binding */ cli)
 /* harmony export */ });
-/* unused harmony exports USAGE, UsageError, parseArgs, repositoryOfRemote, terminalFilter */
+/* unused harmony exports USAGE, UsageError, parseArgs, uncommitted, repositoryOfRemote, terminalFilter */
 /* harmony import */ var node_child_process__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(1421);
 /* harmony import */ var node_child_process__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(node_child_process__WEBPACK_IMPORTED_MODULE_0__);
 /* harmony import */ var node_fs__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3024);
@@ -59709,12 +59716,14 @@ function parseEvent(text) {
 /* harmony import */ var node_os__WEBPACK_IMPORTED_MODULE_2___default = /*#__PURE__*/__nccwpck_require__.n(node_os__WEBPACK_IMPORTED_MODULE_2__);
 /* harmony import */ var _config_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(8854);
 /* harmony import */ var _fleet_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(3207);
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(489);
-/* harmony import */ var _remote_js__WEBPACK_IMPORTED_MODULE_6__ = __nccwpck_require__(2091);
-/* harmony import */ var _ssh_js__WEBPACK_IMPORTED_MODULE_7__ = __nccwpck_require__(1543);
+/* harmony import */ var _foreign_js__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(6379);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_6__ = __nccwpck_require__(8350);
+/* harmony import */ var _remote_js__WEBPACK_IMPORTED_MODULE_7__ = __nccwpck_require__(2091);
+/* harmony import */ var _ssh_js__WEBPACK_IMPORTED_MODULE_8__ = __nccwpck_require__(1543);
 // The command line for operators: `npx bg-deploy deploy|rollback|status`, with the action's inputs
 // as flags (or the same config file), running the same code as the action. A rollback or a look at
 // what serves works while GitHub Actions is down.
+
 
 
 
@@ -59759,6 +59768,7 @@ function parseArgs(argv, env = {}) {
     }
     let repository;
     const positional = [];
+    const fromFiles = [];
     for (let i = 0; i < rest.length; i++) {
         const arg = rest[i];
         if (!arg.startsWith('--')) {
@@ -59770,14 +59780,20 @@ function parseArgs(argv, env = {}) {
         let value = eq > 0 ? arg.slice(eq + 1) : rest[++i];
         if (value === undefined)
             throw new UsageError(`Flag --${name} needs a value.`);
-        if (value.startsWith('@'))
+        const known = _config_js__WEBPACK_IMPORTED_MODULE_3__/* .INPUT_NAMES */ .Qh.includes(name);
+        if (!known && name !== 'repository')
+            throw new UsageError(`Unknown flag --${name}: the flags are the action's inputs.`);
+        if (value.startsWith('@')) {
+            // the name only: the value may be a path to a key
+            if (!_config_js__WEBPACK_IMPORTED_MODULE_3__/* .FILE_INPUTS */ .zN.includes(name))
+                throw new UsageError(`--${name} takes its value as written; @FILE is read only for secrets and values of several lines (${_config_js__WEBPACK_IMPORTED_MODULE_3__/* .FILE_INPUTS */ .zN.map((n) => `--${n}`).join(', ')}).`);
             value = readValueFile(name, value.slice(1), env);
+            fromFiles.push(name);
+        }
         if (name === 'repository')
             repository = value;
-        else if (_config_js__WEBPACK_IMPORTED_MODULE_3__/* .INPUT_NAMES */ .Qh.includes(name))
-            inputs[name] = value;
         else
-            throw new UsageError(`Unknown flag --${name}: the flags are the action's inputs.`);
+            inputs[name] = value;
     }
     if (command === 'rollback') {
         if (positional.length > 1)
@@ -59788,7 +59804,7 @@ function parseArgs(argv, env = {}) {
         throw new UsageError(`${command} takes no argument '${positional[0]}'.`);
     else if (command === 'deploy' && inputs.rollback)
         throw new UsageError('deploy with --rollback: use the rollback command.');
-    return { command: command, inputs, repository };
+    return { command: command, inputs, repository, fromFiles };
 }
 function readValueFile(name, file, env) {
     const path = file.startsWith('~/') ? `${env.HOME ?? ''}${file.slice(1)}` : file;
@@ -59798,6 +59814,23 @@ function readValueFile(name, file, env) {
     catch (e) {
         throw new UsageError(`--${name} @${file}: ${e.message}`);
     }
+}
+/**
+ * A deploy that builds: the image is built from the working tree and labelled with HEAD's commit,
+ * so uncommitted changes would ship under a commit that does not hold them. Why it is refused, or
+ * undefined when the tree is clean (or nothing is built).
+ */
+function uncommitted(args, cwd) {
+    if (/^false$/i.test(args.inputs.build?.trim() ?? ''))
+        return undefined;
+    const changed = git(cwd, 'diff', '--name-only', 'HEAD');
+    const untracked = git(cwd, 'ls-files', '--others', '--exclude-standard');
+    if (changed === undefined || untracked === undefined)
+        return `${cwd} is not a git working copy with a commit: deploy builds a commit (its image is labelled with it). Run it in the repository, or deploy an image pushed before with --build false.`;
+    const files = [...changed.split('\n'), ...untracked.split('\n')].filter(Boolean).sort();
+    if (files.length === 0)
+        return undefined;
+    return `the working tree has ${files.length} uncommitted change(s) (${files.slice(0, 3).join(', ')}${files.length > 3 ? ', …' : ''}): deploy builds the working tree and labels the image with HEAD's commit, which does not hold them. Commit or stash them first, or deploy an image pushed before with --build false.`;
 }
 /** owner/repo of a GitHub remote URL (https or ssh), or undefined. */
 function repositoryOfRemote(url) {
@@ -59851,7 +59884,7 @@ function terminalFilter(write) {
         .replace(/%3A/gi, ':')
         .replace(/%2C/gi, ',')
         .replace(/%25/g, '%');
-    const clean = (s) => s.replace(/[\0-\x08\x0b-\x1f\x7f\x9b]/g, '');
+    const clean = _foreign_js__WEBPACK_IMPORTED_MODULE_5__/* .sanitizeForeign */ .I2;
     const line = (l) => {
         if (stopToken !== undefined) {
             if (l === `::${stopToken}::`)
@@ -59908,6 +59941,11 @@ async function cli(argv, io = defaultIo) {
     const ctx = cliContext(args, io);
     if (args.command === 'status')
         return status(args, ctx, io);
+    const dirty = args.command === 'deploy' ? uncommitted(args, io.cwd) : undefined;
+    if (dirty) {
+        io.err(`bg-deploy: ${dirty}`);
+        return 1;
+    }
     // the action's own code, its log turned into terminal lines
     const filter = terminalFilter(io.out);
     const write = process.stdout.write.bind(process.stdout);
@@ -59917,9 +59955,10 @@ async function cli(argv, io = defaultIo) {
     });
     let outcome;
     try {
-        outcome = await (0,_main_js__WEBPACK_IMPORTED_MODULE_5__/* .run */ .e)({
+        outcome = await (0,_main_js__WEBPACK_IMPORTED_MODULE_6__/* .run */ .e)({
             cli: true,
             ctx,
+            unquoted: args.fromFiles,
             getInput: (name) => args.inputs[name] ?? ''
         });
     }
@@ -59943,17 +59982,17 @@ async function cli(argv, io = defaultIo) {
 async function status(args, ctx, io) {
     let failed = false;
     try {
-        const config = (0,_config_js__WEBPACK_IMPORTED_MODULE_3__/* .loadConfig */ .Z9)((0,_config_js__WEBPACK_IMPORTED_MODULE_3__/* .readInputs */ .Ko)((name) => args.inputs[name] ?? ''), { repository: `${ctx.owner}/${ctx.repo}`, workspace: ctx.workspace });
+        const config = (0,_config_js__WEBPACK_IMPORTED_MODULE_3__/* .loadConfig */ .Z9)((0,_config_js__WEBPACK_IMPORTED_MODULE_3__/* .readInputs */ .Ko)((name) => args.inputs[name] ?? ''), { repository: `${ctx.owner}/${ctx.repo}`, workspace: ctx.workspace, unquoted: args.fromFiles });
         const servers = [...config.hosts, ...(config.lb ? [config.lb] : [])];
         for (const ssh of servers) {
             const name = (0,_fleet_js__WEBPACK_IMPORTED_MODULE_4__/* .serverName */ .L5)(ssh);
             try {
-                const shell = await (0,_ssh_js__WEBPACK_IMPORTED_MODULE_7__/* .connectSsh */ .L)(ssh, { warn: (m) => io.err(`warning: ${m}`) });
+                const shell = await (0,_ssh_js__WEBPACK_IMPORTED_MODULE_8__/* .connectSsh */ .L)(ssh, { warn: (m) => io.err(`warning: ${m}`) });
                 try {
-                    const s = await (0,_remote_js__WEBPACK_IMPORTED_MODULE_6__/* .readStatus */ .rk)(shell, config);
+                    const s = await (0,_remote_js__WEBPACK_IMPORTED_MODULE_7__/* .readStatus */ .rk)(shell, config);
                     io.out(`${name}: ${config.app.name} ${s.serving ? `serves ${s.serving.version} (${s.serving.color})` : 'serves nothing deployed by bg-deploy'}`);
                     for (const l of s.lines)
-                        io.out(`  ${l.replace(/[\0-\x08\x0b-\x1f\x7f\x9b]/g, '')}`);
+                        io.out(`  ${(0,_foreign_js__WEBPACK_IMPORTED_MODULE_5__/* .sanitizeForeign */ .I2)(l)}`);
                     for (const h of s.history.slice().reverse())
                         io.out(`  ${h.time}  ${h.action} ${h.version}  ${h.result}  ${h.color}  by ${h.actor}`);
                 }
@@ -59963,7 +60002,7 @@ async function status(args, ctx, io) {
             }
             catch (e) {
                 failed = true;
-                io.err(`${name}: ${e.message}`);
+                io.err(`${name}: ${(0,_foreign_js__WEBPACK_IMPORTED_MODULE_5__/* .sanitizeForeign */ .I2)(e.message)}`);
             }
         }
     }
@@ -60179,9 +60218,11 @@ function checkFleet(c, s) {
 
 // EXPORTS
 __nccwpck_require__.d(__webpack_exports__, {
+  zN: () => (/* reexport */ FILE_INPUTS),
   Qh: () => (/* reexport */ INPUT_NAMES),
   pH: () => (/* reexport */ SECRET_INPUTS),
   Z9: () => (/* binding */ loadConfig),
+  rq: () => (/* binding */ pullCredentialNote),
   Ko: () => (/* binding */ readInputs)
 });
 
@@ -60198,25 +60239,26 @@ const INPUTS = {
     build: { group: 'build', default: 'true' },
     context: { group: 'build', default: '.' },
     dockerfile: { group: 'build' },
-    'build-args': { group: 'build' },
+    'build-args': { group: 'build', lines: true },
     registry: { group: 'build' },
     'registry-username': { group: 'build' },
     'registry-password': { group: 'build', secret: true },
     'pull-registry-username': { group: 'build' },
     'pull-registry-password': { group: 'build', secret: true },
+    'push-credential-to-servers': { group: 'build', default: 'false' },
     version: { group: 'version' },
     'version-pattern': { group: 'version' },
     'github-token': { group: 'version', secret: true },
     'create-release': { group: 'version', default: 'true' },
     host: { group: 'server' },
-    hosts: { group: 'server' },
+    hosts: { group: 'server', lines: true },
     'lb-host': { group: 'server' },
     port: { group: 'server', default: '22' },
     username: { group: 'server' },
     'ssh-key': { group: 'server', secret: true },
     'ssh-passphrase': { group: 'server', secret: true },
-    'host-fingerprint': { group: 'server' },
-    'known-hosts': { group: 'server' },
+    'host-fingerprint': { group: 'server', lines: true },
+    'known-hosts': { group: 'server', lines: true },
     'insecure-ignore-host-key': { group: 'server', default: 'false' },
     'proxy-jump': { group: 'server' },
     'proxy-jump-key': { group: 'server', secret: true },
@@ -60228,7 +60270,7 @@ const INPUTS = {
     'blue-port': { group: 'app', default: '8081' },
     'green-port': { group: 'app', default: '8082' },
     network: { group: 'app' },
-    env: { group: 'app', secret: true },
+    env: { group: 'app', lines: true, secret: true },
     'env-file': { group: 'app' },
     'docker-run-args': { group: 'app' },
     'health-path': { group: 'switch', default: '/' },
@@ -60259,6 +60301,11 @@ const INPUTS = {
 const INPUT_NAMES = Object.keys(INPUTS);
 /** Inputs that hold secrets: masked before anything is logged, and never read from the config file. */
 const SECRET_INPUTS = INPUT_NAMES.filter((n) => INPUTS[n].secret);
+/**
+ * Inputs the command line reads from @FILE: the secrets and the values of several lines. Any other
+ * is one short word, and @ there is most likely a slip that would read (and quote) a file.
+ */
+const FILE_INPUTS = INPUT_NAMES.filter((n) => INPUTS[n].secret || INPUTS[n].lines);
 /** The plain default of an input ('' when it has none or it is derived). */
 function defaultOf(name) {
     return INPUTS[name].default ?? '';
@@ -60284,15 +60331,19 @@ const UNQUOTED_INPUTS = [...SECRET_INPUTS, 'build-args', 'docker-run-args'];
 const noControl = (v) => !/[\0-\x1f\x7f]/.test(v);
 class Collector {
     inputs;
+    unquoted;
     problems = [];
-    constructor(inputs) {
+    constructor(inputs, unquoted = []) {
         this.inputs = inputs;
+        this.unquoted = unquoted;
     }
     /** A problem with an input's value; returns undefined so callers can fall back. */
     bad(name, expected) {
         // a value is quoted whole or not at all: a cut-off secret would be printed unmasked (GitHub
         // masks a secret only whole), and these inputs can hold one
-        const shown = UNQUOTED_INPUTS.includes(name) ? '' : ` '${this.inputs[name] ?? ''}'`;
+        const shown = UNQUOTED_INPUTS.includes(name) || this.unquoted.includes(name)
+            ? ''
+            : ` '${this.inputs[name] ?? ''}'`;
         this.problems.push(`Invalid ${name}${shown}. Expected ${expected}.`);
         return undefined;
     }
@@ -60567,6 +60618,9 @@ function checkEngine(c, s) {
             c.add('engine swarm does not use switch-mode: Swarm replaces the tasks. Remove switch-mode.');
         if (s.runArgs.length > 0)
             c.add("Input 'docker-run-args' does not apply to a Swarm service: remove it with engine swarm.");
+        const cli = s.envKeys.filter((k) => CLI_VARIABLES.test(k));
+        if (cli.length > 0)
+            c.add(`Invalid env with engine swarm: the values reach 'docker service update' through the docker CLI's own environment (never its command line), so ${cli.join(', ')} (a variable the docker CLI or bash read) cannot be given there. Use another name, or put it in env-file on the server.`);
     }
     return {
         kind: kind ?? 'ssh',
@@ -60642,6 +60696,13 @@ function checkBuild(c) {
         c.bad('build-args', 'one KEY=VALUE per line, KEY made of letters, digits and _');
     const push = credential(c, 'registry-username', 'registry-password', `to log in to ${registry || 'the registry'}`);
     const pull = credential(c, 'pull-registry-username', 'pull-registry-password', `for the server's pull from ${registry || 'the registry'}`);
+    // the servers get no credential by default: a pull credential when given, the push one only
+    // when the workflow says so by name (it can push images, and as GITHUB_TOKEN write the repository)
+    const pushToServers = c.bool('push-credential-to-servers');
+    if (pushToServers && pull.username)
+        c.add("Inputs 'push-credential-to-servers' and 'pull-registry-username' do not go together: the servers get one credential. Remove push-credential-to-servers to give them the pull credential.");
+    if (pushToServers && !push.username)
+        c.add("Input 'push-credential-to-servers' is true, but there is no push credential: give registry-username and registry-password, or remove push-credential-to-servers.");
     return {
         image,
         prebuilt,
@@ -60651,7 +60712,11 @@ function checkBuild(c) {
         buildArgs,
         registryUsername: push.username,
         registryPassword: push.password,
-        pull: pull.username ? pull : push
+        pull: pull.username
+            ? { ...pull, source: 'pull' }
+            : pushToServers && push.username
+                ? { ...push, source: 'push' }
+                : { source: 'none' }
     };
 }
 /** A user name and a password input that go together, for `purpose`. */
@@ -60822,6 +60887,17 @@ function mergeInputs(fromFile, explicit) {
 
 
 
+/** What the log says of the credential the servers got for their pull. */
+function pullCredentialNote(config) {
+    switch (config.pull.source) {
+        case 'pull':
+            return `The servers pull from ${config.registry} as ${config.pull.username} (pull-registry-username); they never get the push credential.`;
+        case 'push':
+            return `The servers pull from ${config.registry} with the push credential (${config.pull.username}), as push-credential-to-servers says: each one holds it while its script runs.`;
+        case 'none':
+            return `The servers pull from ${config.registry} anonymously: they get no registry credential (give a read-only one in pull-registry-username and pull-registry-password if the image is private).`;
+    }
+}
 /**
  * command-timeout: long enough for what the inputs let a script wait for (health, drain, watch),
  * so a slow but working deploy is never cut.
@@ -60849,7 +60925,7 @@ function loadConfig(explicit, ctx) {
 }
 /** Validate merged inputs. Every problem is collected, so a user fixes them in one go. */
 function parseConfig(inputs, ctx) {
-    const c = new Collector(inputs);
+    const c = new Collector(inputs, ctx.unquoted);
     const build = checkBuild(c);
     const version = checkVersion(c);
     const { ssh, hosts, lb } = checkServer(c);
@@ -60864,7 +60940,8 @@ function parseConfig(inputs, ctx) {
         mode: sw.switch.mode,
         runArgs: app.dockerRunArgs,
         maxParallel: fleet.maxParallel,
-        keepWarm: after.keepWarm
+        keepWarm: after.keepWarm,
+        envKeys: app.env.map(([k]) => k)
     });
     c.done();
     return {
@@ -61056,7 +61133,9 @@ function fleetEvents(all) {
  * `log(name)` gives the callbacks for one server's output.
  */
 async function runFleet(servers, lb, config, req, log) {
-    const expected = (fields, action = req.action, version = req.version) => (0,_answer_js__WEBPACK_IMPORTED_MODULE_0__/* .checkResult */ .iJ)({ deployed: 'false', ...fields }, { image: config.image, action, version });
+    // a deploy's image is the one sent, whatever a server answers; a rollback's is the load
+    // balancer's choice from its history, checked, and then sent to every app server
+    const expected = (fields, action = req.action, version = req.version, sent = req.image) => (0,_answer_js__WEBPACK_IMPORTED_MODULE_0__/* .checkResult */ .iJ)({ deployed: 'false', ...fields }, { image: config.image, action, version, sent });
     const all = [];
     const start = (s, role, r) => {
         const name = serverName(s.ssh);
@@ -61105,7 +61184,7 @@ async function runFleet(servers, lb, config, req, log) {
                 ...req,
                 color: checked.color,
                 version: checked.version,
-                image: checked.image ?? req.image
+                image: req.action === 'deploy' ? req.image : (checked.image ?? req.image)
             };
         }
         catch (e) {
@@ -61123,7 +61202,7 @@ async function runFleet(servers, lb, config, req, log) {
             const run = start(s, role, appReq);
             try {
                 const fields = await run.session.reached('prepared');
-                expected(fields, appReq.action, appReq.action === 'deploy' ? appReq.version : undefined);
+                expected(fields, appReq.action, appReq.action === 'deploy' ? appReq.version : undefined, appReq.image);
                 run.fields = fields;
             }
             catch (e) {
@@ -61203,6 +61282,81 @@ async function runFleet(servers, lb, config, req, log) {
     }
     return result(true, false);
 }
+
+
+/***/ }),
+
+/***/ 6379:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   I2: () => (/* binding */ sanitizeForeign),
+/* harmony export */   aQ: () => (/* binding */ hasControl),
+/* harmony export */   qk: () => (/* binding */ foreignText)
+/* harmony export */ });
+/* unused harmony exports runnerLines, ForeignText */
+/* harmony import */ var node_crypto__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(7598);
+/* harmony import */ var node_crypto__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(node_crypto__WEBPACK_IMPORTED_MODULE_0__);
+/* harmony import */ var node_os__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(8161);
+/* harmony import */ var node_os__WEBPACK_IMPORTED_MODULE_1___default = /*#__PURE__*/__nccwpck_require__.n(node_os__WEBPACK_IMPORTED_MODULE_1__);
+
+
+/**
+ * Text that came from a server (its log, an error, a warning, a phase, an app's log lines), made
+ * safe for every place it is shown: the job log, the job summary, a terminal, an output. Control
+ * characters go (C0 but tab and newline, DEL, the C1 range that terminals read as escape, OSC, DCS
+ * and CSI introducers, and the bidirectional overrides that reorder what a reader sees); a lone
+ * carriage return goes too, since the runner reads it as a line break and a terminal as a return
+ * to the line's start.
+ */
+function sanitizeForeign(text) {
+    return text.replace(/[\0-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/g, '');
+}
+/** Has the text a character sanitizeForeign would remove (or a newline)? */
+function hasControl(text) {
+    return /[\0-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/.test(text);
+}
+/** The lines the runner reads in a text: `\r\n`, `\n` and a lone `\r` each end a line. */
+function runnerLines(text) {
+    return text.split(/\r\n|\r|\n/);
+}
+/**
+ * Prints text from outside (the server's script, docker on the server, an app's log lines) so
+ * that the runner reads no workflow command in it. The runner finds `::cmd::` after leading white
+ * space and the legacy `##[cmd]` anywhere in a line, so no prefix defuses a line; only
+ * `::stop-commands::TOKEN` … `::TOKEN::` does. The token is fresh for each run and never leaves the
+ * runner, so foreign text cannot end the pause. The action's own commands (groups, annotations)
+ * call `resume()` first.
+ */
+class ForeignText {
+    write;
+    token;
+    stopped = false;
+    constructor(write = (s) => void process.stdout.write(s), token = (0,node_crypto__WEBPACK_IMPORTED_MODULE_0__.randomBytes)(16).toString('hex')) {
+        this.write = write;
+        this.token = token;
+    }
+    print(text) {
+        if (!this.stopped) {
+            this.write(`::stop-commands::${this.token}${node_os__WEBPACK_IMPORTED_MODULE_1__.EOL}`);
+            this.stopped = true;
+        }
+        for (const line of runnerLines(text))
+            this.write(line + node_os__WEBPACK_IMPORTED_MODULE_1__.EOL);
+    }
+    /** Let the runner read commands again (before the action's own). */
+    resume() {
+        if (!this.stopped)
+            return;
+        this.write(`::${this.token}::${node_os__WEBPACK_IMPORTED_MODULE_1__.EOL}`);
+        this.stopped = false;
+    }
+}
+/**
+ * The run's one stream of foreign text: the server's output, the build's, every command's. One
+ * instance, so that its pause and resume stay paired however their lines interleave.
+ */
+const foreignText = new ForeignText();
 
 
 /***/ }),
@@ -61336,7 +61490,7 @@ function verifyHostKey(pins, blob) {
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _shim_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(2710);
 /* harmony import */ var _cli_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(5581);
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(489);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(8350);
 
 
 
@@ -61352,7 +61506,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 489:
+/***/ 8350:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -63869,14 +64023,14 @@ var exec_awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arg
  */
 function exec_exec(commandLine, args, options) {
     return exec_awaiter(this, void 0, void 0, function* () {
-        const commandArgs = argStringToArray(commandLine);
+        const commandArgs = tr.argStringToArray(commandLine);
         if (commandArgs.length === 0) {
             throw new Error(`Parameter 'commandLine' cannot be null or empty.`);
         }
         // Path to tool to execute should be first arg
         const toolPath = commandArgs[0];
         args = commandArgs.slice(1).concat(args || []);
-        const runner = new ToolRunner(toolPath, args, options);
+        const runner = new tr.ToolRunner(toolPath, args, options);
         return runner.exec();
     });
 }
@@ -63896,8 +64050,8 @@ function getExecOutput(commandLine, args, options) {
         let stdout = '';
         let stderr = '';
         //Using string decoder covers the case where a mult-byte character is split
-        const stdoutDecoder = new external_string_decoder_.StringDecoder('utf8');
-        const stderrDecoder = new external_string_decoder_.StringDecoder('utf8');
+        const stdoutDecoder = new StringDecoder('utf8');
+        const stderrDecoder = new StringDecoder('utf8');
         const originalStdoutListener = (_a = options === null || options === void 0 ? void 0 : options.listeners) === null || _a === void 0 ? void 0 : _a.stdout;
         const originalStdErrListener = (_b = options === null || options === void 0 ? void 0 : options.listeners) === null || _b === void 0 ? void 0 : _b.stderr;
         const stdErrListener = (data) => {
@@ -64213,7 +64367,7 @@ function warning(message, properties = {}) {
  * @param message notice issue message. Errors will be converted to string via toString()
  * @param properties optional properties to add to the annotation.
  */
-function core_notice(message, properties = {}) {
+function notice(message, properties = {}) {
     command_issueCommand('notice', toCommandProperties(properties), message instanceof Error ? message.toString() : message);
 }
 /**
@@ -64308,6 +64462,39 @@ function getIDToken(aud) {
  */
 
 //# sourceMappingURL=core.js.map
+// EXTERNAL MODULE: ./src/foreign.ts
+var foreign = __nccwpck_require__(6379);
+;// CONCATENATED MODULE: ./src/job-log.ts
+// The action's own workflow commands (groups and annotations). Each one first ends any pause of
+// the runner's command parser that foreign text began (foreign.ts), so the action's commands work
+// whatever printed last, and foreign text never can issue one.
+
+
+function job_log_startGroup(name) {
+    foreign/* foreignText */.qk.resume();
+    startGroup(name);
+}
+function job_log_endGroup() {
+    foreign/* foreignText */.qk.resume();
+    endGroup();
+}
+async function job_log_group(name, fn) {
+    job_log_startGroup(name);
+    try {
+        return await fn();
+    }
+    finally {
+        job_log_endGroup();
+    }
+}
+const own = (f) => (message, properties) => {
+    foreign/* foreignText */.qk.resume();
+    f(message, properties);
+};
+const job_log_warning = own(warning);
+const job_log_notice = own(notice);
+const job_log_error = own(error);
+
 ;// CONCATENATED MODULE: ./node_modules/@actions/github/lib/context.js
 
 
@@ -69331,64 +69518,66 @@ async function runChecked(runner, cmd, args, opts) {
         throw new CommandError(`${cmd} ${args[0] ?? ''}`.trim(), result);
     return result;
 }
-/** The real runner: @actions/exec, output streamed into the job log. */
-const execRunner = {
-    async run(cmd, args, opts = {}) {
-        if (opts.signal)
-            return stoppable(cmd, args, opts, opts.signal);
-        const r = await getExecOutput(cmd, args, {
-            ignoreReturnCode: true,
-            cwd: opts.cwd,
-            silent: opts.silent,
-            env: opts.env ? { ...process.env, ...opts.env } : undefined,
-            input: opts.input === undefined ? undefined : Buffer.from(opts.input)
-        });
-        return { code: r.exitCode, stdout: r.stdout, stderr: r.stderr };
-    }
-};
 /**
- * A command that can be stopped: as @actions/exec runs it (the command line, then its output, in
- * the job log), killed (SIGTERM) when the signal aborts; it then ends with code 143.
+ * A runner whose commands print into the job log as foreign text: the command line, then its
+ * output, between `::stop-commands::` and its token. What a command prints is not the action's:
+ * `docker build` runs the Dockerfile's `RUN` steps (package installs, third-party scripts), whose
+ * output could otherwise carry `::set-output`, `##[…]` or `::stop-commands::`.
  */
-function stoppable(cmd, args, opts, signal) {
-    if (!opts.silent)
-        process.stdout.write(`[command]${cmd} ${args.join(' ')}\n`);
-    return new Promise((resolve, reject) => {
-        const child = (0,external_node_child_process_.spawn)(cmd, args, {
-            cwd: opts.cwd,
-            env: { ...process.env, ...opts.env },
-            stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe']
-        });
-        const out = [];
-        const err = [];
-        child.stdout?.on('data', (d) => {
-            out.push(d);
+function foreignRunner(log = foreign/* foreignText */.qk) {
+    return {
+        run: (cmd, args, opts = {}) => new Promise((resolve, reject) => {
             if (!opts.silent)
-                process.stdout.write(d);
-        });
-        child.stderr?.on('data', (d) => {
-            err.push(d);
-            if (!opts.silent)
-                process.stdout.write(d);
-        });
-        if (opts.input !== undefined)
-            child.stdin?.end(opts.input);
-        const stop = () => child.kill('SIGTERM');
-        if (signal.aborted)
-            stop();
-        else
-            signal.addEventListener('abort', stop, { once: true });
-        child.on('error', reject);
-        child.on('close', (code, sig) => {
-            signal.removeEventListener('abort', stop);
-            resolve({
-                code: code ?? (sig ? 143 : 1),
-                stdout: Buffer.concat(out).toString(),
-                stderr: Buffer.concat(err).toString()
+                log.print(`[command]${cmd} ${(opts.shown ?? args).join(' ')}`);
+            const child = (0,external_node_child_process_.spawn)(cmd, args, {
+                cwd: opts.cwd,
+                env: { ...process.env, ...opts.env },
+                stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe']
             });
-        });
-    });
+            const out = [];
+            const err = [];
+            // whole lines to the log, as they come from either stream
+            let partial = '';
+            const show = (d) => {
+                if (opts.silent)
+                    return;
+                const text = partial + d.toString('utf8');
+                const end = Math.max(text.lastIndexOf('\n'), text.lastIndexOf('\r'));
+                if (end >= 0)
+                    log.print(text.slice(0, end).replace(/\r\n/g, '\n'));
+                partial = text.slice(end + 1);
+            };
+            child.stdout?.on('data', (d) => {
+                out.push(d);
+                show(d);
+            });
+            child.stderr?.on('data', (d) => {
+                err.push(d);
+                show(d);
+            });
+            if (opts.input !== undefined)
+                child.stdin?.end(opts.input);
+            const stop = () => child.kill('SIGTERM');
+            if (opts.signal?.aborted)
+                stop();
+            else
+                opts.signal?.addEventListener('abort', stop, { once: true });
+            child.on('error', reject);
+            child.on('close', (code, sig) => {
+                opts.signal?.removeEventListener('abort', stop);
+                if (partial)
+                    log.print(partial);
+                resolve({
+                    code: code ?? (sig ? 143 : 1),
+                    stdout: Buffer.concat(out).toString(),
+                    stderr: Buffer.concat(err).toString()
+                });
+            });
+        })
+    };
 }
+/** The real runner: its commands' output streamed into the job log, inert. */
+const execRunner = foreignRunner();
 
 ;// CONCATENATED MODULE: ./src/context.ts
 
@@ -69432,50 +69621,6 @@ async function readCommit(ctx, runner) {
 
 // EXTERNAL MODULE: ./src/fleet.ts
 var fleet = __nccwpck_require__(3207);
-// EXTERNAL MODULE: external "node:crypto"
-var external_node_crypto_ = __nccwpck_require__(7598);
-// EXTERNAL MODULE: external "node:os"
-var external_node_os_ = __nccwpck_require__(8161);
-;// CONCATENATED MODULE: ./src/foreign.ts
-
-
-/** The lines the runner reads in a text: `\r\n`, `\n` and a lone `\r` each end a line. */
-function runnerLines(text) {
-    return text.split(/\r\n|\r|\n/);
-}
-/**
- * Prints text from outside (the server's script, docker on the server, an app's log lines) so
- * that the runner reads no workflow command in it. The runner finds `::cmd::` after leading white
- * space and the legacy `##[cmd]` anywhere in a line, so no prefix defuses a line; only
- * `::stop-commands::TOKEN` … `::TOKEN::` does. The token is fresh for each run and never leaves the
- * runner, so foreign text cannot end the pause. The action's own commands (groups, annotations)
- * call `resume()` first.
- */
-class ForeignText {
-    write;
-    token;
-    stopped = false;
-    constructor(write = (s) => void process.stdout.write(s), token = (0,external_node_crypto_.randomBytes)(16).toString('hex')) {
-        this.write = write;
-        this.token = token;
-    }
-    print(text) {
-        if (!this.stopped) {
-            this.write(`::stop-commands::${this.token}${external_node_os_.EOL}`);
-            this.stopped = true;
-        }
-        for (const line of runnerLines(text))
-            this.write(line + external_node_os_.EOL);
-    }
-    /** Let the runner read commands again (before the action's own). */
-    resume() {
-        if (!this.stopped)
-            return;
-        this.write(`::${this.token}::${external_node_os_.EOL}`);
-        this.stopped = false;
-    }
-}
-
 ;// CONCATENATED MODULE: ./src/server-log.ts
 
 
@@ -69486,7 +69631,7 @@ class ForeignText {
 class ServerLog {
     host;
     open = false;
-    foreign = new ForeignText();
+    foreign = foreign/* foreignText */.qk;
     held;
     /** the server's phase the run is in (the last one it reported) */
     lastPhase;
@@ -69506,21 +69651,19 @@ class ServerLog {
         this.release();
         this.foreign.resume();
         if (this.open)
-            endGroup();
+            job_log_endGroup();
         this.open = false;
     }
     line = (text) => this.now(() => this.foreign.print(text));
     warning = (text) => this.now(() => {
-        this.foreign.resume();
-        warning(text, { title: `Server ${this.host}` });
+        job_log_warning(text, { title: `Server ${this.host}` });
     });
     phase = (name) => {
         this.lastPhase = name;
         this.now(() => {
-            this.foreign.resume();
             if (this.open)
-                endGroup();
-            startGroup(`${this.host}: ${name}`);
+                job_log_endGroup();
+            job_log_startGroup(`${this.host}: ${name}`);
             this.open = true;
         });
     };
@@ -69534,6 +69677,8 @@ class ServerLog {
 
 // EXTERNAL MODULE: external "node:fs"
 var external_node_fs_ = __nccwpck_require__(3024);
+// EXTERNAL MODULE: external "node:os"
+var external_node_os_ = __nccwpck_require__(8161);
 // EXTERNAL MODULE: external "node:path"
 var external_node_path_ = __nccwpck_require__(6760);
 var external_node_path_default = /*#__PURE__*/__nccwpck_require__.n(external_node_path_);
@@ -69563,6 +69708,13 @@ function buildArgs(config, plan) {
         config.context
     ];
 }
+/**
+ * The build's command line as the log shows it: each build argument by its name only, since a
+ * value may be secret (it also stays in the image's history: BuildKit's --secret is for secrets).
+ */
+function shownBuildArgs(args) {
+    return args.map((a, i) => (args[i - 1] === '--build-arg' ? `${a.slice(0, a.indexOf('='))}=…` : a));
+}
 function loginArgs(registry, username) {
     return ['login', '--username', username, '--password-stdin', '--', registry];
 }
@@ -69575,7 +69727,8 @@ function parsePushDigest(output) {
 }
 /** Build and tag the image; `signal` stops a build that is no longer wanted. */
 async function buildImage(runner, config, plan, cwd, signal) {
-    await runChecked(runner, 'docker', buildArgs(config, plan), { cwd, signal });
+    const args = buildArgs(config, plan);
+    await runChecked(runner, 'docker', args, { cwd, signal, shown: shownBuildArgs(args) });
 }
 /**
  * Log in (when credentials are given) and push every ref. A login goes into a temporary Docker
@@ -69723,7 +69876,7 @@ async function draftRelease(api, opts) {
     const find = async () => (await api.list()).find((r) => r.tag_name === opts.tag);
     const existing = await find();
     if (existing)
-        return { release: existing, created: false };
+        return { release: await ours(api, existing, opts), created: false };
     const made = await api.create({
         tag_name: opts.tag,
         name: opts.tag,
@@ -69738,7 +69891,18 @@ async function draftRelease(api, opts) {
     const found = await find();
     if (!found)
         throw new Error(`GitHub says release ${opts.tag} already exists, but it cannot be read with this token.`);
-    return { release: found, created: false };
+    return { release: await ours(api, found, opts), created: false };
+}
+/**
+ * A release found for the tag is taken over only when it is this commit's: a draft made for this
+ * commit, or a published one whose tag is at it. Another commit's (a run of another commit that
+ * names the same version, moments before) stops this run before it pushes the version's tag.
+ */
+async function ours(api, release, opts) {
+    const commit = release.draft ? release.target_commitish : await api.tagCommit(opts.tag);
+    if (commit && /^[0-9a-f]{7,40}$/.test(commit) && commit !== opts.sha)
+        throw new Error(`Release ${opts.tag} was just made for commit ${commit.slice(0, 7)} (${release.html_url}), not for this commit ${opts.sha.slice(0, 7)}: two commits name the same version. This run stops before it pushes ${opts.tag}. Give this commit its own version, or delete that draft if it is a mistake.`);
+    return release;
 }
 function release_status(e) {
     return e.status;
@@ -69824,6 +69988,8 @@ var src_version = __nccwpck_require__(311);
 
 
 
+
+
 const REVISION = 'org.opencontainers.image.revision';
 /**
  * The whole run: the version from the commit → the image builds while every server is connected
@@ -69888,6 +70054,7 @@ async function connectAll(config, deps) {
         shell: r.value
     }));
     info(`Connected to ${all.length === 1 ? `${config.ssh.username}@${config.ssh.host}:${config.ssh.port}` : all.map(fleet/* serverName */.L5).join(', ')}`);
+    info((0,src_config/* pullCredentialNote */.rq)(config));
     return config.lb
         ? { servers: servers.slice(0, -1), lb: servers[servers.length - 1] }
         : { servers };
@@ -69920,12 +70087,12 @@ async function checkPlan(config, ctx, deps, { plan: asked }) {
         notes.push(() => info(`Version ${version} (from ${plan.source === 'input' ? "the 'version' input" : 'the commit message'})`));
     else if (plan.notReleased) {
         const why = plan.notReleased;
-        notes.push(() => core_notice(`${why} The image is tagged ${plan.tag}; no release is made.`, {
+        notes.push(() => job_log_notice(`${why} The image is tagged ${plan.tag}; no release is made.`, {
             title: 'No release'
         }));
     }
     else if (built !== 'elsewhere')
-        notes.push(() => core_notice(`No version found in the commit message, so the image is tagged ${plan.tag} and no release is made. To release, put a version such as v1.2.3 in the commit message or set the 'version' input.`, { title: 'No version in the commit message' }));
+        notes.push(() => job_log_notice(`No version found in the commit message, so the image is tagged ${plan.tag} and no release is made. To release, put a version such as v1.2.3 in the commit message or set the 'version' input.`, { title: 'No version in the commit message' }));
     return { plan, built, registry, releases, notes };
 }
 /**
@@ -69953,13 +70120,13 @@ async function deployPushed(config, ctx, deps, outcome, local) {
         Object.assign(outcome, { version: plan.version, image: ref, digest });
         const given = `${config.image}${config.prebuilt}`;
         info(`Deploying ${given} (pushed before, not built here)${given === ref ? '' : `: ${ref}`}`);
+        // the version's tag goes on the digest only once the draft claimed the version for this commit
+        const drafting = plan.version && releases
+            ? draftStep(releases, plan.version, ctx.sha, outcome)
+            : Promise.resolve(undefined);
         const [tag, drafted] = await Promise.allSettled([
-            tagged || !plan.version
-                ? Promise.resolve()
-                : tagStep(registry, config, plan.tag, digest, outcome),
-            plan.version && releases
-                ? draftStep(releases, plan.version, ctx.sha, outcome)
-                : Promise.resolve(undefined)
+            drafting.then(() => tagged || !plan.version ? undefined : tagStep(registry, config, plan.tag, digest, outcome)),
+            drafting
         ]);
         if (tag.status === 'rejected')
             throw tag.reason;
@@ -70006,7 +70173,7 @@ async function findPushed(config, ctx, deps, { plan: asked }) {
             : undefined);
     if (elsewhere) {
         plan = { source: 'none', tag: (0,src_version/* shaTag */.b)(ctx.sha) };
-        notes.push(() => core_notice(`${asked.version} is released already: ${elsewhere}. A version is released once, so this deploy is named ${plan.tag}. To release it, name a new version.`, { title: `${asked.version} is released already` }));
+        notes.push(() => job_log_notice(`${asked.version} is released already: ${elsewhere}. A version is released once, so this deploy is named ${plan.tag}. To release it, name a new version.`, { title: `${asked.version} is released already` }));
     }
     else if (plan.version)
         notes.push(() => info(`Version ${plan.version} (from ${plan.source === 'input' ? "the 'version' input" : 'the commit message'})`));
@@ -70039,13 +70206,13 @@ function startBuild(config, ctx, deps, { plan }, outcome) {
     const stopper = new AbortController();
     let ended = false;
     runnerEvent(outcome, 'build');
-    startGroup(`Build ${ref}`);
+    job_log_startGroup(`Build ${ref}`);
     const done = buildImage(deps.runner, config, {
         refs: [ref],
         labels: imageLabels({ version: plan.version, sha: ctx.sha, sourceUrl: ctx.repositoryUrl })
     }, ctx.workspace, stopper.signal).finally(() => {
         ended = true;
-        endGroup();
+        job_log_endGroup();
     });
     done.catch(() => undefined); // its error is read where the image is needed
     return {
@@ -70077,11 +70244,16 @@ async function buildReleaseAndSwitch(config, ctx, deps, outcome, target, { plan,
     const early = overlapsBuild(config)
         ? startEarly(target.servers[0].shell, config, ctx, req, outcome)
         : undefined;
+    // the draft claims the version while the image builds; the push waits for it, so two commits
+    // that name one version cannot both push its tag (the second one's draft is refused)
+    const drafting = plan.version && releases
+        ? draftStep(releases, plan.version, ctx.sha, outcome)
+        : Promise.resolve(undefined);
     const [pushed, drafted] = await Promise.allSettled([
-        build ? pushStep(config, ctx, deps, build, notes, outcome) : notBuiltAgain(ref, notes, outcome),
-        plan.version && releases
-            ? draftStep(releases, plan.version, ctx.sha, outcome)
-            : Promise.resolve(undefined)
+        build
+            ? pushStep(config, ctx, deps, build, notes, outcome, drafting)
+            : notBuiltAgain(ref, notes, outcome),
+        drafting
     ]);
     if (pushed.status === 'rejected' || drafted.status === 'rejected') {
         await early?.abort();
@@ -70090,7 +70262,7 @@ async function buildReleaseAndSwitch(config, ctx, deps, outcome, target, { plan,
             await releases.remove(drafted.value.release.id).then(() => {
                 outcome.releaseUrl = undefined;
                 outcome.releaseDraft = undefined;
-            }, (e) => warning(`The draft release could not be deleted: ${e.message}`, {
+            }, (e) => job_log_warning(`The draft release could not be deleted: ${e.message}`, {
                 title: 'Draft release left'
             }));
         throw (pushed.status === 'rejected' ? pushed.reason : drafted.reason);
@@ -70109,7 +70281,7 @@ async function notBuiltAgain(ref, notes, outcome) {
     outcome.tags = [ref];
 }
 /** Once the image is built (its output done, the plan's messages printed): push it. */
-async function pushStep(config, ctx, deps, build, notes, outcome) {
+async function pushStep(config, ctx, deps, build, notes, outcome, claimed = Promise.resolve()) {
     try {
         await inPhase(outcome, 'build', () => build.done);
         runnerEvent(outcome, 'built');
@@ -70118,7 +70290,8 @@ async function pushStep(config, ctx, deps, build, notes, outcome) {
         for (const note of notes)
             note();
     }
-    const pushed = await group(`Push ${build.ref}`, () => inPhase(outcome, 'push', () => pushImage(deps.runner, config, [build.ref], ctx.workspace)));
+    await claimed;
+    const pushed = await job_log_group(`Push ${build.ref}`, () => inPhase(outcome, 'push', () => pushImage(deps.runner, config, [build.ref], ctx.workspace)));
     runnerEvent(outcome, 'pushed');
     outcome.tags = [...pushed.refs];
     outcome.digest = pushed.digest;
@@ -70169,7 +70342,7 @@ function withEvents(outcome, events) {
  * 'no': it is new.
  */
 async function builtBefore(plan, sha, registry, config, releases, notes) {
-    const notice = (where) => notes.push(() => core_notice(`${plan.version} is released already: ${where}. A version is released once, so this commit deploys as ${(0,src_version/* shaTag */.b)(sha)}. To release it, name a new version.`, { title: `${plan.version} is released already` }));
+    const notice = (where) => notes.push(() => job_log_notice(`${plan.version} is released already: ${where}. A version is released once, so this commit deploys as ${(0,src_version/* shaTag */.b)(sha)}. To release it, name a new version.`, { title: `${plan.version} is released already` }));
     // GitHub and the registry are asked at once
     const [onGithub, labels] = await Promise.all([
         releases ? releasedElsewhere(releases, plan.version, sha) : undefined,
@@ -70211,7 +70384,7 @@ async function moveLatest(registry, config, outcome, action) {
     catch (e) {
         const message = `${outcome.version ?? ref} serves, but ${config.image}:latest could not be moved to it: ${e.message}`;
         if (action === 'rollback') {
-            warning(`${message}. Until it is, a host that pulls latest gets the version rolled back from.`, { title: 'latest not moved' });
+            job_log_warning(`${message}. Until it is, a host that pulls latest gets the version rolled back from.`, { title: 'latest not moved' });
             return;
         }
         throw new Error(`${message}. Re-run the workflow: the next run finishes it.`);
@@ -70232,15 +70405,11 @@ function rollbackRequest(image, target) {
 async function switchOnServers(target, config, ctx, outcome, req, early) {
     if (!config.fleet.several)
         return switchOnServer(target.servers[0].shell, config, ctx, outcome, req, early);
-    const foreign = new ForeignText();
     const log = (name) => ({
-        line: (text) => foreign.print(`${name}: ${text}`),
-        warning: (text) => {
-            foreign.resume();
-            warning(text, { title: `Server ${name}` });
-        },
+        line: (text) => foreign/* foreignText */.qk.print(`${name}: ${text}`),
+        warning: (text) => job_log_warning(text, { title: `Server ${name}` }),
         phase: (phase) => {
-            foreign.resume();
+            foreign/* foreignText */.qk.resume();
             info(`${name}: ${phase}`);
         }
     });
@@ -70273,7 +70442,7 @@ async function switchOnServers(target, config, ctx, outcome, req, early) {
         throw e;
     }
     finally {
-        foreign.resume();
+        foreign/* foreignText */.qk.resume();
     }
     if (config.fleet.previewFile && outcome.color) {
         const on = target.lb ? [target.lb] : target.servers;
@@ -70282,7 +70451,7 @@ async function switchOnServers(target, config, ctx, outcome, req, early) {
     for (const s of outcome.servers ?? [])
         info(`${s.name}: ${s.state}${s.color ? ` (${s.color}, ${s.version})` : ''}`);
     if (outcome.prepared)
-        core_notice(`${outcome.version ?? outcome.image} is prepared on ${where} as ${outcome.color}, not switched to (promote: false).${outcome.previews ? ` Try it at ${outcome.previews.join(', ')}.` : ''} Run again with promote: true to switch to it.`, { title: 'Prepared, not switched' });
+        job_log_notice(`${outcome.version ?? outcome.image} is prepared on ${where} as ${outcome.color}, not switched to (promote: false).${outcome.previews ? ` Try it at ${outcome.previews.join(', ')}.` : ''} Run again with promote: true to switch to it.`, { title: 'Prepared, not switched' });
     else
         info(`${config.app.name} ${outcome.version ?? outcome.image} serves from ${outcome.color} on ${where}${outcome.previousColor ? ` (was ${outcome.previousColor})` : ''}`);
 }
@@ -70367,6 +70536,8 @@ async function switchOnServer(shell, config, ctx, outcome, req, early) {
 
 // EXTERNAL MODULE: ./src/dotenv.ts
 var dotenv = __nccwpck_require__(6345);
+// EXTERNAL MODULE: external "node:crypto"
+var external_node_crypto_ = __nccwpck_require__(7598);
 ;// CONCATENATED MODULE: ./src/registry.ts
 
 
@@ -70390,6 +70561,25 @@ function registryBaseUrl(registry) {
     const name = host.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
     const loopback = name === 'localhost' || /^127\./.test(name) || name === '::1';
     return `${loopback ? 'http' : 'https'}://${host}`;
+}
+/**
+ * Where the registry's 401 says to get a token, which receives the credential: only over HTTPS,
+ * or plain HTTP on loopback (as the registry itself is reached). A registry answer cannot send it
+ * to a plain-text address elsewhere.
+ */
+function tokenRealm(realm, registry) {
+    let url;
+    try {
+        url = new URL(realm);
+    }
+    catch {
+        throw new RegistryError(`${registry} named a token service that is not a URL: ${JSON.stringify(realm.slice(0, 200))}`);
+    }
+    const name = url.hostname.replace(/^\[|\]$/g, '');
+    const loopback = name === 'localhost' || /^127\./.test(name) || name === '::1';
+    if (url.protocol === 'https:' || (url.protocol === 'http:' && loopback))
+        return url;
+    throw new RegistryError(`${registry} asked for its token from ${url.protocol}//${url.host}, which is not HTTPS: the credential is not sent there. A registry's token service must use HTTPS (plain HTTP only on loopback).`);
 }
 /** The repository path inside the registry: `image` without its registry host. */
 function repositoryPath(image, registry) {
@@ -70429,7 +70619,7 @@ function registryClient(image, registry, creds = {}, fetchImpl = fetch) {
         if (challenge?.scheme === 'basic' && basic)
             authorization = basic;
         else if (challenge?.scheme === 'bearer' && challenge.params.realm) {
-            const url = new URL(challenge.params.realm);
+            const url = tokenRealm(challenge.params.realm, registry);
             if (challenge.params.service)
                 url.searchParams.set('service', challenge.params.service);
             const scope = `repository:${repositoryPath(image, registry)}:${push ? 'pull,push' : 'pull'}`;
@@ -70532,9 +70722,15 @@ var protocol = __nccwpck_require__(8667);
 ;// CONCATENATED MODULE: ./src/summary.ts
 
 
-/** Text for an HTML table cell: what the server sent is shown, never interpreted. */
+/**
+ * Text for an HTML table cell: what the server sent is shown, never interpreted. Its line breaks
+ * become `<br>`: the summary is one HTML block, which a blank line would end, and whatever followed
+ * would render as markdown (links, images, headings).
+ */
 function escapeHtml(text) {
-    return text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
+    return text
+        .replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c])
+        .replace(/\r\n|\r|\n/g, '<br>');
 }
 function releaseCell(o) {
     if (!o.releaseUrl)
@@ -70654,6 +70850,8 @@ async function writeSummary(o) {
 
 
 
+
+
 /**
  * Register every secret input with the log masker, before anything is logged: each value whole,
  * each of its lines, and for `env` each value as the dotenv rules read it (and its lines), so no
@@ -70695,19 +70893,20 @@ async function run(start = {}) {
         const ctx = start.ctx ?? fromGithubContext(github_context);
         const config = (0,src_config/* loadConfig */.Z9)((0,src_config/* readInputs */.Ko)(get), {
             repository: `${ctx.owner}/${ctx.repo}`,
-            workspace: ctx.workspace
+            workspace: ctx.workspace,
+            unquoted: start.unquoted
         });
         await deploy(config, ctx, {
             runner: execRunner,
             releases: (token) => githubReleases(token, ctx.owner, ctx.repo),
             registry: (c) => registryClient(c.image, c.registry, registryCredentials(c.registry, c)),
-            connect: (ssh) => (0,src_ssh/* connectSsh */.L)(ssh, { warn: (m) => warning(m, { title: 'Host key not checked' }) })
+            connect: (ssh) => (0,src_ssh/* connectSsh */.L)(ssh, { warn: (m) => job_log_warning(m, { title: 'Host key not checked' }) })
         }, outcome);
     }
     catch (e) {
         outcome.error = e instanceof Error ? e.message : String(e);
         // an annotation with a title that says where it failed; the step fails with it
-        error(outcome.error, {
+        job_log_error(outcome.error, {
             title: `bg-deploy failed${outcome.failedPhase ? `: ${outcome.failedPhase}` : ''}`
         });
         process.exitCode = 1;
@@ -70719,13 +70918,14 @@ async function run(start = {}) {
                 await writeSummary(outcome);
             }
             catch (e) {
-                warning(`The job summary could not be written: ${e.message}`);
+                job_log_warning(`The job summary could not be written: ${e.message}`);
             }
         }
     }
     return outcome;
 }
 function setOutputs(o) {
+    foreign/* foreignText */.qk.resume();
     setOutput('version', o.version ?? '');
     setOutput('image', o.image ?? '');
     setOutput('tags', o.tags.join('\n'));
@@ -70744,13 +70944,13 @@ function setOutputs(o) {
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   Dc: () => (/* binding */ ROLE_SECRETS),
 /* harmony export */   FC: () => (/* binding */ HISTORY_FIELDS),
 /* harmony export */   IT: () => (/* binding */ TIMELINE_LABELS),
-/* harmony export */   ZM: () => (/* binding */ RUN_ARG),
 /* harmony export */   an: () => (/* binding */ STAGES),
 /* harmony export */   qY: () => (/* binding */ EVENTS)
 /* harmony export */ });
-/* unused harmony exports PARAMETERS, SECRET_LINES, MARKERS, EVENT_LABELS, RUNNER_STEP_LABELS, ROLES, COMMANDS */
+/* unused harmony exports PARAMETERS, ROLES, SECRET_LINES, MARKERS, EVENT_LABELS, RUNNER_STEP_LABELS, COMMANDS */
 // The vocabulary the action and the server script (src/remote/) share, declared once.
 // __tests__/protocol.test.ts holds the script to it: its parameter table, the markers and events
 // it prints and the history fields it writes.
@@ -70799,10 +70999,31 @@ const PARAMETERS = {
     max_parallel: '1',
     build_wait: '0'
 };
-/** A repeatable argument: one `docker run` argument each, in order. */
-const RUN_ARG = 'run_arg';
-/** The secret lines that follow the script on stdin, ending with `end`. */
-const SECRET_LINES = (/* unused pure expression or super */ null && (['registry_password', 'env', 'end']));
+/**
+ * A run over several servers (src/remote/main.sh): each server's script runs in a role, reports
+ * the stage it reached (`await` marker) and waits for the runner's next command on stdin.
+ * single: one server switching itself in one go (no commands); host: a server with its own nginx;
+ * app: a server behind the load-balancer host; lb: that load balancer.
+ */
+const ROLES = (/* unused pure expression or super */ null && (['single', 'host', 'app', 'lb']));
+/**
+ * The secret lines that follow the script on stdin, ending with `end`: the pull credential's
+ * password, one `env KEY B64` per app variable, one `run_arg B64` per `docker run` argument (they
+ * may embed a secret, so they never ride on the command line), in order.
+ */
+const SECRET_LINES = (/* unused pure expression or super */ null && (['registry_password', 'env', 'run_arg', 'end']));
+/**
+ * What each role's steps read of the secret lines, and so all the runner sends it: a server that
+ * runs containers (single, host, app) needs the pull credential, the env and the run arguments; the
+ * load balancer runs none and gets nothing. `action=status` gets nothing either. The script
+ * refuses a line its role does not read (src/remote/lib/params.sh).
+ */
+const ROLE_SECRETS = {
+    single: ['registry_password', 'env', 'run_arg'],
+    host: ['registry_password', 'env', 'run_arg'],
+    app: ['registry_password', 'env', 'run_arg'],
+    lb: []
+};
 /** The script's stdout carries only `::bg-deploy-<marker>:: text` lines. */
 const MARKERS = (/* unused pure expression or super */ null && ([
     'phase',
@@ -70854,13 +71075,6 @@ const HISTORY_FIELDS = [
     'result'
 ];
 /**
- * A run over several servers (src/remote/main.sh): each server's script runs in a role, reports
- * the stage it reached (`await` marker) and waits for the runner's next command on stdin.
- * single: one server switching itself in one go (no commands); host: a server with its own nginx;
- * app: a server behind the load-balancer host; lb: that load balancer.
- */
-const ROLES = (/* unused pure expression or super */ null && (['single', 'host', 'app', 'lb']));
-/**
  * The stages a script reports before it waits: locked (single, while the runner builds: the lock
  * taken, the serving color known), ready (lb), prepared (host, app), switched (host, lb).
  */
@@ -70883,7 +71097,7 @@ __nccwpck_require__.d(__webpack_exports__, {
   t_: () => (/* binding */ startRemote)
 });
 
-// UNUSED EXPORTS: MAX_LINE, OutputParser, loadDeployScript, remoteCommand, remoteStdin, scriptArgs, shellQuote
+// UNUSED EXPORTS: MAX_EVENTS, MAX_HISTORY, MAX_LINE, MAX_WARNINGS, OutputParser, loadDeployScript, remoteCommand, remoteStdin, scriptArgs, shellQuote
 
 // EXTERNAL MODULE: external "node:fs"
 var external_node_fs_ = __nccwpck_require__(3024);
@@ -70895,9 +71109,12 @@ const external_node_string_decoder_namespaceObject = __WEBPACK_EXTERNAL_createRe
 var answer = __nccwpck_require__(1381);
 // EXTERNAL MODULE: ./src/protocol.ts
 var protocol = __nccwpck_require__(8667);
+// EXTERNAL MODULE: ./src/foreign.ts
+var foreign = __nccwpck_require__(6379);
 // EXTERNAL MODULE: ./src/version.ts
 var version = __nccwpck_require__(311);
 ;// CONCATENATED MODULE: ./src/remote.ts
+
 
 
 
@@ -70962,10 +71179,7 @@ function scriptArgs(config, req) {
             ]
             : [])
     ];
-    return [
-        ...a.filter(([, v]) => v !== undefined && v !== '').map(([k, v]) => `${k}=${v}`),
-        ...config.app.dockerRunArgs.map((r) => `${protocol/* RUN_ARG */.ZM}=${r}`)
-    ];
+    return a.filter(([, v]) => v !== undefined && v !== '').map(([k, v]) => `${k}=${v}`);
 }
 /** The remote command line: constant program, quoted non-secret arguments. */
 function remoteCommand(args) {
@@ -70973,20 +71187,34 @@ function remoteCommand(args) {
 }
 const b64 = (s) => Buffer.from(s, 'utf8').toString('base64');
 /**
- * stdin: the script, then the secrets as `name base64` lines, then `end`. The server gets the pull
- * credential (the push one only when no pull credential is given).
+ * stdin: the script, then the secrets as `name base64` lines, then `end`: only those the role's
+ * steps read (ROLE_SECRETS), so the load balancer and `status` get none. The pull credential is
+ * the one the servers were given (config.pull: none, a pull credential, or the push one when the
+ * workflow says so).
  */
-function remoteStdin(script, config) {
+function remoteStdin(script, config, role = 'single') {
+    const reads = role === 'status' ? [] : protocol/* ROLE_SECRETS */.Dc[role];
     const lines = [];
-    if (config.pull.password)
+    if (reads.includes('registry_password') && config.pull.password)
         lines.push(`registry_password ${b64(config.pull.password)}`);
-    for (const [k, v] of config.app.env)
-        lines.push(`env ${k} ${b64(v)}`);
+    if (reads.includes('env'))
+        for (const [k, v] of config.app.env)
+            lines.push(`env ${k} ${b64(v)}`);
+    if (reads.includes('run_arg'))
+        for (const a of config.app.dockerRunArgs)
+            lines.push(`run_arg ${b64(a)}`);
     lines.push('end');
     return `${script.endsWith('\n') ? script : script + '\n'}${lines.join('\n')}\n`;
 }
 /** Longest line kept whole: a server that never sends a newline cannot fill the runner's memory. */
 const MAX_LINE = 64 * 1024;
+/**
+ * What a server can make the runner hold: history rows (the last ones kept; the script sends 10),
+ * timeline events and warning annotations per run (the first ones kept; a run has about 10 events).
+ */
+const MAX_HISTORY = 20;
+const MAX_EVENTS = 100;
+const MAX_WARNINGS = 20;
 const PHASE = /^[\w .()-]{1,200}$/;
 /**
  * Splits streamed chunks into lines and interprets the script's marker lines. Markers count only
@@ -71005,6 +71233,7 @@ class OutputParser {
     /** what serves on the server as its script ended */
     serving;
     tail = [];
+    warnings = 0;
     constructor(log, onStage = () => { }) {
         this.log = log;
         this.onStage = onStage;
@@ -71029,10 +71258,13 @@ class OutputParser {
         }
     }
     handle(stream, raw) {
-        const line = raw.replace(/\r$/, '');
+        // every string from the server passes here first: one sanitizer for every output path
+        const line = (0,foreign/* sanitizeForeign */.I2)(raw);
         const m = stream === 'out' ? /^::bg-deploy-([a-z]+):: (.*)$/.exec(line) : null;
         if (m) {
             const text = m[2];
+            /** a marker's text, unescaped onto its lines, as safe as any other line */
+            const said = () => (0,foreign/* sanitizeForeign */.I2)((0,answer/* unescapeMarker */.xz)(text));
             switch (m[1]) {
                 case 'phase': {
                     const name = (0,answer/* unescapeMarker */.xz)(text);
@@ -71042,7 +71274,7 @@ class OutputParser {
                 }
                 case 'event': {
                     const e = (0,answer/* parseEvent */.wj)(text);
-                    if (e)
+                    if (e && this.events.length < MAX_EVENTS)
                         this.events.push(e);
                     return;
                 }
@@ -71054,7 +71286,7 @@ class OutputParser {
                 case 'history': {
                     const h = (0,answer/* parseHistoryLine */.aF)((0,answer/* unescapeMarker */.xz)(text));
                     if (h)
-                        this.history.push(h);
+                        this.history = [...this.history, h].slice(-MAX_HISTORY);
                     return;
                 }
                 case 'serving': {
@@ -71067,9 +71299,11 @@ class OutputParser {
                     return;
                 }
                 case 'warning':
-                    return this.log.warning((0,answer/* unescapeMarker */.xz)(text));
+                    if (this.warnings++ < MAX_WARNINGS)
+                        this.log.warning(said());
+                    return;
                 case 'error':
-                    this.error = (0,answer/* unescapeMarker */.xz)(text);
+                    this.error = said().slice(0, MAX_LINE);
                     return;
                 case 'await': {
                     const [stage, ...kv] = (0,answer/* unescapeMarker */.xz)(text).split(' ');
@@ -71098,7 +71332,7 @@ function startRemote(shell, config, req, log, script = loadDeployScript()) {
         waiting.delete(stage);
     });
     const stdin = new external_node_stream_.PassThrough();
-    stdin.write(remoteStdin(script, config));
+    stdin.write(remoteStdin(script, config, req.role));
     if ((!req.role || req.role === 'single') && !req.buildWait)
         stdin.end();
     // command-timeout: a script that hangs (a stuck lock, pull or docker) does not hold the runner;
@@ -71168,7 +71402,8 @@ function remote_answer(parser, r, config, req) {
         const checked = (0,answer/* checkResult */.iJ)(parser.result, {
             image: config.image,
             action: req.action,
-            version: req.version
+            version: req.version,
+            sent: req.image
         });
         return { ...checked, events: parser.events, history: parser.history, serving: parser.serving };
     }
@@ -71213,7 +71448,7 @@ async function readStatus(shell, config, script = loadDeployScript()) {
     const args = scriptArgs(config, { action: 'status', image: config.image, actor: '', runUrl: '' });
     // no secret is sent: status needs none
     const r = await shell.exec(remoteCommand(args), {
-        stdin: `${script.endsWith('\n') ? script : `${script}\n`}end\n`,
+        stdin: remoteStdin(script, config, 'status'),
         onStdout: (c) => parser.push('out', c),
         onStderr: (c) => parser.push('err', c)
     });
@@ -72180,6 +72415,10 @@ function blobType(blob) {
 async function connectSsh(cfg, opts = {}) {
     if (cfg.insecureIgnoreHostKey && cfg.hostKeyPins.length === 0)
         opts.warn?.(`insecure-ignore-host-key is true: the identity of ${cfg.host} is not checked, so a machine in the middle could receive the deploy. Pin it with host-fingerprint (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub).`);
+    // the bastion's key too: one not pinned is skipped by the same input, and said as loudly, even
+    // when the server behind it is pinned (a machine in the middle then sees who deploys, and when)
+    if (cfg.jump && cfg.jump.insecureIgnoreHostKey && cfg.jump.hostKeyPins.length === 0)
+        opts.warn?.(`insecure-ignore-host-key is true: the identity of the bastion ${cfg.jump.host} (proxy-jump) is not checked${cfg.hostKeyPins.length > 0 ? `, though ${cfg.host} behind it is pinned` : ''}. A machine in its place could refuse or delay the deploy and sees when it runs. Pin it with proxy-jump-fingerprint (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub on the bastion).`);
     // both keys are read before any socket opens: a key that cannot be read fails at once
     const keyType = privateKeyType(cfg);
     const jumpKeyType = cfg.jump ? privateKeyType(cfg.jump, 'proxy-jump-key') : '';

@@ -1,4 +1,3 @@
-import * as core from '@actions/core'
 import * as jobLog from './job-log.js'
 import { foreignText } from './foreign.js'
 import type { RemoteLog } from './remote.js'
