@@ -4,7 +4,7 @@
 import type { Readable } from 'node:stream'
 import { testConfig } from './support/config.js'
 import { FleetError, fleetEvents, runFleet, type Server } from '../src/fleet.js'
-import type { RemoteRequest } from '../src/remote.js'
+import type { RemoteRequest } from '../src/remote/request.js'
 import type { ExecResult } from '../src/ssh.js'
 
 interface Behaviour {

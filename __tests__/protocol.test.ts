@@ -1,4 +1,4 @@
-// The action and the server script speak one declared vocabulary (src/protocol.ts): this holds
+// The action and the server script speak one declared vocabulary (src/remote/protocol.ts): this holds
 // the script's parameter table, its markers, events and history fields, and the action's
 // arguments and defaults to it, so a name added or changed on one side only fails here.
 import { testConfig } from './support/config.js'
@@ -10,8 +10,8 @@ import {
   PARAMETERS,
   STAGES,
   SECRET_LINES
-} from '../src/protocol.js'
-import { loadDeployScript, remoteStdin, scriptArgs } from '../src/remote.js'
+} from '../src/remote/protocol.js'
+import { loadDeployScript, remoteStdin, scriptArgs } from '../src/remote/request.js'
 
 const script = loadDeployScript()
 /** The script without its comment lines. */

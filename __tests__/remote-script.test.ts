@@ -16,8 +16,8 @@ import {
 } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
-import { ROLE_SECRETS, ROLES, type Role, type SecretLine } from '../src/protocol.js'
-import { loadDeployScript, remoteStdin } from '../src/remote.js'
+import { ROLE_SECRETS, ROLES, type Role, type SecretLine } from '../src/remote/protocol.js'
+import { loadDeployScript, remoteStdin } from '../src/remote/request.js'
 import { testConfig } from './support/config.js'
 import { joinRemote, PARTS } from '../scripts/join-remote.mjs'
 

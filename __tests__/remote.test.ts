@@ -6,13 +6,10 @@ import {
   MAX_HISTORY,
   MAX_LINE,
   MAX_WARNINGS,
-  OutputParser,
-  remoteCommand,
-  remoteStdin,
-  runRemote,
-  scriptArgs,
-  shellQuote
-} from '../src/remote.js'
+  OutputParser
+} from '../src/remote/output.js'
+import { remoteCommand, remoteStdin, scriptArgs, shellQuote } from '../src/remote/request.js'
+import { runRemote } from '../src/remote/session.js'
 import type { ExecResult, RemoteShell } from '../src/ssh.js'
 
 const config = testConfig({

@@ -6,11 +6,11 @@ import { readFileSync } from 'node:fs'
 import { hostname, userInfo } from 'node:os'
 import { FILE_INPUTS, INPUT_NAMES, loadConfig, readInputs, type InputName } from './config.js'
 import type { RunContext } from './context.js'
-import type { Outcome } from './deploy.js'
+import type { Outcome } from './run.js'
 import { serverName } from './fleet.js'
 import { sanitizeForeign } from './foreign.js'
 import { run } from './main.js'
-import { readStatus } from './remote.js'
+import { readStatus } from './remote/session.js'
 import { connectSsh } from './ssh.js'
 
 const COMMANDS = ['deploy', 'rollback', 'status'] as const

@@ -4,19 +4,18 @@
 // back. Each server's script holds its deploy lock from its start to its end, and acts on its own
 // when the runner goes away (src/remote/main.sh): the servers end on one version, or on the one
 // before, and the next run takes over from what the journal on each server says.
-import { checkResult, type Color, type HistoryEntry } from './answer.js'
+import { checkResult, type Color, type HistoryEntry } from './remote/answer.js'
 import type { Config } from './config.js'
 import { hostForUrl } from './config-hosts.js'
-import type { EventName } from './protocol.js'
+import type { EventName } from './remote/protocol.js'
 import {
-  startRemote,
   type RemoteEvent,
   type RemoteLog,
-  type RemoteRequest,
   type RemoteResult,
-  type RemoteSession,
   type StageFields
-} from './remote.js'
+} from './remote/output.js'
+import { type RemoteRequest } from './remote/request.js'
+import { startRemote, type RemoteSession } from './remote/session.js'
 import type { RemoteShell, SshConfig } from './ssh.js'
 
 export interface Server {

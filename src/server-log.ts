@@ -1,6 +1,6 @@
 import * as jobLog from './job-log.js'
 import { foreignText } from './foreign.js'
-import type { RemoteLog } from './remote.js'
+import type { RemoteLog } from './remote/output.js'
 
 /**
  * The server's output as the job log shows it: a group per phase, its text printed inert (the

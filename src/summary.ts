@@ -1,6 +1,6 @@
 import * as core from '@actions/core'
-import type { Outcome } from './deploy.js'
-import { TIMELINE_LABELS } from './protocol.js'
+import type { Outcome } from './run.js'
+import { TIMELINE_LABELS } from './remote/protocol.js'
 
 /**
  * Text for an HTML table cell: what the server sent is shown, never interpreted. Its line breaks

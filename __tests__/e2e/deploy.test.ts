@@ -1,6 +1,6 @@
 // A deploy end to end: SSH + the blue-green script against real sshd, dockerd, registry and nginx,
 // with a load generator running during deploys.
-import { EVENTS } from '../../src/protocol.js'
+import { EVENTS } from '../../src/remote/protocol.js'
 import path from 'node:path'
 import { execFileSync } from 'node:child_process'
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs'

@@ -13,7 +13,7 @@ import {
 } from '../../src/config.js'
 import { buildArgs } from '../../src/image.js'
 import { splitLines } from '../../src/words.js'
-import { remoteCommand, scriptArgs } from '../../src/remote.js'
+import { remoteCommand, scriptArgs } from '../../src/remote/request.js'
 import { connectSsh, type RemoteShell } from '../../src/ssh.js'
 import { appFixture, deployApp, expectOk, httpGet, visibleLog } from './helpers.js'
 

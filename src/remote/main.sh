@@ -87,7 +87,7 @@ main_prepared() { # main_prepared FROM_COLOR TO_COLOR
       journal_write kept "$to"
       history_add prepared "$to"
       log "$(container_name "$to") keeps running $RUN_VERSION for a later run to promote"
-      marker result "deployed=false color=$to previous_color=$from version=$RUN_VERSION image=$RUN_IMAGE"
+      result_print false "$to" "$from" "$RUN_VERSION" "$RUN_IMAGE"
       return 0
       ;;
     eof)
@@ -137,7 +137,7 @@ main_finish() { # main_finish FROM_COLOR TO_COLOR
   history_add ok "$to"
   event finished
   stop_later "$from" "$wait"
-  marker result "deployed=true color=$to previous_color=$from version=$RUN_VERSION image=$RUN_IMAGE open_connections=$DRAIN_OPEN"
+  result_print true "$to" "$from" "$RUN_VERSION" "$RUN_IMAGE" "$DRAIN_OPEN"
 }
 
 # The load-balancer host (role lb): it runs no container. It says which color serves (and, for a
@@ -160,7 +160,7 @@ main_lb() {
     "switch $idle") ;;
     keep)
       history_add prepared "$idle"
-      marker result "deployed=false color=$idle previous_color=$active version=$RUN_VERSION image=$RUN_IMAGE"
+      result_print false "$idle" "$active" "$RUN_VERSION" "$RUN_IMAGE"
       return 0 ;;
     eof) runner_gone ready; exit 1 ;;
     *) die "nothing was switched (the runner said $cmd)" ;;
@@ -185,7 +185,7 @@ main_lb() {
   journal_clear
   history_add ok "$idle"
   event finished
-  marker result "deployed=true color=$idle previous_color=$active version=$RUN_VERSION image=$RUN_IMAGE"
+  result_print true "$idle" "$active" "$RUN_VERSION" "$RUN_IMAGE"
 }
 
 main() {

@@ -16,6 +16,7 @@ command_next() { # command_next [TIMEOUT]
 }
 
 command_await() { # command_await STAGE [key=value...]: the stage reached, for the runner
+  [[ " ${PROTOCOL_STAGES[*]} " == *" $1 "* ]] || die "stage '$1' is not declared in src/remote/protocol.ts"
   marker await "$*"
 }
 

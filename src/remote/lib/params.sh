@@ -1,19 +1,7 @@
-# Parameters (`key=value` arguments; names and defaults are declared in src/protocol.ts) and the
-# secrets that follow the script on stdin. Roles (`role`): single, one server switching itself in
+# Parameters (`key=value` arguments; names and defaults: the table P in the generated part
+# protocol.sh, from src/remote/protocol.ts) and the secrets that follow the script on stdin. Roles (`role`): single, one server switching itself in
 # one go; host, a server with its own nginx in a run over several; app, a server behind a
 # load-balancer host; lb, that load balancer. Globals: P, RUN_ARGS, ENV_KEYS, ENV_VALUES, REGISTRY_PASSWORD.
-
-declare -A P=(
-  [action]=deploy [app]='' [image]='' [version]='' [container_port]=8080
-  [blue_port]=8081 [green_port]=8082 [network]='' [env_file]=''
-  [health_path]=/ [health_timeout]=60 [health_interval]=0.05 [drain_timeout]=30
-  [upstream_file]='' [upstream_name]='' [nginx_test]='nginx -t' [nginx_reload]='nginx -s reload'
-  [lock_timeout]=600 [actor]='' [run_url]='' [registry]='' [registry_user]='' [state_dir]=''
-  [target]='' [switch_mode]=reload [live_port]=8083 [docker_timeout]=60
-  [role]=single [color]='' [bind_address]=127.0.0.1 [lb_servers]='' [preview_file]='' [commit_timeout]=900
-  [watch]=0 [watch_max_error_rate]=1 [watch_max_health_failures]=3 [keep_warm]=0
-  [engine]=ssh [replicas]=2 [health_cmd]='' [max_parallel]=1 [build_wait]=0
-)
 
 RUN_ARGS=() # docker run arguments, from `run_arg` secret lines (they may embed a secret)
 
@@ -38,11 +26,13 @@ params_parse() {
   [[ -n "${P[image]}" ]] || die "parameter image is required"
 }
 
-# The secret lines a run reads (ROLE_SECRETS in src/protocol.ts): a server that runs containers
+# The secret lines a run reads (ROLE_SECRETS in src/remote/protocol.ts): a server that runs containers
 # reads them all; the load balancer runs none, and `status` changes nothing, so they read none.
 params_secrets_wanted() {
-  if [[ "${P[action]}" == status || "${P[role]}" == lb ]]; then return 0; fi
-  printf '%s\n' registry_password env run_arg
+  if [[ "${P[action]}" == status ]]; then return 0; fi
+  local lines
+  read -r -a lines <<<"${PROTOCOL_ROLE_SECRETS[${P[role]}]-}"
+  if ((${#lines[@]} > 0)); then printf '%s\n' "${lines[@]}"; fi
 }
 
 # Secrets come after the script on stdin: `registry_password B64`, `env KEY B64`, `run_arg B64`,

@@ -4,9 +4,6 @@
 # build failed). Without a word within build_wait seconds (a runner that died or hangs), give up:
 # nothing here changed, and the lock is free again as the script ends.
 
-# Exit code of a run that gave up waiting: the runner then starts the script anew.
-AWAIT_GAVE_UP=75
-
 # Whether TO_COLOR has a container, found while waiting: start_color need not ask Docker again.
 IDLE_EXISTS=''
 
@@ -21,6 +18,6 @@ await_image() { # await_image FROM_COLOR TO_COLOR
     abort) die "the runner's build or release failed (it said abort): nothing was changed here" ;;
     *)
       marker error "no image from the runner within ${P[build_wait]}s of waiting (build_wait): nothing was changed here"
-      exit "$AWAIT_GAVE_UP" ;;
+      exit "$EXIT_AWAIT_GAVE_UP" # the runner then starts the script anew ;;
   esac
 }

@@ -146,5 +146,5 @@ main_swarm() {
   state_write '' "$RUN_VERSION" "$RUN_IMAGE"
   history_add ok
   event finished
-  marker result "deployed=true color= previous_color= version=$RUN_VERSION image=$RUN_IMAGE"
+  result_print true "" "" "$RUN_VERSION" "$RUN_IMAGE"
 }

@@ -1,9 +1,9 @@
 // What the server answers is checked before it is used: the result line's values become step
 // outputs (a workflow may put them into a `run:` step), history rows and events go into the job
 // summary and the timeline output. A server that answers anything else fails the run.
-import { hasControl } from './foreign.js'
-import { EVENTS, HISTORY_FIELDS, type EventName } from './protocol.js'
-import { versionProblem } from './version.js'
+import { hasControl } from '../foreign.js'
+import { EVENTS, HISTORY_FIELDS, RESULT_FIELDS, type EventName } from './protocol.js'
+import { versionProblem } from '../version.js'
 
 export interface ServerResult {
   deployed: boolean
@@ -57,8 +57,7 @@ export function checkResult(
   fields: Record<string, string>,
   expected: { image: string; action: 'deploy' | 'rollback'; version?: string; sent?: string }
 ): ServerResult {
-  const known = ['deployed', 'color', 'previous_color', 'version', 'image', 'open_connections']
-  const extra = Object.keys(fields).filter((k) => !known.includes(k))
+  const extra = Object.keys(fields).filter((k) => !(RESULT_FIELDS as readonly string[]).includes(k))
   if (extra.length > 0) throw new MalformedAnswer(`unknown result fields ${shown(extra.join(' '))}`)
   const deployed = fields.deployed ?? ''
   if (deployed !== 'true' && deployed !== 'false')

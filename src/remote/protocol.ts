@@ -1,6 +1,12 @@
-// The vocabulary the action and the server script (src/remote/) share, declared once.
-// __tests__/protocol.test.ts holds the script to it: its parameter table, the markers and events
-// it prints and the history fields it writes.
+// The vocabulary the action and the server script (src/remote/) share, declared once. The script's
+// side is generated from it when the script is joined (scripts/join-remote.mjs writes the part
+// `protocol.sh`: the parameter table, what each role reads of the secret lines, the result and
+// serving fields, the exit codes, stages and commands), so a new parameter is one line here plus
+// its use on each side. __tests__/protocol.test.ts holds what the script prints to it.
+
+/** What the script is asked to do (`action`): status reads, takes no lock and changes nothing. */
+export const ACTIONS = ['deploy', 'rollback', 'status'] as const
+export type Action = (typeof ACTIONS)[number]
 
 /** The script's parameters (`key=value` arguments) and the defaults its table gives them. */
 export const PARAMETERS = {
@@ -77,6 +83,26 @@ export const ROLE_SECRETS: Record<Role, readonly SecretLine[]> = {
   app: ['registry_password', 'env', 'run_arg'],
   lb: []
 }
+
+/** The result line's fields, in the order the script writes them (`result_print`). */
+export const RESULT_FIELDS = [
+  'deployed',
+  'color',
+  'previous_color',
+  'version',
+  'image',
+  'open_connections'
+] as const
+export type ResultField = (typeof RESULT_FIELDS)[number]
+
+/** The `serving` marker's fields: what serves on the server as its script ends. */
+export const SERVING_FIELDS = ['color', 'version'] as const
+
+/** Exit codes the script ends with on purpose, beside 0 (done) and 1 (failed, with an error). */
+export const EXIT_CODES = {
+  /** a deploy that waited for the runner's build gave up (await.sh): the runner starts it anew */
+  await_gave_up: 75
+} as const
 
 /** The script's stdout carries only `::bg-deploy-<marker>:: text` lines. */
 export const MARKERS = [
