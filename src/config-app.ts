@@ -1,7 +1,7 @@
 // The inputs of the app on the server, its health check and switch, and the run itself: each group
 // checked into its part of the Config, every problem reported to the one collector.
 import { noControl, type Collector } from './config-check.js'
-import type { Config, ConfigContext } from './config.js'
+import type { Config, ConfigContext } from './config-types.js'
 import { defaultOf, ENGINES, SWITCH_MODES, type Engine, type SwitchMode } from './config-inputs.js'
 import { parseDotenv } from './dotenv.js'
 import { versionProblem } from './version.js'

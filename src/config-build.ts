@@ -2,7 +2,7 @@
 // its part of the Config, every problem reported to the one collector.
 import path from 'node:path'
 import { noControl, type Collector } from './config-check.js'
-import type { Config } from './config.js'
+import type { Config } from './config-types.js'
 import { defaultOf, type InputName } from './config-inputs.js'
 import { checkHosts, checkJump } from './config-hosts.js'
 import { DEFAULT_VERSION_PATTERN, versionProblem } from './version.js'

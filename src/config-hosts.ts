@@ -3,7 +3,7 @@
 // is a complete SSH config: its own address, port and user, and the host keys pinned for it.
 import { isIP } from 'node:net'
 import type { Collector } from './config-check.js'
-import type { Config, JumpHost } from './config.js'
+import type { Config, JumpHost } from './config-types.js'
 import type { SwitchMode } from './config-inputs.js'
 import { parseHostKeyPins } from './hostkey.js'
 

@@ -7,16 +7,11 @@ import { checkBuild, checkServer, checkVersion } from './config-build.js'
 import { Collector } from './config-check.js'
 import { checkFleet } from './config-hosts.js'
 import { withConfigFile } from './config-file.js'
-import {
-  INPUT_NAMES,
-  type Engine,
-  type InputName,
-  type Inputs,
-  type SwitchMode
-} from './config-inputs.js'
-import type { HostKeyPin } from './hostkey.js'
+import { INPUT_NAMES, type Inputs } from './config-inputs.js'
+import type { Config, ConfigContext } from './config-types.js'
 
 export { ConfigError } from './config-check.js'
+export type { Config, ConfigContext, JumpHost, SshTarget } from './config-types.js'
 export { mergeInputs, parseConfigFile } from './config-file.js'
 export {
   FILE_INPUTS,
@@ -41,91 +36,6 @@ export function pullCredentialNote(config: Pick<Config, 'pull' | 'registry'>): s
   }
 }
 
-export interface Config {
-  /** the image repository, without a tag or digest */
-  image: string
-  /**
-   * build: false: the image pushed already, as a reference in `image`: ':tag', '@sha256:…' or
-   * ':tag@sha256:…' (undefined: the run builds and pushes the image itself)
-   */
-  prebuilt?: string
-  registry: string
-  context: string
-  dockerfile: string
-  buildArgs: string[]
-  registryUsername?: string
-  registryPassword?: string
-  /**
-   * what the servers log in with to pull: the pull credential (source pull), the push one when
-   * push-credential-to-servers says so (source push), or nothing: an anonymous pull (source none)
-   */
-  pull: { username?: string; password?: string; source: 'pull' | 'push' | 'none' }
-  version?: string
-  versionPattern: RegExp
-  githubToken?: string
-  createRelease: boolean
-  /** a server: where, as whom, its pinned host key; and how it is reached */
-  ssh: SshTarget & {
-    /** seconds until the SSH connection must be ready (TCP, handshake, authentication) */
-    connectTimeout: number
-    /** proxy-jump: the bastion the connection goes through (ssh -J) */
-    jump?: JumpHost
-  }
-  /** seconds a server's script may run (from its start, or from the image pushed) before the run closes its connection */
-  commandTimeout: number
-  app: {
-    name: string
-    containerPort: number
-    bluePort: number
-    greenPort: number
-    network?: string
-    env: [string, string][]
-    envFile?: string
-    dockerRunArgs: string[]
-  }
-  health: { path: string; timeout: number; interval: number }
-  drainTimeout: number
-  nginx: { upstreamFile: string; upstreamName: string; testCommand: string; reloadCommand: string }
-  /** reload: nginx reload per switch; dnat: nginx points at livePort, a NAT rule picks the color */
-  switch: { mode: SwitchMode; livePort: number }
-  rollback?: string
-  /**
-   * watch: seconds the new color is watched after the switch, the old one warm (0: off);
-   * keepWarm: seconds the old color keeps running after a deploy (0: stopped at once)
-   */
-  after: { watch: number; maxErrorRate: number; maxHealthFailures: number; keepWarm: number }
-  /** ssh: blue-green over SSH; swarm: a Docker Swarm service on the manager in `host` */
-  engine: { kind: Engine; replicas: number; healthCmd?: string; parallelism: number }
-  /** every server (the first is `ssh`); the load balancer in front of them, if any */
-  hosts: Config['ssh'][]
-  lb?: Config['ssh']
-  fleet: {
-    /** where the app servers publish the colors' ports */
-    bindAddress: string
-    /** how many servers prepare at once (0: all) */
-    maxParallel: number
-    /** false: prepare and preview, then stop; a later run switches */
-    promote: boolean
-    previewFile?: string
-    /** the run goes in two phases (prepare, then commit): several servers, a load balancer, previews, or promote: false */
-    several: boolean
-  }
-}
-
-/** An SSH endpoint: its address, the user and key to log in with, its pinned host key. */
-export interface SshTarget {
-  host: string
-  port: number
-  username: string
-  privateKey: string
-  passphrase?: string
-  hostKeyPins: HostKeyPin[]
-  insecureIgnoreHostKey: boolean
-}
-
-/** A bastion (proxy-jump): its own address, user, key and pinned host key. */
-export type JumpHost = SshTarget
-
 /**
  * command-timeout: long enough for what the inputs let a script wait for (health, drain, watch),
  * so a slow but working deploy is never cut.
@@ -142,15 +52,6 @@ function checkCommandTimeout(
       `Input 'command-timeout' is ${t} s, but a deploy may take health-timeout + drain-timeout + watch = ${needs} s on the server: set it above ${needs}, or lower those.`
     )
   return c.get('command-timeout') !== undefined ? t : Math.max(t, needs + 60)
-}
-
-/** What the run's context supplies to defaults. */
-export interface ConfigContext {
-  /** owner/repo */
-  repository: string
-  workspace: string
-  /** inputs no message may quote besides the secrets (the command line's values read from files) */
-  unquoted?: readonly InputName[]
 }
 
 /** Read every input through `get` (core.getInput); empty means not given. */

@@ -1,0 +1,99 @@
+// The one typed, validated configuration a run works from (config.ts builds it), and what the
+// run's context supplies to it. Its own file, so that each checker (config-app.ts,
+// config-build.ts, config-hosts.ts) and config.ts, which calls them, import it from below.
+import type { Engine, InputName, SwitchMode } from './config-inputs.js'
+import type { HostKeyPin } from './hostkey.js'
+
+export interface Config {
+  /** the image repository, without a tag or digest */
+  image: string
+  /**
+   * build: false: the image pushed already, as a reference in `image`: ':tag', '@sha256:…' or
+   * ':tag@sha256:…' (undefined: the run builds and pushes the image itself)
+   */
+  prebuilt?: string
+  registry: string
+  context: string
+  dockerfile: string
+  buildArgs: string[]
+  registryUsername?: string
+  registryPassword?: string
+  /**
+   * what the servers log in with to pull: the pull credential (source pull), the push one when
+   * push-credential-to-servers says so (source push), or nothing: an anonymous pull (source none)
+   */
+  pull: { username?: string; password?: string; source: 'pull' | 'push' | 'none' }
+  version?: string
+  versionPattern: RegExp
+  githubToken?: string
+  createRelease: boolean
+  /** a server: where, as whom, its pinned host key; and how it is reached */
+  ssh: SshTarget & {
+    /** seconds until the SSH connection must be ready (TCP, handshake, authentication) */
+    connectTimeout: number
+    /** proxy-jump: the bastion the connection goes through (ssh -J) */
+    jump?: JumpHost
+  }
+  /** seconds a server's script may run (from its start, or from the image pushed) before the run closes its connection */
+  commandTimeout: number
+  app: {
+    name: string
+    containerPort: number
+    bluePort: number
+    greenPort: number
+    network?: string
+    env: [string, string][]
+    envFile?: string
+    dockerRunArgs: string[]
+  }
+  health: { path: string; timeout: number; interval: number }
+  drainTimeout: number
+  nginx: { upstreamFile: string; upstreamName: string; testCommand: string; reloadCommand: string }
+  /** reload: nginx reload per switch; dnat: nginx points at livePort, a NAT rule picks the color */
+  switch: { mode: SwitchMode; livePort: number }
+  rollback?: string
+  /**
+   * watch: seconds the new color is watched after the switch, the old one warm (0: off);
+   * keepWarm: seconds the old color keeps running after a deploy (0: stopped at once)
+   */
+  after: { watch: number; maxErrorRate: number; maxHealthFailures: number; keepWarm: number }
+  /** ssh: blue-green over SSH; swarm: a Docker Swarm service on the manager in `host` */
+  engine: { kind: Engine; replicas: number; healthCmd?: string; parallelism: number }
+  /** every server (the first is `ssh`); the load balancer in front of them, if any */
+  hosts: Config['ssh'][]
+  lb?: Config['ssh']
+  fleet: {
+    /** where the app servers publish the colors' ports */
+    bindAddress: string
+    /** how many servers prepare at once (0: all) */
+    maxParallel: number
+    /** false: prepare and preview, then stop; a later run switches */
+    promote: boolean
+    previewFile?: string
+    /** the run goes in two phases (prepare, then commit): several servers, a load balancer, previews, or promote: false */
+    several: boolean
+  }
+}
+
+/** An SSH endpoint: its address, the user and key to log in with, its pinned host key. */
+export interface SshTarget {
+  host: string
+  port: number
+  username: string
+  privateKey: string
+  passphrase?: string
+  hostKeyPins: HostKeyPin[]
+  insecureIgnoreHostKey: boolean
+}
+
+/** A bastion (proxy-jump): its own address, user, key and pinned host key. */
+export type JumpHost = SshTarget
+
+/** What the run's context supplies to defaults. */
+export interface ConfigContext {
+  /** owner/repo */
+  repository: string
+  workspace: string
+  /** inputs no message may quote besides the secrets (the command line's values read from files) */
+  unquoted?: readonly InputName[]
+}
