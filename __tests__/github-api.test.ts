@@ -1,7 +1,7 @@
-// The release calls against a loopback GitHub API (scripts/harness.mjs): Octokit as the action
+// The release calls against a loopback GitHub API (scripts/harness/index.mjs): Octokit as the action
 // runs it, with its retries and pagination.
 import { githubReleases } from '../src/release.js'
-import { FakeGitHub } from '../scripts/harness.mjs'
+import { FakeGitHub } from '../scripts/harness/index.mjs'
 
 let gh: FakeGitHub
 beforeEach(async () => {

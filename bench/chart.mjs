@@ -3,7 +3,7 @@
 /**
  * "Version served over time": stacked bars of responses per 100 ms, old version, new version and
  * failures, for one deploy of each tool on the same time scale.
- * @param {{ title: string, stats: import('../scripts/harness.mjs').LoadStats, startedAt: number, prev: string, next: string, marks: [string, number][] }[]} panels
+ * @param {{ title: string, stats: import('../scripts/harness/index.mjs').LoadStats, startedAt: number, prev: string, next: string, marks: [string, number][] }[]} panels
  */
 export function chart(panels) {
   const binMs = 100

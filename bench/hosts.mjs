@@ -17,14 +17,14 @@ import {
   makeWorkspace,
   runAction,
   testServers
-} from '../scripts/harness.mjs'
+} from '../scripts/harness/index.mjs'
 import { median, s2 } from './report.mjs'
 
 const LOAD = { keepalive: 12, fresh: 4, slow: 2 }
 export const HOSTS_GOAL = 1.3
 
 /**
- * @param {import('../scripts/harness.mjs').Services} svc
+ * @param {import('../scripts/harness/index.mjs').Services} svc
  * @param {number} runs
  * @param {(s: string) => void} say
  */

@@ -15,13 +15,13 @@ import {
   swarmInputs,
   swarmScript,
   swarmSite
-} from '../scripts/harness.mjs'
+} from '../scripts/harness/index.mjs'
 import { median, s2 } from './report.mjs'
 
 const LOAD = { keepalive: 16, fresh: 4, slow: 2 }
 
 /**
- * @param {import('../scripts/harness.mjs').Services} svc
+ * @param {import('../scripts/harness/index.mjs').Services} svc
  * @param {number} runs
  * @param {(s: string) => void} say
  */

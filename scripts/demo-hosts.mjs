@@ -19,7 +19,7 @@ import {
   services,
   servicesScript,
   testServers
-} from './harness.mjs'
+} from './harness/index.mjs'
 
 const APP = 'bgdemo-hosts'
 const PORT = 18180

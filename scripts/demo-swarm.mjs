@@ -19,7 +19,7 @@ import {
   swarmInputs,
   swarmScript,
   swarmSite
-} from './harness.mjs'
+} from './harness/index.mjs'
 
 const APP = 'bgdemo-swarm'
 const PORT = 18201

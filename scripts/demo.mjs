@@ -36,7 +36,7 @@ import {
   swarmScript,
   timelineOf,
   writeSite
-} from './harness.mjs'
+} from './harness/index.mjs'
 import { hostsDemo, hostsDemoDown } from './demo-hosts.mjs'
 import { swarmDemo } from './demo-swarm.mjs'
 
@@ -52,7 +52,7 @@ const secs = (/** @type {number} */ ms) => `${(ms / 1000).toFixed(2)} s`
 
 /**
  * The demo's files and containers, by name, so --down and a re-run can remove them.
- * @param {import('./harness.mjs').Services} svc
+ * @param {import('./harness/index.mjs').Services} svc
  */
 function demoPaths(svc) {
   return {
@@ -63,7 +63,7 @@ function demoPaths(svc) {
   }
 }
 
-/** @param {import('./harness.mjs').Services} svc */
+/** @param {import('./harness/index.mjs').Services} svc */
 async function removeDemo(svc) {
   await forgetRepository(svc.registry, `demo/${APP}`)
   const p = demoPaths(svc)

@@ -1,6 +1,6 @@
 // Shared fixture for end-to-end tests: the real services started by scripts/services.sh,
 // the action run as GitHub runs it, a stand-in for GitHub's release API, and sample apps.
-// What `npm run demo` and `npm run bench` use too lives in scripts/harness.mjs.
+// What `npm run demo` and `npm run bench` use too lives in scripts/harness/index.mjs.
 import { execFileSync } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs'
 import path from 'node:path'
@@ -20,7 +20,7 @@ import {
   type AppBehaviour,
   type RunOptions,
   type Services
-} from '../../scripts/harness.mjs'
+} from '../../scripts/harness/index.mjs'
 
 export {
   FakeGitHub,
@@ -44,7 +44,7 @@ export {
   type LoadStats,
   type RunOptions,
   type Services
-} from '../../scripts/harness.mjs'
+} from '../../scripts/harness/index.mjs'
 
 /**
  * Wait for the moment a test needs (a phase in the log, a container), however busy the machine:

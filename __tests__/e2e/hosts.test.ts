@@ -13,7 +13,7 @@ import {
   hostsScript,
   testServers,
   type TestServer
-} from '../../scripts/harness.mjs'
+} from '../../scripts/harness/index.mjs'
 import {
   Load,
   commitVersion,

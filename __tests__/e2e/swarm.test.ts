@@ -21,7 +21,7 @@ import {
   swarmInputs,
   swarmScript,
   swarmSite
-} from '../../scripts/harness.mjs'
+} from '../../scripts/harness/index.mjs'
 
 let svc: Services
 let env: Record<string, string>
