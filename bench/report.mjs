@@ -12,54 +12,58 @@ export const s2 = (/** @type {number} */ ms) =>
   Number.isFinite(ms) ? (ms / 1000).toFixed(2) : 'n/a'
 
 /**
- * @param {{ rounds: any[], runs: number, ready: number, readiness: number[], startup: number[], bundleBytes: number, facts: any, load: { keepalive: number, fresh: number, slow: number }, startUp: number, busy?: boolean, githubLatencyMs?: number }} m
+ * @typedef {{ rounds: any[], runs: number, ready: number, readiness: number[], startup: number[], bundleBytes: number, facts: any, load: { keepalive: number, fresh: number, slow: number }, startUp: number, busy?: boolean, githubLatencyMs?: number }} Measured
+ * @typedef {'bgDeploy' | 'bgRollback' | 'dnatDeploy' | 'dnatRollback' | 'classic' | 'warmDeploy' | 'warmRollback'} Kind
+ * @typedef {ReturnType<typeof figuresOf>} Figures
  */
-export function report(m) {
-  const { rounds, ready, startup, bundleBytes, facts } = m
-  const RUNS = m.runs
-  const LOAD = m.load
-  const START_UP = m.startUp
-  /** @typedef {'bgDeploy' | 'bgRollback' | 'dnatDeploy' | 'dnatRollback' | 'classic' | 'warmDeploy' | 'warmRollback'} Kind */
+
+const PHASES = [
+  'beforeBuildMs',
+  'buildPushMs',
+  'draftMs',
+  'scriptBeganMs',
+  'execMs',
+  'pullMs',
+  'runMs',
+  'healthMs',
+  'switchMs',
+  'seenMs',
+  'overBuildMs'
+]
+const DEPLOY_FIELDS = [
+  'toServingMs',
+  'serverToServingMs',
+  'totalMs',
+  'serverTotalMs',
+  'drainMs',
+  'stoppedAfterMs',
+  ...PHASES
+]
+const ROLLBACK_FIELDS = [
+  'toServingMs',
+  'fromScriptMs',
+  'totalMs',
+  'stoppedAfterMs',
+  'beforeSentMs',
+  'execMs',
+  'toStartedMs',
+  'healthMs',
+  'switchMs',
+  'seenMs'
+]
+
+/**
+ * The rounds' medians, failures and the overhead over the app's own readiness.
+ * @param {Measured} m
+ */
+function figuresOf(m) {
+  const { rounds, ready } = m
   const pick = (/** @type {Kind} */ k, /** @type {string} */ f) =>
     median(rounds.map((r) => /** @type {Record<string, number>} */ (r[k])[f] ?? NaN))
   const sum = (/** @type {Kind} */ k, /** @type {string} */ f) =>
     rounds.reduce((a, r) => a + /** @type {Record<string, number>} */ (r[k][f] ?? 0), 0)
   // the run's start to serving, less the build and push: what bg-deploy adds to the build
   for (const r of rounds) r.bgDeploy.overBuildMs = r.bgDeploy.toServingMs - r.bgDeploy.buildPushMs
-  const PHASES = [
-    'beforeBuildMs',
-    'buildPushMs',
-    'draftMs',
-    'scriptBeganMs',
-    'execMs',
-    'pullMs',
-    'runMs',
-    'healthMs',
-    'switchMs',
-    'seenMs',
-    'overBuildMs'
-  ]
-  const DEPLOY_FIELDS = [
-    'toServingMs',
-    'serverToServingMs',
-    'totalMs',
-    'serverTotalMs',
-    'drainMs',
-    'stoppedAfterMs',
-    ...PHASES
-  ]
-  const ROLLBACK_FIELDS = [
-    'toServingMs',
-    'fromScriptMs',
-    'totalMs',
-    'stoppedAfterMs',
-    'beforeSentMs',
-    'execMs',
-    'toStartedMs',
-    'healthMs',
-    'switchMs',
-    'seenMs'
-  ]
   /** @param {Kind} k @param {string[]} fields */
   const medians = (k, fields) => Object.fromEntries(fields.map((f) => [f, pick(k, f)]))
   const med = {
@@ -81,15 +85,26 @@ export function report(m) {
     dnatRaces: sum('dnatDeploy', 'races') + sum('dnatRollback', 'races'),
     classicRaces: sum('classic', 'races')
   }
-  const bgFailed =
-    failed.bgDeploy + failed.bgRollback + failed.dnatDeploy + failed.dnatRollback + failed.warm
   const overhead = {
     serving: (med.bgDeploy.serverToServingMs ?? NaN) - ready,
     total: (med.bgDeploy.serverTotalMs ?? NaN) - ready - (med.bgDeploy.drainMs ?? NaN),
     rollback: (med.bgRollback.toServingMs ?? NaN) - ready,
     overBuild: (med.bgDeploy.overBuildMs ?? NaN) - ready
   }
-  const targets = [
+  return { med, failed, overhead, sum }
+}
+
+/**
+ * The goals, each with what was measured and whether it was met.
+ * @param {Measured} m
+ * @param {Figures} f
+ * @returns {[string, string, string, boolean][]}
+ */
+function targetsOf(m, { med, failed, overhead }) {
+  const bgFailed =
+    failed.bgDeploy + failed.bgRollback + failed.dnatDeploy + failed.dnatRollback + failed.warm
+  const startup = median(m.startup)
+  return [
     [
       'failed requests, bg-deploy deploys and rollbacks, both modes and keep-warm',
       `${bgFailed}`,
@@ -126,19 +141,23 @@ export function report(m) {
       '≤ 0.5 s',
       (med.warmRollback.fromScriptMs ?? NaN) <= 500
     ],
-    [
-      'action start-up before the first network call',
-      `${median(startup)} ms`,
-      '≤ 300 ms',
-      median(startup) <= 300
-    ]
+    ['action start-up before the first network call', `${startup} ms`, '≤ 300 ms', startup <= 300]
   ]
+}
+
+/**
+ * bg-deploy in both modes against the classic script.
+ * @param {Measured} m
+ * @param {Figures} f
+ */
+function comparisonTable(m, { med, failed, sum }) {
+  const RUNS = m.runs
   const ratio = (/** @type {number | undefined} */ a, /** @type {number | undefined} */ b) =>
     a !== undefined && b ? (a / b).toFixed(2) : 'n/a'
   /** @param {string} label @param {string} f */
   const row = (label, f) =>
     `| ${label} | ${s2(med.bgDeploy[f] ?? NaN)} s | ${s2(med.dnatDeploy[f] ?? NaN)} s | ${s2(med.classic[f] ?? NaN)} s | ${ratio(med.bgDeploy[f], med.classic[f])} |`
-  const table = [
+  return [
     `| median of ${RUNS} | bg-deploy (reload) | bg-deploy (dnat) | classic script | bg-deploy (reload) / classic |`,
     '| --- | --- | --- | --- | --- |',
     row("new version serving, from the run's start", 'toServingMs'),
@@ -153,10 +172,18 @@ export function report(m) {
     `| rollback: total run | ${s2(med.bgRollback.totalMs ?? NaN)} s | ${s2(med.dnatRollback.totalMs ?? NaN)} s | (none) | |`,
     `| failed requests / keep-alive races, all ${RUNS} rollbacks | ${failed.bgRollback} / ${sum('bgRollback', 'races')} | ${failed.dnatRollback} / ${sum('dnatRollback', 'races')} | | |`
   ].join('\n')
+}
+
+/**
+ * A deploy's steps, each with its time and whether it is on the critical path.
+ * @param {Measured} m
+ * @param {Figures} f
+ */
+function criticalPathTable(m, { med }) {
   /** @param {string} label @param {string} f @param {string} path */
   const step = (label, f, path) => `| ${label} | ${s2(med.bgDeploy[f] ?? NaN)} s | ${path} |`
-  const pathTable = [
-    `| bg-deploy (reload) deploy, median of ${RUNS} | time | on the critical path |`,
+  return [
+    `| bg-deploy (reload) deploy, median of ${m.runs} | time | on the critical path |`,
     '| --- | --- | --- |',
     step(
       'start-up and the version from the commit, until the build starts',
@@ -190,11 +217,19 @@ export function report(m) {
     step('switched → first answer of the new version seen by the load', 'seenMs', 'yes'),
     step("new version serving, from the run's start", 'toServingMs', '(the sum)')
   ].join('\n')
+}
+
+/**
+ * A rollback's steps: the fast path against keep-warm.
+ * @param {Measured} m
+ * @param {Figures} f
+ */
+function rollbackTable(m, { med }) {
   /** @param {string} label @param {string} f */
   const back = (label, f) =>
     `| ${label} | ${s2(med.bgRollback[f] ?? NaN)} s | ${s2(med.warmRollback[f] ?? NaN)} s |`
-  const rollbackTable = [
-    `| rollback (reload), median of ${RUNS} | fast path: kept container started | keep-warm: kept running |`,
+  return [
+    `| rollback (reload), median of ${m.runs} | fast path: kept container started | keep-warm: kept running |`,
     '| --- | --- | --- |',
     back('start-up and SSH connect, until the script is sent', 'beforeSentMs'),
     back('SSH exec channel and bash start: script sent → its first step', 'execMs'),
@@ -204,35 +239,40 @@ export function report(m) {
     back('switched → first answer of the previous version seen', 'seenMs'),
     back("previous version serving, from the run's start", 'toServingMs')
   ].join('\n')
-  const targetTable = [
+}
+
+/** @param {[string, string, string, boolean][]} targets */
+function targetTable(targets) {
+  return [
     '| target | measured | goal | met |',
     '| --- | --- | --- | --- |',
     ...targets.map(([a, b, c, d]) => `| ${a} | ${b} | ${c} | ${d ? 'yes' : '**no**'} |`)
   ].join('\n')
-  const context = [
+}
+
+/**
+ * Where and how it was measured.
+ * @param {Measured} m
+ */
+function contextOf(m) {
+  const { facts, ready, startup, bundleBytes, load: LOAD } = m
+  return [
     `${m.busy ? '**Busy machine**: a second load generator (32 keep-alive + 8 new-connection clients) ran throughout. ' : ''}Measured ${facts.date.slice(0, 10)} on ${facts.cpu}, ${facts.memoryGiB} GiB, ${facts.kernel}, node ${facts.node}, docker ${facts.docker}, nginx ${facts.nginx}; everything on loopback.`,
-    `App readiness (docker run → first 2xx, median of 5): ${s2(ready)} s (the sample app sleeps ${START_UP} s). Bundle: dist/index.js ${(bundleBytes / 2 ** 20).toFixed(2)} MiB; start-up before the first network call: median ${median(startup)} ms of 10.`,
+    `App readiness (docker run → first 2xx, median of 5): ${s2(ready)} s (the sample app sleeps ${m.startUp} s). Bundle: dist/index.js ${(bundleBytes / 2 ** 20).toFixed(2)} MiB; start-up before the first network call: median ${median(startup)} ms of 10.`,
     `Load in every run: ${LOAD.keepalive} keep-alive clients, ${LOAD.fresh} opening a new connection per request, ${LOAD.slow} keeping a 3 s request in flight.`
   ].join('\n')
-  const results = {
-    machine: facts,
-    runs: RUNS,
-    load: LOAD,
-    appStartUpSeconds: START_UP,
-    readinessMs: m.readiness,
-    startupMs: startup,
-    bundleBytes,
-    medians: med,
-    failed,
-    overheadMs: overhead,
-    busy: m.busy === true,
-    githubLatencyMs: m.githubLatencyMs,
-    targets: targets.map(([t, m, g, ok]) => ({ target: t, measured: m, goal: g, met: ok })),
-    rounds
-  }
+}
+
+/**
+ * The switch modes per switch, for README's section on them.
+ * @param {Measured} m
+ * @param {Figures} f
+ */
+function modesTable(m, { med, failed }) {
+  const { facts, load: LOAD, runs: RUNS } = m
   const switches = 2 * RUNS
   const perSwitch = (/** @type {number} */ n) => (n / switches).toFixed(2)
-  const modes = [
+  return [
     `Measured by \`npm run bench\` (${facts.date.slice(0, 10)}, same run, same load: ${LOAD.keepalive} keep-alive clients that retry a reset reused connection once as browsers do, ${LOAD.fresh} new-connection clients, ${LOAD.slow} slow requests in flight), ${RUNS} deploys and ${RUNS} rollbacks in each mode:`,
     '',
     '| per switch (deploy or rollback) | reload | dnat |',
@@ -241,12 +281,37 @@ export function report(m) {
     `| keep-alive races (reset on a reused connection, retried) | ${perSwitch(failed.bgRaces)} | ${perSwitch(failed.dnatRaces)} |`,
     `| new version serving, server side: from the image pushed (median) | ${s2(med.bgDeploy.serverToServingMs ?? NaN)} s | ${s2(med.dnatDeploy.serverToServingMs ?? NaN)} s |`
   ].join('\n')
+}
+
+/**
+ * Every table README shows, and the results file, from what bench/run.mjs measured.
+ * @param {Measured} m
+ */
+export function report(m) {
+  const f = figuresOf(m)
+  const targets = targetsOf(m, f)
+  const results = {
+    machine: m.facts,
+    runs: m.runs,
+    load: m.load,
+    appStartUpSeconds: m.startUp,
+    readinessMs: m.readiness,
+    startupMs: m.startup,
+    bundleBytes: m.bundleBytes,
+    medians: f.med,
+    failed: f.failed,
+    overheadMs: f.overhead,
+    busy: m.busy === true,
+    githubLatencyMs: m.githubLatencyMs,
+    targets: targets.map(([t, v, g, ok]) => ({ target: t, measured: v, goal: g, met: ok })),
+    rounds: m.rounds
+  }
   return {
-    table,
-    pathTable: `${pathTable}\n\n${rollbackTable}`,
-    targetTable,
-    context,
-    modes,
+    table: comparisonTable(m, f),
+    pathTable: `${criticalPathTable(m, f)}\n\n${rollbackTable(m, f)}`,
+    targetTable: targetTable(targets),
+    context: contextOf(m),
+    modes: modesTable(m, f),
     results
   }
 }

@@ -41,7 +41,7 @@ import {
   writeSite,
   forgetRepository,
   removeApp
-} from '../scripts/harness.mjs'
+} from '../scripts/harness/index.mjs'
 import { chart } from './chart.mjs'
 import { benchHosts } from './hosts.mjs'
 import { benchSwarm, swarmTable } from './swarm.mjs'
@@ -67,7 +67,7 @@ const LOAD = { keepalive: 16, fresh: 4, slow: 2 }
 
 const say = (/** @type {string} */ s) => process.stdout.write(`${s}\n`)
 
-/** @param {import('../scripts/harness.mjs').Services} svc */
+/** @param {import('../scripts/harness/index.mjs').Services} svc */
 function machine(svc) {
   const v = (/** @type {string} */ cmd, /** @type {string[]} */ args) => {
     const r = spawnSync(cmd, args, { encoding: 'utf8' })
@@ -164,7 +164,7 @@ async function underLoad(url, fn) {
 /**
  * The classic script over SSH, as blog posts run it (`ssh host 'bash -s' < script`), host key
  * unchecked as they do.
- * @param {import('../scripts/harness.mjs').Services} svc
+ * @param {import('../scripts/harness/index.mjs').Services} svc
  * @param {string} image
  */
 function runClassic(svc, image) {
@@ -217,7 +217,7 @@ function runClassic(svc, image) {
 
 /**
  * One run's figures from the load it ran under.
- * @param {import('../scripts/harness.mjs').LoadStats} stats
+ * @param {import('../scripts/harness/index.mjs').LoadStats} stats
  * @param {{ startedAt: number, ms: number }} run
  * @param {string} next the version expected after the run
  * @param {string} prev the version before it
@@ -287,8 +287,35 @@ function phasesOf(tl, startedAt, serving) {
   }
 }
 
-async function main() {
-  const t00 = Date.now()
+/**
+ * @typedef {object} Bench
+ * @property {import('../scripts/harness/index.mjs').Services} svc
+ * @property {FakeGitHub} github
+ * @property {ReturnType<typeof machine>} facts
+ * @property {Record<string, string>} inputs the inputs of BG
+ * @property {string} ws the sample app's workspace
+ * @property {(a: { app: string, port: number }, extra?: Record<string, string>, ctx?: object) => Promise<any>} deploy
+ *   a bg-deploy run, then the wait until the old color has stopped in the background (lock free)
+ * @property {(v: string) => string} image
+ * @property {number[]} startup
+ * @property {number} bundleBytes
+ * @property {number[]} readiness
+ * @property {number} ready
+ * @property {() => void} stopBusy
+ */
+
+/** @param {{ code: number | null, log: string }} r @param {string} what */
+function must(r, what) {
+  if (r.code !== 0) throw new Error(`${what} failed (exit ${r.code}):\n${r.log}`)
+}
+
+/**
+ * The services, a clean start (every app and its site anew, the registry without bench/app's
+ * versions), the action's own start-up, v1.0.0 on every site, the busy load if asked, and the
+ * app's own readiness.
+ * @returns {Promise<Bench>}
+ */
+async function setup() {
   say('==> services (scripts/services.sh up)')
   servicesScript('up', say)
   const svc = services()
@@ -303,7 +330,6 @@ async function main() {
     `==> ${facts.date} · ${facts.cpu} · ${facts.memoryGiB} GiB · ${facts.kernel} · node ${facts.node} · docker ${facts.docker} · nginx ${facts.nginx}`
   )
 
-  // a clean start: every app and its site anew, and the registry without bench/app's versions
   await forgetRepository(svc.registry, 'bench/app')
   for (const a of [BG, DNAT, CLASSIC, WARM]) removeApp(svc, a.app, [`/tmp/${a.app}.current_color`])
   // a site is written just before its app's first deploy: nginx -t refuses a site whose upstream
@@ -326,12 +352,8 @@ async function main() {
   const wsDir = path.join(svc.dir, 'bench-app')
   rmSync(wsDir, { recursive: true, force: true })
   const ws = makeWorkspace({ version: 'v1.0.0', startDelay: START_UP }, 'release v1.0.0', wsDir)
-  // a bg-deploy run, then the wait until the old color has stopped in the background (lock free)
-  const deploy = async (
-    /** @type {{ app: string, port: number }} */ a,
-    /** @type {Record<string, string>} */ extra = {},
-    /** @type {object} */ ctx = {}
-  ) => {
+  /** @type {Bench['deploy']} */
+  const deploy = async (a, extra = {}, ctx = {}) => {
     const sha = headSha(ws)
     const run = await runAction(
       { ...inputsOf(a), ...extra },
@@ -346,12 +368,6 @@ async function main() {
     const end = Date.now()
     spawnSync('flock', ['-w', '60', `/var/lib/bg-deploy/${a.app}/lock`, 'true'])
     return { ...run, settledMs: Date.now() - end }
-  }
-  const must = (
-    /** @type {{ code: number | null, log: string }} */ r,
-    /** @type {string} */ what
-  ) => {
-    if (r.code !== 0) throw new Error(`${what} failed (exit ${r.code}):\n${r.log}`)
   }
 
   say('==> the action itself: bundle size, start-up before the first network call (10 runs)')
@@ -409,112 +425,140 @@ async function main() {
   say(
     `    median ${ready} ms (${readiness.join(', ')}); the app sleeps ${START_UP} s before it listens`
   )
-
-  /**
-   * bg-deploy on app `a`: deploy `next` under load, then roll back to `prev` under load.
-   * @param {{ app: string, port: number }} a
-   * @param {string} label
-   * @param {string} prev
-   * @param {string} next
-   * @param {Record<string, string>} [extra] more inputs for both runs
-   */
-  const bgRound = async (a, label, prev, next, extra = {}) => {
-    const url = `http://127.0.0.1:${a.port}/`
-    const d = await underLoad(url, () => deploy(a, extra))
-    must(d.result, `bg-deploy ${label} ${next}`)
-    const tl = timelineOf(d.result.outputs)
-    // server side: from the moment the script may pull the pushed image
-    const dep = figures(
-      d.stats,
-      d.result,
-      next,
-      prev,
-      tl.pull ?? NaN,
-      tl.finished ?? NaN,
-      tl.switched
-    )
-    const phases = phasesOf(tl, d.result.startedAt, dep.toServingMs + d.result.startedAt)
-    Object.assign(dep, phases)
-    measured(`bg-deploy ${label} ${next}`, {
-      toServingMs: dep.toServingMs,
-      serverToServingMs: dep.serverToServingMs,
-      ...(a === BG ? phases : {})
-    })
-    say(
-      `    ${label.padEnd(16)} serving after ${s2(dep.toServingMs)} s (server ${s2(dep.serverToServingMs)} s), total ${s2(dep.totalMs)} s, failed ${dep.failed}, races ${dep.races}`
-    )
-    const r = await underLoad(url, () =>
-      deploy(
-        a,
-        { ...extra, rollback: 'previous' },
-        { eventName: 'workflow_dispatch', event: { inputs: { rollback: 'previous' } } }
-      )
-    )
-    must(r.result, `bg-deploy ${label} rollback`)
-    const rtl = timelineOf(r.result.outputs)
-    const rb = figures(
-      r.stats,
-      r.result,
-      prev,
-      next,
-      r.result.startedAt,
-      rtl.finished ?? NaN,
-      rtl.switched
-    )
-    // from the server script's start (the SSH session's first step) to the previous version serving
-    const fromScriptMs = firstServed(r.stats, prev, rtl.begin ?? NaN) - (rtl.begin ?? NaN)
-    say(
-      `    ${(label + ' rollback').padEnd(16)} ${prev} serving after ${s2(rb.toServingMs)} s (${s2(fromScriptMs)} s after the script began), total ${s2(rb.totalMs)} s, failed ${rb.failed}, races ${rb.races}`
-    )
-    const served = rb.toServingMs + r.result.startedAt
-    Object.assign(rb, {
-      fromScriptMs,
-      beforeSentMs: (rtl.sent ?? NaN) - r.result.startedAt,
-      execMs: (rtl.begin ?? NaN) - (rtl.sent ?? NaN),
-      toStartedMs: (rtl.started ?? NaN) - (rtl.begin ?? NaN),
-      healthMs: (rtl.healthy ?? NaN) - (rtl.started ?? NaN),
-      switchMs: (rtl.switched ?? NaN) - (rtl.healthy ?? NaN),
-      seenMs: served - (rtl.switched ?? NaN)
-    })
-    measured(`bg-deploy ${label} rollback`, { toServingMs: rb.toServingMs, fromScriptMs })
-    return { dep, rb, tl, load: d.stats, startedAt: d.result.startedAt, ms: d.result.ms }
+  return {
+    svc,
+    github,
+    facts,
+    inputs,
+    ws,
+    deploy,
+    image,
+    startup,
+    bundleBytes,
+    readiness,
+    ready,
+    stopBusy: () => busy?.kill('SIGTERM')
   }
+}
 
-  const rounds = []
+/**
+ * bg-deploy on app `a`: deploy `next` under load, then roll back to `prev` under load.
+ * @param {Bench} b
+ * @param {{ app: string, port: number }} a
+ * @param {string} label
+ * @param {string} prev
+ * @param {string} next
+ * @param {Record<string, string>} [extra] more inputs for both runs
+ */
+async function bgRound(b, a, label, prev, next, extra = {}) {
+  const url = `http://127.0.0.1:${a.port}/`
+  const d = await underLoad(url, () => b.deploy(a, extra))
+  must(d.result, `bg-deploy ${label} ${next}`)
+  const tl = timelineOf(d.result.outputs)
+  // server side: from the moment the script may pull the pushed image
+  const dep = figures(
+    d.stats,
+    d.result,
+    next,
+    prev,
+    tl.pull ?? NaN,
+    tl.finished ?? NaN,
+    tl.switched
+  )
+  const phases = phasesOf(tl, d.result.startedAt, dep.toServingMs + d.result.startedAt)
+  Object.assign(dep, phases)
+  measured(`bg-deploy ${label} ${next}`, {
+    toServingMs: dep.toServingMs,
+    serverToServingMs: dep.serverToServingMs,
+    ...(a === BG ? phases : {})
+  })
+  say(
+    `    ${label.padEnd(16)} serving after ${s2(dep.toServingMs)} s (server ${s2(dep.serverToServingMs)} s), total ${s2(dep.totalMs)} s, failed ${dep.failed}, races ${dep.races}`
+  )
+  const r = await underLoad(url, () =>
+    b.deploy(
+      a,
+      { ...extra, rollback: 'previous' },
+      { eventName: 'workflow_dispatch', event: { inputs: { rollback: 'previous' } } }
+    )
+  )
+  must(r.result, `bg-deploy ${label} rollback`)
+  const rtl = timelineOf(r.result.outputs)
+  const rb = figures(
+    r.stats,
+    r.result,
+    prev,
+    next,
+    r.result.startedAt,
+    rtl.finished ?? NaN,
+    rtl.switched
+  )
+  // from the server script's start (the SSH session's first step) to the previous version serving
+  const fromScriptMs = firstServed(r.stats, prev, rtl.begin ?? NaN) - (rtl.begin ?? NaN)
+  say(
+    `    ${(label + ' rollback').padEnd(16)} ${prev} serving after ${s2(rb.toServingMs)} s (${s2(fromScriptMs)} s after the script began), total ${s2(rb.totalMs)} s, failed ${rb.failed}, races ${rb.races}`
+  )
+  const served = rb.toServingMs + r.result.startedAt
+  Object.assign(rb, {
+    fromScriptMs,
+    beforeSentMs: (rtl.sent ?? NaN) - r.result.startedAt,
+    execMs: (rtl.begin ?? NaN) - (rtl.sent ?? NaN),
+    toStartedMs: (rtl.started ?? NaN) - (rtl.begin ?? NaN),
+    healthMs: (rtl.healthy ?? NaN) - (rtl.started ?? NaN),
+    switchMs: (rtl.switched ?? NaN) - (rtl.healthy ?? NaN),
+    seenMs: served - (rtl.switched ?? NaN)
+  })
+  measured(`bg-deploy ${label} rollback`, { toServingMs: rb.toServingMs, fromScriptMs })
+  return { dep, rb, tl, load: d.stats, startedAt: d.result.startedAt, ms: d.result.ms }
+}
+
+/**
+ * The blog's classic script deploying `next` under load.
+ * @param {Bench} b
+ * @param {string} prev
+ * @param {string} next
+ */
+async function classicRound(b, prev, next) {
+  const cl = await underLoad(`http://127.0.0.1:${CLASSIC.port}/`, () =>
+    runClassic(b.svc, b.image(next))
+  )
+  const c =
+    /** @type {{ code: number, log: string, startedAt: number, ms: number, serverStart: number, serverEnd: number }} */ (
+      cl.result
+    )
+  must(c, `classic ${next}`)
+  const fig = figures(cl.stats, c, next, prev, c.serverStart, c.serverEnd)
+  measured(`classic ${next}`, {
+    toServingMs: fig.toServingMs,
+    serverToServingMs: fig.serverToServingMs
+  })
+  say(
+    `    ${'classic'.padEnd(16)} serving after ${s2(fig.toServingMs)} s (server ${s2(fig.serverToServingMs)} s), total ${s2(fig.totalMs)} s, failed ${fig.failed}, races ${fig.races}`
+  )
+  return { fig, stats: cl.stats, run: c }
+}
+
+/**
+ * The rounds on one server: each deploys the next version with bg-deploy (reload, dnat, warm) and
+ * the classic script, under the same load; the middle round's load is kept for the chart.
+ * @param {Bench} b
+ */
+async function rounds(b) {
+  const all = []
   /** @type {Parameters<typeof chart>[0]} */
   let panels = []
   const prev = 'v1.0.0' // bg-deploy rolls back to it every round
   let classicPrev = 'v1.0.0'
   for (let i = 1; i <= RUNS; i++) {
     const next = `v1.${i}.0`
-    commitAppVersion(ws, { version: next, startDelay: START_UP })
+    commitAppVersion(b.ws, { version: next, startDelay: START_UP })
     say(`==> round ${i}/${RUNS}: ${prev} → ${next}`)
-
-    const bg = await bgRound(BG, 'bg-deploy', prev, next)
-
-    const cl = await underLoad(`http://127.0.0.1:${CLASSIC.port}/`, () =>
-      runClassic(svc, image(next))
-    )
-    const c =
-      /** @type {{ code: number, log: string, startedAt: number, ms: number, serverStart: number, serverEnd: number }} */ (
-        cl.result
-      )
-    must(c, `classic ${next}`)
-    const clFig = figures(cl.stats, c, next, classicPrev, c.serverStart, c.serverEnd)
-    measured(`classic ${next}`, {
-      toServingMs: clFig.toServingMs,
-      serverToServingMs: clFig.serverToServingMs
-    })
-    say(
-      `    ${'classic'.padEnd(16)} serving after ${s2(clFig.toServingMs)} s (server ${s2(clFig.serverToServingMs)} s), total ${s2(clFig.totalMs)} s, failed ${clFig.failed}, races ${clFig.races}`
-    )
-
-    const dn = await bgRound(DNAT, 'bg-deploy dnat', prev, next)
-
+    const bg = await bgRound(b, BG, 'bg-deploy', prev, next)
+    const cl = await classicRound(b, classicPrev, next)
+    const dn = await bgRound(b, DNAT, 'bg-deploy dnat', prev, next)
     // keep-warm: the rollback finds the previous version's container running
-    const warm = await bgRound(WARM, 'bg-deploy warm', prev, next, { 'keep-warm': '600' })
-
-    rounds.push({
+    const warm = await bgRound(b, WARM, 'bg-deploy warm', prev, next, { 'keep-warm': '600' })
+    all.push({
       round: i,
       from: prev,
       to: next,
@@ -524,67 +568,76 @@ async function main() {
       dnatRollback: dn.rb,
       warmDeploy: warm.dep,
       warmRollback: warm.rb,
-      classic: clFig,
+      classic: cl.fig,
       bgTimeline: bg.tl,
       dnatTimeline: dn.tl
     })
-    if (i === Math.ceil(RUNS / 2)) {
-      /** @param {typeof bg} x @param {string} title */
-      const panel = (x, title) => ({
-        title,
-        stats: x.load,
-        startedAt: x.startedAt,
-        prev,
-        next,
-        marks: /** @type {[string, number][]} */ ([
-          ['server side begins', (x.tl.begin ?? NaN) - x.startedAt],
-          ['healthy', (x.tl.healthy ?? NaN) - x.startedAt],
-          ['switched', (x.tl.switched ?? NaN) - x.startedAt],
-          ['drained', (x.tl.drained ?? NaN) - x.startedAt],
-          ['run ends', x.ms]
-        ])
-      })
-      panels = [
-        panel(bg, `bg-deploy (switch-mode reload) ${prev} → ${next}`),
-        panel(dn, `bg-deploy (switch-mode dnat) ${prev} → ${next}`),
-        {
-          title: `classic script ${classicPrev} → ${next}`,
-          stats: cl.stats,
-          startedAt: c.startedAt,
-          prev: classicPrev,
-          next,
-          marks: [
-            ['script begins', c.serverStart - c.startedAt],
-            ['script ends', c.serverEnd - c.startedAt]
-          ]
-        }
-      ]
-    }
+    if (i === Math.ceil(RUNS / 2)) panels = chartPanels(bg, dn, cl, prev, classicPrev, next)
     classicPrev = next
   }
+  return { rounds: all, panels }
+}
 
-  let hosts, swarm
-  if (!ONLY_SINGLE) {
-    say(
-      '==> one server and three servers behind a load balancer (scripts/hosts.sh), same app and load'
-    )
-    hosts = await benchHosts(svc, RUNS, say)
-    say(
-      '==> engine swarm: a Docker Swarm service, 2 replicas (scripts/swarm.sh), same app and load'
-    )
-    swarm = await benchSwarm(svc, RUNS, say)
-  }
-  busy?.kill('SIGTERM')
-  await github.stop()
+/**
+ * The chart's panels: each deploy's load over time, with its steps marked.
+ * @param {Awaited<ReturnType<typeof bgRound>>} bg
+ * @param {Awaited<ReturnType<typeof bgRound>>} dn
+ * @param {Awaited<ReturnType<typeof classicRound>>} cl
+ * @param {string} prev
+ * @param {string} classicPrev
+ * @param {string} next
+ * @returns {Parameters<typeof chart>[0]}
+ */
+function chartPanels(bg, dn, cl, prev, classicPrev, next) {
+  /** @param {typeof bg} x @param {string} title */
+  const panel = (x, title) => ({
+    title,
+    stats: x.load,
+    startedAt: x.startedAt,
+    prev,
+    next,
+    marks: /** @type {[string, number][]} */ ([
+      ['server side begins', (x.tl.begin ?? NaN) - x.startedAt],
+      ['healthy', (x.tl.healthy ?? NaN) - x.startedAt],
+      ['switched', (x.tl.switched ?? NaN) - x.startedAt],
+      ['drained', (x.tl.drained ?? NaN) - x.startedAt],
+      ['run ends', x.ms]
+    ])
+  })
+  return [
+    panel(bg, `bg-deploy (switch-mode reload) ${prev} → ${next}`),
+    panel(dn, `bg-deploy (switch-mode dnat) ${prev} → ${next}`),
+    {
+      title: `classic script ${classicPrev} → ${next}`,
+      stats: cl.stats,
+      startedAt: cl.run.startedAt,
+      prev: classicPrev,
+      next,
+      marks: [
+        ['script begins', cl.run.serverStart - cl.run.startedAt],
+        ['script ends', cl.run.serverEnd - cl.run.startedAt]
+      ]
+    }
+  ]
+}
 
+/**
+ * The results file, the chart, the tables on stdout and (unless --no-readme) in README.
+ * @param {Bench} b
+ * @param {Awaited<ReturnType<typeof rounds>>} single
+ * @param {{ hosts?: any, swarm?: any }} shapes
+ * @param {number} t00
+ */
+async function write(b, single, shapes, t00) {
+  const { hosts, swarm } = shapes
   const r = report({
-    rounds,
+    rounds: single.rounds,
     runs: RUNS,
-    ready,
-    readiness,
-    startup,
-    bundleBytes,
-    facts,
+    ready: b.ready,
+    readiness: b.readiness,
+    startup: b.startup,
+    bundleBytes: b.bundleBytes,
+    facts: b.facts,
     load: LOAD,
     startUp: START_UP,
     busy: BUSY,
@@ -595,7 +648,8 @@ async function main() {
     resultsFile,
     JSON.stringify({ ...r.results, hosts: hosts?.results, swarm }, null, 2) + '\n'
   )
-  if (panels.length && !BUSY) writeFileSync(path.join(OUT, 'chart.svg'), chart(panels))
+  if (single.panels.length && !BUSY)
+    writeFileSync(path.join(OUT, 'chart.svg'), chart(single.panels))
   const swarmRow = swarm
     ? swarmTable(RUNS, r.results.medians.bgDeploy, r.results.failed.bgDeploy, swarm)
     : undefined
@@ -616,7 +670,30 @@ async function main() {
       `README.md: ${BUSY ? 'the busy-machine bench section' : 'bench and switch-mode sections'} updated`
     )
   }
-  for (const a of [BG, DNAT, CLASSIC, WARM]) removeApp(svc, a.app, [`/tmp/${a.app}.current_color`])
+}
+
+/** Set up, the rounds on one server, several servers and Swarm, then write what was measured. */
+async function main() {
+  const t00 = Date.now()
+  const b = await setup()
+  const single = await rounds(b)
+  /** @type {{ hosts?: any, swarm?: any }} */
+  const shapes = {}
+  if (!ONLY_SINGLE) {
+    say(
+      '==> one server and three servers behind a load balancer (scripts/hosts.sh), same app and load'
+    )
+    shapes.hosts = await benchHosts(b.svc, RUNS, say)
+    say(
+      '==> engine swarm: a Docker Swarm service, 2 replicas (scripts/swarm.sh), same app and load'
+    )
+    shapes.swarm = await benchSwarm(b.svc, RUNS, say)
+  }
+  b.stopBusy()
+  await b.github.stop()
+  await write(b, single, shapes, t00)
+  for (const a of [BG, DNAT, CLASSIC, WARM])
+    removeApp(b.svc, a.app, [`/tmp/${a.app}.current_color`])
 }
 
 await main()
