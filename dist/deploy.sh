@@ -57,23 +57,47 @@ event() { printf '::bg-deploy-event:: %s %s\n' "$1" "$(now_ms)" >&7 || true; }
 
 warn() { marker warning "$*"; }
 
-# ==== src/remote/lib/params.sh
-# Parameters (`key=value` arguments; names and defaults are declared in src/protocol.ts) and the
-# secrets that follow the script on stdin. Roles (`role`): single, one server switching itself in
-# one go; host, a server with its own nginx in a run over several; app, a server behind a
-# load-balancer host; lb, that load balancer. Globals: P, RUN_ARGS, ENV_KEYS, ENV_VALUES, REGISTRY_PASSWORD.
+# ==== src/remote/protocol.sh
+# Generated from src/remote/protocol.ts by scripts/join-remote.mjs: edit that file, not this part.
+# The parameters (`key=value` arguments) with their defaults, what each role reads of the secret
+# lines, the result line's fields, the stages and the exit codes the action knows.
 
 declare -A P=(
-  [action]=deploy [app]='' [image]='' [version]='' [container_port]=8080
-  [blue_port]=8081 [green_port]=8082 [network]='' [env_file]=''
-  [health_path]=/ [health_timeout]=60 [health_interval]=0.05 [drain_timeout]=30
-  [upstream_file]='' [upstream_name]='' [nginx_test]='nginx -t' [nginx_reload]='nginx -s reload'
-  [lock_timeout]=600 [actor]='' [run_url]='' [registry]='' [registry_user]='' [state_dir]=''
-  [target]='' [switch_mode]=reload [live_port]=8083 [docker_timeout]=60
-  [role]=single [color]='' [bind_address]=127.0.0.1 [lb_servers]='' [preview_file]='' [commit_timeout]=900
-  [watch]=0 [watch_max_error_rate]=1 [watch_max_health_failures]=3 [keep_warm]=0
-  [engine]=ssh [replicas]=2 [health_cmd]='' [max_parallel]=1 [build_wait]=0
+  [action]=deploy [app]='' [image]='' [version]='' [container_port]=8080 [blue_port]=8081
+  [green_port]=8082 [network]='' [env_file]='' [health_path]=/ [health_timeout]=60 [health_interval]=0.05
+  [drain_timeout]=30 [upstream_file]='' [upstream_name]='' [nginx_test]='nginx -t' [nginx_reload]='nginx -s reload' [lock_timeout]=600
+  [actor]='' [run_url]='' [registry]='' [registry_user]='' [state_dir]='' [target]=''
+  [switch_mode]=reload [live_port]=8083 [docker_timeout]=60 [role]=single [color]='' [bind_address]=127.0.0.1
+  [lb_servers]='' [preview_file]='' [commit_timeout]=900 [watch]=0 [watch_max_error_rate]=1 [watch_max_health_failures]=3
+  [keep_warm]=0 [engine]=ssh [replicas]=2 [health_cmd]='' [max_parallel]=1 [build_wait]=0
 )
+
+# The secret lines each role's steps read (action status reads none).
+declare -A PROTOCOL_ROLE_SECRETS=(
+  [single]='registry_password env run_arg'
+  [host]='registry_password env run_arg'
+  [app]='registry_password env run_arg'
+  [lb]=''
+)
+
+PROTOCOL_RESULT_FIELDS=(deployed color previous_color version image open_connections)
+
+PROTOCOL_STAGES=(locked ready prepared switched)
+
+EXIT_AWAIT_GAVE_UP=75
+
+# The result line: one value per field of PROTOCOL_RESULT_FIELDS, in order (missing ones empty).
+result_print() { # result_print DEPLOYED COLOR PREVIOUS_COLOR VERSION IMAGE [OPEN_CONNECTIONS]
+  local i line=''
+  for ((i = 1; i <= $#; i++)); do line+="${line:+ }${PROTOCOL_RESULT_FIELDS[i - 1]}=${!i}"; done
+  marker result "$line"
+}
+
+# ==== src/remote/lib/params.sh
+# Parameters (`key=value` arguments; names and defaults: the table P in the generated part
+# protocol.sh, from src/remote/protocol.ts) and the secrets that follow the script on stdin. Roles (`role`): single, one server switching itself in
+# one go; host, a server with its own nginx in a run over several; app, a server behind a
+# load-balancer host; lb, that load balancer. Globals: P, RUN_ARGS, ENV_KEYS, ENV_VALUES, REGISTRY_PASSWORD.
 
 RUN_ARGS=() # docker run arguments, from `run_arg` secret lines (they may embed a secret)
 
@@ -98,11 +122,13 @@ params_parse() {
   [[ -n "${P[image]}" ]] || die "parameter image is required"
 }
 
-# The secret lines a run reads (ROLE_SECRETS in src/protocol.ts): a server that runs containers
+# The secret lines a run reads (ROLE_SECRETS in src/remote/protocol.ts): a server that runs containers
 # reads them all; the load balancer runs none, and `status` changes nothing, so they read none.
 params_secrets_wanted() {
-  if [[ "${P[action]}" == status || "${P[role]}" == lb ]]; then return 0; fi
-  printf '%s\n' registry_password env run_arg
+  if [[ "${P[action]}" == status ]]; then return 0; fi
+  local lines
+  read -r -a lines <<<"${PROTOCOL_ROLE_SECRETS[${P[role]}]-}"
+  if ((${#lines[@]} > 0)); then printf '%s\n' "${lines[@]}"; fi
 }
 
 # Secrets come after the script on stdin: `registry_password B64`, `env KEY B64`, `run_arg B64`,
@@ -628,6 +654,7 @@ command_next() { # command_next [TIMEOUT]
 }
 
 command_await() { # command_await STAGE [key=value...]: the stage reached, for the runner
+  [[ " ${PROTOCOL_STAGES[*]} " == *" $1 "* ]] || die "stage '$1' is not declared in src/remote/protocol.ts"
   marker await "$*"
 }
 
@@ -739,9 +766,6 @@ TARGET_AVAILABLE=''
 # build failed). Without a word within build_wait seconds (a runner that died or hangs), give up:
 # nothing here changed, and the lock is free again as the script ends.
 
-# Exit code of a run that gave up waiting: the runner then starts the script anew.
-AWAIT_GAVE_UP=75
-
 # Whether TO_COLOR has a container, found while waiting: start_color need not ask Docker again.
 IDLE_EXISTS=''
 
@@ -756,7 +780,7 @@ await_image() { # await_image FROM_COLOR TO_COLOR
     abort) die "the runner's build or release failed (it said abort): nothing was changed here" ;;
     *)
       marker error "no image from the runner within ${P[build_wait]}s of waiting (build_wait): nothing was changed here"
-      exit "$AWAIT_GAVE_UP" ;;
+      exit "$EXIT_AWAIT_GAVE_UP" # the runner then starts the script anew ;;
   esac
 }
 
@@ -1480,7 +1504,7 @@ main_swarm() {
   state_write '' "$RUN_VERSION" "$RUN_IMAGE"
   history_add ok
   event finished
-  marker result "deployed=true color= previous_color= version=$RUN_VERSION image=$RUN_IMAGE"
+  result_print true "" "" "$RUN_VERSION" "$RUN_IMAGE"
 }
 
 # ==== src/remote/main.sh
@@ -1573,7 +1597,7 @@ main_prepared() { # main_prepared FROM_COLOR TO_COLOR
       journal_write kept "$to"
       history_add prepared "$to"
       log "$(container_name "$to") keeps running $RUN_VERSION for a later run to promote"
-      marker result "deployed=false color=$to previous_color=$from version=$RUN_VERSION image=$RUN_IMAGE"
+      result_print false "$to" "$from" "$RUN_VERSION" "$RUN_IMAGE"
       return 0
       ;;
     eof)
@@ -1623,7 +1647,7 @@ main_finish() { # main_finish FROM_COLOR TO_COLOR
   history_add ok "$to"
   event finished
   stop_later "$from" "$wait"
-  marker result "deployed=true color=$to previous_color=$from version=$RUN_VERSION image=$RUN_IMAGE open_connections=$DRAIN_OPEN"
+  result_print true "$to" "$from" "$RUN_VERSION" "$RUN_IMAGE" "$DRAIN_OPEN"
 }
 
 # The load-balancer host (role lb): it runs no container. It says which color serves (and, for a
@@ -1646,7 +1670,7 @@ main_lb() {
     "switch $idle") ;;
     keep)
       history_add prepared "$idle"
-      marker result "deployed=false color=$idle previous_color=$active version=$RUN_VERSION image=$RUN_IMAGE"
+      result_print false "$idle" "$active" "$RUN_VERSION" "$RUN_IMAGE"
       return 0 ;;
     eof) runner_gone ready; exit 1 ;;
     *) die "nothing was switched (the runner said $cmd)" ;;
@@ -1671,7 +1695,7 @@ main_lb() {
   journal_clear
   history_add ok "$idle"
   event finished
-  marker result "deployed=true color=$idle previous_color=$active version=$RUN_VERSION image=$RUN_IMAGE"
+  result_print true "$idle" "$active" "$RUN_VERSION" "$RUN_IMAGE"
 }
 
 main() {

@@ -59593,114 +59593,6 @@ module.exports = {
 
 /***/ }),
 
-/***/ 1381:
-/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
-
-/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   aF: () => (/* binding */ parseHistoryLine),
-/* harmony export */   iJ: () => (/* binding */ checkResult),
-/* harmony export */   wj: () => (/* binding */ parseEvent),
-/* harmony export */   xz: () => (/* binding */ unescapeMarker)
-/* harmony export */ });
-/* unused harmony exports MalformedAnswer, isImageOf */
-/* harmony import */ var _foreign_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6379);
-/* harmony import */ var _protocol_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(8667);
-/* harmony import */ var _version_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(311);
-// What the server answers is checked before it is used: the result line's values become step
-// outputs (a workflow may put them into a `run:` step), history rows and events go into the job
-// summary and the timeline output. A server that answers anything else fails the run.
-
-
-
-class MalformedAnswer extends Error {
-    constructor(what) {
-        super(`The server's answer was malformed: ${what}. No output was written from it. Check the server (the state and history files under /var/lib/bg-deploy or ~/.bg-deploy, and who can write them).`);
-        this.name = 'MalformedAnswer';
-    }
-}
-/** Marker text comes escaped onto one line: `\\` `\n` `\r`. */
-function unescapeMarker(text) {
-    return text.replace(/\\([\\nr])/g, (_, c) => (c === 'n' ? '\n' : c === 'r' ? '\r' : '\\'));
-}
-/** A value for a message: quoted as JSON (control characters visible) or only its length. */
-function shown(v) {
-    return v.length <= 200 ? JSON.stringify(v) : `(${v.length} characters)`;
-}
-const IMAGE_TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
-const DIGEST = /^sha256:[0-9a-f]{64}$/;
-/** Is `ref` the repository `image` with a tag or a digest? */
-function isImageOf(ref, image) {
-    if (ref.startsWith(`${image}@`))
-        return DIGEST.test(ref.slice(image.length + 1));
-    if (ref.startsWith(`${image}:`))
-        return IMAGE_TAG.test(ref.slice(image.length + 1));
-    return false;
-}
-/**
- * Check the result line's fields: colors are blue or green; a deploy's version and image are
- * exactly the ones sent; a rollback's (the server's choice, from its history) pass the version
- * rules and are the `image` input with a tag or digest.
- */
-function checkResult(fields, expected) {
-    const known = ['deployed', 'color', 'previous_color', 'version', 'image', 'open_connections'];
-    const extra = Object.keys(fields).filter((k) => !known.includes(k));
-    if (extra.length > 0)
-        throw new MalformedAnswer(`unknown result fields ${shown(extra.join(' '))}`);
-    const deployed = fields.deployed ?? '';
-    if (deployed !== 'true' && deployed !== 'false')
-        throw new MalformedAnswer(`deployed is ${shown(deployed)}, not true or false`);
-    const color = (name) => {
-        const v = fields[name] ?? '';
-        if (v === '')
-            return undefined;
-        if (v === 'blue' || v === 'green')
-            return v;
-        throw new MalformedAnswer(`${name} is ${shown(v)}, not blue or green`);
-    };
-    const version = fields.version || undefined;
-    if (expected.action === 'deploy' && version !== (expected.version || undefined))
-        throw new MalformedAnswer(`version is ${shown(version ?? '')}, not the version sent (${shown(expected.version ?? '')})`);
-    if (expected.action === 'rollback' && (!version || (0,_version_js__WEBPACK_IMPORTED_MODULE_2__/* .versionProblem */ .Ec)(version)))
-        throw new MalformedAnswer(`version is ${shown(version ?? '')}, which is not a version`);
-    const image = fields.image || undefined;
-    if (expected.action === 'deploy' && expected.sent !== undefined) {
-        if (image !== undefined && image !== expected.sent)
-            throw new MalformedAnswer(`image is ${shown(image)}, not the image sent (${expected.sent})`);
-    }
-    else if (image !== undefined && !isImageOf(image, expected.image))
-        throw new MalformedAnswer(`image is ${shown(image)}, not ${expected.image} with a tag or a @sha256: digest`);
-    const open = fields.open_connections;
-    if (open !== undefined && !/^\d{1,9}$/.test(open))
-        throw new MalformedAnswer(`open_connections is ${shown(open)}, not a count`);
-    return {
-        ...(open !== undefined ? { openConnections: Number(open) } : {}),
-        deployed: deployed === 'true',
-        color: color('color'),
-        previousColor: color('previous_color'),
-        version,
-        image
-    };
-}
-/** A history row (tab-separated, as the script writes it), or undefined when it is not one. */
-function parseHistoryLine(text) {
-    const values = text.split('\t');
-    if (values.length !== _protocol_js__WEBPACK_IMPORTED_MODULE_1__/* .HISTORY_FIELDS */ .FC.length)
-        return undefined;
-    if (values.some((v) => v.length > 500 || (0,_foreign_js__WEBPACK_IMPORTED_MODULE_0__/* .hasControl */ .aQ)(v)))
-        return undefined;
-    return Object.fromEntries(_protocol_js__WEBPACK_IMPORTED_MODULE_1__/* .HISTORY_FIELDS */ .FC.map((f, i) => [f, values[i]]));
-}
-/** A `NAME EPOCH_MS` event, or undefined when the name is not declared or the time not a number. */
-function parseEvent(text) {
-    const m = /^(\S+) (\d{1,16})$/.exec(text);
-    if (!m || !_protocol_js__WEBPACK_IMPORTED_MODULE_1__/* .EVENTS */ .qY.includes(m[1]))
-        return undefined;
-    return { name: m[1], ms: Number(m[2]) };
-}
-
-
-/***/ }),
-
 /***/ 5581:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
@@ -59717,8 +59609,8 @@ function parseEvent(text) {
 /* harmony import */ var _config_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(8854);
 /* harmony import */ var _fleet_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(3207);
 /* harmony import */ var _foreign_js__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(6379);
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_6__ = __nccwpck_require__(8350);
-/* harmony import */ var _remote_js__WEBPACK_IMPORTED_MODULE_7__ = __nccwpck_require__(2091);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_6__ = __nccwpck_require__(9024);
+/* harmony import */ var _remote_session_js__WEBPACK_IMPORTED_MODULE_7__ = __nccwpck_require__(2258);
 /* harmony import */ var _ssh_js__WEBPACK_IMPORTED_MODULE_8__ = __nccwpck_require__(1543);
 // The command line for operators: `npx bg-deploy deploy|rollback|status`, with the action's inputs
 // as flags (or the same config file), running the same code as the action. A rollback or a look at
@@ -59989,7 +59881,7 @@ async function status(args, ctx, io) {
             try {
                 const shell = await (0,_ssh_js__WEBPACK_IMPORTED_MODULE_8__/* .connectSsh */ .L)(ssh, { warn: (m) => io.err(`warning: ${m}`) });
                 try {
-                    const s = await (0,_remote_js__WEBPACK_IMPORTED_MODULE_7__/* .readStatus */ .rk)(shell, config);
+                    const s = await (0,_remote_session_js__WEBPACK_IMPORTED_MODULE_7__/* .readStatus */ .rk)(shell, config);
                     io.out(`${name}: ${config.app.name} ${s.serving ? `serves ${s.serving.version} (${s.serving.color})` : 'serves nothing deployed by bg-deploy'}`);
                     for (const l of s.lines)
                         io.out(`  ${(0,_foreign_js__WEBPACK_IMPORTED_MODULE_5__/* .sanitizeForeign */ .I2)(l)}`);
@@ -61074,9 +60966,9 @@ function readDoubleQuoted(lines, first, text) {
 /* harmony export */   tp: () => (/* binding */ FleetError)
 /* harmony export */ });
 /* unused harmony exports SWITCH_BOUND_MS, fleetEvents */
-/* harmony import */ var _answer_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(1381);
+/* harmony import */ var _remote_answer_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6390);
 /* harmony import */ var _config_hosts_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(7331);
-/* harmony import */ var _remote_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(2091);
+/* harmony import */ var _remote_session_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(2258);
 // A run over several servers: prepare every one (in parallel, at most max-parallel at a time), then
 // switch all of them or none. With a load-balancer host its nginx switches every app server at
 // once; without one each server switches its own nginx, and if one cannot, those that did switch
@@ -61135,14 +61027,14 @@ function fleetEvents(all) {
 async function runFleet(servers, lb, config, req, log) {
     // a deploy's image is the one sent, whatever a server answers; a rollback's is the load
     // balancer's choice from its history, checked, and then sent to every app server
-    const expected = (fields, action = req.action, version = req.version, sent = req.image) => (0,_answer_js__WEBPACK_IMPORTED_MODULE_0__/* .checkResult */ .iJ)({ deployed: 'false', ...fields }, { image: config.image, action, version, sent });
+    const expected = (fields, action = req.action, version = req.version, sent = req.image) => (0,_remote_answer_js__WEBPACK_IMPORTED_MODULE_0__/* .checkResult */ .iJ)({ deployed: 'false', ...fields }, { image: config.image, action, version, sent });
     const all = [];
     const start = (s, role, r) => {
         const name = serverName(s.ssh);
         const run = {
             name,
             role,
-            session: (0,_remote_js__WEBPACK_IMPORTED_MODULE_2__/* .startRemote */ .t_)(s.shell, config, { ...r, role }, log(name))
+            session: (0,_remote_session_js__WEBPACK_IMPORTED_MODULE_2__/* .startRemote */ .t_)(s.shell, config, { ...r, role }, log(name))
         };
         run.session.result.then((x) => (run.settled = x), (e) => (run.settled = e));
         all.push(run);
@@ -61490,7 +61382,7 @@ function verifyHostKey(pins, blob) {
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _shim_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(2710);
 /* harmony import */ var _cli_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(5581);
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(8350);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(9024);
 
 
 
@@ -61506,7 +61398,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 8350:
+/***/ 9024:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -69619,152 +69511,6 @@ async function readCommit(ctx, runner) {
     }
 }
 
-// EXTERNAL MODULE: ./src/fleet.ts
-var fleet = __nccwpck_require__(3207);
-;// CONCATENATED MODULE: ./src/server-log.ts
-
-
-/**
- * The server's output as the job log shows it: a group per phase, its text printed inert (the
- * action's own commands resume first). While held (the build's group is open), it is queued.
- */
-class ServerLog {
-    host;
-    open = false;
-    foreign = foreign/* foreignText */.qk;
-    held;
-    /** the server's phase the run is in (the last one it reported) */
-    lastPhase;
-    constructor(host) {
-        this.host = host;
-    }
-    hold() {
-        this.held ??= [];
-    }
-    release() {
-        const queued = this.held ?? [];
-        this.held = undefined;
-        for (const f of queued)
-            f();
-    }
-    end() {
-        this.release();
-        this.foreign.resume();
-        if (this.open)
-            job_log_endGroup();
-        this.open = false;
-    }
-    line = (text) => this.now(() => this.foreign.print(text));
-    warning = (text) => this.now(() => {
-        job_log_warning(text, { title: `Server ${this.host}` });
-    });
-    phase = (name) => {
-        this.lastPhase = name;
-        this.now(() => {
-            if (this.open)
-                job_log_endGroup();
-            job_log_startGroup(`${this.host}: ${name}`);
-            this.open = true;
-        });
-    };
-    now(f) {
-        if (this.held)
-            this.held.push(f);
-        else
-            f();
-    }
-}
-
-// EXTERNAL MODULE: external "node:fs"
-var external_node_fs_ = __nccwpck_require__(3024);
-// EXTERNAL MODULE: external "node:os"
-var external_node_os_ = __nccwpck_require__(8161);
-// EXTERNAL MODULE: external "node:path"
-var external_node_path_ = __nccwpck_require__(6760);
-var external_node_path_default = /*#__PURE__*/__nccwpck_require__.n(external_node_path_);
-;// CONCATENATED MODULE: ./src/image.ts
-
-
-
-
-/** OCI labels that tie the image to its version and commit. */
-function imageLabels(opts) {
-    return {
-        'org.opencontainers.image.source': opts.sourceUrl,
-        'org.opencontainers.image.revision': opts.sha,
-        ...(opts.version ? { 'org.opencontainers.image.version': opts.version } : {})
-    };
-}
-/** `docker build` argv. The classic CLI form works with and without buildx installed. */
-function buildArgs(config, plan) {
-    return [
-        'build',
-        '--file',
-        config.dockerfile,
-        ...plan.refs.flatMap((ref) => ['--tag', ref]),
-        ...Object.entries(plan.labels).flatMap(([k, v]) => ['--label', `${k}=${v}`]),
-        ...config.buildArgs.flatMap((a) => ['--build-arg', a]),
-        '--',
-        config.context
-    ];
-}
-/**
- * The build's command line as the log shows it: each build argument by its name only, since a
- * value may be secret (it also stays in the image's history: BuildKit's --secret is for secrets).
- */
-function shownBuildArgs(args) {
-    return args.map((a, i) => (args[i - 1] === '--build-arg' ? `${a.slice(0, a.indexOf('='))}=…` : a));
-}
-function loginArgs(registry, username) {
-    return ['login', '--username', username, '--password-stdin', '--', registry];
-}
-function pushArgs(ref) {
-    return ['push', '--', ref];
-}
-/** The manifest digest `docker push` reports: `v1: digest: sha256:… size: 943`. */
-function parsePushDigest(output) {
-    return /digest: (sha256:[a-f0-9]{64})/.exec(output)?.[1];
-}
-/** Build and tag the image; `signal` stops a build that is no longer wanted. */
-async function buildImage(runner, config, plan, cwd, signal) {
-    const args = buildArgs(config, plan);
-    await runChecked(runner, 'docker', args, { cwd, signal, shown: shownBuildArgs(args) });
-}
-/**
- * Log in (when credentials are given) and push every ref. A login goes into a temporary Docker
- * config used for the push only and removed afterwards, failed or not, so no credential stays on a
- * (self-hosted) runner.
- */
-async function pushImage(runner, config, refs, cwd) {
-    const login = Boolean(config.registryUsername && config.registryPassword);
-    const dockerConfig = login
-        ? (0,external_node_fs_.mkdtempSync)(external_node_path_default().join(process.env.RUNNER_TEMP || (0,external_node_os_.tmpdir)(), 'bg-deploy-docker-'))
-        : undefined;
-    const env = dockerConfig ? { DOCKER_CONFIG: dockerConfig } : undefined;
-    try {
-        if (login)
-            await runChecked(runner, 'docker', loginArgs(config.registry, config.registryUsername), {
-                input: config.registryPassword,
-                env
-            });
-        let digest;
-        for (const ref of refs) {
-            const r = await runChecked(runner, 'docker', pushArgs(ref), { cwd, env });
-            digest ??= parsePushDigest(r.stdout + r.stderr);
-        }
-        return { refs, digest };
-    }
-    finally {
-        if (dockerConfig)
-            (0,external_node_fs_.rmSync)(dockerConfig, { recursive: true, force: true });
-    }
-}
-/** Build, tag and push every ref (buildImage, then pushImage). */
-async function buildAndPush(runner, config, plan, cwd) {
-    await buildImage(runner, config, plan, cwd);
-    return pushImage(runner, config, plan.refs, cwd);
-}
-
 // EXTERNAL MODULE: ./node_modules/bottleneck/light.js
 var light = __nccwpck_require__(3251);
 ;// CONCATENATED MODULE: ./node_modules/@octokit/plugin-retry/dist-bundle/index.js
@@ -69974,91 +69720,17 @@ function githubReleases(token, owner, repo, opts = {}) {
     };
 }
 
-// EXTERNAL MODULE: ./src/remote.ts + 1 modules
-var remote = __nccwpck_require__(2091);
 // EXTERNAL MODULE: ./src/version.ts
 var src_version = __nccwpck_require__(311);
-;// CONCATENATED MODULE: ./src/deploy.ts
-
-
-
-
-
-
+;// CONCATENATED MODULE: ./src/plan.ts
+// The version a run deploys: from the commit or the input, then checked with GitHub and the
+// registry (was it built before, here or elsewhere?), or read from an image pushed before.
 
 
 
 
 
 const REVISION = 'org.opencontainers.image.revision';
-/**
- * The whole run: the version from the commit → the image builds while every server is connected
- * and the version is checked with GitHub and the registry → the server script starts and gets
- * ready while the build finishes, the image is pushed (only once every server is reached, so a
- * wrong key or host key fails before anything is pushed) and the draft release is made → the
- * script pulls, starts, checks and switches → `latest` and the release follow the version that
- * serves.
- */
-async function deploy(config, ctx, deps, outcome) {
-    if (config.rollback) {
-        const target = await inPhase(outcome, 'connecting over SSH', () => connectAll(config, deps));
-        try {
-            await switchOnServers(target, config, ctx, outcome, rollbackRequest(config.image, config.rollback));
-            await inPhase(outcome, 'moving latest', () => moveLatest(deps.registry(config), config, outcome, 'rollback'));
-        }
-        finally {
-            disconnect(target);
-        }
-        return;
-    }
-    const local = await inPhase(outcome, 'reading the version', () => readPlan(config, ctx, deps));
-    if (config.prebuilt)
-        return deployPushed(config, ctx, deps, outcome, local);
-    const build = startBuild(config, ctx, deps, local, outcome);
-    const [connected, checked] = await Promise.allSettled([
-        inPhase(outcome, 'connecting over SSH', () => connectAll(config, deps)),
-        inPhase(outcome, 'checking the version with GitHub and the registry', () => checkPlan(config, ctx, deps, local))
-    ]);
-    if (connected.status === 'rejected' || checked.status === 'rejected') {
-        await build.stop('the run cannot go on (below)');
-        if (connected.status === 'fulfilled')
-            disconnect(connected.value);
-        throw (connected.status === 'rejected' ? connected.reason : checked.reason);
-    }
-    try {
-        await buildReleaseAndSwitch(config, ctx, deps, outcome, connected.value, checked.value, build);
-    }
-    finally {
-        disconnect(connected.value);
-    }
-}
-function disconnect(target) {
-    for (const s of [...target.servers, ...(target.lb ? [target.lb] : [])])
-        s.shell.dispose();
-}
-/** Connect to every server at once; if one fails, the run stops before anything is pushed. */
-async function connectAll(config, deps) {
-    const all = [...config.hosts, ...(config.lb ? [config.lb] : [])];
-    const connected = await Promise.allSettled(all.map((ssh) => deps.connect(ssh)));
-    const failed = connected.flatMap((r, i) => r.status === 'rejected' ? [{ name: (0,fleet/* serverName */.L5)(all[i]), error: r.reason }] : []);
-    if (failed.length > 0) {
-        for (const r of connected)
-            if (r.status === 'fulfilled')
-                r.value.dispose();
-        if (all.length === 1)
-            throw failed[0].error;
-        throw new Error(`Cannot connect to every server, so nothing was pushed or changed. ${failed.map((f) => `${f.name}: ${f.error.message}`).join(' ')}`);
-    }
-    const servers = connected.map((r, i) => ({
-        ssh: all[i],
-        shell: r.value
-    }));
-    info(`Connected to ${all.length === 1 ? `${config.ssh.username}@${config.ssh.host}:${config.ssh.port}` : all.map(fleet/* serverName */.L5).join(', ')}`);
-    info((0,src_config/* pullCredentialNote */.rq)(config));
-    return config.lb
-        ? { servers: servers.slice(0, -1), lb: servers[servers.length - 1] }
-        : { servers };
-}
 async function readPlan(config, ctx, deps) {
     const commit = config.version ? {} : await readCommit(ctx, deps.runner);
     const plan = (0,src_version/* planVersion */.Uk)({
@@ -70094,57 +69766,6 @@ async function checkPlan(config, ctx, deps, { plan: asked }) {
     else if (built !== 'elsewhere')
         notes.push(() => job_log_notice(`No version found in the commit message, so the image is tagged ${plan.tag} and no release is made. To release, put a version such as v1.2.3 in the commit message or set the 'version' input.`, { title: 'No version in the commit message' }));
     return { plan, built, registry, releases, notes };
-}
-/**
- * build: false: the image was pushed before (another job built it). Its digest is read from the
- * registry while the servers are connected; the version's tag is put on that digest, the release
- * drafted, and every server pulls and runs the image by digest, so each environment deployed from
- * it runs the identical image.
- */
-async function deployPushed(config, ctx, deps, outcome, local) {
-    const [connected, found] = await Promise.allSettled([
-        inPhase(outcome, 'connecting over SSH', () => connectAll(config, deps)),
-        inPhase(outcome, 'reading the pushed image from the registry', () => findPushed(config, ctx, deps, local))
-    ]);
-    if (connected.status === 'rejected' || found.status === 'rejected') {
-        if (connected.status === 'fulfilled')
-            disconnect(connected.value);
-        throw (connected.status === 'rejected' ? connected.reason : found.reason);
-    }
-    const target = connected.value;
-    try {
-        const { plan, digest, tagged, registry, releases, notes } = found.value;
-        for (const note of notes)
-            note();
-        const ref = `${config.image}@${digest}`;
-        Object.assign(outcome, { version: plan.version, image: ref, digest });
-        const given = `${config.image}${config.prebuilt}`;
-        info(`Deploying ${given} (pushed before, not built here)${given === ref ? '' : `: ${ref}`}`);
-        // the version's tag goes on the digest only once the draft claimed the version for this commit
-        const drafting = plan.version && releases
-            ? draftStep(releases, plan.version, ctx.sha, outcome)
-            : Promise.resolve(undefined);
-        const [tag, drafted] = await Promise.allSettled([
-            drafting.then(() => tagged || !plan.version ? undefined : tagStep(registry, config, plan.tag, digest, outcome)),
-            drafting
-        ]);
-        if (tag.status === 'rejected')
-            throw tag.reason;
-        if (drafted.status === 'rejected')
-            throw drafted.reason;
-        if (tagged && plan.version)
-            outcome.tags = [`${config.image}:${plan.tag}`];
-        await switchOnServers(target, config, ctx, outcome, {
-            action: 'deploy',
-            image: ref,
-            version: plan.version ?? plan.tag
-        });
-        await inPhase(outcome, 'moving latest', () => moveLatest(registry, config, outcome, 'deploy'));
-        await publishStep(releases, drafted.value?.release, outcome);
-    }
-    finally {
-        disconnect(target);
-    }
 }
 /**
  * The pushed image's digest, and the version it deploys as: a version tagged on another digest,
@@ -70188,6 +69809,164 @@ async function findPushed(config, ctx, deps, { plan: asked }) {
         tagged: versionDigest === digest
     };
 }
+/**
+ * Was this version built before? 'here': the registry holds it for this very commit (a re-run);
+ * 'elsewhere': a tag, release or draft of it exists for another commit, or the registry holds
+ * it from another commit — it is never released or pushed again (a notice says where it is);
+ * 'no': it is new.
+ */
+async function builtBefore(plan, sha, registry, config, releases, notes) {
+    const notice = (where) => notes.push(() => job_log_notice(`${plan.version} is released already: ${where}. A version is released once, so this commit deploys as ${(0,src_version/* shaTag */.b)(sha)}. To release it, name a new version.`, { title: `${plan.version} is released already` }));
+    // GitHub and the registry are asked at once
+    const [onGithub, labels] = await Promise.all([
+        releases ? releasedElsewhere(releases, plan.version, sha) : undefined,
+        registry.labels(plan.tag).catch((e) => {
+            throw new Error(`Cannot check whether ${config.image}:${plan.tag} is in the registry already (a version is never pushed over): ${e.message}`);
+        })
+    ]);
+    if (onGithub) {
+        notice(onGithub);
+        return 'elsewhere';
+    }
+    if (!labels)
+        return 'no';
+    if (labels[REVISION] === sha)
+        return 'here';
+    notice(`${config.image}:${plan.tag} is in the registry, built from ${labels[REVISION] ? `commit ${labels[REVISION].slice(0, 7)}` : 'an unknown commit'}`);
+    return 'elsewhere';
+}
+
+;// CONCATENATED MODULE: ./src/run.ts
+/** Run a step of the runner's; if it fails, the summary names it as where the run failed. */
+async function inPhase(outcome, phase, step) {
+    try {
+        return await step();
+    }
+    catch (e) {
+        outcome.failedPhase ??= phase;
+        throw e;
+    }
+}
+/** A step of the runner's own, in the timeline beside the server's. */
+function runnerEvent(outcome, name) {
+    outcome.events = [...outcome.events, { name, ms: Date.now() }];
+}
+/** The timeline so far with the server's events, in the order they happened. */
+function withEvents(outcome, events) {
+    return [...outcome.events, ...events].sort((a, b) => a.ms - b.ms);
+}
+/**
+ * Two steps at once. When either fails, `undo` gets how each ended (to take back what the other
+ * did), then the first failure is thrown.
+ */
+async function both(a, b, undo = () => undefined) {
+    const ended = await Promise.allSettled([a, b]);
+    const [x, y] = ended;
+    if (x.status === 'fulfilled' && y.status === 'fulfilled')
+        return [x.value, y.value];
+    await undo(ended);
+    throw (x.status === 'rejected' ? x.reason : y.reason);
+}
+
+// EXTERNAL MODULE: external "node:fs"
+var external_node_fs_ = __nccwpck_require__(3024);
+// EXTERNAL MODULE: external "node:os"
+var external_node_os_ = __nccwpck_require__(8161);
+// EXTERNAL MODULE: external "node:path"
+var external_node_path_ = __nccwpck_require__(6760);
+var external_node_path_default = /*#__PURE__*/__nccwpck_require__.n(external_node_path_);
+;// CONCATENATED MODULE: ./src/image.ts
+
+
+
+
+/** OCI labels that tie the image to its version and commit. */
+function imageLabels(opts) {
+    return {
+        'org.opencontainers.image.source': opts.sourceUrl,
+        'org.opencontainers.image.revision': opts.sha,
+        ...(opts.version ? { 'org.opencontainers.image.version': opts.version } : {})
+    };
+}
+/** `docker build` argv. The classic CLI form works with and without buildx installed. */
+function buildArgs(config, plan) {
+    return [
+        'build',
+        '--file',
+        config.dockerfile,
+        ...plan.refs.flatMap((ref) => ['--tag', ref]),
+        ...Object.entries(plan.labels).flatMap(([k, v]) => ['--label', `${k}=${v}`]),
+        ...config.buildArgs.flatMap((a) => ['--build-arg', a]),
+        '--',
+        config.context
+    ];
+}
+/**
+ * The build's command line as the log shows it: each build argument by its name only, since a
+ * value may be secret (it also stays in the image's history: BuildKit's --secret is for secrets).
+ */
+function shownBuildArgs(args) {
+    return args.map((a, i) => (args[i - 1] === '--build-arg' ? `${a.slice(0, a.indexOf('='))}=…` : a));
+}
+function loginArgs(registry, username) {
+    return ['login', '--username', username, '--password-stdin', '--', registry];
+}
+function pushArgs(ref) {
+    return ['push', '--', ref];
+}
+/** The manifest digest `docker push` reports: `v1: digest: sha256:… size: 943`. */
+function parsePushDigest(output) {
+    return /digest: (sha256:[a-f0-9]{64})/.exec(output)?.[1];
+}
+/** Build and tag the image; `signal` stops a build that is no longer wanted. */
+async function buildImage(runner, config, plan, cwd, signal) {
+    const args = buildArgs(config, plan);
+    await runChecked(runner, 'docker', args, { cwd, signal, shown: shownBuildArgs(args) });
+}
+/**
+ * Log in (when credentials are given) and push every ref. A login goes into a temporary Docker
+ * config used for the push only and removed afterwards, failed or not, so no credential stays on a
+ * (self-hosted) runner.
+ */
+async function pushImage(runner, config, refs, cwd) {
+    const login = Boolean(config.registryUsername && config.registryPassword);
+    const dockerConfig = login
+        ? (0,external_node_fs_.mkdtempSync)(external_node_path_default().join(process.env.RUNNER_TEMP || (0,external_node_os_.tmpdir)(), 'bg-deploy-docker-'))
+        : undefined;
+    const env = dockerConfig ? { DOCKER_CONFIG: dockerConfig } : undefined;
+    try {
+        if (login)
+            await runChecked(runner, 'docker', loginArgs(config.registry, config.registryUsername), {
+                input: config.registryPassword,
+                env
+            });
+        let digest;
+        for (const ref of refs) {
+            const r = await runChecked(runner, 'docker', pushArgs(ref), { cwd, env });
+            digest ??= parsePushDigest(r.stdout + r.stderr);
+        }
+        return { refs, digest };
+    }
+    finally {
+        if (dockerConfig)
+            (0,external_node_fs_.rmSync)(dockerConfig, { recursive: true, force: true });
+    }
+}
+/** Build, tag and push every ref (buildImage, then pushImage). */
+async function buildAndPush(runner, config, plan, cwd) {
+    await buildImage(runner, config, plan, cwd);
+    return pushImage(runner, config, plan.refs, cwd);
+}
+
+;// CONCATENATED MODULE: ./src/runner-steps.ts
+// The runner's own steps around the servers': build, push, tag a pushed digest, draft and publish
+// the release, and move latest once a version serves.
+
+
+
+
+
+
 /** build: false: the version's tag names the pushed digest (from then on, as a build's would). */
 async function tagStep(registry, config, tag, digest, outcome) {
     try {
@@ -70226,54 +70005,6 @@ function startBuild(config, ctx, deps, { plan }, outcome) {
         }
     };
 }
-async function buildReleaseAndSwitch(config, ctx, deps, outcome, target, { plan, built, registry, releases, notes }, begun) {
-    outcome.version = plan.version;
-    const ref = `${config.image}:${plan.tag}`;
-    outcome.image = ref;
-    let build = begun;
-    if (built === 'here' || ref !== begun.ref) {
-        // the registry holds this commit's image, or the version becomes a sha- tag: stop that build
-        await begun.stop(built === 'here'
-            ? "the registry holds this commit's image already"
-            : `the version is released already, so the image is tagged ${plan.tag}`);
-        build = built === 'here' ? undefined : startBuild(config, ctx, deps, { plan }, outcome);
-    }
-    // a deploy without a version is labelled on the server by its sha- tag, so it can be rolled back to
-    const req = { action: 'deploy', image: ref, version: plan.version ?? plan.tag };
-    // the server gets ready (lock, checks, which color serves) while the image builds
-    const early = overlapsBuild(config)
-        ? startEarly(target.servers[0].shell, config, ctx, req, outcome)
-        : undefined;
-    // the draft claims the version while the image builds; the push waits for it, so two commits
-    // that name one version cannot both push its tag (the second one's draft is refused)
-    const drafting = plan.version && releases
-        ? draftStep(releases, plan.version, ctx.sha, outcome)
-        : Promise.resolve(undefined);
-    const [pushed, drafted] = await Promise.allSettled([
-        build
-            ? pushStep(config, ctx, deps, build, notes, outcome, drafting)
-            : notBuiltAgain(ref, notes, outcome),
-        drafting
-    ]);
-    if (pushed.status === 'rejected' || drafted.status === 'rejected') {
-        await early?.abort();
-        // a draft this run made for an image that was never pushed would claim the version
-        if (pushed.status === 'rejected' && drafted.status === 'fulfilled' && drafted.value?.created)
-            await releases.remove(drafted.value.release.id).then(() => {
-                outcome.releaseUrl = undefined;
-                outcome.releaseDraft = undefined;
-            }, (e) => job_log_warning(`The draft release could not be deleted: ${e.message}`, {
-                title: 'Draft release left'
-            }));
-        throw (pushed.status === 'rejected' ? pushed.reason : drafted.reason);
-    }
-    const release = drafted.value?.release;
-    if (early)
-        early.go();
-    await switchOnServers(target, config, ctx, outcome, req, early);
-    await inPhase(outcome, 'moving latest', () => moveLatest(registry, config, outcome, 'deploy'));
-    await publishStep(releases, release, outcome);
-}
 async function notBuiltAgain(ref, notes, outcome) {
     for (const note of notes)
         note();
@@ -70307,16 +70038,6 @@ async function draftStep(releases, version, sha, outcome) {
     info(`${r.created ? 'Created draft' : r.release.draft ? 'Found draft' : 'Found'} release ${version}: ${r.release.html_url}`);
     return r;
 }
-/** Run a step of the runner's; if it fails, the summary names it as where the run failed. */
-async function inPhase(outcome, phase, step) {
-    try {
-        return await step();
-    }
-    catch (e) {
-        outcome.failedPhase ??= phase;
-        throw e;
-    }
-}
 /** Publish the draft once its version serves. */
 async function publishStep(releases, release, outcome) {
     if (!release?.draft || !releases || !outcome.deployed)
@@ -70326,40 +70047,6 @@ async function publishStep(releases, release, outcome) {
     outcome.releaseUrl = published.html_url;
     outcome.releaseDraft = false;
     info(`Published release ${published.tag_name}: ${published.html_url}`);
-}
-/** A step of the runner's own, in the timeline beside the server's. */
-function runnerEvent(outcome, name) {
-    outcome.events = [...outcome.events, { name, ms: Date.now() }];
-}
-/** The timeline so far with the server's events, in the order they happened. */
-function withEvents(outcome, events) {
-    return [...outcome.events, ...events].sort((a, b) => a.ms - b.ms);
-}
-/**
- * Was this version built before? 'here': the registry holds it for this very commit (a re-run);
- * 'elsewhere': a tag, release or draft of it exists for another commit, or the registry holds
- * it from another commit — it is never released or pushed again (a notice says where it is);
- * 'no': it is new.
- */
-async function builtBefore(plan, sha, registry, config, releases, notes) {
-    const notice = (where) => notes.push(() => job_log_notice(`${plan.version} is released already: ${where}. A version is released once, so this commit deploys as ${(0,src_version/* shaTag */.b)(sha)}. To release it, name a new version.`, { title: `${plan.version} is released already` }));
-    // GitHub and the registry are asked at once
-    const [onGithub, labels] = await Promise.all([
-        releases ? releasedElsewhere(releases, plan.version, sha) : undefined,
-        registry.labels(plan.tag).catch((e) => {
-            throw new Error(`Cannot check whether ${config.image}:${plan.tag} is in the registry already (a version is never pushed over): ${e.message}`);
-        })
-    ]);
-    if (onGithub) {
-        notice(onGithub);
-        return 'elsewhere';
-    }
-    if (!labels)
-        return 'no';
-    if (labels[REVISION] === sha)
-        return 'here';
-    notice(`${config.image}:${plan.tag} is in the registry, built from ${labels[REVISION] ? `commit ${labels[REVISION].slice(0, 7)}` : 'an unknown commit'}`);
-    return 'elsewhere';
 }
 /**
  * After the switch, `latest` names what serves: the version deployed, or the one a rollback put
@@ -70392,15 +70079,105 @@ async function moveLatest(registry, config, outcome, action) {
     outcome.tags = [...outcome.tags, `${config.image}:latest`];
     info(`${config.image}:latest now names ${ref}`);
 }
-/** Rollback builds, pushes and releases nothing: the server switches to a version it knows. */
-function rollbackRequest(image, target) {
-    info(`Rollback to ${target}: nothing is built, pushed or released.`);
-    // for an explicit version the registry tag is the fallback when the server has no record of it
-    return {
-        action: 'rollback',
-        target,
-        image: target === 'previous' ? `${image}:latest` : `${image}:${(0,src_version/* toImageTag */.LO)(target)}`
+
+// EXTERNAL MODULE: ./src/fleet.ts
+var fleet = __nccwpck_require__(3207);
+// EXTERNAL MODULE: ./src/remote/protocol.ts
+var protocol = __nccwpck_require__(3980);
+// EXTERNAL MODULE: ./src/remote/session.ts + 3 modules
+var remote_session = __nccwpck_require__(2258);
+;// CONCATENATED MODULE: ./src/server-log.ts
+
+
+/**
+ * The server's output as the job log shows it: a group per phase, its text printed inert (the
+ * action's own commands resume first). While held (the build's group is open), it is queued.
+ */
+class ServerLog {
+    host;
+    open = false;
+    foreign = foreign/* foreignText */.qk;
+    held;
+    /** the server's phase the run is in (the last one it reported) */
+    lastPhase;
+    constructor(host) {
+        this.host = host;
+    }
+    hold() {
+        this.held ??= [];
+    }
+    release() {
+        const queued = this.held ?? [];
+        this.held = undefined;
+        for (const f of queued)
+            f();
+    }
+    end() {
+        this.release();
+        this.foreign.resume();
+        if (this.open)
+            job_log_endGroup();
+        this.open = false;
+    }
+    line = (text) => this.now(() => this.foreign.print(text));
+    warning = (text) => this.now(() => {
+        job_log_warning(text, { title: `Server ${this.host}` });
+    });
+    phase = (name) => {
+        this.lastPhase = name;
+        this.now(() => {
+            if (this.open)
+                job_log_endGroup();
+            job_log_startGroup(`${this.host}: ${name}`);
+            this.open = true;
+        });
     };
+    now(f) {
+        if (this.held)
+            this.held.push(f);
+        else
+            f();
+    }
+}
+
+;// CONCATENATED MODULE: ./src/servers.ts
+// The servers of a run: connected all at once, then the server script run on one of them (its
+// start overlapping the build) or on several (src/fleet.ts), their answers put into the outcome.
+
+
+
+
+
+
+
+
+
+function disconnect(target) {
+    for (const s of [...target.servers, ...(target.lb ? [target.lb] : [])])
+        s.shell.dispose();
+}
+/** Connect to every server at once; if one fails, the run stops before anything is pushed. */
+async function connectAll(config, deps) {
+    const all = [...config.hosts, ...(config.lb ? [config.lb] : [])];
+    const connected = await Promise.allSettled(all.map((ssh) => deps.connect(ssh)));
+    const failed = connected.flatMap((r, i) => r.status === 'rejected' ? [{ name: (0,fleet/* serverName */.L5)(all[i]), error: r.reason }] : []);
+    if (failed.length > 0) {
+        for (const r of connected)
+            if (r.status === 'fulfilled')
+                r.value.dispose();
+        if (all.length === 1)
+            throw failed[0].error;
+        throw new Error(`Cannot connect to every server, so nothing was pushed or changed. ${failed.map((f) => `${f.name}: ${f.error.message}`).join(' ')}`);
+    }
+    const servers = connected.map((r, i) => ({
+        ssh: all[i],
+        shell: r.value
+    }));
+    info(`Connected to ${all.length === 1 ? `${config.ssh.username}@${config.ssh.host}:${config.ssh.port}` : all.map(fleet/* serverName */.L5).join(', ')}`);
+    info((0,src_config/* pullCredentialNote */.rq)(config));
+    return config.lb
+        ? { servers: servers.slice(0, -1), lb: servers[servers.length - 1] }
+        : { servers };
 }
 async function switchOnServers(target, config, ctx, outcome, req, early) {
     if (!config.fleet.several)
@@ -70461,8 +70238,6 @@ async function switchOnServers(target, config, ctx, outcome, req, early) {
  * for `pull` (src/remote/steps/await.sh) this long at most, so a runner that dies frees the lock.
  */
 const BUILD_WAIT_S = 3600;
-/** The script's exit code when it gave up waiting (await.sh): the runner starts it anew. */
-const AWAIT_GAVE_UP = 75;
 function overlapsBuild(config) {
     return !config.fleet.several && config.engine.kind === 'ssh';
 }
@@ -70470,7 +70245,7 @@ function startEarly(shell, config, ctx, req, outcome) {
     const log = new ServerLog(config.ssh.host);
     log.hold();
     runnerEvent(outcome, 'sent');
-    const session = (0,remote/* startRemote */.t_)(shell, config, { ...req, actor: ctx.actor, runUrl: ctx.runUrl, buildWait: BUILD_WAIT_S }, log);
+    const session = (0,remote_session/* startRemote */.t_)(shell, config, { ...req, actor: ctx.actor, runUrl: ctx.runUrl, buildWait: BUILD_WAIT_S }, log);
     return {
         session,
         log,
@@ -70498,15 +70273,15 @@ async function switchOnServer(shell, config, ctx, outcome, req, early) {
         try {
             if (!early)
                 runnerEvent(outcome, 'sent');
-            r = early ? await early.session.result : await (0,remote/* runRemote */.Q5)(shell, config, run, log);
+            r = early ? await early.session.result : await (0,remote_session/* runRemote */.Q5)(shell, config, run, log);
         }
         catch (e) {
             // the build outlasted the script's wait: it changed nothing, so it runs again
-            if (!(e instanceof remote/* RemoteError */.Hi && e.code === AWAIT_GAVE_UP))
+            if (!(e instanceof remote_session/* RemoteError */.Hi && e.code === protocol/* EXIT_CODES */.ai.await_gave_up))
                 throw e;
             info(`The server stopped waiting for the image after ${BUILD_WAIT_S} s: starting again`);
             runnerEvent(outcome, 'sent');
-            r = await (0,remote/* runRemote */.Q5)(shell, config, run, log);
+            r = await (0,remote_session/* runRemote */.Q5)(shell, config, run, log);
         }
         outcome.deployed = r.deployed;
         outcome.color = r.color;
@@ -70532,6 +70307,153 @@ async function switchOnServer(shell, config, ctx, outcome, req, early) {
         log.end();
     }
     info(`${config.app.name} ${outcome.version ?? outcome.image} serves from ${outcome.color}${outcome.previousColor ? ` (was ${outcome.previousColor})` : ''}`);
+}
+
+;// CONCATENATED MODULE: ./src/deploy.ts
+// The flows, each a list of named steps: a deploy that builds, a deploy of an image pushed
+// before, and a rollback. The steps live in plan.ts (the version), runner-steps.ts (build, push,
+// release, latest) and servers.ts (the server script on one server or several).
+
+
+
+
+
+
+
+/**
+ * A run: a rollback, or a deploy of the version the commit names, built here or pushed before.
+ */
+async function deploy(config, ctx, deps, outcome) {
+    if (config.rollback)
+        return rollback(config, ctx, deps, outcome, config.rollback);
+    const local = await inPhase(outcome, 'reading the version', () => readPlan(config, ctx, deps));
+    if (config.prebuilt)
+        return deployPushed(config, ctx, deps, outcome, local);
+    return deployBuilt(config, ctx, deps, outcome, local);
+}
+/**
+ * A rollback builds, pushes and releases nothing: every server switches to a version it knows
+ * (the one before, or the one named), then `latest` follows it.
+ */
+async function rollback(config, ctx, deps, outcome, to) {
+    info(`Rollback to ${to}: nothing is built, pushed or released.`);
+    const target = await inPhase(outcome, 'connecting over SSH', () => connectAll(config, deps));
+    try {
+        await switchOnServers(target, config, ctx, outcome, rollbackRequest(config.image, to));
+        await inPhase(outcome, 'moving latest', () => moveLatest(deps.registry(config), config, outcome, 'rollback'));
+    }
+    finally {
+        disconnect(target);
+    }
+}
+/**
+ * A deploy that builds: the image builds while every server is connected and the version is
+ * checked with GitHub and the registry → the server script gets ready while the build finishes,
+ * the draft release claims the version, the image is pushed (only once every server is reached,
+ * so a wrong key or host key fails before anything is pushed) → the script pulls, starts, checks
+ * and switches → `latest` and the release follow the version that serves.
+ */
+async function deployBuilt(config, ctx, deps, outcome, local) {
+    const build = startBuild(config, ctx, deps, local, outcome);
+    const [target, planned] = await both(inPhase(outcome, 'connecting over SSH', () => connectAll(config, deps)), inPhase(outcome, 'checking the version with GitHub and the registry', () => checkPlan(config, ctx, deps, local)), async ([connected]) => {
+        await build.stop('the run cannot go on (below)');
+        if (connected.status === 'fulfilled')
+            disconnect(connected.value);
+    });
+    try {
+        await buildReleaseAndSwitch(config, ctx, deps, outcome, target, planned, build);
+    }
+    finally {
+        disconnect(target);
+    }
+}
+/**
+ * build: false: the image was pushed before (another job built it). Its digest is read from the
+ * registry while the servers are connected; the version's tag is put on that digest, the release
+ * drafted, and every server pulls and runs the image by digest, so each environment deployed from
+ * it runs the identical image.
+ */
+async function deployPushed(config, ctx, deps, outcome, local) {
+    const [target, found] = await both(inPhase(outcome, 'connecting over SSH', () => connectAll(config, deps)), inPhase(outcome, 'reading the pushed image from the registry', () => findPushed(config, ctx, deps, local)), ([connected]) => {
+        if (connected.status === 'fulfilled')
+            disconnect(connected.value);
+    });
+    try {
+        const { plan, digest, tagged, registry, releases, notes } = found;
+        for (const note of notes)
+            note();
+        const ref = `${config.image}@${digest}`;
+        Object.assign(outcome, { version: plan.version, image: ref, digest });
+        const given = `${config.image}${config.prebuilt}`;
+        info(`Deploying ${given} (pushed before, not built here)${given === ref ? '' : `: ${ref}`}`);
+        // the version's tag goes on the digest only once the draft claimed the version for this commit
+        const drafting = plan.version && releases
+            ? draftStep(releases, plan.version, ctx.sha, outcome)
+            : Promise.resolve(undefined);
+        const [, drafted] = await both(drafting.then(() => tagged || !plan.version ? undefined : tagStep(registry, config, plan.tag, digest, outcome)), drafting);
+        if (tagged && plan.version)
+            outcome.tags = [`${config.image}:${plan.tag}`];
+        await switchOnServers(target, config, ctx, outcome, {
+            action: 'deploy',
+            image: ref,
+            version: plan.version ?? plan.tag
+        });
+        await inPhase(outcome, 'moving latest', () => moveLatest(registry, config, outcome, 'deploy'));
+        await publishStep(releases, drafted?.release, outcome);
+    }
+    finally {
+        disconnect(target);
+    }
+}
+async function buildReleaseAndSwitch(config, ctx, deps, outcome, target, { plan, built, registry, releases, notes }, begun) {
+    outcome.version = plan.version;
+    const ref = `${config.image}:${plan.tag}`;
+    outcome.image = ref;
+    let build = begun;
+    if (built === 'here' || ref !== begun.ref) {
+        // the registry holds this commit's image, or the version becomes a sha- tag: stop that build
+        await begun.stop(built === 'here'
+            ? "the registry holds this commit's image already"
+            : `the version is released already, so the image is tagged ${plan.tag}`);
+        build = built === 'here' ? undefined : startBuild(config, ctx, deps, { plan }, outcome);
+    }
+    // a deploy without a version is labelled on the server by its sha- tag, so it can be rolled back to
+    const req = { action: 'deploy', image: ref, version: plan.version ?? plan.tag };
+    // the server gets ready (lock, checks, which color serves) while the image builds
+    const early = overlapsBuild(config)
+        ? startEarly(target.servers[0].shell, config, ctx, req, outcome)
+        : undefined;
+    // the draft claims the version while the image builds; the push waits for it, so two commits
+    // that name one version cannot both push its tag (the second one's draft is refused)
+    const drafting = plan.version && releases
+        ? draftStep(releases, plan.version, ctx.sha, outcome)
+        : Promise.resolve(undefined);
+    const [, drafted] = await both(build
+        ? pushStep(config, ctx, deps, build, notes, outcome, drafting)
+        : notBuiltAgain(ref, notes, outcome), drafting, async ([pushed, draft]) => {
+        await early?.abort();
+        // a draft this run made for an image that was never pushed would claim the version
+        if (pushed.status === 'rejected' && draft.status === 'fulfilled' && draft.value?.created)
+            await releases.remove(draft.value.release.id).then(() => {
+                outcome.releaseUrl = undefined;
+                outcome.releaseDraft = undefined;
+            }, (e) => job_log_warning(`The draft release could not be deleted: ${e.message}`, {
+                title: 'Draft release left'
+            }));
+    });
+    early?.go();
+    await switchOnServers(target, config, ctx, outcome, req, early);
+    await inPhase(outcome, 'moving latest', () => moveLatest(registry, config, outcome, 'deploy'));
+    await publishStep(releases, drafted?.release, outcome);
+}
+/** What a rollback asks of the servers: the version, and where its image is if they lack it. */
+function rollbackRequest(image, target) {
+    // for an explicit version the registry tag is the fallback when the server has no record of it
+    return {
+        action: 'rollback',
+        target,
+        image: target === 'previous' ? `${image}:latest` : `${image}:${(0,src_version/* toImageTag */.LO)(target)}`
+    };
 }
 
 // EXTERNAL MODULE: ./src/dotenv.ts
@@ -70717,8 +70639,6 @@ function registryCredentials(registry, inputs, env = process.env) {
 
 // EXTERNAL MODULE: ./src/ssh.ts + 3 modules
 var src_ssh = __nccwpck_require__(1543);
-// EXTERNAL MODULE: ./src/protocol.ts
-var protocol = __nccwpck_require__(8667);
 ;// CONCATENATED MODULE: ./src/summary.ts
 
 
@@ -70940,20 +70860,133 @@ function setOutputs(o) {
 
 /***/ }),
 
-/***/ 8667:
+/***/ 6390:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   aF: () => (/* binding */ parseHistoryLine),
+/* harmony export */   iJ: () => (/* binding */ checkResult),
+/* harmony export */   wj: () => (/* binding */ parseEvent),
+/* harmony export */   xz: () => (/* binding */ unescapeMarker)
+/* harmony export */ });
+/* unused harmony exports MalformedAnswer, isImageOf */
+/* harmony import */ var _foreign_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6379);
+/* harmony import */ var _protocol_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3980);
+/* harmony import */ var _version_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(311);
+// What the server answers is checked before it is used: the result line's values become step
+// outputs (a workflow may put them into a `run:` step), history rows and events go into the job
+// summary and the timeline output. A server that answers anything else fails the run.
+
+
+
+class MalformedAnswer extends Error {
+    constructor(what) {
+        super(`The server's answer was malformed: ${what}. No output was written from it. Check the server (the state and history files under /var/lib/bg-deploy or ~/.bg-deploy, and who can write them).`);
+        this.name = 'MalformedAnswer';
+    }
+}
+/** Marker text comes escaped onto one line: `\\` `\n` `\r`. */
+function unescapeMarker(text) {
+    return text.replace(/\\([\\nr])/g, (_, c) => (c === 'n' ? '\n' : c === 'r' ? '\r' : '\\'));
+}
+/** A value for a message: quoted as JSON (control characters visible) or only its length. */
+function shown(v) {
+    return v.length <= 200 ? JSON.stringify(v) : `(${v.length} characters)`;
+}
+const IMAGE_TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
+const DIGEST = /^sha256:[0-9a-f]{64}$/;
+/** Is `ref` the repository `image` with a tag or a digest? */
+function isImageOf(ref, image) {
+    if (ref.startsWith(`${image}@`))
+        return DIGEST.test(ref.slice(image.length + 1));
+    if (ref.startsWith(`${image}:`))
+        return IMAGE_TAG.test(ref.slice(image.length + 1));
+    return false;
+}
+/**
+ * Check the result line's fields: colors are blue or green; a deploy's version and image are
+ * exactly the ones sent; a rollback's (the server's choice, from its history) pass the version
+ * rules and are the `image` input with a tag or digest.
+ */
+function checkResult(fields, expected) {
+    const extra = Object.keys(fields).filter((k) => !_protocol_js__WEBPACK_IMPORTED_MODULE_1__/* .RESULT_FIELDS */ .oN.includes(k));
+    if (extra.length > 0)
+        throw new MalformedAnswer(`unknown result fields ${shown(extra.join(' '))}`);
+    const deployed = fields.deployed ?? '';
+    if (deployed !== 'true' && deployed !== 'false')
+        throw new MalformedAnswer(`deployed is ${shown(deployed)}, not true or false`);
+    const color = (name) => {
+        const v = fields[name] ?? '';
+        if (v === '')
+            return undefined;
+        if (v === 'blue' || v === 'green')
+            return v;
+        throw new MalformedAnswer(`${name} is ${shown(v)}, not blue or green`);
+    };
+    const version = fields.version || undefined;
+    if (expected.action === 'deploy' && version !== (expected.version || undefined))
+        throw new MalformedAnswer(`version is ${shown(version ?? '')}, not the version sent (${shown(expected.version ?? '')})`);
+    if (expected.action === 'rollback' && (!version || (0,_version_js__WEBPACK_IMPORTED_MODULE_2__/* .versionProblem */ .Ec)(version)))
+        throw new MalformedAnswer(`version is ${shown(version ?? '')}, which is not a version`);
+    const image = fields.image || undefined;
+    if (expected.action === 'deploy' && expected.sent !== undefined) {
+        if (image !== undefined && image !== expected.sent)
+            throw new MalformedAnswer(`image is ${shown(image)}, not the image sent (${expected.sent})`);
+    }
+    else if (image !== undefined && !isImageOf(image, expected.image))
+        throw new MalformedAnswer(`image is ${shown(image)}, not ${expected.image} with a tag or a @sha256: digest`);
+    const open = fields.open_connections;
+    if (open !== undefined && !/^\d{1,9}$/.test(open))
+        throw new MalformedAnswer(`open_connections is ${shown(open)}, not a count`);
+    return {
+        ...(open !== undefined ? { openConnections: Number(open) } : {}),
+        deployed: deployed === 'true',
+        color: color('color'),
+        previousColor: color('previous_color'),
+        version,
+        image
+    };
+}
+/** A history row (tab-separated, as the script writes it), or undefined when it is not one. */
+function parseHistoryLine(text) {
+    const values = text.split('\t');
+    if (values.length !== _protocol_js__WEBPACK_IMPORTED_MODULE_1__/* .HISTORY_FIELDS */ .FC.length)
+        return undefined;
+    if (values.some((v) => v.length > 500 || (0,_foreign_js__WEBPACK_IMPORTED_MODULE_0__/* .hasControl */ .aQ)(v)))
+        return undefined;
+    return Object.fromEntries(_protocol_js__WEBPACK_IMPORTED_MODULE_1__/* .HISTORY_FIELDS */ .FC.map((f, i) => [f, values[i]]));
+}
+/** A `NAME EPOCH_MS` event, or undefined when the name is not declared or the time not a number. */
+function parseEvent(text) {
+    const m = /^(\S+) (\d{1,16})$/.exec(text);
+    if (!m || !_protocol_js__WEBPACK_IMPORTED_MODULE_1__/* .EVENTS */ .qY.includes(m[1]))
+        return undefined;
+    return { name: m[1], ms: Number(m[2]) };
+}
+
+
+/***/ }),
+
+/***/ 3980:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
 /* harmony export */   Dc: () => (/* binding */ ROLE_SECRETS),
 /* harmony export */   FC: () => (/* binding */ HISTORY_FIELDS),
 /* harmony export */   IT: () => (/* binding */ TIMELINE_LABELS),
+/* harmony export */   ai: () => (/* binding */ EXIT_CODES),
 /* harmony export */   an: () => (/* binding */ STAGES),
+/* harmony export */   oN: () => (/* binding */ RESULT_FIELDS),
 /* harmony export */   qY: () => (/* binding */ EVENTS)
 /* harmony export */ });
-/* unused harmony exports PARAMETERS, ROLES, SECRET_LINES, MARKERS, EVENT_LABELS, RUNNER_STEP_LABELS, COMMANDS */
-// The vocabulary the action and the server script (src/remote/) share, declared once.
-// __tests__/protocol.test.ts holds the script to it: its parameter table, the markers and events
-// it prints and the history fields it writes.
+/* unused harmony exports ACTIONS, PARAMETERS, ROLES, SECRET_LINES, SERVING_FIELDS, MARKERS, EVENT_LABELS, RUNNER_STEP_LABELS, COMMANDS */
+// The vocabulary the action and the server script (src/remote/) share, declared once. The script's
+// side is generated from it when the script is joined (scripts/join-remote.mjs writes the part
+// `protocol.sh`: the parameter table, what each role reads of the secret lines, the result and
+// serving fields, the exit codes, stages and commands), so a new parameter is one line here plus
+// its use on each side. __tests__/protocol.test.ts holds what the script prints to it.
+/** What the script is asked to do (`action`): status reads, takes no lock and changes nothing. */
+const ACTIONS = (/* unused pure expression or super */ null && (['deploy', 'rollback', 'status']));
 /** The script's parameters (`key=value` arguments) and the defaults its table gives them. */
 const PARAMETERS = {
     action: 'deploy',
@@ -71024,6 +71057,22 @@ const ROLE_SECRETS = {
     app: ['registry_password', 'env', 'run_arg'],
     lb: []
 };
+/** The result line's fields, in the order the script writes them (`result_print`). */
+const RESULT_FIELDS = [
+    'deployed',
+    'color',
+    'previous_color',
+    'version',
+    'image',
+    'open_connections'
+];
+/** The `serving` marker's fields: what serves on the server as its script ends. */
+const SERVING_FIELDS = (/* unused pure expression or super */ null && (['color', 'version']));
+/** Exit codes the script ends with on purpose, beside 0 (done) and 1 (failed, with an error). */
+const EXIT_CODES = {
+    /** a deploy that waited for the runner's build gave up (await.sh): the runner starts it anew */
+    await_gave_up: 75
+};
 /** The script's stdout carries only `::bg-deploy-<marker>:: text` lines. */
 const MARKERS = (/* unused pure expression or super */ null && ([
     'phase',
@@ -71085,7 +71134,7 @@ const COMMANDS = (/* unused pure expression or super */ null && (['pull', 'switc
 
 /***/ }),
 
-/***/ 2091:
+/***/ 2258:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -71097,115 +71146,27 @@ __nccwpck_require__.d(__webpack_exports__, {
   t_: () => (/* binding */ startRemote)
 });
 
-// UNUSED EXPORTS: MAX_EVENTS, MAX_HISTORY, MAX_LINE, MAX_WARNINGS, OutputParser, loadDeployScript, remoteCommand, remoteStdin, scriptArgs, shellQuote
-
-// EXTERNAL MODULE: external "node:fs"
-var external_node_fs_ = __nccwpck_require__(3024);
 // EXTERNAL MODULE: external "node:stream"
 var external_node_stream_ = __nccwpck_require__(7075);
+// EXTERNAL MODULE: ./src/remote/answer.ts
+var answer = __nccwpck_require__(6390);
 ;// CONCATENATED MODULE: external "node:string_decoder"
 const external_node_string_decoder_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:string_decoder");
-// EXTERNAL MODULE: ./src/answer.ts
-var answer = __nccwpck_require__(1381);
-// EXTERNAL MODULE: ./src/protocol.ts
-var protocol = __nccwpck_require__(8667);
 // EXTERNAL MODULE: ./src/foreign.ts
 var foreign = __nccwpck_require__(6379);
 // EXTERNAL MODULE: ./src/version.ts
 var version = __nccwpck_require__(311);
-;// CONCATENATED MODULE: ./src/remote.ts
+// EXTERNAL MODULE: ./src/remote/protocol.ts
+var protocol = __nccwpck_require__(3980);
+;// CONCATENATED MODULE: ./src/remote/output.ts
+// The server's output, read: its stdout carries only marker lines (phase, event, result, history,
+// serving, warning, error, await), its stderr only text to show. Every string from the server
+// is sanitized where it enters, and what it can make the runner hold is bounded.
 
 
 
 
 
-
-
-/**
- * The blue-green script, sent on stdin: src/remote's parts, joined in order into build/deploy.sh
- * (scripts/join-remote.mjs, the first step of `npm run bundle`), which the bundle ships as
- * dist/deploy.sh.
- */
-function loadDeployScript() {
-    return (0,external_node_fs_.readFileSync)(__nccwpck_require__.ab + "deploy.sh", 'utf8');
-}
-/** Quote one word for a POSIX shell. The only place remote shell quoting happens. */
-function shellQuote(word) {
-    return `'${word.replace(/'/g, `'\\''`)}'`;
-}
-/** The script's key=value arguments: everything that is not secret. */
-function scriptArgs(config, req) {
-    const a = [
-        ['action', req.action],
-        ['target', req.target],
-        ['app', config.app.name],
-        ['image', req.image],
-        ['version', req.version],
-        ['container_port', config.app.containerPort],
-        ['blue_port', config.app.bluePort],
-        ['green_port', config.app.greenPort],
-        ['network', config.app.network],
-        ['env_file', config.app.envFile],
-        ['health_path', config.health.path],
-        ['health_timeout', config.health.timeout],
-        ['health_interval', config.health.interval],
-        ['drain_timeout', config.drainTimeout],
-        ['upstream_file', config.nginx.upstreamFile],
-        ['upstream_name', config.nginx.upstreamName],
-        ['nginx_test', config.nginx.testCommand],
-        ['nginx_reload', config.nginx.reloadCommand],
-        ['switch_mode', config.switch.mode],
-        ['live_port', config.switch.livePort],
-        ['registry', config.registry],
-        ['registry_user', config.pull.username],
-        ['actor', req.actor],
-        ['run_url', req.runUrl],
-        ['role', req.role],
-        ['color', req.color],
-        ['bind_address', config.fleet.bindAddress],
-        ['lb_servers', req.lbServers?.join(',')],
-        ['preview_file', config.fleet.previewFile],
-        ['watch', config.after.watch],
-        ['watch_max_error_rate', config.after.maxErrorRate],
-        ['watch_max_health_failures', config.after.maxHealthFailures],
-        ['keep_warm', config.after.keepWarm],
-        ['build_wait', req.buildWait],
-        ...(config.engine.kind === 'swarm'
-            ? [
-                ['engine', 'swarm'],
-                ['replicas', config.engine.replicas],
-                ['health_cmd', config.engine.healthCmd],
-                ['max_parallel', config.engine.parallelism]
-            ]
-            : [])
-    ];
-    return a.filter(([, v]) => v !== undefined && v !== '').map(([k, v]) => `${k}=${v}`);
-}
-/** The remote command line: constant program, quoted non-secret arguments. */
-function remoteCommand(args) {
-    return ['bash', '-s', '--', ...args.map(shellQuote)].join(' ');
-}
-const b64 = (s) => Buffer.from(s, 'utf8').toString('base64');
-/**
- * stdin: the script, then the secrets as `name base64` lines, then `end`: only those the role's
- * steps read (ROLE_SECRETS), so the load balancer and `status` get none. The pull credential is
- * the one the servers were given (config.pull: none, a pull credential, or the push one when the
- * workflow says so).
- */
-function remoteStdin(script, config, role = 'single') {
-    const reads = role === 'status' ? [] : protocol/* ROLE_SECRETS */.Dc[role];
-    const lines = [];
-    if (reads.includes('registry_password') && config.pull.password)
-        lines.push(`registry_password ${b64(config.pull.password)}`);
-    if (reads.includes('env'))
-        for (const [k, v] of config.app.env)
-            lines.push(`env ${k} ${b64(v)}`);
-    if (reads.includes('run_arg'))
-        for (const a of config.app.dockerRunArgs)
-            lines.push(`run_arg ${b64(a)}`);
-    lines.push('end');
-    return `${script.endsWith('\n') ? script : script + '\n'}${lines.join('\n')}\n`;
-}
 /** Longest line kept whole: a server that never sends a newline cannot fill the runner's memory. */
 const MAX_LINE = 64 * 1024;
 /**
@@ -71318,6 +71279,108 @@ class OutputParser {
         this.log.line(line);
     }
 }
+
+// EXTERNAL MODULE: external "node:fs"
+var external_node_fs_ = __nccwpck_require__(3024);
+;// CONCATENATED MODULE: ./src/remote/request.ts
+// What the server is asked: the script's arguments (everything that is not secret), the command
+// line that runs it, and its stdin (the script, then the secret lines its role reads).
+
+
+/**
+ * The blue-green script, sent on stdin: src/remote's parts, joined in order into build/deploy.sh
+ * (scripts/join-remote.mjs, the first step of `npm run bundle`), which the bundle ships as
+ * dist/deploy.sh.
+ */
+function loadDeployScript() {
+    return (0,external_node_fs_.readFileSync)(__nccwpck_require__.ab + "deploy.sh", 'utf8');
+}
+/** Quote one word for a POSIX shell. The only place remote shell quoting happens. */
+function shellQuote(word) {
+    return `'${word.replace(/'/g, `'\\''`)}'`;
+}
+/** The script's key=value arguments: everything that is not secret. */
+function scriptArgs(config, req) {
+    const a = [
+        ['action', req.action],
+        ['target', req.target],
+        ['app', config.app.name],
+        ['image', req.image],
+        ['version', req.version],
+        ['container_port', config.app.containerPort],
+        ['blue_port', config.app.bluePort],
+        ['green_port', config.app.greenPort],
+        ['network', config.app.network],
+        ['env_file', config.app.envFile],
+        ['health_path', config.health.path],
+        ['health_timeout', config.health.timeout],
+        ['health_interval', config.health.interval],
+        ['drain_timeout', config.drainTimeout],
+        ['upstream_file', config.nginx.upstreamFile],
+        ['upstream_name', config.nginx.upstreamName],
+        ['nginx_test', config.nginx.testCommand],
+        ['nginx_reload', config.nginx.reloadCommand],
+        ['switch_mode', config.switch.mode],
+        ['live_port', config.switch.livePort],
+        ['registry', config.registry],
+        ['registry_user', config.pull.username],
+        ['actor', req.actor],
+        ['run_url', req.runUrl],
+        ['role', req.role],
+        ['color', req.color],
+        ['bind_address', config.fleet.bindAddress],
+        ['lb_servers', req.lbServers?.join(',')],
+        ['preview_file', config.fleet.previewFile],
+        ['watch', config.after.watch],
+        ['watch_max_error_rate', config.after.maxErrorRate],
+        ['watch_max_health_failures', config.after.maxHealthFailures],
+        ['keep_warm', config.after.keepWarm],
+        ['build_wait', req.buildWait],
+        ...(config.engine.kind === 'swarm'
+            ? [
+                ['engine', 'swarm'],
+                ['replicas', config.engine.replicas],
+                ['health_cmd', config.engine.healthCmd],
+                ['max_parallel', config.engine.parallelism]
+            ]
+            : [])
+    ];
+    return a.filter(([, v]) => v !== undefined && v !== '').map(([k, v]) => `${k}=${v}`);
+}
+/** The remote command line: constant program, quoted non-secret arguments. */
+function remoteCommand(args) {
+    return ['bash', '-s', '--', ...args.map(shellQuote)].join(' ');
+}
+const b64 = (s) => Buffer.from(s, 'utf8').toString('base64');
+/**
+ * stdin: the script, then the secrets as `name base64` lines, then `end`: only those the role's
+ * steps read (ROLE_SECRETS), so the load balancer and `status` get none. The pull credential is
+ * the one the servers were given (config.pull: none, a pull credential, or the push one when the
+ * workflow says so).
+ */
+function remoteStdin(script, config, role = 'single') {
+    const reads = role === 'status' ? [] : protocol/* ROLE_SECRETS */.Dc[role];
+    const lines = [];
+    if (reads.includes('registry_password') && config.pull.password)
+        lines.push(`registry_password ${b64(config.pull.password)}`);
+    if (reads.includes('env'))
+        for (const [k, v] of config.app.env)
+            lines.push(`env ${k} ${b64(v)}`);
+    if (reads.includes('run_arg'))
+        for (const a of config.app.dockerRunArgs)
+            lines.push(`run_arg ${b64(a)}`);
+    lines.push('end');
+    return `${script.endsWith('\n') ? script : script + '\n'}${lines.join('\n')}\n`;
+}
+
+;// CONCATENATED MODULE: ./src/remote/session.ts
+// The script running on a server over one SSH session: sent with its arguments and stdin, its
+// output streamed through the parser, the commands of a run in two phases written to its stdin,
+// command-timeout enforced, and its end turned into a result or an error that explains.
+
+
+
+
 /** Run the script on the server and turn its output into a result, or an error that explains. */
 async function runRemote(shell, config, req, log, script = loadDeployScript()) {
     return startRemote(shell, config, req, log, script).result;
@@ -71365,7 +71428,7 @@ function startRemote(shell, config, req, log, script = loadDeployScript()) {
         parser.flush();
         if (timedOut)
             throw new RemoteError(`The server's script did not finish within command-timeout (${config.commandTimeout} s), so the runner closed its connection. The last thing it reported is in the log above. The server keeps serving what nginx points at, and the next run recovers what this one left half-done. Find what hangs on the server, or raise command-timeout.`, null, parser.events, parser.history);
-        return remote_answer(parser, r, config, req);
+        return session_answer(parser, r, config, req);
     });
     if (!req.buildWait)
         arm();
@@ -71397,7 +71460,7 @@ function startRemote(shell, config, req, log, script = loadDeployScript()) {
         result
     };
 }
-function remote_answer(parser, r, config, req) {
+function session_answer(parser, r, config, req) {
     if (r.code === 0 && parser.result) {
         const checked = (0,answer/* checkResult */.iJ)(parser.result, {
             image: config.image,
