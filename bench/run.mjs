@@ -108,8 +108,9 @@ async function startupMs(ws, inputs) {
     // as a push runs it (the commit's message in the event): the image starts building, then the
     // SSH connect is the first network call (refused here, so that build is stopped)
     const sha = headSha(ws)
+    // no release: the run ends at once when SSH fails, instead of retrying GitHub for ~30 s
     const run = await runAction(
-      { ...inputs, port: String(port) },
+      { ...inputs, port: String(port), 'create-release': 'false' },
       { workspace: ws, sha, event: { head_commit: { id: sha, message: headMessage(ws) } } }
     )
     runs.push(accepted.length ? (accepted[0] ?? NaN) - run.startedAt : NaN)
