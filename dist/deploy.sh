@@ -122,21 +122,13 @@ params_parse() {
   [[ -n "${P[image]}" ]] || die "parameter image is required"
 }
 
-# The secret lines a run reads (ROLE_SECRETS in src/remote/protocol.ts): a server that runs containers
-# reads them all; the load balancer runs none, and `status` changes nothing, so they read none.
-params_secrets_wanted() {
-  if [[ "${P[action]}" == status ]]; then return 0; fi
-  local lines
-  read -r -a lines <<<"${PROTOCOL_ROLE_SECRETS[${P[role]}]-}"
-  if ((${#lines[@]} > 0)); then printf '%s\n' "${lines[@]}"; fi
-}
-
 # Secrets come after the script on stdin: `registry_password B64`, `env KEY B64`, `run_arg B64`,
 # then `end`. A line this run does not read is refused: the runner sends each host only what its
-# steps use.
+# steps use (PROTOCOL_ROLE_SECRETS: a server that runs containers reads them all, the load
+# balancer none; `status` changes nothing and reads none).
 params_read_secrets() {
-  local name a b wanted
-  wanted=" $(params_secrets_wanted | tr '\n' ' ')"
+  local name a b wanted=' '
+  if [[ "${P[action]}" != status ]]; then wanted+="${PROTOCOL_ROLE_SECRETS[${P[role]}]-} "; fi
   while IFS=' ' read -r name a b; do
     if [[ -n "$name" && "$name" != end && "$wanted" != *" $name "* ]]; then
       die "the runner sent a secret line '$name', which ${P[action]} in role ${P[role]} does not read: refused"
