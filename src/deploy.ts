@@ -7,7 +7,7 @@ import type { RunContext } from './context.js'
 import * as jobLog from './job-log.js'
 import { checkPlan, findPushed, readPlan, type LocalPlan, type Planned } from './plan.js'
 import type { RemoteRequest } from './remote/request.js'
-import { both, inPhase, type Deps, type Outcome } from './run.js'
+import { both, inPhase, type Deps, type Outcome, type Run } from './run.js'
 import {
   draftStep,
   moveLatest,
@@ -39,29 +39,25 @@ export async function deploy(
   deps: Deps,
   outcome: Outcome
 ): Promise<void> {
-  if (config.rollback) return rollback(config, ctx, deps, outcome, config.rollback)
-  const local = await inPhase(outcome, 'reading the version', () => readPlan(config, ctx, deps))
-  if (config.prebuilt) return deployPushed(config, ctx, deps, outcome, local)
-  return deployBuilt(config, ctx, deps, outcome, local)
+  const run: Run = { config, ctx, deps, outcome }
+  if (config.rollback) return rollback(run, config.rollback)
+  const local = await inPhase(outcome, 'reading the version', () => readPlan(run))
+  if (config.prebuilt) return deployPushed(run, local)
+  return deployBuilt(run, local)
 }
 
 /**
  * A rollback builds, pushes and releases nothing: every server switches to a version it knows
  * (the one before, or the one named), then `latest` follows it.
  */
-async function rollback(
-  config: Config,
-  ctx: RunContext,
-  deps: Deps,
-  outcome: Outcome,
-  to: string
-): Promise<void> {
+async function rollback(run: Run, to: string): Promise<void> {
+  const { config, deps, outcome } = run
   core.info(`Rollback to ${to}: nothing is built, pushed or released.`)
-  const target = await inPhase(outcome, 'connecting over SSH', () => connectAll(config, deps))
+  const target = await inPhase(outcome, 'connecting over SSH', () => connectAll(run))
   try {
-    await switchOnServers(target, config, ctx, outcome, rollbackRequest(config.image, to))
+    await switchOnServers(run, target, rollbackRequest(config.image, to))
     await inPhase(outcome, 'moving latest', () =>
-      moveLatest(deps.registry(config), config, outcome, 'rollback')
+      moveLatest(run, deps.registry(config), 'rollback')
     )
   } finally {
     disconnect(target)
@@ -75,18 +71,12 @@ async function rollback(
  * so a wrong key or host key fails before anything is pushed) → the script pulls, starts, checks
  * and switches → `latest` and the release follow the version that serves.
  */
-async function deployBuilt(
-  config: Config,
-  ctx: RunContext,
-  deps: Deps,
-  outcome: Outcome,
-  local: LocalPlan
-): Promise<void> {
-  const build = startBuild(config, ctx, deps, local, outcome)
+async function deployBuilt(run: Run, local: LocalPlan): Promise<void> {
+  const build = startBuild(run, local)
   const [target, planned] = await both(
-    inPhase(outcome, 'connecting over SSH', () => connectAll(config, deps)),
-    inPhase(outcome, 'checking the version with GitHub and the registry', () =>
-      checkPlan(config, ctx, deps, local)
+    inPhase(run.outcome, 'connecting over SSH', () => connectAll(run)),
+    inPhase(run.outcome, 'checking the version with GitHub and the registry', () =>
+      checkPlan(run, local)
     ),
     async ([connected]) => {
       await build.stop('the run cannot go on (below)')
@@ -94,7 +84,7 @@ async function deployBuilt(
     }
   )
   try {
-    await buildReleaseAndSwitch(config, ctx, deps, outcome, target, planned, build)
+    await buildReleaseAndSwitch(run, target, planned, build)
   } finally {
     disconnect(target)
   }
@@ -106,18 +96,11 @@ async function deployBuilt(
  * drafted, and every server pulls and runs the image by digest, so each environment deployed from
  * it runs the identical image.
  */
-async function deployPushed(
-  config: Config,
-  ctx: RunContext,
-  deps: Deps,
-  outcome: Outcome,
-  local: LocalPlan
-): Promise<void> {
+async function deployPushed(run: Run, local: LocalPlan): Promise<void> {
+  const { config, outcome } = run
   const [target, found] = await both(
-    inPhase(outcome, 'connecting over SSH', () => connectAll(config, deps)),
-    inPhase(outcome, 'reading the pushed image from the registry', () =>
-      findPushed(config, ctx, deps, local)
-    ),
+    inPhase(outcome, 'connecting over SSH', () => connectAll(run)),
+    inPhase(outcome, 'reading the pushed image from the registry', () => findPushed(run, local)),
     ([connected]) => {
       if (connected.status === 'fulfilled') disconnect(connected.value)
     }
@@ -133,37 +116,33 @@ async function deployPushed(
     )
     // the version's tag goes on the digest only once the draft claimed the version for this commit
     const drafting =
-      plan.version && releases
-        ? draftStep(releases, plan.version, ctx.sha, outcome)
-        : Promise.resolve(undefined)
+      plan.version && releases ? draftStep(run, releases, plan.version) : Promise.resolve(undefined)
     const [, drafted] = await both(
       drafting.then(() =>
-        tagged || !plan.version ? undefined : tagStep(registry, config, plan.tag, digest, outcome)
+        tagged || !plan.version ? undefined : tagStep(run, registry, plan.tag, digest)
       ),
       drafting
     )
     if (tagged && plan.version) outcome.tags = [`${config.image}:${plan.tag}`]
-    await switchOnServers(target, config, ctx, outcome, {
+    await switchOnServers(run, target, {
       action: 'deploy',
       image: ref,
       version: plan.version ?? plan.tag
     })
-    await inPhase(outcome, 'moving latest', () => moveLatest(registry, config, outcome, 'deploy'))
-    await publishStep(releases, drafted?.release, outcome)
+    await inPhase(outcome, 'moving latest', () => moveLatest(run, registry, 'deploy'))
+    await publishStep(run, releases, drafted?.release)
   } finally {
     disconnect(target)
   }
 }
 
 async function buildReleaseAndSwitch(
-  config: Config,
-  ctx: RunContext,
-  deps: Deps,
-  outcome: Outcome,
+  run: Run,
   target: Target,
   { plan, built, registry, releases, notes }: Planned,
   begun: Build
 ): Promise<void> {
+  const { config, outcome } = run
   outcome.version = plan.version
   const ref = `${config.image}:${plan.tag}`
   outcome.image = ref
@@ -175,24 +154,18 @@ async function buildReleaseAndSwitch(
         ? "the registry holds this commit's image already"
         : `the version is released already, so the image is tagged ${plan.tag}`
     )
-    build = built === 'here' ? undefined : startBuild(config, ctx, deps, { plan }, outcome)
+    build = built === 'here' ? undefined : startBuild(run, { plan })
   }
   // a deploy without a version is labelled on the server by its sha- tag, so it can be rolled back to
   const req = { action: 'deploy' as const, image: ref, version: plan.version ?? plan.tag }
   // the server gets ready (lock, checks, which color serves) while the image builds
-  const early = overlapsBuild(config)
-    ? startEarly(target.servers[0]!.shell, config, ctx, req, outcome)
-    : undefined
+  const early = overlapsBuild(config) ? startEarly(run, target.servers[0]!.shell, req) : undefined
   // the draft claims the version while the image builds; the push waits for it, so two commits
   // that name one version cannot both push its tag (the second one's draft is refused)
   const drafting =
-    plan.version && releases
-      ? draftStep(releases, plan.version, ctx.sha, outcome)
-      : Promise.resolve(undefined)
+    plan.version && releases ? draftStep(run, releases, plan.version) : Promise.resolve(undefined)
   const [, drafted] = await both(
-    build
-      ? pushStep(config, ctx, deps, build, notes, outcome, drafting)
-      : notBuiltAgain(ref, notes, outcome),
+    build ? pushStep(run, build, notes, drafting) : notBuiltAgain(run, ref, notes),
     drafting,
     async ([pushed, draft]) => {
       await early?.abort()
@@ -211,9 +184,9 @@ async function buildReleaseAndSwitch(
     }
   )
   early?.go()
-  await switchOnServers(target, config, ctx, outcome, req, early)
-  await inPhase(outcome, 'moving latest', () => moveLatest(registry, config, outcome, 'deploy'))
-  await publishStep(releases, drafted?.release, outcome)
+  await switchOnServers(run, target, req, early)
+  await inPhase(outcome, 'moving latest', () => moveLatest(run, registry, 'deploy'))
+  await publishStep(run, releases, drafted?.release)
 }
 
 /** What a rollback asks of the servers: the version, and where its image is if they lack it. */

@@ -2,12 +2,11 @@
 // registry (was it built before, here or elsewhere?), or read from an image pushed before.
 import * as core from '@actions/core'
 import type { Config } from './config.js'
-import type { RunContext } from './context.js'
 import { readCommit } from './context.js'
 import * as jobLog from './job-log.js'
 import type { Registry } from './registry.js'
 import { releasedElsewhere, type ReleasesApi } from './release.js'
-import type { Deps } from './run.js'
+import type { Run } from './run.js'
 import { planVersion, shaTag, type VersionPlan } from './version.js'
 
 export const REVISION = 'org.opencontainers.image.revision'
@@ -27,7 +26,7 @@ export interface Planned {
   notes: (() => void)[]
 }
 
-export async function readPlan(config: Config, ctx: RunContext, deps: Deps): Promise<LocalPlan> {
+export async function readPlan({ config, ctx, deps }: Run): Promise<LocalPlan> {
   const commit = config.version ? {} : await readCommit(ctx, deps.runner)
   const plan = planVersion({
     explicit: config.version,
@@ -44,9 +43,7 @@ export async function readPlan(config: Config, ctx: RunContext, deps: Deps): Pro
 }
 
 export async function checkPlan(
-  config: Config,
-  ctx: RunContext,
-  deps: Deps,
+  { config, ctx, deps }: Run,
   { plan: asked }: LocalPlan
 ): Promise<Planned> {
   let plan = asked
@@ -87,9 +84,7 @@ export async function checkPlan(
  * or released for another commit, deploys as the commit's sha- name (a notice says where it is).
  */
 export async function findPushed(
-  config: Config,
-  ctx: RunContext,
-  deps: Deps,
+  { config, ctx, deps }: Run,
   { plan: asked }: LocalPlan
 ): Promise<Planned & { digest: string; tagged: boolean }> {
   const registry = deps.registry(config)

@@ -1,6 +1,7 @@
 // What a run shares between its steps: the outcome it builds up (main turns it into outputs and
 // the job summary, also when a step fails), the side effects it is given, and the timeline.
 import type { Config } from './config.js'
+import type { RunContext } from './context.js'
 import type { ServerOutcome } from './fleet.js'
 import type { Registry } from './registry.js'
 import type { ReleasesApi } from './release.js'
@@ -39,6 +40,17 @@ export interface Outcome {
   failedPhase?: string
   /** what serves on the server as its script ended (one server over SSH) */
   serving?: Serving
+}
+
+/**
+ * One run, as every step sees it: the validated config, the workflow's context, the side effects
+ * it may use, and the outcome it builds up.
+ */
+export interface Run {
+  config: Config
+  ctx: RunContext
+  deps: Deps
+  outcome: Outcome
 }
 
 export interface TimelineEvent {

@@ -1,23 +1,20 @@
 // The runner's own steps around the servers': build, push, tag a pushed digest, draft and publish
 // the release, and move latest once a version serves.
 import * as core from '@actions/core'
-import type { Config } from './config.js'
-import type { RunContext } from './context.js'
 import { buildImage, imageLabels, pushImage } from './image.js'
 import * as jobLog from './job-log.js'
 import type { LocalPlan } from './plan.js'
 import type { Registry } from './registry.js'
 import { draftRelease, type Release, type ReleasesApi } from './release.js'
-import { inPhase, runnerEvent, type Deps, type Outcome } from './run.js'
+import { inPhase, runnerEvent, type Run } from './run.js'
 import { isPrerelease } from './version.js'
 
 /** build: false: the version's tag names the pushed digest (from then on, as a build's would). */
 export async function tagStep(
+  { config, outcome }: Run,
   registry: Registry,
-  config: Config,
   tag: string,
-  digest: string,
-  outcome: Outcome
+  digest: string
 ): Promise<void> {
   try {
     await registry.retag(digest, tag)
@@ -41,13 +38,7 @@ export interface Build {
   stop(why: string): Promise<void>
 }
 
-export function startBuild(
-  config: Config,
-  ctx: RunContext,
-  deps: Deps,
-  { plan }: LocalPlan,
-  outcome: Outcome
-): Build {
+export function startBuild({ config, ctx, deps, outcome }: Run, { plan }: LocalPlan): Build {
   const ref = `${config.image}:${plan.tag}`
   const stopper = new AbortController()
   let ended = false
@@ -79,9 +70,9 @@ export function startBuild(
 }
 
 export async function notBuiltAgain(
+  { outcome }: Run,
   ref: string,
-  notes: (() => void)[],
-  outcome: Outcome
+  notes: (() => void)[]
 ): Promise<void> {
   for (const note of notes) note()
   core.info(`${ref} holds this commit already (an earlier run pushed it): not built again`)
@@ -90,12 +81,9 @@ export async function notBuiltAgain(
 
 /** Once the image is built (its output done, the plan's messages printed): push it. */
 export async function pushStep(
-  config: Config,
-  ctx: RunContext,
-  deps: Deps,
+  { config, ctx, deps, outcome }: Run,
   build: Build,
   notes: (() => void)[],
-  outcome: Outcome,
   claimed: Promise<unknown> = Promise.resolve()
 ): Promise<void> {
   try {
@@ -116,14 +104,13 @@ export async function pushStep(
 
 /** The release, a draft until its version serves; made while the image builds. */
 export async function draftStep(
+  { ctx, outcome }: Run,
   releases: ReleasesApi,
-  version: string,
-  sha: string,
-  outcome: Outcome
+  version: string
 ): Promise<{ release: Release; created: boolean }> {
   runnerEvent(outcome, 'release')
   const r = await inPhase(outcome, 'drafting the release', () =>
-    draftRelease(releases, { tag: version, sha, prerelease: isPrerelease(version) })
+    draftRelease(releases, { tag: version, sha: ctx.sha, prerelease: isPrerelease(version) })
   )
   runnerEvent(outcome, 'drafted')
   outcome.releaseUrl = r.release.html_url
@@ -136,9 +123,9 @@ export async function draftStep(
 
 /** Publish the draft once its version serves. */
 export async function publishStep(
+  { outcome }: Run,
   releases: ReleasesApi | undefined,
-  release: Release | undefined,
-  outcome: Outcome
+  release: Release | undefined
 ): Promise<void> {
   if (!release?.draft || !releases || !outcome.deployed) return
   const published = await inPhase(outcome, 'publishing the release', () =>
@@ -156,9 +143,8 @@ export async function publishStep(
  * succeeded and must not be repeated.
  */
 export async function moveLatest(
+  { config, outcome }: Run,
   registry: Registry,
-  config: Config,
-  outcome: Outcome,
   action: 'deploy' | 'rollback'
 ): Promise<void> {
   const ref = outcome.image

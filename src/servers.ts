@@ -2,7 +2,6 @@
 // start overlapping the build) or on several (src/fleet.ts), their answers put into the outcome.
 import * as core from '@actions/core'
 import { pullCredentialNote, type Config } from './config.js'
-import type { RunContext } from './context.js'
 import { FleetError, runFleet, serverName, type Server } from './fleet.js'
 import { foreignText } from './foreign.js'
 import * as jobLog from './job-log.js'
@@ -10,7 +9,7 @@ import type { HistoryEntry, RemoteEvent, Serving } from './remote/output.js'
 import { EXIT_CODES } from './remote/protocol.js'
 import type { RemoteRequest } from './remote/request.js'
 import { RemoteError, runRemote, startRemote, type RemoteSession } from './remote/session.js'
-import { runnerEvent, withEvents, type Deps, type Outcome } from './run.js'
+import { runnerEvent, withEvents, type Run } from './run.js'
 import { ServerLog } from './server-log.js'
 import type { RemoteShell } from './ssh.js'
 
@@ -25,7 +24,7 @@ export interface Target {
 }
 
 /** Connect to every server at once; if one fails, the run stops before anything is pushed. */
-export async function connectAll(config: Config, deps: Deps): Promise<Target> {
+export async function connectAll({ config, deps }: Run): Promise<Target> {
   const all = [...config.hosts, ...(config.lb ? [config.lb] : [])]
   const connected = await Promise.allSettled(all.map((ssh) => deps.connect(ssh)))
   const failed = connected.flatMap((r, i) =>
@@ -52,15 +51,13 @@ export async function connectAll(config: Config, deps: Deps): Promise<Target> {
 }
 
 export async function switchOnServers(
+  run: Run,
   target: Target,
-  config: Config,
-  ctx: RunContext,
-  outcome: Outcome,
   req: Pick<RemoteRequest, 'action' | 'image' | 'version' | 'target'>,
   early?: EarlyStart
 ): Promise<void> {
-  if (!config.fleet.several)
-    return switchOnServer(target.servers[0]!.shell, config, ctx, outcome, req, early)
+  const { config, ctx, outcome } = run
+  if (!config.fleet.several) return switchOnServer(run, target.servers[0]!.shell, req, early)
   const log = (name: string) => ({
     line: (text: string) => foreignText.print(`${name}: ${text}`),
     warning: (text: string) => jobLog.warning(text, { title: `Server ${name}` }),
@@ -143,11 +140,9 @@ export interface EarlyStart {
 }
 
 export function startEarly(
+  { config, ctx, outcome }: Run,
   shell: RemoteShell,
-  config: Config,
-  ctx: RunContext,
-  req: Pick<RemoteRequest, 'action' | 'image' | 'version'>,
-  outcome: Outcome
+  req: Pick<RemoteRequest, 'action' | 'image' | 'version'>
 ): EarlyStart {
   const log = new ServerLog(config.ssh.host)
   log.hold()
@@ -180,10 +175,8 @@ export function startEarly(
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref())
 
 export async function switchOnServer(
+  { config, ctx, outcome }: Run,
   shell: RemoteShell,
-  config: Config,
-  ctx: RunContext,
-  outcome: Outcome,
   req: Pick<RemoteRequest, 'action' | 'image' | 'version' | 'target'>,
   early?: EarlyStart
 ): Promise<void> {
