@@ -204,12 +204,8 @@ main() {
   state_init
   event begin
   lock_acquire
-  PREV_MODE="$(state_get switch_mode)"; PREV_MODE="${PREV_MODE:-reload}"
-  if [[ "${P[action]}" == rollback && "$PREV_MODE" != "${P[switch_mode]}" ]]; then
-    log "rolling back in switch-mode $PREV_MODE, the mode of the deploy it undoes (switch-mode ${P[switch_mode]} was given)"
-    P[switch_mode]="$PREV_MODE"
-  fi
-  if [[ "${P[switch_mode]}" == dnat || "$PREV_MODE" == dnat ]]; then nat_preflight; fi
+  switch_mode_decide
+  if [[ "$SWITCH_MODE" == dnat || "$PREV_MODE" == dnat ]]; then nat_preflight; fi
   journal_report
   trap 'history_print; serving_print; main_cleanup' EXIT
   if [[ "${P[role]}" == lb ]]; then main_lb; return; fi

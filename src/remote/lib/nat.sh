@@ -59,7 +59,7 @@ nat_remove() {
 # hit the fresh entry of a connection that just reused the port. False when conntrack cannot be
 # used here (no conntrack tool, or no root for it).
 nat_forget() { # nat_forget OLD_COLOR
-  [[ "${P[switch_mode]}" == dnat && "$PREV_MODE" == dnat ]] || return 0
+  [[ "$SWITCH_MODE" == dnat && "$PREV_MODE" == dnat ]] || return 0
   local port
   port="$(color_port "$1")"
   as_root conntrack -L -p tcp --orig-dst 127.0.0.1 --dport "${P[live_port]}" --reply-port-src "$port" --state CLOSE >/dev/null 2>&1 || return 1

@@ -33,7 +33,7 @@ state_get() { # state_get KEY -> value from the state file, empty when absent
 state_write() { # state_write color version image
   local tmp="$STATE_DIR/.state.tmp"
   if ! printf 'color=%s\nversion=%s\nimage=%s\nupdated=%s\nswitch_mode=%s\nport=%s\nlive_port=%s\nnat_chain=%s\n' \
-    "$1" "$2" "$3" "$(date -u +%FT%TZ)" "${P[switch_mode]}" "$(color_port "$1")" "${P[live_port]}" "$(nat_chain)" >"$tmp" \
+    "$1" "$2" "$3" "$(date -u +%FT%TZ)" "$SWITCH_MODE" "$(color_port "$1")" "${P[live_port]}" "$(nat_chain)" >"$tmp" \
     || ! mv -f "$tmp" "$STATE_DIR/state"; then
     die "cannot write $STATE_DIR/state (disk full?)"
   fi

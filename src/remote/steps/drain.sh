@@ -41,7 +41,7 @@ drain_color() { # drain_color OLD_COLOR NEW_COLOR BEFORE
   deadline=$(( start + ${P[drain_timeout]%.*} * 1000 ))
   old_pid="$(container_pid "$1")"; new_pid="$(container_pid "$2")"
   local watch=0
-  if [[ -n "$before" ]]; then watch=1; elif [[ "${P[switch_mode]}" != dnat || "$PREV_MODE" != dnat ]]; then quiet=1000; fi
+  if [[ -n "$before" ]]; then watch=1; elif [[ "$SWITCH_MODE" != dnat || "$PREV_MODE" != dnat ]]; then quiet=1000; fi
   while :; do
     o="$(drain_connections "$old_pid")"
     if ((!seen_new)); then n="$(drain_connections "$new_pid")"; fi

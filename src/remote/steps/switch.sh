@@ -1,9 +1,24 @@
 # Step: send traffic to the new color (reload mode: the upstream; dnat mode: the NAT rule), and
-# settle the mode afterwards. Globals: PREV_MODE (the mode of the deploy before this one).
+# settle the mode afterwards. Globals: SWITCH_MODE (this run's mode, decided once by
+# switch_mode_decide), PREV_MODE (the mode of the deploy before this one).
+
+SWITCH_MODE=reload
+PREV_MODE=reload
+
+# The run's switch mode, decided once before anything changes: the mode given, except that a
+# rollback switches in the mode of the deploy it undoes.
+switch_mode_decide() {
+  PREV_MODE="$(state_get switch_mode)"; PREV_MODE="${PREV_MODE:-reload}"
+  SWITCH_MODE="${P[switch_mode]}"
+  if [[ "${P[action]}" == rollback && "$PREV_MODE" != "$SWITCH_MODE" ]]; then
+    log "rolling back in switch-mode $PREV_MODE, the mode of the deploy it undoes (switch-mode ${P[switch_mode]} was given)"
+    SWITCH_MODE="$PREV_MODE"
+  fi
+}
 
 switch_to() { # switch_to COLOR
   phase "switch to $(container_name "$1")"
-  if [[ "${P[switch_mode]}" == dnat ]]; then switch_dnat "$1"; else switch_reload "$1"; fi
+  if [[ "$SWITCH_MODE" == dnat ]]; then switch_dnat "$1"; else switch_reload "$1"; fi
   event switched
 }
 
@@ -40,10 +55,8 @@ switch_dnat() { # switch_dnat COLOR
 
 # After the switch and the drain: in dnat mode, make sure the rule comes back after a reboot; when
 # the app just left dnat mode, remove its rule (connections through it have drained).
-PREV_MODE=reload
-
 switch_settle() {
-  if [[ "${P[switch_mode]}" == dnat ]]; then
+  if [[ "$SWITCH_MODE" == dnat ]]; then
     nat_install_restore
   elif [[ "$PREV_MODE" == dnat ]]; then
     nat_remove

@@ -5,7 +5,7 @@ switch_undo() { # switch_undo FROM TO
   local from="$1" to="$2"
   phase "undo the switch to $(container_name "$to")"
   NGINX_BEFORE=''
-  if [[ "${P[switch_mode]}" == dnat ]]; then
+  if [[ "$SWITCH_MODE" == dnat ]]; then
     if [[ -n "$from" ]]; then
       nat_apply "$(nat_chain)" "${P[live_port]}" "$(color_port "$from")" >&2 || log "warning: could not put the NAT rule back to $(container_name "$from")"
     else

@@ -47,7 +47,7 @@ watch_open() {
     && (($(stat -c %s "$STATE_DIR/access.log") > 10485760)); then
     : >"$STATE_DIR/access.log"
   fi
-  if [[ "${P[switch_mode]}" == dnat ]] && upstream_points_to "127.0.0.1:${P[live_port]}"; then
+  if [[ "$SWITCH_MODE" == dnat ]] && upstream_points_to "127.0.0.1:${P[live_port]}"; then
     upstream_write "127.0.0.1:${P[live_port]}" "$(nat_color)" \
       || die "could not turn on the watch window's access log: $UPSTREAM_ERROR"
     rm -f "$STATE_DIR/upstream.bak" "$STATE_DIR/upstream.none"
@@ -119,7 +119,7 @@ watch_window() { # watch_window TO_COLOR
 watch_revert() { # watch_revert FROM TO PREVIOUS_VERSION PREVIOUS_IMAGE
   local from="$1" to="$2"
   phase "switch back to $(container_name "$from")"
-  if [[ "${P[switch_mode]}" == dnat ]]; then
+  if [[ "$SWITCH_MODE" == dnat ]]; then
     nat_apply "$(nat_chain)" "${P[live_port]}" "$(color_port "$from")" >&2 \
       || die "the watch found $RUN_VERSION bad ($WATCH_REASON), but could not switch back: iptables-restore failed. $(container_name "$from") is running: run the workflow with rollback: previous."
   else
