@@ -1,5 +1,10 @@
 # nginx: the upstream file (rendered, backed up, tested, reloaded or restored) and its workers.
-# Globals: CIP (a color's container address), IPS_FORMAT, NGINX_BEFORE (workers before a reload).
+# Globals: CIP (a color's container address), IPS_FORMAT, NGINX_BEFORE (workers before a reload),
+# UPSTREAM_EXTRA (more http-level lines for the upstream file).
+
+# Lines the upstream file carries at the http level besides the upstreams: the watch window's
+# access log, set by watch_open (steps/watch.sh) before the switch writes the file.
+UPSTREAM_EXTRA=''
 
 upstream_target() { # the address(es) nginx should use for a color, space-separated
   if [[ "${P[role]}" == lb ]]; then
@@ -47,7 +52,7 @@ upstream_render() { # upstream_render TARGETS LABEL FILE [BACKUP]
         printf '}\n'
       done
     fi
-    watch_log_directives
+    if [[ -n "$UPSTREAM_EXTRA" ]]; then printf '%s\n' "$UPSTREAM_EXTRA"; fi
   } >"$3"
 }
 
@@ -72,6 +77,16 @@ nginx_run() { bash -c "$1" 6<&- 7>&- 8>&- 9>&-; }
 
 upstream_points_to() { # upstream_points_to HOST:PORT
   [[ -f "${P[upstream_file]}" ]] && grep -qE "^[[:space:]]*server[[:space:]]+${1//./[.]}[[:space:];]" "${P[upstream_file]}"
+}
+
+# Which color does the upstream file send traffic to (through the NAT rule when it names the live
+# port)? Empty when none/unknown.
+detect_upstream_color() {
+  local c
+  if [[ -z "${P[network]}" ]] && upstream_points_to "127.0.0.1:${P[live_port]}"; then nat_color; return 0; fi
+  for c in blue green; do
+    if upstream_points_to "$(upstream_target "$c")"; then echo "$c"; return 0; fi
+  done
 }
 
 # Point nginx's upstream at TARGETS for COLOR; on failure the new container is removed, UNDO (a

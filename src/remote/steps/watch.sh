@@ -43,6 +43,7 @@ watch_log_directives() {
 watch_open() {
   [[ "${P[watch]}" != 0 ]] || return 0
   WATCH_FROM="$(date +%s)"
+  UPSTREAM_EXTRA="$(watch_log_directives)"
   if [[ -f "$STATE_DIR/access.log" && -w "$STATE_DIR/access.log" ]] \
     && (($(stat -c %s "$STATE_DIR/access.log") > 10485760)); then
     : >"$STATE_DIR/access.log"
