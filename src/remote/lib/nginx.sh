@@ -1,10 +1,27 @@
 # nginx: the upstream file (rendered, backed up, tested, reloaded or restored) and its workers.
-# Globals: CIP (a color's container address), IPS_FORMAT, NGINX_BEFORE (workers before a reload),
-# UPSTREAM_EXTRA (more http-level lines for the upstream file).
 
 # Lines the upstream file carries at the http level besides the upstreams: the watch window's
 # access log, set by watch_open (steps/watch.sh) before the switch writes the file.
 UPSTREAM_EXTRA=''
+
+# Why upstream_write failed: the history result and the message.
+UPSTREAM_FAILED=''
+UPSTREAM_ERROR=''
+
+# This run wrote the upstream file (its backup is the file from before): an undo restores it.
+UPSTREAM_WROTE=0
+
+# The nginx workers ("PID PPID" lines) taken just before this run's reload, for the drain: empty
+# until a reload, and without one (dnat mode).
+NGINX_BEFORE=''
+
+# nginx's second way to the same container: its own address on the docker bridge, used only when
+# the published port refuses. The published port goes through docker's proxy, which is down while
+# the Docker daemon restarts; the container (with live-restore) and its address are not. Empty
+# with a network (nginx reaches the container by name there) or when the container has no address.
+declare -A CIP=()
+
+IPS_FORMAT='{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}' # docker inspect: a container's addresses
 
 upstream_target() { # the address(es) nginx should use for a color, space-separated
   if [[ "${P[role]}" == lb ]]; then
@@ -16,14 +33,7 @@ upstream_target() { # the address(es) nginx should use for a color, space-separa
   fi
 }
 
-# nginx's second way to the same container: its own address on the docker bridge, used only when
-# the published port refuses. The published port goes through docker's proxy, which is down while
-# the Docker daemon restarts; the container (with live-restore) and its address are not. Empty
-# with a network (nginx reaches the container by name there) or when the container has no address.
-declare -A CIP=()
-
-IPS_FORMAT='{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}' # docker inspect: a container's addresses
-
+# The container's docker address, for the upstream's backup line (see CIP above).
 upstream_backup() { # upstream_backup COLOR
   [[ -z "${P[network]}" ]] || return 0
   if [[ -z "${CIP[$1]:-}" ]]; then
@@ -99,10 +109,6 @@ upstream_switch() { # upstream_switch TARGETS COLOR [UNDO] [BACKUP]
   die "$UPSTREAM_ERROR"
 }
 
-# Why upstream_write failed: the history result and the message.
-UPSTREAM_FAILED=''
-UPSTREAM_ERROR=''
-
 # Write the upstream file for TARGETS: temp file, backup, atomic move, nginx test (restore on
 # failure), reload. False, with UPSTREAM_FAILED and UPSTREAM_ERROR set, when nginx did not take it.
 upstream_write() { # upstream_write TARGETS LABEL [BACKUP]
@@ -140,9 +146,6 @@ upstream_write() { # upstream_write TARGETS LABEL [BACKUP]
   rm -f "$STATE_DIR/switch.pending"
 }
 
-# This run wrote the upstream file (its backup is the file from before): an undo restores it.
-UPSTREAM_WROTE=0
-
 upstream_restore() {
   if [[ -f "$STATE_DIR/upstream.bak" ]]; then mv -f "$STATE_DIR/upstream.bak" "${P[upstream_file]}" && chmod 644 "${P[upstream_file]}"
   elif [[ -f "$STATE_DIR/upstream.none" ]]; then rm -f "${P[upstream_file]}"
@@ -166,10 +169,6 @@ upstream_recover() {
     log "restored the upstream file from before the interrupted run"
   fi
 }
-
-# The nginx workers ("PID PPID" lines) taken just before this run's reload, for the drain: empty
-# until a reload, and without one (dnat mode).
-NGINX_BEFORE=''
 
 # nginx worker processes ("PID PPID"), shutting-down ones excluded.
 nginx_workers() {

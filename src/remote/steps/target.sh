@@ -2,6 +2,9 @@
 # here: `previous`, the newest one that is not serving now; or a version, with the registry's tag
 # as its image when it was never deployed here. Sets RUN_VERSION and RUN_IMAGE.
 
+# The versions deployed here, for a message (set by target_pick).
+TARGET_AVAILABLE=''
+
 target_pick() { # target_pick CURRENT_VERSION
   local current="$1" line available
   available="$(history_versions | cut -f1 | paste -sd ' ' -)"
@@ -16,6 +19,3 @@ target_pick() { # target_pick CURRENT_VERSION
   fi
   TARGET_AVAILABLE="$available"
 }
-
-# The versions deployed here, for a message (set by target_pick).
-TARGET_AVAILABLE=''

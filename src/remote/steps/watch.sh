@@ -7,6 +7,9 @@
 WATCH_FROM=0    # epoch second the access log window opens (0: no window)
 WATCH_REASON='' # why the watch switched back
 WATCH_FIGURES='' # what it saw
+WATCH_OFFSET=0   # watch_count: the access log read up to here (bytes)
+WATCH_TOTAL=0    # watch_count: nginx's answers counted
+WATCH_BAD=0      # watch_count: of them 5xx
 
 # nginx's names for the app's watch: the log format and the variable that turns the log on.
 watch_name() { printf 'bgd_%s' "$(printf '%s' "${P[app]}" | tr -c 'A-Za-z0-9_' '_')"; }
@@ -59,10 +62,6 @@ watch_open() {
 # nginx's answers for the app logged since START (epoch ms), read on from where the last call
 # stopped (WATCH_OFFSET, bytes; nginx writes a line in one write, so a size read is a line end):
 # adds to WATCH_TOTAL and WATCH_BAD (5xx).
-WATCH_OFFSET=0
-WATCH_TOTAL=0
-WATCH_BAD=0
-
 watch_count() { # watch_count START_MS
   local f="$STATE_DIR/access.log" size n b
   [[ -f "$f" ]] || return 0
