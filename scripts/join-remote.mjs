@@ -33,6 +33,8 @@ export const PARTS = [
   'steps/preview.sh',
   'steps/undo.sh',
   'steps/swarm.sh',
+  'roles/fleet.sh',
+  'roles/lb.sh',
   'main.sh'
 ]
 

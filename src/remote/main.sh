@@ -1,5 +1,6 @@
-# The two runs as their lists of steps: deploy and rollback, sharing what follows the start.
-# Globals: TMP_PATHS (files to remove at exit).
+# The two runs as their lists of steps: deploy and rollback, sharing what follows the start; the
+# roles of a run over several servers are in roles/ (fleet.sh: host and app; lb.sh: the load
+# balancer). Globals: TMP_PATHS (files to remove at exit).
 
 TMP_PATHS=()
 
@@ -63,58 +64,8 @@ main_go() { # main_go FROM_COLOR TO_COLOR
     switch_to "$2"
     main_finish "$1" "$2"
   else
-    main_prepared "$1" "$2"
+    fleet_prepared "$1" "$2"
   fi
-}
-
-# A run over several servers, on one of them (role host or app), once the new color is healthy:
-# report `prepared` and do what the runner says. host: `switch` (then `finish`, or `undo`); app (the
-# load balancer switches): `finish`; both: `keep` (promote: false) or `abort`. When the runner goes
-# away, a host undoes its switch; an app server leaves both colors running, since the load
-# balancer may point at either, and the next run takes over.
-main_prepared() { # main_prepared FROM_COLOR TO_COLOR
-  local from="$1" to="$2" cmd next=finish
-  if [[ "${P[role]}" == host && -n "${P[preview_file]}" ]]; then
-    preview_ensure "$from" || main_abort "$to" "$UPSTREAM_ERROR"
-  fi
-  journal_write prepared "$to"
-  command_await prepared "color=$to previous_color=$from version=$RUN_VERSION image=$RUN_IMAGE"
-  if [[ "${P[role]}" == host ]]; then next=switch; fi
-  cmd="$(command_next)"
-  case "$cmd" in
-    "$next") ;;
-    keep)
-      journal_write kept "$to"
-      history_add prepared "$to"
-      log "$(container_name "$to") keeps running $RUN_VERSION for a later run to promote"
-      result_print false "$to" "$from" "$RUN_VERSION" "$RUN_IMAGE"
-      return 0
-      ;;
-    eof)
-      runner_gone prepared
-      if [[ "${P[role]}" == app ]]; then history_add interrupted "$to"; exit 1; fi
-      main_abort "$to" "the runner went away before the switch" ;;
-    *) main_abort "$to" "the runner said $cmd: another server could not get ready" ;;
-  esac
-  if [[ "${P[role]}" == host ]]; then
-    switch_to "$to"
-    journal_write switched "$to"
-    command_await switched "color=$to"
-    cmd="$(command_next)"
-    if [[ "$cmd" != finish ]]; then
-      if [[ "$cmd" == eof ]]; then runner_gone switched; fi
-      switch_undo "$from" "$to"
-      die "the switch to $RUN_VERSION was undone here (${cmd/#eof/the runner went away}): $(container_name "${from:-none}") serves as before"
-    fi
-  fi
-  main_finish "$from" "$to"
-}
-
-main_abort() { # main_abort COLOR WHY: remove the prepared color, switch nothing
-  container_remove "$1"
-  journal_clear
-  history_add aborted "$1"
-  die "$2; $(container_name "$1") was removed and nothing was switched here"
 }
 
 # After the switch: state, drain, history, and the old color stopped in the background. FROM is
@@ -140,54 +91,6 @@ main_finish() { # main_finish FROM_COLOR TO_COLOR
   result_print true "$to" "$from" "$RUN_VERSION" "$RUN_IMAGE" "$DRAIN_OPEN"
 }
 
-# The load-balancer host (role lb): it runs no container. It says which color serves (and, for a
-# rollback, the version to go back to); the runner prepares the app servers, then has it switch
-# its upstream to that color on every app server at once (`switch COLOR`, then `finish` or
-# `undo`), or `keep` (promote: false) or `abort`.
-main_lb() {
-  local active current idle cmd
-  upstream_recover
-  active="$(state_get color)"; current="$(state_get version)"
-  if [[ "${P[action]}" == rollback ]]; then
-    [[ -n "$active" ]] || die "nothing is deployed for ${P[app]} behind this load balancer, so there is nothing to roll back to"
-    target_pick "$current"
-  fi
-  if [[ -n "$active" ]]; then idle="$(color_other "$active")"; else idle=blue; fi
-  if [[ -n "${P[preview_file]}" ]]; then preview_ensure "$active" || die "$UPSTREAM_ERROR"; fi
-  command_await ready "color=$idle previous_color=$active version=$RUN_VERSION image=$RUN_IMAGE"
-  cmd="$(command_next)"
-  case "$cmd" in
-    "switch $idle") ;;
-    keep)
-      history_add prepared "$idle"
-      result_print false "$idle" "$active" "$RUN_VERSION" "$RUN_IMAGE"
-      return 0 ;;
-    eof) runner_gone ready; exit 1 ;;
-    *) die "nothing was switched (the runner said $cmd)" ;;
-  esac
-  phase "switch to ${P[app]}-$idle on every app server"
-  # the load balancer runs no container: a failed write removes nothing
-  upstream_write "$(upstream_target "$idle")" "$idle" || {
-    if [[ -n "$UPSTREAM_FAILED" ]]; then history_add "$UPSTREAM_FAILED" "$idle"; fi
-    die "$UPSTREAM_ERROR"
-  }
-  log "nginx now sends ${P[upstream_name]} to $(upstream_target "$idle")"
-  event switched
-  journal_write switched "$idle"
-  command_await switched "color=$idle"
-  cmd="$(command_next)"
-  if [[ "$cmd" != finish ]]; then
-    if [[ "$cmd" == eof ]]; then runner_gone switched; fi
-    switch_undo "$active" "$idle"
-    die "the switch to $RUN_VERSION was undone (${cmd/#eof/the runner went away}): nginx sends ${P[upstream_name]} to ${active:-nothing} as before"
-  fi
-  state_write "$idle" "$RUN_VERSION" "$RUN_IMAGE"
-  journal_clear
-  history_add ok "$idle"
-  event finished
-  result_print true "$idle" "$active" "$RUN_VERSION" "$RUN_IMAGE"
-}
-
 main() {
   params_parse "$@"
   params_read_secrets
@@ -208,7 +111,7 @@ main() {
   if [[ "$SWITCH_MODE" == dnat || "$PREV_MODE" == dnat ]]; then nat_preflight; fi
   journal_report
   trap 'history_print; serving_print; main_cleanup' EXIT
-  if [[ "${P[role]}" == lb ]]; then main_lb; return; fi
+  if [[ "${P[role]}" == lb ]]; then lb_run; return; fi
   docker_preflight
   if [[ "${P[engine]}" == swarm ]]; then main_swarm; return; fi
   case "${P[action]}" in

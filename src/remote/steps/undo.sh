@@ -29,3 +29,17 @@ switch_undo() { # switch_undo FROM TO
   journal_clear
   history_add undone "$to"
 }
+
+# A server that switched (role host, or the load balancer): report it, then wait for the runner's
+# `finish`. Anything else, or the runner gone, undoes the switch here and ends the run saying
+# what serves (AFTER).
+commit_or_undo() { # commit_or_undo FROM TO WHERE AFTER
+  local cmd
+  journal_write switched "$2"
+  command_await switched "color=$2"
+  cmd="$(command_next)"
+  [[ "$cmd" != finish ]] || return 0
+  if [[ "$cmd" == eof ]]; then runner_gone switched; fi
+  switch_undo "$1" "$2"
+  die "the switch to $RUN_VERSION was undone$3 (${cmd/#eof/the runner went away}): $4"
+}

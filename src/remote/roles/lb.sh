@@ -1,0 +1,42 @@
+# Role lb, in a run over several servers: the load balancer switches every app server at once.
+
+# The load-balancer host (role lb): it runs no container. It says which color serves (and, for a
+# rollback, the version to go back to); the runner prepares the app servers, then has it switch
+# its upstream to that color on every app server at once (`switch COLOR`, then `finish` or
+# `undo`), or `keep` (promote: false) or `abort`.
+lb_run() {
+  local active current idle cmd
+  upstream_recover
+  active="$(state_get color)"; current="$(state_get version)"
+  if [[ "${P[action]}" == rollback ]]; then
+    [[ -n "$active" ]] || die "nothing is deployed for ${P[app]} behind this load balancer, so there is nothing to roll back to"
+    target_pick "$current"
+  fi
+  if [[ -n "$active" ]]; then idle="$(color_other "$active")"; else idle=blue; fi
+  if [[ -n "${P[preview_file]}" ]]; then preview_ensure "$active" || die "$UPSTREAM_ERROR"; fi
+  command_await ready "color=$idle previous_color=$active version=$RUN_VERSION image=$RUN_IMAGE"
+  cmd="$(command_next)"
+  case "$cmd" in
+    "switch $idle") ;;
+    keep)
+      history_add prepared "$idle"
+      result_print false "$idle" "$active" "$RUN_VERSION" "$RUN_IMAGE"
+      return 0 ;;
+    eof) runner_gone ready; exit 1 ;;
+    *) die "nothing was switched (the runner said $cmd)" ;;
+  esac
+  phase "switch to ${P[app]}-$idle on every app server"
+  # the load balancer runs no container: a failed write removes nothing
+  upstream_write "$(upstream_target "$idle")" "$idle" || {
+    if [[ -n "$UPSTREAM_FAILED" ]]; then history_add "$UPSTREAM_FAILED" "$idle"; fi
+    die "$UPSTREAM_ERROR"
+  }
+  log "nginx now sends ${P[upstream_name]} to $(upstream_target "$idle")"
+  event switched
+  commit_or_undo "$active" "$idle" '' "nginx sends ${P[upstream_name]} to ${active:-nothing} as before"
+  state_write "$idle" "$RUN_VERSION" "$RUN_IMAGE"
+  journal_clear
+  history_add ok "$idle"
+  event finished
+  result_print true "$idle" "$active" "$RUN_VERSION" "$RUN_IMAGE"
+}
