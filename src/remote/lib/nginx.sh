@@ -35,7 +35,9 @@ upstream_target() { # the address(es) nginx should use for a color, space-separa
 
 # The container's docker address, for the upstream's backup line (see CIP above).
 upstream_backup() { # upstream_backup COLOR
-  [[ -z "${P[network]}" ]] || return 0
+  # none with a network (nginx reaches the container by name), nor on the load balancer (the
+  # containers are on the app servers)
+  [[ -z "${P[network]}" && "${P[role]}" != lb ]] || return 0
   if [[ -z "${CIP[$1]:-}" ]]; then
     CIP[$1]="$(docker_call inspect -f "$IPS_FORMAT" "$(container_name "$1")" 2>/dev/null | awk '{ print $1 }')"
   fi

@@ -26,10 +26,10 @@ lb_run() {
     *) die "nothing was switched (the runner said $cmd)" ;;
   esac
   phase "switch to ${P[app]}-$idle on every app server"
-  # the load balancer runs no container: a failed write removes nothing
-  upstream_write "$(upstream_target "$idle")" "$idle" || {
+  # the load balancer runs no container: a failed switch removes nothing
+  switch_point "$idle" || {
     if [[ -n "$UPSTREAM_FAILED" ]]; then history_add "$UPSTREAM_FAILED" "$idle"; fi
-    die "$UPSTREAM_ERROR"
+    die "$SWITCH_ERROR"
   }
   log "nginx now sends ${P[upstream_name]} to $(upstream_target "$idle")"
   event switched

@@ -4,6 +4,8 @@
 
 SWITCH_MODE=reload
 PREV_MODE=reload
+SWITCH_ERROR=''  # why switch_point did not take
+SWITCH_BACKUP='' # reload mode: the color's docker address switch_point gave nginx as a backup
 
 # The run's switch mode, decided once before anything changes: the mode given, except that a
 # rollback switches in the mode of the deploy it undoes.
@@ -16,6 +18,28 @@ switch_mode_decide() {
   fi
 }
 
+# The switch: point the app's traffic at COLOR in this run's mode. dnat: one atomic replacement
+# of the NAT rule, to the color's port; reload: the upstream file names the color (and its docker
+# address as a backup), nginx tests and reloads it. Every place that points traffic calls it: the
+# deploy's switch, the watch's switch back, the load balancer. False, with SWITCH_ERROR (and for
+# the upstream file UPSTREAM_FAILED, the history's word) when it did not take: then nothing
+# changed. An undo in a run over several servers is not a switch: it puts back the upstream file
+# that was there before, byte for byte (steps/undo.sh).
+switch_point() { # switch_point COLOR
+  SWITCH_ERROR=''
+  if [[ "$SWITCH_MODE" == dnat ]]; then
+    nat_apply "$(nat_chain)" "${P[live_port]}" "$(color_port "$1")" >&2 && return 0
+    SWITCH_ERROR='iptables-restore failed'
+    return 1
+  fi
+  SWITCH_BACKUP="$(upstream_backup "$1")"
+  upstream_write "$(upstream_target "$1")" "$1" "$SWITCH_BACKUP" && return 0
+  SWITCH_ERROR="$UPSTREAM_ERROR"
+  return 1
+}
+
+# The deploy's switch to its new color; when it does not take, that color is removed and the run
+# ends: the previous version serves.
 switch_to() { # switch_to COLOR
   phase "switch to $(container_name "$1")"
   if [[ "$SWITCH_MODE" == dnat ]]; then switch_dnat "$1"; else switch_reload "$1"; fi
@@ -24,9 +48,12 @@ switch_to() { # switch_to COLOR
 
 # reload mode: the upstream names the color's port; nginx is reloaded.
 switch_reload() { # switch_reload COLOR
-  local backup; backup="$(upstream_backup "$1")"
-  upstream_switch "$(upstream_target "$1")" "$1" '' "$backup"
-  log "nginx now sends ${P[upstream_name]} to $(upstream_target "$1")${backup:+ (or $backup while that port refuses)}"
+  if ! switch_point "$1"; then
+    container_remove "$1"
+    if [[ -n "$UPSTREAM_FAILED" ]]; then history_add "$UPSTREAM_FAILED" "$1"; fi
+    die "$SWITCH_ERROR"
+  fi
+  log "nginx now sends ${P[upstream_name]} to $(upstream_target "$1")${SWITCH_BACKUP:+ (or $SWITCH_BACKUP while that port refuses)}"
 }
 
 # dnat mode: one atomic rule replacement sends the live port to the color. nginx's upstream names
@@ -42,7 +69,7 @@ switch_dnat() { # switch_dnat COLOR
     die "switch-mode dnat needs Docker's userland proxy on the server: no docker-proxy serves 127.0.0.1:$port, the published port of $(container_name "$1"), so the Docker daemon runs with \"userland-proxy\": false. Use switch-mode reload, which works with that setting, or turn the proxy back on. Nothing was switched; the previous version is still serving."
   fi
   if [[ -n "$(nat_port)" ]]; then had_rule=1; fi
-  if ! nat_apply "$(nat_chain)" "${P[live_port]}" "$port" >&2; then
+  if ! switch_point "$1"; then
     container_remove "$1"
     die "could not install the NAT rule 127.0.0.1:${P[live_port]} -> 127.0.0.1:$port (iptables-restore failed, see above); nothing was switched"
   fi

@@ -119,14 +119,9 @@ watch_window() { # watch_window TO_COLOR
 watch_revert() { # watch_revert FROM TO PREVIOUS_VERSION PREVIOUS_IMAGE
   local from="$1" to="$2"
   phase "switch back to $(container_name "$from")"
-  if [[ "$SWITCH_MODE" == dnat ]]; then
-    nat_apply "$(nat_chain)" "${P[live_port]}" "$(color_port "$from")" >&2 \
-      || die "the watch found $RUN_VERSION bad ($WATCH_REASON), but could not switch back: iptables-restore failed. $(container_name "$from") is running: run the workflow with rollback: previous."
-  else
-    upstream_write "$(upstream_target "$from")" "$from" "$(upstream_backup "$from")" \
-      || die "the watch found $RUN_VERSION bad ($WATCH_REASON), but could not switch back: $UPSTREAM_ERROR. $(container_name "$from") is running: run the workflow with rollback: previous."
-    rm -f "$STATE_DIR/upstream.bak" "$STATE_DIR/upstream.none"
-  fi
+  switch_point "$from" \
+    || die "the watch found $RUN_VERSION bad ($WATCH_REASON), but could not switch back: $SWITCH_ERROR. $(container_name "$from") is running: run the workflow with rollback: previous."
+  if [[ "$SWITCH_MODE" != dnat ]]; then rm -f "$STATE_DIR/upstream.bak" "$STATE_DIR/upstream.none"; fi
   log "switched back: nginx sends ${P[upstream_name]} to $(container_name "$from") again"
   event reverted
   state_write "$from" "$3" "$4"
