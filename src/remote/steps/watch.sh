@@ -121,7 +121,7 @@ watch_revert() { # watch_revert FROM TO PREVIOUS_VERSION PREVIOUS_IMAGE
   phase "switch back to $(container_name "$from")"
   switch_point "$from" \
     || die "the watch found $RUN_VERSION bad ($WATCH_REASON), but could not switch back: $SWITCH_ERROR. $(container_name "$from") is running: run the workflow with rollback: previous."
-  if [[ "$SWITCH_MODE" != dnat ]]; then rm -f "$STATE_DIR/upstream.bak" "$STATE_DIR/upstream.none"; fi
+  rm -f "$STATE_DIR/upstream.bak" "$STATE_DIR/upstream.none"
   log "switched back: nginx sends ${P[upstream_name]} to $(container_name "$from") again"
   event reverted
   state_write "$from" "$3" "$4"
