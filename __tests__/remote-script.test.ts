@@ -177,7 +177,8 @@ test('in dnat mode, the CLOSE conntrack entries that still translate to the old 
   const dir = mkdtempSync(path.join(tmpdir(), 'bgd-ct-'))
   fakeBin(path.join(dir, 'bin'), 'conntrack', `echo "$*" >>"${dir}/calls"; [[ "$1" == -L ]]`)
   const env = { PATH: `${dir}/bin:${process.env.PATH}` }
-  const setup = 'P[switch_mode]=dnat; SWITCH_MODE=dnat; P[live_port]=8083; P[blue_port]=8081; P[green_port]=8082'
+  const setup =
+    'P[switch_mode]=dnat; SWITCH_MODE=dnat; P[live_port]=8083; P[blue_port]=8081; P[green_port]=8082'
   withFunctions(`${setup}; PREV_MODE=dnat; nat_forget blue`, env)
   const calls = readFileSync(path.join(dir, 'calls'), 'utf8')
   expect(calls).toContain(

@@ -187,7 +187,7 @@ state_get() { # state_get KEY -> value from the state file, empty when absent
 state_write() { # state_write color version image
   local tmp="$STATE_DIR/.state.tmp"
   if ! printf 'color=%s\nversion=%s\nimage=%s\nupdated=%s\nswitch_mode=%s\nport=%s\nlive_port=%s\nnat_chain=%s\n' \
-    "$1" "$2" "$3" "$(date -u +%FT%TZ)" "${P[switch_mode]}" "$(color_port "$1")" "${P[live_port]}" "$(nat_chain)" >"$tmp" \
+    "$1" "$2" "$3" "$(date -u +%FT%TZ)" "$SWITCH_MODE" "$(color_port "$1")" "${P[live_port]}" "$(nat_chain)" >"$tmp" \
     || ! mv -f "$tmp" "$STATE_DIR/state"; then
     die "cannot write $STATE_DIR/state (disk full?)"
   fi
@@ -313,7 +313,29 @@ bind_host() {
 
 # ==== src/remote/lib/nginx.sh
 # nginx: the upstream file (rendered, backed up, tested, reloaded or restored) and its workers.
-# Globals: CIP (a color's container address), IPS_FORMAT, NGINX_BEFORE (workers before a reload).
+
+# Lines the upstream file carries at the http level besides the upstreams: the watch window's
+# access log, set by watch_open (steps/watch.sh) before the switch writes the file.
+UPSTREAM_EXTRA=''
+
+# Why upstream_write failed: the history result and the message.
+UPSTREAM_FAILED=''
+UPSTREAM_ERROR=''
+
+# This run wrote the upstream file (its backup is the file from before): an undo restores it.
+UPSTREAM_WROTE=0
+
+# The nginx workers ("PID PPID" lines) taken just before this run's reload, for the drain: empty
+# until a reload, and without one (dnat mode).
+NGINX_BEFORE=''
+
+# nginx's second way to the same container: its own address on the docker bridge, used only when
+# the published port refuses. The published port goes through docker's proxy, which is down while
+# the Docker daemon restarts; the container (with live-restore) and its address are not. Empty
+# with a network (nginx reaches the container by name there) or when the container has no address.
+declare -A CIP=()
+
+IPS_FORMAT='{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}' # docker inspect: a container's addresses
 
 upstream_target() { # the address(es) nginx should use for a color, space-separated
   if [[ "${P[role]}" == lb ]]; then
@@ -325,16 +347,11 @@ upstream_target() { # the address(es) nginx should use for a color, space-separa
   fi
 }
 
-# nginx's second way to the same container: its own address on the docker bridge, used only when
-# the published port refuses. The published port goes through docker's proxy, which is down while
-# the Docker daemon restarts; the container (with live-restore) and its address are not. Empty
-# with a network (nginx reaches the container by name there) or when the container has no address.
-declare -A CIP=()
-
-IPS_FORMAT='{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}' # docker inspect: a container's addresses
-
+# The container's docker address, for the upstream's backup line (see CIP above).
 upstream_backup() { # upstream_backup COLOR
-  [[ -z "${P[network]}" ]] || return 0
+  # none with a network (nginx reaches the container by name), nor on the load balancer (the
+  # containers are on the app servers)
+  [[ -z "${P[network]}" && "${P[role]}" != lb ]] || return 0
   if [[ -z "${CIP[$1]:-}" ]]; then
     CIP[$1]="$(docker_call inspect -f "$IPS_FORMAT" "$(container_name "$1")" 2>/dev/null | awk '{ print $1 }')"
   fi
@@ -361,7 +378,7 @@ upstream_render() { # upstream_render TARGETS LABEL FILE [BACKUP]
         printf '}\n'
       done
     fi
-    watch_log_directives
+    if [[ -n "$UPSTREAM_EXTRA" ]]; then printf '%s\n' "$UPSTREAM_EXTRA"; fi
   } >"$3"
 }
 
@@ -388,6 +405,16 @@ upstream_points_to() { # upstream_points_to HOST:PORT
   [[ -f "${P[upstream_file]}" ]] && grep -qE "^[[:space:]]*server[[:space:]]+${1//./[.]}[[:space:];]" "${P[upstream_file]}"
 }
 
+# Which color does the upstream file send traffic to (through the NAT rule when it names the live
+# port)? Empty when none/unknown.
+detect_upstream_color() {
+  local c
+  if [[ -z "${P[network]}" ]] && upstream_points_to "127.0.0.1:${P[live_port]}"; then nat_color; return 0; fi
+  for c in blue green; do
+    if upstream_points_to "$(upstream_target "$c")"; then echo "$c"; return 0; fi
+  done
+}
+
 # Point nginx's upstream at TARGETS for COLOR; on failure the new container is removed, UNDO (a
 # command, if set) runs, and the run ends with a message.
 upstream_switch() { # upstream_switch TARGETS COLOR [UNDO] [BACKUP]
@@ -397,10 +424,6 @@ upstream_switch() { # upstream_switch TARGETS COLOR [UNDO] [BACKUP]
   if [[ -n "$UPSTREAM_FAILED" ]]; then history_add "$UPSTREAM_FAILED" "$2"; fi
   die "$UPSTREAM_ERROR"
 }
-
-# Why upstream_write failed: the history result and the message.
-UPSTREAM_FAILED=''
-UPSTREAM_ERROR=''
 
 # Write the upstream file for TARGETS: temp file, backup, atomic move, nginx test (restore on
 # failure), reload. False, with UPSTREAM_FAILED and UPSTREAM_ERROR set, when nginx did not take it.
@@ -439,9 +462,6 @@ upstream_write() { # upstream_write TARGETS LABEL [BACKUP]
   rm -f "$STATE_DIR/switch.pending"
 }
 
-# This run wrote the upstream file (its backup is the file from before): an undo restores it.
-UPSTREAM_WROTE=0
-
 upstream_restore() {
   if [[ -f "$STATE_DIR/upstream.bak" ]]; then mv -f "$STATE_DIR/upstream.bak" "${P[upstream_file]}" && chmod 644 "${P[upstream_file]}"
   elif [[ -f "$STATE_DIR/upstream.none" ]]; then rm -f "${P[upstream_file]}"
@@ -465,10 +485,6 @@ upstream_recover() {
     log "restored the upstream file from before the interrupted run"
   fi
 }
-
-# The nginx workers ("PID PPID" lines) taken just before this run's reload, for the drain: empty
-# until a reload, and without one (dnat mode).
-NGINX_BEFORE=''
 
 # nginx worker processes ("PID PPID"), shutting-down ones excluded.
 nginx_workers() {
@@ -552,7 +568,7 @@ nat_remove() {
 # hit the fresh entry of a connection that just reused the port. False when conntrack cannot be
 # used here (no conntrack tool, or no root for it).
 nat_forget() { # nat_forget OLD_COLOR
-  [[ "${P[switch_mode]}" == dnat && "$PREV_MODE" == dnat ]] || return 0
+  [[ "$SWITCH_MODE" == dnat && "$PREV_MODE" == dnat ]] || return 0
   local port
   port="$(color_port "$1")"
   as_root conntrack -L -p tcp --orig-dst 127.0.0.1 --dport "${P[live_port]}" --reply-port-src "$port" --state CLOSE >/dev/null 2>&1 || return 1
@@ -704,16 +720,6 @@ lock_acquire() {
 # ==== src/remote/steps/detect.sh
 # Step: which color serves now.
 
-# Which color does the upstream file send traffic to (through the NAT rule when it names the live
-# port)? Empty when none/unknown.
-detect_upstream_color() {
-  local c
-  if [[ -z "${P[network]}" ]] && upstream_points_to "127.0.0.1:${P[live_port]}"; then nat_color; return 0; fi
-  for c in blue green; do
-    if upstream_points_to "$(upstream_target "$c")"; then echo "$c"; return 0; fi
-  done
-}
-
 # The color serving now: what the upstream file says, else the state file, else the one running
 # container (a server set up by hand or by a seed script is adopted, not broken).
 detect_active() {
@@ -733,6 +739,9 @@ detect_active() {
 # here: `previous`, the newest one that is not serving now; or a version, with the registry's tag
 # as its image when it was never deployed here. Sets RUN_VERSION and RUN_IMAGE.
 
+# The versions deployed here, for a message (set by target_pick).
+TARGET_AVAILABLE=''
+
 target_pick() { # target_pick CURRENT_VERSION
   local current="$1" line available
   available="$(history_versions | cut -f1 | paste -sd ' ' -)"
@@ -747,9 +756,6 @@ target_pick() { # target_pick CURRENT_VERSION
   fi
   TARGET_AVAILABLE="$available"
 }
-
-# The versions deployed here, for a message (set by target_pick).
-TARGET_AVAILABLE=''
 
 # ==== src/remote/steps/await.sh
 # Step (a deploy that overlaps the runner's build, build_wait > 0): the lock, the checks, the
@@ -960,19 +966,61 @@ health_failed() { # health_failed COLOR MESSAGE: show the logs, remove the new c
 
 # ==== src/remote/steps/switch.sh
 # Step: send traffic to the new color (reload mode: the upstream; dnat mode: the NAT rule), and
-# settle the mode afterwards. Globals: PREV_MODE (the mode of the deploy before this one).
+# settle the mode afterwards. Globals: SWITCH_MODE (this run's mode, decided once by
+# switch_mode_decide), PREV_MODE (the mode of the deploy before this one).
 
+SWITCH_MODE=reload
+PREV_MODE=reload
+SWITCH_ERROR=''  # why switch_point did not take
+SWITCH_BACKUP='' # reload mode: the color's docker address switch_point gave nginx as a backup
+
+# The run's switch mode, decided once before anything changes: the mode given, except that a
+# rollback switches in the mode of the deploy it undoes.
+switch_mode_decide() {
+  PREV_MODE="$(state_get switch_mode)"; PREV_MODE="${PREV_MODE:-reload}"
+  SWITCH_MODE="${P[switch_mode]}"
+  if [[ "${P[action]}" == rollback && "$PREV_MODE" != "$SWITCH_MODE" ]]; then
+    log "rolling back in switch-mode $PREV_MODE, the mode of the deploy it undoes (switch-mode ${P[switch_mode]} was given)"
+    SWITCH_MODE="$PREV_MODE"
+  fi
+}
+
+# The switch: point the app's traffic at COLOR in this run's mode. dnat: one atomic replacement
+# of the NAT rule, to the color's port; reload: the upstream file names the color (and its docker
+# address as a backup), nginx tests and reloads it. Every place that points traffic calls it: the
+# deploy's switch, the watch's switch back, the load balancer. False, with SWITCH_ERROR (and for
+# the upstream file UPSTREAM_FAILED, the history's word) when it did not take: then nothing
+# changed. An undo in a run over several servers is not a switch: it puts back the upstream file
+# that was there before, byte for byte (steps/undo.sh).
+switch_point() { # switch_point COLOR
+  SWITCH_ERROR=''
+  if [[ "$SWITCH_MODE" == dnat ]]; then
+    nat_apply "$(nat_chain)" "${P[live_port]}" "$(color_port "$1")" >&2 && return 0
+    SWITCH_ERROR='iptables-restore failed'
+    return 1
+  fi
+  SWITCH_BACKUP="$(upstream_backup "$1")"
+  upstream_write "$(upstream_target "$1")" "$1" "$SWITCH_BACKUP" && return 0
+  SWITCH_ERROR="$UPSTREAM_ERROR"
+  return 1
+}
+
+# The deploy's switch to its new color; when it does not take, that color is removed and the run
+# ends: the previous version serves.
 switch_to() { # switch_to COLOR
   phase "switch to $(container_name "$1")"
-  if [[ "${P[switch_mode]}" == dnat ]]; then switch_dnat "$1"; else switch_reload "$1"; fi
+  if [[ "$SWITCH_MODE" == dnat ]]; then switch_dnat "$1"; else switch_reload "$1"; fi
   event switched
 }
 
 # reload mode: the upstream names the color's port; nginx is reloaded.
 switch_reload() { # switch_reload COLOR
-  local backup; backup="$(upstream_backup "$1")"
-  upstream_switch "$(upstream_target "$1")" "$1" '' "$backup"
-  log "nginx now sends ${P[upstream_name]} to $(upstream_target "$1")${backup:+ (or $backup while that port refuses)}"
+  if ! switch_point "$1"; then
+    container_remove "$1"
+    if [[ -n "$UPSTREAM_FAILED" ]]; then history_add "$UPSTREAM_FAILED" "$1"; fi
+    die "$SWITCH_ERROR"
+  fi
+  log "nginx now sends ${P[upstream_name]} to $(upstream_target "$1")${SWITCH_BACKUP:+ (or $SWITCH_BACKUP while that port refuses)}"
 }
 
 # dnat mode: one atomic rule replacement sends the live port to the color. nginx's upstream names
@@ -988,7 +1036,7 @@ switch_dnat() { # switch_dnat COLOR
     die "switch-mode dnat needs Docker's userland proxy on the server: no docker-proxy serves 127.0.0.1:$port, the published port of $(container_name "$1"), so the Docker daemon runs with \"userland-proxy\": false. Use switch-mode reload, which works with that setting, or turn the proxy back on. Nothing was switched; the previous version is still serving."
   fi
   if [[ -n "$(nat_port)" ]]; then had_rule=1; fi
-  if ! nat_apply "$(nat_chain)" "${P[live_port]}" "$port" >&2; then
+  if ! switch_point "$1"; then
     container_remove "$1"
     die "could not install the NAT rule 127.0.0.1:${P[live_port]} -> 127.0.0.1:$port (iptables-restore failed, see above); nothing was switched"
   fi
@@ -1001,10 +1049,8 @@ switch_dnat() { # switch_dnat COLOR
 
 # After the switch and the drain: in dnat mode, make sure the rule comes back after a reboot; when
 # the app just left dnat mode, remove its rule (connections through it have drained).
-PREV_MODE=reload
-
 switch_settle() {
-  if [[ "${P[switch_mode]}" == dnat ]]; then
+  if [[ "$SWITCH_MODE" == dnat ]]; then
     nat_install_restore
   elif [[ "$PREV_MODE" == dnat ]]; then
     nat_remove
@@ -1022,6 +1068,9 @@ switch_settle() {
 WATCH_FROM=0    # epoch second the access log window opens (0: no window)
 WATCH_REASON='' # why the watch switched back
 WATCH_FIGURES='' # what it saw
+WATCH_OFFSET=0   # watch_count: the access log read up to here (bytes)
+WATCH_TOTAL=0    # watch_count: nginx's answers counted
+WATCH_BAD=0      # watch_count: of them 5xx
 
 # nginx's names for the app's watch: the log format and the variable that turns the log on.
 watch_name() { printf 'bgd_%s' "$(printf '%s' "${P[app]}" | tr -c 'A-Za-z0-9_' '_')"; }
@@ -1058,11 +1107,12 @@ watch_log_directives() {
 watch_open() {
   [[ "${P[watch]}" != 0 ]] || return 0
   WATCH_FROM="$(date +%s)"
+  UPSTREAM_EXTRA="$(watch_log_directives)"
   if [[ -f "$STATE_DIR/access.log" && -w "$STATE_DIR/access.log" ]] \
     && (($(stat -c %s "$STATE_DIR/access.log") > 10485760)); then
     : >"$STATE_DIR/access.log"
   fi
-  if [[ "${P[switch_mode]}" == dnat ]] && upstream_points_to "127.0.0.1:${P[live_port]}"; then
+  if [[ "$SWITCH_MODE" == dnat ]] && upstream_points_to "127.0.0.1:${P[live_port]}"; then
     upstream_write "127.0.0.1:${P[live_port]}" "$(nat_color)" \
       || die "could not turn on the watch window's access log: $UPSTREAM_ERROR"
     rm -f "$STATE_DIR/upstream.bak" "$STATE_DIR/upstream.none"
@@ -1073,10 +1123,6 @@ watch_open() {
 # nginx's answers for the app logged since START (epoch ms), read on from where the last call
 # stopped (WATCH_OFFSET, bytes; nginx writes a line in one write, so a size read is a line end):
 # adds to WATCH_TOTAL and WATCH_BAD (5xx).
-WATCH_OFFSET=0
-WATCH_TOTAL=0
-WATCH_BAD=0
-
 watch_count() { # watch_count START_MS
   local f="$STATE_DIR/access.log" size n b
   [[ -f "$f" ]] || return 0
@@ -1134,14 +1180,9 @@ watch_window() { # watch_window TO_COLOR
 watch_revert() { # watch_revert FROM TO PREVIOUS_VERSION PREVIOUS_IMAGE
   local from="$1" to="$2"
   phase "switch back to $(container_name "$from")"
-  if [[ "${P[switch_mode]}" == dnat ]]; then
-    nat_apply "$(nat_chain)" "${P[live_port]}" "$(color_port "$from")" >&2 \
-      || die "the watch found $RUN_VERSION bad ($WATCH_REASON), but could not switch back: iptables-restore failed. $(container_name "$from") is running: run the workflow with rollback: previous."
-  else
-    upstream_write "$(upstream_target "$from")" "$from" "$(upstream_backup "$from")" \
-      || die "the watch found $RUN_VERSION bad ($WATCH_REASON), but could not switch back: $UPSTREAM_ERROR. $(container_name "$from") is running: run the workflow with rollback: previous."
-    rm -f "$STATE_DIR/upstream.bak" "$STATE_DIR/upstream.none"
-  fi
+  switch_point "$from" \
+    || die "the watch found $RUN_VERSION bad ($WATCH_REASON), but could not switch back: $SWITCH_ERROR. $(container_name "$from") is running: run the workflow with rollback: previous."
+  rm -f "$STATE_DIR/upstream.bak" "$STATE_DIR/upstream.none"
   log "switched back: nginx sends ${P[upstream_name]} to $(container_name "$from") again"
   event reverted
   state_write "$from" "$3" "$4"
@@ -1194,7 +1235,7 @@ drain_color() { # drain_color OLD_COLOR NEW_COLOR BEFORE
   deadline=$(( start + ${P[drain_timeout]%.*} * 1000 ))
   old_pid="$(container_pid "$1")"; new_pid="$(container_pid "$2")"
   local watch=0
-  if [[ -n "$before" ]]; then watch=1; elif [[ "${P[switch_mode]}" != dnat || "$PREV_MODE" != dnat ]]; then quiet=1000; fi
+  if [[ -n "$before" ]]; then watch=1; elif [[ "$SWITCH_MODE" != dnat || "$PREV_MODE" != dnat ]]; then quiet=1000; fi
   while :; do
     o="$(drain_connections "$old_pid")"
     if ((!seen_new)); then n="$(drain_connections "$new_pid")"; fi
@@ -1322,7 +1363,7 @@ switch_undo() { # switch_undo FROM TO
   local from="$1" to="$2"
   phase "undo the switch to $(container_name "$to")"
   NGINX_BEFORE=''
-  if [[ "${P[switch_mode]}" == dnat ]]; then
+  if [[ "$SWITCH_MODE" == dnat ]]; then
     if [[ -n "$from" ]]; then
       nat_apply "$(nat_chain)" "${P[live_port]}" "$(color_port "$from")" >&2 || log "warning: could not put the NAT rule back to $(container_name "$from")"
     else
@@ -1345,6 +1386,20 @@ switch_undo() { # switch_undo FROM TO
   fi
   journal_clear
   history_add undone "$to"
+}
+
+# A server that switched (role host, or the load balancer): report it, then wait for the runner's
+# `finish`. Anything else, or the runner gone, undoes the switch here and ends the run saying
+# what serves (AFTER).
+commit_or_undo() { # commit_or_undo FROM TO WHERE AFTER
+  local cmd
+  journal_write switched "$2"
+  command_await switched "color=$2"
+  cmd="$(command_next)"
+  [[ "$cmd" != finish ]] || return 0
+  if [[ "$cmd" == eof ]]; then runner_gone switched; fi
+  switch_undo "$1" "$2"
+  die "the switch to $RUN_VERSION was undone$3 (${cmd/#eof/the runner went away}): $4"
 }
 
 # ==== src/remote/steps/swarm.sh
@@ -1499,9 +1554,100 @@ main_swarm() {
   result_print true "" "" "$RUN_VERSION" "$RUN_IMAGE"
 }
 
+# ==== src/remote/roles/fleet.sh
+# Role host or app, in a run over several servers: prepared, then what the runner says.
+
+# A run over several servers, on one of them (role host or app), once the new color is healthy:
+# report `prepared` and do what the runner says. host: `switch` (then `finish`, or `undo`); app (the
+# load balancer switches): `finish`; both: `keep` (promote: false) or `abort`. When the runner goes
+# away, a host undoes its switch; an app server leaves both colors running, since the load
+# balancer may point at either, and the next run takes over.
+fleet_prepared() { # fleet_prepared FROM_COLOR TO_COLOR
+  local from="$1" to="$2" cmd next=finish
+  if [[ "${P[role]}" == host && -n "${P[preview_file]}" ]]; then
+    preview_ensure "$from" || fleet_abort "$to" "$UPSTREAM_ERROR"
+  fi
+  journal_write prepared "$to"
+  command_await prepared "color=$to previous_color=$from version=$RUN_VERSION image=$RUN_IMAGE"
+  if [[ "${P[role]}" == host ]]; then next=switch; fi
+  cmd="$(command_next)"
+  case "$cmd" in
+    "$next") ;;
+    keep)
+      journal_write kept "$to"
+      history_add prepared "$to"
+      log "$(container_name "$to") keeps running $RUN_VERSION for a later run to promote"
+      result_print false "$to" "$from" "$RUN_VERSION" "$RUN_IMAGE"
+      return 0
+      ;;
+    eof)
+      runner_gone prepared
+      if [[ "${P[role]}" == app ]]; then history_add interrupted "$to"; exit 1; fi
+      fleet_abort "$to" "the runner went away before the switch" ;;
+    *) fleet_abort "$to" "the runner said $cmd: another server could not get ready" ;;
+  esac
+  if [[ "${P[role]}" == host ]]; then
+    switch_to "$to"
+    commit_or_undo "$from" "$to" ' here' "$(container_name "${from:-none}") serves as before"
+  fi
+  main_finish "$from" "$to"
+}
+
+fleet_abort() { # fleet_abort COLOR WHY: remove the prepared color, switch nothing
+  container_remove "$1"
+  journal_clear
+  history_add aborted "$1"
+  die "$2; $(container_name "$1") was removed and nothing was switched here"
+}
+
+# ==== src/remote/roles/lb.sh
+# Role lb, in a run over several servers: the load balancer switches every app server at once.
+
+# The load-balancer host (role lb): it runs no container. It says which color serves (and, for a
+# rollback, the version to go back to); the runner prepares the app servers, then has it switch
+# its upstream to that color on every app server at once (`switch COLOR`, then `finish` or
+# `undo`), or `keep` (promote: false) or `abort`.
+lb_run() {
+  local active current idle cmd
+  upstream_recover
+  active="$(state_get color)"; current="$(state_get version)"
+  if [[ "${P[action]}" == rollback ]]; then
+    [[ -n "$active" ]] || die "nothing is deployed for ${P[app]} behind this load balancer, so there is nothing to roll back to"
+    target_pick "$current"
+  fi
+  if [[ -n "$active" ]]; then idle="$(color_other "$active")"; else idle=blue; fi
+  if [[ -n "${P[preview_file]}" ]]; then preview_ensure "$active" || die "$UPSTREAM_ERROR"; fi
+  command_await ready "color=$idle previous_color=$active version=$RUN_VERSION image=$RUN_IMAGE"
+  cmd="$(command_next)"
+  case "$cmd" in
+    "switch $idle") ;;
+    keep)
+      history_add prepared "$idle"
+      result_print false "$idle" "$active" "$RUN_VERSION" "$RUN_IMAGE"
+      return 0 ;;
+    eof) runner_gone ready; exit 1 ;;
+    *) die "nothing was switched (the runner said $cmd)" ;;
+  esac
+  phase "switch to ${P[app]}-$idle on every app server"
+  # the load balancer runs no container: a failed switch removes nothing
+  switch_point "$idle" || {
+    if [[ -n "$UPSTREAM_FAILED" ]]; then history_add "$UPSTREAM_FAILED" "$idle"; fi
+    die "$SWITCH_ERROR"
+  }
+  log "nginx now sends ${P[upstream_name]} to $(upstream_target "$idle")"
+  event switched
+  commit_or_undo "$active" "$idle" '' "nginx sends ${P[upstream_name]} to ${active:-nothing} as before"
+  state_write "$idle" "$RUN_VERSION" "$RUN_IMAGE"
+  journal_clear
+  history_add ok "$idle"
+  event finished
+  result_print true "$idle" "$active" "$RUN_VERSION" "$RUN_IMAGE"
+}
+
 # ==== src/remote/main.sh
-# The two runs as their lists of steps: deploy and rollback, sharing what follows the start.
-# Globals: TMP_PATHS (files to remove at exit).
+# The two runs as their lists of steps: deploy and rollback, sharing what follows the start; the
+# roles of a run over several servers are in roles/ (fleet.sh: host and app; lb.sh: the load
+# balancer). Globals: TMP_PATHS (files to remove at exit).
 
 TMP_PATHS=()
 
@@ -1565,58 +1711,8 @@ main_go() { # main_go FROM_COLOR TO_COLOR
     switch_to "$2"
     main_finish "$1" "$2"
   else
-    main_prepared "$1" "$2"
+    fleet_prepared "$1" "$2"
   fi
-}
-
-# A run over several servers, on one of them (role host or app), once the new color is healthy:
-# report `prepared` and do what the runner says. host: `switch` (then `finish`, or `undo`); app (the
-# load balancer switches): `finish`; both: `keep` (promote: false) or `abort`. When the runner goes
-# away, a host undoes its switch; an app server leaves both colors running, since the load
-# balancer may point at either, and the next run takes over.
-main_prepared() { # main_prepared FROM_COLOR TO_COLOR
-  local from="$1" to="$2" cmd next=finish
-  if [[ "${P[role]}" == host && -n "${P[preview_file]}" ]]; then
-    preview_ensure "$from" || main_abort "$to" "$UPSTREAM_ERROR"
-  fi
-  journal_write prepared "$to"
-  command_await prepared "color=$to previous_color=$from version=$RUN_VERSION image=$RUN_IMAGE"
-  if [[ "${P[role]}" == host ]]; then next=switch; fi
-  cmd="$(command_next)"
-  case "$cmd" in
-    "$next") ;;
-    keep)
-      journal_write kept "$to"
-      history_add prepared "$to"
-      log "$(container_name "$to") keeps running $RUN_VERSION for a later run to promote"
-      result_print false "$to" "$from" "$RUN_VERSION" "$RUN_IMAGE"
-      return 0
-      ;;
-    eof)
-      runner_gone prepared
-      if [[ "${P[role]}" == app ]]; then history_add interrupted "$to"; exit 1; fi
-      main_abort "$to" "the runner went away before the switch" ;;
-    *) main_abort "$to" "the runner said $cmd: another server could not get ready" ;;
-  esac
-  if [[ "${P[role]}" == host ]]; then
-    switch_to "$to"
-    journal_write switched "$to"
-    command_await switched "color=$to"
-    cmd="$(command_next)"
-    if [[ "$cmd" != finish ]]; then
-      if [[ "$cmd" == eof ]]; then runner_gone switched; fi
-      switch_undo "$from" "$to"
-      die "the switch to $RUN_VERSION was undone here (${cmd/#eof/the runner went away}): $(container_name "${from:-none}") serves as before"
-    fi
-  fi
-  main_finish "$from" "$to"
-}
-
-main_abort() { # main_abort COLOR WHY: remove the prepared color, switch nothing
-  container_remove "$1"
-  journal_clear
-  history_add aborted "$1"
-  die "$2; $(container_name "$1") was removed and nothing was switched here"
 }
 
 # After the switch: state, drain, history, and the old color stopped in the background. FROM is
@@ -1642,54 +1738,6 @@ main_finish() { # main_finish FROM_COLOR TO_COLOR
   result_print true "$to" "$from" "$RUN_VERSION" "$RUN_IMAGE" "$DRAIN_OPEN"
 }
 
-# The load-balancer host (role lb): it runs no container. It says which color serves (and, for a
-# rollback, the version to go back to); the runner prepares the app servers, then has it switch
-# its upstream to that color on every app server at once (`switch COLOR`, then `finish` or
-# `undo`), or `keep` (promote: false) or `abort`.
-main_lb() {
-  local active current idle cmd
-  upstream_recover
-  active="$(state_get color)"; current="$(state_get version)"
-  if [[ "${P[action]}" == rollback ]]; then
-    [[ -n "$active" ]] || die "nothing is deployed for ${P[app]} behind this load balancer, so there is nothing to roll back to"
-    target_pick "$current"
-  fi
-  if [[ -n "$active" ]]; then idle="$(color_other "$active")"; else idle=blue; fi
-  if [[ -n "${P[preview_file]}" ]]; then preview_ensure "$active" || die "$UPSTREAM_ERROR"; fi
-  command_await ready "color=$idle previous_color=$active version=$RUN_VERSION image=$RUN_IMAGE"
-  cmd="$(command_next)"
-  case "$cmd" in
-    "switch $idle") ;;
-    keep)
-      history_add prepared "$idle"
-      result_print false "$idle" "$active" "$RUN_VERSION" "$RUN_IMAGE"
-      return 0 ;;
-    eof) runner_gone ready; exit 1 ;;
-    *) die "nothing was switched (the runner said $cmd)" ;;
-  esac
-  phase "switch to ${P[app]}-$idle on every app server"
-  # the load balancer runs no container: a failed write removes nothing
-  upstream_write "$(upstream_target "$idle")" "$idle" || {
-    if [[ -n "$UPSTREAM_FAILED" ]]; then history_add "$UPSTREAM_FAILED" "$idle"; fi
-    die "$UPSTREAM_ERROR"
-  }
-  log "nginx now sends ${P[upstream_name]} to $(upstream_target "$idle")"
-  event switched
-  journal_write switched "$idle"
-  command_await switched "color=$idle"
-  cmd="$(command_next)"
-  if [[ "$cmd" != finish ]]; then
-    if [[ "$cmd" == eof ]]; then runner_gone switched; fi
-    switch_undo "$active" "$idle"
-    die "the switch to $RUN_VERSION was undone (${cmd/#eof/the runner went away}): nginx sends ${P[upstream_name]} to ${active:-nothing} as before"
-  fi
-  state_write "$idle" "$RUN_VERSION" "$RUN_IMAGE"
-  journal_clear
-  history_add ok "$idle"
-  event finished
-  result_print true "$idle" "$active" "$RUN_VERSION" "$RUN_IMAGE"
-}
-
 main() {
   params_parse "$@"
   params_read_secrets
@@ -1706,15 +1754,11 @@ main() {
   state_init
   event begin
   lock_acquire
-  PREV_MODE="$(state_get switch_mode)"; PREV_MODE="${PREV_MODE:-reload}"
-  if [[ "${P[action]}" == rollback && "$PREV_MODE" != "${P[switch_mode]}" ]]; then
-    log "rolling back in switch-mode $PREV_MODE, the mode of the deploy it undoes (switch-mode ${P[switch_mode]} was given)"
-    P[switch_mode]="$PREV_MODE"
-  fi
-  if [[ "${P[switch_mode]}" == dnat || "$PREV_MODE" == dnat ]]; then nat_preflight; fi
+  switch_mode_decide
+  if [[ "$SWITCH_MODE" == dnat || "$PREV_MODE" == dnat ]]; then nat_preflight; fi
   journal_report
   trap 'history_print; serving_print; main_cleanup' EXIT
-  if [[ "${P[role]}" == lb ]]; then main_lb; return; fi
+  if [[ "${P[role]}" == lb ]]; then lb_run; return; fi
   docker_preflight
   if [[ "${P[engine]}" == swarm ]]; then main_swarm; return; fi
   case "${P[action]}" in

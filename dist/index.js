@@ -69731,7 +69731,7 @@ var src_version = __nccwpck_require__(311);
 
 
 const REVISION = 'org.opencontainers.image.revision';
-async function readPlan(config, ctx, deps) {
+async function readPlan({ config, ctx, deps }) {
     const commit = config.version ? {} : await readCommit(ctx, deps.runner);
     const plan = (0,src_version/* planVersion */.Uk)({
         explicit: config.version,
@@ -69744,7 +69744,7 @@ async function readPlan(config, ctx, deps) {
         throw new Error("Input 'github-token' is empty: pass ${{ github.token }} or set create-release: false.");
     return { plan };
 }
-async function checkPlan(config, ctx, deps, { plan: asked }) {
+async function checkPlan({ config, ctx, deps }, { plan: asked }) {
     let plan = asked;
     const notes = [];
     const registry = deps.registry(config);
@@ -69771,7 +69771,7 @@ async function checkPlan(config, ctx, deps, { plan: asked }) {
  * The pushed image's digest, and the version it deploys as: a version tagged on another digest,
  * or released for another commit, deploys as the commit's sha- name (a notice says where it is).
  */
-async function findPushed(config, ctx, deps, { plan: asked }) {
+async function findPushed({ config, ctx, deps }, { plan: asked }) {
     const registry = deps.registry(config);
     const given = `${config.image}${config.prebuilt}`;
     const read = (reference) => registry.digest(reference).catch((e) => {
@@ -69968,7 +69968,7 @@ async function buildAndPush(runner, config, plan, cwd) {
 
 
 /** build: false: the version's tag names the pushed digest (from then on, as a build's would). */
-async function tagStep(registry, config, tag, digest, outcome) {
+async function tagStep({ config, outcome }, registry, tag, digest) {
     try {
         await registry.retag(digest, tag);
     }
@@ -69980,7 +69980,7 @@ async function tagStep(registry, config, tag, digest, outcome) {
     outcome.tags = [`${config.image}:${tag}`];
     info(`${config.image}:${tag} now names ${digest}`);
 }
-function startBuild(config, ctx, deps, { plan }, outcome) {
+function startBuild({ config, ctx, deps, outcome }, { plan }) {
     const ref = `${config.image}:${plan.tag}`;
     const stopper = new AbortController();
     let ended = false;
@@ -70005,14 +70005,14 @@ function startBuild(config, ctx, deps, { plan }, outcome) {
         }
     };
 }
-async function notBuiltAgain(ref, notes, outcome) {
+async function notBuiltAgain({ outcome }, ref, notes) {
     for (const note of notes)
         note();
     info(`${ref} holds this commit already (an earlier run pushed it): not built again`);
     outcome.tags = [ref];
 }
 /** Once the image is built (its output done, the plan's messages printed): push it. */
-async function pushStep(config, ctx, deps, build, notes, outcome, claimed = Promise.resolve()) {
+async function pushStep({ config, ctx, deps, outcome }, build, notes, claimed = Promise.resolve()) {
     try {
         await inPhase(outcome, 'build', () => build.done);
         runnerEvent(outcome, 'built');
@@ -70029,9 +70029,9 @@ async function pushStep(config, ctx, deps, build, notes, outcome, claimed = Prom
     info(`Pushed ${build.ref}${pushed.digest ? ` (${pushed.digest})` : ''}`);
 }
 /** The release, a draft until its version serves; made while the image builds. */
-async function draftStep(releases, version, sha, outcome) {
+async function draftStep({ ctx, outcome }, releases, version) {
     runnerEvent(outcome, 'release');
-    const r = await inPhase(outcome, 'drafting the release', () => draftRelease(releases, { tag: version, sha, prerelease: (0,src_version/* isPrerelease */.V1)(version) }));
+    const r = await inPhase(outcome, 'drafting the release', () => draftRelease(releases, { tag: version, sha: ctx.sha, prerelease: (0,src_version/* isPrerelease */.V1)(version) }));
     runnerEvent(outcome, 'drafted');
     outcome.releaseUrl = r.release.html_url;
     outcome.releaseDraft = r.release.draft === true;
@@ -70039,7 +70039,7 @@ async function draftStep(releases, version, sha, outcome) {
     return r;
 }
 /** Publish the draft once its version serves. */
-async function publishStep(releases, release, outcome) {
+async function publishStep({ outcome }, releases, release) {
     if (!release?.draft || !releases || !outcome.deployed)
         return;
     const published = await inPhase(outcome, 'publishing the release', () => releases.publish(release.id));
@@ -70053,7 +70053,7 @@ async function publishStep(releases, release, outcome) {
  * back. A pre-release never moves it. On a rollback a failure is a warning: the rollback itself
  * succeeded and must not be repeated.
  */
-async function moveLatest(registry, config, outcome, action) {
+async function moveLatest({ config, outcome }, registry, action) {
     const ref = outcome.image;
     if (!outcome.deployed || !ref)
         return;
@@ -70157,7 +70157,7 @@ function disconnect(target) {
         s.shell.dispose();
 }
 /** Connect to every server at once; if one fails, the run stops before anything is pushed. */
-async function connectAll(config, deps) {
+async function connectAll({ config, deps }) {
     const all = [...config.hosts, ...(config.lb ? [config.lb] : [])];
     const connected = await Promise.allSettled(all.map((ssh) => deps.connect(ssh)));
     const failed = connected.flatMap((r, i) => r.status === 'rejected' ? [{ name: (0,fleet/* serverName */.L5)(all[i]), error: r.reason }] : []);
@@ -70179,9 +70179,10 @@ async function connectAll(config, deps) {
         ? { servers: servers.slice(0, -1), lb: servers[servers.length - 1] }
         : { servers };
 }
-async function switchOnServers(target, config, ctx, outcome, req, early) {
+async function switchOnServers(run, target, req, early) {
+    const { config, ctx, outcome } = run;
     if (!config.fleet.several)
-        return switchOnServer(target.servers[0].shell, config, ctx, outcome, req, early);
+        return switchOnServer(run, target.servers[0].shell, req, early);
     const log = (name) => ({
         line: (text) => foreign/* foreignText */.qk.print(`${name}: ${text}`),
         warning: (text) => job_log_warning(text, { title: `Server ${name}` }),
@@ -70241,7 +70242,7 @@ const BUILD_WAIT_S = 3600;
 function overlapsBuild(config) {
     return !config.fleet.several && config.engine.kind === 'ssh';
 }
-function startEarly(shell, config, ctx, req, outcome) {
+function startEarly({ config, ctx, outcome }, shell, req) {
     const log = new ServerLog(config.ssh.host);
     log.hold();
     runnerEvent(outcome, 'sent');
@@ -70265,7 +70266,7 @@ function startEarly(shell, config, ctx, req, outcome) {
     };
 }
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms).unref());
-async function switchOnServer(shell, config, ctx, outcome, req, early) {
+async function switchOnServer({ config, ctx, outcome }, shell, req, early) {
     const log = early?.log ?? new ServerLog(config.ssh.host);
     const run = { ...req, actor: ctx.actor, runUrl: ctx.runUrl };
     try {
@@ -70324,23 +70325,25 @@ async function switchOnServer(shell, config, ctx, outcome, req, early) {
  * A run: a rollback, or a deploy of the version the commit names, built here or pushed before.
  */
 async function deploy(config, ctx, deps, outcome) {
+    const run = { config, ctx, deps, outcome };
     if (config.rollback)
-        return rollback(config, ctx, deps, outcome, config.rollback);
-    const local = await inPhase(outcome, 'reading the version', () => readPlan(config, ctx, deps));
+        return rollback(run, config.rollback);
+    const local = await inPhase(outcome, 'reading the version', () => readPlan(run));
     if (config.prebuilt)
-        return deployPushed(config, ctx, deps, outcome, local);
-    return deployBuilt(config, ctx, deps, outcome, local);
+        return deployPushed(run, local);
+    return deployBuilt(run, local);
 }
 /**
  * A rollback builds, pushes and releases nothing: every server switches to a version it knows
  * (the one before, or the one named), then `latest` follows it.
  */
-async function rollback(config, ctx, deps, outcome, to) {
+async function rollback(run, to) {
+    const { config, deps, outcome } = run;
     info(`Rollback to ${to}: nothing is built, pushed or released.`);
-    const target = await inPhase(outcome, 'connecting over SSH', () => connectAll(config, deps));
+    const target = await inPhase(outcome, 'connecting over SSH', () => connectAll(run));
     try {
-        await switchOnServers(target, config, ctx, outcome, rollbackRequest(config.image, to));
-        await inPhase(outcome, 'moving latest', () => moveLatest(deps.registry(config), config, outcome, 'rollback'));
+        await switchOnServers(run, target, rollbackRequest(config.image, to));
+        await inPhase(outcome, 'moving latest', () => moveLatest(run, deps.registry(config), 'rollback'));
     }
     finally {
         disconnect(target);
@@ -70353,15 +70356,15 @@ async function rollback(config, ctx, deps, outcome, to) {
  * so a wrong key or host key fails before anything is pushed) → the script pulls, starts, checks
  * and switches → `latest` and the release follow the version that serves.
  */
-async function deployBuilt(config, ctx, deps, outcome, local) {
-    const build = startBuild(config, ctx, deps, local, outcome);
-    const [target, planned] = await both(inPhase(outcome, 'connecting over SSH', () => connectAll(config, deps)), inPhase(outcome, 'checking the version with GitHub and the registry', () => checkPlan(config, ctx, deps, local)), async ([connected]) => {
+async function deployBuilt(run, local) {
+    const build = startBuild(run, local);
+    const [target, planned] = await both(inPhase(run.outcome, 'connecting over SSH', () => connectAll(run)), inPhase(run.outcome, 'checking the version with GitHub and the registry', () => checkPlan(run, local)), async ([connected]) => {
         await build.stop('the run cannot go on (below)');
         if (connected.status === 'fulfilled')
             disconnect(connected.value);
     });
     try {
-        await buildReleaseAndSwitch(config, ctx, deps, outcome, target, planned, build);
+        await buildReleaseAndSwitch(run, target, planned, build);
     }
     finally {
         disconnect(target);
@@ -70373,8 +70376,9 @@ async function deployBuilt(config, ctx, deps, outcome, local) {
  * drafted, and every server pulls and runs the image by digest, so each environment deployed from
  * it runs the identical image.
  */
-async function deployPushed(config, ctx, deps, outcome, local) {
-    const [target, found] = await both(inPhase(outcome, 'connecting over SSH', () => connectAll(config, deps)), inPhase(outcome, 'reading the pushed image from the registry', () => findPushed(config, ctx, deps, local)), ([connected]) => {
+async function deployPushed(run, local) {
+    const { config, outcome } = run;
+    const [target, found] = await both(inPhase(outcome, 'connecting over SSH', () => connectAll(run)), inPhase(outcome, 'reading the pushed image from the registry', () => findPushed(run, local)), ([connected]) => {
         if (connected.status === 'fulfilled')
             disconnect(connected.value);
     });
@@ -70387,25 +70391,24 @@ async function deployPushed(config, ctx, deps, outcome, local) {
         const given = `${config.image}${config.prebuilt}`;
         info(`Deploying ${given} (pushed before, not built here)${given === ref ? '' : `: ${ref}`}`);
         // the version's tag goes on the digest only once the draft claimed the version for this commit
-        const drafting = plan.version && releases
-            ? draftStep(releases, plan.version, ctx.sha, outcome)
-            : Promise.resolve(undefined);
-        const [, drafted] = await both(drafting.then(() => tagged || !plan.version ? undefined : tagStep(registry, config, plan.tag, digest, outcome)), drafting);
+        const drafting = plan.version && releases ? draftStep(run, releases, plan.version) : Promise.resolve(undefined);
+        const [, drafted] = await both(drafting.then(() => tagged || !plan.version ? undefined : tagStep(run, registry, plan.tag, digest)), drafting);
         if (tagged && plan.version)
             outcome.tags = [`${config.image}:${plan.tag}`];
-        await switchOnServers(target, config, ctx, outcome, {
+        await switchOnServers(run, target, {
             action: 'deploy',
             image: ref,
             version: plan.version ?? plan.tag
         });
-        await inPhase(outcome, 'moving latest', () => moveLatest(registry, config, outcome, 'deploy'));
-        await publishStep(releases, drafted?.release, outcome);
+        await inPhase(outcome, 'moving latest', () => moveLatest(run, registry, 'deploy'));
+        await publishStep(run, releases, drafted?.release);
     }
     finally {
         disconnect(target);
     }
 }
-async function buildReleaseAndSwitch(config, ctx, deps, outcome, target, { plan, built, registry, releases, notes }, begun) {
+async function buildReleaseAndSwitch(run, target, { plan, built, registry, releases, notes }, begun) {
+    const { config, outcome } = run;
     outcome.version = plan.version;
     const ref = `${config.image}:${plan.tag}`;
     outcome.image = ref;
@@ -70415,22 +70418,16 @@ async function buildReleaseAndSwitch(config, ctx, deps, outcome, target, { plan,
         await begun.stop(built === 'here'
             ? "the registry holds this commit's image already"
             : `the version is released already, so the image is tagged ${plan.tag}`);
-        build = built === 'here' ? undefined : startBuild(config, ctx, deps, { plan }, outcome);
+        build = built === 'here' ? undefined : startBuild(run, { plan });
     }
     // a deploy without a version is labelled on the server by its sha- tag, so it can be rolled back to
     const req = { action: 'deploy', image: ref, version: plan.version ?? plan.tag };
     // the server gets ready (lock, checks, which color serves) while the image builds
-    const early = overlapsBuild(config)
-        ? startEarly(target.servers[0].shell, config, ctx, req, outcome)
-        : undefined;
+    const early = overlapsBuild(config) ? startEarly(run, target.servers[0].shell, req) : undefined;
     // the draft claims the version while the image builds; the push waits for it, so two commits
     // that name one version cannot both push its tag (the second one's draft is refused)
-    const drafting = plan.version && releases
-        ? draftStep(releases, plan.version, ctx.sha, outcome)
-        : Promise.resolve(undefined);
-    const [, drafted] = await both(build
-        ? pushStep(config, ctx, deps, build, notes, outcome, drafting)
-        : notBuiltAgain(ref, notes, outcome), drafting, async ([pushed, draft]) => {
+    const drafting = plan.version && releases ? draftStep(run, releases, plan.version) : Promise.resolve(undefined);
+    const [, drafted] = await both(build ? pushStep(run, build, notes, drafting) : notBuiltAgain(run, ref, notes), drafting, async ([pushed, draft]) => {
         await early?.abort();
         // a draft this run made for an image that was never pushed would claim the version
         if (pushed.status === 'rejected' && draft.status === 'fulfilled' && draft.value?.created)
@@ -70442,9 +70439,9 @@ async function buildReleaseAndSwitch(config, ctx, deps, outcome, target, { plan,
             }));
     });
     early?.go();
-    await switchOnServers(target, config, ctx, outcome, req, early);
-    await inPhase(outcome, 'moving latest', () => moveLatest(registry, config, outcome, 'deploy'));
-    await publishStep(releases, drafted?.release, outcome);
+    await switchOnServers(run, target, req, early);
+    await inPhase(outcome, 'moving latest', () => moveLatest(run, registry, 'deploy'));
+    await publishStep(run, releases, drafted?.release);
 }
 /** What a rollback asks of the servers: the version, and where its image is if they lack it. */
 function rollbackRequest(image, target) {
