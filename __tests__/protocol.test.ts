@@ -9,7 +9,8 @@ import {
   MARKERS,
   PARAMETERS,
   STAGES,
-  SECRET_LINES
+  SECRET_LINES,
+  SERVING_FIELDS
 } from '../src/remote/protocol.js'
 import { loadDeployScript, remoteStdin, scriptArgs } from '../src/remote/request.js'
 
@@ -99,6 +100,11 @@ test('the script reads exactly the declared secret lines', () => {
     .split('\n')
     .map((l) => l.split(' ')[0])
   for (const n of sent) expect(SECRET_LINES).toContain(n)
+})
+
+test('the serving line has the declared fields, in order', () => {
+  const line = /marker serving "([^"]*)"/.exec(code)?.[1] ?? ''
+  expect([...line.matchAll(/(?:^| )(\w+)=/g)].map((m) => m[1])).toEqual([...SERVING_FIELDS])
 })
 
 test('a history row has the declared fields, in order', () => {

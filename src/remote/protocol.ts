@@ -93,8 +93,6 @@ export const RESULT_FIELDS = [
   'image',
   'open_connections'
 ] as const
-export type ResultField = (typeof RESULT_FIELDS)[number]
-
 /** The `serving` marker's fields: what serves on the server as its script ends. */
 export const SERVING_FIELDS = ['color', 'version'] as const
 

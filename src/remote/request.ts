@@ -2,7 +2,7 @@
 // line that runs it, and its stdin (the script, then the secret lines its role reads).
 import { readFileSync } from 'node:fs'
 import type { Config } from '../config.js'
-import { ROLE_SECRETS, type Parameter, type Role } from './protocol.js'
+import { ROLE_SECRETS, type Action, type Parameter, type Role } from './protocol.js'
 
 /**
  * The blue-green script, sent on stdin: src/remote's parts, joined in order into build/deploy.sh
@@ -15,7 +15,7 @@ export function loadDeployScript(): string {
 
 /** What the server is asked to do. */
 export interface RemoteRequest {
-  action: 'deploy' | 'rollback'
+  action: Exclude<Action, 'status'>
   /** rollback: 'previous' or a version */
   target?: string
   /** full image reference to run, repository:tag */
@@ -44,7 +44,7 @@ export function shellQuote(word: string): string {
 /** The script's key=value arguments: everything that is not secret. */
 export function scriptArgs(
   config: Config,
-  req: Omit<RemoteRequest, 'action'> & { action: RemoteRequest['action'] | 'status' }
+  req: Omit<RemoteRequest, 'action'> & { action: Action }
 ): string[] {
   const a: [Parameter, string | number | undefined][] = [
     ['action', req.action],
