@@ -386,3 +386,75 @@ describe('build: false', () => {
     expect(testConfig({}).prebuilt).toBeUndefined()
   })
 })
+
+describe('a real application: the pre-switch task, workers, the run spec a rollback sets itself', () => {
+  test('workers: name, options, a command split like a shell would', () => {
+    const c = testConfig({
+      workers: [
+        '# the job runner and the scheduler',
+        "jobs: bin/jobs --queue 'high prio'",
+        '',
+        'scheduler single stop-signal=SIGINT stop-timeout=120: bin/cron'
+      ].join('\n')
+    })
+    expect(c.app.workers).toEqual([
+      {
+        name: 'jobs',
+        words: ['bin/jobs', '--queue', 'high prio'],
+        single: false,
+        stopSignal: 'SIGTERM',
+        stopTimeout: 30
+      },
+      {
+        name: 'scheduler',
+        words: ['bin/cron'],
+        single: true,
+        stopSignal: 'SIGINT',
+        stopTimeout: 120
+      }
+    ])
+    expect(c.app.given).toEqual(['workers'])
+  })
+  test.each([
+    ['Jobs: x', /Invalid workers line 1: expected NAME/],
+    ['jobs x: bin/jobs', /Invalid workers line 1 \(jobs\): 'x' is not an option/],
+    ['jobs stop-timeout=9999: bin/jobs', /'stop-timeout=9999' is not an option/],
+    ['jobs:', /no command after the colon/],
+    ['jobs: a\njobs: b', /the name jobs is given twice/],
+    ["jobs: 'open", /not quoted like a shell would/]
+  ])('bad workers %j', (workers, message) => {
+    expect(problems({ ...base, workers }).join('\n')).toMatch(message)
+  })
+  test('pre-switch-command: words, timeout, force; command-timeout leaves room for it', () => {
+    const c = testConfig({
+      'pre-switch-command': "bin/migrate --to 'v 2'",
+      'pre-switch-timeout': '600'
+    })
+    expect(c.app.task).toEqual({
+      words: ['bin/migrate', '--to', 'v 2'],
+      timeout: 600,
+      force: false
+    })
+    expect(c.commandTimeout).toBeGreaterThanOrEqual(600 + 60 + 30)
+    expect(testConfig({}).app.task).toBeUndefined()
+    expect(problems({ ...base, 'pre-switch-command': "x 'open" }).join('\n')).toMatch(
+      /Invalid pre-switch-command/
+    )
+  })
+  test('engine swarm refuses a pre-switch command and workers before anything changes', () => {
+    const p = problems({
+      ...base,
+      engine: 'swarm',
+      'pre-switch-command': 'bin/migrate',
+      workers: 'jobs: bin/jobs'
+    }).join('\n')
+    expect(p).toMatch(/'pre-switch-command' is not supported with engine swarm yet/)
+    expect(p).toMatch(/'workers' is not supported with engine swarm yet/)
+  })
+  test('given: the run spec items the inputs set, and only those', () => {
+    expect(testConfig({}).app.given).toEqual([])
+    expect(
+      testConfig({ 'health-path': '/up', env: 'A=1', 'docker-run-args': '--memory 1g' }).app.given
+    ).toEqual(['health_path', 'env', 'run_arg'])
+  })
+})

@@ -469,3 +469,40 @@ main_cleanup`)
   expect(readdirSync(conf).sort()).toEqual(['shop-preview.conf', 'shop-preview.conf.tmp'])
   expect(statSync(path.join(conf, 'shop-preview.conf')).mode & 0o777).toBe(0o644)
 })
+
+test('a version’s run spec round-trips through its record: env values with spaces and newlines, run arguments; a rollback’s own inputs win and are named', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'bgd-spec-'))
+  const out = withFunctions(`
+    STATE_DIR='${dir}'; P[app]=a
+    P[container_port]=9000; P[health_path]=/up; P[network]=net1
+    ENV_KEYS=(A PEM); ENV_VALUES=('one two x' $'l1\\nl2\\n''x')
+    RUN_ARGS=(--label 'x=has space')
+    RUN_VERSION=v1.0.0; spec_save
+    stat -c '%a' '${dir}/specs' '${dir}/specs/v1.0.0'
+    # a rollback run with defaults and nothing of its own
+    P[container_port]=8080; P[health_path]=/; P[network]=''; ENV_KEYS=(); ENV_VALUES=(); RUN_ARGS=()
+    spec_load
+    printf 'port=%s path=%s net=%s\\n' "\${P[container_port]}" "\${P[health_path]}" "\${P[network]}"
+    printf 'env=%s|%s\\n' "\${ENV_KEYS[*]}" "\${ENV_VALUES[1]%x}"
+    printf 'args=%s|%s\\n' "\${#RUN_ARGS[@]}" "\${RUN_ARGS[1]}"
+    spec_changes_container || echo 'kept container fits'
+    # a rollback that sets its own env and the same health path
+    P[explicit]=env,health_path; P[health_path]=/up; ENV_KEYS=(A); ENV_VALUES=('otherx')
+    spec_load
+    printf 'env=%s overrides=%s\\n' "\${ENV_VALUES[0]%x}" "$SPEC_OVERRIDES"
+    spec_changes_container && echo 'a new container'
+    RUN_VERSION=v9; spec_load
+  `)
+  expect(out).toContain('700\n600\n')
+  expect(out).toContain('port=9000 path=/up net=net1\n')
+  expect(out).toContain('env=A PEM|l1\nl2\n\n')
+  expect(out).toContain('args=2|x=has space\n')
+  expect(out).toContain('kept container fits\n')
+  expect(out).toMatch(
+    /putting v1\.0\.0 back as it ran: container_port, health_path, network, env \(2 variable\(s\)\), docker run arguments \(2\) from its record\n/
+  )
+  expect(out).toContain('env=other overrides=env\n')
+  expect(out).toContain('this run sets its own env\n')
+  expect(out).toContain('a new container\n')
+  expect(out).toMatch(/no run spec is recorded for v9 on this server/)
+})

@@ -377,3 +377,60 @@ test('what a server can make the runner hold is bounded: history rows, events an
   expect(p.events).toHaveLength(MAX_EVENTS)
   expect(warnings).toBe(MAX_WARNINGS)
 })
+
+describe('a real application on the wire', () => {
+  const c = testConfig({
+    'pre-switch-command': "bin/migrate --to 'v 2'",
+    workers: 'jobs: bin/jobs\nscheduler single stop-timeout=60: bin/cron',
+    'health-path': '/up'
+  })
+  const base = { image: 'ghcr.io/acme/shop:v2', version: 'v2', actor: 'a', runUrl: 'u' }
+  const param = (args: string[], name: string) =>
+    args.find((a) => a.startsWith(`${name}=`))?.slice(name.length + 1)
+  const b64 = (s: string) => Buffer.from(s, 'base64').toString('utf8')
+
+  test('the task goes to the one server that runs it: a deploy alone, or the task session; never a rollback or a fleet role', () => {
+    const words = (args: string[]) => b64(param(args, 'task') ?? '').split('\0')
+    expect(words(scriptArgs(c, { ...base, action: 'deploy' }))).toEqual([
+      'bin/migrate',
+      '--to',
+      'v 2'
+    ])
+    expect(words(scriptArgs(c, { ...base, action: 'task' }))).toEqual([
+      'bin/migrate',
+      '--to',
+      'v 2'
+    ])
+    for (const req of [
+      { ...base, action: 'rollback' as const },
+      { ...base, action: 'deploy' as const, role: 'host' as const },
+      { ...base, action: 'deploy' as const, role: 'app' as const }
+    ])
+      expect(param(scriptArgs(c, req), 'task')).toBeUndefined()
+  })
+
+  test('workers: one tab-separated line each; single_workers only where it is not here', () => {
+    const args = scriptArgs(c, { ...base, action: 'deploy' })
+    const lines = b64(param(args, 'workers')!)
+      .split('\n')
+      .map((l) => l.split('\t'))
+    expect(lines.map(([n, s, sig, t, w]) => [n, s, sig, t, b64(w!)])).toEqual([
+      ['jobs', '0', 'SIGTERM', '30', 'bin/jobs'],
+      ['scheduler', '1', 'SIGTERM', '60', 'bin/cron']
+    ])
+    expect(param(args, 'single_workers')).toBeUndefined()
+    expect(
+      param(
+        scriptArgs(c, { ...base, action: 'deploy', singleWorkers: 'elsewhere' }),
+        'single_workers'
+      )
+    ).toBe('elsewhere')
+  })
+
+  test('explicit: a rollback names the run spec items its inputs set, a deploy none', () => {
+    expect(
+      param(scriptArgs(c, { ...base, action: 'rollback', target: 'previous' }), 'explicit')
+    ).toBe('health_path,task,workers')
+    expect(param(scriptArgs(c, { ...base, action: 'deploy' }), 'explicit')).toBeUndefined()
+  })
+})

@@ -70,6 +70,7 @@ declare -A P=(
   [switch_mode]=reload [live_port]=8083 [docker_timeout]=60 [role]=single [color]='' [bind_address]=127.0.0.1
   [lb_servers]='' [preview_file]='' [commit_timeout]=900 [watch]=0 [watch_max_error_rate]=1 [watch_max_health_failures]=3
   [keep_warm]=0 [engine]=ssh [replicas]=2 [health_cmd]='' [max_parallel]=1 [build_wait]=0
+  [task]='' [task_timeout]=300 [task_force]=0 [workers]='' [single_workers]=here [explicit]=''
 )
 
 # The secret lines each role's steps read (action status reads none).
@@ -81,6 +82,9 @@ declare -A PROTOCOL_ROLE_SECRETS=(
 )
 
 PROTOCOL_RESULT_FIELDS=(deployed color previous_color version image open_connections)
+
+# A version's run spec: the parameters recorded with it (the secret lines env and run_arg too).
+PROTOCOL_RUN_SPEC_PARAMETERS=(container_port health_path health_cmd network env_file task workers)
 
 PROTOCOL_STAGES=(locked ready prepared switched)
 
@@ -757,6 +761,106 @@ target_pick() { # target_pick CURRENT_VERSION
   TARGET_AVAILABLE="$available"
 }
 
+# ==== src/remote/steps/spec.sh
+# Step: a version's run spec (RUN_SPEC in the protocol: container port, health path or command,
+# network, env file, the task's command, the env and the docker run arguments), recorded after
+# every run that put the version in place, so that a rollback puts it back exactly as it ran
+# instead of with the rollback run's own inputs. One file per version in the owner-only state
+# directory (it holds the env's values: owner-only, as the directory is), kept for the versions
+# the history still lists (SPEC_KEEP, newest first). Globals: SPEC_KEEP.
+
+SPEC_KEEP=10
+
+spec_file() { # spec_file VERSION
+  printf '%s/specs/%s' "$STATE_DIR" "$(printf '%s' "$1" | tr -c 'A-Za-z0-9._-' '_')"
+}
+
+spec_b64() { printf '%s' "$1" | base64 -w0; }
+
+# After a run that put RUN_VERSION in place: what its containers run with.
+spec_save() {
+  local f tmp k i a
+  f="$(spec_file "$RUN_VERSION")"; tmp="$f.tmp.$$"
+  if ! { mkdir -p "${f%/*}" && chmod 700 "${f%/*}"; } 2>/dev/null; then
+    log "warning: cannot create ${f%/*}: the run spec of $RUN_VERSION is not recorded"
+    return 0
+  fi
+  if ! (umask 077
+    for k in "${PROTOCOL_RUN_SPEC_PARAMETERS[@]}"; do printf 'param %s %s\n' "$k" "$(spec_b64 "${P[$k]}")"; done
+    for i in "${!ENV_KEYS[@]}"; do printf 'env %s %s\n' "${ENV_KEYS[$i]}" "$(spec_b64 "${ENV_VALUES[$i]%x}")"; done
+    for a in "${RUN_ARGS[@]}"; do printf 'run_arg %s\n' "$(spec_b64 "$a")"; done) >"$tmp" || ! mv -f "$tmp" "$f"; then
+    rm -f "$tmp"
+    log "warning: could not write $f (disk full?): the run spec of $RUN_VERSION is not recorded"
+    return 0
+  fi
+  spec_prune
+}
+
+# Only the specs of the newest SPEC_KEEP versions the history lists stay.
+spec_prune() {
+  local keep=' ' v f
+  while IFS= read -r v; do keep+="$(spec_file "$v") "; done < <(history_versions | cut -f1 | head -n "$SPEC_KEEP")
+  keep+="$(spec_file "$RUN_VERSION") "
+  for f in "$STATE_DIR"/specs/*; do
+    [[ -f "$f" && "$keep" != *" $f "* ]] || continue
+    rm -f "$f"
+  done
+}
+
+# A rollback to RUN_VERSION: each item of the recorded spec this run does not set itself
+# (`explicit`) is taken from the record; SPEC_OVERRIDES lists those it sets to something else.
+# Without a record (a version deployed before bg-deploy kept them) the run's own inputs stay, and
+# the log says so.
+SPEC_OVERRIDES=''
+
+spec_load() {
+  local f name a b v taken=() keys=() values=() args=() explicit=",${P[explicit]},"
+  f="$(spec_file "$RUN_VERSION")"
+  if [[ ! -f "$f" ]]; then
+    warn "no run spec is recorded for $RUN_VERSION on this server (deployed by an earlier bg-deploy, or its record was pruned): it starts with this rollback run's own inputs (port, health path, env, run arguments, network)"
+    return 0
+  fi
+  while IFS=' ' read -r name a b; do
+    case "$name" in
+      param)
+        [[ " ${PROTOCOL_RUN_SPEC_PARAMETERS[*]} " == *" $a "* ]] || continue
+        v="$(printf '%s' "$b" | base64 -d; printf x)"; v="${v%x}"
+        if [[ "$explicit" == *",$a,"* ]]; then
+          [[ "${P[$a]}" == "$v" ]] || SPEC_OVERRIDES+=",$a"
+        else
+          P[$a]="$v"; [[ -z "$v" ]] || taken+=("$a")
+        fi
+        ;;
+      env) keys+=("$a"); values+=("$(printf '%s' "$b" | base64 -d; printf x)") ;;
+      run_arg) v="$(printf '%s' "$a" | base64 -d; printf x)"; args+=("${v%x}") ;;
+    esac
+  done <"$f"
+  if [[ "$explicit" != *,env,* ]]; then
+    ENV_KEYS=("${keys[@]}"); ENV_VALUES=("${values[@]}")
+    taken+=("env (${#keys[@]} variable(s))")
+  elif [[ "${keys[*]}"$'\1'"${values[*]}" != "${ENV_KEYS[*]}"$'\1'"${ENV_VALUES[*]}" ]]; then
+    SPEC_OVERRIDES+=",env"
+  fi
+  if [[ "$explicit" != *,run_arg,* ]]; then
+    RUN_ARGS=("${args[@]}")
+    taken+=("docker run arguments (${#args[@]})")
+  elif [[ "${#args[@]}:${args[*]}" != "${#RUN_ARGS[@]}:${RUN_ARGS[*]}" ]]; then
+    SPEC_OVERRIDES+=",run_arg"
+  fi
+  SPEC_OVERRIDES="${SPEC_OVERRIDES#,}"
+  log "putting $RUN_VERSION back as it ran: $(spec_list "${taken[@]}") from its record${SPEC_OVERRIDES:+; this run sets its own ${SPEC_OVERRIDES//,/, }}"
+}
+
+spec_list() { local IFS=','; printf '%s' "$*" | sed 's/,/, /g'; }
+
+# Does this rollback start the version with something else than the kept container was started
+# with? Then a new container starts (the slow path), not the kept one.
+spec_changes_container() {
+  local k overrides=",$SPEC_OVERRIDES,"
+  for k in container_port network env_file env run_arg workers; do [[ "$overrides" != *",$k,"* ]] || return 0; done
+  return 1
+}
+
 # ==== src/remote/steps/await.sh
 # Step (a deploy that overlaps the runner's build, build_wait > 0): the lock, the checks, the
 # recovery, which color serves and the registry login have run while the runner builds and pushes
@@ -833,12 +937,111 @@ pull_progress() { # pull_progress FILE START_MS: one line on a pull that runs, f
   log "still pulling $RUN_IMAGE: $(( ($(now_ms) - $2) / 1000 ))s, ${layers:-no layer yet}"
 }
 
+# ==== src/remote/steps/task.sh
+# Step: the pre-switch task (a migration): the command `task` (its words, NUL-separated, base64)
+# in a one-off container of the new image, with the app's env, network and run arguments, once per
+# deploy, after the image is on this server and before any color starts. Its output streams into
+# the log as it comes; a failure, or no end within task_timeout seconds, ends the run before
+# anything started. A version whose task succeeded here is not run again (task_force=1 runs it
+# anyway). $STATE_DIR/tasks records each run (VERSION IMAGE TIME RESULT), $STATE_DIR/task.log the
+# last one's output. The task's container is run once, not through docker_call: a migration cut off
+# by a daemon restart must not run a second time behind the user's back.
+
+task_done() { # the task succeeded for RUN_VERSION (as RUN_IMAGE) here: prints when
+  [[ -f "$STATE_DIR/tasks" ]] || return 1
+  awk -F'\t' -v v="$RUN_VERSION" -v i="$RUN_IMAGE" '$1 == v && $2 == i && $4 == "ok" { t = $3 } END { if (t == "") exit 1; print t }' "$STATE_DIR/tasks"
+}
+
+task_record() { # task_record RESULT
+  printf '%s\t%s\t%s\t%s\n' "$RUN_VERSION" "$RUN_IMAGE" "$(date -u +%FT%TZ)" "$1" >>"$STATE_DIR/tasks" 2>/dev/null \
+    || log "warning: could not append to $STATE_DIR/tasks"
+}
+
+# The task's output, line by line: into the log (the runner keeps it inert) and its file.
+task_stream() { # task_stream FILE
+  local line
+  while IFS= read -r line || [[ -n "$line" ]]; do
+    printf '%s\n' "$line" >>"$1"
+    printf 'task| %s\n' "$line" >&2 || true
+  done
+}
+
+task_run() { # task_run WHAT_SERVES: what serves if the task fails, for the message
+  [[ -n "${P[task]}" ]] || return 0
+  local words=() name out rc=0 start when why
+  mapfile -d '' words < <(printf '%s' "${P[task]}" | base64 -d)
+  ((${#words[@]} > 0)) || die "parameter task holds no command"
+  if [[ "${P[task_force]}" != 1 ]] && when="$(task_done)"; then
+    log "pre-switch task: it succeeded for $RUN_VERSION on this server already ($when): not run again (pre-switch-force: true runs it anyway)"
+    return 0
+  fi
+  name="${P[app]}-task"
+  phase "pre-switch task"
+  event task
+  docker_call rm -f "$name" >/dev/null 2>&1 || true
+  app_run_args
+  out="$STATE_DIR/task.log"; : >"$out"
+  log "pre-switch task: running '${words[*]}' in a one-off container of $RUN_IMAGE (up to ${P[task_timeout]}s)"
+  start="$(now_ms)"
+  (app_env_export
+    exec timeout -k 10 "${P[task_timeout]}" docker run --rm --name "$name" --init --label "bg-deploy.app=${P[app]}" \
+      --label "bg-deploy.task=$RUN_VERSION" "${APP_ARGS[@]}" -- "$RUN_IMAGE" "${words[@]}") </dev/null 2>&1 | task_stream "$out" \
+    || rc="${PIPESTATUS[0]}"
+  app_run_args_done
+  if ((rc != 0)); then
+    # the CLI was stopped (timeout) or the container failed: nothing of it may keep running
+    docker_call rm -f "$name" >/dev/null 2>&1 || true
+    task_record failed
+    history_add failed-task
+    if ((rc == 124 || rc == 137)); then why="did not end within ${P[task_timeout]}s (pre-switch-timeout) and was stopped"
+    else why="failed with exit code $rc"; fi
+    die "the pre-switch task '${words[*]}' $why. Nothing was started or switched: ${1:-nothing of ${P[app]} ran here before}. Its last lines:
+$(tail -n 10 "$out")"
+  fi
+  task_record ok
+  log "pre-switch task: done in $(($(now_ms) - start)) ms"
+  event tasked
+}
+
 # ==== src/remote/steps/start.sh
 # Step: start the idle color: a new container of RUN_IMAGE, or (a rollback's fast path) the kept
-# container of RUN_VERSION.
+# container of RUN_VERSION. Globals: APP_ARGS, APP_SPANNING, APP_ENV_FILE (app_run_args).
+
+APP_ARGS=()
+APP_SPANNING=()
+APP_ENV_FILE=''
+
+# The `docker run` arguments every container of the app's version gets (a color, the pre-switch
+# task): network, env file, the env and the run arguments, into APP_ARGS. Env values: one line
+# each in an owner-only file in the owner-only state directory (APP_ENV_FILE), removed as soon as
+# docker has read it (app_run_args_done); a value that spans lines (a PEM key) cannot be written
+# there, so docker reads it from its own environment (`-e KEY`; app_env_export, in the subshell of
+# that one command): APP_SPANNING holds their indices.
+app_run_args() {
+  local i
+  APP_ARGS=(); APP_SPANNING=(); APP_ENV_FILE=''
+  if [[ -n "${P[network]}" ]]; then APP_ARGS+=(--network "${P[network]}"); fi
+  if [[ -n "${P[env_file]}" ]]; then APP_ARGS+=(--env-file "${P[env_file]}"); fi
+  if ((${#ENV_KEYS[@]} > 0)); then
+    APP_ENV_FILE="$STATE_DIR/.env.$$"
+    TMP_PATHS+=("$APP_ENV_FILE")
+    : >"$APP_ENV_FILE"
+    for i in "${!ENV_KEYS[@]}"; do
+      if [[ "${ENV_VALUES[$i]}" == *[$'\n\r']* ]]; then APP_SPANNING+=("$i"); APP_ARGS+=(-e "${ENV_KEYS[$i]}")
+      else printf '%s=%s\n' "${ENV_KEYS[$i]}" "${ENV_VALUES[$i]%x}" >>"$APP_ENV_FILE"
+      fi
+    done
+    APP_ARGS+=(--env-file "$APP_ENV_FILE")
+  fi
+  APP_ARGS+=("${RUN_ARGS[@]}")
+}
+
+app_env_export() { local i; for i in "${APP_SPANNING[@]}"; do export "${ENV_KEYS[$i]}=${ENV_VALUES[$i]%x}"; done; }
+
+app_run_args_done() { if [[ -n "$APP_ENV_FILE" ]]; then rm -f "$APP_ENV_FILE"; fi; }
 
 start_color() { # start_color COLOR
-  local color="$1" name port key
+  local color="$1" name port
   name="$(container_name "$color")"; port="$(color_port "$color")"
   phase "start $name"
   if [[ "$IDLE_EXISTS" == yes ]] || { [[ -z "$IDLE_EXISTS" ]] && container_exists "$color"; }; then
@@ -852,32 +1055,14 @@ start_color() { # start_color COLOR
     log "replacing leftover container $name"
     docker_call rm -f "$name" >/dev/null
   fi
+  app_run_args
   local args=(run -d --name "$name" --init --restart unless-stopped
     --label "bg-deploy.app=${P[app]}" --label "bg-deploy.color=$color" --label "bg-deploy.version=$RUN_VERSION"
-    -p "${P[bind_address]}:$port:${P[container_port]}")
-  if [[ -n "${P[network]}" ]]; then args+=(--network "${P[network]}"); fi
-  if [[ -n "${P[env_file]}" ]]; then args+=(--env-file "${P[env_file]}"); fi
-  # env values: one line each in an owner-only file in the owner-only state directory, removed as
-  # soon as docker has read it; a value that spans lines (a PEM key) cannot be written there, so
-  # docker reads it from its own environment (`-e KEY`), set for that one command only
-  local spanning=() i
-  if ((${#ENV_KEYS[@]} > 0)); then
-    local secret_env="$STATE_DIR/.env.$$"
-    TMP_PATHS+=("$secret_env")
-    : >"$secret_env"
-    for i in "${!ENV_KEYS[@]}"; do
-      if [[ "${ENV_VALUES[$i]}" == *[$'\n\r']* ]]; then spanning+=("$i"); args+=(-e "${ENV_KEYS[$i]}")
-      else printf '%s=%s\n' "${ENV_KEYS[$i]}" "${ENV_VALUES[$i]%x}" >>"$secret_env"
-      fi
-    done
-    args+=(--env-file "$secret_env")
-  fi
-  args+=("${RUN_ARGS[@]}" -- "$RUN_IMAGE")
+    -p "${P[bind_address]}:$port:${P[container_port]}" "${APP_ARGS[@]}" -- "$RUN_IMAGE")
   log "starting $name ($RUN_IMAGE) on ${P[bind_address]}:$port"
   local out rc=0
-  out="$(for i in "${spanning[@]}"; do export "${ENV_KEYS[$i]}=${ENV_VALUES[$i]%x}"; done
-    docker_call "${args[@]}" 2>&1)" || rc=$?
-  if [[ -n "${secret_env:-}" ]]; then rm -f "$secret_env"; fi
+  out="$(app_env_export; docker_call "${args[@]}" 2>&1)" || rc=$?
+  app_run_args_done
   ((rc == 0)) || { docker_call rm -f "$name" >/dev/null 2>&1 || true; die "docker run $name failed: $out"; }
   event started
 }
@@ -960,8 +1145,198 @@ health_failed() { # health_failed COLOR MESSAGE: show the logs, remove the new c
   log "last log lines of $name:"
   docker_call logs --tail 30 "$name" >&2 2>&1 || true
   docker_call rm -f "$name" >/dev/null 2>&1 || true
+  workers_undo "$1" "$(color_other "$1")"
   history_add failed-health "$1"
   die "$2. Nothing was switched: the previous version is still serving."
+}
+
+# ==== src/remote/steps/workers.sh
+# Step: the workers (`workers`: commands of the app's image with its env, e.g. a job runner and a
+# scheduler) swap with the web in one transaction. The new color's workers start with its web
+# container and must stay up WORKER_SETTLE_MS before anything switches; a single worker (a
+# scheduler) never runs twice: the old one is stopped (its stop signal, its stop timeout) before
+# the new one starts, still before the web switches, and on one server only (single_workers: here;
+# elsewhere, a server that must not hold them; leave, a prepare for a later promote).
+# After the switch the old color's workers get their stop signal and their stop timeout to finish
+# the jobs in progress, in the background under the deploy lock. keep-warm keeps the old web
+# running, never its workers: a warm worker would go on taking jobs with the old code; a rollback
+# starts the kept ones again. Containers: APP-COLOR-NAME.
+# Globals: WORKER_*, WORKERS_STARTED_MS, WORKERS_SWAPPED.
+
+WORKER_SETTLE_MS=3000
+WORKER_NAMES=()
+WORKER_SINGLE=()
+WORKER_SIGNAL=()
+WORKER_TIMEOUT=()
+WORKER_WORDS=() # base64 of the words, NUL-separated
+WORKERS_STARTED_MS=0
+WORKERS_SWAPPED=0 # the single workers were swapped to the new color on this server
+
+workers_read() {
+  local n s sig t w
+  WORKER_NAMES=(); WORKER_SINGLE=(); WORKER_SIGNAL=(); WORKER_TIMEOUT=(); WORKER_WORDS=()
+  [[ -n "${P[workers]}" ]] || return 0
+  while IFS=$'\t' read -r n s sig t w || [[ -n "$n" ]]; do
+    [[ -n "$n" ]] || continue
+    [[ "$n" =~ ^[a-z0-9][a-z0-9_.-]{0,30}$ && "$s" =~ ^[01]$ && "$sig" =~ ^[A-Z0-9+-]{1,19}$ && "$t" =~ ^[0-9]{1,4}$ ]] \
+      || die "parameter workers holds a malformed worker"
+    WORKER_NAMES+=("$n"); WORKER_SINGLE+=("$s"); WORKER_SIGNAL+=("$sig"); WORKER_TIMEOUT+=("$t"); WORKER_WORDS+=("$w")
+  done < <(printf '%s' "${P[workers]}" | base64 -d)
+}
+
+worker_container() { printf '%s-%s-%s' "${P[app]}" "$1" "$2"; } # worker_container COLOR NAME
+
+# The indices of the workers of a kind: regular (not single) or single; single ones only where this
+# server runs them.
+workers_of() { # workers_of regular|single
+  local i
+  for i in "${!WORKER_NAMES[@]}"; do
+    if [[ "$1" == single ]]; then [[ "${WORKER_SINGLE[$i]}" == 1 && "${P[single_workers]}" == here ]] || continue
+    else [[ "${WORKER_SINGLE[$i]}" == 0 ]] || continue; fi
+    printf '%s\n' "$i"
+  done
+}
+
+# Start COLOR's workers of a kind: a rollback starts a kept container of its version again (unless
+# it changes what the container was started with); anything else runs a new one.
+workers_start() { # workers_start COLOR regular|single
+  local color="$1" i name kept words=() out rc
+  workers_read
+  for i in $(workers_of "$2"); do
+    name="$(worker_container "$color" "${WORKER_NAMES[$i]}")"
+    if [[ "${P[action]}" == rollback ]] && ! spec_changes_container \
+      && kept="$(docker_call inspect -f '{{index .Config.Labels "bg-deploy.version"}} {{.Config.Image}}' "$name" 2>/dev/null)" \
+      && [[ "$kept" == "$RUN_VERSION $RUN_IMAGE" ]]; then
+      log "worker ${WORKER_NAMES[$i]}: starting the kept $name"
+      docker_call start "$name" >/dev/null || workers_failed "$color" "docker start $name failed"
+      continue
+    fi
+    docker_call rm -f "$name" >/dev/null 2>&1 || true
+    mapfile -d '' words < <(printf '%s' "${WORKER_WORDS[$i]}" | base64 -d)
+    app_run_args
+    log "worker ${WORKER_NAMES[$i]}: starting $name ('${words[*]}'; stop: ${WORKER_SIGNAL[$i]}, ${WORKER_TIMEOUT[$i]}s)"
+    rc=0
+    out="$(app_env_export; docker_call run -d --name "$name" --init --restart unless-stopped \
+      --label "bg-deploy.app=${P[app]}" --label "bg-deploy.color=$color" --label "bg-deploy.version=$RUN_VERSION" \
+      --label "bg-deploy.worker=${WORKER_NAMES[$i]}" --stop-signal "${WORKER_SIGNAL[$i]}" --stop-timeout "${WORKER_TIMEOUT[$i]}" \
+      "${APP_ARGS[@]}" -- "$RUN_IMAGE" "${words[@]}" 2>&1)" || rc=$?
+    app_run_args_done
+    ((rc == 0)) || workers_failed "$color" "docker run $name failed: $out"
+  done
+  WORKERS_STARTED_MS="$(now_ms)"
+}
+
+# The workers of a kind must stay up (running, never restarted) WORKER_SETTLE_MS from their start.
+workers_settle() { # workers_settle COLOR regular|single
+  local color="$1" i name state deadline list
+  workers_read
+  list="$(workers_of "$2")"
+  [[ -n "$list" ]] || return 0
+  deadline=$((WORKERS_STARTED_MS + WORKER_SETTLE_MS))
+  phase "workers $2 of $color"
+  while :; do
+    for i in $list; do
+      name="$(worker_container "$color" "${WORKER_NAMES[$i]}")"
+      state="$(docker_call inspect -f '{{.State.Running}} {{.RestartCount}} {{.State.ExitCode}}' "$name" 2>/dev/null || echo 'gone 0 0')"
+      [[ "$state" == 'true 0 '* ]] \
+        || workers_failed "$color" "worker ${WORKER_NAMES[$i]} ($name) did not stay up for $((WORKER_SETTLE_MS / 1000))s (running, restarts, exit code: $state)" "$name"
+    done
+    (($(now_ms) < deadline)) || break
+    sleep 0.25
+  done
+  log "workers ($2) of $color up for $((WORKER_SETTLE_MS / 1000))s: $(for i in $list; do printf '%s ' "${WORKER_NAMES[$i]}"; done)"
+}
+
+# Before the switch, on the server that runs them: the old single workers stop (their signal and
+# stop timeout: a job in progress ends), then the new ones start and must stay up. A server that
+# does not run them stops any it holds (the first server of the run does).
+workers_swap_single() { # workers_swap_single FROM TO
+  local from="$1" to="$2" i name c
+  workers_read
+  [[ "${P[single_workers]}" != leave ]] || return 0
+  if [[ "${P[single_workers]}" == elsewhere ]]; then
+    for i in "${!WORKER_NAMES[@]}"; do
+      [[ "${WORKER_SINGLE[$i]}" == 1 ]] || continue
+      for c in blue green; do
+        name="$(worker_container "$c" "${WORKER_NAMES[$i]}")"
+        if container_running_name "$name"; then
+          log "worker ${WORKER_NAMES[$i]} is single and runs on the first server of the run only: stopping $name here"
+          docker_call stop "$name" >/dev/null 2>&1 || true
+        fi
+      done
+    done
+    return 0
+  fi
+  [[ -n "$(workers_of single)" ]] || return 0
+  WORKERS_SWAPPED=1
+  if [[ -n "$from" ]]; then
+    for i in $(workers_of single); do
+      name="$(worker_container "$from" "${WORKER_NAMES[$i]}")"
+      if container_running_name "$name"; then
+        log "worker ${WORKER_NAMES[$i]} (single): stopping $name first (${WORKER_SIGNAL[$i]}, up to ${WORKER_TIMEOUT[$i]}s)"
+        docker_call stop "$name" >/dev/null || workers_failed "$to" "docker stop $name failed"
+      fi
+    done
+  fi
+  workers_start "$to" single
+  workers_settle "$to" single
+}
+
+container_running_name() { [[ "$(docker_call inspect -f '{{.State.Running}}' "$1" 2>/dev/null)" == true ]]; }
+
+# A worker failed before the switch: its last log lines, the new color's workers removed, the old
+# single workers back; the caller's color is removed by health_failed's path below. Ends the run.
+workers_failed() { # workers_failed COLOR MESSAGE [CONTAINER]
+  if [[ -n "${3:-}" ]]; then
+    log "last log lines of $3:"
+    docker_call logs --tail 20 "$3" >&2 2>&1 || true
+  fi
+  workers_undo "$1" "$(color_other "$1")"
+  container_remove "$1"
+  history_add failed-workers "$1"
+  die "$2. Nothing was switched: the previous version and its workers are as they were."
+}
+
+# Put the workers back as they were before this run: TO's removed (STOP: stopped, kept for their
+# logs), FROM's single workers started again if this run stopped them.
+workers_undo() { # workers_undo TO FROM [stop]
+  local i name
+  workers_read
+  ((${#WORKER_NAMES[@]} > 0)) || return 0
+  for i in "${!WORKER_NAMES[@]}"; do
+    name="$(worker_container "$1" "${WORKER_NAMES[$i]}")"
+    if [[ "${3:-}" == stop ]]; then docker_call stop "$name" >/dev/null 2>&1 || true
+    else docker_call rm -f "$name" >/dev/null 2>&1 || true; fi
+  done
+  if ((WORKERS_SWAPPED)) && [[ -n "$2" ]]; then
+    for i in $(workers_of single); do
+      name="$(worker_container "$2" "${WORKER_NAMES[$i]}")"
+      log "worker ${WORKER_NAMES[$i]} (single): starting $name again"
+      docker_call start "$name" >/dev/null 2>&1 || log "warning: could not start $name again"
+    done
+  fi
+}
+
+# After the switch: FROM's regular workers get their stop signal and their stop timeout, in the
+# background; the job holds the deploy lock (it shares its descriptor) until they have stopped.
+workers_stop_later() { # workers_stop_later FROM
+  local names
+  [[ -n "$1" ]] || return 0
+  # every running worker of that color, also one the new version no longer has
+  names="$(docker_call ps --filter "label=bg-deploy.app=${P[app]}" --filter "label=bg-deploy.color=$1" \
+    --filter label=bg-deploy.worker --format '{{.Names}}' 2>/dev/null | paste -sd ' ' -)"
+  [[ -n "$names" ]] || return 0
+  log "stopping the old workers in the background (each gets its stop signal and stop timeout to finish its jobs): $names"
+  (
+    exec </dev/null >>"$STATE_DIR/stop.log" 2>&1 7>&1 8>&2
+    IN_JOB=1
+    trap - EXIT
+    local n
+    for n in $names; do docker_call stop "$n" >/dev/null 2>&1 & done
+    wait
+    printf '%s stopped workers %s\n' "$(date -u +%FT%TZ)" "$names"
+  ) &
+  disown
 }
 
 # ==== src/remote/steps/switch.sh
@@ -1383,6 +1758,7 @@ switch_undo() { # switch_undo FROM TO
   if [[ "${P[role]}" != lb ]]; then
     drain_color "$to" "$from" "$NGINX_BEFORE"
     container_remove "$to"
+    workers_undo "$to" "$from"
   fi
   journal_clear
   history_add undone "$to"
@@ -1538,17 +1914,19 @@ swarm_serving() { # what serves now, for a message
 main_swarm() {
   local current
   swarm_check
-  if [[ -z "${P[health_cmd]}" ]]; then
-    warn "engine swarm without health-cmd: Swarm sends traffic to a new task as soon as its process runs, before the app is ready, and cannot roll back a version that never gets healthy. Give health-cmd, a probe of ${P[health_path]} with a tool the image has."
-  fi
   if [[ "${P[action]}" == rollback ]]; then
     current="$(state_get version)"
     [[ -n "$current" ]] || die "nothing is deployed for ${P[app]} on this swarm, so there is nothing to roll back to"
     target_pick "$current"
     log "service ${P[app]}: $current serving; rolling back to $RUN_VERSION ($RUN_IMAGE)"
+    spec_load
+  fi
+  if [[ -z "${P[health_cmd]}" ]]; then
+    warn "engine swarm without health-cmd: Swarm sends traffic to a new task as soon as its process runs, before the app is ready, and cannot roll back a version that never gets healthy. Give health-cmd, a probe of ${P[health_path]} with a tool the image has."
   fi
   swarm_deploy
   state_write '' "$RUN_VERSION" "$RUN_IMAGE"
+  spec_save
   history_add ok
   event finished
   result_print true "" "" "$RUN_VERSION" "$RUN_IMAGE"
@@ -1595,6 +1973,7 @@ fleet_prepared() { # fleet_prepared FROM_COLOR TO_COLOR
 
 fleet_abort() { # fleet_abort COLOR WHY: remove the prepared color, switch nothing
   container_remove "$1"
+  workers_undo "$1" "$(color_other "$1")"
   journal_clear
   history_add aborted "$1"
   die "$2; $(container_name "$1") was removed and nothing was switched here"
@@ -1672,9 +2051,20 @@ main_deploy() {
     event started
   else
     pull_image
+    task_run "${active:+$(container_name "$active") serves as before}"
     start_color "$idle"
+    workers_start "$idle" regular
   fi
   main_go "$active" "$idle"
+}
+
+# action task, in a run over several servers: the pre-switch task alone, on the server the runner
+# picked, before any server starts a color.
+main_task() {
+  log "app ${P[app]}: the pre-switch task of ${RUN_VERSION:-$RUN_IMAGE}, before any server starts it"
+  pull_image
+  task_run "no server was changed"
+  result_print false '' '' "$RUN_VERSION" "$RUN_IMAGE"
 }
 
 main_rollback() {
@@ -1693,19 +2083,29 @@ main_rollback() {
     idle="$(color_other "$active")"
   fi
   log "app ${P[app]}: ${current:-unknown} serving from ${active:-none}; rolling back to $RUN_VERSION"
-  if ! start_kept "$idle"; then
-    log "slow path: no kept container for $RUN_VERSION; running $RUN_IMAGE"
+  spec_load
+  local slow=''
+  if spec_changes_container; then
+    slow="slow path: this run sets ${SPEC_OVERRIDES//,/, } itself, so a new container of $RUN_VERSION starts, not the kept one"
+  elif ! start_kept "$idle"; then
+    slow="slow path: no kept container for $RUN_VERSION; running $RUN_IMAGE"
+  fi
+  if [[ -n "$slow" ]]; then
+    log "$slow"
     if ! docker_call image inspect "$RUN_IMAGE" >/dev/null 2>&1; then
       pull_image "cannot roll back to $RUN_VERSION: its image $RUN_IMAGE is neither on the server nor in the registry. Versions deployed here: ${TARGET_AVAILABLE:-none}"
     fi
     start_color "$idle"
   fi
+  workers_start "$idle" regular
   main_go "$active" "$idle"
 }
 
 # One server switching itself goes on at once; in a run over several, the runner decides.
 main_go() { # main_go FROM_COLOR TO_COLOR
   health_wait "$2"
+  workers_settle "$2" regular
+  workers_swap_single "$1" "$2"
   if [[ "${P[role]}" == single ]]; then
     if [[ -n "$1" ]]; then watch_open; fi
     switch_to "$2"
@@ -1724,14 +2124,17 @@ main_finish() { # main_finish FROM_COLOR TO_COLOR
   journal_clear
   if ((WATCH_FROM > 0)) && ! watch_window "$to"; then
     watch_revert "$from" "$to" "$prev_version" "$prev_image"
+    workers_undo "$to" "$from" stop
     die "the watch window switched back from $RUN_VERSION: $WATCH_REASON; $WATCH_FIGURES. $(container_name "$from") (${prev_version:-the previous version}) serves again; $(container_name "$to") is stopped and kept for its logs (docker logs $(container_name "$to"))."
   fi
+  workers_stop_later "$from"
   if [[ -n "$from" ]]; then
     nat_forget "$from" || true
     drain_color "$from" "$to" "$NGINX_BEFORE"
     nat_forget "$from" || wait="$(nat_stop_delay "$from")"
   fi
   switch_settle
+  spec_save
   history_add ok "$to"
   event finished
   stop_later "$from" "$wait"
@@ -1764,6 +2167,7 @@ main() {
   case "${P[action]}" in
     deploy) main_deploy ;;
     rollback) main_rollback ;;
+    task) main_task ;;
     *) die "unknown action '${P[action]}'" ;;
   esac
 }

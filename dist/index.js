@@ -60165,6 +60165,10 @@ const INPUTS = {
     env: { group: 'app', lines: true, secret: true },
     'env-file': { group: 'app' },
     'docker-run-args': { group: 'app' },
+    workers: { group: 'app', lines: true },
+    'pre-switch-command': { group: 'app' },
+    'pre-switch-timeout': { group: 'app', default: '300' },
+    'pre-switch-force': { group: 'app', default: 'false' },
     'health-path': { group: 'switch', default: '/' },
     'health-timeout': { group: 'switch', default: '60' },
     'health-interval': { group: 'switch', default: '0.05' },
@@ -60377,6 +60381,18 @@ function splitLines(input) {
 
 
 
+/** The input behind each item of a version's run spec (src/remote/protocol.ts RUN_SPEC). */
+const RUN_SPEC_INPUTS = {
+    container_port: 'container-port',
+    health_path: 'health-path',
+    health_cmd: 'health-cmd',
+    network: 'network',
+    env_file: 'env-file',
+    task: 'pre-switch-command',
+    workers: 'workers',
+    env: 'env',
+    run_arg: 'docker-run-args'
+};
 const NAME = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
 const NETWORK = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/;
 const UPSTREAM_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
@@ -60435,8 +60451,92 @@ function checkApp(c, ctx) {
         network,
         env,
         envFile,
-        dockerRunArgs
+        dockerRunArgs,
+        task: checkTask(c),
+        workers: checkWorkers(c),
+        given: Object.keys(RUN_SPEC_INPUTS).filter((item) => c.get(RUN_SPEC_INPUTS[item]) !== undefined)
     };
+}
+const WORKER_LINE = /^([a-z0-9][a-z0-9_.-]{0,30})((?:[ \t]+[a-z-]+(?:=[^\s:]*)?)*)[ \t]*:[ \t]*(.*)$/;
+const SIGNAL = /^(SIG)?[A-Z][A-Z0-9+-]{0,15}$|^\d{1,2}$/;
+/**
+ * workers: one per line, `NAME [single] [stop-signal=SIG] [stop-timeout=SECONDS]: COMMAND`, e.g.
+ * `jobs: bin/jobs --queue default` or `scheduler single stop-timeout=60: bin/cron`. The command's
+ * words replace the image's CMD, split like a shell would.
+ */
+function checkWorkers(c) {
+    const raw = c.get('workers');
+    if (raw === undefined)
+        return [];
+    const workers = [];
+    const example = 'NAME [single] [stop-signal=SIGTERM] [stop-timeout=30]: COMMAND, e.g. jobs: bin/jobs';
+    raw.split(/\r?\n/).forEach((text, i) => {
+        const line = text.trim();
+        if (line === '' || line.startsWith('#'))
+            return;
+        const m = WORKER_LINE.exec(line);
+        if (!m) {
+            c.add(`Invalid workers line ${i + 1}: expected ${example} (a name of lowercase letters, digits, _ . -).`);
+            return;
+        }
+        const w = {
+            name: m[1],
+            words: [],
+            single: false,
+            stopSignal: 'SIGTERM',
+            stopTimeout: 30
+        };
+        for (const opt of m[2].trim().split(/\s+/).filter(Boolean)) {
+            const [key, value] = opt.split('=', 2);
+            if (key === 'single' && value === undefined)
+                w.single = true;
+            else if (key === 'stop-signal' && value !== undefined && SIGNAL.test(value))
+                w.stopSignal = value;
+            else if (key === 'stop-timeout' &&
+                value !== undefined &&
+                /^\d{1,4}$/.test(value) &&
+                Number(value) <= 3600)
+                w.stopTimeout = Number(value);
+            else
+                c.add(`Invalid workers line ${i + 1} (${w.name}): '${opt}' is not an option; use single, stop-signal=SIGNAL (e.g. SIGTERM) or stop-timeout=SECONDS (0 to 3600).`);
+        }
+        try {
+            w.words = splitWords(m[3]);
+        }
+        catch (e) {
+            c.add(`Invalid workers line ${i + 1} (${w.name}): the command is not quoted like a shell would (${e.message}).`);
+        }
+        if (w.words.length === 0)
+            c.add(`Invalid workers line ${i + 1} (${w.name}): no command after the colon; expected ${example}.`);
+        if (w.words.some((word) => /[\0\t\r\n]/.test(word)))
+            c.add(`Invalid workers line ${i + 1} (${w.name}): a word holds a tab or control character.`);
+        if (workers.some((o) => o.name === w.name))
+            c.add(`Invalid workers: the name ${w.name} is given twice; each worker needs its own name.`);
+        workers.push(w);
+    });
+    return workers;
+}
+/**
+ * pre-switch-command: the words of a command run in a one-off container of the new image (they
+ * replace the image's CMD; its ENTRYPOINT stays), quoted like a shell would.
+ */
+function checkTask(c) {
+    const timeout = c.num('pre-switch-timeout', 1, 86400, true);
+    const force = c.bool('pre-switch-force');
+    const raw = c.get('pre-switch-command');
+    if (raw === undefined || raw.trim() === '')
+        return undefined;
+    let words = [];
+    if (/[\0\r\n]/.test(raw))
+        c.bad('pre-switch-command', 'one line: the command and its arguments, quoted like a shell would');
+    else
+        try {
+            words = splitWords(raw);
+        }
+        catch (e) {
+            c.bad('pre-switch-command', `a command quoted like a shell would, e.g. bin/migrate --all (${e.message})`);
+        }
+    return { words, timeout, force };
 }
 /** Health check, drain, nginx and the switch mode. */
 function checkSwitch(c, app) {
@@ -60508,6 +60608,10 @@ function checkEngine(c, s) {
             c.add("Input 'keep-warm' does not apply to a Swarm service (Swarm keeps the previous spec): remove it.");
         if (s.mode === 'dnat')
             c.add('engine swarm does not use switch-mode: Swarm replaces the tasks. Remove switch-mode.');
+        if (s.workers)
+            c.add("Input 'workers' is not supported with engine swarm yet: deploy each worker as a service of its own (app-name: shop-worker), or use engine ssh.");
+        if (s.task)
+            c.add("Input 'pre-switch-command' is not supported with engine swarm yet: run the task in a job step before the deploy (docker service create --mode replicated-job), or deploy with engine ssh.");
         if (s.runArgs.length > 0)
             c.add("Input 'docker-run-args' does not apply to a Swarm service: remove it with engine swarm.");
         const cli = s.envKeys.filter((k) => CLI_VARIABLES.test(k));
@@ -60794,11 +60898,11 @@ function pullCredentialNote(config) {
  * command-timeout: long enough for what the inputs let a script wait for (health, drain, watch),
  * so a slow but working deploy is never cut.
  */
-function checkCommandTimeout(c, sw, after) {
+function checkCommandTimeout(c, sw, after, task) {
     const t = c.num('command-timeout', 10, 86400, false);
-    const needs = sw.health.timeout + sw.drainTimeout + after.watch;
+    const needs = sw.health.timeout + sw.drainTimeout + after.watch + task;
     if (c.get('command-timeout') !== undefined && t <= needs)
-        c.add(`Input 'command-timeout' is ${t} s, but a deploy may take health-timeout + drain-timeout + watch = ${needs} s on the server: set it above ${needs}, or lower those.`);
+        c.add(`Input 'command-timeout' is ${t} s, but a deploy may take health-timeout + drain-timeout + watch${task ? ' + pre-switch-timeout' : ''} = ${needs} s on the server: set it above ${needs}, or lower those.`);
     return c.get('command-timeout') !== undefined ? t : Math.max(t, needs + 60);
 }
 /** Read every input through `get` (core.getInput); empty means not given. */
@@ -60826,14 +60930,16 @@ function parseConfig(inputs, ctx) {
     const after = checkAfterSwitch(c);
     const fleet = (0,config_hosts/* checkFleet */.zJ)(c, { hosts, lb, mode: sw.switch.mode, network: app.network, after });
     const run = checkRun(c);
-    const commandTimeout = checkCommandTimeout(c, sw, after);
+    const commandTimeout = checkCommandTimeout(c, sw, after, app.task?.timeout ?? 0);
     const engine = checkEngine(c, {
         several: fleet.several,
         mode: sw.switch.mode,
         runArgs: app.dockerRunArgs,
         maxParallel: fleet.maxParallel,
         keepWarm: after.keepWarm,
-        envKeys: app.env.map(([k]) => k)
+        envKeys: app.env.map(([k]) => k),
+        task: app.task !== undefined,
+        workers: app.workers.length > 0
     });
     c.done();
     return {
@@ -61091,7 +61197,10 @@ async function runFleet(servers, lb, config, req, log) {
     let failed = false;
     const worker = async () => {
         for (let s = queue.shift(); s && !failed; s = queue.shift()) {
-            const run = start(s, role, appReq);
+            // the single workers (a scheduler) run on the first server only; a prepare for a later
+            // promote leaves them as they are (the promote swaps them)
+            const singleWorkers = s !== servers[0] ? 'elsewhere' : config.fleet.promote ? 'here' : 'leave';
+            const run = start(s, role, { ...appReq, singleWorkers });
             try {
                 const fields = await run.session.reached('prepared');
                 expected(fields, appReq.action, appReq.action === 'deploy' ? appReq.version : undefined, appReq.image);
@@ -70196,6 +70305,8 @@ async function switchOnServers(run, target, req, early) {
         : `${target.servers.length} server(s)`;
     info(`${req.action === 'rollback' ? 'Rollback' : 'Deploy'} on ${where}: prepare every one, then ${config.fleet.promote ? 'switch all or none' : 'stop (promote: false)'}`);
     try {
+        if (req.action === 'deploy' && config.app.task)
+            await taskFirst(run, target.servers[0], req);
         const r = await (0,fleet/* runFleet */.gI)(target.servers, target.lb, config, { ...req, actor: ctx.actor, runUrl: ctx.runUrl }, log);
         Object.assign(outcome, {
             deployed: r.deployed,
@@ -70232,6 +70343,28 @@ async function switchOnServers(run, target, req, early) {
         job_log_notice(`${outcome.version ?? outcome.image} is prepared on ${where} as ${outcome.color}, not switched to (promote: false).${outcome.previews ? ` Try it at ${outcome.previews.join(', ')}.` : ''} Run again with promote: true to switch to it.`, { title: 'Prepared, not switched' });
     else
         info(`${config.app.name} ${outcome.version ?? outcome.image} serves from ${outcome.color} on ${where}${outcome.previousColor ? ` (was ${outcome.previousColor})` : ''}`);
+}
+/**
+ * A run over several servers with a pre-switch task: the task runs alone on the first server (its
+ * own session: pull, the task, its record) before any server starts a color; its failure ends the
+ * run with every server untouched. One server runs it inside its deploy (src/remote/main.sh).
+ */
+async function taskFirst({ config, ctx, outcome }, server, req) {
+    const name = (0,fleet/* serverName */.L5)(server.ssh);
+    info(`${name}: the pre-switch task runs here first, before any server starts ${req.version}`);
+    const log = new ServerLog(name);
+    try {
+        const r = await (0,remote_session/* runRemote */.Q5)(server.shell, config, { ...req, action: 'task', actor: ctx.actor, runUrl: ctx.runUrl }, log);
+        outcome.events = withEvents(outcome, r.events);
+    }
+    catch (e) {
+        outcome.events = withEvents(outcome, e.events ?? []);
+        outcome.failedPhase = `${name}: pre-switch task (no server was changed)`;
+        throw e;
+    }
+    finally {
+        log.end();
+    }
 }
 /**
  * A deploy to one server over SSH overlaps the build: the script starts once the version is known,
@@ -70901,8 +71034,8 @@ function isImageOf(ref, image) {
     return false;
 }
 /**
- * Check the result line's fields: colors are blue or green; a deploy's version and image are
- * exactly the ones sent; a rollback's (the server's choice, from its history) pass the version
+ * Check the result line's fields: colors are blue or green; a deploy's (or a task's) version and
+ * image are exactly the ones sent; a rollback's (the server's choice, from its history) pass the version
  * rules and are the `image` input with a tag or digest.
  */
 function checkResult(fields, expected) {
@@ -70921,12 +71054,13 @@ function checkResult(fields, expected) {
         throw new MalformedAnswer(`${name} is ${shown(v)}, not blue or green`);
     };
     const version = fields.version || undefined;
-    if (expected.action === 'deploy' && version !== (expected.version || undefined))
+    const sentBy = expected.action !== 'rollback';
+    if (sentBy && version !== (expected.version || undefined))
         throw new MalformedAnswer(`version is ${shown(version ?? '')}, not the version sent (${shown(expected.version ?? '')})`);
     if (expected.action === 'rollback' && (!version || (0,_version_js__WEBPACK_IMPORTED_MODULE_2__/* .versionProblem */ .Ec)(version)))
         throw new MalformedAnswer(`version is ${shown(version ?? '')}, which is not a version`);
     const image = fields.image || undefined;
-    if (expected.action === 'deploy' && expected.sent !== undefined) {
+    if (sentBy && expected.sent !== undefined) {
         if (image !== undefined && image !== expected.sent)
             throw new MalformedAnswer(`image is ${shown(image)}, not the image sent (${expected.sent})`);
     }
@@ -70976,14 +71110,18 @@ function parseEvent(text) {
 /* harmony export */   oN: () => (/* binding */ RESULT_FIELDS),
 /* harmony export */   qY: () => (/* binding */ EVENTS)
 /* harmony export */ });
-/* unused harmony exports ACTIONS, PARAMETERS, ROLES, SECRET_LINES, SERVING_FIELDS, MARKERS, EVENT_LABELS, RUNNER_STEP_LABELS, COMMANDS */
+/* unused harmony exports ACTIONS, PARAMETERS, ROLES, SECRET_LINES, RUN_SPEC_PARAMETERS, RUN_SPEC, SERVING_FIELDS, MARKERS, EVENT_LABELS, RUNNER_STEP_LABELS, COMMANDS */
 // The vocabulary the action and the server script (src/remote/) share, declared once. The script's
 // side is generated from it when the script is joined (scripts/join-remote.mjs writes the part
 // `protocol.sh`: the parameter table, what each role reads of the secret lines, the result and
 // serving fields, the exit codes, stages and commands), so a new parameter is one line here plus
 // its use on each side. __tests__/protocol.test.ts holds what the script prints to it.
-/** What the script is asked to do (`action`): status reads, takes no lock and changes nothing. */
-const ACTIONS = (/* unused pure expression or super */ null && (['deploy', 'rollback', 'status']));
+/**
+ * What the script is asked to do (`action`): status reads, takes no lock and changes nothing;
+ * task runs the pre-switch task alone (pulls the image, runs it once, records it), on the one
+ * server a run over several names for it, before any server starts a color.
+ */
+const ACTIONS = (/* unused pure expression or super */ null && (['deploy', 'rollback', 'status', 'task']));
 /** The script's parameters (`key=value` arguments) and the defaults its table gives them. */
 const PARAMETERS = {
     action: 'deploy',
@@ -71027,7 +71165,25 @@ const PARAMETERS = {
     replicas: '2',
     health_cmd: '',
     max_parallel: '1',
-    build_wait: '0'
+    build_wait: '0',
+    /** the pre-switch task: its command's words, NUL-separated, base64 (empty: none) */
+    task: '',
+    task_timeout: '300',
+    /** 1: run the task even when it succeeded for this version here before */
+    task_force: '0',
+    /**
+     * the workers: base64 of one line each, NAME SINGLE(0|1) STOP_SIGNAL STOP_TIMEOUT WORDS, tab-
+     * separated, WORDS the command's words NUL-separated, base64 (steps/workers.sh)
+     */
+    workers: '',
+    /**
+     * the single workers (steps/workers.sh): here (this server runs them: the only one, or the first
+     * of several), elsewhere (another server does: stop any here), leave (a prepare for a later
+     * promote: they stay as they are)
+     */
+    single_workers: 'here',
+    /** rollback: the run spec items this run sets itself (RUN_SPEC, comma-separated) */
+    explicit: ''
 };
 /**
  * A run over several servers (src/remote/main.sh): each server's script runs in a role, reports
@@ -71054,6 +71210,22 @@ const ROLE_SECRETS = {
     app: ['registry_password', 'env', 'run_arg'],
     lb: []
 };
+/**
+ * A version's run spec: what its containers ran with, recorded on the server with its history
+ * entry (steps/spec.sh), so that a rollback puts the version back exactly as it ran. The
+ * parameters among them, then the secret lines (env, run_arg). A rollback takes each item from
+ * the record unless the run sets it itself (`explicit`).
+ */
+const RUN_SPEC_PARAMETERS = [
+    'container_port',
+    'health_path',
+    'health_cmd',
+    'network',
+    'env_file',
+    'task',
+    'workers'
+];
+const RUN_SPEC = [...RUN_SPEC_PARAMETERS, 'env', 'run_arg'];
 /** The result line's fields, in the order the script writes them (`result_print`). */
 const RESULT_FIELDS = [
     'deployed',
@@ -71086,6 +71258,8 @@ const EVENT_LABELS = {
     begin: 'script started',
     pull: 'pull started',
     pulled: 'image pulled',
+    task: 'pre-switch task started',
+    tasked: 'pre-switch task done',
     started: 'new container started',
     healthy: 'healthy',
     switched: 'nginx switched',
@@ -71298,6 +71472,11 @@ function shellQuote(word) {
 }
 /** The script's key=value arguments: everything that is not secret. */
 function scriptArgs(config, req) {
+    // the pre-switch task goes to the one server that runs it: alone, or in its deploy there
+    const task = config.app.task &&
+        (req.action === 'task' || (req.action === 'deploy' && (req.role ?? 'single') === 'single'))
+        ? config.app.task
+        : undefined;
     const a = [
         ['action', req.action],
         ['target', req.target],
@@ -71333,6 +71512,12 @@ function scriptArgs(config, req) {
         ['watch_max_health_failures', config.after.maxHealthFailures],
         ['keep_warm', config.after.keepWarm],
         ['build_wait', req.buildWait],
+        ['task', task && b64(task.words.join('\0'))],
+        ['task_timeout', task?.timeout],
+        ['task_force', task?.force ? 1 : undefined],
+        ['workers', workersParam(config)],
+        ['single_workers', req.singleWorkers === 'here' ? undefined : req.singleWorkers],
+        ['explicit', req.action === 'rollback' ? config.app.given.join(',') : undefined],
         ...(config.engine.kind === 'swarm'
             ? [
                 ['engine', 'swarm'],
@@ -71343,6 +71528,13 @@ function scriptArgs(config, req) {
             : [])
     ];
     return a.filter(([, v]) => v !== undefined && v !== '').map(([k, v]) => `${k}=${v}`);
+}
+/** The workers as the script reads them (PARAMETERS.workers), or undefined when there are none. */
+function workersParam(config) {
+    if (config.app.workers.length === 0)
+        return undefined;
+    const lines = config.app.workers.map((w) => [w.name, w.single ? 1 : 0, w.stopSignal, w.stopTimeout, b64(w.words.join('\0'))].join('\t'));
+    return b64(lines.join('\n'));
 }
 /** The remote command line: constant program, quoted non-secret arguments. */
 function remoteCommand(args) {

@@ -22,10 +22,13 @@ export const PARTS = [
   'steps/lock.sh',
   'steps/detect.sh',
   'steps/target.sh',
+  'steps/spec.sh',
   'steps/await.sh',
   'steps/pull.sh',
+  'steps/task.sh',
   'steps/start.sh',
   'steps/health.sh',
+  'steps/workers.sh',
   'steps/switch.sh',
   'steps/watch.sh',
   'steps/drain.sh',
@@ -77,6 +80,9 @@ ${secrets.join('\n')}
 )
 
 PROTOCOL_RESULT_FIELDS=(${p.RESULT_FIELDS.join(' ')})
+
+# A version's run spec: the parameters recorded with it (the secret lines env and run_arg too).
+PROTOCOL_RUN_SPEC_PARAMETERS=(${p.RUN_SPEC_PARAMETERS.join(' ')})
 
 PROTOCOL_STAGES=(${p.STAGES.join(' ')})
 

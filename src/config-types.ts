@@ -3,6 +3,7 @@
 // config-build.ts, config-hosts.ts) and config.ts, which calls them, import it from below.
 import type { Engine, InputName, SwitchMode } from './config-inputs.js'
 import type { HostKeyPin } from './hostkey.js'
+import type { RunSpecItem } from './remote/protocol.js'
 
 export interface Config {
   /** the image repository, without a tag or digest */
@@ -45,6 +46,15 @@ export interface Config {
     env: [string, string][]
     envFile?: string
     dockerRunArgs: string[]
+    /**
+     * pre-switch-command: run once per deploy in a one-off container of the new image (the app's
+     * env, network and run arguments) on the first server, before any color starts anywhere
+     */
+    task?: { words: string[]; timeout: number; force: boolean }
+    /** workers: commands of the same image and env that swap with the web (steps/workers.sh) */
+    workers: Worker[]
+    /** the run spec items this run's inputs set (a rollback takes the others from the record) */
+    given: RunSpecItem[]
   }
   health: { path: string; timeout: number; interval: number }
   drainTimeout: number
@@ -73,6 +83,17 @@ export interface Config {
     /** the run goes in two phases (prepare, then commit): several servers, a load balancer, previews, or promote: false */
     several: boolean
   }
+}
+
+/** A worker: a command of the app's image, run beside the web in each color. */
+export interface Worker {
+  name: string
+  words: string[]
+  /** never two at once, on any server or color: the old one stops before the new one starts */
+  single: boolean
+  stopSignal: string
+  /** seconds the old one gets after its stop signal to finish the jobs in progress */
+  stopTimeout: number
 }
 
 /** An SSH endpoint: its address, the user and key to log in with, its pinned host key. */

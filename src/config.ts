@@ -43,13 +43,14 @@ export function pullCredentialNote(config: Pick<Config, 'pull' | 'registry'>): s
 function checkCommandTimeout(
   c: Collector,
   sw: Pick<Config, 'health' | 'drainTimeout'>,
-  after: Config['after']
+  after: Config['after'],
+  task: number
 ): number {
   const t = c.num('command-timeout', 10, 86400, false)
-  const needs = sw.health.timeout + sw.drainTimeout + after.watch
+  const needs = sw.health.timeout + sw.drainTimeout + after.watch + task
   if (c.get('command-timeout') !== undefined && t <= needs)
     c.add(
-      `Input 'command-timeout' is ${t} s, but a deploy may take health-timeout + drain-timeout + watch = ${needs} s on the server: set it above ${needs}, or lower those.`
+      `Input 'command-timeout' is ${t} s, but a deploy may take health-timeout + drain-timeout + watch${task ? ' + pre-switch-timeout' : ''} = ${needs} s on the server: set it above ${needs}, or lower those.`
     )
   return c.get('command-timeout') !== undefined ? t : Math.max(t, needs + 60)
 }
@@ -80,14 +81,16 @@ export function parseConfig(inputs: Inputs, ctx: ConfigContext): Config {
   const after = checkAfterSwitch(c)
   const fleet = checkFleet(c, { hosts, lb, mode: sw.switch.mode, network: app.network, after })
   const run = checkRun(c)
-  const commandTimeout = checkCommandTimeout(c, sw, after)
+  const commandTimeout = checkCommandTimeout(c, sw, after, app.task?.timeout ?? 0)
   const engine = checkEngine(c, {
     several: fleet.several,
     mode: sw.switch.mode,
     runArgs: app.dockerRunArgs,
     maxParallel: fleet.maxParallel,
     keepWarm: after.keepWarm,
-    envKeys: app.env.map(([k]) => k)
+    envKeys: app.env.map(([k]) => k),
+    task: app.task !== undefined,
+    workers: app.workers.length > 0
   })
   c.done()
   return {

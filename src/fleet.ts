@@ -190,7 +190,10 @@ export async function runFleet(
   let failed = false
   const worker = async () => {
     for (let s = queue.shift(); s && !failed; s = queue.shift()) {
-      const run = start(s, role, appReq)
+      // the single workers (a scheduler) run on the first server only; a prepare for a later
+      // promote leaves them as they are (the promote swaps them)
+      const singleWorkers = s !== servers[0] ? 'elsewhere' : config.fleet.promote ? 'here' : 'leave'
+      const run = start(s, role, { ...appReq, singleWorkers })
       try {
         const fields = await run.session.reached('prepared')
         expected(

@@ -73,6 +73,7 @@ export async function switchOnServers(
     `${req.action === 'rollback' ? 'Rollback' : 'Deploy'} on ${where}: prepare every one, then ${config.fleet.promote ? 'switch all or none' : 'stop (promote: false)'}`
   )
   try {
+    if (req.action === 'deploy' && config.app.task) await taskFirst(run, target.servers[0]!, req)
     const r = await runFleet(
       target.servers,
       target.lb,
@@ -117,6 +118,36 @@ export async function switchOnServers(
     core.info(
       `${config.app.name} ${outcome.version ?? outcome.image} serves from ${outcome.color} on ${where}${outcome.previousColor ? ` (was ${outcome.previousColor})` : ''}`
     )
+}
+
+/**
+ * A run over several servers with a pre-switch task: the task runs alone on the first server (its
+ * own session: pull, the task, its record) before any server starts a color; its failure ends the
+ * run with every server untouched. One server runs it inside its deploy (src/remote/main.sh).
+ */
+async function taskFirst(
+  { config, ctx, outcome }: Run,
+  server: Server,
+  req: Pick<RemoteRequest, 'image' | 'version'>
+): Promise<void> {
+  const name = serverName(server.ssh)
+  core.info(`${name}: the pre-switch task runs here first, before any server starts ${req.version}`)
+  const log = new ServerLog(name)
+  try {
+    const r = await runRemote(
+      server.shell,
+      config,
+      { ...req, action: 'task', actor: ctx.actor, runUrl: ctx.runUrl },
+      log
+    )
+    outcome.events = withEvents(outcome, r.events)
+  } catch (e) {
+    outcome.events = withEvents(outcome, (e as { events?: RemoteEvent[] }).events ?? [])
+    outcome.failedPhase = `${name}: pre-switch task (no server was changed)`
+    throw e
+  } finally {
+    log.end()
+  }
 }
 
 /**

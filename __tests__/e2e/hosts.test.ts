@@ -443,3 +443,147 @@ describe('shape 2: three servers, each with its own nginx', () => {
 
 // keep the type import used
 export type { ActionRun }
+
+describe('a real application on three app servers behind the load balancer', () => {
+  let app: FleetApp
+  let data: string
+  const taskLines = () =>
+    existsSync(path.join(data, 'tasks'))
+      ? readFileSync(path.join(data, 'tasks'), 'utf8').trim().split('\n')
+      : []
+  beforeAll(() => {
+    // one directory every server's engine mounts: the task's count across the fleet
+    data = execFileSync('mktemp', ['-d', '/tmp/bgd-fleet-task-XXXX']).toString().trim()
+    execFileSync('chmod', ['777', data])
+    app = fleetApp(
+      'lb',
+      { version: 'v1.0.0' },
+      {
+        env: 'GREETING=hello-v1',
+        'health-path': '/health',
+        'docker-run-args': `-v ${data}:/data`,
+        'pre-switch-command': `sh -c 'echo "migrated $GREETING $(hostname)" >> /data/tasks'`
+      }
+    )
+  })
+
+  test('the task runs once per deploy on the first server, before any server starts the new color; its failure leaves every server on the old version; 0 failed', async () => {
+    expectOk(await deploy(app))
+    expect(taskLines()).toHaveLength(1)
+    settled(app)
+    commitVersion({ ws: app.ws } as never, { version: 'v2.0.0', startDelay: 1 })
+    const [load] = await loads(app.urls)
+    const run = await deploy(app, { inputs: { env: 'GREETING=hello-v2' } })
+    expectOk(run)
+    settled(app)
+    const lines = taskLines()
+    expect(lines).toHaveLength(2)
+    expect(lines[1]).toMatch(/^migrated hello-v2 /)
+    // the task's session ends before any server's script starts a color
+    const taskDone = run.log.indexOf('pre-switch task: done')
+    expect(taskDone).toBeGreaterThan(0)
+    expect(run.log.indexOf(`starting ${app.name}-green`)).toBeGreaterThan(taskDone)
+    expect(run.log.match(/pre-switch task: running/g)).toHaveLength(1)
+
+    commitVersion({ ws: app.ws } as never, { version: 'v3.0.0' })
+    const failed = await deploy(app, {
+      inputs: { env: 'GREETING=hello-v3', 'pre-switch-command': 'sh -c "exit 3"' }
+    })
+    const stats = (await stopAll([load!]))[0]!
+    console.log(`a real application, 3 app servers: task once per deploy; ${failures(stats)}`)
+    expect(failed.code).toBe(1)
+    expect(failed.log).toMatch(
+      /failed with exit code 3\. Nothing was started or switched: no server was changed/
+    )
+    expect(failed.log).not.toMatch(/starting \S+-blue/)
+    expectNoFailures(stats)
+    expect(await served(app)).toEqual(['v2.0.0'])
+    expect(stateVersions(app)).toEqual(['v2.0.0', 'v2.0.0', 'v2.0.0'])
+    for (const s of apps)
+      expect(Object.keys(containers(s, app)).sort()).toEqual([
+        `${app.name}-blue`,
+        `${app.name}-green`
+      ])
+    settled(app)
+  }, 300_000)
+
+  test('rollback with only `rollback: previous` on the slow path: every server back on v1 with its env and health path, 0 failed', async () => {
+    for (const s of apps) execFileSync('docker', ['-H', s.docker!, 'rm', '-f', `${app.name}-blue`])
+    const bare = Object.fromEntries(
+      Object.entries(app.inputs).filter(
+        ([k]) => !['env', 'health-path', 'docker-run-args', 'pre-switch-command'].includes(k)
+      )
+    )
+    const [load] = await loads(app.urls)
+    const run = await deploy(
+      { ...app, inputs: bare },
+      {
+        inputs: { rollback: 'previous' },
+        eventName: 'workflow_dispatch',
+        event: { inputs: { rollback: 'previous' } }
+      }
+    )
+    const stats = (await stopAll([load!]))[0]!
+    console.log(
+      `a real application, rollback on the slow path: ${failures(stats)}; run ${run.ms} ms`
+    )
+    expectOk(run)
+    expect(run.log.match(/slow path: no kept container for v1\.0\.0/g)).toHaveLength(3)
+    expect(run.log.match(/polling http:\/\/\S+\/health /g)?.length).toBeGreaterThanOrEqual(3)
+    expectNoFailures(stats)
+    expect(await served(app)).toEqual(['v1.0.0'])
+    expect((await httpGet(`${app.urls[0]}cgi-bin/env?GREETING`)).body).toBe('hello-v1\n')
+    expect(stateVersions(app)).toEqual(['v1.0.0', 'v1.0.0', 'v1.0.0'])
+    expect(taskLines()).toHaveLength(2)
+    settled(app)
+  }, 300_000)
+
+  test('workers: the job worker on every server, the scheduler on the first only; v4 → v5 swaps them with never two schedulers; 0 failed', async () => {
+    const tick = (file: string) =>
+      `sh -c 'while true; do echo "$(cut -d" " -f1 /proc/uptime) $(hostname) $GREETING" >> /data/${file}; sleep 0.2; done'`
+    const workers = [`jobs: ${tick('jobs')}`, `scheduler single: ${tick('sched')}`].join('\n')
+    const running = (name: string) =>
+      apps.map((s) => (containers(s, app)[name] === 'running' ? 1 : 0))
+    commitVersion({ ws: app.ws } as never, { version: 'v4.0.0' })
+    expectOk(await deploy(app, { inputs: { env: 'GREETING=v4', workers } }))
+    settled(app)
+    // v4 serves from green (v1 was put back in blue)
+    expect(running(`${app.name}-green-jobs`)).toEqual([1, 1, 1])
+    expect(running(`${app.name}-green-scheduler`)).toEqual([1, 0, 0])
+    commitVersion({ ws: app.ws } as never, { version: 'v5.0.0', startDelay: 1 })
+    const [load] = await loads(app.urls)
+    const run = await deploy(app, { inputs: { env: 'GREETING=v5', workers } })
+    const stats = (await stopAll([load!]))[0]!
+    expectOk(run)
+    settled(app)
+    expect(running(`${app.name}-blue-jobs`)).toEqual([1, 1, 1])
+    expect(running(`${app.name}-blue-scheduler`)).toEqual([1, 0, 0])
+    expect(running(`${app.name}-green-jobs`)).toEqual([0, 0, 0])
+    expect(running(`${app.name}-green-scheduler`)).toEqual([0, 0, 0])
+    const read = (f: string) =>
+      readFileSync(path.join(data, f), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => l.split(' '))
+        .map(([t, id, v]) => ({ t: Number(t), id: id!, v: v! }))
+    const sched = read('sched')
+    const spans = new Map<string, [number, number]>()
+    for (const { t, id } of sched) {
+      const x = spans.get(id)
+      spans.set(id, x ? [Math.min(x[0], t), Math.max(x[1], t)] : [t, t])
+    }
+    const all = [...spans.values()].sort((a, b) => a[0] - b[0])
+    for (let i = 1; i < all.length; i++) expect(all[i]![0]).toBeGreaterThan(all[i - 1]![1])
+    expect(sched.at(-1)?.v).toBe('v5')
+    const jobTimes = read('jobs')
+      .map((x) => x.t)
+      .sort((a, b) => a - b)
+    const gap = jobTimes.slice(1).reduce((g, t, i) => Math.max(g, t - jobTimes[i]!), 0)
+    console.log(
+      `workers, 3 app servers: ${spans.size} schedulers one after the other; longest moment without a job worker ${gap.toFixed(2)} s; ${failures(stats)}`
+    )
+    expect(gap).toBeLessThan(1)
+    expectNoFailures(stats)
+    expect(await served(app)).toEqual(['v5.0.0'])
+  }, 300_000)
+})

@@ -74,7 +74,7 @@ describe('engine swarm, 2 replicas behind nginx on the overlay network', () => {
 
     commitVersion({ ws } as never, { version: 'v2.0.0', startDelay: 1 })
     let load = await new Load().start(url())
-    const second = await deploy()
+    const second = await deploy({ env: 'SWARM_SECRET=v2 value' })
     let stats = await load.stop()
     expectOk(second)
     const converged = timelineOf(second.outputs).switched!
@@ -85,13 +85,12 @@ describe('engine swarm, 2 replicas behind nginx on the overlay network', () => {
     // only requests in flight when the last old task left (a slow one takes 3 s) end on v1 after it
     expect(lastServed(stats, 'v1.0.0')).toBeLessThanOrEqual(converged + 3000)
     expect((await httpGet(url())).body).toBe('v2.0.0\n')
-    expect((await httpGet(`${url()}cgi-bin/env?SWARM_SECRET`)).body).toBe(
-      'never-in-argv with spaces\n'
-    )
+    expect((await httpGet(`${url()}cgi-bin/env?SWARM_SECRET`)).body).toBe('v2 value\n')
 
+    // the rollback job sets no env: v1 comes back with the env it ran with, from its record
     load = await new Load().start(url())
     const back = await deploy(
-      { rollback: 'previous' },
+      { rollback: 'previous', env: '' },
       { eventName: 'workflow_dispatch', event: { inputs: { rollback: 'previous' } } }
     )
     stats = await load.stop()
@@ -100,6 +99,10 @@ describe('engine swarm, 2 replicas behind nginx on the overlay network', () => {
     expect(back.outputs).toMatchObject({ deployed: 'true', version: 'v1.0.0' })
     expect(stats.non2xx + stats.errors + stats.slowFailed).toBe(0)
     expect((await httpGet(url())).body).toBe('v1.0.0\n')
+    expect(back.log).toMatch(/putting v1\.0\.0 back as it ran: .*env \(1 variable\(s\)\)/)
+    expect((await httpGet(`${url()}cgi-bin/env?SWARM_SECRET`)).body).toBe(
+      'never-in-argv with spaces\n'
+    )
   }, 300_000)
 
   test('a version that never gets healthy: Swarm rolls back, the run fails naming why, the old version serves throughout', async () => {

@@ -49,13 +49,18 @@ export function isImageOf(ref: string, image: string): boolean {
 }
 
 /**
- * Check the result line's fields: colors are blue or green; a deploy's version and image are
- * exactly the ones sent; a rollback's (the server's choice, from its history) pass the version
+ * Check the result line's fields: colors are blue or green; a deploy's (or a task's) version and
+ * image are exactly the ones sent; a rollback's (the server's choice, from its history) pass the version
  * rules and are the `image` input with a tag or digest.
  */
 export function checkResult(
   fields: Record<string, string>,
-  expected: { image: string; action: 'deploy' | 'rollback'; version?: string; sent?: string }
+  expected: {
+    image: string
+    action: 'deploy' | 'rollback' | 'task'
+    version?: string
+    sent?: string
+  }
 ): ServerResult {
   const extra = Object.keys(fields).filter((k) => !(RESULT_FIELDS as readonly string[]).includes(k))
   if (extra.length > 0) throw new MalformedAnswer(`unknown result fields ${shown(extra.join(' '))}`)
@@ -69,14 +74,15 @@ export function checkResult(
     throw new MalformedAnswer(`${name} is ${shown(v)}, not blue or green`)
   }
   const version = fields.version || undefined
-  if (expected.action === 'deploy' && version !== (expected.version || undefined))
+  const sentBy = expected.action !== 'rollback'
+  if (sentBy && version !== (expected.version || undefined))
     throw new MalformedAnswer(
       `version is ${shown(version ?? '')}, not the version sent (${shown(expected.version ?? '')})`
     )
   if (expected.action === 'rollback' && (!version || versionProblem(version)))
     throw new MalformedAnswer(`version is ${shown(version ?? '')}, which is not a version`)
   const image = fields.image || undefined
-  if (expected.action === 'deploy' && expected.sent !== undefined) {
+  if (sentBy && expected.sent !== undefined) {
     if (image !== undefined && image !== expected.sent)
       throw new MalformedAnswer(`image is ${shown(image)}, not the image sent (${expected.sent})`)
   } else if (image !== undefined && !isImageOf(image, expected.image))

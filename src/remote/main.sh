@@ -25,9 +25,20 @@ main_deploy() {
     event started
   else
     pull_image
+    task_run "${active:+$(container_name "$active") serves as before}"
     start_color "$idle"
+    workers_start "$idle" regular
   fi
   main_go "$active" "$idle"
+}
+
+# action task, in a run over several servers: the pre-switch task alone, on the server the runner
+# picked, before any server starts a color.
+main_task() {
+  log "app ${P[app]}: the pre-switch task of ${RUN_VERSION:-$RUN_IMAGE}, before any server starts it"
+  pull_image
+  task_run "no server was changed"
+  result_print false '' '' "$RUN_VERSION" "$RUN_IMAGE"
 }
 
 main_rollback() {
@@ -46,19 +57,29 @@ main_rollback() {
     idle="$(color_other "$active")"
   fi
   log "app ${P[app]}: ${current:-unknown} serving from ${active:-none}; rolling back to $RUN_VERSION"
-  if ! start_kept "$idle"; then
-    log "slow path: no kept container for $RUN_VERSION; running $RUN_IMAGE"
+  spec_load
+  local slow=''
+  if spec_changes_container; then
+    slow="slow path: this run sets ${SPEC_OVERRIDES//,/, } itself, so a new container of $RUN_VERSION starts, not the kept one"
+  elif ! start_kept "$idle"; then
+    slow="slow path: no kept container for $RUN_VERSION; running $RUN_IMAGE"
+  fi
+  if [[ -n "$slow" ]]; then
+    log "$slow"
     if ! docker_call image inspect "$RUN_IMAGE" >/dev/null 2>&1; then
       pull_image "cannot roll back to $RUN_VERSION: its image $RUN_IMAGE is neither on the server nor in the registry. Versions deployed here: ${TARGET_AVAILABLE:-none}"
     fi
     start_color "$idle"
   fi
+  workers_start "$idle" regular
   main_go "$active" "$idle"
 }
 
 # One server switching itself goes on at once; in a run over several, the runner decides.
 main_go() { # main_go FROM_COLOR TO_COLOR
   health_wait "$2"
+  workers_settle "$2" regular
+  workers_swap_single "$1" "$2"
   if [[ "${P[role]}" == single ]]; then
     if [[ -n "$1" ]]; then watch_open; fi
     switch_to "$2"
@@ -77,14 +98,17 @@ main_finish() { # main_finish FROM_COLOR TO_COLOR
   journal_clear
   if ((WATCH_FROM > 0)) && ! watch_window "$to"; then
     watch_revert "$from" "$to" "$prev_version" "$prev_image"
+    workers_undo "$to" "$from" stop
     die "the watch window switched back from $RUN_VERSION: $WATCH_REASON; $WATCH_FIGURES. $(container_name "$from") (${prev_version:-the previous version}) serves again; $(container_name "$to") is stopped and kept for its logs (docker logs $(container_name "$to"))."
   fi
+  workers_stop_later "$from"
   if [[ -n "$from" ]]; then
     nat_forget "$from" || true
     drain_color "$from" "$to" "$NGINX_BEFORE"
     nat_forget "$from" || wait="$(nat_stop_delay "$from")"
   fi
   switch_settle
+  spec_save
   history_add ok "$to"
   event finished
   stop_later "$from" "$wait"
@@ -117,6 +141,7 @@ main() {
   case "${P[action]}" in
     deploy) main_deploy ;;
     rollback) main_rollback ;;
+    task) main_task ;;
     *) die "unknown action '${P[action]}'" ;;
   esac
 }

@@ -4,8 +4,12 @@
 // serving fields, the exit codes, stages and commands), so a new parameter is one line here plus
 // its use on each side. __tests__/protocol.test.ts holds what the script prints to it.
 
-/** What the script is asked to do (`action`): status reads, takes no lock and changes nothing. */
-export const ACTIONS = ['deploy', 'rollback', 'status'] as const
+/**
+ * What the script is asked to do (`action`): status reads, takes no lock and changes nothing;
+ * task runs the pre-switch task alone (pulls the image, runs it once, records it), on the one
+ * server a run over several names for it, before any server starts a color.
+ */
+export const ACTIONS = ['deploy', 'rollback', 'status', 'task'] as const
 export type Action = (typeof ACTIONS)[number]
 
 /** The script's parameters (`key=value` arguments) and the defaults its table gives them. */
@@ -51,7 +55,25 @@ export const PARAMETERS = {
   replicas: '2',
   health_cmd: '',
   max_parallel: '1',
-  build_wait: '0'
+  build_wait: '0',
+  /** the pre-switch task: its command's words, NUL-separated, base64 (empty: none) */
+  task: '',
+  task_timeout: '300',
+  /** 1: run the task even when it succeeded for this version here before */
+  task_force: '0',
+  /**
+   * the workers: base64 of one line each, NAME SINGLE(0|1) STOP_SIGNAL STOP_TIMEOUT WORDS, tab-
+   * separated, WORDS the command's words NUL-separated, base64 (steps/workers.sh)
+   */
+  workers: '',
+  /**
+   * the single workers (steps/workers.sh): here (this server runs them: the only one, or the first
+   * of several), elsewhere (another server does: stop any here), leave (a prepare for a later
+   * promote: they stay as they are)
+   */
+  single_workers: 'here',
+  /** rollback: the run spec items this run sets itself (RUN_SPEC, comma-separated) */
+  explicit: ''
 } as const
 export type Parameter = keyof typeof PARAMETERS
 /**
@@ -83,6 +105,24 @@ export const ROLE_SECRETS: Record<Role, readonly SecretLine[]> = {
   app: ['registry_password', 'env', 'run_arg'],
   lb: []
 }
+
+/**
+ * A version's run spec: what its containers ran with, recorded on the server with its history
+ * entry (steps/spec.sh), so that a rollback puts the version back exactly as it ran. The
+ * parameters among them, then the secret lines (env, run_arg). A rollback takes each item from
+ * the record unless the run sets it itself (`explicit`).
+ */
+export const RUN_SPEC_PARAMETERS = [
+  'container_port',
+  'health_path',
+  'health_cmd',
+  'network',
+  'env_file',
+  'task',
+  'workers'
+] as const satisfies readonly Parameter[]
+export const RUN_SPEC = [...RUN_SPEC_PARAMETERS, 'env', 'run_arg'] as const
+export type RunSpecItem = (typeof RUN_SPEC)[number]
 
 /** The result line's fields, in the order the script writes them (`result_print`). */
 export const RESULT_FIELDS = [
@@ -120,6 +160,8 @@ export const EVENT_LABELS = {
   begin: 'script started',
   pull: 'pull started',
   pulled: 'image pulled',
+  task: 'pre-switch task started',
+  tasked: 'pre-switch task done',
   started: 'new container started',
   healthy: 'healthy',
   switched: 'nginx switched',

@@ -29,6 +29,8 @@ export interface RemoteRequest {
   color?: string
   /** role lb: the app servers as nginx reaches them, host or [IPv6] */
   lbServers?: string[]
+  /** the single workers: here (default), elsewhere (another server runs them), leave (promote: false) */
+  singleWorkers?: 'here' | 'elsewhere' | 'leave'
   /**
    * role single, deploy: the script prepares while the runner builds, then waits up to this many
    * seconds for `pull` (src/remote/steps/await.sh); stdin stays open until close()
@@ -46,6 +48,12 @@ export function scriptArgs(
   config: Config,
   req: Omit<RemoteRequest, 'action'> & { action: Action }
 ): string[] {
+  // the pre-switch task goes to the one server that runs it: alone, or in its deploy there
+  const task =
+    config.app.task &&
+    (req.action === 'task' || (req.action === 'deploy' && (req.role ?? 'single') === 'single'))
+      ? config.app.task
+      : undefined
   const a: [Parameter, string | number | undefined][] = [
     ['action', req.action],
     ['target', req.target],
@@ -81,6 +89,12 @@ export function scriptArgs(
     ['watch_max_health_failures', config.after.maxHealthFailures],
     ['keep_warm', config.after.keepWarm],
     ['build_wait', req.buildWait],
+    ['task', task && b64(task.words.join('\0'))],
+    ['task_timeout', task?.timeout],
+    ['task_force', task?.force ? 1 : undefined],
+    ['workers', workersParam(config)],
+    ['single_workers', req.singleWorkers === 'here' ? undefined : req.singleWorkers],
+    ['explicit', req.action === 'rollback' ? config.app.given.join(',') : undefined],
     ...(config.engine.kind === 'swarm'
       ? ([
           ['engine', 'swarm'],
@@ -91,6 +105,15 @@ export function scriptArgs(
       : [])
   ]
   return a.filter(([, v]) => v !== undefined && v !== '').map(([k, v]) => `${k}=${v}`)
+}
+
+/** The workers as the script reads them (PARAMETERS.workers), or undefined when there are none. */
+function workersParam(config: Config): string | undefined {
+  if (config.app.workers.length === 0) return undefined
+  const lines = config.app.workers.map((w) =>
+    [w.name, w.single ? 1 : 0, w.stopSignal, w.stopTimeout, b64(w.words.join('\0'))].join('\t')
+  )
+  return b64(lines.join('\n'))
 }
 
 /** The remote command line: constant program, quoted non-secret arguments. */

@@ -38,6 +38,7 @@ fleet_prepared() { # fleet_prepared FROM_COLOR TO_COLOR
 
 fleet_abort() { # fleet_abort COLOR WHY: remove the prepared color, switch nothing
   container_remove "$1"
+  workers_undo "$1" "$(color_other "$1")"
   journal_clear
   history_add aborted "$1"
   die "$2; $(container_name "$1") was removed and nothing was switched here"

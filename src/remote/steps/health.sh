@@ -56,6 +56,7 @@ health_failed() { # health_failed COLOR MESSAGE: show the logs, remove the new c
   log "last log lines of $name:"
   docker_call logs --tail 30 "$name" >&2 2>&1 || true
   docker_call rm -f "$name" >/dev/null 2>&1 || true
+  workers_undo "$1" "$(color_other "$1")"
   history_add failed-health "$1"
   die "$2. Nothing was switched: the previous version is still serving."
 }

@@ -1,8 +1,41 @@
 # Step: start the idle color: a new container of RUN_IMAGE, or (a rollback's fast path) the kept
-# container of RUN_VERSION.
+# container of RUN_VERSION. Globals: APP_ARGS, APP_SPANNING, APP_ENV_FILE (app_run_args).
+
+APP_ARGS=()
+APP_SPANNING=()
+APP_ENV_FILE=''
+
+# The `docker run` arguments every container of the app's version gets (a color, the pre-switch
+# task): network, env file, the env and the run arguments, into APP_ARGS. Env values: one line
+# each in an owner-only file in the owner-only state directory (APP_ENV_FILE), removed as soon as
+# docker has read it (app_run_args_done); a value that spans lines (a PEM key) cannot be written
+# there, so docker reads it from its own environment (`-e KEY`; app_env_export, in the subshell of
+# that one command): APP_SPANNING holds their indices.
+app_run_args() {
+  local i
+  APP_ARGS=(); APP_SPANNING=(); APP_ENV_FILE=''
+  if [[ -n "${P[network]}" ]]; then APP_ARGS+=(--network "${P[network]}"); fi
+  if [[ -n "${P[env_file]}" ]]; then APP_ARGS+=(--env-file "${P[env_file]}"); fi
+  if ((${#ENV_KEYS[@]} > 0)); then
+    APP_ENV_FILE="$STATE_DIR/.env.$$"
+    TMP_PATHS+=("$APP_ENV_FILE")
+    : >"$APP_ENV_FILE"
+    for i in "${!ENV_KEYS[@]}"; do
+      if [[ "${ENV_VALUES[$i]}" == *[$'\n\r']* ]]; then APP_SPANNING+=("$i"); APP_ARGS+=(-e "${ENV_KEYS[$i]}")
+      else printf '%s=%s\n' "${ENV_KEYS[$i]}" "${ENV_VALUES[$i]%x}" >>"$APP_ENV_FILE"
+      fi
+    done
+    APP_ARGS+=(--env-file "$APP_ENV_FILE")
+  fi
+  APP_ARGS+=("${RUN_ARGS[@]}")
+}
+
+app_env_export() { local i; for i in "${APP_SPANNING[@]}"; do export "${ENV_KEYS[$i]}=${ENV_VALUES[$i]%x}"; done; }
+
+app_run_args_done() { if [[ -n "$APP_ENV_FILE" ]]; then rm -f "$APP_ENV_FILE"; fi; }
 
 start_color() { # start_color COLOR
-  local color="$1" name port key
+  local color="$1" name port
   name="$(container_name "$color")"; port="$(color_port "$color")"
   phase "start $name"
   if [[ "$IDLE_EXISTS" == yes ]] || { [[ -z "$IDLE_EXISTS" ]] && container_exists "$color"; }; then
@@ -16,32 +49,14 @@ start_color() { # start_color COLOR
     log "replacing leftover container $name"
     docker_call rm -f "$name" >/dev/null
   fi
+  app_run_args
   local args=(run -d --name "$name" --init --restart unless-stopped
     --label "bg-deploy.app=${P[app]}" --label "bg-deploy.color=$color" --label "bg-deploy.version=$RUN_VERSION"
-    -p "${P[bind_address]}:$port:${P[container_port]}")
-  if [[ -n "${P[network]}" ]]; then args+=(--network "${P[network]}"); fi
-  if [[ -n "${P[env_file]}" ]]; then args+=(--env-file "${P[env_file]}"); fi
-  # env values: one line each in an owner-only file in the owner-only state directory, removed as
-  # soon as docker has read it; a value that spans lines (a PEM key) cannot be written there, so
-  # docker reads it from its own environment (`-e KEY`), set for that one command only
-  local spanning=() i
-  if ((${#ENV_KEYS[@]} > 0)); then
-    local secret_env="$STATE_DIR/.env.$$"
-    TMP_PATHS+=("$secret_env")
-    : >"$secret_env"
-    for i in "${!ENV_KEYS[@]}"; do
-      if [[ "${ENV_VALUES[$i]}" == *[$'\n\r']* ]]; then spanning+=("$i"); args+=(-e "${ENV_KEYS[$i]}")
-      else printf '%s=%s\n' "${ENV_KEYS[$i]}" "${ENV_VALUES[$i]%x}" >>"$secret_env"
-      fi
-    done
-    args+=(--env-file "$secret_env")
-  fi
-  args+=("${RUN_ARGS[@]}" -- "$RUN_IMAGE")
+    -p "${P[bind_address]}:$port:${P[container_port]}" "${APP_ARGS[@]}" -- "$RUN_IMAGE")
   log "starting $name ($RUN_IMAGE) on ${P[bind_address]}:$port"
   local out rc=0
-  out="$(for i in "${spanning[@]}"; do export "${ENV_KEYS[$i]}=${ENV_VALUES[$i]%x}"; done
-    docker_call "${args[@]}" 2>&1)" || rc=$?
-  if [[ -n "${secret_env:-}" ]]; then rm -f "$secret_env"; fi
+  out="$(app_env_export; docker_call "${args[@]}" 2>&1)" || rc=$?
+  app_run_args_done
   ((rc == 0)) || { docker_call rm -f "$name" >/dev/null 2>&1 || true; die "docker run $name failed: $out"; }
   event started
 }

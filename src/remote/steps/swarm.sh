@@ -133,17 +133,19 @@ swarm_serving() { # what serves now, for a message
 main_swarm() {
   local current
   swarm_check
-  if [[ -z "${P[health_cmd]}" ]]; then
-    warn "engine swarm without health-cmd: Swarm sends traffic to a new task as soon as its process runs, before the app is ready, and cannot roll back a version that never gets healthy. Give health-cmd, a probe of ${P[health_path]} with a tool the image has."
-  fi
   if [[ "${P[action]}" == rollback ]]; then
     current="$(state_get version)"
     [[ -n "$current" ]] || die "nothing is deployed for ${P[app]} on this swarm, so there is nothing to roll back to"
     target_pick "$current"
     log "service ${P[app]}: $current serving; rolling back to $RUN_VERSION ($RUN_IMAGE)"
+    spec_load
+  fi
+  if [[ -z "${P[health_cmd]}" ]]; then
+    warn "engine swarm without health-cmd: Swarm sends traffic to a new task as soon as its process runs, before the app is ready, and cannot roll back a version that never gets healthy. Give health-cmd, a probe of ${P[health_path]} with a tool the image has."
   fi
   swarm_deploy
   state_write '' "$RUN_VERSION" "$RUN_IMAGE"
+  spec_save
   history_add ok
   event finished
   result_print true "" "" "$RUN_VERSION" "$RUN_IMAGE"

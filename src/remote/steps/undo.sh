@@ -25,6 +25,7 @@ switch_undo() { # switch_undo FROM TO
   if [[ "${P[role]}" != lb ]]; then
     drain_color "$to" "$from" "$NGINX_BEFORE"
     container_remove "$to"
+    workers_undo "$to" "$from"
   fi
   journal_clear
   history_add undone "$to"
