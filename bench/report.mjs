@@ -13,7 +13,7 @@ export const s2 = (/** @type {number} */ ms) =>
 
 /**
  * @typedef {{ rounds: any[], runs: number, ready: number, readiness: number[], startup: number[], bundleBytes: number, facts: any, load: { keepalive: number, fresh: number, slow: number }, startUp: number, busy?: boolean, githubLatencyMs?: number }} Measured
- * @typedef {'bgDeploy' | 'bgRollback' | 'dnatDeploy' | 'dnatRollback' | 'classic' | 'warmDeploy' | 'warmRollback'} Kind
+ * @typedef {'bgDeploy' | 'bgRollback' | 'dnatDeploy' | 'dnatRollback' | 'classic' | 'warmDeploy' | 'warmRollback' | 'taskDeploy' | 'taskRollback'} Kind
  * @typedef {ReturnType<typeof figuresOf>} Figures
  */
 
@@ -72,7 +72,8 @@ function figuresOf(m) {
     classic: medians('classic', ['toServingMs', 'serverToServingMs', 'totalMs', 'serverTotalMs']),
     bgRollback: medians('bgRollback', ROLLBACK_FIELDS),
     dnatRollback: medians('dnatRollback', ROLLBACK_FIELDS),
-    warmRollback: medians('warmRollback', ROLLBACK_FIELDS)
+    warmRollback: medians('warmRollback', ROLLBACK_FIELDS),
+    taskDeploy: medians('taskDeploy', [...DEPLOY_FIELDS, 'taskMs'])
   }
   const failed = {
     bgDeploy: sum('bgDeploy', 'failed'),
@@ -80,6 +81,7 @@ function figuresOf(m) {
     dnatDeploy: sum('dnatDeploy', 'failed'),
     dnatRollback: sum('dnatRollback', 'failed'),
     warm: sum('warmDeploy', 'failed') + sum('warmRollback', 'failed'),
+    task: sum('taskDeploy', 'failed') + sum('taskRollback', 'failed'),
     classic: sum('classic', 'failed'),
     bgRaces: sum('bgDeploy', 'races') + sum('bgRollback', 'races'),
     dnatRaces: sum('dnatDeploy', 'races') + sum('dnatRollback', 'races'),
@@ -102,11 +104,16 @@ function figuresOf(m) {
  */
 function targetsOf(m, { med, failed, overhead }) {
   const bgFailed =
-    failed.bgDeploy + failed.bgRollback + failed.dnatDeploy + failed.dnatRollback + failed.warm
+    failed.bgDeploy +
+    failed.bgRollback +
+    failed.dnatDeploy +
+    failed.dnatRollback +
+    failed.warm +
+    failed.task
   const startup = median(m.startup)
   return [
     [
-      'failed requests, bg-deploy deploys and rollbacks, both modes and keep-warm',
+      'failed requests, bg-deploy deploys and rollbacks, both modes, keep-warm and a pre-switch task',
       `${bgFailed}`,
       '0',
       bgFailed === 0
@@ -215,7 +222,9 @@ function criticalPathTable(m, { med }) {
     step('started → healthy (the app starts, polled every 0.05 s)', 'healthMs', 'yes'),
     step('healthy → nginx switched (nginx -t, reload)', 'switchMs', 'yes'),
     step('switched → first answer of the new version seen by the load', 'seenMs', 'yes'),
-    step("new version serving, from the run's start", 'toServingMs', '(the sum)')
+    step("new version serving, from the run's start", 'toServingMs', '(the sum)'),
+    `| with a pre-switch task (\`true\`, a one-off container of the new image): the task, from its start to its end | ${s2(med.taskDeploy.taskMs ?? NaN)} s | yes |`,
+    `| with that task: new version serving, from the run's start | ${s2(med.taskDeploy.toServingMs ?? NaN)} s | (the sum) |`
   ].join('\n')
 }
 

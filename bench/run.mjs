@@ -63,6 +63,9 @@ const BG = { app: 'bgbench', port: 18090 }
 const DNAT = { app: 'bgdnat', port: 18100 }
 const CLASSIC = { app: 'classic', port: 18095 }
 const WARM = { app: 'bgwarm', port: 18130 }
+// a deploy with a pre-switch task that does nothing (`true`): what the task's one-off container
+// adds to the critical path
+const TASK = { app: 'bgtask', port: 18140 }
 const LOAD = { keepalive: 16, fresh: 4, slow: 2 }
 
 const say = (/** @type {string} */ s) => process.stdout.write(`${s}\n`)
@@ -332,7 +335,8 @@ async function setup() {
   )
 
   await forgetRepository(svc.registry, 'bench/app')
-  for (const a of [BG, DNAT, CLASSIC, WARM]) removeApp(svc, a.app, [`/tmp/${a.app}.current_color`])
+  for (const a of [BG, DNAT, CLASSIC, WARM, TASK])
+    removeApp(svc, a.app, [`/tmp/${a.app}.current_color`])
   // a site is written just before its app's first deploy: nginx -t refuses a site whose upstream
   // does not exist yet
   writeSite(svc, CLASSIC.app, CLASSIC.port)
@@ -347,7 +351,8 @@ async function setup() {
     'create-release': a === BG ? 'true' : 'false',
     'github-token': 'ghs_bench',
     'switch-mode': a === DNAT ? 'dnat' : 'reload',
-    'live-port': String(a.port + 3)
+    'live-port': String(a.port + 3),
+    ...(a === TASK ? { 'pre-switch-command': 'true' } : {})
   })
   const inputs = inputsOf(BG)
   const wsDir = path.join(svc.dir, 'bench-app')
@@ -380,14 +385,14 @@ async function setup() {
   )
 
   say('==> v1.0.0 on every site (not measured)')
-  for (const a of [BG, DNAT, WARM]) {
+  for (const a of [BG, DNAT, WARM, TASK]) {
     writeSite(svc, a.app, a.port)
     must(await deploy(a), `bg-deploy ${a.app} v1.0.0`)
   }
   const image = (/** @type {string} */ v) => `${inputs.image}:${v}`
   must(await runClassic(svc, image('v1.0.0')), 'classic v1.0.0')
   // every site answers from the deploy under test, not from something else on its port
-  for (const a of [BG, DNAT, WARM, CLASSIC]) {
+  for (const a of [BG, DNAT, WARM, TASK, CLASSIC]) {
     const r = await httpGet(`http://127.0.0.1:${a.port}/`, 2000).catch((e) => ({
       status: 0,
       body: String(e.message)
@@ -559,6 +564,7 @@ async function rounds(b) {
     const dn = await bgRound(b, DNAT, 'bg-deploy dnat', prev, next)
     // keep-warm: the rollback finds the previous version's container running
     const warm = await bgRound(b, WARM, 'bg-deploy warm', prev, next, { 'keep-warm': '600' })
+    const task = await bgRound(b, TASK, 'bg-deploy task', prev, next)
     all.push({
       round: i,
       from: prev,
@@ -569,6 +575,8 @@ async function rounds(b) {
       dnatRollback: dn.rb,
       warmDeploy: warm.dep,
       warmRollback: warm.rb,
+      taskDeploy: { ...task.dep, taskMs: (task.tl.tasked ?? NaN) - (task.tl.task ?? NaN) },
+      taskRollback: task.rb,
       classic: cl.fig,
       bgTimeline: bg.tl,
       dnatTimeline: dn.tl
@@ -693,7 +701,7 @@ async function main() {
   b.stopBusy()
   await b.github.stop()
   await write(b, single, shapes, t00)
-  for (const a of [BG, DNAT, CLASSIC, WARM])
+  for (const a of [BG, DNAT, CLASSIC, WARM, TASK])
     removeApp(b.svc, a.app, [`/tmp/${a.app}.current_color`])
 }
 
