@@ -73,13 +73,14 @@ test('first deploy on a bare server, then v1 → v2 under load with 0 failed req
   // the old color is stopped after the run, in the background, holding the app's lock
   settled(a)
   expect(appContainers(a)).toEqual({ [`${a.name}-green`]: 'running', [`${a.name}-blue`]: 'exited' })
-  // the timeline output: every step of a deploy without a watch window, in order, within the run;
+  // the timeline output: every step of a deploy without a watch window or a pre-switch task, in
+  // order, within the run;
   // v2 first served after the switch
   // with the runner's build and push, which the script's start overlaps: it pulls once pushed
   const timeline = JSON.parse(run.outputs.timeline!) as { step: string; ms: number }[]
   const server = timeline.filter((e) => (EVENTS as string[]).includes(e.step))
   expect(server.map((e) => e.step)).toEqual(
-    EVENTS.filter((e) => e !== 'watched' && e !== 'reverted')
+    EVENTS.filter((e) => !['watched', 'reverted', 'task', 'tasked'].includes(e))
   )
   const ms = timeline.map((e) => e.ms)
   expect(ms).toEqual([...ms].sort((x, y) => x - y))
