@@ -234,3 +234,17 @@ describe('proxy-jump and the timeouts', () => {
     expect(cfg({ 'command-timeout': '100' }).commandTimeout).toBe(100)
   })
 })
+
+test('pre-switch-host names the server of hosts the task runs on; one not in hosts is refused', () => {
+  const hosts = 'a.example\nb.example:2222\n[2001:db8::1]:22'
+  const at = (name?: string) =>
+    parseConfig({ ...base, hosts, ...(name ? { 'pre-switch-host': name } : {}) }, ctx).fleet
+      .taskHost
+  expect(at()).toBe(0)
+  expect(at('b.example')).toBe(1)
+  expect(at('b.example:2222')).toBe(1)
+  expect(at('[2001:db8::1]:22')).toBe(2)
+  expect(() => at('c.example')).toThrow(
+    /Input 'pre-switch-host' \(c.example\) is not one of the servers in hosts/
+  )
+})

@@ -441,15 +441,15 @@ describe('a real application: the pre-switch task, workers, the run spec a rollb
       /Invalid pre-switch-command/
     )
   })
-  test('engine swarm refuses a pre-switch command and workers before anything changes', () => {
+  test('engine swarm takes a pre-switch command (a one-off job) and workers (a service each)', () => {
     const p = problems({
       ...base,
       engine: 'swarm',
       'pre-switch-command': 'bin/migrate',
       workers: 'jobs: bin/jobs'
     }).join('\n')
-    expect(p).toMatch(/'pre-switch-command' is not supported with engine swarm yet/)
-    expect(p).toMatch(/'workers' is not supported with engine swarm yet/)
+    expect(p).not.toMatch(/pre-switch-command/)
+    expect(p).toBe('')
   })
   test('given: the run spec items the inputs set, and only those', () => {
     expect(testConfig({}).app.given).toEqual([])

@@ -60098,7 +60098,27 @@ function checkFleet(c, s) {
     const several = s.hosts.length > 1 || s.lb !== undefined || !promote || previewFile !== '';
     if (several && (s.after.watch > 0 || s.after.keepWarm > 0))
         c.add("Inputs 'watch' and 'keep-warm' work with one server and promote: true for now; with several servers, a load balancer, previews or promote: false, leave them out.");
-    return { bindAddress, maxParallel, promote, previewFile: previewFile || undefined, several };
+    return {
+        bindAddress,
+        maxParallel,
+        promote,
+        previewFile: previewFile || undefined,
+        several,
+        taskHost: checkTaskHost(c, s.hosts)
+    };
+}
+/**
+ * pre-switch-host: the server of `hosts` the pre-switch task runs on (index; 0, the first, unless
+ * named), as host or host:port exactly as hosts gives it.
+ */
+function checkTaskHost(c, hosts) {
+    const raw = c.get('pre-switch-host')?.trim();
+    if (raw === undefined)
+        return 0;
+    const i = hosts.findIndex((h) => raw === h.host || raw === `${h.host}:${h.port}` || raw === `[${h.host}]:${h.port}`);
+    if (i < 0)
+        c.add(`Input 'pre-switch-host' (${raw}) is not one of the servers in hosts: give one of ${hosts.map((h) => h.host).join(', ')} (host or host:port, as hosts has it).`);
+    return Math.max(i, 0);
 }
 
 
@@ -60169,6 +60189,7 @@ const INPUTS = {
     'pre-switch-command': { group: 'app' },
     'pre-switch-timeout': { group: 'app', default: '300' },
     'pre-switch-force': { group: 'app', default: 'false' },
+    'pre-switch-host': { group: 'server' },
     'health-path': { group: 'switch', default: '/' },
     'health-timeout': { group: 'switch', default: '60' },
     'health-interval': { group: 'switch', default: '0.05' },
@@ -60608,10 +60629,6 @@ function checkEngine(c, s) {
             c.add("Input 'keep-warm' does not apply to a Swarm service (Swarm keeps the previous spec): remove it.");
         if (s.mode === 'dnat')
             c.add('engine swarm does not use switch-mode: Swarm replaces the tasks. Remove switch-mode.');
-        if (s.workers)
-            c.add("Input 'workers' is not supported with engine swarm yet: deploy each worker as a service of its own (app-name: shop-worker), or use engine ssh.");
-        if (s.task)
-            c.add("Input 'pre-switch-command' is not supported with engine swarm yet: run the task in a job step before the deploy (docker service create --mode replicated-job), or deploy with engine ssh.");
         if (s.runArgs.length > 0)
             c.add("Input 'docker-run-args' does not apply to a Swarm service: remove it with engine swarm.");
         const cli = s.envKeys.filter((k) => CLI_VARIABLES.test(k));
@@ -60937,9 +60954,7 @@ function parseConfig(inputs, ctx) {
         runArgs: app.dockerRunArgs,
         maxParallel: fleet.maxParallel,
         keepWarm: after.keepWarm,
-        envKeys: app.env.map(([k]) => k),
-        task: app.task !== undefined,
-        workers: app.workers.length > 0
+        envKeys: app.env.map(([k]) => k)
     });
     c.done();
     return {
@@ -70306,7 +70321,7 @@ async function switchOnServers(run, target, req, early) {
     info(`${req.action === 'rollback' ? 'Rollback' : 'Deploy'} on ${where}: prepare every one, then ${config.fleet.promote ? 'switch all or none' : 'stop (promote: false)'}`);
     try {
         if (req.action === 'deploy' && config.app.task)
-            await taskFirst(run, target.servers[0], req);
+            await taskFirst(run, target.servers[config.fleet.taskHost], req);
         const r = await (0,fleet/* runFleet */.gI)(target.servers, target.lb, config, { ...req, actor: ctx.actor, runUrl: ctx.runUrl }, log);
         Object.assign(outcome, {
             deployed: r.deployed,
@@ -70345,7 +70360,8 @@ async function switchOnServers(run, target, req, early) {
         info(`${config.app.name} ${outcome.version ?? outcome.image} serves from ${outcome.color} on ${where}${outcome.previousColor ? ` (was ${outcome.previousColor})` : ''}`);
 }
 /**
- * A run over several servers with a pre-switch task: the task runs alone on the first server (its
+ * A run over several servers with a pre-switch task: the task runs alone on one server (the first,
+ * or pre-switch-host; its
  * own session: pull, the task, its record) before any server starts a color; its failure ends the
  * run with every server untouched. One server runs it inside its deploy (src/remote/main.sh).
  */

@@ -320,8 +320,6 @@ export function checkEngine(
     maxParallel: number
     keepWarm: number
     envKeys: string[]
-    task: boolean
-    workers: boolean
   }
 ): Config['engine'] {
   const raw = c.get('engine')?.trim() ?? defaultOf('engine')
@@ -341,14 +339,6 @@ export function checkEngine(
       )
     if (s.mode === 'dnat')
       c.add('engine swarm does not use switch-mode: Swarm replaces the tasks. Remove switch-mode.')
-    if (s.workers)
-      c.add(
-        "Input 'workers' is not supported with engine swarm yet: deploy each worker as a service of its own (app-name: shop-worker), or use engine ssh."
-      )
-    if (s.task)
-      c.add(
-        "Input 'pre-switch-command' is not supported with engine swarm yet: run the task in a job step before the deploy (docker service create --mode replicated-job), or deploy with engine ssh."
-      )
     if (s.runArgs.length > 0)
       c.add(
         "Input 'docker-run-args' does not apply to a Swarm service: remove it with engine swarm."

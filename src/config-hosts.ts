@@ -253,5 +253,29 @@ export function checkFleet(
     c.add(
       "Inputs 'watch' and 'keep-warm' work with one server and promote: true for now; with several servers, a load balancer, previews or promote: false, leave them out."
     )
-  return { bindAddress, maxParallel, promote, previewFile: previewFile || undefined, several }
+  return {
+    bindAddress,
+    maxParallel,
+    promote,
+    previewFile: previewFile || undefined,
+    several,
+    taskHost: checkTaskHost(c, s.hosts)
+  }
+}
+
+/**
+ * pre-switch-host: the server of `hosts` the pre-switch task runs on (index; 0, the first, unless
+ * named), as host or host:port exactly as hosts gives it.
+ */
+function checkTaskHost(c: Collector, hosts: SshConfig[]): number {
+  const raw = c.get('pre-switch-host')?.trim()
+  if (raw === undefined) return 0
+  const i = hosts.findIndex(
+    (h) => raw === h.host || raw === `${h.host}:${h.port}` || raw === `[${h.host}]:${h.port}`
+  )
+  if (i < 0)
+    c.add(
+      `Input 'pre-switch-host' (${raw}) is not one of the servers in hosts: give one of ${hosts.map((h) => h.host).join(', ')} (host or host:port, as hosts has it).`
+    )
+  return Math.max(i, 0)
 }

@@ -62,6 +62,7 @@ export const INPUTS = {
   'pre-switch-command': { group: 'app' },
   'pre-switch-timeout': { group: 'app', default: '300' },
   'pre-switch-force': { group: 'app', default: 'false' },
+  'pre-switch-host': { group: 'server' },
   'health-path': { group: 'switch', default: '/' },
   'health-timeout': { group: 'switch', default: '60' },
   'health-interval': { group: 'switch', default: '0.05' },

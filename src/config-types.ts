@@ -82,6 +82,8 @@ export interface Config {
     previewFile?: string
     /** the run goes in two phases (prepare, then commit): several servers, a load balancer, previews, or promote: false */
     several: boolean
+    /** the index in `hosts` of the server that runs the pre-switch task (pre-switch-host; 0) */
+    taskHost: number
   }
 }
 

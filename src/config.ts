@@ -88,9 +88,7 @@ export function parseConfig(inputs: Inputs, ctx: ConfigContext): Config {
     runArgs: app.dockerRunArgs,
     maxParallel: fleet.maxParallel,
     keepWarm: after.keepWarm,
-    envKeys: app.env.map(([k]) => k),
-    task: app.task !== undefined,
-    workers: app.workers.length > 0
+    envKeys: app.env.map(([k]) => k)
   })
   c.done()
   return {

@@ -73,7 +73,8 @@ export async function switchOnServers(
     `${req.action === 'rollback' ? 'Rollback' : 'Deploy'} on ${where}: prepare every one, then ${config.fleet.promote ? 'switch all or none' : 'stop (promote: false)'}`
   )
   try {
-    if (req.action === 'deploy' && config.app.task) await taskFirst(run, target.servers[0]!, req)
+    if (req.action === 'deploy' && config.app.task)
+      await taskFirst(run, target.servers[config.fleet.taskHost]!, req)
     const r = await runFleet(
       target.servers,
       target.lb,
@@ -121,7 +122,8 @@ export async function switchOnServers(
 }
 
 /**
- * A run over several servers with a pre-switch task: the task runs alone on the first server (its
+ * A run over several servers with a pre-switch task: the task runs alone on one server (the first,
+ * or pre-switch-host; its
  * own session: pull, the task, its record) before any server starts a color; its failure ends the
  * run with every server untouched. One server runs it inside its deploy (src/remote/main.sh).
  */

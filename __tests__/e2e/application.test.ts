@@ -353,4 +353,31 @@ describe('workers swap with the web, one server', () => {
     expect(sched.at(-1)?.[2]).toBe('v1')
     expect(new Set(sched.map(([, , v]) => v))).toContain('v5')
   }, 180_000)
+
+  test('keep-warm keeps the old web running, not its workers; a rollback within it starts them again', async () => {
+    commitVersion(a, { version: 'v6.0.0' })
+    expectOk(await deployApp(a, { inputs: { env: 'GREETING=v6', workers, 'keep-warm': '600' } }))
+    settled(a)
+    // v1 served from blue before: its web stays warm, its workers stopped
+    expect(appContainers(a)).toMatchObject({
+      [`${a.name}-blue`]: 'running',
+      [`${a.name}-blue-jobs`]: 'exited',
+      [`${a.name}-blue-scheduler`]: 'exited',
+      [`${a.name}-green-jobs`]: 'running',
+      [`${a.name}-green-scheduler`]: 'running'
+    })
+    const back = await rollbackApp(a, 'previous', { 'keep-warm': '600' })
+    expectOk(back)
+    expect(back.log).toMatch(/fast path: \S+ is running still \(kept warm\): a switch only/)
+    expect(back.log).toMatch(/worker jobs: starting the kept \S+-blue-jobs/)
+    settled(a)
+    expect((await httpGet(a.url)).body).toBe('v1.0.0\n')
+    expect(appContainers(a)).toMatchObject({
+      [`${a.name}-blue-jobs`]: 'running',
+      [`${a.name}-blue-scheduler`]: 'running',
+      [`${a.name}-green-jobs`]: 'exited',
+      [`${a.name}-green-scheduler`]: 'exited'
+    })
+    expect(overlaps(ticks(path.join(data, 'sched')))).toEqual([])
+  }, 180_000)
 })

@@ -486,8 +486,13 @@ describe('a real application on three app servers behind the load balancer', () 
     expect(run.log.match(/pre-switch task: running/g)).toHaveLength(1)
 
     commitVersion({ ws: app.ws } as never, { version: 'v3.0.0' })
+    // pre-switch-host: this time the second server runs it
     const failed = await deploy(app, {
-      inputs: { env: 'GREETING=hello-v3', 'pre-switch-command': 'sh -c "exit 3"' }
+      inputs: {
+        env: 'GREETING=hello-v3',
+        'pre-switch-command': 'sh -c "exit 3"',
+        'pre-switch-host': apps[1]!.address
+      }
     })
     const stats = (await stopAll([load!]))[0]!
     console.log(`a real application, 3 app servers: task once per deploy; ${failures(stats)}`)
@@ -496,6 +501,7 @@ describe('a real application on three app servers behind the load balancer', () 
       /failed with exit code 3\. Nothing was started or switched: no server was changed/
     )
     expect(failed.log).not.toMatch(/starting \S+-blue/)
+    expect(failed.log).toContain(`${apps[1]!.address}: the pre-switch task runs here first`)
     expectNoFailures(stats)
     expect(await served(app)).toEqual(['v2.0.0'])
     expect(stateVersions(app)).toEqual(['v2.0.0', 'v2.0.0', 'v2.0.0'])

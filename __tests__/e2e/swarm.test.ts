@@ -1,6 +1,7 @@
 // engine: swarm end to end on a single-node Docker Swarm (scripts/swarm.sh: its own engine in a
 // network namespace, its own sshd, an overlay network, nginx in a container on it reaching the
 // service's tasks by Docker's DNS), 2 replicas, under load through that nginx.
+import { execFileSync } from 'node:child_process'
 import {
   Load,
   commitVersion,
@@ -74,7 +75,11 @@ describe('engine swarm, 2 replicas behind nginx on the overlay network', () => {
 
     commitVersion({ ws } as never, { version: 'v2.0.0', startDelay: 1 })
     let load = await new Load().start(url())
-    const second = await deploy({ env: 'SWARM_SECRET=v2 value' })
+    // the pre-switch task: a one-off Swarm job on the service's network, with the env
+    const second = await deploy({
+      env: 'SWARM_SECRET=v2 value',
+      'pre-switch-command': `sh -c 'echo "migrated with $SWARM_SECRET"'`
+    })
     let stats = await load.stop()
     expectOk(second)
     const converged = timelineOf(second.outputs).switched!
@@ -86,6 +91,10 @@ describe('engine swarm, 2 replicas behind nginx on the overlay network', () => {
     expect(lastServed(stats, 'v1.0.0')).toBeLessThanOrEqual(converged + 3000)
     expect((await httpGet(url())).body).toBe('v2.0.0\n')
     expect((await httpGet(`${url()}cgi-bin/env?SWARM_SECRET`)).body).toBe('v2 value\n')
+    expect(second.log).toMatch(/task\| migrated with v2 value/)
+    expect(second.log).toMatch(/pre-switch task: done/)
+    const t = timelineOf(second.outputs)
+    expect(t.tasked).toBeLessThanOrEqual(t.started ?? NaN)
 
     // the rollback job sets no env: v1 comes back with the env it ran with, from its record
     load = await new Load().start(url())
@@ -120,4 +129,88 @@ describe('engine swarm, 2 replicas behind nginx on the overlay network', () => {
     expect(stats.versions['v3.0.0']).toBeUndefined()
     expect((await httpGet(url())).body).toBe('v1.0.0\n')
   }, 300_000)
+
+  test('a pre-switch task that fails on Swarm: the run fails with its exit code and last lines, the service is not updated, no job is left', async () => {
+    commitVersion({ ws } as never, { version: 'v4.0.0' })
+    const load = await new Load().start(url())
+    const run = await deploy({
+      'pre-switch-command': `sh -c 'echo "relation users has no column x"; exit 5'`
+    })
+    const stats = await load.stop()
+    expect(run.code).toBe(1)
+    expect(run.log).toMatch(
+      /the pre-switch task .* failed with exit code 5 .*Nothing was changed: The service runs \S+:v1\.0\.0/s
+    )
+    expect(run.log).toMatch(/relation users has no column x/)
+    expect(stats.non2xx + stats.errors + stats.slowFailed).toBe(0)
+    expect((await httpGet(url())).body).toBe('v1.0.0\n')
+    expect(
+      execFileSync('docker', [
+        '-H',
+        env.BGD_SWARM_DOCKER ?? '',
+        'service',
+        'ls',
+        '--format',
+        '{{.Name}}'
+      ])
+        .toString()
+        .split('\n')
+        .filter((n) => n.startsWith(`${NAME}-task`))
+    ).toEqual([])
+  }, 300_000)
+
+  test('workers on Swarm: a service each, updated after the web; the scheduler never twice, the job worker never absent; a worker that fails takes the web back with it', async () => {
+    const dk = (...args: string[]) =>
+      execFileSync('docker', ['-H', env.BGD_SWARM_DOCKER ?? '', ...args]).toString()
+    const tick = `sh -c 'while true; do echo "$(cut -d" " -f1 /proc/uptime) $(hostname)"; sleep 0.2; done'`
+    const workers = `jobs: ${tick}\nscheduler single stop-timeout=5: ${tick}`
+    commitVersion({ ws } as never, { version: 'v5.0.0' })
+    expectOk(await deploy({ workers }))
+    commitVersion({ ws } as never, { version: 'v6.0.0', startDelay: 1 })
+    const load = await new Load().start(url())
+    const run = await deploy({ workers })
+    const stats = await load.stop()
+    expectOk(run)
+    const image = (svc: string) =>
+      dk('service', 'inspect', '-f', '{{.Spec.TaskTemplate.ContainerSpec.Image}}', svc).trim()
+    for (const svc of [NAME, `${NAME}-jobs`, `${NAME}-scheduler`])
+      expect(image(svc)).toMatch(/:v6\.0\.0(@|$)/)
+    // the log line of each tick: uptime and the task's container
+    const ticksOf = (svc: string) =>
+      dk('service', 'logs', '--raw', svc)
+        .trim()
+        .split('\n')
+        .map((l) => l.split(' '))
+        .filter((f) => f.length === 2)
+        .map(([t, id]) => ({ t: Number(t), id: id! }))
+        .sort((a, b) => a.t - b.t)
+    const sched = ticksOf(`${NAME}-scheduler`)
+    const spans = new Map<string, [number, number]>()
+    for (const { t, id } of sched) {
+      const x = spans.get(id)
+      spans.set(id, x ? [x[0], t] : [t, t])
+    }
+    const ordered = [...spans.values()].sort((a, b) => a[0] - b[0])
+    for (let i = 1; i < ordered.length; i++)
+      expect(ordered[i]![0]).toBeGreaterThan(ordered[i - 1]![1])
+    const jobs = ticksOf(`${NAME}-jobs`).map((x) => x.t)
+    const gap = jobs.slice(1).reduce((g, t, i) => Math.max(g, t - jobs[i]!), 0)
+    console.log(
+      `swarm workers, v5 -> v6: ${spans.size} scheduler tasks one after the other; longest moment without a job worker ${gap.toFixed(2)} s; ${failures(stats)}; run ${run.ms} ms`
+    )
+    expect(spans.size).toBe(2)
+    expect(gap).toBeLessThan(1)
+    expect(stats.non2xx + stats.errors + stats.slowFailed).toBe(0)
+
+    commitVersion({ ws } as never, { version: 'v7.0.0' })
+    const bad = await deploy({
+      workers: `jobs: sh -c 'echo no queue; exit 4'\nscheduler single: ${tick}`
+    })
+    expect(bad.code).toBe(1)
+    expect(bad.log).toMatch(
+      /worker service \S+-jobs: .*non-zero exit \(4\).*Rolled back to their previous version with it: \S+/
+    )
+    for (const svc of [NAME, `${NAME}-jobs`]) expect(image(svc)).toMatch(/:v6\.0\.0(@|$)/)
+    expect((await httpGet(url())).body).toBe('v6.0.0\n')
+  }, 400_000)
 })

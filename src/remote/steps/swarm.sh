@@ -11,7 +11,10 @@ swarm_check() {
     || die "engine swarm needs a Swarm manager: the Docker engine on this server is not one (swarm state: ${st:-unknown}). Run 'docker swarm init' here, or point host at a manager node. Nothing was changed."
 }
 
-swarm_service() { printf '%s' "${P[app]}"; }
+# The service a step works on: the app's (the web), or SWARM_SVC while a worker's is updated.
+SWARM_SVC=''
+SWARM_UPDATED_WORKERS=() # workers' services this run updated (a failure rolls them back)
+swarm_service() { printf '%s' "${SWARM_SVC:-${P[app]}}"; }
 
 # A variable the docker CLI, the dynamic linker or bash read themselves (the same list as the
 # action's check of env, src/config-app.ts): it cannot carry an app's value into the CLI.
@@ -104,6 +107,7 @@ swarm_converged() { # swarm_converged LIMIT
     *) swarm_failed "Swarm left the update to $RUN_IMAGE in state $state: ${why:-${msg:-no reason given}}" ;;
   esac
   log "service $svc converged on $RUN_IMAGE"
+  [[ -z "$SWARM_SVC" ]] || return 0
   event healthy
   event switched
 }
@@ -117,6 +121,7 @@ swarm_failed() { # swarm_failed WHY [REMOVE]: the failing tasks, their last log 
   log "last log lines of $svc:"
   docker_call service logs --raw --tail 10 "$svc" >&2 2>&1 || true
   history_add failed-swarm
+  if [[ -n "$SWARM_SVC" ]]; then swarm_workers_failed "$1${task_error:+ (a task failed: $task_error)}"; fi
   if [[ "${2:-0}" == 1 ]]; then
     docker_call service rm "$svc" >/dev/null 2>&1 || true
     die "$1${task_error:+ (a task failed: $task_error)}. The service was new, so it was removed: nothing of ${P[app]} runs."
@@ -130,6 +135,137 @@ swarm_serving() { # what serves now, for a message
   if [[ -n "$img" ]]; then printf 'The service runs %s.' "${img%@*}"; else printf 'The service does not exist.'; fi
 }
 
+# Workers on Swarm: each a service of its own, APP-NAME, updated after the web service converged,
+# to the same image and env: start-first (the new task runs before the old one stops) for a regular
+# worker; one replica and stop-first for a single one (its old task has stopped before the new one
+# starts: never two). Swarm rolls a worker back when its new tasks fail within the update monitor;
+# the run then rolls the web service and the workers it updated back too, so the app is never left
+# half on the new version. A worker no longer listed has its service removed.
+swarm_workers() {
+  local i i2 svc words=() args=() rc out q w keep=' ' limit
+  workers_read
+  limit=$(( ${P[health_timeout]%.*} + 60 ))
+  for i in "${!WORKER_NAMES[@]}"; do
+    svc="${P[app]}-${WORKER_NAMES[$i]}"; keep+="$svc "
+    mapfile -d '' words < <(printf '%s' "${WORKER_WORDS[$i]}" | base64 -d)
+    args=(--update-failure-action rollback --update-monitor 5s --stop-signal "${WORKER_SIGNAL[$i]}"
+      --stop-grace-period "${WORKER_TIMEOUT[$i]}s" --rollback-order stop-first)
+    if [[ "${WORKER_SINGLE[$i]}" == 1 ]]; then args+=(--update-order stop-first --replicas 1)
+    else args+=(--update-order start-first); fi
+    SWARM_SVC="$svc"
+    phase "swarm worker $svc"
+    rc=0
+    if docker_call service inspect "$svc" >/dev/null 2>&1; then
+      # --args is one string the docker CLI splits like a shell: each word single-quoted
+      q=''; for w in "${words[@]}"; do q+=" $(swarm_quote "$w")"; done
+      for i2 in "${!ENV_KEYS[@]}"; do args+=(--env-add "${ENV_KEYS[$i2]}"); done
+      log "worker ${WORKER_NAMES[$i]}: updating service $svc to $RUN_IMAGE ($([[ "${WORKER_SINGLE[$i]}" == 1 ]] && echo 'single: stop-first, one task' || echo start-first))"
+      out="$(docker_bin="$(command -v docker)"
+        for i2 in "${!ENV_KEYS[@]}"; do export "${ENV_KEYS[$i2]}=${ENV_VALUES[$i2]%x}"; done
+        timeout "$limit" "$docker_bin" ${REGISTRY_CONFIG:+--config "$REGISTRY_CONFIG"} service update --quiet --with-registry-auth \
+          --image "$RUN_IMAGE" --args "${q# }" --container-label-add "bg-deploy.version=$RUN_VERSION" "${args[@]}" -- "$svc" 2>&1)" || rc=$?
+    else
+      local secret_env=''
+      if ((${#ENV_KEYS[@]} > 0)); then
+        secret_env="$STATE_DIR/.env.$$"; TMP_PATHS+=("$secret_env"); : >"$secret_env"
+        for i2 in "${!ENV_KEYS[@]}"; do printf '%s=%s\n' "${ENV_KEYS[$i2]}" "${ENV_VALUES[$i2]%x}" >>"$secret_env"; done
+        args+=(--env-file "$secret_env")
+      fi
+      if [[ -n "${P[env_file]}" ]]; then args+=(--env-file "${P[env_file]}"); fi
+      if [[ -n "${P[network]}" ]]; then args+=(--network "${P[network]}"); fi
+      log "worker ${WORKER_NAMES[$i]}: creating service $svc from $RUN_IMAGE"
+      out="$(timeout "$limit" docker ${REGISTRY_CONFIG:+--config "$REGISTRY_CONFIG"} service create --quiet --with-registry-auth --name "$svc" \
+        --label "bg-deploy.app=${P[app]}" --label "bg-deploy.worker=${WORKER_NAMES[$i]}" --container-label "bg-deploy.version=$RUN_VERSION" \
+        "${args[@]}" -- "$RUN_IMAGE" "${words[@]}" 2>&1)" || rc=$?
+      if [[ -n "$secret_env" ]]; then rm -f "$secret_env"; fi
+    fi
+    SWARM_UPDATED_WORKERS+=("$svc")
+    if ((rc != 0)); then
+      local why="docker service failed: $out"
+      if ((rc == 124)); then why="Swarm did not converge within ${limit}s"; fi
+      swarm_failed "$why"
+    fi
+    swarm_converged "$limit"
+  done
+  SWARM_SVC=''
+  # the services of workers this version no longer has
+  while IFS= read -r svc; do
+    [[ -n "$svc" && "$keep" != *" $svc "* ]] || continue
+    log "service $svc runs a worker this version does not have: removed"
+    docker_call service rm "$svc" >/dev/null 2>&1 || log "warning: could not remove $svc"
+  done < <(docker_call service ls --filter "label=bg-deploy.app=${P[app]}" --filter label=bg-deploy.worker --format '{{.Name}}' 2>/dev/null)
+}
+
+swarm_quote() { local w="$1"; printf "'%s'" "${w//\'/\'\\\'\'}"; } # one word, quoted for the CLI's split
+
+# A worker's update failed (Swarm rolled it back): the web service and the workers this run updated
+# go back to their previous spec too, then the run ends saying so.
+swarm_workers_failed() { # swarm_workers_failed WHY
+  local svc back=() failed="$SWARM_SVC"
+  for svc in "${P[app]}" "${SWARM_UPDATED_WORKERS[@]}"; do
+    [[ "$svc" != "$SWARM_SVC" ]] || continue
+    if docker_call service rollback --quiet "$svc" >/dev/null 2>&1; then back+=("$svc"); fi
+  done
+  SWARM_SVC=''
+  die "worker service $failed: $1. Rolled back to their previous version with it: ${back[*]:-nothing (the services were new)}. $(swarm_serving)"
+}
+
+# The pre-switch task on Swarm: a one-off job (a replicated-job service, no restart) of the new
+# image on the service's network, with its env, before the service is updated; the run waits for
+# its end (task_timeout), streams its log, and removes it. As on ssh, a failure or timeout changes
+# nothing and a version whose task succeeded is not run again (task.sh).
+swarm_task() {
+  [[ -n "${P[task]}" ]] || return 0
+  local words=() job when args=() i secret_env='' state err rc=0 deadline code out why start
+  mapfile -d '' words < <(printf '%s' "${P[task]}" | base64 -d)
+  if [[ "${P[task_force]}" != 1 ]] && when="$(task_done)"; then
+    log "pre-switch task: it succeeded for $RUN_VERSION on this swarm already ($when): not run again (pre-switch-force: true runs it anyway)"
+    return 0
+  fi
+  job="${P[app]}-task-$(date +%s)"
+  phase "pre-switch task"
+  event task
+  registry_login
+  args=(--quiet --detach --mode replicated-job --restart-condition none --name "$job" --label "bg-deploy.app=${P[app]}"
+    --label "bg-deploy.task=$RUN_VERSION" --with-registry-auth)
+  if [[ -n "${P[network]}" ]]; then args+=(--network "${P[network]}"); fi
+  if [[ -n "${P[env_file]}" ]]; then args+=(--env-file "${P[env_file]}"); fi
+  if ((${#ENV_KEYS[@]} > 0)); then
+    secret_env="$STATE_DIR/.env.$$"; TMP_PATHS+=("$secret_env"); : >"$secret_env"
+    for i in "${!ENV_KEYS[@]}"; do printf '%s=%s\n' "${ENV_KEYS[$i]}" "${ENV_VALUES[$i]%x}" >>"$secret_env"; done
+    args+=(--env-file "$secret_env")
+  fi
+  log "pre-switch task: running '${words[*]}' as the one-off Swarm job $job of $RUN_IMAGE (up to ${P[task_timeout]}s)"
+  start="$(now_ms)"
+  out="$(docker ${REGISTRY_CONFIG:+--config "$REGISTRY_CONFIG"} service create "${args[@]}" -- "$RUN_IMAGE" "${words[@]}" 2>&1)" || rc=$?
+  if [[ -n "$secret_env" ]]; then rm -f "$secret_env"; fi
+  ((rc == 0)) || { task_record failed; history_add failed-task; die "the pre-switch task could not start as a Swarm job: $out. Nothing was changed: $(swarm_serving)"; }
+  deadline=$((start + ${P[task_timeout]%.*} * 1000))
+  while :; do
+    IFS='|' read -r state err <<<"$(docker_call service ps "$job" --no-trunc --format '{{.CurrentState}}|{{.Error}}' 2>/dev/null | head -n 1)"
+    case "$state" in Complete* | Failed* | Rejected* | Shutdown*) break ;; esac
+    if (($(now_ms) >= deadline)); then state=timeout; break; fi
+    sleep 0.5
+  done
+  : >"$STATE_DIR/task.log"
+  docker_call service logs --raw "$job" 2>&1 | task_stream "$STATE_DIR/task.log" || true
+  docker_call service rm "$job" >/dev/null 2>&1 || true
+  if [[ "$state" != Complete* ]]; then
+    task_record failed
+    history_add failed-task
+    if [[ "$state" == timeout ]]; then why="did not end within ${P[task_timeout]}s (pre-switch-timeout) and was stopped"
+    else
+      code="$(printf '%s' "$err" | sed -n 's/.*non-zero exit (\([0-9]*\)).*/\1/p')"
+      why="failed${code:+ with exit code $code} (${state%% *}${err:+: $err})"
+    fi
+    die "the pre-switch task '${words[*]}' $why. Nothing was changed: $(swarm_serving) Its last lines:
+$(tail -n 10 "$STATE_DIR/task.log")"
+  fi
+  task_record ok
+  log "pre-switch task: done in $(($(now_ms) - start)) ms"
+  event tasked
+}
+
 main_swarm() {
   local current
   swarm_check
@@ -140,10 +276,12 @@ main_swarm() {
     log "service ${P[app]}: $current serving; rolling back to $RUN_VERSION ($RUN_IMAGE)"
     spec_load
   fi
+  if [[ "${P[action]}" == deploy ]]; then swarm_task; fi
   if [[ -z "${P[health_cmd]}" ]]; then
     warn "engine swarm without health-cmd: Swarm sends traffic to a new task as soon as its process runs, before the app is ready, and cannot roll back a version that never gets healthy. Give health-cmd, a probe of ${P[health_path]} with a tool the image has."
   fi
   swarm_deploy
+  swarm_workers
   state_write '' "$RUN_VERSION" "$RUN_IMAGE"
   spec_save
   history_add ok
