@@ -42,8 +42,7 @@ switch_point() { # switch_point COLOR
 # ends: the previous version serves.
 switch_to() { # switch_to COLOR
   phase "switch to $(container_name "$1")"
-  if [[ "$SWITCH_MODE" == dnat ]]; then switch_dnat "$1"; else switch_reload "$1"; fi
-  event switched
+  if [[ "$SWITCH_MODE" == dnat ]]; then switch_dnat "$1"; event switched; else switch_reload "$1"; fi
 }
 
 # reload mode: the upstream names the color's port; nginx is reloaded.
@@ -53,6 +52,8 @@ switch_reload() { # switch_reload COLOR
     if [[ -n "$UPSTREAM_FAILED" ]]; then history_add "$UPSTREAM_FAILED" "$1"; fi
     die "$SWITCH_ERROR"
   fi
+  # stamped as soon as the reload returned: nginx's new workers may answer from then on
+  event switched
   log "nginx now sends ${P[upstream_name]} to $(upstream_target "$1")${SWITCH_BACKUP:+ (or $SWITCH_BACKUP while that port refuses)}"
 }
 
