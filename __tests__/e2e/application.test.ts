@@ -259,9 +259,10 @@ describe('workers swap with the web, one server', () => {
     settled(a)
     expect(run.log).toMatch(/workers \(regular\) of green up for 3s: jobs/)
     expect(run.log).toMatch(/worker scheduler \(single\): stopping \S+-blue-scheduler first/)
-    // the scheduler swap and the worker check come before the switch
+    // the scheduler swap and the worker check come before the switch (both lines on the script's
+    // stderr, so in order; its phase markers travel on stdout)
     expect(run.log.indexOf('workers (single) of green up')).toBeLessThan(
-      run.log.indexOf('switch to ')
+      run.log.indexOf('nginx now sends')
     )
     const jobs = ticks(path.join(data, 'jobs'))
     const sched = ticks(path.join(data, 'sched'))

@@ -190,6 +190,26 @@ test('a failed deploy leaves a draft release, named in the summary, and latest u
   expect(await registryTags(svc.registry, a.repo)).toEqual(['latest', 'v1.0.0', 'v1.1.0'])
 }, 180_000)
 
+test('a failing pre-switch task leaves a draft release and latest unchanged; nothing starts', async () => {
+  const { a, ws, inputs } = release('v1.0.0', 'release v1.0.0')
+  expectOk(await push(inputs, ws, 'release v1.0.0'))
+  settled(a)
+  const latestBefore = await registryDigest(svc.registry, a.repo, 'latest')
+  const { sha, event } = commitVersion(a, { version: 'v1.1.0' })
+  const bad = await runAction(
+    { ...inputs, 'pre-switch-command': `sh -c 'echo "migration 7 failed"; exit 9'` },
+    { workspace: ws, sha, event, apiUrl: api.url }
+  )
+  expect(bad.code).toBe(1)
+  expect(bad.log).toMatch(/failed with exit code 9\. Nothing was started or switched/)
+  expect((await httpGet(a.url)).body).toBe('v1.0.0\n')
+  expect(api.releases.find((r) => r.tag_name === 'v1.1.0')).toMatchObject({ draft: true })
+  expect(api.tags['v1.1.0']).toBeUndefined()
+  expect(bad.summary).toMatch(/migration 7 failed/)
+  expect(await registryDigest(svc.registry, a.repo, 'latest')).toBe(latestBefore)
+  expect(Object.keys(appContainers(a)).filter((n) => !n.endsWith('-blue'))).toEqual([])
+}, 180_000)
+
 test('a build that fails while the server waits for it: the server changes nothing and frees its lock at once; the draft made meanwhile is deleted', async () => {
   const { a, ws, inputs } = release('v1.0.0', 'release v1.0.0')
   expectOk(await push(inputs, ws, 'release v1.0.0'))
