@@ -23,6 +23,18 @@ swarm_env_name_ok() { # swarm_env_name_ok NAME
   case "$n" in PATH | HOME | IFS | ENV | TMPDIR | SHELLOPTS | BASHOPTS | BASH_* | LD_* | DOCKER_* | HTTP_PROXY | HTTPS_PROXY | NO_PROXY | ALL_PROXY) return 1 ;; esac
 }
 
+# The env values for a `docker service create`, one line each in an owner-only file in the
+# owner-only state directory (main_swarm has EXIT remove it too; the caller removes it once docker
+# has read it):
+# prints its path, or nothing without env.
+swarm_env_file() {
+  ((${#ENV_KEYS[@]} > 0)) || return 0
+  local f="$STATE_DIR/.env.$$" i
+  : >"$f"
+  for i in "${!ENV_KEYS[@]}"; do printf '%s=%s\n' "${ENV_KEYS[$i]}" "${ENV_VALUES[$i]%x}" >>"$f"; done
+  printf '%s' "$f"
+}
+
 # The service's settings both create and update take.
 swarm_settings() { # prints one argument per line
   local monitor="${P[watch]}"
@@ -67,11 +79,8 @@ swarm_deploy() {
   else
     log "creating service $svc from $RUN_IMAGE with ${P[replicas]} replica(s)"
     created=1
-    if ((${#ENV_KEYS[@]} > 0)); then
-      secret_env="$STATE_DIR/.env.$$"; TMP_PATHS+=("$secret_env"); : >"$secret_env"
-      for i in "${!ENV_KEYS[@]}"; do printf '%s=%s\n' "${ENV_KEYS[$i]}" "${ENV_VALUES[$i]%x}" >>"$secret_env"; done
-      args+=(--env-file "$secret_env")
-    fi
+    secret_env="$(swarm_env_file)"
+    if [[ -n "$secret_env" ]]; then args+=(--env-file "$secret_env"); fi
     if [[ -n "${P[env_file]}" ]]; then args+=(--env-file "${P[env_file]}"); fi
     if [[ -n "${P[network]}" ]]; then args+=(--network "${P[network]}"); fi
     out="$(timeout "$limit" docker ${cfg:+--config "$cfg"} service create --quiet --with-registry-auth --name "$svc" \
@@ -165,12 +174,9 @@ swarm_workers() {
         timeout "$limit" "$docker_bin" ${REGISTRY_CONFIG:+--config "$REGISTRY_CONFIG"} service update --quiet --with-registry-auth \
           --image "$RUN_IMAGE" --args "${q# }" --container-label-add "bg-deploy.version=$RUN_VERSION" "${args[@]}" -- "$svc" 2>&1)" || rc=$?
     else
-      local secret_env=''
-      if ((${#ENV_KEYS[@]} > 0)); then
-        secret_env="$STATE_DIR/.env.$$"; TMP_PATHS+=("$secret_env"); : >"$secret_env"
-        for i2 in "${!ENV_KEYS[@]}"; do printf '%s=%s\n' "${ENV_KEYS[$i2]}" "${ENV_VALUES[$i2]%x}" >>"$secret_env"; done
-        args+=(--env-file "$secret_env")
-      fi
+      local secret_env
+      secret_env="$(swarm_env_file)"
+      if [[ -n "$secret_env" ]]; then args+=(--env-file "$secret_env"); fi
       if [[ -n "${P[env_file]}" ]]; then args+=(--env-file "${P[env_file]}"); fi
       if [[ -n "${P[network]}" ]]; then args+=(--network "${P[network]}"); fi
       log "worker ${WORKER_NAMES[$i]}: creating service $svc from $RUN_IMAGE"
@@ -230,11 +236,8 @@ swarm_task() {
     --label "bg-deploy.task=$RUN_VERSION" --with-registry-auth)
   if [[ -n "${P[network]}" ]]; then args+=(--network "${P[network]}"); fi
   if [[ -n "${P[env_file]}" ]]; then args+=(--env-file "${P[env_file]}"); fi
-  if ((${#ENV_KEYS[@]} > 0)); then
-    secret_env="$STATE_DIR/.env.$$"; TMP_PATHS+=("$secret_env"); : >"$secret_env"
-    for i in "${!ENV_KEYS[@]}"; do printf '%s=%s\n' "${ENV_KEYS[$i]}" "${ENV_VALUES[$i]%x}" >>"$secret_env"; done
-    args+=(--env-file "$secret_env")
-  fi
+  secret_env="$(swarm_env_file)"
+  if [[ -n "$secret_env" ]]; then args+=(--env-file "$secret_env"); fi
   log "pre-switch task: running '${words[*]}' as the one-off Swarm job $job of $RUN_IMAGE (up to ${P[task_timeout]}s)"
   start="$(now_ms)"
   out="$(docker ${REGISTRY_CONFIG:+--config "$REGISTRY_CONFIG"} service create "${args[@]}" -- "$RUN_IMAGE" "${words[@]}" 2>&1)" || rc=$?
@@ -268,6 +271,7 @@ $(tail -n 10 "$STATE_DIR/task.log")"
 
 main_swarm() {
   local current
+  TMP_PATHS+=("$STATE_DIR/.env.$$") # swarm_env_file's
   swarm_check
   if [[ "${P[action]}" == rollback ]]; then
     current="$(state_get version)"
