@@ -59606,7 +59606,7 @@ module.exports = {
 /* harmony import */ var node_fs__WEBPACK_IMPORTED_MODULE_1___default = /*#__PURE__*/__nccwpck_require__.n(node_fs__WEBPACK_IMPORTED_MODULE_1__);
 /* harmony import */ var node_os__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(8161);
 /* harmony import */ var node_os__WEBPACK_IMPORTED_MODULE_2___default = /*#__PURE__*/__nccwpck_require__.n(node_os__WEBPACK_IMPORTED_MODULE_2__);
-/* harmony import */ var _config_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(8854);
+/* harmony import */ var _config_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(2516);
 /* harmony import */ var _fleet_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(3207);
 /* harmony import */ var _foreign_js__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(6379);
 /* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_6__ = __nccwpck_require__(9024);
@@ -60124,7 +60124,7 @@ function checkTaskHost(c, hosts) {
 
 /***/ }),
 
-/***/ 8854:
+/***/ 2516:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -60316,10 +60316,6 @@ class Collector {
     }
 }
 
-// EXTERNAL MODULE: ./src/dotenv.ts
-var src_dotenv = __nccwpck_require__(6345);
-// EXTERNAL MODULE: ./src/version.ts
-var src_version = __nccwpck_require__(311);
 ;// CONCATENATED MODULE: ./src/words.ts
 /**
  * Split a string into words the way a POSIX shell does for quoting only: whitespace separates,
@@ -60394,90 +60390,8 @@ function splitLines(input) {
         .filter((l) => l !== '' && !l.startsWith('#'));
 }
 
-;// CONCATENATED MODULE: ./src/config-app.ts
-// The inputs of the app on the server, its health check and switch, and the run itself: each group
-// checked into its part of the Config, every problem reported to the one collector.
+;// CONCATENATED MODULE: ./src/config-workers.ts
 
-
-
-
-
-/** The input behind each item of a version's run spec (src/remote/protocol.ts RUN_SPEC). */
-const RUN_SPEC_INPUTS = {
-    container_port: 'container-port',
-    health_path: 'health-path',
-    health_cmd: 'health-cmd',
-    network: 'network',
-    env_file: 'env-file',
-    task: 'pre-switch-command',
-    workers: 'workers',
-    env: 'env',
-    run_arg: 'docker-run-args'
-};
-const NAME = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
-const NETWORK = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/;
-const UPSTREAM_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
-/**
- * Variables that bash and the docker CLI on the server read themselves: a value that spans lines
- * reaches `docker run` through the CLI's environment, where these would change the CLI.
- */
-const CLI_VARIABLES = /^(PATH|HOME|IFS|ENV|TMPDIR|SHELLOPTS|BASHOPTS|BASH_.*|LD_.*|DOCKER_.*|(HTTPS?|NO|ALL)_PROXY)$/i;
-/** The app: its name, ports, network, environment and extra docker run arguments. */
-function checkApp(c, ctx) {
-    const repoName = (ctx.repository.split('/')[1] ?? '')
-        .toLowerCase()
-        .replace(/[^a-z0-9_.-]/g, '-')
-        .replace(/^[^a-z0-9]+/, '');
-    const appRaw = c.get('app-name')?.trim();
-    let appName = appRaw ?? repoName;
-    if (!NAME.test(appName)) {
-        if (appRaw === undefined)
-            c.missing('app-name', `the repository name '${repoName}' cannot be used as one; give app-name, e.g. shop`);
-        else
-            c.bad('app-name', 'a lowercase name of up to 63 letters, digits, _ . and -, starting with a letter or digit');
-        appName = 'app';
-    }
-    const containerPort = c.port('container-port');
-    const bluePort = c.port('blue-port');
-    const greenPort = c.port('green-port');
-    if (bluePort === greenPort)
-        c.add(`Inputs 'blue-port' and 'green-port' must differ (both are ${bluePort}).`);
-    const network = c.text('network', '', (v) => NETWORK.test(v), 'a Docker network name of letters, digits, _ . and -') || undefined;
-    const dotenv = (0,src_dotenv/* parseDotenv */.q)(c.get('env') ?? '');
-    for (const p of dotenv.problems)
-        c.add(`Invalid env line ${p.line}: ${p.why}. (No part of it is shown: env is secret.)`);
-    const env = dotenv.entries;
-    const spanningLines = env.filter(([k, v]) => /[\r\n]/.test(v) && CLI_VARIABLES.test(k));
-    if (spanningLines.length > 0)
-        c.add(`Invalid env: a value that spans lines reaches docker through its environment on the server, so it cannot be given to ${spanningLines.map(([k]) => k).join(', ')} (a variable the docker CLI or bash read). Use another name, or a value on one line.`);
-    const envFile = c.text('env-file', '', (v) => v.startsWith('/') && noControl(v), 'an absolute path on the server') || undefined;
-    let dockerRunArgs = [];
-    const runArgsRaw = c.get('docker-run-args');
-    if (runArgsRaw !== undefined) {
-        if (runArgsRaw.includes('\0'))
-            c.bad('docker-run-args', 'arguments without NUL characters');
-        else
-            try {
-                dockerRunArgs = splitWords(runArgsRaw);
-            }
-            catch (e) {
-                c.bad('docker-run-args', `arguments quoted like a shell would (${e.message})`);
-            }
-    }
-    return {
-        name: appName,
-        containerPort,
-        bluePort,
-        greenPort,
-        network,
-        env,
-        envFile,
-        dockerRunArgs,
-        task: checkTask(c),
-        workers: checkWorkers(c),
-        given: Object.keys(RUN_SPEC_INPUTS).filter((item) => c.get(RUN_SPEC_INPUTS[item]) !== undefined)
-    };
-}
 const WORKER_LINE = /^([a-z0-9][a-z0-9_.-]{0,30})((?:[ \t]+[a-z-]+(?:=[^\s:]*)?)*)[ \t]*:[ \t]*(.*)$/;
 const SIGNAL = /^(SIG)?[A-Z][A-Z0-9+-]{0,15}$|^\d{1,2}$/;
 /**
@@ -60558,6 +60472,96 @@ function checkTask(c) {
             c.bad('pre-switch-command', `a command quoted like a shell would, e.g. bin/migrate --all (${e.message})`);
         }
     return { words, timeout, force };
+}
+
+// EXTERNAL MODULE: ./src/dotenv.ts
+var src_dotenv = __nccwpck_require__(6345);
+// EXTERNAL MODULE: ./src/version.ts
+var src_version = __nccwpck_require__(311);
+;// CONCATENATED MODULE: ./src/config-app.ts
+// The inputs of the app on the server, its health check and switch, and the run itself: each group
+// checked into its part of the Config, every problem reported to the one collector.
+
+
+
+
+
+
+/** The input behind each item of a version's run spec (src/remote/protocol.ts RUN_SPEC). */
+const RUN_SPEC_INPUTS = {
+    container_port: 'container-port',
+    health_path: 'health-path',
+    health_cmd: 'health-cmd',
+    network: 'network',
+    env_file: 'env-file',
+    task: 'pre-switch-command',
+    workers: 'workers',
+    env: 'env',
+    run_arg: 'docker-run-args'
+};
+const NAME = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
+const NETWORK = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/;
+const UPSTREAM_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
+/**
+ * Variables that bash and the docker CLI on the server read themselves: a value that spans lines
+ * reaches `docker run` through the CLI's environment, where these would change the CLI.
+ */
+const CLI_VARIABLES = /^(PATH|HOME|IFS|ENV|TMPDIR|SHELLOPTS|BASHOPTS|BASH_.*|LD_.*|DOCKER_.*|(HTTPS?|NO|ALL)_PROXY)$/i;
+/** The app: its name, ports, network, environment and extra docker run arguments. */
+function checkApp(c, ctx) {
+    const repoName = (ctx.repository.split('/')[1] ?? '')
+        .toLowerCase()
+        .replace(/[^a-z0-9_.-]/g, '-')
+        .replace(/^[^a-z0-9]+/, '');
+    const appRaw = c.get('app-name')?.trim();
+    let appName = appRaw ?? repoName;
+    if (!NAME.test(appName)) {
+        if (appRaw === undefined)
+            c.missing('app-name', `the repository name '${repoName}' cannot be used as one; give app-name, e.g. shop`);
+        else
+            c.bad('app-name', 'a lowercase name of up to 63 letters, digits, _ . and -, starting with a letter or digit');
+        appName = 'app';
+    }
+    const containerPort = c.port('container-port');
+    const bluePort = c.port('blue-port');
+    const greenPort = c.port('green-port');
+    if (bluePort === greenPort)
+        c.add(`Inputs 'blue-port' and 'green-port' must differ (both are ${bluePort}).`);
+    const network = c.text('network', '', (v) => NETWORK.test(v), 'a Docker network name of letters, digits, _ . and -') || undefined;
+    const dotenv = (0,src_dotenv/* parseDotenv */.q)(c.get('env') ?? '');
+    for (const p of dotenv.problems)
+        c.add(`Invalid env line ${p.line}: ${p.why}. (No part of it is shown: env is secret.)`);
+    const env = dotenv.entries;
+    const spanningLines = env.filter(([k, v]) => /[\r\n]/.test(v) && CLI_VARIABLES.test(k));
+    if (spanningLines.length > 0)
+        c.add(`Invalid env: a value that spans lines reaches docker through its environment on the server, so it cannot be given to ${spanningLines.map(([k]) => k).join(', ')} (a variable the docker CLI or bash read). Use another name, or a value on one line.`);
+    const envFile = c.text('env-file', '', (v) => v.startsWith('/') && noControl(v), 'an absolute path on the server') || undefined;
+    let dockerRunArgs = [];
+    const runArgsRaw = c.get('docker-run-args');
+    if (runArgsRaw !== undefined) {
+        if (runArgsRaw.includes('\0'))
+            c.bad('docker-run-args', 'arguments without NUL characters');
+        else
+            try {
+                dockerRunArgs = splitWords(runArgsRaw);
+            }
+            catch (e) {
+                c.bad('docker-run-args', `arguments quoted like a shell would (${e.message})`);
+            }
+    }
+    return {
+        name: appName,
+        containerPort,
+        bluePort,
+        greenPort,
+        network,
+        env,
+        envFile,
+        dockerRunArgs,
+        task: checkTask(c),
+        workers: checkWorkers(c),
+        given: Object.keys(RUN_SPEC_INPUTS).filter((item) => c.get(RUN_SPEC_INPUTS[item]) !== undefined)
+    };
 }
 /** Health check, drain, nginx and the switch mode. */
 function checkSwitch(c, app) {
@@ -69509,8 +69513,8 @@ function getOctokit(token, options, ...additionalPlugins) {
     return new GitHubWithPlugins(getOctokitOptions(token, options));
 }
 //# sourceMappingURL=github.js.map
-// EXTERNAL MODULE: ./src/config.ts + 6 modules
-var src_config = __nccwpck_require__(8854);
+// EXTERNAL MODULE: ./src/config.ts + 7 modules
+var src_config = __nccwpck_require__(2516);
 // EXTERNAL MODULE: external "node:child_process"
 var external_node_child_process_ = __nccwpck_require__(1421);
 ;// CONCATENATED MODULE: ./src/runner.ts
