@@ -107,16 +107,33 @@ test('inputs that do not go together are refused with the fix', () => {
 
 test('watch and keep-warm: seconds, a percentage, and only with one server for now', () => {
   const c = parseConfig(
-    { ...base, host: 'a', watch: '30', 'watch-max-error-rate': '0.5%', 'keep-warm': '600' },
+    {
+      ...base,
+      host: 'a',
+      watch: '30',
+      'watch-max-error-rate': '0.5%',
+      'keep-warm': '600',
+      'watch-health-only': 'true'
+    },
     ctx
   )
-  expect(c.after).toEqual({ watch: 30, maxErrorRate: 0.5, maxHealthFailures: 3, keepWarm: 600 })
+  expect(c.after).toEqual({
+    watch: 30,
+    maxErrorRate: 0.5,
+    maxHealthFailures: 3,
+    healthOnly: true,
+    keepWarm: 600
+  })
   expect(parseConfig({ ...base, host: 'a' }, ctx).after).toEqual({
     watch: 0,
     maxErrorRate: 1,
     maxHealthFailures: 3,
+    healthOnly: false,
     keepWarm: 0
   })
+  expect(problems({ host: 'a', 'watch-health-only': 'yes' })).toEqual([
+    expect.stringMatching(/^Invalid watch-health-only 'yes'/)
+  ])
   expect(problems({ host: 'a', 'watch-max-error-rate': '101' })).toEqual([
     expect.stringMatching(
       /^Invalid watch-max-error-rate '101'\. Expected a percentage from 0 to 100/

@@ -30,10 +30,14 @@ function fakeBin(dir: string, name: string, body: string): void {
   chmodSync(path.join(dir, name), 0o755)
 }
 
-/** Run `body` in bash with the script's functions loaded (its last line, `main "$@"`, left out). */
+/** The script's functions (its last line, `main "$@"`, left out), in a file to source: the
+ * script is longer than one argument may be (128 KiB). */
+const functionsFile = path.join(mkdtempSync(path.join(tmpdir(), 'bgd-functions-')), 'functions.sh')
+writeFileSync(functionsFile, script.replace('main "$@"; exit "$?"\n', ''))
+
+/** Run `body` in bash with the script's functions loaded. */
 function withFunctions(body: string, env: Record<string, string> = {}): string {
-  const functions = script.replace('main "$@"; exit "$?"\n', '')
-  const r = spawnSync('bash', ['-c', `${functions}\n${body}`], {
+  const r = spawnSync('bash', ['-c', `source ${functionsFile}\n${body}`], {
     env: { ...process.env, ...env },
     encoding: 'utf8'
   })
@@ -219,7 +223,7 @@ test('a rollback picks its target from the history: previous is the newest good 
   expect(() => pick('previous', '')).not.toThrow()
 })
 
-test("the watch window's log condition matches exactly the window's seconds, in whole tens where they fit", () => {
+test("the watch window's log condition matches exactly the window's seconds, in whole tens, hundreds… where they fit", () => {
   const range = withFunctions('watch_range 1764800013 1764800041')
   expect(range).toBe(
     '1764800013|1764800014|1764800015|1764800016|1764800017|1764800018|1764800019|176480002[0-9]|176480003[0-9]|1764800040|1764800041'
@@ -227,9 +231,15 @@ test("the watch window's log condition matches exactly the window's seconds, in 
   const re = new RegExp(`^(${range})$`)
   for (let s = 1764800000; s < 1764800060; s++)
     expect([s, re.test(String(s))]).toEqual([s, s >= 1764800013 && s <= 1764800041])
+  // a window of health-timeout + watch + 60 s stays a short expression
+  const long = withFunctions('watch_range 1764800093 1764801380')
+  expect(long.split('|').length).toBeLessThan(40)
+  const reLong = new RegExp(`^(${long})$`)
+  for (let s = 1764800000; s < 1764801500; s++)
+    expect([s, reLong.test(String(s))]).toEqual([s, s >= 1764800093 && s <= 1764801380])
 })
 
-test('the watch counts the 5xx share of the answers logged since the switch, and a breach is more than the limit', () => {
+test('the watch counts the answers before the switch (the old color) apart from those after it, and a breach is the new share above the old one by more than the margin', () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'bgd-watch-'))
   writeFileSync(
     path.join(dir, 'access.log'),
@@ -237,15 +247,134 @@ test('the watch counts the 5xx share of the answers logged since the switch, and
       '\n'
   )
   const out = withFunctions(
-    `STATE_DIR=${dir}; P[watch_max_error_rate]=20
-     watch_count 2000000; echo "$WATCH_TOTAL $WATCH_BAD"
+    `STATE_DIR=${dir}; P[watch_max_error_rate]=20; WATCH_FROM=2000; WATCH_SWITCHED=2000150
+     watch_count; echo "$WATCH_TOTAL $WATCH_BAD $WATCH_BASE_TOTAL $WATCH_BASE_BAD"
      printf '2003.000 503\\n' >>${dir}/access.log
-     watch_count 2000000; echo "$WATCH_TOTAL $WATCH_BAD"
+     watch_count; echo "$WATCH_TOTAL $WATCH_BAD $WATCH_BASE_TOTAL $WATCH_BASE_BAD"
      if watch_breached 4 1; then echo breach; else echo fine; fi
      if watch_breached 5 1; then echo breach; else echo fine; fi
-     if watch_breached 0 0; then echo breach; else echo fine; fi`
+     if watch_breached 0 0; then echo breach; else echo fine; fi
+     # a baseline of 10 % from 40 answers: 30 % is within 10 + 20, 31 % is not
+     WATCH_BASE_TOTAL=40; WATCH_BASE_BAD=4; watch_base_rate; echo
+     if watch_breached 100 30; then echo breach; else echo fine; fi
+     if watch_breached 100 31; then echo breach; else echo fine; fi
+     # fewer than 20 answers before the switch: no baseline, the margin is the limit
+     WATCH_BASE_TOTAL=19; watch_base_rate; echo`
   )
-  expect(out.trim().split('\n')).toEqual(['4 1', '5 2', 'breach', 'fine', 'fine'])
+  expect(out.trim().split('\n')).toEqual([
+    '3 1 1 0',
+    '4 2 1 0',
+    'breach',
+    'fine',
+    'fine',
+    '10.0',
+    'fine',
+    'breach',
+    '0'
+  ])
+})
+
+test("the watch reads nginx's combined format too (a block with logs of its own), in whole seconds: the switch's own second counts for neither color", () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'bgd-watch-'))
+  const at = (t: string, status: number, request = 'GET / HTTP/1.1') =>
+    `127.0.0.1 - - [${t}] "${request}" ${status} 12 "-" "load"`
+  // 1796552489 is 06/Dec/2026:10:21:29 UTC; nginx writes a " in the request as \x22
+  writeFileSync(
+    path.join(dir, 'access.log'),
+    [
+      '1796552487.500 200',
+      at('06/Dec/2026:10:21:28 +0000', 500),
+      at('06/Dec/2026:10:21:29 +0000', 502, 'GET /a\\x22 b" HTTP/1.1'),
+      at('06/Dec/2026:11:21:30 +0100', 200),
+      at('06/Dec/2026:10:21:31 +0000', 503),
+      '1796552491.700 200'
+    ].join('\n') + '\n'
+  )
+  const out = withFunctions(
+    `STATE_DIR=${dir}; WATCH_FROM=1796552487; WATCH_SWITCHED=1796552489500
+     watch_count; echo "$WATCH_TOTAL $WATCH_BAD $WATCH_BASE_TOTAL $WATCH_BASE_BAD"`
+  )
+  expect(out.trim()).toBe('3 1 2 1')
+})
+
+describe("the watch's check of nginx's effective config (nginx -T)", () => {
+  const up = '/etc/nginx/conf.d/app-upstream.conf'
+  const inc = '/etc/nginx/conf.d/app-upstream.watch.inc'
+  /** The verdicts for a dump made of FILES (path -> text), nginx.conf first. */
+  function verdicts(files: Record<string, string>): string[] {
+    const dump = Object.entries(files)
+      .map(([f, text]) => `# configuration file ${f}:\n${text}\n`)
+      .join('\n')
+    const dir = mkdtempSync(path.join(tmpdir(), 'bgd-nginx-t-'))
+    writeFileSync(path.join(dir, 'dump'), dump)
+    return withFunctions(
+      `nginx_log_verdicts app /var/lib/bg-deploy/app/access.log ${inc} <${dir}/dump`
+    )
+      .trim()
+      .split('\n')
+  }
+  const main = (http: string) => ({
+    '/etc/nginx/nginx.conf': `http {\n  ${http}\n  include /etc/nginx/conf.d/*.conf;\n  include sites-enabled/*;\n}`,
+    [up]: 'upstream app { server 127.0.0.1:8001; }\naccess_log /var/lib/bg-deploy/app/access.log bgd_app if=$bgd_app;'
+  })
+
+  test('a site that inherits the http-level log (Debian) is seen through the upstream file', () => {
+    expect(
+      verdicts({
+        ...main('access_log /var/log/nginx/access.log;'),
+        '/etc/nginx/sites-enabled/app':
+          'server {\n  listen 80;\n  location / { proxy_pass http://app; }\n}'
+      })
+    ).toEqual([
+      'http\t\t/etc/nginx/nginx.conf:1\t/etc/nginx/sites-enabled/app:3\t/etc/nginx/sites-enabled/app:1'
+    ])
+  })
+
+  test('a server block with an access_log of its own needs the include of ours; with it, the include carries the line', () => {
+    const site = (extra: string) =>
+      `server { # the site\n  access_log "/var/log/nginx/app.log" ;\n  ${extra}\n  location / {\n    proxy_pass http://app/;\n  }\n}`
+    expect(verdicts({ ...main(''), '/etc/nginx/sites-enabled/app': site('') })).toEqual([
+      'need\tserver\t/etc/nginx/sites-enabled/app:1\t/etc/nginx/sites-enabled/app:4\t/etc/nginx/sites-enabled/app:1'
+    ])
+    expect(
+      verdicts({
+        ...main(''),
+        '/etc/nginx/sites-enabled/app': site(`include ${inc};`),
+        [inc]: '# ours'
+      })
+    ).toEqual([
+      `ours\t${inc}\t/etc/nginx/sites-enabled/app:1\t/etc/nginx/sites-enabled/app:4\t/etc/nginx/sites-enabled/app:1`
+    ])
+  })
+
+  test('access_log off: at the http level the include of ours makes it so; in the block itself, no file can', () => {
+    const site = (extra: string) =>
+      `server {\n  ${extra}\n  location / { proxy_pass http://app; }\n  location /api/ { access_log off; proxy_pass http://app; }\n  location /other/ { proxy_pass http://other; }\n}`
+    expect(
+      verdicts({ ...main('access_log off;'), '/etc/nginx/sites-enabled/app': site('') })
+    ).toEqual([
+      'off\thttp\t/etc/nginx/nginx.conf:2\t/etc/nginx/sites-enabled/app:3\t/etc/nginx/sites-enabled/app:1',
+      'off\tlocation\t/etc/nginx/sites-enabled/app:4\t/etc/nginx/sites-enabled/app:4\t/etc/nginx/sites-enabled/app:1'
+    ])
+    expect(
+      verdicts({
+        ...main('access_log off;'),
+        '/etc/nginx/sites-enabled/app': site(`include ${inc};`),
+        [inc]: '# ours'
+      })[0]
+    ).toBe(
+      `ours\t${inc}\t/etc/nginx/sites-enabled/app:1\t/etc/nginx/sites-enabled/app:3\t/etc/nginx/sites-enabled/app:1`
+    )
+  })
+
+  test('no block proxies to the upstream by its name', () => {
+    expect(
+      verdicts({
+        ...main(''),
+        '/etc/nginx/sites-enabled/x': 'server { location / { proxy_pass http://$b; } }'
+      })
+    ).toEqual(['none'])
+  })
 })
 
 describe('a deploy that waits for the runner’s build (build_wait)', () => {
@@ -374,10 +503,12 @@ describe('each host reads exactly the secrets its steps use', () => {
   function accepted(role: Role | 'status'): SecretLine[] {
     const params = role === 'status' ? 'action=status' : `role=${role}`
     return (Object.keys(lines) as SecretLine[]).filter((name) => {
-      const functions = script.replace('main "$@"; exit "$?"\n', '')
       const r = spawnSync(
         'bash',
-        ['-c', `${functions}\nparams_parse app=x image=r/x:v1 ${params}\nparams_read_secrets`],
+        [
+          '-c',
+          `source ${functionsFile}\nparams_parse app=x image=r/x:v1 ${params}\nparams_read_secrets`
+        ],
         { input: `${lines[name]}\nend\n`, encoding: 'utf8' }
       )
       if (r.status !== 0) expect(r.stdout + r.stderr).toMatch(/does not read: refused/)

@@ -269,6 +269,11 @@ test.each([
     'a count that is no count',
     'deployed=true color=blue previous_color= version=v1 image=ghcr.io/acme/shop:v1 open_connections=$(id)',
     /open_connections is "\$\(id\)", not a count/
+  ],
+  [
+    'watch counts that are no counts',
+    'deployed=true color=blue previous_color= version=v1 image=ghcr.io/acme/shop:v1 open_connections=0 watch=1,2,3',
+    /watch is "1,2,3", not four counts/
   ]
 ])('a server answering %s fails the run as malformed', async (_, line, message) => {
   const shell = new FakeShell(`::bg-deploy-result:: ${line}\n`, { code: 0, signal: null })
@@ -283,6 +288,16 @@ test('the connections still open when the drain ended come back as a number', as
     { code: 0, signal: null }
   )
   expect((await runRemote(shell, config, req, log, 'script')).openConnections).toBe(7)
+})
+
+test("the watch's counts come back as numbers: the new version's answers and 5xx, the old one's before the switch", async () => {
+  const shell = new FakeShell(
+    '::bg-deploy-result:: deployed=true color=blue previous_color=green version=v1 image=ghcr.io/acme/shop:v1 open_connections=0 watch=2104,87,580,3\n',
+    { code: 0, signal: null }
+  )
+  const r = await runRemote(shell, config, req, log, 'script')
+  expect(r.watch).toEqual({ total: 2104, bad: 87, baseTotal: 580, baseBad: 3 })
+  expect(r.openConnections).toBe(0)
 })
 
 test('a rollback answer needs a version that passes the version rules', async () => {

@@ -126,3 +126,18 @@ test('foreign text cannot render as markdown: rendered as GitHub would (CommonMa
   expect(plain).toMatch(/<a href="https:\/\/evil.example\/fix">/)
   expect(plain).toMatch(/<img src="https:\/\/evil.example\/track.png"/)
 })
+
+test("a watched deploy: the summary gives both versions' shares of 5xx", async () => {
+  await writeSummary({
+    tags: ['r:v2'],
+    deployed: true,
+    color: 'green',
+    previousColor: 'blue',
+    version: 'v2',
+    events: [],
+    watch: { total: 2000, bad: 40, baseTotal: 500, baseBad: 10 }
+  })
+  expect(readFileSync(file, 'utf8')).toContain(
+    'passed: the new version 40 of 2000 answers 5xx (2.0 %); the version it replaced, just before the switch, 10 of 500 answers 5xx (2.0 %)'
+  )
+})

@@ -69,8 +69,9 @@ declare -A P=(
   [actor]='' [run_url]='' [registry]='' [registry_user]='' [state_dir]='' [target]=''
   [switch_mode]=reload [live_port]=8083 [docker_timeout]=60 [role]=single [color]='' [bind_address]=127.0.0.1
   [lb_servers]='' [preview_file]='' [commit_timeout]=900 [watch]=0 [watch_max_error_rate]=1 [watch_max_health_failures]=3
-  [keep_warm]=0 [engine]=ssh [replicas]=2 [health_cmd]='' [max_parallel]=1 [build_wait]=0
-  [task]='' [task_timeout]=300 [task_force]=0 [workers]='' [single_workers]=here [explicit]=''
+  [watch_health_only]=false [keep_warm]=0 [engine]=ssh [replicas]=2 [health_cmd]='' [max_parallel]=1
+  [build_wait]=0 [task]='' [task_timeout]=300 [task_force]=0 [workers]='' [single_workers]=here
+  [explicit]=''
 )
 
 # The secret lines each role's steps read (action status reads none).
@@ -81,7 +82,7 @@ declare -A PROTOCOL_ROLE_SECRETS=(
   [lb]=''
 )
 
-PROTOCOL_RESULT_FIELDS=(deployed color previous_color version image open_connections)
+PROTOCOL_RESULT_FIELDS=(deployed color previous_color version image open_connections watch)
 
 # A version's run spec: the parameters recorded with it (the secret lines env and run_arg too).
 PROTOCOL_RUN_SPEC_PARAMETERS=(container_port health_path health_cmd network env_file task workers)
@@ -91,7 +92,7 @@ PROTOCOL_STAGES=(locked ready prepared switched)
 EXIT_AWAIT_GAVE_UP=75
 
 # The result line: one value per field of PROTOCOL_RESULT_FIELDS, in order (missing ones empty).
-result_print() { # result_print DEPLOYED COLOR PREVIOUS_COLOR VERSION IMAGE [OPEN_CONNECTIONS]
+result_print() { # result_print DEPLOYED COLOR PREVIOUS_COLOR VERSION IMAGE [OPEN_CONNECTIONS] [WATCH]
   local i line=''
   for ((i = 1; i <= $#; i++)); do line+="${line:+ }${PROTOCOL_RESULT_FIELDS[i - 1]}=${!i}"; done
   marker result "$line"
@@ -319,7 +320,7 @@ bind_host() {
 # nginx: the upstream file (rendered, backed up, tested, reloaded or restored) and its workers.
 
 # Lines the upstream file carries at the http level besides the upstreams: the watch window's
-# access log, set by watch_open (steps/watch.sh) before the switch writes the file.
+# access log, set by watch_open (steps/watch.sh) before the new color starts.
 UPSTREAM_EXTRA=''
 
 # Why upstream_write failed: the history result and the message.
@@ -392,7 +393,9 @@ preview_write() {
   local f="${P[preview_file]}" text
   [[ -n "$f" ]] || return 1
   text="$(printf '# Managed by bg-deploy (app %s): the preview routes. Include it in the server block.\n' "${P[app]}"
-    printf 'location /%s/ { proxy_pass http://%s-%s/; }\n' blue "${P[upstream_name]}" blue green "${P[upstream_name]}" green)"
+    printf 'location /%s/ { proxy_pass http://%s-%s/; }\n' blue "${P[upstream_name]}" blue green "${P[upstream_name]}" green
+    # a server block with logs of its own: the watch's log line too (steps/watch.sh)
+    if [[ " $WATCH_INCLUDES " == *" $f "* ]]; then watch_log_line block; fi)"
   [[ -f "$f" && "$(cat "$f")" == "$text" ]] && return 1
   # a new file of our own, as for the upstream file: never written through a link left in its place
   local tmp
@@ -450,6 +453,7 @@ upstream_write() { # upstream_write TARGETS LABEL [BACKUP]
   touch "$STATE_DIR/switch.pending"
   mv -f "$tmp" "$f"
   if preview_write; then preview=1; fi
+  watch_include_write
   if ! out="$(nginx_run "${P[nginx_test]}" 2>&1)"; then
     upstream_restore
     if ((preview)); then rm -f "${P[preview_file]}"; fi
@@ -471,6 +475,8 @@ upstream_restore() {
   elif [[ -f "$STATE_DIR/upstream.none" ]]; then rm -f "${P[upstream_file]}"
   fi
   rm -f "$STATE_DIR/upstream.none" "$STATE_DIR/switch.pending"
+  # the file restored may have no window: the include of ours then carries no log line either
+  watch_include_write off
 }
 
 # A previous run that died between moving the upstream file and reloading nginx left
@@ -508,6 +514,129 @@ nginx_replaced_workers() { # nginx_replaced_workers BEFORE
   while read -r pid ppid; do
     if [[ -n "$pid" && "$masters" == *" $ppid "* ]]; then printf '%s ' "$pid"; fi
   done <<<"$before"
+}
+
+# ==== src/remote/lib/nginx-log.sh
+# nginx's effective config (`nginx -T`), read: will nginx log the app's answers where the watch
+# reads them? An access_log directive applies where it is written and is inherited by an inner
+# block (http > server > location) only when that block has none of its own; `access_log off`
+# turns every log of its block off. So each block that proxies to the app's upstream is judged by
+# the innermost block around it with access_log directives of its own.
+
+# The verdicts, one line per block that proxies to the upstream (tab-separated: kind, two
+# details, where that block is, where its server block is):
+#   http              inherits the http level, where the upstream file adds the watch's log
+#   ours FILE         its block has logs of its own and includes FILE, a file bg-deploy owns,
+#                     which then carries the watch's log line beside them
+#   need LEVEL WHERE  its LEVEL block (at WHERE) has logs of its own and no include of ours
+#   off LEVEL WHERE   access_log off at WHERE turns every log of that block off
+# and `none` when no block proxies to the upstream by its name.
+nginx_log_verdicts() { # nginx_log_verdicts UPSTREAM_NAME OUR_LOG OUR_FILE... < nginx -T output
+  local name="$1" log="$2"; shift 2
+  awk -v name="$name" -v ourlog="$log" -v ours_list="$*" '
+    function tokenize(f,    i, j, line, ch, word, inword, q, n) {
+      n = 0
+      for (i = 1; i <= nl[f]; i++) {
+        line = tx[f, i]; word = ""; inword = 0; q = ""
+        for (j = 1; j <= length(line); j++) {
+          ch = substr(line, j, 1)
+          if (q != "") {
+            if (ch == "\\" && j < length(line)) { j++; word = word substr(line, j, 1); continue }
+            if (ch == q) { q = ""; continue }
+            word = word ch; continue
+          }
+          if (ch == "\"" || ch == "\047") { q = ch; inword = 1; continue }
+          if (ch == "#" && !inword) break
+          if (ch == " " || ch == "\t" || ch == "\r") { if (inword) { tk[f, ++n] = word; tl[f, n] = i; word = ""; inword = 0 } continue }
+          if (ch == "{" && substr(word, length(word)) == "$") { word = word ch; inword = 1; continue }
+          if (ch == "{" || ch == "}" || ch == ";") {
+            if (inword) { tk[f, ++n] = word; tl[f, n] = i; word = ""; inword = 0 }
+            tk[f, ++n] = ch; tl[f, n] = i; continue
+          }
+          word = word ch; inword = 1
+        }
+        if (inword) { tk[f, ++n] = word; tl[f, n] = i }
+      }
+      nt[f] = n
+    }
+    function glob_re(p,    out, i, ch) {
+      out = ""
+      for (i = 1; i <= length(p); i++) {
+        ch = substr(p, i, 1)
+        if (ch == "*") out = out "[^/]*"
+        else if (ch == "?") out = out "[^/]"
+        else if (ch == "[" || ch == "]") out = out ch
+        else if (index(".+()^$|{}\\", ch)) out = out "\\" ch
+        else out = out ch
+      }
+      return "^" out "$"
+    }
+    function walk(f, depth,    i, j2, k, w, c, re, g, t, wline) {
+      if (depth > 20 || !(f in nl)) return
+      if (!(f in nt)) tokenize(f)
+      k = 0
+      for (i = 1; i <= nt[f]; i++) {
+        t = tk[f, i]
+        if (t != "{" && t != "}" && t != ";") { if (k == 0) wline = tl[f, i]; w[++k] = t; continue }
+        c = stk[sp]
+        if (t == "{") {
+          id = ++nctx; tp[id] = w[1]; par[id] = c; wh[id] = f ":" wline; stk[++sp] = id
+        } else if (t == "}") {
+          if (sp > 0) sp--
+        } else if (w[1] == "access_log") {
+          if (w[2] == "off") { off[c] = 1; offw[c] = f ":" wline }
+          else if (w[2] != ourlog && !(c in has)) has[c] = f ":" wline
+        } else if (w[1] == "proxy_pass") {
+          if (w[2] ~ ("^https?://" name "(/|$)")) px[++np] = c
+        } else if (w[1] == "include" && k >= 2) {
+          g = w[2]; if (substr(g, 1, 1) != "/") g = prefix g
+          re = glob_re(g)
+          for (j2 = 1; j2 <= nf; j2++) {
+            if (files[j2] !~ re) continue
+            if (index(" " ours_list " ", " " files[j2] " ") && !(c in ours)) ours[c] = files[j2]
+            walk(files[j2], depth + 1)
+          }
+        }
+        k = 0; delete w
+      }
+    }
+    /^# configuration file .*:$/ {
+      cur = substr($0, 22, length($0) - 22)
+      if (!(cur in nl)) { files[++nf] = cur; nl[cur] = 0 }
+      next
+    }
+    cur != "" { tx[cur, ++nl[cur]] = $0 }
+    END {
+      if (nf == 0) { print "none"; exit }
+      prefix = files[1]; sub(/[^\/]*$/, "", prefix)
+      sp = 1; stk[1] = 0; tp[0] = "main"
+      walk(files[1], 0)
+      if (np == 0) { print "none"; exit }
+      for (i = 1; i <= np; i++) {
+        p = px[i]; if (p in done) continue; done[p] = 1
+        v = ""; cand = ""
+        for (c = p; c != "" && c != 0; c = par[c]) {
+          if (tp[c] != "location" && tp[c] != "server" && tp[c] != "http") continue
+          if (c in off) {
+            if (cand != "" && tp[c] == "http") v = "ours\t" ours[cand] "\t" cand
+            else v = "off\t" tp[c] "\t" offw[c]
+            break
+          }
+          if (tp[c] == "http") { v = "http\t\t" wh[c]; break }
+          if (c in has) {
+            if (c in ours) v = "ours\t" ours[c] "\t" c
+            else v = "need\t" tp[c] "\t" wh[c]
+            break
+          }
+          if ((c in ours) && cand == "") cand = c
+        }
+        if (v == "") v = "http\t\t"
+        if (v ~ /^ours\t/) { split(v, parts, "\t"); v = "ours\t" parts[2] "\t" wh[parts[3]] }
+        srv = ""
+        for (c = p; c != "" && c != 0; c = par[c]) if (tp[c] == "server") { srv = wh[c]; break }
+        print v "\t" wh[p] "\t" srv
+      }
+    }'
 }
 
 # ==== src/remote/lib/nat.sh
@@ -1437,26 +1566,41 @@ switch_settle() {
 # ==== src/remote/steps/watch.sh
 # Step (watch > 0): after the switch the old color keeps running, warm, and the new one is watched
 # for `watch` seconds: its health path every health_interval, and the answers nginx gives for the
-# app (from an access log the upstream file turns on for the window only). A breach (more than
-# watch_max_error_rate % of nginx's answers are 5xx, or watch_max_health_failures health checks
-# fail in a row) switches back to the warm old color at once. Globals: WATCH_*.
+# app, from an access log that is on for this deploy only. The log opens before the new color
+# starts, so the old color's answers in the seconds before the switch are the baseline. A breach
+# (the new version's share of 5xx answers above the old one's by more than watch_max_error_rate
+# points, or watch_max_health_failures health checks failing in a row) switches back to the warm
+# old color at once. Before anything changes, watch_check makes sure nginx will log those answers
+# (lib/nginx-log.sh reads `nginx -T`) or refuses. Globals: WATCH_*.
 
-WATCH_FROM=0    # epoch second the access log window opens (0: no window)
-WATCH_REASON='' # why the watch switched back
+WATCH_FROM=0     # epoch second the access log window opens (0: no window)
+WATCH_UNTIL=0    # epoch second it closes by itself
+WATCH_SWITCHED=0 # epoch ms of the switch: answers logged before it are the old color's
+WATCH_REASON=''  # why the watch switched back
 WATCH_FIGURES='' # what it saw
 WATCH_OFFSET=0   # watch_count: the access log read up to here (bytes)
-WATCH_TOTAL=0    # watch_count: nginx's answers counted
+WATCH_TOTAL=0    # watch_count: nginx's answers for the new color counted
 WATCH_BAD=0      # watch_count: of them 5xx
+WATCH_BASE_TOTAL=0 # watch_count: the old color's answers before the switch
+WATCH_BASE_BAD=0   # watch_count: of them 5xx
+WATCH_INCLUDES=''  # files of ours that server or location blocks include to carry the log line
 
 # nginx's names for the app's watch: the log format and the variable that turns the log on.
 watch_name() { printf 'bgd_%s' "$(printf '%s' "${P[app]}" | tr -c 'A-Za-z0-9_' '_')"; }
 
-# The integers FROM..TO as a regular expression alternation (tens where a whole ten fits).
+# The file bg-deploy owns for a server block with access_log directives of its own to include:
+# beside the upstream file, with a name nginx's usual `*.conf` include does not pick up.
+watch_include_file() { printf '%s.watch.inc' "${P[upstream_file]%.conf}"; }
+
+# The integers FROM..TO as a regular expression alternation (whole tens, hundreds... where they fit).
 watch_range() { # watch_range FROM TO
-  local s="$1" out=''
+  local s="$1" out='' k step stars i
   while ((s <= $2)); do
-    if ((s % 10 == 0 && s + 9 <= $2)); then out+="${s%?}[0-9]|"; s=$((s + 10))
-    else out+="$s|"; s=$((s + 1)); fi
+    k=0; step=1
+    while ((s % (step * 10) == 0 && s + step * 10 - 1 <= $2)); do k=$((k + 1)); step=$((step * 10)); done
+    if ((k == 0)); then out+="$s|"
+    else stars=''; for ((i = 0; i < k; i++)); do stars+='[0-9]'; done; out+="${s:0:${#s}-k}$stars|"; fi
+    s=$((s + step))
   done
   printf '%s' "${out%|}"
 }
@@ -1468,84 +1612,223 @@ watch_log_directives() {
   ((WATCH_FROM > 0)) || return 0
   local n; n="$(watch_name)"
   printf '# the watch window of this deploy: nginx logs its answers for %s from %s to %s (epoch seconds)\n' \
-    "${P[upstream_name]}" "$WATCH_FROM" "$((WATCH_FROM + P[watch] + 5))"
+    "${P[upstream_name]}" "$WATCH_FROM" "$WATCH_UNTIL"
   # shellcheck disable=SC2016 # nginx variables
   printf 'log_format %s "$msec $status";\n' "$n"
   # shellcheck disable=SC2016 # nginx variables
   printf 'map "$proxy_host $msec" $%s {\n    "~^%s (%s)[.]" 1;\n    default 0;\n}\n' "$n" "${P[upstream_name]}" \
-    "$(watch_range "$WATCH_FROM" "$((WATCH_FROM + P[watch] + 5))")"
-  printf 'access_log %s %s if=$%s;\n' "$STATE_DIR/access.log" "$n" "$n"
+    "$(watch_range "$WATCH_FROM" "$WATCH_UNTIL")"
+  watch_log_line http
 }
 
-# Open the window before the upstream file is written for the switch. In dnat mode the switch
-# writes no upstream file, so the window's log is turned on here with one nginx reload, before
-# the switch (the switch itself stays a rule swap).
-watch_open() {
+# The access_log line itself: at the http level (the upstream file), in the format it declares
+# there; in a server or location block that has logs of its own (through a file of ours it
+# includes), in nginx's predefined `combined` format, because that block may come before the
+# upstream file in nginx's reading order, and a log_format must be declared before a line names
+# it. Nothing without a window.
+watch_log_line() { # watch_log_line [block]
+  ((WATCH_FROM > 0)) || return 0
+  local n f; n="$(watch_name)"; f="$n"
+  if [[ "${1:-}" == block ]]; then f=combined; fi
+  printf 'access_log %s %s if=$%s;\n' "$STATE_DIR/access.log" "$f" "$n"
+}
+
+# The include file of ours (watch_include_file): the log line when a block needs it and a window
+# is open, else a comment only. Written whenever the upstream file is (nginx tests both at once);
+# OFF (after a restore) leaves the line out.
+watch_include_write() { # watch_include_write [off]
+  local f text tmp
+  f="$(watch_include_file)"
+  [[ "${P[watch]}" != 0 || -f "$f" ]] || return 0
+  text="# Managed by bg-deploy (app ${P[app]}): the watch window's access log, for a server block with access_log directives of its own. Include it in that block."
+  if [[ "${1:-}" != off && " $WATCH_INCLUDES " == *" $f "* ]]; then text+=$'\n'"$(watch_log_line block)"; fi
+  [[ -f "$f" && "$(cat "$f")" == "$text" ]] && return 0
+  tmp="$(mktemp "$(dirname "$f")/.$(basename "$f").bg-deploy.XXXXXX")" || return 0
+  TMP_PATHS+=("$tmp")
+  chmod 644 "$tmp" && printf '%s\n' "$text" >"$tmp" && mv -f "$tmp" "$f"
+}
+
+# Before anything changes: will nginx log the app's answers where the watch reads them? It reads
+# nginx's effective config (nginx-test-command with -T for -t) and refuses, with the line to add,
+# where a block with logs of its own would not; a health-only watch only when asked for by name.
+watch_check() {
   [[ "${P[watch]}" != 0 ]] || return 0
-  WATCH_FROM="$(date +%s)"
-  UPSTREAM_EXTRA="$(watch_log_directives)"
-  if [[ -f "$STATE_DIR/access.log" && -w "$STATE_DIR/access.log" ]] \
-    && (($(stat -c %s "$STATE_DIR/access.log") > 10485760)); then
-    : >"$STATE_DIR/access.log"
+  if [[ "${P[watch_health_only]}" == true ]]; then
+    log "watch-health-only: the watch checks ${P[health_path]} only, not nginx's answers to users"
+    return 0
   fi
-  if [[ "$SWITCH_MODE" == dnat ]] && upstream_points_to "127.0.0.1:${P[live_port]}"; then
-    upstream_write "127.0.0.1:${P[live_port]}" "$(nat_color)" \
-      || die "could not turn on the watch window's access log: $UPSTREAM_ERROR"
-    rm -f "$STATE_DIR/upstream.bak" "$STATE_DIR/upstream.none"
-    NGINX_BEFORE=''
+  local cmd=" ${P[nginx_test]} " dump out kind a b at srv problems='' own
+  if [[ "$cmd" != *" -t "* ]]; then
+    die "the watch reads nginx's effective config with nginx -T, which it makes from nginx-test-command by writing -T for -t, but '${P[nginx_test]}' has no -t word. Set nginx-test-command to a command with -t (such as nginx -t), or watch-health-only: true to watch the health path only. Nothing was changed."
   fi
+  cmd="${cmd/ -t / -T }"; cmd="${cmd# }"; cmd="${cmd% }"
+  own="$(watch_include_file)"
+  if [[ ! -f "$own" ]]; then watch_include_write || true; fi
+  dump="$(mktemp)"; TMP_PATHS+=("$dump")
+  if ! out="$(nginx_run "$cmd" 2>&1 >"$dump")"; then
+    die "the watch could not read nginx's effective config with '$cmd': ${out:-no message}. It needs it to know that nginx will log the app's answers (a non-root user needs a sudo rule for nginx -T as for nginx -t). Set watch-health-only: true to watch the health path only. Nothing was changed."
+  fi
+  WATCH_INCLUDES=''
+  while IFS=$'\t' read -r kind a b at srv || [[ -n "$kind" ]]; do
+    case "$kind" in
+      http) ;;
+      ours) if [[ " $WATCH_INCLUDES " != *" $a "* ]]; then WATCH_INCLUDES+="${WATCH_INCLUDES:+ }$a"; fi ;;
+      need)
+        if [[ "$a" == location ]]; then problems+=" The location block at $b has access_log directives of its own, so it does not inherit the watch's log: add 'include $own;' in it."
+        else problems+=" The server block at $b has access_log directives of its own, so it does not inherit the watch's log: add 'include $own;' in it."; fi ;;
+      off)
+        if [[ "$a" == http ]]; then problems+=" 'access_log off' at the http level ($b) turns off the watch's log too for the server block at $srv: add 'include $own;' in that server block."
+        else problems+=" 'access_log off' in the $a block at $b turns off every log there, the watch's too (it proxies to ${P[upstream_name]} at $at): remove it there, or log to a file instead."; fi ;;
+      none) problems+=" No block in nginx's config proxies to http://${P[upstream_name]}, so nginx's answers for the app cannot be told apart: proxy_pass to the upstream by its name." ;;
+    esac
+  done < <(nginx_log_verdicts "${P[upstream_name]}" "$STATE_DIR/access.log" "$own" ${P[preview_file]:+"${P[preview_file]}"} <"$dump")
+  if [[ -n "$problems" ]]; then
+    die "the watch would not see nginx's answers for ${P[upstream_name]}, so it refuses before changing anything:$problems Or set watch-health-only: true to watch the health path only. Nothing was changed."
+  fi
+  log "the watch will see nginx's answers for ${P[upstream_name]}${WATCH_INCLUDES:+ (through $WATCH_INCLUDES, in blocks with logs of their own)}"
 }
 
-# nginx's answers for the app logged since START (epoch ms), read on from where the last call
+# Open the window as the script begins (one nginx reload, pointing where nginx points now), so
+# the old color's answers while the image is built, pulled and started are the baseline. It
+# closes by itself after 10 minutes, or when the deploy can no longer be in it: called again
+# before the new color starts, it reopens only when the rest of the deploy (health-timeout +
+# watch + a minute) would outlast it. The switch's upstream file (reload mode) narrows it to the
+# watch (watch_narrow).
+watch_open() { # watch_open ACTIVE_COLOR
+  [[ "${P[watch]}" != 0 && -n "$1" ]] || return 0
+  local now need
+  now="$(date +%s)"; need=$((now + ${P[health_timeout]%.*} + P[watch] + 60))
+  if ((WATCH_FROM > 0 && WATCH_UNTIL >= need)); then return 0; fi
+  if ((WATCH_FROM == 0)); then WATCH_FROM="$now"; fi
+  WATCH_UNTIL=$((now + 600 > need ? now + 600 : need))
+  UPSTREAM_EXTRA="$(watch_log_directives)"
+  # the log is this user's own file, which nginx (root) appends to: a file nginx created would be
+  # root's, and a non-root deploy user could not read it
+  local f="$STATE_DIR/access.log"
+  if [[ -e "$f" && ! (-f "$f" && -r "$f" && -w "$f") ]]; then rm -f "$f"; fi
+  if [[ -f "$f" ]] && (($(stat -c %s "$f") > 10485760)); then : >"$f"; fi
+  [[ -f "$f" ]] || (umask 077 && : >"$f")
+  local ok=0
+  if [[ -z "${P[network]}" ]] && upstream_points_to "127.0.0.1:${P[live_port]}"; then
+    upstream_write "127.0.0.1:${P[live_port]}" "$(nat_color)" && ok=1
+  else
+    upstream_write "$(upstream_target "$1")" "$1" "$(upstream_backup "$1")" && ok=1
+  fi
+  ((ok)) || die "could not turn on the watch window's access log: $UPSTREAM_ERROR"
+  rm -f "$STATE_DIR/upstream.bak" "$STATE_DIR/upstream.none"
+  UPSTREAM_WROTE=0; NGINX_BEFORE=''
+}
+
+# Just before the switch: the switch's upstream file (reload mode) keeps the window open for the
+# watch only (dnat mode writes no file there: the window closes when watch_open said).
+watch_narrow() {
+  ((WATCH_FROM > 0)) || return 0
+  WATCH_UNTIL=$(($(date +%s) + P[watch] + 5))
+  UPSTREAM_EXTRA="$(watch_log_directives)"
+}
+
+# nginx's answers for the app logged since the window opened, read on from where the last call
 # stopped (WATCH_OFFSET, bytes; nginx writes a line in one write, so a size read is a line end):
-# adds to WATCH_TOTAL and WATCH_BAD (5xx).
-watch_count() { # watch_count START_MS
-  local f="$STATE_DIR/access.log" size n b
+# those before the switch (the old color) add to WATCH_BASE_*, those after to WATCH_TOTAL and
+# WATCH_BAD (5xx). Lines are "$msec $status" (http level) or nginx's combined format (a block
+# with logs of its own): its time has whole seconds, so the switch's own second counts for
+# neither color.
+watch_count() {
+  local f="$STATE_DIR/access.log" size n b bn bb
   [[ -f "$f" ]] || return 0
   size="$(stat -c %s "$f" 2>/dev/null || echo 0)"
   if ((size < WATCH_OFFSET)); then WATCH_OFFSET=0; fi
   ((size > WATCH_OFFSET)) || return 0
-  read -r n b < <(head -c "$size" "$f" | tail -c "+$((WATCH_OFFSET + 1))" \
-    | awk -v since="$1" '$1 * 1000 >= since { n++; if ($2 >= 500) b++ } END { print n + 0, b + 0 }')
+  read -r n b bn bb < <(head -c "$size" "$f" | tail -c "+$((WATCH_OFFSET + 1))" \
+    | awk -v from="$((WATCH_FROM * 1000))" -v sw="$WATCH_SWITCHED" '
+        # "06/Dec/2026:10:21:29 +0000" -> epoch seconds (days from the civil date)
+        function epoch(t,    d, m, y, era, yoe, doy, days, off) {
+          d = substr(t, 1, 2) + 0; m = (index("JanFebMarAprMayJunJulAugSepOctNovDec", substr(t, 4, 3)) + 2) / 3
+          y = substr(t, 8, 4) - (m <= 2); era = int(y / 400); yoe = y - era * 400
+          doy = int((153 * (m > 2 ? m - 3 : m + 9) + 2) / 5) + d - 1
+          days = era * 146097 + yoe * 365 + int(yoe / 4) - int(yoe / 100) + doy - 719468
+          off = (substr(t, 23, 2) * 3600 + substr(t, 25, 2) * 60) * (substr(t, 22, 1) == "-" ? -1 : 1)
+          return days * 86400 + substr(t, 13, 2) * 3600 + substr(t, 16, 2) * 60 + substr(t, 19, 2) - off
+        }
+        {
+          if (NF == 2 && $1 ~ /^[0-9]+[.][0-9]+$/) { ms = $1 * 1000; st = $2 }
+          else {
+            i = index($0, " ["); if (!i) next
+            rest = substr($0, i + 31); j = index(rest, "\" "); if (!j) next
+            st = substr(rest, j + 2, 3) + 0; ms = epoch(substr($0, i + 2, 26)) * 1000
+            if (sw > 0 && ms <= sw && sw < ms + 1000) next
+          }
+          if (ms < from) next
+          if (ms < sw) { bn++; if (st >= 500) bb++; next }
+          n++; if (st >= 500) b++
+        }
+        END { print n + 0, b + 0, bn + 0, bb + 0 }')
   WATCH_OFFSET="$size"; WATCH_TOTAL=$((WATCH_TOTAL + n)); WATCH_BAD=$((WATCH_BAD + b))
+  WATCH_BASE_TOTAL=$((WATCH_BASE_TOTAL + bn)); WATCH_BASE_BAD=$((WATCH_BASE_BAD + bb))
 }
 
-watch_breached() { # watch_breached TOTAL BAD: more than the allowed share is 5xx
-  awk -v n="$1" -v b="$2" -v r="${P[watch_max_error_rate]}" 'BEGIN { exit !(n > 0 && b * 100 > r * n) }'
+# The baseline: the old color's share of 5xx (percent) when it answered at least 20 times before
+# the switch, else 0 (the limit is then absolute).
+watch_base_rate() {
+  if ((WATCH_BASE_TOTAL >= 20)); then awk -v n="$WATCH_BASE_TOTAL" -v b="$WATCH_BASE_BAD" 'BEGIN { printf "%.1f", b * 100 / n }'
+  else printf 0; fi
+}
+
+watch_breached() { # watch_breached TOTAL BAD: the share of 5xx above the baseline by more than allowed
+  awk -v n="$1" -v b="$2" -v base="$(watch_base_rate)" -v r="${P[watch_max_error_rate]}" 'BEGIN { exit !(n > 0 && b * 100 > (base + r) * n) }'
+}
+
+# "N request(s)[ WHOSE], B of them 5xx (R %)"
+watch_share() { # watch_share TOTAL BAD [WHOSE]
+  awk -v n="$1" -v b="$2" -v w="${3:+ $3}" 'BEGIN { printf "%d request(s)%s, %d of them 5xx (%.1f %%)", n, w, b, (n > 0 ? b * 100 / n : 0) }'
+}
+
+# What the old color did before the switch, for the figures.
+watch_base_said() {
+  if ((WATCH_BASE_TOTAL >= 20)); then printf 'before the switch the previous version answered %s' "$(watch_share "$WATCH_BASE_TOTAL" "$WATCH_BASE_BAD")"
+  else printf 'before the switch the previous version answered %d request(s), too few to compare with (the limit is absolute)' "$WATCH_BASE_TOTAL"; fi
 }
 
 # Watch TO for `watch` seconds; false on a breach, with WATCH_REASON and WATCH_FIGURES set.
 watch_window() { # watch_window TO_COLOR
-  local to="$1" name port start end now code fails=0 total=0 bad=0 checked=0 t
+  local to="$1" name port start end now code fails=0 total=0 bad=0 checked=0 t limit base
   name="$(container_name "$to")"; port="$(color_port "$to")"
   phase "watch $name for ${P[watch]}s"
   start="$(now_ms)"; end=$((start + P[watch] * 1000))
-  WATCH_OFFSET=0; WATCH_TOTAL=0; WATCH_BAD=0
-  log "watching $name for ${P[watch]}s: ${P[health_path]} every ${P[health_interval]}s (${P[watch_max_health_failures]} failures in a row switch back), and nginx's answers for ${P[upstream_name]} (more than ${P[watch_max_error_rate]} % 5xx switch back); the old color stays warm meanwhile"
+  WATCH_OFFSET=0; WATCH_TOTAL=0; WATCH_BAD=0; WATCH_BASE_TOTAL=0; WATCH_BASE_BAD=0
+  watch_count
+  base="$(watch_base_rate)"
+  limit="$(awk -v a="$base" -v r="${P[watch_max_error_rate]}" 'BEGIN { printf "%g", a + r }')"
+  if [[ "${P[watch_health_only]}" == true ]]; then
+    log "watching $name for ${P[watch]}s: ${P[health_path]} every ${P[health_interval]}s (${P[watch_max_health_failures]} failures in a row switch back; watch-health-only: nginx's answers are counted where they are logged, but may not be); the old color stays warm meanwhile"
+  else
+    log "watching $name for ${P[watch]}s: ${P[health_path]} every ${P[health_interval]}s (${P[watch_max_health_failures]} failures in a row switch back), and nginx's answers for ${P[upstream_name]} (more than $limit % 5xx switch back: $(watch_base_said), plus ${P[watch_max_error_rate]}); the old color stays warm meanwhile"
+  fi
   while :; do
     now="$(now_ms)"
     code="$(health_probe "$port" "${P[health_path]}" 2)"
     if [[ "$code" == 2?? ]]; then fails=0; else fails=$((fails + 1)); fi
     if ((now - checked >= 200)); then
       checked="$now"
-      watch_count "$start"
+      watch_count
       total="$WATCH_TOTAL"; bad="$WATCH_BAD"
     fi
     t="$(( (now - start) / 100 ))"
-    WATCH_FIGURES="in $((t / 10)).$((t % 10)) s after the switch nginx answered $total request(s) for it, $bad of them 5xx (limit ${P[watch_max_error_rate]} %)"
+    WATCH_FIGURES="in $((t / 10)).$((t % 10)) s after the switch nginx answered $(watch_share "$total" "$bad" 'for it'); $(watch_base_said); limit $limit %"
     if ((fails >= P[watch_max_health_failures])); then
       WATCH_REASON="its health check failed $fails times in a row (last: ${code:-no HTTP answer})"
       return 1
     fi
     if ((total >= 20 || now >= end)) && watch_breached "$total" "$bad"; then
-      WATCH_REASON="$bad of its $total answers were 5xx, more than ${P[watch_max_error_rate]} %"
+      WATCH_REASON="$bad of its $total answers were 5xx, more than $limit %"
+      if [[ "$base" != 0 && "$base" != 0.0 ]]; then WATCH_REASON+=" (the previous version's $base % + ${P[watch_max_error_rate]})"; fi
       return 1
     fi
     ((now < end)) || break
     sleep "${P[health_interval]}"
   done
-  if ((total == 0)); then
-    warn "the watch saw no answer of nginx for ${P[upstream_name]} in $STATE_DIR/access.log: only the health checks were watched. A server block with its own access_log directive (or access_log off at the http level) does not inherit the one bg-deploy declares; see README, Watch window."
+  if ((total == 0)) && [[ "${P[watch_health_only]}" != true ]]; then
+    warn "nginx logged no answer for ${P[upstream_name]} in the ${P[watch]} s after the switch (no traffic?): only the health checks were watched."
   fi
   log "the watch passed: $WATCH_FIGURES"
   event watched
@@ -2188,6 +2471,7 @@ main_deploy() {
     if [[ -n "$active" ]]; then idle="$(color_other "$active")"; else idle=blue; fi
   fi
   log "app ${P[app]}: ${active:-nothing} serving now; deploying ${RUN_VERSION:-$RUN_IMAGE} to $idle"
+  if [[ "${P[role]}" == single && -n "$active" ]]; then watch_check; watch_open "$active"; fi
   if [[ "${P[role]}" == single ]] && ((${P[build_wait]%.*} > 0)); then await_image "$active" "$idle"; fi
   if [[ "${P[role]}" != single ]] && journal_kept "$idle"; then
     log "$(container_name "$idle") runs $RUN_VERSION already, prepared by $(journal_get run): promoting it"
@@ -2195,6 +2479,7 @@ main_deploy() {
   else
     pull_image
     task_run "${active:+$(container_name "$active") serves as before}"
+    if [[ "${P[role]}" == single ]]; then watch_open "$active"; fi
     start_color "$idle"
     workers_start "$idle" regular
   fi
@@ -2226,6 +2511,7 @@ main_rollback() {
     idle="$(color_other "$active")"
   fi
   log "app ${P[app]}: ${current:-unknown} serving from ${active:-none}; rolling back to $RUN_VERSION"
+  if [[ "${P[role]}" == single ]]; then watch_check; watch_open "$active"; fi
   spec_load
   local slow=''
   if spec_changes_container; then
@@ -2250,7 +2536,8 @@ main_go() { # main_go FROM_COLOR TO_COLOR
   workers_settle "$2" regular
   workers_swap_single "$1" "$2"
   if [[ "${P[role]}" == single ]]; then
-    if [[ -n "$1" ]]; then watch_open; fi
+    watch_narrow
+    WATCH_SWITCHED="$(now_ms)"
     switch_to "$2"
     main_finish "$1" "$2"
   else
@@ -2281,7 +2568,8 @@ main_finish() { # main_finish FROM_COLOR TO_COLOR
   history_add ok "$to"
   event finished
   stop_later "$from" "$wait"
-  result_print true "$to" "$from" "$RUN_VERSION" "$RUN_IMAGE" "$DRAIN_OPEN"
+  result_print true "$to" "$from" "$RUN_VERSION" "$RUN_IMAGE" "$DRAIN_OPEN" \
+    "$(if ((WATCH_FROM > 0)); then echo "$WATCH_TOTAL,$WATCH_BAD,$WATCH_BASE_TOTAL,$WATCH_BASE_BAD"; fi)"
 }
 
 main() {

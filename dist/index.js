@@ -60206,6 +60206,7 @@ const INPUTS = {
     watch: { group: 'switch', default: '0' },
     'watch-max-error-rate': { group: 'switch', default: '1' },
     'watch-max-health-failures': { group: 'switch', default: '3' },
+    'watch-health-only': { group: 'switch', default: 'false' },
     'keep-warm': { group: 'switch', default: '0' },
     promote: { group: 'run', default: 'true' },
     engine: { group: 'server', default: 'ssh' },
@@ -60615,6 +60616,7 @@ function checkAfterSwitch(c) {
         watch: c.num('watch', 0, 3600, true),
         maxErrorRate,
         maxHealthFailures: c.num('watch-max-health-failures', 1, 1000, true),
+        healthOnly: c.bool('watch-health-only'),
         keepWarm: c.num('keep-warm', 0, 86400, true)
     };
 }
@@ -70443,6 +70445,7 @@ async function switchOnServer({ config, ctx, outcome }, shell, req, early) {
         outcome.events = withEvents(outcome, r.events);
         outcome.history = r.history;
         outcome.openConnections = r.openConnections;
+        outcome.watch = r.watch;
         outcome.image = r.image ?? outcome.image;
         outcome.serving = r.serving;
         if (req.action === 'rollback')
@@ -70802,6 +70805,11 @@ function escapeHtml(text) {
         .replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c])
         .replace(/\r\n|\r|\n/g, '<br>');
 }
+/** The watch's figures: the new version's share of 5xx against the one it replaced. */
+function watchCell(w) {
+    const share = (n, b) => `${b} of ${n} answers 5xx (${n > 0 ? ((b * 100) / n).toFixed(1) : '0.0'} %)`;
+    return `passed: the new version ${share(w.total, w.bad)}; the version it replaced, just before the switch, ${share(w.baseTotal, w.baseBad)}`;
+}
 function releaseCell(o) {
     if (!o.releaseUrl)
         return '(none)';
@@ -70862,6 +70870,7 @@ async function writeSummary(o) {
                 ]
             ]
             : []),
+        ...(o.watch ? [['Watch', watchCell(o.watch)]] : []),
         ...(o.error
             ? [
                 ['Failed', escapeHtml(o.error)],
@@ -71086,11 +71095,18 @@ function checkResult(fields, expected) {
     }
     else if (image !== undefined && !isImageOf(image, expected.image))
         throw new MalformedAnswer(`image is ${shown(image)}, not ${expected.image} with a tag or a @sha256: digest`);
-    const open = fields.open_connections;
+    const open = fields.open_connections || undefined;
     if (open !== undefined && !/^\d{1,9}$/.test(open))
         throw new MalformedAnswer(`open_connections is ${shown(open)}, not a count`);
+    const watch = fields.watch || undefined;
+    if (watch !== undefined && !/^\d{1,9}(,\d{1,9}){3}$/.test(watch))
+        throw new MalformedAnswer(`watch is ${shown(watch)}, not four counts`);
+    const [total, bad, baseTotal, baseBad] = (watch ?? '').split(',').map(Number);
     return {
         ...(open !== undefined ? { openConnections: Number(open) } : {}),
+        ...(watch !== undefined
+            ? { watch: { total: total, bad: bad, baseTotal: baseTotal, baseBad: baseBad } }
+            : {}),
         deployed: deployed === 'true',
         color: color('color'),
         previousColor: color('previous_color'),
@@ -71180,6 +71196,7 @@ const PARAMETERS = {
     watch: '0',
     watch_max_error_rate: '1',
     watch_max_health_failures: '3',
+    watch_health_only: 'false',
     keep_warm: '0',
     engine: 'ssh',
     replicas: '2',
@@ -71253,7 +71270,9 @@ const RESULT_FIELDS = [
     'previous_color',
     'version',
     'image',
-    'open_connections'
+    'open_connections',
+    /** the watch's counts: the new version's answers,5xx, the old one's answers,5xx before the switch */
+    'watch'
 ];
 /** The `serving` marker's fields: what serves on the server as its script ends. */
 const SERVING_FIELDS = (/* unused pure expression or super */ null && (['color', 'version']));
@@ -71530,6 +71549,7 @@ function scriptArgs(config, req) {
         ['watch', config.after.watch],
         ['watch_max_error_rate', config.after.maxErrorRate],
         ['watch_max_health_failures', config.after.maxHealthFailures],
+        ['watch_health_only', config.after.healthOnly ? 'true' : undefined],
         ['keep_warm', config.after.keepWarm],
         ['build_wait', req.buildWait],
         ['task', task && b64(task.words.join('\0'))],

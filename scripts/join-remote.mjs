@@ -17,6 +17,7 @@ export const PARTS = [
   'lib/state.sh',
   'lib/docker.sh',
   'lib/nginx.sh',
+  'lib/nginx-log.sh',
   'lib/nat.sh',
   'lib/commands.sh',
   'steps/lock.sh',
@@ -89,7 +90,7 @@ PROTOCOL_STAGES=(${p.STAGES.join(' ')})
 ${exits.join('\n')}
 
 # The result line: one value per field of PROTOCOL_RESULT_FIELDS, in order (missing ones empty).
-result_print() { # result_print DEPLOYED COLOR PREVIOUS_COLOR VERSION IMAGE [OPEN_CONNECTIONS]
+result_print() { # result_print DEPLOYED COLOR PREVIOUS_COLOR VERSION IMAGE [OPEN_CONNECTIONS] [WATCH]
   local i line=''
   for ((i = 1; i <= $#; i++)); do line+="\${line:+ }\${PROTOCOL_RESULT_FIELDS[i - 1]}=\${!i}"; done
   marker result "$line"

@@ -211,6 +211,7 @@ export function checkAfterSwitch(c: Collector): Config['after'] {
     watch: c.num('watch', 0, 3600, true),
     maxErrorRate,
     maxHealthFailures: c.num('watch-max-health-failures', 1, 1000, true),
+    healthOnly: c.bool('watch-health-only'),
     keepWarm: c.num('keep-warm', 0, 86400, true)
   }
 }

@@ -79,6 +79,7 @@ export const INPUTS = {
   watch: { group: 'switch', default: '0' },
   'watch-max-error-rate': { group: 'switch', default: '1' },
   'watch-max-health-failures': { group: 'switch', default: '3' },
+  'watch-health-only': { group: 'switch', default: 'false' },
   'keep-warm': { group: 'switch', default: '0' },
   promote: { group: 'run', default: 'true' },
   engine: { group: 'server', default: 'ssh' },

@@ -66,7 +66,15 @@ export interface Config {
    * watch: seconds the new color is watched after the switch, the old one warm (0: off);
    * keepWarm: seconds the old color keeps running after a deploy (0: stopped at once)
    */
-  after: { watch: number; maxErrorRate: number; maxHealthFailures: number; keepWarm: number }
+  after: {
+    watch: number
+    /** percentage points of 5xx the new version may have above the one it replaces */
+    maxErrorRate: number
+    maxHealthFailures: number
+    /** the watch checks the health path only, not nginx's answers (asked for by name) */
+    healthOnly: boolean
+    keepWarm: number
+  }
   /** ssh: blue-green over SSH; swarm: a Docker Swarm service on the manager in `host` */
   engine: { kind: Engine; replicas: number; healthCmd?: string; parallelism: number }
   /** every server (the first is `ssh`); the load balancer in front of them, if any */

@@ -7,6 +7,7 @@ import type { Registry } from './registry.js'
 import type { ReleasesApi } from './release.js'
 import type { HistoryEntry, RemoteEvent, Serving } from './remote/output.js'
 import type { RunnerStep, TimelineStep } from './remote/protocol.js'
+import type { WatchCounts } from './remote/answer.js'
 import type { Runner } from './runner.js'
 import type { RemoteShell, SshConfig } from './ssh.js'
 
@@ -34,6 +35,8 @@ export interface Outcome {
   previews?: string[]
   /** connections still open on the old color when the drain ended (drain-timeout) */
   openConnections?: number
+  /** what the watch window counted (one server) */
+  watch?: WatchCounts
   /** why the run failed */
   error?: string
   /** the step the run failed in: one of the runner's, or the server's phase */

@@ -233,6 +233,7 @@ export async function switchOnServer(
     outcome.events = withEvents(outcome, r.events)
     outcome.history = r.history
     outcome.openConnections = r.openConnections
+    outcome.watch = r.watch
     outcome.image = r.image ?? outcome.image
     outcome.serving = r.serving
     if (req.action === 'rollback') outcome.version = r.version

@@ -16,6 +16,13 @@ export function escapeHtml(text: string): string {
     .replace(/\r\n|\r|\n/g, '<br>')
 }
 
+/** The watch's figures: the new version's share of 5xx against the one it replaced. */
+function watchCell(w: NonNullable<Outcome['watch']>): string {
+  const share = (n: number, b: number) =>
+    `${b} of ${n} answers 5xx (${n > 0 ? ((b * 100) / n).toFixed(1) : '0.0'} %)`
+  return `passed: the new version ${share(w.total, w.bad)}; the version it replaced, just before the switch, ${share(w.baseTotal, w.baseBad)}`
+}
+
 function releaseCell(o: Outcome): string {
   if (!o.releaseUrl) return '(none)'
   const link = `<a href="${escapeHtml(o.releaseUrl)}">${escapeHtml(o.releaseUrl)}</a>`
@@ -76,6 +83,7 @@ export async function writeSummary(o: Outcome): Promise<void> {
           ]
         ]
       : []),
+    ...(o.watch ? [['Watch', watchCell(o.watch)]] : []),
     ...(o.error
       ? [
           ['Failed', escapeHtml(o.error)],

@@ -44,7 +44,7 @@ beforeAll(() => {
   mkdirSync(upstreamDir, { recursive: true })
   sh('chown', `${USER}:${USER}`, upstreamDir)
   // the sudoers line the README documents, for this nginx's config file
-  const line = `${USER} ALL=(root) NOPASSWD: /usr/sbin/nginx -t -q -c ${svc.nginxConf}, /usr/sbin/nginx -c ${svc.nginxConf} -s reload\n`
+  const line = `${USER} ALL=(root) NOPASSWD: /usr/sbin/nginx -t -q -c ${svc.nginxConf}, /usr/sbin/nginx -T -q -c ${svc.nginxConf}, /usr/sbin/nginx -c ${svc.nginxConf} -s reload\n`
   writeFileSync(`${SUDOERS}.tmp`, line, { mode: 0o440 })
   sh('visudo', '-cf', `${SUDOERS}.tmp`)
   sh('mv', `${SUDOERS}.tmp`, SUDOERS)
@@ -72,13 +72,13 @@ function nonRootApp(prefix: string): TestApp {
   return a
 }
 
-test('a non-root user with sudo for nginx test and reload only deploys and rolls back with 0 failed requests', async () => {
-  // sudo allows the deploy user nginx's two commands and nothing else
+test('a non-root user with sudo for nginx test, config dump and reload only deploys (watched) and rolls back with 0 failed requests', async () => {
+  // sudo allows the deploy user nginx's three commands and nothing else
   const allowed = spawnSync('runuser', ['-u', USER, '--', 'sudo', '-n', '-l'], {
     encoding: 'utf8'
   }).stdout.replace(/\s+/g, ' ')
   expect(allowed).toMatch(
-    /NOPASSWD: \/usr\/sbin\/nginx -t -q -c .*, \/usr\/sbin\/nginx -c .* -s reload/
+    /NOPASSWD: \/usr\/sbin\/nginx -t -q -c .*, \/usr\/sbin\/nginx -T -q -c .*, \/usr\/sbin\/nginx -c .* -s reload/
   )
   expect(spawnSync('runuser', ['-u', USER, '--', 'sudo', '-n', 'true']).status).not.toBe(0)
 
@@ -88,8 +88,12 @@ test('a non-root user with sudo for nginx test and reload only deploys and rolls
 
   commitVersion(a, { version: 'v2.0.0', startDelay: 1 })
   const load = await new Load().start(a.url)
-  const run = await deployApp(a)
+  // the watch reads nginx's effective config through sudo (nginx -T) and its log
+  const run = await deployApp(a, { inputs: { watch: '3' } })
   expectOk(run)
+  expect(run.log).toMatch(
+    /the watch passed: in 3\.\d s after the switch nginx answered [1-9]\d* request/
+  )
   const state = path.join(home, '.bg-deploy', a.name)
   execFileSync('flock', ['-w', '30', path.join(state, 'lock'), 'true'])
   const back = await deployApp(a, {

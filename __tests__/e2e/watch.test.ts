@@ -1,7 +1,9 @@
 // After the switch, end to end under load: the watch window switches a bad release back by
 // itself, a good one passes it, keep-warm makes a rollback a switch only, and long-lived
 // connections ride through a dnat switch.
+import { readFileSync, writeFileSync } from 'node:fs'
 import { get } from 'node:http'
+import path from 'node:path'
 import {
   FakeGitHub,
   Load,
@@ -88,6 +90,130 @@ describe('watch window', () => {
     expect(github.releases.find((r) => r.tag_name === 'v3.0.0')?.draft).toBe(false)
     settled(a)
   }, 180_000)
+})
+
+describe("the watch sees nginx's answers however the site logs", () => {
+  test("a server block with an access_log of its own: refused before anything changes, with the include to add; with it, a degrading version is switched back and the site's own log still gets every answer", async () => {
+    const a = fixture.newApp('perlog', { version: 'v1.0.0' })
+    const confd = fixture.services().nginxConfd
+    const site = path.join(confd, `${a.name}-site.conf`)
+    const siteLog = path.join(fixture.services().dir, `${a.name}-site.log`)
+    const own = (extra: string) =>
+      writeFileSync(
+        site,
+        `server {\n  listen 127.0.0.1:${a.lbPort};\n  access_log ${siteLog};\n${extra}  location / { proxy_pass http://${a.name}; }\n}\n`
+      )
+    own('')
+    expectOk(await deployApp(a))
+    settled(a)
+    commitVersion(a, { version: 'v2.0.0', failsLater: { after: 3, inTen: 5 } })
+    let load = await new Load().start(a.url)
+    const refused = await deployApp(a, { inputs: { watch: '20' } })
+    let stats = await load.stop()
+    const include = path.join(confd, `${a.name}-upstream.watch.inc`)
+    console.log(
+      `watch, per-site access_log: refused with exit ${refused.code}: ${/the watch would not see[^\n]*/.exec(refused.log)?.[0]}; ${stats.requests} requests, ${stats.non2xx + stats.errors + stats.slowFailed} failed`
+    )
+    expect(refused.code).not.toBe(0)
+    expect(refused.log).toContain(
+      `the watch would not see nginx's answers for ${a.name}, so it refuses before changing anything: The server block at ${site}:1 has access_log directives of its own, so it does not inherit the watch's log: add 'include ${include};' in it.`
+    )
+    expect(appContainers(a)).toEqual({ [`${a.name}-blue`]: 'running' })
+    expect(stats.non2xx + stats.errors + stats.slowFailed).toBe(0)
+    expect((await httpGet(a.url)).body).toBe('v1.0.0\n')
+    // the file to include is there already, so adding the line keeps nginx -t passing
+    expect(readFileSync(include, 'utf8')).toMatch(/^# Managed by bg-deploy/)
+    own(`  include ${include};\n`)
+    const linesBefore = readFileSync(siteLog, 'utf8').split('\n').length
+    load = await new Load().start(a.url)
+    const run = await deployApp(a, { inputs: { watch: '20' } })
+    await sleep(500)
+    stats = await load.stop()
+    const t = timelineOf(run.outputs)
+    console.log(
+      `watch, per-site access_log with the include: ${stats.requests} requests, ${stats.non2xx} answered 500 by v2, ${stats.errors} connection errors; switched back ${((t.reverted ?? NaN) - (t.switched ?? NaN)) / 1000} s after the switch: ${/the watch window switched back[^\n]*/.exec(run.log)?.[0]}`
+    )
+    expect(run.code).not.toBe(0)
+    expect(run.log).toMatch(/the watch will see nginx's answers for \S+ \(through \S+watch\.inc/)
+    expect(run.log).toMatch(
+      /the watch window switched back from v2\.0\.0: \d+ of its \d+ answers were 5xx/
+    )
+    expect(stats.errors).toBe(0)
+    expect((await httpGet(a.url)).body).toBe('v1.0.0\n')
+    // the site's own log lost nothing: it holds a line for every request of the load
+    const linesAfter = readFileSync(siteLog, 'utf8').split('\n').length
+    expect(linesAfter - linesBefore).toBeGreaterThanOrEqual(stats.requests)
+    settled(a)
+  }, 240_000)
+
+  test("access_log off in the site's location: refused before anything changes; watch-health-only: true is the way to go on without nginx's answers", async () => {
+    const a = fixture.newApp('logoff', { version: 'v1.0.0' })
+    const site = path.join(fixture.services().nginxConfd, `${a.name}-site.conf`)
+    writeFileSync(
+      site,
+      `server {\n  listen 127.0.0.1:${a.lbPort};\n  location / {\n    access_log off;\n    proxy_pass http://${a.name};\n  }\n}\n`
+    )
+    expectOk(await deployApp(a))
+    settled(a)
+    commitVersion(a, { version: 'v2.0.0' })
+    const refused = await deployApp(a, { inputs: { watch: '5' } })
+    expect(refused.code).not.toBe(0)
+    expect(refused.log).toContain(
+      `'access_log off' in the location block at ${site}:4 turns off every log there, the watch's too (it proxies to ${a.name} at ${site}:3)`
+    )
+    expect(refused.log).toContain('Or set watch-health-only: true')
+    expect(appContainers(a)).toEqual({ [`${a.name}-blue`]: 'running' })
+    const run = await deployApp(a, { inputs: { watch: '3', 'watch-health-only': 'true' } })
+    expectOk(run)
+    expect(run.log).toMatch(/watch-health-only: the watch checks \/ only, not nginx's answers/)
+    expect((await httpGet(a.url)).body).toBe('v2.0.0\n')
+    settled(a)
+  }, 180_000)
+})
+
+describe('the watch compares with the version it replaces', () => {
+  test('a version as flaky as its predecessor (1 answer in 10 is a 500) passes; a worse one is switched back, with both shares in the message and the summary', async () => {
+    const a = fixture.newApp(
+      'flaky',
+      { version: 'v1.0.0', failsLater: { after: 0, inTen: 1 } },
+      // the health path stays fine; 3 points of margin: two samples of a 10 % rate differ by
+      // about a point at the counts of this test
+      { 'health-path': '/health', 'watch-max-error-rate': '3' }
+    )
+    expectOk(await deployApp(a))
+    settled(a)
+    commitVersion(a, { version: 'v2.0.0', failsLater: { after: 0, inTen: 1 } })
+    let load = await new Load().start(a.url)
+    const same = await deployApp(a, { inputs: { watch: '10' } })
+    let stats = await load.stop()
+    console.log(
+      `watch, as flaky as before: exit ${same.code}, ${stats.requests} requests, ${stats.non2xx} 500s (${((stats.non2xx * 100) / stats.requests).toFixed(1)} %), ${stats.errors} errors: ${/the watch passed: [^\n]*/.exec(same.log)?.[0]}`
+    )
+    expectOk(same)
+    expect(same.log).toMatch(
+      /the watch passed: in \d+\.\d s after the switch nginx answered \d+ request\(s\) for it, \d+ of them 5xx \(\d+\.\d %\); before the switch the previous version answered \d+ request\(s\), \d+ of them 5xx \(\d+\.\d %\); limit 1\d(\.\d)? %/
+    )
+    expect(same.summary).toMatch(
+      /passed: the new version \d+ of \d+ answers 5xx \(\d+\.\d %\); the version it replaced, just before the switch, \d+ of \d+ answers 5xx/
+    )
+    expect(stats.errors).toBe(0)
+    settled(a)
+    commitVersion(a, { version: 'v3.0.0', failsLater: { after: 3, inTen: 4 } })
+    load = await new Load().start(a.url)
+    const worse = await deployApp(a, { inputs: { watch: '20' } })
+    await sleep(500)
+    stats = await load.stop()
+    console.log(
+      `watch, worse than before: exit ${worse.code}; ${stats.requests} requests, ${stats.errors} errors: ${/the watch window switched back[^\n]*/.exec(worse.log)?.[0]}`
+    )
+    expect(worse.code).not.toBe(0)
+    expect(worse.log).toMatch(
+      /the watch window switched back from v3\.0\.0: \d+ of its \d+ answers were 5xx, more than 1\d(\.\d)? % \(the previous version's \d+\.\d % \+ 3\)/
+    )
+    expect(stats.errors).toBe(0)
+    expect((await httpGet(a.url)).body).toMatch(/^v2\.0\.0/)
+    settled(a)
+  }, 240_000)
 })
 
 describe('keep-warm', () => {

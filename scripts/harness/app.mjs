@@ -14,7 +14,7 @@ import path from 'node:path'
  * @property {boolean} [sickWithFlag] never healthy where /flag/sick exists in the container (a
  *   volume that one test server holds)
  * @property {{ after: number, inTen: number }} [failsLater] `after` seconds after it started, `/`
- *   answers 500 to `inTen` of every 10 requests (the health path stays fine)
+ *   answers 500 to `inTen` in 10 requests, drawn at random for each (the health path stays fine)
  */
 
 /**
@@ -34,8 +34,8 @@ export function writeAppSource(ws, b) {
       path.join(ws, 'www/cgi-bin/index.cgi'),
       [
         '#!/bin/sh',
-        'n=$(cat /count 2>/dev/null || echo 0); n=$((n + 1)); echo $n > /count',
-        `if [ $(( $(date +%s) - $(cat /started) )) -ge ${b.failsLater.after} ] && [ $((n % 10)) -lt ${b.failsLater.inTen} ]; then`,
+        // each answer on its own draw: a counter file would be read and written by concurrent CGIs
+        `if [ $(( $(date +%s) - $(cat /started) )) -ge ${b.failsLater.after} ] && [ $((RANDOM % 10)) -lt ${b.failsLater.inTen} ]; then`,
         `  printf 'HTTP/1.0 500 Internal Server Error\\r\\nContent-Type: text/plain\\r\\n\\r\\n${b.version} failing\\n'`,
         `else printf 'Content-Type: text/plain\\r\\n\\r\\n${b.version}\\n'; fi`,
         ''

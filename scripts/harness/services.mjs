@@ -147,7 +147,7 @@ export function appStateDir(name) {
 export function removeApp(svc, name, paths = []) {
   spawnSync('docker', ['rm', '-f', `${name}-blue`, `${name}-green`], { stdio: 'ignore' })
   removeNatChain(name)
-  for (const f of [`${name}-site.conf`, `${name}-upstream.conf`])
+  for (const f of [`${name}-site.conf`, `${name}-upstream.conf`, `${name}-upstream.watch.inc`])
     rmSync(path.join(svc.nginxConfd, f), { force: true })
   for (const p of [appStateDir(name), ...paths]) rmSync(p, { recursive: true, force: true })
 }

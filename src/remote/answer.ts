@@ -13,6 +13,16 @@ export interface ServerResult {
   image?: string
   /** connections still open on the old color when its drain ended at drain-timeout */
   openConnections?: number
+  /** what the watch counted: nginx's answers for the new version after the switch, and for the
+   * one it replaced just before the switch */
+  watch?: WatchCounts
+}
+
+export interface WatchCounts {
+  total: number
+  bad: number
+  baseTotal: number
+  baseBad: number
 }
 
 export type Color = 'blue' | 'green'
@@ -89,11 +99,18 @@ export function checkResult(
     throw new MalformedAnswer(
       `image is ${shown(image)}, not ${expected.image} with a tag or a @sha256: digest`
     )
-  const open = fields.open_connections
+  const open = fields.open_connections || undefined
   if (open !== undefined && !/^\d{1,9}$/.test(open))
     throw new MalformedAnswer(`open_connections is ${shown(open)}, not a count`)
+  const watch = fields.watch || undefined
+  if (watch !== undefined && !/^\d{1,9}(,\d{1,9}){3}$/.test(watch))
+    throw new MalformedAnswer(`watch is ${shown(watch)}, not four counts`)
+  const [total, bad, baseTotal, baseBad] = (watch ?? '').split(',').map(Number)
   return {
     ...(open !== undefined ? { openConnections: Number(open) } : {}),
+    ...(watch !== undefined
+      ? { watch: { total: total!, bad: bad!, baseTotal: baseTotal!, baseBad: baseBad! } }
+      : {}),
     deployed: deployed === 'true',
     color: color('color'),
     previousColor: color('previous_color'),

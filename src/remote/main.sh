@@ -19,6 +19,7 @@ main_deploy() {
     if [[ -n "$active" ]]; then idle="$(color_other "$active")"; else idle=blue; fi
   fi
   log "app ${P[app]}: ${active:-nothing} serving now; deploying ${RUN_VERSION:-$RUN_IMAGE} to $idle"
+  if [[ "${P[role]}" == single && -n "$active" ]]; then watch_check; watch_open "$active"; fi
   if [[ "${P[role]}" == single ]] && ((${P[build_wait]%.*} > 0)); then await_image "$active" "$idle"; fi
   if [[ "${P[role]}" != single ]] && journal_kept "$idle"; then
     log "$(container_name "$idle") runs $RUN_VERSION already, prepared by $(journal_get run): promoting it"
@@ -26,6 +27,7 @@ main_deploy() {
   else
     pull_image
     task_run "${active:+$(container_name "$active") serves as before}"
+    if [[ "${P[role]}" == single ]]; then watch_open "$active"; fi
     start_color "$idle"
     workers_start "$idle" regular
   fi
@@ -57,6 +59,7 @@ main_rollback() {
     idle="$(color_other "$active")"
   fi
   log "app ${P[app]}: ${current:-unknown} serving from ${active:-none}; rolling back to $RUN_VERSION"
+  if [[ "${P[role]}" == single ]]; then watch_check; watch_open "$active"; fi
   spec_load
   local slow=''
   if spec_changes_container; then
@@ -81,7 +84,8 @@ main_go() { # main_go FROM_COLOR TO_COLOR
   workers_settle "$2" regular
   workers_swap_single "$1" "$2"
   if [[ "${P[role]}" == single ]]; then
-    if [[ -n "$1" ]]; then watch_open; fi
+    watch_narrow
+    WATCH_SWITCHED="$(now_ms)"
     switch_to "$2"
     main_finish "$1" "$2"
   else
@@ -112,7 +116,8 @@ main_finish() { # main_finish FROM_COLOR TO_COLOR
   history_add ok "$to"
   event finished
   stop_later "$from" "$wait"
-  result_print true "$to" "$from" "$RUN_VERSION" "$RUN_IMAGE" "$DRAIN_OPEN"
+  result_print true "$to" "$from" "$RUN_VERSION" "$RUN_IMAGE" "$DRAIN_OPEN" \
+    "$(if ((WATCH_FROM > 0)); then echo "$WATCH_TOTAL,$WATCH_BAD,$WATCH_BASE_TOTAL,$WATCH_BASE_BAD"; fi)"
 }
 
 main() {

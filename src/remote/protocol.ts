@@ -50,6 +50,7 @@ export const PARAMETERS = {
   watch: '0',
   watch_max_error_rate: '1',
   watch_max_health_failures: '3',
+  watch_health_only: 'false',
   keep_warm: '0',
   engine: 'ssh',
   replicas: '2',
@@ -131,7 +132,9 @@ export const RESULT_FIELDS = [
   'previous_color',
   'version',
   'image',
-  'open_connections'
+  'open_connections',
+  /** the watch's counts: the new version's answers,5xx, the old one's answers,5xx before the switch */
+  'watch'
 ] as const
 /** The `serving` marker's fields: what serves on the server as its script ends. */
 export const SERVING_FIELDS = ['color', 'version'] as const

@@ -87,6 +87,7 @@ export function scriptArgs(
     ['watch', config.after.watch],
     ['watch_max_error_rate', config.after.maxErrorRate],
     ['watch_max_health_failures', config.after.maxHealthFailures],
+    ['watch_health_only', config.after.healthOnly ? 'true' : undefined],
     ['keep_warm', config.after.keepWarm],
     ['build_wait', req.buildWait],
     ['task', task && b64(task.words.join('\0'))],

@@ -1,7 +1,7 @@
 # nginx: the upstream file (rendered, backed up, tested, reloaded or restored) and its workers.
 
 # Lines the upstream file carries at the http level besides the upstreams: the watch window's
-# access log, set by watch_open (steps/watch.sh) before the switch writes the file.
+# access log, set by watch_open (steps/watch.sh) before the new color starts.
 UPSTREAM_EXTRA=''
 
 # Why upstream_write failed: the history result and the message.
@@ -74,7 +74,9 @@ preview_write() {
   local f="${P[preview_file]}" text
   [[ -n "$f" ]] || return 1
   text="$(printf '# Managed by bg-deploy (app %s): the preview routes. Include it in the server block.\n' "${P[app]}"
-    printf 'location /%s/ { proxy_pass http://%s-%s/; }\n' blue "${P[upstream_name]}" blue green "${P[upstream_name]}" green)"
+    printf 'location /%s/ { proxy_pass http://%s-%s/; }\n' blue "${P[upstream_name]}" blue green "${P[upstream_name]}" green
+    # a server block with logs of its own: the watch's log line too (steps/watch.sh)
+    if [[ " $WATCH_INCLUDES " == *" $f "* ]]; then watch_log_line block; fi)"
   [[ -f "$f" && "$(cat "$f")" == "$text" ]] && return 1
   # a new file of our own, as for the upstream file: never written through a link left in its place
   local tmp
@@ -132,6 +134,7 @@ upstream_write() { # upstream_write TARGETS LABEL [BACKUP]
   touch "$STATE_DIR/switch.pending"
   mv -f "$tmp" "$f"
   if preview_write; then preview=1; fi
+  watch_include_write
   if ! out="$(nginx_run "${P[nginx_test]}" 2>&1)"; then
     upstream_restore
     if ((preview)); then rm -f "${P[preview_file]}"; fi
@@ -153,6 +156,8 @@ upstream_restore() {
   elif [[ -f "$STATE_DIR/upstream.none" ]]; then rm -f "${P[upstream_file]}"
   fi
   rm -f "$STATE_DIR/upstream.none" "$STATE_DIR/switch.pending"
+  # the file restored may have no window: the include of ours then carries no log line either
+  watch_include_write off
 }
 
 # A previous run that died between moving the upstream file and reloading nginx left
