@@ -105,7 +105,7 @@ test('inputs that do not go together are refused with the fix', () => {
   ])
 })
 
-test('watch and keep-warm: seconds, a percentage, and only with one server for now', () => {
+test('watch and keep-warm: seconds, a percentage; the watch with one server or behind a load balancer, keep-warm with one server', () => {
   const c = parseConfig(
     {
       ...base,
@@ -141,7 +141,26 @@ test('watch and keep-warm: seconds, a percentage, and only with one server for n
   ])
   expect(problems({ host: 'a', watch: '1.5' })).toEqual([expect.stringMatching(/^Invalid watch/)])
   expect(problems({ hosts: 'a\nb', watch: '30' })).toEqual([
-    expect.stringMatching(/'watch' and 'keep-warm' work with one server/)
+    expect.stringMatching(/^Input 'watch' works with one server, or with several behind lb-host/)
+  ])
+  // behind a load balancer its nginx sees every app server: watched, unless promote: false
+  expect(
+    parseConfig(
+      { ...base, hosts: 'a\nb', 'lb-host': 'lb', 'bind-address': '0.0.0.0', watch: '30' },
+      ctx
+    ).after.watch
+  ).toBe(30)
+  expect(
+    problems({
+      hosts: 'a\nb',
+      'lb-host': 'lb',
+      'bind-address': '0.0.0.0',
+      watch: '30',
+      promote: 'false'
+    })
+  ).toEqual([expect.stringMatching(/^Input 'watch' works with one server/)])
+  expect(problems({ hosts: 'a\nb', 'keep-warm': '30' })).toEqual([
+    expect.stringMatching(/^Input 'keep-warm' works with one server/)
   ])
 })
 
@@ -164,7 +183,7 @@ test('engine swarm: one manager in host, no switch-mode, docker-run-args or keep
       'keep-warm': '5'
     })
   ).toEqual([
-    expect.stringMatching(/'watch' and 'keep-warm' work with one server/),
+    expect.stringMatching(/^Input 'keep-warm' works with one server/),
     expect.stringMatching(/engine swarm deploys through one manager/),
     expect.stringMatching(/keep-warm' does not apply to a Swarm service/),
     expect.stringMatching(/does not use switch-mode/),

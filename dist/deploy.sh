@@ -87,7 +87,7 @@ PROTOCOL_RESULT_FIELDS=(deployed color previous_color version image open_connect
 # A version's run spec: the parameters recorded with it (the secret lines env and run_arg too).
 PROTOCOL_RUN_SPEC_PARAMETERS=(container_port health_path health_cmd network env_file task workers)
 
-PROTOCOL_STAGES=(locked ready prepared switched)
+PROTOCOL_STAGES=(locked ready prepared switched watched)
 
 EXIT_AWAIT_GAVE_UP=75
 
@@ -1668,11 +1668,20 @@ watch_check() {
   if ! out="$(nginx_run "$cmd" 2>&1 >"$dump")"; then
     die "the watch could not read nginx's effective config with '$cmd': ${out:-no message}. It needs it to know that nginx will log the app's answers (a non-root user needs a sudo rule for nginx -T as for nginx -t). Set watch-health-only: true to watch the health path only. Nothing was changed."
   fi
+  # nginx names a file by the path it was included by, maybe another way to one of ours (a link)
+  local -A ours=() ; local p o
+  while IFS= read -r p; do
+    for o in "$own" ${P[preview_file]:+"${P[preview_file]}"}; do
+      if [[ "$p" -ef "$o" ]]; then ours[$p]="$o"; fi
+    done
+  done < <(sed -n 's/^# configuration file \(.*\):$/\1/p' "$dump")
   WATCH_INCLUDES=''
   while IFS=$'\t' read -r kind a b at srv || [[ -n "$kind" ]]; do
     case "$kind" in
       http) ;;
-      ours) if [[ " $WATCH_INCLUDES " != *" $a "* ]]; then WATCH_INCLUDES+="${WATCH_INCLUDES:+ }$a"; fi ;;
+      ours)
+        a="${ours[$a]:-$a}"
+        if [[ " $WATCH_INCLUDES " != *" $a "* ]]; then WATCH_INCLUDES+="${WATCH_INCLUDES:+ }$a"; fi ;;
       need)
         if [[ "$a" == location ]]; then problems+=" The location block at $b has access_log directives of its own, so it does not inherit the watch's log: add 'include $own;' in it."
         else problems+=" The server block at $b has access_log directives of its own, so it does not inherit the watch's log: add 'include $own;' in it."; fi ;;
@@ -1681,7 +1690,7 @@ watch_check() {
         else problems+=" 'access_log off' in the $a block at $b turns off every log there, the watch's too (it proxies to ${P[upstream_name]} at $at): remove it there, or log to a file instead."; fi ;;
       none) problems+=" No block in nginx's config proxies to http://${P[upstream_name]}, so nginx's answers for the app cannot be told apart: proxy_pass to the upstream by its name." ;;
     esac
-  done < <(nginx_log_verdicts "${P[upstream_name]}" "$STATE_DIR/access.log" "$own" ${P[preview_file]:+"${P[preview_file]}"} <"$dump")
+  done < <(nginx_log_verdicts "${P[upstream_name]}" "$STATE_DIR/access.log" "${!ours[@]}" <"$dump")
   if [[ -n "$problems" ]]; then
     die "the watch would not see nginx's answers for ${P[upstream_name]}, so it refuses before changing anything:$problems Or set watch-health-only: true to watch the health path only. Nothing was changed."
   fi
@@ -1799,15 +1808,21 @@ watch_window() { # watch_window TO_COLOR
   watch_count
   base="$(watch_base_rate)"
   limit="$(awk -v a="$base" -v r="${P[watch_max_error_rate]}" 'BEGIN { printf "%g", a + r }')"
-  if [[ "${P[watch_health_only]}" == true ]]; then
+  if [[ "${P[role]}" == lb ]]; then
+    name="${P[app]}-$to on every app server"
+    log "watching $name for ${P[watch]}s: this nginx's answers for ${P[upstream_name]} (more than $limit % 5xx switch back: $(watch_base_said), plus ${P[watch_max_error_rate]}); the old color stays warm on every app server meanwhile"
+  elif [[ "${P[watch_health_only]}" == true ]]; then
     log "watching $name for ${P[watch]}s: ${P[health_path]} every ${P[health_interval]}s (${P[watch_max_health_failures]} failures in a row switch back; watch-health-only: nginx's answers are counted where they are logged, but may not be); the old color stays warm meanwhile"
   else
     log "watching $name for ${P[watch]}s: ${P[health_path]} every ${P[health_interval]}s (${P[watch_max_health_failures]} failures in a row switch back), and nginx's answers for ${P[upstream_name]} (more than $limit % 5xx switch back: $(watch_base_said), plus ${P[watch_max_error_rate]}); the old color stays warm meanwhile"
   fi
   while :; do
     now="$(now_ms)"
-    code="$(health_probe "$port" "${P[health_path]}" 2)"
-    if [[ "$code" == 2?? ]]; then fails=0; else fails=$((fails + 1)); fi
+    # the load balancer has no container to probe: its nginx's answers are for every app server
+    if [[ "${P[role]}" != lb ]]; then
+      code="$(health_probe "$port" "${P[health_path]}" 2)"
+      if [[ "$code" == 2?? ]]; then fails=0; else fails=$((fails + 1)); fi
+    fi
     if ((now - checked >= 200)); then
       checked="$now"
       watch_count
@@ -2374,7 +2389,8 @@ fleet_prepared() { # fleet_prepared FROM_COLOR TO_COLOR
   journal_write prepared "$to"
   command_await prepared "color=$to previous_color=$from version=$RUN_VERSION image=$RUN_IMAGE"
   if [[ "${P[role]}" == host ]]; then next=switch; fi
-  cmd="$(command_next)"
+  # behind a load balancer that watches, the old color stays warm until its watch has passed
+  cmd="$(command_next $((${P[commit_timeout]%.*} + P[watch])))"
   case "$cmd" in
     "$next") ;;
     keep)
@@ -2383,6 +2399,15 @@ fleet_prepared() { # fleet_prepared FROM_COLOR TO_COLOR
       log "$(container_name "$to") keeps running $RUN_VERSION for a later run to promote"
       result_print false "$to" "$from" "$RUN_VERSION" "$RUN_IMAGE"
       return 0
+      ;;
+    revert)
+      [[ "${P[role]}" == app ]] || fleet_abort "$to" "the runner said revert"
+      # the load balancer's watch switched back to the old color, which kept running here
+      docker_call stop -t 10 "$(container_name "$to")" >/dev/null 2>&1 || true
+      workers_undo "$to" "$from" stop
+      journal_clear
+      history_add rolled-back-after-watch "$to"
+      die "the load balancer's watch switched back to $(container_name "${from:-none}"); $(container_name "$to") is stopped and kept for its logs"
       ;;
     eof)
       runner_gone prepared
@@ -2421,6 +2446,8 @@ lb_run() {
     target_pick "$current"
   fi
   if [[ -n "$active" ]]; then idle="$(color_other "$active")"; else idle=blue; fi
+  # the watch: this nginx's log covers every app server; open before they start the new color
+  if [[ -n "$active" ]]; then watch_check; watch_open "$active"; fi
   if [[ -n "${P[preview_file]}" ]]; then preview_ensure "$active" || die "$UPSTREAM_ERROR"; fi
   command_await ready "color=$idle previous_color=$active version=$RUN_VERSION image=$RUN_IMAGE"
   cmd="$(command_next)"
@@ -2434,6 +2461,8 @@ lb_run() {
     *) die "nothing was switched (the runner said $cmd)" ;;
   esac
   phase "switch to ${P[app]}-$idle on every app server"
+  watch_narrow
+  WATCH_SWITCHED="$(now_ms)"
   # the load balancer runs no container: a failed switch removes nothing
   switch_point "$idle" || {
     if [[ -n "$UPSTREAM_FAILED" ]]; then history_add "$UPSTREAM_FAILED" "$idle"; fi
@@ -2442,11 +2471,30 @@ lb_run() {
   log "nginx now sends ${P[upstream_name]} to $(upstream_target "$idle")"
   event switched
   commit_or_undo "$active" "$idle" '' "nginx sends ${P[upstream_name]} to ${active:-nothing} as before"
+  if [[ "${P[watch]}" != 0 ]]; then
+    if ((WATCH_FROM > 0)) && ! watch_window "$idle"; then lb_watch_revert "$active" "$idle"; fi
+    # the runner tells the app servers to finish (stop the old colors) only now
+    command_await watched
+  fi
   state_write "$idle" "$RUN_VERSION" "$RUN_IMAGE"
   journal_clear
   history_add ok "$idle"
   event finished
   result_print true "$idle" "$active" "$RUN_VERSION" "$RUN_IMAGE"
+}
+
+# After a breach of the watch: every app server back to its old color in one write (they kept it
+# running); the runner then has them stop the new one.
+lb_watch_revert() { # lb_watch_revert FROM TO
+  local from="$1" to="$2"
+  phase "switch back to ${P[app]}-$from on every app server"
+  switch_point "$from" \
+    || die "the watch found $RUN_VERSION bad ($WATCH_REASON), but could not switch back: $SWITCH_ERROR. ${P[app]}-$from still runs on every app server: run the workflow with rollback: previous."
+  rm -f "$STATE_DIR/upstream.bak" "$STATE_DIR/upstream.none"
+  log "switched back: nginx sends ${P[upstream_name]} to $(upstream_target "$from") again"
+  event reverted
+  history_add rolled-back-after-watch "$to"
+  die "the watch window switched back from $RUN_VERSION: $WATCH_REASON; $WATCH_FIGURES. ${P[app]}-$from ($(state_get version)) serves again on every app server"
 }
 
 # ==== src/remote/main.sh

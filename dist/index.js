@@ -60096,8 +60096,12 @@ function checkFleet(c, s) {
     else if (s.mode === 'dnat' && !['127.0.0.1', '0.0.0.0'].includes(bindAddress))
         c.add(`switch-mode dnat sends the live port to 127.0.0.1, where the app is not published with bind-address ${bindAddress}: use 127.0.0.1 or 0.0.0.0, or switch-mode reload.`);
     const several = s.hosts.length > 1 || s.lb !== undefined || !promote || previewFile !== '';
-    if (several && (s.after.watch > 0 || s.after.keepWarm > 0))
-        c.add("Inputs 'watch' and 'keep-warm' work with one server and promote: true for now; with several servers, a load balancer, previews or promote: false, leave them out.");
+    // the watch: one server, or a load balancer whose nginx sees every app server's answers
+    const watched = s.lb !== undefined ? promote : !several;
+    if (s.after.watch > 0 && !watched)
+        c.add("Input 'watch' works with one server, or with several behind lb-host, and promote: true; with several servers each switching its own nginx, previews without lb-host, or promote: false, leave it out for now.");
+    if (several && s.after.keepWarm > 0)
+        c.add("Input 'keep-warm' works with one server and promote: true for now; with several servers, a load balancer, previews or promote: false, leave it out.");
     return {
         bindAddress,
         maxParallel,
@@ -61181,7 +61185,7 @@ async function runFleet(servers, lb, config, req, log) {
     /** tell every running script `command`, close its input, and wait for every one to end */
     const finishAll = async (command) => {
         for (const r of all) {
-            if (!r.error)
+            if (!r.error && !r.told)
                 r.session.send(command);
             r.session.close();
         }
@@ -61280,6 +61284,20 @@ async function runFleet(servers, lb, config, req, log) {
             lbRun.error = messageOf(e);
             await finishAll('abort');
             throw new FleetError(`The load balancer ${lbRun.name} could not switch: ${lbRun.error}. The new color was removed from every app server; the previous version serves.`, outcomes(() => 'aborted'));
+        }
+        // the watch: the load balancer's nginx sees every app server's answers; the old colors stay
+        // warm until it has passed, and a breach switches them all back in one write
+        if (config.after.watch > 0) {
+            lbRun.session.send('finish');
+            lbRun.told = true;
+            try {
+                await withTimeout(lbRun.session.reached('watched'), (config.after.watch + 120) * 1000, 'the watch');
+            }
+            catch (e) {
+                lbRun.error = messageOf(e);
+                await finishAll('revert');
+                throw new FleetError(`The load balancer ${lbRun.name}: ${lbRun.error}. Every app server's new color is stopped (kept for its logs); the previous version serves.`, outcomes(() => 'undone'));
+            }
         }
     }
     else {
@@ -71337,9 +71355,12 @@ const HISTORY_FIELDS = [
  * The stages a script reports before it waits: locked (single, while the runner builds: the lock
  * taken, the serving color known), ready (lb), prepared (host, app), switched (host, lb).
  */
-const STAGES = ['locked', 'ready', 'prepared', 'switched'];
-/** The runner's commands; `switch` takes a color on the load balancer; `pull`: the image is pushed. */
-const COMMANDS = (/* unused pure expression or super */ null && (['pull', 'switch', 'finish', 'keep', 'undo', 'abort']));
+const STAGES = ['locked', 'ready', 'prepared', 'switched', 'watched'];
+/**
+ * The runner's commands; `switch` takes a color on the load balancer; `pull`: the image is pushed;
+ * `revert`: the load balancer's watch switched back, so an app server stops the new color.
+ */
+const COMMANDS = (/* unused pure expression or super */ null && (['pull', 'switch', 'finish', 'keep', 'undo', 'abort', 'revert']));
 
 
 /***/ }),

@@ -87,7 +87,11 @@ http {
   include $d/conf.d/*.conf;
 }
 CFG
-  ip netns exec "bgd-$1" nginx -c "$d/nginx.conf"
+  # the state directory at the path sessions see it (sshd_up): a log file the server's script names
+  # (the watch's) is the one nginx writes
+  mkdir -p "$DIR/$1/state"
+  ip netns exec "bgd-$1" unshare -m sh -c "mount --make-rprivate /; mkdir -p /var/lib/bg-deploy;
+    mount --bind '$DIR/$1/state' /var/lib/bg-deploy; exec nginx -c '$d/nginx.conf'"
 }
 
 sshd_up() { # sshd_up NAME

@@ -249,9 +249,15 @@ export function checkFleet(
       `switch-mode dnat sends the live port to 127.0.0.1, where the app is not published with bind-address ${bindAddress}: use 127.0.0.1 or 0.0.0.0, or switch-mode reload.`
     )
   const several = s.hosts.length > 1 || s.lb !== undefined || !promote || previewFile !== ''
-  if (several && (s.after.watch > 0 || s.after.keepWarm > 0))
+  // the watch: one server, or a load balancer whose nginx sees every app server's answers
+  const watched = s.lb !== undefined ? promote : !several
+  if (s.after.watch > 0 && !watched)
     c.add(
-      "Inputs 'watch' and 'keep-warm' work with one server and promote: true for now; with several servers, a load balancer, previews or promote: false, leave them out."
+      "Input 'watch' works with one server, or with several behind lb-host, and promote: true; with several servers each switching its own nginx, previews without lb-host, or promote: false, leave it out for now."
+    )
+  if (several && s.after.keepWarm > 0)
+    c.add(
+      "Input 'keep-warm' works with one server and promote: true for now; with several servers, a load balancer, previews or promote: false, leave it out."
     )
   return {
     bindAddress,

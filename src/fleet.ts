@@ -94,6 +94,8 @@ export function fleetEvents(all: RemoteEvent[][]): RemoteEvent[] {
 
 interface Running {
   name: string
+  /** its script was told everything it awaits: nothing more is sent */
+  told?: boolean
   role: ServerOutcome['role']
   session: RemoteSession
   fields?: StageFields
@@ -148,9 +150,9 @@ export async function runFleet(
       }
     })
   /** tell every running script `command`, close its input, and wait for every one to end */
-  const finishAll = async (command: 'abort' | 'keep' | 'finish' | 'undo') => {
+  const finishAll = async (command: 'abort' | 'keep' | 'finish' | 'undo' | 'revert') => {
     for (const r of all) {
-      if (!r.error) r.session.send(command)
+      if (!r.error && !r.told) r.session.send(command)
       r.session.close()
     }
     await Promise.allSettled(all.map((r) => r.session.result))
@@ -272,6 +274,26 @@ export async function runFleet(
         `The load balancer ${lbRun.name} could not switch: ${lbRun.error}. The new color was removed from every app server; the previous version serves.`,
         outcomes(() => 'aborted')
       )
+    }
+    // the watch: the load balancer's nginx sees every app server's answers; the old colors stay
+    // warm until it has passed, and a breach switches them all back in one write
+    if (config.after.watch > 0) {
+      lbRun.session.send('finish')
+      lbRun.told = true
+      try {
+        await withTimeout(
+          lbRun.session.reached('watched'),
+          (config.after.watch + 120) * 1000,
+          'the watch'
+        )
+      } catch (e) {
+        lbRun.error = messageOf(e)
+        await finishAll('revert')
+        throw new FleetError(
+          `The load balancer ${lbRun.name}: ${lbRun.error}. Every app server's new color is stopped (kept for its logs); the previous version serves.`,
+          outcomes(() => 'undone')
+        )
+      }
     }
   } else {
     for (const r of apps) r.session.send('switch')

@@ -343,6 +343,56 @@ describe('shape 1: three app servers behind a load-balancer server', () => {
     ).toContain('latest')
     settled(app)
   }, 240_000)
+
+  test("the watch on the load balancer (its nginx with access_log off at the http level): refused until the site includes bg-deploy's file; then a version that degrades is switched back on every app server in one write, the old colors warm meanwhile", async () => {
+    const site = path.join(lb.dir, 'nginx/conf.d', `${app.name}-site.conf`)
+    const include = `${NGINX}/conf.d/${app.name}-upstream.watch.inc`
+    // without the previews of the test before (a preview file would carry the watch's line itself)
+    rmSync(path.join(lb.dir, 'nginx/conf.d', `${app.name}-preview.inc`), { force: true })
+    commitVersion({ ws: app.ws } as never, {
+      version: 'v5.0.0',
+      failsLater: { after: 3, inTen: 5 }
+    })
+    const refused = await deploy(app, { inputs: { watch: '20' } })
+    expect(refused.code).not.toBe(0)
+    expect(refused.log).toContain(
+      `'access_log off' at the http level (${NGINX}/nginx.conf:6) turns off the watch's log too for the server block at ${site}:1: add 'include ${include};' in that server block.`
+    )
+    expect(await served(app)).toEqual(['v4.0.0'])
+    for (const s of apps) expect(containers(s, app)[`${app.name}-blue`]).toBe('exited')
+    // nginx itself reads its files by their real path
+    writeFileSync(
+      site,
+      readFileSync(site, 'utf8').replace(
+        '  location /',
+        `  include ${lb.dir}/nginx/conf.d/${app.name}-upstream.watch.inc;\n  location /`
+      )
+    )
+    settled(app)
+    const [load] = await loads(app.urls)
+    const run = await deploy(app, { inputs: { watch: '20' } })
+    await sleep(500)
+    const stats = (await stopAll([load!]))[0]!
+    console.log(
+      `shape 1, watch on the load balancer, v5 degrading: ${failures(stats)}; exit ${run.code}: ${/the watch window switched back[^\n]*/.exec(run.log)?.[0]}`
+    )
+    expect(run.code).not.toBe(0)
+    expect(run.log).toMatch(
+      /the watch window switched back from v5\.0\.0: \d+ of its \d+ answers were 5xx, more than 1 %/
+    )
+    expect(run.log).toMatch(/before the switch the previous version answered \d+ request/)
+    expect(stats.errors).toBe(0)
+    expect(stats.non2xx).toBeGreaterThan(0)
+    expect(await served(app)).toEqual(['v4.0.0'])
+    expect(stateVersions(app)).toEqual(['v4.0.0', 'v4.0.0', 'v4.0.0'])
+    settled(app)
+    // the old color served throughout; the new one is stopped and kept for its logs, everywhere
+    for (const s of apps)
+      expect(containers(s, app)).toEqual({
+        [`${app.name}-blue`]: 'exited',
+        [`${app.name}-green`]: 'running'
+      })
+  }, 240_000)
 })
 
 /** The pids of the sshd processes serving connections to server `s` (not its listener). */

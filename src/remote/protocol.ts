@@ -209,8 +209,11 @@ export const HISTORY_FIELDS = [
  * The stages a script reports before it waits: locked (single, while the runner builds: the lock
  * taken, the serving color known), ready (lb), prepared (host, app), switched (host, lb).
  */
-export const STAGES = ['locked', 'ready', 'prepared', 'switched'] as const
+export const STAGES = ['locked', 'ready', 'prepared', 'switched', 'watched'] as const
 export type Stage = (typeof STAGES)[number]
-/** The runner's commands; `switch` takes a color on the load balancer; `pull`: the image is pushed. */
-export const COMMANDS = ['pull', 'switch', 'finish', 'keep', 'undo', 'abort'] as const
+/**
+ * The runner's commands; `switch` takes a color on the load balancer; `pull`: the image is pushed;
+ * `revert`: the load balancer's watch switched back, so an app server stops the new color.
+ */
+export const COMMANDS = ['pull', 'switch', 'finish', 'keep', 'undo', 'abort', 'revert'] as const
 export type Command = (typeof COMMANDS)[number]

@@ -13,7 +13,8 @@ fleet_prepared() { # fleet_prepared FROM_COLOR TO_COLOR
   journal_write prepared "$to"
   command_await prepared "color=$to previous_color=$from version=$RUN_VERSION image=$RUN_IMAGE"
   if [[ "${P[role]}" == host ]]; then next=switch; fi
-  cmd="$(command_next)"
+  # behind a load balancer that watches, the old color stays warm until its watch has passed
+  cmd="$(command_next $((${P[commit_timeout]%.*} + P[watch])))"
   case "$cmd" in
     "$next") ;;
     keep)
@@ -22,6 +23,15 @@ fleet_prepared() { # fleet_prepared FROM_COLOR TO_COLOR
       log "$(container_name "$to") keeps running $RUN_VERSION for a later run to promote"
       result_print false "$to" "$from" "$RUN_VERSION" "$RUN_IMAGE"
       return 0
+      ;;
+    revert)
+      [[ "${P[role]}" == app ]] || fleet_abort "$to" "the runner said revert"
+      # the load balancer's watch switched back to the old color, which kept running here
+      docker_call stop -t 10 "$(container_name "$to")" >/dev/null 2>&1 || true
+      workers_undo "$to" "$from" stop
+      journal_clear
+      history_add rolled-back-after-watch "$to"
+      die "the load balancer's watch switched back to $(container_name "${from:-none}"); $(container_name "$to") is stopped and kept for its logs"
       ;;
     eof)
       runner_gone prepared

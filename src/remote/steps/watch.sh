@@ -102,11 +102,20 @@ watch_check() {
   if ! out="$(nginx_run "$cmd" 2>&1 >"$dump")"; then
     die "the watch could not read nginx's effective config with '$cmd': ${out:-no message}. It needs it to know that nginx will log the app's answers (a non-root user needs a sudo rule for nginx -T as for nginx -t). Set watch-health-only: true to watch the health path only. Nothing was changed."
   fi
+  # nginx names a file by the path it was included by, maybe another way to one of ours (a link)
+  local -A ours=() ; local p o
+  while IFS= read -r p; do
+    for o in "$own" ${P[preview_file]:+"${P[preview_file]}"}; do
+      if [[ "$p" -ef "$o" ]]; then ours[$p]="$o"; fi
+    done
+  done < <(sed -n 's/^# configuration file \(.*\):$/\1/p' "$dump")
   WATCH_INCLUDES=''
   while IFS=$'\t' read -r kind a b at srv || [[ -n "$kind" ]]; do
     case "$kind" in
       http) ;;
-      ours) if [[ " $WATCH_INCLUDES " != *" $a "* ]]; then WATCH_INCLUDES+="${WATCH_INCLUDES:+ }$a"; fi ;;
+      ours)
+        a="${ours[$a]:-$a}"
+        if [[ " $WATCH_INCLUDES " != *" $a "* ]]; then WATCH_INCLUDES+="${WATCH_INCLUDES:+ }$a"; fi ;;
       need)
         if [[ "$a" == location ]]; then problems+=" The location block at $b has access_log directives of its own, so it does not inherit the watch's log: add 'include $own;' in it."
         else problems+=" The server block at $b has access_log directives of its own, so it does not inherit the watch's log: add 'include $own;' in it."; fi ;;
@@ -115,7 +124,7 @@ watch_check() {
         else problems+=" 'access_log off' in the $a block at $b turns off every log there, the watch's too (it proxies to ${P[upstream_name]} at $at): remove it there, or log to a file instead."; fi ;;
       none) problems+=" No block in nginx's config proxies to http://${P[upstream_name]}, so nginx's answers for the app cannot be told apart: proxy_pass to the upstream by its name." ;;
     esac
-  done < <(nginx_log_verdicts "${P[upstream_name]}" "$STATE_DIR/access.log" "$own" ${P[preview_file]:+"${P[preview_file]}"} <"$dump")
+  done < <(nginx_log_verdicts "${P[upstream_name]}" "$STATE_DIR/access.log" "${!ours[@]}" <"$dump")
   if [[ -n "$problems" ]]; then
     die "the watch would not see nginx's answers for ${P[upstream_name]}, so it refuses before changing anything:$problems Or set watch-health-only: true to watch the health path only. Nothing was changed."
   fi
@@ -233,15 +242,21 @@ watch_window() { # watch_window TO_COLOR
   watch_count
   base="$(watch_base_rate)"
   limit="$(awk -v a="$base" -v r="${P[watch_max_error_rate]}" 'BEGIN { printf "%g", a + r }')"
-  if [[ "${P[watch_health_only]}" == true ]]; then
+  if [[ "${P[role]}" == lb ]]; then
+    name="${P[app]}-$to on every app server"
+    log "watching $name for ${P[watch]}s: this nginx's answers for ${P[upstream_name]} (more than $limit % 5xx switch back: $(watch_base_said), plus ${P[watch_max_error_rate]}); the old color stays warm on every app server meanwhile"
+  elif [[ "${P[watch_health_only]}" == true ]]; then
     log "watching $name for ${P[watch]}s: ${P[health_path]} every ${P[health_interval]}s (${P[watch_max_health_failures]} failures in a row switch back; watch-health-only: nginx's answers are counted where they are logged, but may not be); the old color stays warm meanwhile"
   else
     log "watching $name for ${P[watch]}s: ${P[health_path]} every ${P[health_interval]}s (${P[watch_max_health_failures]} failures in a row switch back), and nginx's answers for ${P[upstream_name]} (more than $limit % 5xx switch back: $(watch_base_said), plus ${P[watch_max_error_rate]}); the old color stays warm meanwhile"
   fi
   while :; do
     now="$(now_ms)"
-    code="$(health_probe "$port" "${P[health_path]}" 2)"
-    if [[ "$code" == 2?? ]]; then fails=0; else fails=$((fails + 1)); fi
+    # the load balancer has no container to probe: its nginx's answers are for every app server
+    if [[ "${P[role]}" != lb ]]; then
+      code="$(health_probe "$port" "${P[health_path]}" 2)"
+      if [[ "$code" == 2?? ]]; then fails=0; else fails=$((fails + 1)); fi
+    fi
     if ((now - checked >= 200)); then
       checked="$now"
       watch_count
