@@ -105,7 +105,7 @@ test('inputs that do not go together are refused with the fix', () => {
   ])
 })
 
-test('watch and keep-warm: seconds, a percentage; the watch with one server or behind a load balancer, keep-warm with one server', () => {
+test('watch and keep-warm: seconds, a percentage; the watch on every topology that switches, keep-warm with one server', () => {
   const c = parseConfig(
     {
       ...base,
@@ -140,9 +140,7 @@ test('watch and keep-warm: seconds, a percentage; the watch with one server or b
     )
   ])
   expect(problems({ host: 'a', watch: '1.5' })).toEqual([expect.stringMatching(/^Invalid watch/)])
-  expect(problems({ hosts: 'a\nb', watch: '30' })).toEqual([
-    expect.stringMatching(/^Input 'watch' works with one server, or with several behind lb-host/)
-  ])
+  expect(parseConfig({ ...base, hosts: 'a\nb', watch: '30' }, ctx).after.watch).toBe(30)
   // behind a load balancer its nginx sees every app server: watched, unless promote: false
   expect(
     parseConfig(
@@ -158,7 +156,7 @@ test('watch and keep-warm: seconds, a percentage; the watch with one server or b
       watch: '30',
       promote: 'false'
     })
-  ).toEqual([expect.stringMatching(/^Input 'watch' works with one server/)])
+  ).toEqual([expect.stringMatching(/^Input 'watch' needs promote: true/)])
   expect(problems({ hosts: 'a\nb', 'keep-warm': '30' })).toEqual([
     expect.stringMatching(/^Input 'keep-warm' works with one server/)
   ])

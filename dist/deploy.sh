@@ -87,7 +87,7 @@ PROTOCOL_RESULT_FIELDS=(deployed color previous_color version image open_connect
 # A version's run spec: the parameters recorded with it (the secret lines env and run_arg too).
 PROTOCOL_RUN_SPEC_PARAMETERS=(container_port health_path health_cmd network env_file task workers)
 
-PROTOCOL_STAGES=(locked ready prepared switched watched)
+PROTOCOL_STAGES=(locked ready prepared switched watched watching)
 
 EXIT_AWAIT_GAVE_UP=75
 
@@ -1800,7 +1800,7 @@ watch_base_said() {
 
 # Watch TO for `watch` seconds; false on a breach, with WATCH_REASON and WATCH_FIGURES set.
 watch_window() { # watch_window TO_COLOR
-  local to="$1" name port start end now code fails=0 total=0 bad=0 checked=0 t limit base
+  local to="$1" name port start end now code fails=0 total=0 bad=0 checked=0 t limit base alone=0
   name="$(container_name "$to")"; port="$(color_port "$to")"
   phase "watch $name for ${P[watch]}s"
   start="$(now_ms)"; end=$((start + P[watch] * 1000))
@@ -1830,6 +1830,22 @@ watch_window() { # watch_window TO_COLOR
     fi
     t="$(( (now - start) / 100 ))"
     WATCH_FIGURES="in $((t / 10)).$((t % 10)) s after the switch nginx answered $(watch_share "$total" "$bad" 'for it'); $(watch_base_said); limit $limit %"
+    if [[ "${P[role]}" == host ]] && ((alone == 0)); then
+      # one of several servers, each with its own nginx: the runner sums what every one sees and
+      # decides for all of them (revert or pass); its silence is the pause between two checks
+      command_await watching "total=$WATCH_TOTAL bad=$WATCH_BAD base_total=$WATCH_BASE_TOTAL base_bad=$WATCH_BASE_BAD fails=$fails"
+      local c='' rc=0
+      read -r -t "${P[health_interval]}" -u 6 c || rc=$?
+      case "$c" in
+        revert) WATCH_REASON="the runner's sum over every server breached (see the run's log)"; return 1 ;;
+        pass) break ;;
+      esac
+      if ((rc > 0 && rc <= 128)) || ((now >= end + 30000)); then
+        alone=1
+        log "the runner went away during the watch (or decided nothing 30 s after its end): this server judges alone"
+      fi
+      continue
+    fi
     if ((fails >= P[watch_max_health_failures])); then
       WATCH_REASON="its health check failed $fails times in a row (last: ${code:-no HTTP answer})"
       return 1
@@ -2416,6 +2432,8 @@ fleet_prepared() { # fleet_prepared FROM_COLOR TO_COLOR
     *) fleet_abort "$to" "the runner said $cmd: another server could not get ready" ;;
   esac
   if [[ "${P[role]}" == host ]]; then
+    watch_narrow
+    WATCH_SWITCHED="$(now_ms)"
     switch_to "$to"
     commit_or_undo "$from" "$to" ' here' "$(container_name "${from:-none}") serves as before"
   fi
@@ -2519,7 +2537,7 @@ main_deploy() {
     if [[ -n "$active" ]]; then idle="$(color_other "$active")"; else idle=blue; fi
   fi
   log "app ${P[app]}: ${active:-nothing} serving now; deploying ${RUN_VERSION:-$RUN_IMAGE} to $idle"
-  if [[ "${P[role]}" == single && -n "$active" ]]; then watch_check; watch_open "$active"; fi
+  if [[ "${P[role]}" =~ ^(single|host)$ && -n "$active" ]]; then watch_check; watch_open "$active"; fi
   if [[ "${P[role]}" == single ]] && ((${P[build_wait]%.*} > 0)); then await_image "$active" "$idle"; fi
   if [[ "${P[role]}" != single ]] && journal_kept "$idle"; then
     log "$(container_name "$idle") runs $RUN_VERSION already, prepared by $(journal_get run): promoting it"
@@ -2527,7 +2545,7 @@ main_deploy() {
   else
     pull_image
     task_run "${active:+$(container_name "$active") serves as before}"
-    if [[ "${P[role]}" == single ]]; then watch_open "$active"; fi
+    if [[ "${P[role]}" =~ ^(single|host)$ ]]; then watch_open "$active"; fi
     start_color "$idle"
     workers_start "$idle" regular
   fi
@@ -2559,7 +2577,7 @@ main_rollback() {
     idle="$(color_other "$active")"
   fi
   log "app ${P[app]}: ${current:-unknown} serving from ${active:-none}; rolling back to $RUN_VERSION"
-  if [[ "${P[role]}" == single ]]; then watch_check; watch_open "$active"; fi
+  if [[ "${P[role]}" =~ ^(single|host)$ ]]; then watch_check; watch_open "$active"; fi
   spec_load
   local slow=''
   if spec_changes_container; then

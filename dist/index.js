@@ -60096,10 +60096,9 @@ function checkFleet(c, s) {
     else if (s.mode === 'dnat' && !['127.0.0.1', '0.0.0.0'].includes(bindAddress))
         c.add(`switch-mode dnat sends the live port to 127.0.0.1, where the app is not published with bind-address ${bindAddress}: use 127.0.0.1 or 0.0.0.0, or switch-mode reload.`);
     const several = s.hosts.length > 1 || s.lb !== undefined || !promote || previewFile !== '';
-    // the watch: one server, or a load balancer whose nginx sees every app server's answers
-    const watched = s.lb !== undefined ? promote : !several;
-    if (s.after.watch > 0 && !watched)
-        c.add("Input 'watch' works with one server, or with several behind lb-host, and promote: true; with several servers each switching its own nginx, previews without lb-host, or promote: false, leave it out for now.");
+    // the watch: after a switch, so not with promote: false (the promote run watches)
+    if (s.after.watch > 0 && !promote)
+        c.add("Input 'watch' needs promote: true: a run that only prepares switches nothing to watch. Set watch on the run that promotes.");
     if (several && s.after.keepWarm > 0)
         c.add("Input 'keep-warm' works with one server and promote: true for now; with several servers, a load balancer, previews or promote: false, leave it out.");
     return {
@@ -61312,6 +61311,20 @@ async function runFleet(servers, lb, config, req, log) {
             const bad = apps.filter((r) => r.error);
             throw new FleetError(`${bad.map((r) => `${r.name} could not switch: ${r.error}`).join('; ')}. Every server that had switched switched back: the previous version serves everywhere.`, outcomes(() => 'undone'));
         }
+        if (config.after.watch > 0 && fields.previous_color) {
+            for (const r of apps)
+                r.session.send('finish');
+            const breach = await watchFleet(apps, config);
+            if (breach) {
+                await finishAll('revert');
+                throw new FleetError(`the watch window switched back from ${fields.version} on every server: ${breach}. The previous version serves everywhere; the new color is stopped and kept for its logs.`, outcomes(() => 'undone'));
+            }
+            await finishAll('pass');
+            const failedPass = all.filter((r) => r.settled instanceof Error);
+            if (failedPass.length > 0)
+                throw new FleetError(`${fields.version} passed the watch, but ${failedPass.map((r) => `${r.name}: ${messageOf(r.settled)}`).join('; ')}`, outcomes(() => 'switched'));
+            return result(true, false);
+        }
     }
     await finishAll('finish');
     const unfinished = all.filter((r) => r.settled instanceof Error);
@@ -61321,6 +61334,37 @@ async function runFleet(servers, lb, config, req, log) {
         throw new FleetError(`${fields.version} was switched to, but ${unfinished.map((r) => `${r.name} did not finish: ${r.error}`).join('; ')}. Re-run the workflow: the next run finishes it.`, outcomes(() => 'switched'));
     }
     return result(true, false);
+}
+/** The share of 5xx (percent) in `bad` of `total`. */
+const share = (total, bad) => (total > 0 ? (bad * 100) / total : 0);
+/**
+ * The watch over several servers, each with its own nginx: every server reports what its nginx
+ * logged (`watching`, repeated); the runner sums them and judges the sum as one server judges its
+ * own (steps/watch.sh). The reason for a breach, or undefined when the window passed.
+ */
+async function watchFleet(apps, config) {
+    const { watch, maxErrorRate, maxHealthFailures } = config.after;
+    const start = Date.now();
+    for (;;) {
+        await new Promise((r) => setTimeout(r, 200));
+        const ended = apps.find((r) => r.settled !== undefined);
+        if (ended)
+            return `${ended.name} ended during the watch: ${ended.settled instanceof Error ? ended.settled.message : 'without a word'}`;
+        const seen = apps.map((r) => r.session.latest('watching') ?? {});
+        const sum = (k) => seen.reduce((n, f) => n + (Number(f[k]) || 0), 0);
+        const [total, bad, baseTotal, baseBad] = ['total', 'bad', 'base_total', 'base_bad'].map(sum);
+        const base = baseTotal >= 20 ? share(baseTotal, baseBad) : 0;
+        const limit = base + maxErrorRate;
+        const sick = apps.find((_, i) => Number(seen[i].fails) >= maxHealthFailures);
+        if (sick)
+            return `the health check of ${sick.name} failed ${maxHealthFailures} times in a row`;
+        const over = Date.now() - start >= watch * 1000;
+        const figures = `every server's nginx answered ${total} request(s) for it, ${bad} of them 5xx (${share(total, bad).toFixed(1)} %); before the switch the previous version answered ${baseTotal}, ${baseBad} of them 5xx (${share(baseTotal, baseBad).toFixed(1)} %)${baseTotal >= 20 ? '' : ', too few to compare with'}`;
+        if ((total >= 20 || over) && total > 0 && bad * 100 > limit * total)
+            return `${bad} of its ${total} answers were 5xx, more than ${Number(limit.toFixed(1))} %; ${figures}`;
+        if (over)
+            return undefined;
+    }
 }
 
 
@@ -71355,12 +71399,13 @@ const HISTORY_FIELDS = [
  * The stages a script reports before it waits: locked (single, while the runner builds: the lock
  * taken, the serving color known), ready (lb), prepared (host, app), switched (host, lb).
  */
-const STAGES = ['locked', 'ready', 'prepared', 'switched', 'watched'];
+const STAGES = ['locked', 'ready', 'prepared', 'switched', 'watched', 'watching'];
 /**
  * The runner's commands; `switch` takes a color on the load balancer; `pull`: the image is pushed;
- * `revert`: the load balancer's watch switched back, so an app server stops the new color.
+ * `revert`: the watch over every server breached (the load balancer's, or the runner's sum of
+ * each server's), so a server switches back or stops the new color; `pass`: that watch passed.
  */
-const COMMANDS = (/* unused pure expression or super */ null && (['pull', 'switch', 'finish', 'keep', 'undo', 'abort', 'revert']));
+const COMMANDS = (/* unused pure expression or super */ null && (['pull', 'switch', 'finish', 'keep', 'undo', 'abort', 'revert', 'pass']));
 
 
 /***/ }),
@@ -71697,6 +71742,9 @@ function startRemote(shell, config, req, log, script = loadDeployScript()) {
             return new Promise((resolve, reject) => {
                 waiting.set(stage, [...(waiting.get(stage) ?? []), { resolve, reject }]);
             });
+        },
+        latest(stage) {
+            return stages.get(stage);
         },
         send(command) {
             if (!stdin.writableEnded)

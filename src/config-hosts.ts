@@ -249,11 +249,10 @@ export function checkFleet(
       `switch-mode dnat sends the live port to 127.0.0.1, where the app is not published with bind-address ${bindAddress}: use 127.0.0.1 or 0.0.0.0, or switch-mode reload.`
     )
   const several = s.hosts.length > 1 || s.lb !== undefined || !promote || previewFile !== ''
-  // the watch: one server, or a load balancer whose nginx sees every app server's answers
-  const watched = s.lb !== undefined ? promote : !several
-  if (s.after.watch > 0 && !watched)
+  // the watch: after a switch, so not with promote: false (the promote run watches)
+  if (s.after.watch > 0 && !promote)
     c.add(
-      "Input 'watch' works with one server, or with several behind lb-host, and promote: true; with several servers each switching its own nginx, previews without lb-host, or promote: false, leave it out for now."
+      "Input 'watch' needs promote: true: a run that only prepares switches nothing to watch. Set watch on the run that promotes."
     )
   if (several && s.after.keepWarm > 0)
     c.add(

@@ -150,7 +150,7 @@ export async function runFleet(
       }
     })
   /** tell every running script `command`, close its input, and wait for every one to end */
-  const finishAll = async (command: 'abort' | 'keep' | 'finish' | 'undo' | 'revert') => {
+  const finishAll = async (command: 'abort' | 'keep' | 'finish' | 'undo' | 'revert' | 'pass') => {
     for (const r of all) {
       if (!r.error && !r.told) r.session.send(command)
       r.session.close()
@@ -313,6 +313,25 @@ export async function runFleet(
         outcomes(() => 'undone')
       )
     }
+    if (config.after.watch > 0 && fields.previous_color) {
+      for (const r of apps) r.session.send('finish')
+      const breach = await watchFleet(apps, config)
+      if (breach) {
+        await finishAll('revert')
+        throw new FleetError(
+          `the watch window switched back from ${fields.version} on every server: ${breach}. The previous version serves everywhere; the new color is stopped and kept for its logs.`,
+          outcomes(() => 'undone')
+        )
+      }
+      await finishAll('pass')
+      const failedPass = all.filter((r) => r.settled instanceof Error)
+      if (failedPass.length > 0)
+        throw new FleetError(
+          `${fields.version} passed the watch, but ${failedPass.map((r) => `${r.name}: ${messageOf(r.settled)}`).join('; ')}`,
+          outcomes(() => 'switched')
+        )
+      return result(true, false)
+    }
   }
   await finishAll('finish')
   const unfinished = all.filter((r) => r.settled instanceof Error)
@@ -324,4 +343,37 @@ export async function runFleet(
     )
   }
   return result(true, false)
+}
+
+/** The share of 5xx (percent) in `bad` of `total`. */
+const share = (total: number, bad: number) => (total > 0 ? (bad * 100) / total : 0)
+
+/**
+ * The watch over several servers, each with its own nginx: every server reports what its nginx
+ * logged (`watching`, repeated); the runner sums them and judges the sum as one server judges its
+ * own (steps/watch.sh). The reason for a breach, or undefined when the window passed.
+ */
+async function watchFleet(apps: Running[], config: Config): Promise<string | undefined> {
+  const { watch, maxErrorRate, maxHealthFailures } = config.after
+  const start = Date.now()
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 200))
+    const ended = apps.find((r) => r.settled !== undefined)
+    if (ended)
+      return `${ended.name} ended during the watch: ${ended.settled instanceof Error ? ended.settled.message : 'without a word'}`
+    const seen = apps.map((r) => r.session.latest('watching') ?? {})
+    const sum = (k: string) => seen.reduce((n, f) => n + (Number(f[k]) || 0), 0)
+    const [total, bad, baseTotal, baseBad] = ['total', 'bad', 'base_total', 'base_bad'].map(
+      sum
+    ) as [number, number, number, number]
+    const base = baseTotal >= 20 ? share(baseTotal, baseBad) : 0
+    const limit = base + maxErrorRate
+    const sick = apps.find((_, i) => Number(seen[i]!.fails) >= maxHealthFailures)
+    if (sick) return `the health check of ${sick.name} failed ${maxHealthFailures} times in a row`
+    const over = Date.now() - start >= watch * 1000
+    const figures = `every server's nginx answered ${total} request(s) for it, ${bad} of them 5xx (${share(total, bad).toFixed(1)} %); before the switch the previous version answered ${baseTotal}, ${baseBad} of them 5xx (${share(baseTotal, baseBad).toFixed(1)} %)${baseTotal >= 20 ? '' : ', too few to compare with'}`
+    if ((total >= 20 || over) && total > 0 && bad * 100 > limit * total)
+      return `${bad} of its ${total} answers were 5xx, more than ${Number(limit.toFixed(1))} %; ${figures}`
+    if (over) return undefined
+  }
 }

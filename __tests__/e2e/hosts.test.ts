@@ -393,6 +393,25 @@ describe('shape 1: three app servers behind a load-balancer server', () => {
         [`${app.name}-green`]: 'running'
       })
   }, 240_000)
+
+  test("a good version passes the load balancer's watch: every app server then stops its old color; 0 failed", async () => {
+    commitVersion({ ws: app.ws } as never, { version: 'v6.0.0' })
+    const [load] = await loads(app.urls)
+    const run = await deploy(app, { inputs: { watch: '5' } })
+    const stats = (await stopAll([load!]))[0]!
+    console.log(
+      `shape 1, watch on the load balancer, v6 good: ${failures(stats)}; run ${run.ms} ms`
+    )
+    expectOk(run)
+    expect(run.log).toMatch(
+      /the watch passed: in 5\.\d s after the switch nginx answered [1-9]\d* request/
+    )
+    expectNoFailures(stats)
+    expect(await served(app)).toEqual(['v6.0.0'])
+    expect(stateVersions(app)).toEqual(['v6.0.0', 'v6.0.0', 'v6.0.0'])
+    settled(app)
+    for (const s of apps) expect(containers(s, app)[`${app.name}-green`]).toBe('exited')
+  }, 240_000)
 })
 
 /** The pids of the sshd processes serving connections to server `s` (not its listener). */
@@ -489,6 +508,69 @@ describe('shape 2: three servers, each with its own nginx', () => {
     for (const s of stats) expectNoFailures(s)
     settled(app)
   }, 300_000)
+
+  test("the watch on every server's own nginx (access_log off at the http level): refused until each site includes bg-deploy's file; then the runner sums what every nginx sees, and a version that degrades is switched back on every server", async () => {
+    const serving = Object.entries(containers(apps[0]!, app)).find(([, st]) => st === 'running')![0]
+    const old = serving.endsWith('-blue') ? 'blue' : 'green'
+    const fresh = old === 'blue' ? 'green' : 'blue'
+    const before = await served(app)
+    commitVersion({ ws: app.ws } as never, {
+      version: 'v4.0.0',
+      failsLater: { after: 3, inTen: 5 }
+    })
+    const refused = await deploy(app, { inputs: { watch: '20' } })
+    expect(refused.code).not.toBe(0)
+    expect(refused.log).toMatch(
+      /Nothing was switched: .*the watch would not see nginx's answers .*'access_log off' at the http level .*add 'include \/srv\/bgd-nginx\/conf\.d\/each-\S+-upstream\.watch\.inc;' in that server block/
+    )
+    expect(await served(app)).toEqual(before)
+    for (const s of apps) {
+      const site = path.join(s.dir, 'nginx/conf.d', `${app.name}-site.conf`)
+      writeFileSync(
+        site,
+        readFileSync(site, 'utf8').replace(
+          '  location /',
+          `  include ${s.dir}/nginx/conf.d/${app.name}-upstream.watch.inc;\n  location /`
+        )
+      )
+    }
+    settled(app)
+    const ls = await loads(app.urls)
+    const run = await deploy(app, { inputs: { watch: '20' } })
+    await sleep(500)
+    const stats = await stopAll(ls)
+    console.log(
+      `shape 2, watch summed over 3 servers, v4 degrading: ${stats.map(failures).join(' | ')}; exit ${run.code}: ${/the watch window switched back from \S+ on every server[^\n]*/.exec(run.log.replace(/%25/g, '%'))?.[0]}`
+    )
+    expect(run.code).not.toBe(0)
+    // the run's error, as its annotation carries it (a % written %25)
+    expect(run.log.replace(/%25/g, '%')).toMatch(
+      /the watch window switched back from v4\.0\.0 on every server: \d+ of its \d+ answers were 5xx, more than 1 %; every server's nginx answered \d+ request\(s\) for it, \d+ of them 5xx \([\d.]+ %\); before the switch the previous version answered [1-9]\d*, 0 of them 5xx/
+    )
+    for (const st of stats) expect(st.errors).toBe(0)
+    expect(stats.reduce((n, st) => n + st.non2xx, 0)).toBeGreaterThan(0)
+    expect(await served(app)).toEqual(before)
+    settled(app)
+    for (const s of apps)
+      expect(containers(s, app)).toEqual({
+        [`${app.name}-${old}`]: 'running',
+        [`${app.name}-${fresh}`]: 'exited'
+      })
+  }, 240_000)
+
+  test("a good version passes the runner's summed watch: every server finishes; 0 failed", async () => {
+    commitVersion({ ws: app.ws } as never, { version: 'v5.0.0' })
+    const ls = await loads(app.urls)
+    const run = await deploy(app, { inputs: { watch: '5' } })
+    const stats = await stopAll(ls)
+    console.log(
+      `shape 2, summed watch, v5 good: ${stats.map(failures).join(' | ')}; run ${run.ms} ms`
+    )
+    expectOk(run)
+    for (const st of stats) expectNoFailures(st)
+    expect(await served(app)).toEqual(['v5.0.0', 'v5.0.0', 'v5.0.0'])
+    settled(app)
+  }, 240_000)
 })
 
 // keep the type import used

@@ -19,7 +19,7 @@ main_deploy() {
     if [[ -n "$active" ]]; then idle="$(color_other "$active")"; else idle=blue; fi
   fi
   log "app ${P[app]}: ${active:-nothing} serving now; deploying ${RUN_VERSION:-$RUN_IMAGE} to $idle"
-  if [[ "${P[role]}" == single && -n "$active" ]]; then watch_check; watch_open "$active"; fi
+  if [[ "${P[role]}" =~ ^(single|host)$ && -n "$active" ]]; then watch_check; watch_open "$active"; fi
   if [[ "${P[role]}" == single ]] && ((${P[build_wait]%.*} > 0)); then await_image "$active" "$idle"; fi
   if [[ "${P[role]}" != single ]] && journal_kept "$idle"; then
     log "$(container_name "$idle") runs $RUN_VERSION already, prepared by $(journal_get run): promoting it"
@@ -27,7 +27,7 @@ main_deploy() {
   else
     pull_image
     task_run "${active:+$(container_name "$active") serves as before}"
-    if [[ "${P[role]}" == single ]]; then watch_open "$active"; fi
+    if [[ "${P[role]}" =~ ^(single|host)$ ]]; then watch_open "$active"; fi
     start_color "$idle"
     workers_start "$idle" regular
   fi
@@ -59,7 +59,7 @@ main_rollback() {
     idle="$(color_other "$active")"
   fi
   log "app ${P[app]}: ${current:-unknown} serving from ${active:-none}; rolling back to $RUN_VERSION"
-  if [[ "${P[role]}" == single ]]; then watch_check; watch_open "$active"; fi
+  if [[ "${P[role]}" =~ ^(single|host)$ ]]; then watch_check; watch_open "$active"; fi
   spec_load
   local slow=''
   if spec_changes_container; then

@@ -209,11 +209,12 @@ export const HISTORY_FIELDS = [
  * The stages a script reports before it waits: locked (single, while the runner builds: the lock
  * taken, the serving color known), ready (lb), prepared (host, app), switched (host, lb).
  */
-export const STAGES = ['locked', 'ready', 'prepared', 'switched', 'watched'] as const
+export const STAGES = ['locked', 'ready', 'prepared', 'switched', 'watched', 'watching'] as const
 export type Stage = (typeof STAGES)[number]
 /**
  * The runner's commands; `switch` takes a color on the load balancer; `pull`: the image is pushed;
- * `revert`: the load balancer's watch switched back, so an app server stops the new color.
+ * `revert`: the watch over every server breached (the load balancer's, or the runner's sum of
+ * each server's), so a server switches back or stops the new color; `pass`: that watch passed.
  */
-export const COMMANDS = ['pull', 'switch', 'finish', 'keep', 'undo', 'abort', 'revert'] as const
+export const COMMANDS = ['pull', 'switch', 'finish', 'keep', 'undo', 'abort', 'revert', 'pass'] as const
 export type Command = (typeof COMMANDS)[number]

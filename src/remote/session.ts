@@ -42,6 +42,8 @@ export async function runRemote(
 export interface RemoteSession {
   /** the stage's fields once the script reports it; rejects with the run's error if it ends first */
   reached(stage: Stage): Promise<StageFields>
+  /** the fields the stage came with the last time the script reported it (it may repeat one) */
+  latest(stage: Stage): StageFields | undefined
   send(command: Command | `switch ${'blue' | 'green'}`): void
   /** no more commands: the script reads end of input */
   close(): void
@@ -122,6 +124,9 @@ export function startRemote(
       return new Promise((resolve, reject) => {
         waiting.set(stage, [...(waiting.get(stage) ?? []), { resolve, reject }])
       })
+    },
+    latest(stage) {
+      return stages.get(stage)
     },
     send(command) {
       if (!stdin.writableEnded) stdin.write(`${command}\n`)

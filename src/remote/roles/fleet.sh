@@ -40,6 +40,8 @@ fleet_prepared() { # fleet_prepared FROM_COLOR TO_COLOR
     *) fleet_abort "$to" "the runner said $cmd: another server could not get ready" ;;
   esac
   if [[ "${P[role]}" == host ]]; then
+    watch_narrow
+    WATCH_SWITCHED="$(now_ms)"
     switch_to "$to"
     commit_or_undo "$from" "$to" ' here' "$(container_name "${from:-none}") serves as before"
   fi

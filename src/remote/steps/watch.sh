@@ -234,7 +234,7 @@ watch_base_said() {
 
 # Watch TO for `watch` seconds; false on a breach, with WATCH_REASON and WATCH_FIGURES set.
 watch_window() { # watch_window TO_COLOR
-  local to="$1" name port start end now code fails=0 total=0 bad=0 checked=0 t limit base
+  local to="$1" name port start end now code fails=0 total=0 bad=0 checked=0 t limit base alone=0
   name="$(container_name "$to")"; port="$(color_port "$to")"
   phase "watch $name for ${P[watch]}s"
   start="$(now_ms)"; end=$((start + P[watch] * 1000))
@@ -264,6 +264,22 @@ watch_window() { # watch_window TO_COLOR
     fi
     t="$(( (now - start) / 100 ))"
     WATCH_FIGURES="in $((t / 10)).$((t % 10)) s after the switch nginx answered $(watch_share "$total" "$bad" 'for it'); $(watch_base_said); limit $limit %"
+    if [[ "${P[role]}" == host ]] && ((alone == 0)); then
+      # one of several servers, each with its own nginx: the runner sums what every one sees and
+      # decides for all of them (revert or pass); its silence is the pause between two checks
+      command_await watching "total=$WATCH_TOTAL bad=$WATCH_BAD base_total=$WATCH_BASE_TOTAL base_bad=$WATCH_BASE_BAD fails=$fails"
+      local c='' rc=0
+      read -r -t "${P[health_interval]}" -u 6 c || rc=$?
+      case "$c" in
+        revert) WATCH_REASON="the runner's sum over every server breached (see the run's log)"; return 1 ;;
+        pass) break ;;
+      esac
+      if ((rc > 0 && rc <= 128)) || ((now >= end + 30000)); then
+        alone=1
+        log "the runner went away during the watch (or decided nothing 30 s after its end): this server judges alone"
+      fi
+      continue
+    fi
     if ((fails >= P[watch_max_health_failures])); then
       WATCH_REASON="its health check failed $fails times in a row (last: ${code:-no HTTP answer})"
       return 1
