@@ -71405,7 +71405,16 @@ const STAGES = ['locked', 'ready', 'prepared', 'switched', 'watched', 'watching'
  * `revert`: the watch over every server breached (the load balancer's, or the runner's sum of
  * each server's), so a server switches back or stops the new color; `pass`: that watch passed.
  */
-const COMMANDS = (/* unused pure expression or super */ null && (['pull', 'switch', 'finish', 'keep', 'undo', 'abort', 'revert', 'pass']));
+const COMMANDS = (/* unused pure expression or super */ null && ([
+    'pull',
+    'switch',
+    'finish',
+    'keep',
+    'undo',
+    'abort',
+    'revert',
+    'pass'
+]));
 
 
 /***/ }),

@@ -216,5 +216,14 @@ export type Stage = (typeof STAGES)[number]
  * `revert`: the watch over every server breached (the load balancer's, or the runner's sum of
  * each server's), so a server switches back or stops the new color; `pass`: that watch passed.
  */
-export const COMMANDS = ['pull', 'switch', 'finish', 'keep', 'undo', 'abort', 'revert', 'pass'] as const
+export const COMMANDS = [
+  'pull',
+  'switch',
+  'finish',
+  'keep',
+  'undo',
+  'abort',
+  'revert',
+  'pass'
+] as const
 export type Command = (typeof COMMANDS)[number]
