@@ -105,6 +105,28 @@ test('inputs that do not go together are refused with the fix', () => {
   ])
 })
 
+test('preview-allow: addresses and networks, only with previews', () => {
+  const c = parseConfig(
+    {
+      ...base,
+      host: 'a',
+      'nginx-preview-file': '/etc/nginx/p.inc',
+      'preview-allow': '203.0.113.7, 10.0.0.0/8 2001:db8::/32'
+    },
+    ctx
+  )
+  expect(c.fleet.previewAllow).toEqual(['203.0.113.7', '10.0.0.0/8', '2001:db8::/32'])
+  expect(parseConfig({ ...base, host: 'a' }, ctx).fleet.previewAllow).toEqual([])
+  expect(
+    problems({ host: 'a', 'nginx-preview-file': '/p.inc', 'preview-allow': '10.0.0.0/33 x' })
+  ).toEqual([expect.stringMatching(/^Invalid preview-allow '10\.0\.0\.0\/33 x'/)])
+  expect(problems({ host: 'a', 'preview-allow': '10.0.0.1' })).toEqual([
+    expect.stringMatching(
+      /^Input 'preview-allow' limits the preview routes: set nginx-preview-file/
+    )
+  ])
+})
+
 test('watch and keep-warm: seconds, a percentage; the watch on every topology that switches, keep-warm with one server', () => {
   const c = parseConfig(
     {

@@ -595,7 +595,7 @@ preview_write
 main_cleanup`)
   expect(readFileSync(victim, 'utf8')).toBe('keep me\n')
   expect(readFileSync(path.join(conf, 'shop-preview.conf'), 'utf8')).toMatch(
-    /^# Managed by bg-deploy \(app shop\)[\s\S]*location \/green\/ \{ proxy_pass http:\/\/shop-green\/; \}\n$/
+    /^# Managed by bg-deploy \(app shop\)[\s\S]*location \/green\/ \{ proxy_pass http:\/\/shop-green\/; \}\n[\s\S]*proxy_pass http:\/\/shop-green; \}\n$/
   )
   expect(readdirSync(conf).sort()).toEqual(['shop-preview.conf', 'shop-preview.conf.tmp'])
   expect(statSync(path.join(conf, 'shop-preview.conf')).mode & 0o777).toBe(0o644)

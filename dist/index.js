@@ -60083,6 +60083,20 @@ function checkFleet(c, s) {
     const maxParallel = c.num('max-parallel', 0, 1000, true);
     const promote = c.bool('promote');
     const previewFile = c.text('nginx-preview-file', '', (v) => v.startsWith('/') && !/[\s;{}'"$\\]/.test(v), "an absolute path without spaces, quotes, ; { } or $, e.g. /etc/nginx/bg-deploy/shop-preview.conf, that the server block includes with 'include /etc/nginx/bg-deploy/shop-preview*.conf;'");
+    // who may reach the previews: addresses or networks (CIDR); nobody else sees them
+    const allowText = c.get('preview-allow')?.trim() ?? '';
+    const previewAllow = allowText === '' ? [] : allowText.split(/[\s,]+/);
+    const badAllow = previewAllow.filter((a) => {
+        const [ip, bits, extra] = a.split('/');
+        const v = (0,node_net__WEBPACK_IMPORTED_MODULE_0__.isIP)(ip ?? '');
+        if (v === 0 || extra !== undefined)
+            return true;
+        return bits !== undefined && !(/^\d{1,3}$/.test(bits) && Number(bits) <= (v === 4 ? 32 : 128));
+    });
+    if (badAllow.length > 0)
+        c.bad('preview-allow', 'addresses or networks such as 203.0.113.7 or 10.0.0.0/8, separated by commas or spaces');
+    else if (previewAllow.length > 0 && !previewFile)
+        c.add("Input 'preview-allow' limits the preview routes: set nginx-preview-file too, or leave it out.");
     if (s.lb) {
         if (bindAddress.startsWith('127.'))
             c.add(`Input 'bind-address' is ${bindAddress}, so the load balancer on lb-host (${s.lb.host}) cannot reach the app servers' ports: set it to 0.0.0.0 or to an address the load balancer reaches (and let only the load balancer through your firewall).`);
@@ -60106,6 +60120,7 @@ function checkFleet(c, s) {
         maxParallel,
         promote,
         previewFile: previewFile || undefined,
+        previewAllow,
         several,
         taskHost: checkTaskHost(c, s.hosts)
     };
@@ -60206,6 +60221,7 @@ const INPUTS = {
     'bind-address': { group: 'server', default: '127.0.0.1' },
     'max-parallel': { group: 'server', default: '0' },
     'nginx-preview-file': { group: 'switch' },
+    'preview-allow': { group: 'switch' },
     watch: { group: 'switch', default: '0' },
     'watch-max-error-rate': { group: 'switch', default: '1' },
     'watch-max-health-failures': { group: 'switch', default: '3' },
@@ -71254,6 +71270,8 @@ const PARAMETERS = {
     bind_address: '127.0.0.1',
     lb_servers: '',
     preview_file: '',
+    /** who may reach the previews: addresses and CIDR networks, space-separated (empty: everyone) */
+    preview_allow: '',
     commit_timeout: '900',
     watch: '0',
     watch_max_error_rate: '1',
@@ -71621,6 +71639,7 @@ function scriptArgs(config, req) {
         ['bind_address', config.fleet.bindAddress],
         ['lb_servers', req.lbServers?.join(',')],
         ['preview_file', config.fleet.previewFile],
+        ['preview_allow', config.fleet.previewAllow.join(' ') || undefined],
         ['watch', config.after.watch],
         ['watch_max_error_rate', config.after.maxErrorRate],
         ['watch_max_health_failures', config.after.maxHealthFailures],

@@ -227,6 +227,24 @@ export function checkFleet(
     (v) => v.startsWith('/') && !/[\s;{}'"$\\]/.test(v),
     "an absolute path without spaces, quotes, ; { } or $, e.g. /etc/nginx/bg-deploy/shop-preview.conf, that the server block includes with 'include /etc/nginx/bg-deploy/shop-preview*.conf;'"
   )
+  // who may reach the previews: addresses or networks (CIDR); nobody else sees them
+  const allowText = c.get('preview-allow')?.trim() ?? ''
+  const previewAllow = allowText === '' ? [] : allowText.split(/[\s,]+/)
+  const badAllow = previewAllow.filter((a) => {
+    const [ip, bits, extra] = a.split('/')
+    const v = isIP(ip ?? '')
+    if (v === 0 || extra !== undefined) return true
+    return bits !== undefined && !(/^\d{1,3}$/.test(bits) && Number(bits) <= (v === 4 ? 32 : 128))
+  })
+  if (badAllow.length > 0)
+    c.bad(
+      'preview-allow',
+      'addresses or networks such as 203.0.113.7 or 10.0.0.0/8, separated by commas or spaces'
+    )
+  else if (previewAllow.length > 0 && !previewFile)
+    c.add(
+      "Input 'preview-allow' limits the preview routes: set nginx-preview-file too, or leave it out."
+    )
   if (s.lb) {
     if (bindAddress.startsWith('127.'))
       c.add(
@@ -263,6 +281,7 @@ export function checkFleet(
     maxParallel,
     promote,
     previewFile: previewFile || undefined,
+    previewAllow,
     several,
     taskHost: checkTaskHost(c, s.hosts)
   }

@@ -76,6 +76,7 @@ export const INPUTS = {
   'bind-address': { group: 'server', default: '127.0.0.1' },
   'max-parallel': { group: 'server', default: '0' },
   'nginx-preview-file': { group: 'switch' },
+  'preview-allow': { group: 'switch' },
   watch: { group: 'switch', default: '0' },
   'watch-max-error-rate': { group: 'switch', default: '1' },
   'watch-max-health-failures': { group: 'switch', default: '3' },

@@ -88,6 +88,8 @@ export interface Config {
     /** false: prepare and preview, then stop; a later run switches */
     promote: boolean
     previewFile?: string
+    /** who may reach the previews (addresses, CIDR networks); empty: everyone */
+    previewAllow: string[]
     /** the run goes in two phases (prepare, then commit): several servers, a load balancer, previews, or promote: false */
     several: boolean
     /** the index in `hosts` of the server that runs the pre-switch task (pre-switch-host; 0) */

@@ -327,6 +327,13 @@ describe('shape 1: three app servers behind a load-balancer server', () => {
     const preview = await httpGet(`${app.urls[0]}green/`)
     expect(preview).toEqual({ status: 200, body: 'v4.0.0\n' })
     expect((await httpGet(`${app.urls[0]}blue/`)).body).toBe('v1.0.0\n')
+    // any path, by header or cookie (the header wins); without either, the live version
+    const asking = (headers: Record<string, string>) =>
+      httpGet(`${app.urls[0]}`, 5000, headers).then((r) => r.body)
+    expect(await asking({ 'X-Bg-Preview': 'green' })).toBe('v4.0.0\n')
+    expect(await asking({ Cookie: 'a=1; bg_preview=green' })).toBe('v4.0.0\n')
+    expect(await asking({ 'X-Bg-Preview': 'blue', Cookie: 'bg_preview=green' })).toBe('v1.0.0\n')
+    expect(await asking({})).toBe('v1.0.0\n')
 
     const [load] = await loads(app.urls)
     const promoted = await deploy(app, { inputs: { 'nginx-preview-file': previewFile } })
@@ -411,6 +418,21 @@ describe('shape 1: three app servers behind a load-balancer server', () => {
     expect(stateVersions(app)).toEqual(['v6.0.0', 'v6.0.0', 'v6.0.0'])
     settled(app)
     for (const s of apps) expect(containers(s, app)[`${app.name}-green`]).toBe('exited')
+  }, 240_000)
+
+  test('preview-allow: a client outside it gets 403 on the preview routes and the live version whatever it sends', async () => {
+    const previewFile = `${NGINX}/conf.d/${app.name}-preview.inc`
+    commitVersion({ ws: app.ws } as never, { version: 'v7.0.0' })
+    const prepared = await deploy(app, {
+      inputs: { promote: 'false', 'nginx-preview-file': previewFile, 'preview-allow': '10.0.0.0/8' }
+    })
+    expectOk(prepared)
+    expect(await served(app)).toEqual(['v6.0.0'])
+    expect((await httpGet(`${app.urls[0]}green/`)).status).toBe(403)
+    expect((await httpGet(`${app.urls[0]}`, 5000, { 'X-Bg-Preview': 'green' })).body).toBe(
+      'v6.0.0\n'
+    )
+    settled(app)
   }, 240_000)
 })
 

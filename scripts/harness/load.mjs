@@ -8,11 +8,12 @@ import { ROOT } from './services.mjs'
  * GET a URL on loopback; resolves to status and body.
  * @param {string} url
  * @param {number} [timeoutMs]
+ * @param {Record<string, string>} [headers]
  * @returns {Promise<{ status: number, body: string }>}
  */
-export function httpGet(url, timeoutMs = 5000) {
+export function httpGet(url, timeoutMs = 5000, headers = {}) {
   return new Promise((resolve, reject) => {
-    const req = httpRequest(url, { agent: false, timeout: timeoutMs }, (res) => {
+    const req = httpRequest(url, { agent: false, timeout: timeoutMs, headers }, (res) => {
       // decoded once at the end: a character split across two chunks stays whole
       /** @type {Buffer[]} */
       const chunks = []

@@ -46,6 +46,8 @@ export const PARAMETERS = {
   bind_address: '127.0.0.1',
   lb_servers: '',
   preview_file: '',
+  /** who may reach the previews: addresses and CIDR networks, space-separated (empty: everyone) */
+  preview_allow: '',
   commit_timeout: '900',
   watch: '0',
   watch_max_error_rate: '1',

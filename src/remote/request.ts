@@ -84,6 +84,7 @@ export function scriptArgs(
     ['bind_address', config.fleet.bindAddress],
     ['lb_servers', req.lbServers?.join(',')],
     ['preview_file', config.fleet.previewFile],
+    ['preview_allow', config.fleet.previewAllow.join(' ') || undefined],
     ['watch', config.after.watch],
     ['watch_max_error_rate', config.after.maxErrorRate],
     ['watch_max_health_failures', config.after.maxHealthFailures],

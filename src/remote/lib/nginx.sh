@@ -63,18 +63,46 @@ upstream_render() { # upstream_render TARGETS LABEL FILE [BACKUP]
         for t in $(upstream_target "$c"); do printf '    server %s;\n' "$t"; done
         printf '}\n'
       done
+      preview_http_directives
     fi
     if [[ -n "$UPSTREAM_EXTRA" ]]; then printf '%s\n' "$UPSTREAM_EXTRA"; fi
   } >"$3"
 }
 
+# For the upstream file (http level), with previews: who may reach them (preview_allow; everyone
+# when empty), and the color a request names by the X-Bg-Preview header or, without one, the
+# bg_preview cookie (empty for everyone else: the live version).
+preview_http_directives() {
+  local n a; n="$(watch_name)"
+  printf '# who may reach the previews, and the color a request names by header or cookie\ngeo $%s_preview_ok {\n' "$n"
+  if [[ -z "${P[preview_allow]}" ]]; then printf '    default 1;\n'
+  else printf '    default 0;\n'; for a in ${P[preview_allow]}; do printf '    %s 1;\n' "$a"; done; fi
+  # shellcheck disable=SC2016 # nginx variables
+  printf '}\nmap "$%s_preview_ok $http_x_bg_preview $cookie_bg_preview" $%s_preview {\n' "$n" "$n"
+  printf '    "~^1 blue " blue;\n    "~^1 green " green;\n    "~^1 \\S* blue$" blue;\n    "~^1 \\S* green$" green;\n    default "";\n}\n'
+}
+
 # The preview routes, for the user's server block to include: /blue/... and /green/... reach that
-# color with the prefix stripped. Written when it is missing or differs; true when it was written.
+# color with the prefix stripped, and any path reaches the color the X-Bg-Preview header or the
+# bg_preview cookie names (through an internal location), for the addresses preview_allow lets
+# through. Written when it is missing or differs; true when it was written.
 preview_write() {
-  local f="${P[preview_file]}" text
+  local f="${P[preview_file]}" text n c a allow=''
   [[ -n "$f" ]] || return 1
+  n="$(watch_name)"
+  if [[ -n "${P[preview_allow]}" ]]; then
+    for a in ${P[preview_allow]}; do allow+="allow $a; "; done
+    allow+='deny all; '
+  fi
   text="$(printf '# Managed by bg-deploy (app %s): the preview routes. Include it in the server block.\n' "${P[app]}"
-    printf 'location /%s/ { proxy_pass http://%s-%s/; }\n' blue "${P[upstream_name]}" blue green "${P[upstream_name]}" green
+    for c in blue green; do
+      printf 'location /%s/ { %sproxy_pass http://%s-%s/; }\n' "$c" "$allow" "${P[upstream_name]}" "$c"
+      # shellcheck disable=SC2016 # nginx variables
+      printf 'if ($%s_preview = %s) { rewrite ^ /__%s_%s$uri last; }\n' "$n" "$c" "$n" "$c"
+      # shellcheck disable=SC2016 # nginx variables
+      printf 'location ^~ /__%s_%s/ { internal; rewrite ^/__%s_%s(/.*)$ $1 break; proxy_pass http://%s-%s; }\n' \
+        "$n" "$c" "$n" "$c" "${P[upstream_name]}" "$c"
+    done
     # a server block with logs of its own: the watch's log line too (steps/watch.sh)
     if [[ " $WATCH_INCLUDES " == *" $f "* ]]; then watch_log_line block; fi)"
   [[ -f "$f" && "$(cat "$f")" == "$text" ]] && return 1
