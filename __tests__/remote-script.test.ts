@@ -239,7 +239,7 @@ test("the watch window's log condition matches exactly the window's seconds, in 
     expect([s, reLong.test(String(s))]).toEqual([s, s >= 1764800093 && s <= 1764801380])
 })
 
-test('the watch counts the answers before the switch (the old color) apart from those after it, and a breach is the new share above the old one by more than the margin', () => {
+test('the watch counts the answers before the switch (the old color) apart from those after it, and a breach is the new share above the old one by more than the margin (before the end, beyond chance)', () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'bgd-watch-'))
   writeFileSync(
     path.join(dir, 'access.log'),
@@ -251,13 +251,18 @@ test('the watch counts the answers before the switch (the old color) apart from 
      watch_count; echo "$WATCH_TOTAL $WATCH_BAD $WATCH_BASE_TOTAL $WATCH_BASE_BAD"
      printf '2003.000 503\\n' >>${dir}/access.log
      watch_count; echo "$WATCH_TOTAL $WATCH_BAD $WATCH_BASE_TOTAL $WATCH_BASE_BAD"
-     if watch_breached 4 1; then echo breach; else echo fine; fi
-     if watch_breached 5 1; then echo breach; else echo fine; fi
-     if watch_breached 0 0; then echo breach; else echo fine; fi
+     # at the window's end (final): the margin alone
+     if watch_breached 4 1 final; then echo breach; else echo fine; fi
+     if watch_breached 5 1 final; then echo breach; else echo fine; fi
+     if watch_breached 0 0 final; then echo breach; else echo fine; fi
      # a baseline of 10 % from 40 answers: 30 % is within 10 + 20, 31 % is not
      WATCH_BASE_TOTAL=40; WATCH_BASE_BAD=4; watch_base_rate; echo
-     if watch_breached 100 30; then echo breach; else echo fine; fi
+     if watch_breached 100 30 final; then echo breach; else echo fine; fi
+     if watch_breached 100 31 final; then echo breach; else echo fine; fi
+     # before the end, only beyond chance: 31 of 100 is 1 point over, well within two standard
+     # errors; 60 of 100 is far beyond
      if watch_breached 100 31; then echo breach; else echo fine; fi
+     if watch_breached 100 60; then echo breach; else echo fine; fi
      # fewer than 20 answers before the switch: no baseline, the margin is the limit
      WATCH_BASE_TOTAL=19; watch_base_rate; echo`
   )
@@ -268,6 +273,8 @@ test('the watch counts the answers before the switch (the old color) apart from 
     'fine',
     'fine',
     '10.0',
+    'fine',
+    'breach',
     'fine',
     'breach',
     '0'

@@ -61376,7 +61376,12 @@ async function watchFleet(apps, config) {
             return `the health check of ${sick.name} failed ${maxHealthFailures} times in a row`;
         const over = Date.now() - start >= watch * 1000;
         const figures = `every server's nginx answered ${total} request(s) for it, ${bad} of them 5xx (${share(total, bad).toFixed(1)} %); before the switch the previous version answered ${baseTotal}, ${baseBad} of them 5xx (${share(baseTotal, baseBad).toFixed(1)} %)${baseTotal >= 20 ? '' : ', too few to compare with'}`;
-        if ((total >= 20 || over) && total > 0 && bad * 100 > limit * total)
+        // before the end, only an excess beyond chance (two standard errors), as steps/watch.sh
+        const p = bad / Math.max(total, 1);
+        const q = base / 100;
+        const se = Math.sqrt((p * (1 - p)) / Math.max(total, 1) + (baseTotal >= 20 ? (q * (1 - q)) / baseTotal : 0));
+        const beyondChance = over || p - q - maxErrorRate / 100 > 2 * se;
+        if ((total >= 20 || over) && total > 0 && bad * 100 > limit * total && beyondChance)
             return `${bad} of its ${total} answers were 5xx, more than ${Number(limit.toFixed(1))} %; ${figures}`;
         if (over)
             return undefined;

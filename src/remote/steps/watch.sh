@@ -217,8 +217,18 @@ watch_base_rate() {
   else printf 0; fi
 }
 
-watch_breached() { # watch_breached TOTAL BAD: the share of 5xx above the baseline by more than allowed
-  awk -v n="$1" -v b="$2" -v base="$(watch_base_rate)" -v r="${P[watch_max_error_rate]}" 'BEGIN { exit !(n > 0 && b * 100 > (base + r) * n) }'
+# A breach: the new share of 5xx above the baseline by more than the margin; before the window's
+# end (FINAL empty) only when that excess is beyond chance, two standard errors of the two
+# shares, so that the first few hundred answers of a flaky app do not switch it back by luck.
+watch_breached() { # watch_breached TOTAL BAD [final]
+  awk -v n="$1" -v b="$2" -v base="$(watch_base_rate)" -v bn="$WATCH_BASE_TOTAL" -v r="${P[watch_max_error_rate]}" -v final="${3:-}" '
+    BEGIN {
+      if (n == 0 || b * 100 <= (base + r) * n) exit 1
+      if (final != "") exit 0
+      p = b / n; q = base / 100
+      se = sqrt(p * (1 - p) / n + (bn >= 20 ? q * (1 - q) / bn : 0))
+      exit !(p - q - r / 100 > 2 * se)
+    }'
 }
 
 # "N request(s)[ WHOSE], B of them 5xx (R %)"
@@ -284,7 +294,7 @@ watch_window() { # watch_window TO_COLOR
       WATCH_REASON="its health check failed $fails times in a row (last: ${code:-no HTTP answer})"
       return 1
     fi
-    if ((total >= 20 || now >= end)) && watch_breached "$total" "$bad"; then
+    if ((total >= 20 || now >= end)) && watch_breached "$total" "$bad" "$( ((now >= end)) && echo final)"; then
       WATCH_REASON="$bad of its $total answers were 5xx, more than $limit %"
       if [[ "$base" != 0 && "$base" != 0.0 ]]; then WATCH_REASON+=" (the previous version's $base % + ${P[watch_max_error_rate]})"; fi
       return 1
