@@ -59607,7 +59607,7 @@ module.exports = {
 /* harmony import */ var node_os__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(8161);
 /* harmony import */ var node_os__WEBPACK_IMPORTED_MODULE_2___default = /*#__PURE__*/__nccwpck_require__.n(node_os__WEBPACK_IMPORTED_MODULE_2__);
 /* harmony import */ var _config_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(2516);
-/* harmony import */ var _fleet_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(3207);
+/* harmony import */ var _fleet_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(9423);
 /* harmony import */ var _foreign_js__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(6379);
 /* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_6__ = __nccwpck_require__(9024);
 /* harmony import */ var _remote_session_js__WEBPACK_IMPORTED_MODULE_7__ = __nccwpck_require__(2258);
@@ -61103,24 +61103,71 @@ function readDoubleQuoted(lines, first, text) {
 
 /***/ }),
 
-/***/ 3207:
+/***/ 9423:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
-/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   L5: () => (/* binding */ serverName),
-/* harmony export */   gI: () => (/* binding */ runFleet),
-/* harmony export */   tp: () => (/* binding */ FleetError)
-/* harmony export */ });
-/* unused harmony exports SWITCH_BOUND_MS, fleetEvents */
-/* harmony import */ var _remote_answer_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(6390);
-/* harmony import */ var _config_hosts_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(7331);
-/* harmony import */ var _remote_session_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(2258);
+
+// EXPORTS
+__nccwpck_require__.d(__webpack_exports__, {
+  tp: () => (/* binding */ FleetError),
+  gI: () => (/* binding */ runFleet),
+  L5: () => (/* binding */ serverName)
+});
+
+// UNUSED EXPORTS: SWITCH_BOUND_MS, fleetEvents
+
+// EXTERNAL MODULE: ./src/remote/answer.ts
+var answer = __nccwpck_require__(6390);
+// EXTERNAL MODULE: ./src/config-hosts.ts
+var config_hosts = __nccwpck_require__(7331);
+;// CONCATENATED MODULE: ./src/fleet-watch.ts
+/** The share of 5xx (percent) in `bad` of `total`. */
+const share = (total, bad) => (total > 0 ? (bad * 100) / total : 0);
+/**
+ * The watch over several servers, each with its own nginx: every server reports what its nginx
+ * logged (`watching`, repeated); the runner sums them and judges the sum as one server judges its
+ * own (steps/watch.sh). The reason for a breach, or undefined when the window passed.
+ */
+async function watchFleet(apps, config) {
+    const { watch, maxErrorRate, maxHealthFailures } = config.after;
+    const start = Date.now();
+    for (;;) {
+        await new Promise((r) => setTimeout(r, 200));
+        const ended = apps.find((r) => r.settled !== undefined);
+        if (ended)
+            return `${ended.name} ended during the watch: ${ended.settled instanceof Error ? ended.settled.message : 'without a word'}`;
+        const seen = apps.map((r) => r.session.latest('watching') ?? {});
+        const sum = (k) => seen.reduce((n, f) => n + (Number(f[k]) || 0), 0);
+        const [total, bad, baseTotal, baseBad] = ['total', 'bad', 'base_total', 'base_bad'].map(sum);
+        const base = baseTotal >= 20 ? share(baseTotal, baseBad) : 0;
+        const limit = base + maxErrorRate;
+        const sick = apps.find((_, i) => Number(seen[i].fails) >= maxHealthFailures);
+        if (sick)
+            return `the health check of ${sick.name} failed ${maxHealthFailures} times in a row`;
+        const over = Date.now() - start >= watch * 1000;
+        const figures = `every server's nginx answered ${total} request(s) for it, ${bad} of them 5xx (${share(total, bad).toFixed(1)} %); before the switch the previous version answered ${baseTotal}, ${baseBad} of them 5xx (${share(baseTotal, baseBad).toFixed(1)} %)${baseTotal >= 20 ? '' : ', too few to compare with'}`;
+        // before the end, only an excess beyond chance (two standard errors), as steps/watch.sh
+        const p = bad / Math.max(total, 1);
+        const q = base / 100;
+        const se = Math.sqrt((p * (1 - p)) / Math.max(total, 1) + (baseTotal >= 20 ? (q * (1 - q)) / baseTotal : 0));
+        const beyondChance = over || p - q - maxErrorRate / 100 > 2 * se;
+        if ((total >= 20 || over) && total > 0 && bad * 100 > limit * total && beyondChance)
+            return `${bad} of its ${total} answers were 5xx, more than ${Number(limit.toFixed(1))} %; ${figures}`;
+        if (over)
+            return undefined;
+    }
+}
+
+// EXTERNAL MODULE: ./src/remote/session.ts + 3 modules
+var session = __nccwpck_require__(2258);
+;// CONCATENATED MODULE: ./src/fleet.ts
 // A run over several servers: prepare every one (in parallel, at most max-parallel at a time), then
 // switch all of them or none. With a load-balancer host its nginx switches every app server at
 // once; without one each server switches its own nginx, and if one cannot, those that did switch
 // back. Each server's script holds its deploy lock from its start to its end, and acts on its own
 // when the runner goes away (src/remote/main.sh): the servers end on one version, or on the one
 // before, and the next run takes over from what the journal on each server says.
+
 
 
 
@@ -61140,7 +61187,7 @@ class FleetError extends Error {
 const SWITCH_BOUND_MS = 30_000;
 /** A server's name in messages: host, or host:port when the port is not 22. */
 function serverName(ssh) {
-    return ssh.port === 22 ? ssh.host : `${(0,_config_hosts_js__WEBPACK_IMPORTED_MODULE_1__/* .hostForUrl */ .re)(ssh.host)}:${ssh.port}`;
+    return ssh.port === 22 ? ssh.host : `${(0,config_hosts/* hostForUrl */.re)(ssh.host)}:${ssh.port}`;
 }
 const messageOf = (e) => (e instanceof Error ? e.message : String(e));
 function withTimeout(p, ms, what) {
@@ -61173,14 +61220,14 @@ function fleetEvents(all) {
 async function runFleet(servers, lb, config, req, log) {
     // a deploy's image is the one sent, whatever a server answers; a rollback's is the load
     // balancer's choice from its history, checked, and then sent to every app server
-    const expected = (fields, action = req.action, version = req.version, sent = req.image) => (0,_remote_answer_js__WEBPACK_IMPORTED_MODULE_0__/* .checkResult */ .iJ)({ deployed: 'false', ...fields }, { image: config.image, action, version, sent });
+    const expected = (fields, action = req.action, version = req.version, sent = req.image) => (0,answer/* checkResult */.iJ)({ deployed: 'false', ...fields }, { image: config.image, action, version, sent });
     const all = [];
     const start = (s, role, r) => {
         const name = serverName(s.ssh);
         const run = {
             name,
             role,
-            session: (0,_remote_session_js__WEBPACK_IMPORTED_MODULE_2__/* .startRemote */ .t_)(s.shell, config, { ...r, role }, log(name))
+            session: (0,session/* startRemote */.t_)(s.shell, config, { ...r, role }, log(name))
         };
         run.session.result.then((x) => (run.settled = x), (e) => (run.settled = e));
         all.push(run);
@@ -61212,7 +61259,7 @@ async function runFleet(servers, lb, config, req, log) {
     if (lb) {
         lbRun = start(lb, 'lb', {
             ...req,
-            lbServers: servers.map((s) => (0,_config_hosts_js__WEBPACK_IMPORTED_MODULE_1__/* .hostForUrl */ .re)(s.ssh.host))
+            lbServers: servers.map((s) => (0,config_hosts/* hostForUrl */.re)(s.ssh.host))
         });
         try {
             const ready = await lbRun.session.reached('ready');
@@ -61350,42 +61397,6 @@ async function runFleet(servers, lb, config, req, log) {
         throw new FleetError(`${fields.version} was switched to, but ${unfinished.map((r) => `${r.name} did not finish: ${r.error}`).join('; ')}. Re-run the workflow: the next run finishes it.`, outcomes(() => 'switched'));
     }
     return result(true, false);
-}
-/** The share of 5xx (percent) in `bad` of `total`. */
-const share = (total, bad) => (total > 0 ? (bad * 100) / total : 0);
-/**
- * The watch over several servers, each with its own nginx: every server reports what its nginx
- * logged (`watching`, repeated); the runner sums them and judges the sum as one server judges its
- * own (steps/watch.sh). The reason for a breach, or undefined when the window passed.
- */
-async function watchFleet(apps, config) {
-    const { watch, maxErrorRate, maxHealthFailures } = config.after;
-    const start = Date.now();
-    for (;;) {
-        await new Promise((r) => setTimeout(r, 200));
-        const ended = apps.find((r) => r.settled !== undefined);
-        if (ended)
-            return `${ended.name} ended during the watch: ${ended.settled instanceof Error ? ended.settled.message : 'without a word'}`;
-        const seen = apps.map((r) => r.session.latest('watching') ?? {});
-        const sum = (k) => seen.reduce((n, f) => n + (Number(f[k]) || 0), 0);
-        const [total, bad, baseTotal, baseBad] = ['total', 'bad', 'base_total', 'base_bad'].map(sum);
-        const base = baseTotal >= 20 ? share(baseTotal, baseBad) : 0;
-        const limit = base + maxErrorRate;
-        const sick = apps.find((_, i) => Number(seen[i].fails) >= maxHealthFailures);
-        if (sick)
-            return `the health check of ${sick.name} failed ${maxHealthFailures} times in a row`;
-        const over = Date.now() - start >= watch * 1000;
-        const figures = `every server's nginx answered ${total} request(s) for it, ${bad} of them 5xx (${share(total, bad).toFixed(1)} %); before the switch the previous version answered ${baseTotal}, ${baseBad} of them 5xx (${share(baseTotal, baseBad).toFixed(1)} %)${baseTotal >= 20 ? '' : ', too few to compare with'}`;
-        // before the end, only an excess beyond chance (two standard errors), as steps/watch.sh
-        const p = bad / Math.max(total, 1);
-        const q = base / 100;
-        const se = Math.sqrt((p * (1 - p)) / Math.max(total, 1) + (baseTotal >= 20 ? (q * (1 - q)) / baseTotal : 0));
-        const beyondChance = over || p - q - maxErrorRate / 100 > 2 * se;
-        if ((total >= 20 || over) && total > 0 && bad * 100 > limit * total && beyondChance)
-            return `${bad} of its ${total} answers were 5xx, more than ${Number(limit.toFixed(1))} %; ${figures}`;
-        if (over)
-            return undefined;
-    }
 }
 
 
@@ -70293,8 +70304,8 @@ async function moveLatest({ config, outcome }, registry, action) {
     info(`${config.image}:latest now names ${ref}`);
 }
 
-// EXTERNAL MODULE: ./src/fleet.ts
-var fleet = __nccwpck_require__(3207);
+// EXTERNAL MODULE: ./src/fleet.ts + 1 modules
+var fleet = __nccwpck_require__(9423);
 // EXTERNAL MODULE: ./src/remote/protocol.ts
 var protocol = __nccwpck_require__(3980);
 // EXTERNAL MODULE: ./src/remote/session.ts + 3 modules

@@ -157,6 +157,18 @@ function containers(s: TestServer, app: FleetApp): Record<string, string> {
   )
 }
 
+/** Add to server `s`'s site the include of bg-deploy's watch file, by the path nginx itself reads. */
+function includeWatchFile(s: TestServer, app: FleetApp): void {
+  const site = path.join(s.dir, 'nginx/conf.d', `${app.name}-site.conf`)
+  writeFileSync(
+    site,
+    readFileSync(site, 'utf8').replace(
+      '  location /',
+      `  include ${s.dir}/nginx/conf.d/${app.name}-upstream.watch.inc;\n  location /`
+    )
+  )
+}
+
 /** Wait until every app server's deploy lock is free (the old color stops in the background). */
 function settled(app: FleetApp): void {
   for (const s of apps) {
@@ -368,13 +380,7 @@ describe('shape 1: three app servers behind a load-balancer server', () => {
     expect(await served(app)).toEqual(['v4.0.0'])
     for (const s of apps) expect(containers(s, app)[`${app.name}-blue`]).toBe('exited')
     // nginx itself reads its files by their real path
-    writeFileSync(
-      site,
-      readFileSync(site, 'utf8').replace(
-        '  location /',
-        `  include ${lb.dir}/nginx/conf.d/${app.name}-upstream.watch.inc;\n  location /`
-      )
-    )
+    includeWatchFile(lb, app)
     settled(app)
     const [load] = await loads(app.urls)
     const run = await deploy(app, { inputs: { watch: '20' } })
@@ -546,16 +552,7 @@ describe('shape 2: three servers, each with its own nginx', () => {
       /Nothing was switched: .*the watch would not see nginx's answers .*'access_log off' at the http level .*add 'include \/srv\/bgd-nginx\/conf\.d\/each-\S+-upstream\.watch\.inc;' in that server block/
     )
     expect(await served(app)).toEqual(before)
-    for (const s of apps) {
-      const site = path.join(s.dir, 'nginx/conf.d', `${app.name}-site.conf`)
-      writeFileSync(
-        site,
-        readFileSync(site, 'utf8').replace(
-          '  location /',
-          `  include ${s.dir}/nginx/conf.d/${app.name}-upstream.watch.inc;\n  location /`
-        )
-      )
-    }
+    for (const s of apps) includeWatchFile(s, app)
     settled(app)
     const ls = await loads(app.urls)
     const run = await deploy(app, { inputs: { watch: '20' } })

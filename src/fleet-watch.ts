@@ -1,0 +1,45 @@
+// The watch over several servers, each with its own nginx (a run over several servers without a
+// load balancer, src/fleet.ts): the runner sums what every server's nginx logged and decides for
+// all of them, as one server decides for itself (src/remote/steps/watch.sh).
+import type { Config } from './config.js'
+import type { Running } from './fleet.js'
+
+/** The share of 5xx (percent) in `bad` of `total`. */
+const share = (total: number, bad: number) => (total > 0 ? (bad * 100) / total : 0)
+
+/**
+ * The watch over several servers, each with its own nginx: every server reports what its nginx
+ * logged (`watching`, repeated); the runner sums them and judges the sum as one server judges its
+ * own (steps/watch.sh). The reason for a breach, or undefined when the window passed.
+ */
+export async function watchFleet(apps: Running[], config: Config): Promise<string | undefined> {
+  const { watch, maxErrorRate, maxHealthFailures } = config.after
+  const start = Date.now()
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 200))
+    const ended = apps.find((r) => r.settled !== undefined)
+    if (ended)
+      return `${ended.name} ended during the watch: ${ended.settled instanceof Error ? ended.settled.message : 'without a word'}`
+    const seen = apps.map((r) => r.session.latest('watching') ?? {})
+    const sum = (k: string) => seen.reduce((n, f) => n + (Number(f[k]) || 0), 0)
+    const [total, bad, baseTotal, baseBad] = ['total', 'bad', 'base_total', 'base_bad'].map(
+      sum
+    ) as [number, number, number, number]
+    const base = baseTotal >= 20 ? share(baseTotal, baseBad) : 0
+    const limit = base + maxErrorRate
+    const sick = apps.find((_, i) => Number(seen[i]!.fails) >= maxHealthFailures)
+    if (sick) return `the health check of ${sick.name} failed ${maxHealthFailures} times in a row`
+    const over = Date.now() - start >= watch * 1000
+    const figures = `every server's nginx answered ${total} request(s) for it, ${bad} of them 5xx (${share(total, bad).toFixed(1)} %); before the switch the previous version answered ${baseTotal}, ${baseBad} of them 5xx (${share(baseTotal, baseBad).toFixed(1)} %)${baseTotal >= 20 ? '' : ', too few to compare with'}`
+    // before the end, only an excess beyond chance (two standard errors), as steps/watch.sh
+    const p = bad / Math.max(total, 1)
+    const q = base / 100
+    const se = Math.sqrt(
+      (p * (1 - p)) / Math.max(total, 1) + (baseTotal >= 20 ? (q * (1 - q)) / baseTotal : 0)
+    )
+    const beyondChance = over || p - q - maxErrorRate / 100 > 2 * se
+    if ((total >= 20 || over) && total > 0 && bad * 100 > limit * total && beyondChance)
+      return `${bad} of its ${total} answers were 5xx, more than ${Number(limit.toFixed(1))} %; ${figures}`
+    if (over) return undefined
+  }
+}
