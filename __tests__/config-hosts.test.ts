@@ -144,14 +144,16 @@ test('watch and keep-warm: seconds, a percentage; the watch on every topology th
     maxErrorRate: 0.5,
     maxHealthFailures: 3,
     healthOnly: true,
-    keepWarm: 600
+    keepWarm: 600,
+    canary: { steps: [], stepTime: 60, key: '$remote_addr' }
   })
   expect(parseConfig({ ...base, host: 'a' }, ctx).after).toEqual({
     watch: 0,
     maxErrorRate: 1,
     maxHealthFailures: 3,
     healthOnly: false,
-    keepWarm: 0
+    keepWarm: 0,
+    canary: { steps: [], stepTime: 60, key: '$remote_addr' }
   })
   expect(problems({ host: 'a', 'watch-health-only': 'yes' })).toEqual([
     expect.stringMatching(/^Invalid watch-health-only 'yes'/)
@@ -181,6 +183,62 @@ test('watch and keep-warm: seconds, a percentage; the watch on every topology th
   ).toEqual([expect.stringMatching(/^Input 'watch' needs promote: true/)])
   expect(problems({ hosts: 'a\nb', 'keep-warm': '30' })).toEqual([
     expect.stringMatching(/^Input 'keep-warm' works with one server/)
+  ])
+})
+
+test('canary: rising percentages, with a watch that reads nginx, on one server or behind a load balancer, in reload mode', () => {
+  const lb = { hosts: 'a\nb', 'lb-host': 'lb', 'bind-address': '0.0.0.0' }
+  expect(
+    parseConfig(
+      {
+        ...base,
+        ...lb,
+        watch: '30',
+        canary: '10%, 50',
+        'canary-step-time': '20',
+        'canary-key': '$cookie_id'
+      },
+      ctx
+    ).after.canary
+  ).toEqual({ steps: [10, 50], stepTime: 20, key: '$cookie_id' })
+  expect(
+    parseConfig({ ...base, host: 'a', watch: '30', canary: '5' }, ctx).after.canary.steps
+  ).toEqual([5])
+  for (const canary of ['50,10', '0', '100', '10,10', 'ten'])
+    expect(problems({ host: 'a', watch: '30', canary })).toEqual([
+      expect.stringMatching(/^Invalid canary '.*'\. Expected up to 10 rising percentages/)
+    ])
+  expect(
+    problems({ host: 'a', watch: '30', canary: '10', 'canary-key': '$x; return 200' })
+  ).toEqual([expect.stringMatching(/^Invalid canary-key/)])
+  expect(problems({ host: 'a', canary: '10' })).toEqual([
+    expect.stringMatching(/^Input 'canary' needs watch/)
+  ])
+  expect(problems({ host: 'a', watch: '30', canary: '10', 'watch-health-only': 'true' })).toEqual([
+    expect.stringMatching(/^Input 'canary' compares nginx's answers/)
+  ])
+  expect(problems({ host: 'a', watch: '30', canary: '10', 'switch-mode': 'dnat' })).toEqual([
+    expect.stringMatching(/^Input 'canary' needs switch-mode reload/)
+  ])
+  expect(problems({ host: 'a', watch: '30', canary: '10', network: 'web' })).toEqual([
+    expect.stringMatching(/^Input 'canary' does not work with 'network'/)
+  ])
+  expect(problems({ hosts: 'a\nb', watch: '30', canary: '10' })).toEqual([
+    expect.stringMatching(/^Input 'canary' with several servers needs lb-host/)
+  ])
+  expect(problems({ host: 'a', watch: '30', canary: '10', engine: 'swarm' })).toEqual([
+    expect.stringMatching(/^Input 'canary' does not apply to a Swarm service/)
+  ])
+  expect(
+    problems({
+      host: 'a',
+      watch: '30',
+      canary: '10,50',
+      'canary-step-time': '100',
+      'command-timeout': '300'
+    })
+  ).toEqual([
+    expect.stringMatching(/^Input 'command-timeout' is 300 s.* \+ the canary steps = 320 s/)
   ])
 })
 

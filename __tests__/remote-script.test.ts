@@ -18,6 +18,7 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { ROLE_SECRETS, ROLES, type Role, type SecretLine } from '../src/remote/protocol.js'
 import { loadDeployScript, remoteStdin } from '../src/remote/request.js'
+import { binomialTail } from '../src/fleet-watch.js'
 import { testConfig } from './support/config.js'
 import { joinRemote, PARTS } from '../scripts/join-remote.mjs'
 
@@ -259,12 +260,17 @@ test('the watch counts the answers before the switch (the old color) apart from 
      WATCH_BASE_TOTAL=40; WATCH_BASE_BAD=4; watch_base_rate; echo
      if watch_breached 100 30 final; then echo breach; else echo fine; fi
      if watch_breached 100 31 final; then echo breach; else echo fine; fi
-     # before the end, only beyond chance: 31 of 100 is 1 point over, well within two standard
-     # errors; 60 of 100 is far beyond
+     # before the end, only beyond chance: 31 of 100 is 1 point over, likely by chance from a
+     # version at the limit (30 %); 60 of 100 is not (a chance under 1 in 1,000)
      if watch_breached 100 31; then echo breach; else echo fine; fi
      if watch_breached 100 60; then echo breach; else echo fine; fi
      # fewer than 20 answers before the switch: no baseline, the margin is the limit
-     WATCH_BASE_TOTAL=19; watch_base_rate; echo`
+     WATCH_BASE_TOTAL=19; watch_base_rate; echo
+     # a clean predecessor and a 1-point margin: one 5xx of one answer is a 1 in 100 chance, two
+     # of two 1 in 10,000: switched back after a handful
+     P[watch_max_error_rate]=1
+     if watch_breached 1 1; then echo breach; else echo fine; fi
+     if watch_breached 2 2; then echo breach; else echo fine; fi`
   )
   expect(out.trim().split('\n')).toEqual([
     '3 1 1 0',
@@ -277,8 +283,66 @@ test('the watch counts the answers before the switch (the old color) apart from 
     'breach',
     'fine',
     'breach',
-    '0'
+    '0',
+    'fine',
+    'breach'
   ])
+  // the runner judges a sum over several servers with the same tail (src/fleet-watch.ts)
+  expect(binomialTail(100, 31, 0.3)).toBeGreaterThan(0.001)
+  expect(binomialTail(100, 60, 0.3)).toBeLessThan(0.001)
+  expect(binomialTail(1, 1, 0.01)).toBeCloseTo(0.01, 10)
+  expect(binomialTail(2, 2, 0.01)).toBeCloseTo(0.0001, 10)
+  expect(binomialTail(10, 3, 0.1)).toBeCloseTo(
+    1 - 0.9 ** 10 - 10 * 0.1 * 0.9 ** 9 - 45 * 0.01 * 0.9 ** 8,
+    10
+  )
+  expect(binomialTail(100000, 9000, 0.1)).toBe(1)
+  expect(binomialTail(100000, 11000, 0.1)).toBeLessThan(1e-20)
+})
+
+test('the canary: the upstream splits clients by weight over both colors of every server, and its log tells the new color apart in the same seconds', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'bgd-canary-'))
+  const out = withFunctions(
+    `STATE_DIR=${dir}; P[app]=shop; P[role]=lb; P[lb_servers]=10.0.0.1,10.0.0.2; P[blue_port]=8081; P[green_port]=8082
+     P[canary_key]='$cookie_id'; P[canary]=10,50; P[canary_step_time]=30
+     CANARY_TO=green; CANARY_SHARE=10
+     canary_upstream_lines; canary_log_map | grep '~'; canary_seconds
+     WATCH_FROM=1; watch_log_line block`
+  )
+  expect(
+    out
+      .trim()
+      .split('\n')
+      .map((l) => l.trim())
+  ).toEqual([
+    '# canary: 10 % of clients (told apart by $cookie_id) to green, the others to blue',
+    'hash $cookie_id;',
+    'server 10.0.0.1:8082 weight=10;',
+    'server 10.0.0.1:8081 weight=90;',
+    'server 10.0.0.2:8082 weight=10;',
+    'server 10.0.0.2:8081 weight=90;',
+    '"~^1 (.*[ ,] )?[^ ,]*:8082$" 1;',
+    '60',
+    `access_log ${dir}/access.log combined if=$bgd_shop;`,
+    `access_log ${dir}/canary.log combined if=$bgd_shop_canary;`
+  ])
+  // both formats; a retry's address list ends with the one that answered
+  writeFileSync(
+    path.join(dir, 'canary.log'),
+    [
+      '2000.100 200',
+      '2000.200 502',
+      '127.0.0.1 - - [06/Dec/2026:10:21:28 +0000] "GET /a\\x22b HTTP/1.1" 500 12 "-" "load"'
+    ].join('\n') + '\n'
+  )
+  const size = String(readFileSync(path.join(dir, 'canary.log')).length)
+  expect(
+    withFunctions(
+      `canary_tally ${dir}/canary.log 0 ${size}; canary_tally ${dir}/canary.log 13 ${size}; canary_tally ${dir}/none 0 5`
+    )
+      .trim()
+      .split('\n')
+  ).toEqual(['3 2', '2 2', '0 0'])
 })
 
 test("the watch reads nginx's combined format too (a block with logs of its own), in whole seconds: the switch's own second counts for neither color", () => {

@@ -69,9 +69,9 @@ declare -A P=(
   [actor]='' [run_url]='' [registry]='' [registry_user]='' [state_dir]='' [target]=''
   [switch_mode]=reload [live_port]=8083 [docker_timeout]=60 [role]=single [color]='' [bind_address]=127.0.0.1
   [lb_servers]='' [preview_file]='' [preview_allow]='' [commit_timeout]=900 [watch]=0 [watch_max_error_rate]=1
-  [watch_max_health_failures]=3 [watch_health_only]=false [keep_warm]=0 [engine]=ssh [replicas]=2 [health_cmd]=''
-  [max_parallel]=1 [build_wait]=0 [task]='' [task_timeout]=300 [task_force]=0 [workers]=''
-  [single_workers]=here [explicit]=''
+  [watch_max_health_failures]=3 [watch_health_only]=false [canary]='' [canary_step_time]=60 [canary_key]='' [keep_warm]=0
+  [engine]=ssh [replicas]=2 [health_cmd]='' [max_parallel]=1 [build_wait]=0 [task]=''
+  [task_timeout]=300 [task_force]=0 [workers]='' [single_workers]=here [explicit]=''
 )
 
 # The secret lines each role's steps read (action status reads none).
@@ -370,8 +370,9 @@ upstream_render() { # upstream_render TARGETS LABEL FILE [BACKUP]
   {
     printf '# Managed by bg-deploy (app %s, %s, version %s). Do not edit: the next deploy rewrites it.\nupstream %s {\n' \
       "${P[app]}" "$2" "${RUN_VERSION:-unknown}" "${P[upstream_name]}"
+    if ((CANARY_SHARE > 0)); then canary_upstream_lines; fi
     for t in $1; do printf '    server %s;\n' "$t"; done
-    if [[ -z "$1" ]]; then printf '    server 127.0.0.1:1 down; # nothing deployed yet\n'; fi
+    if [[ -z "$1" ]] && ((CANARY_SHARE == 0)); then printf '    server 127.0.0.1:1 down; # nothing deployed yet\n'; fi
     if [[ -n "${4:-}" ]]; then
       printf '    # the same container by its docker address, while the port above refuses (a Docker daemon restart)\n    server %s backup;\n' "$4"
     fi
@@ -1591,6 +1592,157 @@ switch_settle() {
   fi
 }
 
+# ==== src/remote/steps/canary.sh
+# Step (canary: percentages): before the full switch, a share of the clients goes to the new
+# color, step by step, each step canary_step_time seconds. The upstream hashes canary_key over
+# both colors with weights (new: the step's percent, old: the rest; nginx's hash walks the servers
+# in order), so a client stays on its version within a step, and one on the new version stays on
+# it as the share grows. nginx's answers of each color in the same seconds are told apart by the
+# upstream's address (steps/watch.sh writes the canary's log) and compared as the watch compares
+# them; a breach sends every client back to the old color in one write and fails the run. After
+# the last step come the full switch and the watch. Globals: CANARY_*.
+
+CANARY_TO=''    # the new color while the canary runs (the watch's log tells its answers apart)
+CANARY_SHARE=0  # the percent of clients the upstream file sends to CANARY_TO (0: no split)
+CANARY_REASON='' # why a step failed
+CANARY_FIGURES='' # what the last step saw
+
+# Seconds all the steps take (0 without canary).
+canary_seconds() {
+  local n=0 p
+  for p in ${P[canary]//,/ }; do n=$((n + 1)); done
+  echo $((n * ${P[canary_step_time]%.*}))
+}
+
+# The upstream's lines while the canary splits (upstream_render): the hash, then each server's new
+# color and old color with their weights. No backup line: nginx's hash does not take one.
+canary_upstream_lines() {
+  local -a new old
+  local i
+  read -ra new <<<"$(upstream_target "$CANARY_TO")"
+  read -ra old <<<"$(upstream_target "$(color_other "$CANARY_TO")")"
+  printf '    # canary: %s %% of clients (told apart by %s) to %s, the others to %s\n' \
+    "$CANARY_SHARE" "${P[canary_key]}" "$CANARY_TO" "$(color_other "$CANARY_TO")"
+  printf '    hash %s;\n' "${P[canary_key]}"
+  for i in "${!new[@]}"; do
+    printf '    server %s weight=%d;\n    server %s weight=%d;\n' "${new[i]}" "$CANARY_SHARE" "${old[i]}" $((100 - CANARY_SHARE))
+  done
+}
+
+# For the watch's log directives (http level): the map that tells the new color's answers by the
+# upstream's address (its port: the colors' ports differ), only inside the watch's window.
+canary_log_map() {
+  [[ -n "$CANARY_TO" ]] || return 0
+  local n; n="$(watch_name)"
+  # shellcheck disable=SC2016 # nginx variables
+  printf 'map "$%s $upstream_addr" $%s_canary {\n    "~^1 (.*[ ,] )?[^ ,]*:%s$" 1;\n    default 0;\n}\n' \
+    "$n" "$n" "$(color_port "$CANARY_TO")"
+}
+
+# The lines and 5xx among them in FILE's bytes FROM..TO (access log lines of either format).
+canary_tally() { # canary_tally FILE FROM TO
+  if [[ ! -f "$1" ]] || (($3 <= $2)); then echo 0 0; return 0; fi
+  head -c "$3" "$1" | tail -c "+$(($2 + 1))" | awk '
+    {
+      if (NF == 2 && $1 ~ /^[0-9]+[.][0-9]+$/) st = $2
+      else { i = index($0, "\" "); if (!i) next; st = substr($0, i + 2, 3) + 0 }
+      n++; if (st >= 500) b++
+    }
+    END { print n + 0, b + 0 }'
+}
+
+# Every step in turn; a breach switches every client back to FROM and ends the run. Nothing on a
+# first deploy (no old version to compare with) or a rollback (it switches at once).
+canary_run() { # canary_run FROM TO
+  local from="$1" to="$2" pct
+  [[ -n "${P[canary]}" && -n "$from" ]] || return 0
+  if [[ "${P[action]}" == rollback ]]; then log "a rollback switches at once: no canary steps"; return 0; fi
+  ((WATCH_FROM > 0)) || return 0
+  WATCH_BASE_END="$(now_ms)"
+  CANARY_TO="$to"
+  watch_narrow "$(canary_seconds)"
+  event canary
+  for pct in ${P[canary]//,/ }; do
+    if ! canary_step "$to" "$pct"; then canary_back "$from" "$to"; fi
+  done
+  CANARY_SHARE=0; CANARY_TO=''
+}
+
+# One step: PERCENT of clients to TO for canary_step_time seconds, judged every 0.2 s.
+canary_step() { # canary_step TO PERCENT
+  local to="$1" name port start end now code fails=0 cs as co ao nn nb on ob checked=0
+  name="$(container_name "$to")"; port="$(color_port "$to")"
+  if [[ "${P[role]}" == lb ]]; then name="${P[app]}-$to on every app server"; fi
+  phase "canary: $2 % of clients to $name for ${P[canary_step_time]}s"
+  CANARY_SHARE="$2"
+  if ! upstream_write "" "$to, canary $2 %"; then
+    CANARY_REASON="nginx did not take the canary's upstream file: $UPSTREAM_ERROR"
+    return 1
+  fi
+  co="$(stat -c %s "$STATE_DIR/canary.log" 2>/dev/null || echo 0)"
+  ao="$(stat -c %s "$STATE_DIR/access.log" 2>/dev/null || echo 0)"
+  log "nginx sends $2 % of clients (by ${P[canary_key]}) to $name, the others to the old version"
+  start="$(now_ms)"; end=$((start + ${P[canary_step_time]%.*} * 1000))
+  nn=0; nb=0; on=0; ob=0
+  while :; do
+    now="$(now_ms)"
+    if [[ "${P[role]}" != lb ]]; then
+      code="$(health_probe "$port" "${P[health_path]}" 2)"
+      if [[ "$code" == 2?? ]]; then fails=0; else fails=$((fails + 1)); fi
+      if ((fails >= P[watch_max_health_failures])); then
+        CANARY_REASON="its health check failed $fails times in a row (last: ${code:-no HTTP answer})"
+        return 1
+      fi
+    fi
+    if ((now - checked >= 200)); then
+      checked="$now"
+      # the canary's log first: nginx writes a request's line there after its line in the other
+      cs="$(stat -c %s "$STATE_DIR/canary.log" 2>/dev/null || echo 0)"
+      as="$(stat -c %s "$STATE_DIR/access.log" 2>/dev/null || echo 0)"
+      read -r nn nb < <(canary_tally "$STATE_DIR/canary.log" "$co" "$cs")
+      read -r on ob < <(canary_tally "$STATE_DIR/access.log" "$ao" "$as")
+      on=$((on - nn)); ob=$((ob - nb))
+      ((on >= 0)) || on=0
+      ((ob >= 0)) || ob=0
+      WATCH_BASE_TOTAL="$on"; WATCH_BASE_BAD="$ob"
+      CANARY_FIGURES="at $2 % of clients, in $(( (now - start) / 1000 )) s the new version answered $(watch_share "$nn" "$nb"), the old one in the same seconds $(watch_share "$on" "$ob")"
+      if watch_breached "$nn" "$nb"; then
+        CANARY_REASON="$nb of its $nn answers were 5xx, more than the old version's $(watch_base_rate) % + ${P[watch_max_error_rate]} beyond chance"
+        return 1
+      fi
+    fi
+    ((now < end)) || break
+    sleep "${P[health_interval]}"
+  done
+  log "canary step passed: $CANARY_FIGURES"
+}
+
+# A failed step: every client back to the old color in one write, the new one drained and
+# stopped (kept, for its logs); the run fails. Behind a load balancer the app servers stop theirs
+# when the runner hears of it (abort).
+canary_back() { # canary_back FROM TO
+  local from="$1" to="$2"
+  CANARY_SHARE=0
+  phase "switch every client back to $(container_name "$from")"
+  switch_point "$from" \
+    || die "the canary found $RUN_VERSION bad ($CANARY_REASON), but could not switch back: $SWITCH_ERROR. $(container_name "$from") is running: run the workflow with rollback: previous."
+  rm -f "$STATE_DIR/upstream.bak" "$STATE_DIR/upstream.none"
+  CANARY_TO=''
+  log "switched back: nginx sends every client of ${P[upstream_name]} to $(container_name "$from") again"
+  event reverted
+  if [[ "${P[role]}" != lb ]]; then
+    drain_color "$to" "$from" "$NGINX_BEFORE"
+    docker_call stop -t 10 "$(container_name "$to")" >/dev/null 2>&1 || true
+    workers_undo "$to" "$from" stop
+    journal_clear
+  fi
+  history_add rolled-back-after-canary "$to"
+  local after
+  after="the new version is stopped and kept for its logs (docker logs $(container_name "$to"))"
+  if [[ "${P[role]}" == lb ]]; then after="the app servers remove the new version"; fi
+  die "the canary switched back from $RUN_VERSION: $CANARY_REASON; ${CANARY_FIGURES:-no answer counted yet}. $(container_name "$from") ($(state_get version)) serves every client again; $after."
+}
+
 # ==== src/remote/steps/watch.sh
 # Step (watch > 0): after the switch the old color keeps running, warm, and the new one is watched
 # for `watch` seconds: its health path every health_interval, and the answers nginx gives for the
@@ -1604,6 +1756,7 @@ switch_settle() {
 WATCH_FROM=0     # epoch second the access log window opens (0: no window)
 WATCH_UNTIL=0    # epoch second it closes by itself
 WATCH_SWITCHED=0 # epoch ms of the switch: answers logged before it are the old color's
+WATCH_BASE_END=0 # epoch ms the canary's first step began (0: none): the baseline ends there
 WATCH_REASON=''  # why the watch switched back
 WATCH_FIGURES='' # what it saw
 WATCH_OFFSET=0   # watch_count: the access log read up to here (bytes)
@@ -1646,6 +1799,7 @@ watch_log_directives() {
   # shellcheck disable=SC2016 # nginx variables
   printf 'map "$proxy_host $msec" $%s {\n    "~^%s (%s)[.]" 1;\n    default 0;\n}\n' "$n" "${P[upstream_name]}" \
     "$(watch_range "$WATCH_FROM" "$WATCH_UNTIL")"
+  canary_log_map
   watch_log_line http
 }
 
@@ -1659,6 +1813,8 @@ watch_log_line() { # watch_log_line [block]
   local n f; n="$(watch_name)"; f="$n"
   if [[ "${1:-}" == block ]]; then f=combined; fi
   printf 'access_log %s %s if=$%s;\n' "$STATE_DIR/access.log" "$f" "$n"
+  # during the canary, the new color's answers a second time (nginx writes them in this order)
+  if [[ -n "$CANARY_TO" ]]; then printf 'access_log %s %s if=$%s_canary;\n' "$STATE_DIR/canary.log" "$f" "$n"; fi
 }
 
 # The include file of ours (watch_include_file): the log line when a block needs it and a window
@@ -1734,17 +1890,19 @@ watch_check() {
 watch_open() { # watch_open ACTIVE_COLOR
   [[ "${P[watch]}" != 0 && -n "$1" ]] || return 0
   local now need
-  now="$(date +%s)"; need=$((now + ${P[health_timeout]%.*} + P[watch] + 60))
+  now="$(date +%s)"; need=$((now + ${P[health_timeout]%.*} + $(canary_seconds) + P[watch] + 60))
   if ((WATCH_FROM > 0 && WATCH_UNTIL >= need)); then return 0; fi
   if ((WATCH_FROM == 0)); then WATCH_FROM="$now"; fi
   WATCH_UNTIL=$((now + 600 > need ? now + 600 : need))
   UPSTREAM_EXTRA="$(watch_log_directives)"
   # the log is this user's own file, which nginx (root) appends to: a file nginx created would be
   # root's, and a non-root deploy user could not read it
-  local f="$STATE_DIR/access.log"
-  if [[ -e "$f" && ! (-f "$f" && -r "$f" && -w "$f") ]]; then rm -f "$f"; fi
-  if [[ -f "$f" ]] && (($(stat -c %s "$f") > 10485760)); then : >"$f"; fi
-  [[ -f "$f" ]] || (umask 077 && : >"$f")
+  local f
+  for f in "$STATE_DIR/access.log" "$STATE_DIR/canary.log"; do
+    if [[ -e "$f" && ! (-f "$f" && -r "$f" && -w "$f") ]]; then rm -f "$f"; fi
+    if [[ -f "$f" ]] && (($(stat -c %s "$f") > 10485760)); then : >"$f"; fi
+    [[ -f "$f" ]] || (umask 077 && : >"$f")
+  done
   local ok=0
   if [[ -z "${P[network]}" ]] && upstream_points_to "127.0.0.1:${P[live_port]}"; then
     upstream_write "127.0.0.1:${P[live_port]}" "$(nat_color)" && ok=1
@@ -1756,20 +1914,22 @@ watch_open() { # watch_open ACTIVE_COLOR
   UPSTREAM_WROTE=0; NGINX_BEFORE=''
 }
 
-# Just before the switch: the switch's upstream file (reload mode) keeps the window open for the
-# watch only (dnat mode writes no file there: the window closes when watch_open said).
-watch_narrow() {
+# Just before the switch (or the canary's steps, which take SECONDS more): the next upstream file
+# (reload mode) keeps the window open for the watch only (dnat mode writes no file there: the
+# window closes when watch_open said).
+watch_narrow() { # watch_narrow [SECONDS]
   ((WATCH_FROM > 0)) || return 0
-  WATCH_UNTIL=$(($(date +%s) + P[watch] + 5))
+  WATCH_UNTIL=$(($(date +%s) + ${1:-0} + P[watch] + 5))
   UPSTREAM_EXTRA="$(watch_log_directives)"
 }
 
 # nginx's answers for the app logged since the window opened, read on from where the last call
 # stopped (WATCH_OFFSET, bytes; nginx writes a line in one write, so a size read is a line end):
 # those before the switch (the old color) add to WATCH_BASE_*, those after to WATCH_TOTAL and
-# WATCH_BAD (5xx). Lines are "$msec $status" (http level) or nginx's combined format (a block
-# with logs of its own): its time has whole seconds, so the switch's own second counts for
-# neither color.
+# WATCH_BAD (5xx); with a canary the baseline ends as its first step begins (WATCH_BASE_END), and
+# the steps' answers count for neither. Lines are "$msec $status" (http level) or nginx's combined
+# format (a block with logs of its own): its time has whole seconds, so the switch's own second
+# counts for neither color.
 watch_count() {
   local f="$STATE_DIR/access.log" size n b bn bb
   [[ -f "$f" ]] || return 0
@@ -1777,7 +1937,7 @@ watch_count() {
   if ((size < WATCH_OFFSET)); then WATCH_OFFSET=0; fi
   ((size > WATCH_OFFSET)) || return 0
   read -r n b bn bb < <(head -c "$size" "$f" | tail -c "+$((WATCH_OFFSET + 1))" \
-    | awk -v from="$((WATCH_FROM * 1000))" -v sw="$WATCH_SWITCHED" '
+    | awk -v from="$((WATCH_FROM * 1000))" -v sw="$WATCH_SWITCHED" -v be="$WATCH_BASE_END" '
         # "06/Dec/2026:10:21:29 +0000" -> epoch seconds (days from the civil date)
         function epoch(t,    d, m, y, era, yoe, doy, days, off) {
           d = substr(t, 1, 2) + 0; m = (index("JanFebMarAprMayJunJulAugSepOctNovDec", substr(t, 4, 3)) + 2) / 3
@@ -1794,9 +1954,11 @@ watch_count() {
             rest = substr($0, i + 31); j = index(rest, "\" "); if (!j) next
             st = substr(rest, j + 2, 3) + 0; ms = epoch(substr($0, i + 2, 26)) * 1000
             if (sw > 0 && ms <= sw && sw < ms + 1000) next
+            if (be > 0 && ms <= be && be < ms + 1000) next
           }
           if (ms < from) next
-          if (ms < sw) { bn++; if (st >= 500) bb++; next }
+          if (ms < (be > 0 ? be : sw)) { bn++; if (st >= 500) bb++; next }
+          if (ms < sw) next
           n++; if (st >= 500) b++
         }
         END { print n + 0, b + 0, bn + 0, bb + 0 }')
@@ -1812,16 +1974,27 @@ watch_base_rate() {
 }
 
 # A breach: the new share of 5xx above the baseline by more than the margin; before the window's
-# end (FINAL empty) only when that excess is beyond chance, two standard errors of the two
-# shares, so that the first few hundred answers of a flaky app do not switch it back by luck.
+# end (FINAL empty) only when that excess is beyond chance: a version whose share were the limit
+# (baseline + margin) would give that many 5xx or more with a chance under 1 in 1,000 (the
+# binomial tail), so that the first answers of a flaky app do not switch it back by luck, and a
+# version that fails everything is switched back after a handful. src/fleet-watch.ts judges the
+# runner's sum over several servers the same way.
 watch_breached() { # watch_breached TOTAL BAD [final]
-  awk -v n="$1" -v b="$2" -v base="$(watch_base_rate)" -v bn="$WATCH_BASE_TOTAL" -v r="${P[watch_max_error_rate]}" -v final="${3:-}" '
+  awk -v n="$1" -v b="$2" -v base="$(watch_base_rate)" -v r="${P[watch_max_error_rate]}" -v final="${3:-}" '
+    # P(X >= b) for X ~ Binomial(n, q): the first term by its logarithm, then term by term
+    function tail(n, b, q,    lc, i, t, s, k) {
+      if (b <= n * q) return 1
+      if (q <= 0) return 0
+      if (q >= 1) return 1
+      lc = 0; for (i = 1; i <= b; i++) lc += log((n - b + i) / i)
+      t = exp(lc + b * log(q) + (n - b) * log(1 - q)); s = 0
+      for (k = b; k <= n && t > 0; k++) { s += t; if (t < s * 1e-12) break; t *= (n - k) / (k + 1) * q / (1 - q) }
+      return s
+    }
     BEGIN {
       if (n == 0 || b * 100 <= (base + r) * n) exit 1
       if (final != "") exit 0
-      p = b / n; q = base / 100
-      se = sqrt(p * (1 - p) / n + (bn >= 20 ? q * (1 - q) / bn : 0))
-      exit !(p - q - r / 100 > 2 * se)
+      exit !(tail(n, b, (base + r) / 100) < 0.001)
     }'
 }
 
@@ -2444,7 +2617,8 @@ fleet_prepared() { # fleet_prepared FROM_COLOR TO_COLOR
   command_await prepared "color=$to previous_color=$from version=$RUN_VERSION image=$RUN_IMAGE"
   if [[ "${P[role]}" == host ]]; then next=switch; fi
   # behind a load balancer that watches, the old color stays warm until its watch has passed
-  cmd="$(command_next $((${P[commit_timeout]%.*} + P[watch])))"
+  # (and its canary's steps, before it switches)
+  cmd="$(command_next $((${P[commit_timeout]%.*} + $(canary_seconds) + P[watch])))"
   case "$cmd" in
     "$next") ;;
     keep)
@@ -2470,6 +2644,7 @@ fleet_prepared() { # fleet_prepared FROM_COLOR TO_COLOR
     *) fleet_abort "$to" "the runner said $cmd: another server could not get ready" ;;
   esac
   if [[ "${P[role]}" == host ]]; then
+    canary_run "$from" "$to"
     watch_narrow
     WATCH_SWITCHED="$(now_ms)"
     switch_to "$to"
@@ -2516,6 +2691,7 @@ lb_run() {
     eof) runner_gone ready; exit 1 ;;
     *) die "nothing was switched (the runner said $cmd)" ;;
   esac
+  canary_run "$active" "$idle"
   phase "switch to ${P[app]}-$idle on every app server"
   watch_narrow
   WATCH_SWITCHED="$(now_ms)"
@@ -2640,6 +2816,7 @@ main_go() { # main_go FROM_COLOR TO_COLOR
   workers_settle "$2" regular
   workers_swap_single "$1" "$2"
   if [[ "${P[role]}" == single ]]; then
+    canary_run "$1" "$2"
     watch_narrow
     WATCH_SWITCHED="$(now_ms)"
     switch_to "$2"

@@ -60113,6 +60113,14 @@ function checkFleet(c, s) {
     // the watch: after a switch, so not with promote: false (the promote run watches)
     if (s.after.watch > 0 && !promote)
         c.add("Input 'watch' needs promote: true: a run that only prepares switches nothing to watch. Set watch on the run that promotes.");
+    if (s.after.canary.steps.length > 0) {
+        if (s.mode === 'dnat')
+            c.add("Input 'canary' needs switch-mode reload: in dnat mode the kernel's one NAT rule sends every connection to one color, and a split by client would need a rule per client. Remove switch-mode dnat or canary.");
+        if (s.network)
+            c.add("Input 'canary' does not work with 'network' yet: nginx reaches both colors on the same container port there, so their answers cannot be told apart in its log. Remove network or canary.");
+        if (s.hosts.length > 1 && !s.lb)
+            c.add("Input 'canary' with several servers needs lb-host: the load balancer splits the clients once for every server; without it each server's nginx would split its own. Add lb-host, or remove canary.");
+    }
     if (several && s.after.keepWarm > 0)
         c.add("Input 'keep-warm' works with one server and promote: true for now; with several servers, a load balancer, previews or promote: false, leave it out.");
     return {
@@ -60226,6 +60234,9 @@ const INPUTS = {
     'watch-max-error-rate': { group: 'switch', default: '1' },
     'watch-max-health-failures': { group: 'switch', default: '3' },
     'watch-health-only': { group: 'switch', default: 'false' },
+    canary: { group: 'switch' },
+    'canary-step-time': { group: 'switch', default: '60' },
+    'canary-key': { group: 'switch', default: '$remote_addr' },
     'keep-warm': { group: 'switch', default: '0' },
     promote: { group: 'run', default: 'true' },
     engine: { group: 'server', default: 'ssh' },
@@ -60631,13 +60642,40 @@ function checkAfterSwitch(c) {
         else
             c.bad('watch-max-error-rate', 'a percentage from 0 to 100, such as 1 or 0.5%');
     }
+    const watch = c.num('watch', 0, 3600, true);
+    const healthOnly = c.bool('watch-health-only');
     return {
-        watch: c.num('watch', 0, 3600, true),
+        watch,
         maxErrorRate,
         maxHealthFailures: c.num('watch-max-health-failures', 1, 1000, true),
-        healthOnly: c.bool('watch-health-only'),
-        keepWarm: c.num('keep-warm', 0, 86400, true)
+        healthOnly,
+        keepWarm: c.num('keep-warm', 0, 86400, true),
+        canary: checkCanary(c, watch, healthOnly)
     };
+}
+/**
+ * canary: percentages of clients, rising, each step judged as the watch judges (so watch is
+ * needed, and nginx's answers: not with watch-health-only); the full switch and the watch follow.
+ */
+function checkCanary(c, watch, healthOnly) {
+    const raw = c.get('canary')?.trim() ?? '';
+    const stepTime = c.num('canary-step-time', 1, 3600, true);
+    const key = c.text('canary-key', defaultOf('canary-key'), (v) => /^(\$[A-Za-z_][A-Za-z0-9_]*|[A-Za-z0-9_.:-])+$/.test(v), 'nginx variables (and plain characters) that tell one client from another, such as $remote_addr or $cookie_session');
+    if (raw === '')
+        return { steps: [], stepTime, key };
+    const words = raw.split(/[\s,]+/).filter(Boolean);
+    const steps = words.map((w) => (/^\d+ ?%?$/.test(w) ? parseInt(w, 10) : NaN));
+    if (steps.some((n) => !(n >= 1 && n <= 99)) ||
+        steps.some((n, i) => i > 0 && n <= steps[i - 1]) ||
+        steps.length > 10) {
+        c.bad('canary', 'up to 10 rising percentages of clients from 1 to 99, such as 10,50');
+        return { steps: [], stepTime, key };
+    }
+    if (watch === 0)
+        c.add("Input 'canary' needs watch: each step is judged as the watch judges (the new version's 5xx against the old one's in the same seconds), and after the last step come the full switch and the watch. Set watch, such as watch: 60.");
+    else if (healthOnly)
+        c.add("Input 'canary' compares nginx's answers of the two versions, which watch-health-only says are not read: remove one of them.");
+    return { steps, stepTime, key };
 }
 /** engine: ssh (blue-green over SSH) or swarm (a Docker Swarm service on a manager). */
 function checkEngine(c, s) {
@@ -60654,6 +60692,8 @@ function checkEngine(c, s) {
             c.add("Input 'keep-warm' does not apply to a Swarm service (Swarm keeps the previous spec): remove it.");
         if (s.mode === 'dnat')
             c.add('engine swarm does not use switch-mode: Swarm replaces the tasks. Remove switch-mode.');
+        if (s.canary)
+            c.add("Input 'canary' does not apply to a Swarm service: Swarm replaces the tasks in place, with no nginx of bg-deploy's to split clients. Remove canary.");
         if (s.runArgs.length > 0)
             c.add("Input 'docker-run-args' does not apply to a Swarm service: remove it with engine swarm.");
         const cli = s.envKeys.filter((k) => CLI_VARIABLES.test(k));
@@ -60942,9 +60982,10 @@ function pullCredentialNote(config) {
  */
 function checkCommandTimeout(c, sw, after, task) {
     const t = c.num('command-timeout', 10, 86400, false);
-    const needs = sw.health.timeout + sw.drainTimeout + after.watch + task;
+    const canary = after.canary.steps.length * after.canary.stepTime;
+    const needs = sw.health.timeout + sw.drainTimeout + after.watch + task + canary;
     if (c.get('command-timeout') !== undefined && t <= needs)
-        c.add(`Input 'command-timeout' is ${t} s, but a deploy may take health-timeout + drain-timeout + watch${task ? ' + pre-switch-timeout' : ''} = ${needs} s on the server: set it above ${needs}, or lower those.`);
+        c.add(`Input 'command-timeout' is ${t} s, but a deploy may take health-timeout + drain-timeout + watch${task ? ' + pre-switch-timeout' : ''}${canary ? ' + the canary steps' : ''} = ${needs} s on the server: set it above ${needs}, or lower those.`);
     return c.get('command-timeout') !== undefined ? t : Math.max(t, needs + 60);
 }
 /** Read every input through `get` (core.getInput); empty means not given. */
@@ -60979,6 +61020,7 @@ function parseConfig(inputs, ctx) {
         runArgs: app.dockerRunArgs,
         maxParallel: fleet.maxParallel,
         keepWarm: after.keepWarm,
+        canary: after.canary.steps.length > 0,
         envKeys: app.env.map(([k]) => k)
     });
     c.done();
@@ -61121,6 +61163,30 @@ var answer = __nccwpck_require__(6390);
 // EXTERNAL MODULE: ./src/config-hosts.ts
 var config_hosts = __nccwpck_require__(7331);
 ;// CONCATENATED MODULE: ./src/fleet-watch.ts
+/**
+ * P(X >= b) for X ~ Binomial(n, q): the chance that a version whose share of 5xx were q gives b or
+ * more in n answers (steps/watch.sh computes it the same way, in awk).
+ */
+function binomialTail(n, b, q) {
+    if (b <= n * q)
+        return 1;
+    if (q <= 0)
+        return 0;
+    if (q >= 1)
+        return 1;
+    let lc = 0;
+    for (let i = 1; i <= b; i++)
+        lc += Math.log((n - b + i) / i);
+    let t = Math.exp(lc + b * Math.log(q) + (n - b) * Math.log(1 - q));
+    let s = 0;
+    for (let k = b; k <= n && t > 0; k++) {
+        s += t;
+        if (t < s * 1e-12)
+            break;
+        t *= ((n - k) / (k + 1)) * (q / (1 - q));
+    }
+    return s;
+}
 /** The share of 5xx (percent) in `bad` of `total`. */
 const share = (total, bad) => (total > 0 ? (bad * 100) / total : 0);
 /**
@@ -61146,12 +61212,9 @@ async function watchFleet(apps, config) {
             return `the health check of ${sick.name} failed ${maxHealthFailures} times in a row`;
         const over = Date.now() - start >= watch * 1000;
         const figures = `every server's nginx answered ${total} request(s) for it, ${bad} of them 5xx (${share(total, bad).toFixed(1)} %); before the switch the previous version answered ${baseTotal}, ${baseBad} of them 5xx (${share(baseTotal, baseBad).toFixed(1)} %)${baseTotal >= 20 ? '' : ', too few to compare with'}`;
-        // before the end, only an excess beyond chance (two standard errors), as steps/watch.sh
-        const p = bad / Math.max(total, 1);
-        const q = base / 100;
-        const se = Math.sqrt((p * (1 - p)) / Math.max(total, 1) + (baseTotal >= 20 ? (q * (1 - q)) / baseTotal : 0));
-        const beyondChance = over || p - q - maxErrorRate / 100 > 2 * se;
-        if ((total >= 20 || over) && total > 0 && bad * 100 > limit * total && beyondChance)
+        // before the end, only an excess beyond chance, as steps/watch.sh
+        const beyondChance = over || binomialTail(total, bad, limit / 100) < 0.001;
+        if (total > 0 && bad * 100 > limit * total && beyondChance)
             return `${bad} of its ${total} answers were 5xx, more than ${Number(limit.toFixed(1))} %; ${figures}`;
         if (over)
             return undefined;
@@ -61185,6 +61248,8 @@ class FleetError extends Error {
 }
 /** The bound on the switch of every server without a load balancer. */
 const SWITCH_BOUND_MS = 30_000;
+/** How long the switch may take: the canary's steps come first. */
+const switchBound = (config) => SWITCH_BOUND_MS + config.after.canary.steps.length * config.after.canary.stepTime * 1000;
 /** A server's name in messages: host, or host:port when the port is not 22. */
 function serverName(ssh) {
     return ssh.port === 22 ? ssh.host : `${(0,config_hosts/* hostForUrl */.re)(ssh.host)}:${ssh.port}`;
@@ -61340,7 +61405,7 @@ async function runFleet(servers, lb, config, req, log) {
     if (lbRun) {
         lbRun.session.send(`switch ${fields.color}`);
         try {
-            await withTimeout(lbRun.session.reached('switched'), SWITCH_BOUND_MS, 'the switch');
+            await withTimeout(lbRun.session.reached('switched'), switchBound(config), 'the switch');
         }
         catch (e) {
             lbRun.error = messageOf(e);
@@ -61365,7 +61430,7 @@ async function runFleet(servers, lb, config, req, log) {
     else {
         for (const r of apps)
             r.session.send('switch');
-        const switched = await Promise.allSettled(apps.map((r) => withTimeout(r.session.reached('switched'), SWITCH_BOUND_MS, 'the switch').catch((e) => {
+        const switched = await Promise.allSettled(apps.map((r) => withTimeout(r.session.reached('switched'), switchBound(config), 'the switch').catch((e) => {
             r.error = messageOf(e);
             throw e;
         })));
@@ -71293,6 +71358,11 @@ const PARAMETERS = {
     watch_max_error_rate: '1',
     watch_max_health_failures: '3',
     watch_health_only: 'false',
+    /** canary steps: percentages of clients, comma-separated (empty: none) */
+    canary: '',
+    canary_step_time: '60',
+    /** what tells one client from another for the canary's hash (nginx variables; sent with canary) */
+    canary_key: '',
     keep_warm: '0',
     engine: 'ssh',
     replicas: '2',
@@ -71397,6 +71467,7 @@ const EVENT_LABELS = {
     tasked: 'pre-switch task done',
     started: 'new container started',
     healthy: 'healthy',
+    canary: 'canary started',
     switched: 'nginx switched',
     watched: 'watch window passed',
     reverted: 'switched back after the watch',
@@ -71660,6 +71731,12 @@ function scriptArgs(config, req) {
         ['watch_max_error_rate', config.after.maxErrorRate],
         ['watch_max_health_failures', config.after.maxHealthFailures],
         ['watch_health_only', config.after.healthOnly ? 'true' : undefined],
+        ['canary', config.after.canary.steps.join(',') || undefined],
+        [
+            'canary_step_time',
+            config.after.canary.steps.length ? config.after.canary.stepTime : undefined
+        ],
+        ['canary_key', config.after.canary.steps.length ? config.after.canary.key : undefined],
         ['keep_warm', config.after.keepWarm],
         ['build_wait', req.buildWait],
         ['task', task && b64(task.words.join('\0'))],

@@ -31,6 +31,7 @@ export const PARTS = [
   'steps/health.sh',
   'steps/workers.sh',
   'steps/switch.sh',
+  'steps/canary.sh',
   'steps/watch.sh',
   'steps/drain.sh',
   'steps/stop.sh',

@@ -3,12 +3,13 @@
 // then prints one JSON line with what it saw.
 //
 //   node scripts/load.mjs --url http://127.0.0.1:PORT [--keepalive 16] [--fresh 4] [--slow 2]
-//        [--slow-path /cgi-bin/slow] [--seconds 60]
+//        [--slow-path /cgi-bin/slow] [--seconds 60] [--client-ids 1000]
 //
 // keepalive clients reuse one connection each, like browsers; a request that fails on a *reused*
 // connection before any response byte is retried once on a new connection (as browsers do) and
 // counted as a `race`, not a failure. fresh clients open a new connection per request. slow clients
-// keep a slow request in flight. Every non-2xx answer and every other error is a failure.
+// keep a slow request in flight. With --client-ids N each request says it comes from one of N
+// users, drawn at random (header X-Client), for a canary split by client (canary-key). Every non-2xx answer and every other error is a failure.
 // The final line also holds `t0` (epoch ms all times count from) and a `timeline` of 10 ms buckets:
 // [ms since t0, { version or 'failed': responses }], the data of the benchmark's chart.
 import http from 'node:http'
@@ -24,6 +25,7 @@ const fresh = Number(args.fresh ?? 4)
 const slow = Number(args.slow ?? 2)
 const slowPath = args['slow-path'] ?? '/cgi-bin/slow'
 const seconds = Number(args.seconds ?? 600)
+const clientIds = Number(args['client-ids'] ?? 0)
 
 const t0 = Date.now()
 const bucketMs = 10
@@ -40,19 +42,28 @@ const stats = {
   failures: [], // first few failures, for the test's message
   errorsByKind: { keepalive: 0, fresh: 0, slow: 0 }, // connection errors (after the retry) per client kind
   versions: {}, // version -> { count, first, last } (ms since start)
+  clients: {}, // with --client-ids: client id -> [[ms since start, version], ...] of its quick 2xx answers
   statuses: {}
 }
 let running = true
 
 function get(path, agent) {
+  const client = clientIds > 0 ? `u${Math.floor(Math.random() * clientIds)}` : undefined
   return new Promise((resolve) => {
     const req = http.get(
-      { host: url.hostname, port: url.port, path, agent, timeout: 30_000 },
+      {
+        host: url.hostname,
+        port: url.port,
+        path,
+        agent,
+        timeout: 30_000,
+        headers: client ? { 'x-client': client } : {}
+      },
       (res) => {
         let body = ''
         res.setEncoding('utf8')
         res.on('data', (d) => (body += d))
-        res.on('end', () => resolve({ status: res.statusCode, body }))
+        res.on('end', () => resolve({ status: res.statusCode, body, client }))
         res.on('error', (e) => resolve({ error: e, gotResponse: true }))
       }
     )
@@ -92,6 +103,8 @@ function record(kind, r) {
   const v = (stats.versions[version] ??= { count: 0, first: t, last: t })
   v.count++
   v.last = t
+  // a slow answer comes seconds after nginx picked its version: not a client's sample
+  if (r.client && kind !== 'slow') (stats.clients[r.client] ??= []).push([t, version])
 }
 
 async function keepaliveClient() {

@@ -207,13 +207,51 @@ export function checkAfterSwitch(c: Collector): Config['after'] {
     if (/^\d+(\.\d+)?$/.test(rate) && Number(rate) <= 100) maxErrorRate = Number(rate)
     else c.bad('watch-max-error-rate', 'a percentage from 0 to 100, such as 1 or 0.5%')
   }
+  const watch = c.num('watch', 0, 3600, true)
+  const healthOnly = c.bool('watch-health-only')
   return {
-    watch: c.num('watch', 0, 3600, true),
+    watch,
     maxErrorRate,
     maxHealthFailures: c.num('watch-max-health-failures', 1, 1000, true),
-    healthOnly: c.bool('watch-health-only'),
-    keepWarm: c.num('keep-warm', 0, 86400, true)
+    healthOnly,
+    keepWarm: c.num('keep-warm', 0, 86400, true),
+    canary: checkCanary(c, watch, healthOnly)
   }
+}
+
+/**
+ * canary: percentages of clients, rising, each step judged as the watch judges (so watch is
+ * needed, and nginx's answers: not with watch-health-only); the full switch and the watch follow.
+ */
+function checkCanary(c: Collector, watch: number, healthOnly: boolean): Config['after']['canary'] {
+  const raw = c.get('canary')?.trim() ?? ''
+  const stepTime = c.num('canary-step-time', 1, 3600, true)
+  const key = c.text(
+    'canary-key',
+    defaultOf('canary-key'),
+    (v) => /^(\$[A-Za-z_][A-Za-z0-9_]*|[A-Za-z0-9_.:-])+$/.test(v),
+    'nginx variables (and plain characters) that tell one client from another, such as $remote_addr or $cookie_session'
+  )
+  if (raw === '') return { steps: [], stepTime, key }
+  const words = raw.split(/[\s,]+/).filter(Boolean)
+  const steps = words.map((w) => (/^\d+ ?%?$/.test(w) ? parseInt(w, 10) : NaN))
+  if (
+    steps.some((n) => !(n >= 1 && n <= 99)) ||
+    steps.some((n, i) => i > 0 && n <= steps[i - 1]!) ||
+    steps.length > 10
+  ) {
+    c.bad('canary', 'up to 10 rising percentages of clients from 1 to 99, such as 10,50')
+    return { steps: [], stepTime, key }
+  }
+  if (watch === 0)
+    c.add(
+      "Input 'canary' needs watch: each step is judged as the watch judges (the new version's 5xx against the old one's in the same seconds), and after the last step come the full switch and the watch. Set watch, such as watch: 60."
+    )
+  else if (healthOnly)
+    c.add(
+      "Input 'canary' compares nginx's answers of the two versions, which watch-health-only says are not read: remove one of them."
+    )
+  return { steps, stepTime, key }
 }
 
 /** engine: ssh (blue-green over SSH) or swarm (a Docker Swarm service on a manager). */
@@ -225,6 +263,7 @@ export function checkEngine(
     runArgs: string[]
     maxParallel: number
     keepWarm: number
+    canary: boolean
     envKeys: string[]
   }
 ): Config['engine'] {
@@ -245,6 +284,10 @@ export function checkEngine(
       )
     if (s.mode === 'dnat')
       c.add('engine swarm does not use switch-mode: Swarm replaces the tasks. Remove switch-mode.')
+    if (s.canary)
+      c.add(
+        "Input 'canary' does not apply to a Swarm service: Swarm replaces the tasks in place, with no nginx of bg-deploy's to split clients. Remove canary."
+      )
     if (s.runArgs.length > 0)
       c.add(
         "Input 'docker-run-args' does not apply to a Swarm service: remove it with engine swarm."

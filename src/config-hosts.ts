@@ -272,6 +272,20 @@ export function checkFleet(
     c.add(
       "Input 'watch' needs promote: true: a run that only prepares switches nothing to watch. Set watch on the run that promotes."
     )
+  if (s.after.canary.steps.length > 0) {
+    if (s.mode === 'dnat')
+      c.add(
+        "Input 'canary' needs switch-mode reload: in dnat mode the kernel's one NAT rule sends every connection to one color, and a split by client would need a rule per client. Remove switch-mode dnat or canary."
+      )
+    if (s.network)
+      c.add(
+        "Input 'canary' does not work with 'network' yet: nginx reaches both colors on the same container port there, so their answers cannot be told apart in its log. Remove network or canary."
+      )
+    if (s.hosts.length > 1 && !s.lb)
+      c.add(
+        "Input 'canary' with several servers needs lb-host: the load balancer splits the clients once for every server; without it each server's nginx would split its own. Add lb-host, or remove canary."
+      )
+  }
   if (several && s.after.keepWarm > 0)
     c.add(
       "Input 'keep-warm' works with one server and promote: true for now; with several servers, a load balancer, previews or promote: false, leave it out."

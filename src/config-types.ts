@@ -74,6 +74,11 @@ export interface Config {
     /** the watch checks the health path only, not nginx's answers (asked for by name) */
     healthOnly: boolean
     keepWarm: number
+    /**
+     * canary steps before the full switch (empty: none): the percent of clients each step sends
+     * to the new color, sticky by `key` (an nginx expression), for `stepTime` seconds each
+     */
+    canary: { steps: number[]; stepTime: number; key: string }
   }
   /** ssh: blue-green over SSH; swarm: a Docker Swarm service on the manager in `host` */
   engine: { kind: Engine; replicas: number; healthCmd?: string; parallelism: number }

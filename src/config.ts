@@ -47,10 +47,11 @@ function checkCommandTimeout(
   task: number
 ): number {
   const t = c.num('command-timeout', 10, 86400, false)
-  const needs = sw.health.timeout + sw.drainTimeout + after.watch + task
+  const canary = after.canary.steps.length * after.canary.stepTime
+  const needs = sw.health.timeout + sw.drainTimeout + after.watch + task + canary
   if (c.get('command-timeout') !== undefined && t <= needs)
     c.add(
-      `Input 'command-timeout' is ${t} s, but a deploy may take health-timeout + drain-timeout + watch${task ? ' + pre-switch-timeout' : ''} = ${needs} s on the server: set it above ${needs}, or lower those.`
+      `Input 'command-timeout' is ${t} s, but a deploy may take health-timeout + drain-timeout + watch${task ? ' + pre-switch-timeout' : ''}${canary ? ' + the canary steps' : ''} = ${needs} s on the server: set it above ${needs}, or lower those.`
     )
   return c.get('command-timeout') !== undefined ? t : Math.max(t, needs + 60)
 }
@@ -88,6 +89,7 @@ export function parseConfig(inputs: Inputs, ctx: ConfigContext): Config {
     runArgs: app.dockerRunArgs,
     maxParallel: fleet.maxParallel,
     keepWarm: after.keepWarm,
+    canary: after.canary.steps.length > 0,
     envKeys: app.env.map(([k]) => k)
   })
   c.done()

@@ -4,6 +4,26 @@
 import type { Config } from './config.js'
 import type { Running } from './fleet.js'
 
+/**
+ * P(X >= b) for X ~ Binomial(n, q): the chance that a version whose share of 5xx were q gives b or
+ * more in n answers (steps/watch.sh computes it the same way, in awk).
+ */
+export function binomialTail(n: number, b: number, q: number): number {
+  if (b <= n * q) return 1
+  if (q <= 0) return 0
+  if (q >= 1) return 1
+  let lc = 0
+  for (let i = 1; i <= b; i++) lc += Math.log((n - b + i) / i)
+  let t = Math.exp(lc + b * Math.log(q) + (n - b) * Math.log(1 - q))
+  let s = 0
+  for (let k = b; k <= n && t > 0; k++) {
+    s += t
+    if (t < s * 1e-12) break
+    t *= ((n - k) / (k + 1)) * (q / (1 - q))
+  }
+  return s
+}
+
 /** The share of 5xx (percent) in `bad` of `total`. */
 const share = (total: number, bad: number) => (total > 0 ? (bad * 100) / total : 0)
 
@@ -31,14 +51,9 @@ export async function watchFleet(apps: Running[], config: Config): Promise<strin
     if (sick) return `the health check of ${sick.name} failed ${maxHealthFailures} times in a row`
     const over = Date.now() - start >= watch * 1000
     const figures = `every server's nginx answered ${total} request(s) for it, ${bad} of them 5xx (${share(total, bad).toFixed(1)} %); before the switch the previous version answered ${baseTotal}, ${baseBad} of them 5xx (${share(baseTotal, baseBad).toFixed(1)} %)${baseTotal >= 20 ? '' : ', too few to compare with'}`
-    // before the end, only an excess beyond chance (two standard errors), as steps/watch.sh
-    const p = bad / Math.max(total, 1)
-    const q = base / 100
-    const se = Math.sqrt(
-      (p * (1 - p)) / Math.max(total, 1) + (baseTotal >= 20 ? (q * (1 - q)) / baseTotal : 0)
-    )
-    const beyondChance = over || p - q - maxErrorRate / 100 > 2 * se
-    if ((total >= 20 || over) && total > 0 && bad * 100 > limit * total && beyondChance)
+    // before the end, only an excess beyond chance, as steps/watch.sh
+    const beyondChance = over || binomialTail(total, bad, limit / 100) < 0.001
+    if (total > 0 && bad * 100 > limit * total && beyondChance)
       return `${bad} of its ${total} answers were 5xx, more than ${Number(limit.toFixed(1))} %; ${figures}`
     if (over) return undefined
   }

@@ -62,6 +62,10 @@ export class FleetError extends Error {
 /** The bound on the switch of every server without a load balancer. */
 export const SWITCH_BOUND_MS = 30_000
 
+/** How long the switch may take: the canary's steps come first. */
+const switchBound = (config: Config) =>
+  SWITCH_BOUND_MS + config.after.canary.steps.length * config.after.canary.stepTime * 1000
+
 /** A server's name in messages: host, or host:port when the port is not 22. */
 export function serverName(ssh: SshConfig): string {
   return ssh.port === 22 ? ssh.host : `${hostForUrl(ssh.host)}:${ssh.port}`
@@ -267,7 +271,7 @@ export async function runFleet(
   if (lbRun) {
     lbRun.session.send(`switch ${fields.color as Color}`)
     try {
-      await withTimeout(lbRun.session.reached('switched'), SWITCH_BOUND_MS, 'the switch')
+      await withTimeout(lbRun.session.reached('switched'), switchBound(config), 'the switch')
     } catch (e) {
       lbRun.error = messageOf(e)
       await finishAll('abort')
@@ -300,7 +304,7 @@ export async function runFleet(
     for (const r of apps) r.session.send('switch')
     const switched = await Promise.allSettled(
       apps.map((r) =>
-        withTimeout(r.session.reached('switched'), SWITCH_BOUND_MS, 'the switch').catch((e) => {
+        withTimeout(r.session.reached('switched'), switchBound(config), 'the switch').catch((e) => {
           r.error = messageOf(e)
           throw e
         })

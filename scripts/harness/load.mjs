@@ -46,6 +46,7 @@ export function sleep(ms) {
  * @property {unknown[]} failures
  * @property {{ keepalive: number, fresh: number, slow: number }} errorsByKind
  * @property {Record<string, { count: number, first: number, last: number }>} versions
+ * @property {Record<string, [number, string][]>} clients with clientIds: each client's 2xx answers, [ms since t0, version]
  * @property {Record<string, number>} statuses
  * @property {number} ms
  * @property {number} t0 epoch ms the times above count from
@@ -63,7 +64,7 @@ export class Load {
 
   /**
    * @param {string} url
-   * @param {{ keepalive?: number, fresh?: number, slow?: number, seconds?: number }} [opts]
+   * @param {{ keepalive?: number, fresh?: number, slow?: number, seconds?: number, clientIds?: number }} [opts]
    * @returns {Promise<this>}
    */
   async start(url, opts = {}) {
@@ -78,7 +79,8 @@ export class Load {
       '--slow',
       String(opts.slow ?? 2),
       '--seconds',
-      String(opts.seconds ?? 300)
+      String(opts.seconds ?? 300),
+      ...(opts.clientIds ? ['--client-ids', String(opts.clientIds)] : [])
     ])
     this.child = child
     child.stdout.on('data', (d) => (this.out += d))

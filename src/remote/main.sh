@@ -84,6 +84,7 @@ main_go() { # main_go FROM_COLOR TO_COLOR
   workers_settle "$2" regular
   workers_swap_single "$1" "$2"
   if [[ "${P[role]}" == single ]]; then
+    canary_run "$1" "$2"
     watch_narrow
     WATCH_SWITCHED="$(now_ms)"
     switch_to "$2"

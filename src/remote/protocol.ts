@@ -53,6 +53,11 @@ export const PARAMETERS = {
   watch_max_error_rate: '1',
   watch_max_health_failures: '3',
   watch_health_only: 'false',
+  /** canary steps: percentages of clients, comma-separated (empty: none) */
+  canary: '',
+  canary_step_time: '60',
+  /** what tells one client from another for the canary's hash (nginx variables; sent with canary) */
+  canary_key: '',
   keep_warm: '0',
   engine: 'ssh',
   replicas: '2',
@@ -169,6 +174,7 @@ export const EVENT_LABELS = {
   tasked: 'pre-switch task done',
   started: 'new container started',
   healthy: 'healthy',
+  canary: 'canary started',
   switched: 'nginx switched',
   watched: 'watch window passed',
   reverted: 'switched back after the watch',

@@ -89,6 +89,12 @@ export function scriptArgs(
     ['watch_max_error_rate', config.after.maxErrorRate],
     ['watch_max_health_failures', config.after.maxHealthFailures],
     ['watch_health_only', config.after.healthOnly ? 'true' : undefined],
+    ['canary', config.after.canary.steps.join(',') || undefined],
+    [
+      'canary_step_time',
+      config.after.canary.steps.length ? config.after.canary.stepTime : undefined
+    ],
+    ['canary_key', config.after.canary.steps.length ? config.after.canary.key : undefined],
     ['keep_warm', config.after.keepWarm],
     ['build_wait', req.buildWait],
     ['task', task && b64(task.words.join('\0'))],

@@ -51,8 +51,9 @@ upstream_render() { # upstream_render TARGETS LABEL FILE [BACKUP]
   {
     printf '# Managed by bg-deploy (app %s, %s, version %s). Do not edit: the next deploy rewrites it.\nupstream %s {\n' \
       "${P[app]}" "$2" "${RUN_VERSION:-unknown}" "${P[upstream_name]}"
+    if ((CANARY_SHARE > 0)); then canary_upstream_lines; fi
     for t in $1; do printf '    server %s;\n' "$t"; done
-    if [[ -z "$1" ]]; then printf '    server 127.0.0.1:1 down; # nothing deployed yet\n'; fi
+    if [[ -z "$1" ]] && ((CANARY_SHARE == 0)); then printf '    server 127.0.0.1:1 down; # nothing deployed yet\n'; fi
     if [[ -n "${4:-}" ]]; then
       printf '    # the same container by its docker address, while the port above refuses (a Docker daemon restart)\n    server %s backup;\n' "$4"
     fi

@@ -14,7 +14,8 @@ fleet_prepared() { # fleet_prepared FROM_COLOR TO_COLOR
   command_await prepared "color=$to previous_color=$from version=$RUN_VERSION image=$RUN_IMAGE"
   if [[ "${P[role]}" == host ]]; then next=switch; fi
   # behind a load balancer that watches, the old color stays warm until its watch has passed
-  cmd="$(command_next $((${P[commit_timeout]%.*} + P[watch])))"
+  # (and its canary's steps, before it switches)
+  cmd="$(command_next $((${P[commit_timeout]%.*} + $(canary_seconds) + P[watch])))"
   case "$cmd" in
     "$next") ;;
     keep)
@@ -40,6 +41,7 @@ fleet_prepared() { # fleet_prepared FROM_COLOR TO_COLOR
     *) fleet_abort "$to" "the runner said $cmd: another server could not get ready" ;;
   esac
   if [[ "${P[role]}" == host ]]; then
+    canary_run "$from" "$to"
     watch_narrow
     WATCH_SWITCHED="$(now_ms)"
     switch_to "$to"

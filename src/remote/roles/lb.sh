@@ -27,6 +27,7 @@ lb_run() {
     eof) runner_gone ready; exit 1 ;;
     *) die "nothing was switched (the runner said $cmd)" ;;
   esac
+  canary_run "$active" "$idle"
   phase "switch to ${P[app]}-$idle on every app server"
   watch_narrow
   WATCH_SWITCHED="$(now_ms)"

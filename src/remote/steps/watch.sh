@@ -10,6 +10,7 @@
 WATCH_FROM=0     # epoch second the access log window opens (0: no window)
 WATCH_UNTIL=0    # epoch second it closes by itself
 WATCH_SWITCHED=0 # epoch ms of the switch: answers logged before it are the old color's
+WATCH_BASE_END=0 # epoch ms the canary's first step began (0: none): the baseline ends there
 WATCH_REASON=''  # why the watch switched back
 WATCH_FIGURES='' # what it saw
 WATCH_OFFSET=0   # watch_count: the access log read up to here (bytes)
@@ -52,6 +53,7 @@ watch_log_directives() {
   # shellcheck disable=SC2016 # nginx variables
   printf 'map "$proxy_host $msec" $%s {\n    "~^%s (%s)[.]" 1;\n    default 0;\n}\n' "$n" "${P[upstream_name]}" \
     "$(watch_range "$WATCH_FROM" "$WATCH_UNTIL")"
+  canary_log_map
   watch_log_line http
 }
 
@@ -65,6 +67,8 @@ watch_log_line() { # watch_log_line [block]
   local n f; n="$(watch_name)"; f="$n"
   if [[ "${1:-}" == block ]]; then f=combined; fi
   printf 'access_log %s %s if=$%s;\n' "$STATE_DIR/access.log" "$f" "$n"
+  # during the canary, the new color's answers a second time (nginx writes them in this order)
+  if [[ -n "$CANARY_TO" ]]; then printf 'access_log %s %s if=$%s_canary;\n' "$STATE_DIR/canary.log" "$f" "$n"; fi
 }
 
 # The include file of ours (watch_include_file): the log line when a block needs it and a window
@@ -140,17 +144,19 @@ watch_check() {
 watch_open() { # watch_open ACTIVE_COLOR
   [[ "${P[watch]}" != 0 && -n "$1" ]] || return 0
   local now need
-  now="$(date +%s)"; need=$((now + ${P[health_timeout]%.*} + P[watch] + 60))
+  now="$(date +%s)"; need=$((now + ${P[health_timeout]%.*} + $(canary_seconds) + P[watch] + 60))
   if ((WATCH_FROM > 0 && WATCH_UNTIL >= need)); then return 0; fi
   if ((WATCH_FROM == 0)); then WATCH_FROM="$now"; fi
   WATCH_UNTIL=$((now + 600 > need ? now + 600 : need))
   UPSTREAM_EXTRA="$(watch_log_directives)"
   # the log is this user's own file, which nginx (root) appends to: a file nginx created would be
   # root's, and a non-root deploy user could not read it
-  local f="$STATE_DIR/access.log"
-  if [[ -e "$f" && ! (-f "$f" && -r "$f" && -w "$f") ]]; then rm -f "$f"; fi
-  if [[ -f "$f" ]] && (($(stat -c %s "$f") > 10485760)); then : >"$f"; fi
-  [[ -f "$f" ]] || (umask 077 && : >"$f")
+  local f
+  for f in "$STATE_DIR/access.log" "$STATE_DIR/canary.log"; do
+    if [[ -e "$f" && ! (-f "$f" && -r "$f" && -w "$f") ]]; then rm -f "$f"; fi
+    if [[ -f "$f" ]] && (($(stat -c %s "$f") > 10485760)); then : >"$f"; fi
+    [[ -f "$f" ]] || (umask 077 && : >"$f")
+  done
   local ok=0
   if [[ -z "${P[network]}" ]] && upstream_points_to "127.0.0.1:${P[live_port]}"; then
     upstream_write "127.0.0.1:${P[live_port]}" "$(nat_color)" && ok=1
@@ -162,20 +168,22 @@ watch_open() { # watch_open ACTIVE_COLOR
   UPSTREAM_WROTE=0; NGINX_BEFORE=''
 }
 
-# Just before the switch: the switch's upstream file (reload mode) keeps the window open for the
-# watch only (dnat mode writes no file there: the window closes when watch_open said).
-watch_narrow() {
+# Just before the switch (or the canary's steps, which take SECONDS more): the next upstream file
+# (reload mode) keeps the window open for the watch only (dnat mode writes no file there: the
+# window closes when watch_open said).
+watch_narrow() { # watch_narrow [SECONDS]
   ((WATCH_FROM > 0)) || return 0
-  WATCH_UNTIL=$(($(date +%s) + P[watch] + 5))
+  WATCH_UNTIL=$(($(date +%s) + ${1:-0} + P[watch] + 5))
   UPSTREAM_EXTRA="$(watch_log_directives)"
 }
 
 # nginx's answers for the app logged since the window opened, read on from where the last call
 # stopped (WATCH_OFFSET, bytes; nginx writes a line in one write, so a size read is a line end):
 # those before the switch (the old color) add to WATCH_BASE_*, those after to WATCH_TOTAL and
-# WATCH_BAD (5xx). Lines are "$msec $status" (http level) or nginx's combined format (a block
-# with logs of its own): its time has whole seconds, so the switch's own second counts for
-# neither color.
+# WATCH_BAD (5xx); with a canary the baseline ends as its first step begins (WATCH_BASE_END), and
+# the steps' answers count for neither. Lines are "$msec $status" (http level) or nginx's combined
+# format (a block with logs of its own): its time has whole seconds, so the switch's own second
+# counts for neither color.
 watch_count() {
   local f="$STATE_DIR/access.log" size n b bn bb
   [[ -f "$f" ]] || return 0
@@ -183,7 +191,7 @@ watch_count() {
   if ((size < WATCH_OFFSET)); then WATCH_OFFSET=0; fi
   ((size > WATCH_OFFSET)) || return 0
   read -r n b bn bb < <(head -c "$size" "$f" | tail -c "+$((WATCH_OFFSET + 1))" \
-    | awk -v from="$((WATCH_FROM * 1000))" -v sw="$WATCH_SWITCHED" '
+    | awk -v from="$((WATCH_FROM * 1000))" -v sw="$WATCH_SWITCHED" -v be="$WATCH_BASE_END" '
         # "06/Dec/2026:10:21:29 +0000" -> epoch seconds (days from the civil date)
         function epoch(t,    d, m, y, era, yoe, doy, days, off) {
           d = substr(t, 1, 2) + 0; m = (index("JanFebMarAprMayJunJulAugSepOctNovDec", substr(t, 4, 3)) + 2) / 3
@@ -200,9 +208,11 @@ watch_count() {
             rest = substr($0, i + 31); j = index(rest, "\" "); if (!j) next
             st = substr(rest, j + 2, 3) + 0; ms = epoch(substr($0, i + 2, 26)) * 1000
             if (sw > 0 && ms <= sw && sw < ms + 1000) next
+            if (be > 0 && ms <= be && be < ms + 1000) next
           }
           if (ms < from) next
-          if (ms < sw) { bn++; if (st >= 500) bb++; next }
+          if (ms < (be > 0 ? be : sw)) { bn++; if (st >= 500) bb++; next }
+          if (ms < sw) next
           n++; if (st >= 500) b++
         }
         END { print n + 0, b + 0, bn + 0, bb + 0 }')
@@ -218,16 +228,27 @@ watch_base_rate() {
 }
 
 # A breach: the new share of 5xx above the baseline by more than the margin; before the window's
-# end (FINAL empty) only when that excess is beyond chance, two standard errors of the two
-# shares, so that the first few hundred answers of a flaky app do not switch it back by luck.
+# end (FINAL empty) only when that excess is beyond chance: a version whose share were the limit
+# (baseline + margin) would give that many 5xx or more with a chance under 1 in 1,000 (the
+# binomial tail), so that the first answers of a flaky app do not switch it back by luck, and a
+# version that fails everything is switched back after a handful. src/fleet-watch.ts judges the
+# runner's sum over several servers the same way.
 watch_breached() { # watch_breached TOTAL BAD [final]
-  awk -v n="$1" -v b="$2" -v base="$(watch_base_rate)" -v bn="$WATCH_BASE_TOTAL" -v r="${P[watch_max_error_rate]}" -v final="${3:-}" '
+  awk -v n="$1" -v b="$2" -v base="$(watch_base_rate)" -v r="${P[watch_max_error_rate]}" -v final="${3:-}" '
+    # P(X >= b) for X ~ Binomial(n, q): the first term by its logarithm, then term by term
+    function tail(n, b, q,    lc, i, t, s, k) {
+      if (b <= n * q) return 1
+      if (q <= 0) return 0
+      if (q >= 1) return 1
+      lc = 0; for (i = 1; i <= b; i++) lc += log((n - b + i) / i)
+      t = exp(lc + b * log(q) + (n - b) * log(1 - q)); s = 0
+      for (k = b; k <= n && t > 0; k++) { s += t; if (t < s * 1e-12) break; t *= (n - k) / (k + 1) * q / (1 - q) }
+      return s
+    }
     BEGIN {
       if (n == 0 || b * 100 <= (base + r) * n) exit 1
       if (final != "") exit 0
-      p = b / n; q = base / 100
-      se = sqrt(p * (1 - p) / n + (bn >= 20 ? q * (1 - q) / bn : 0))
-      exit !(p - q - r / 100 > 2 * se)
+      exit !(tail(n, b, (base + r) / 100) < 0.001)
     }'
 }
 
