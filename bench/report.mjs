@@ -355,6 +355,19 @@ export async function updateReadme(file, r, chartPath) {
 }
 
 /**
+ * Put `table` into a markdown file between its `<!-- NAME:start -->` and `<!-- NAME:end -->`.
+ * @param {string} file
+ * @param {string} name
+ * @param {string} table
+ */
+export async function updateMarkers(file, name, table) {
+  const text = readFileSync(file, 'utf8')
+  const re = new RegExp(`(<!-- ${name}:start -->\n)[\\s\\S]*?(<!-- ${name}:end -->)`)
+  if (!re.test(text)) throw new Error(`${file} has no ${name} markers`)
+  await writeFormatted(file, text.replace(re, `$1${table}\n$2`))
+}
+
+/**
  * Write a file the way the repository's formatter (prettier, a dev dependency) leaves it, so that
  * committed results pass `npm run lint`.
  * @param {string} file

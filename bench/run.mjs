@@ -43,9 +43,10 @@ import {
   removeApp
 } from '../scripts/harness/index.mjs'
 import { chart } from './chart.mjs'
+import { benchCanary } from './canary.mjs'
 import { benchHosts } from './hosts.mjs'
 import { benchSwarm, swarmTable } from './swarm.mjs'
-import { median, report, s2, updateReadme, writeFormatted } from './report.mjs'
+import { median, report, s2, updateMarkers, updateReadme, writeFormatted } from './report.mjs'
 
 const argv = process.argv.slice(2)
 const opt = (/** @type {string} */ name, /** @type {string} */ dflt) => {
@@ -638,7 +639,7 @@ function chartPanels(bg, dn, cl, prev, classicPrev, next) {
  * @param {number} t00
  */
 async function write(b, single, shapes, t00) {
-  const { hosts, swarm } = shapes
+  const { hosts, swarm, canary } = shapes
   const r = report({
     rounds: single.rounds,
     runs: RUNS,
@@ -655,7 +656,11 @@ async function write(b, single, shapes, t00) {
   const resultsFile = path.join(OUT, BUSY ? 'results-busy.json' : 'results.json')
   await writeFormatted(
     resultsFile,
-    JSON.stringify({ ...r.results, hosts: hosts?.results, swarm }, null, 2) + '\n'
+    JSON.stringify(
+      { ...r.results, hosts: hosts?.results, swarm, canary: canary?.results },
+      null,
+      2
+    ) + '\n'
   )
   if (single.panels.length && !BUSY)
     writeFileSync(path.join(OUT, 'chart.svg'), chart(single.panels))
@@ -663,7 +668,7 @@ async function write(b, single, shapes, t00) {
     ? swarmTable(RUNS, r.results.medians.bgDeploy, r.results.failed.bgDeploy, swarm)
     : undefined
   say(
-    `\n${r.context}\n\n${r.table}\n\n${r.pathTable}\n\n${r.targetTable}\n\n${hosts?.table ?? ''}\n\n${swarmRow ?? ''}\n`
+    `\n${r.context}\n\n${r.table}\n\n${r.pathTable}\n\n${r.targetTable}\n\n${hosts?.table ?? ''}\n\n${swarmRow ?? ''}\n\n${canary?.table ?? ''}\n`
   )
   say(
     `results: ${path.relative(process.cwd(), resultsFile)}${BUSY ? '' : `, chart: ${path.relative(process.cwd(), path.join(OUT, 'chart.svg'))}`}; ${s2(Date.now() - t00)} s in all`
@@ -678,6 +683,10 @@ async function write(b, single, shapes, t00) {
     say(
       `README.md: ${BUSY ? 'the busy-machine bench section' : 'bench and switch-mode sections'} updated`
     )
+    if (canary && !BUSY) {
+      await updateMarkers(path.join(ROOT, 'docs/watch.md'), 'canary', canary.table)
+      say('docs/watch.md: the canary table updated')
+    }
   }
 }
 
@@ -686,8 +695,10 @@ async function main() {
   const t00 = Date.now()
   const b = await setup()
   const single = await rounds(b)
-  /** @type {{ hosts?: any, swarm?: any }} */
+  /** @type {{ hosts?: any, swarm?: any, canary?: any }} */
   const shapes = {}
+  say('==> the same bad version with canary: 10 and without (the watch alone), same app and load')
+  shapes.canary = await benchCanary(b.svc, RUNS, say)
   if (!ONLY_SINGLE) {
     say(
       '==> one server and three servers behind a load balancer (scripts/hosts.sh), same app and load'

@@ -1668,7 +1668,9 @@ canary_run() { # canary_run FROM TO
   CANARY_SHARE=0; CANARY_TO=''
 }
 
-# One step: PERCENT of clients to TO for canary_step_time seconds, judged every 0.2 s.
+# One step: PERCENT of clients to TO for canary_step_time seconds, judged every 0.1 s (the new
+# version gets a small share of the answers: the evidence comes slower than in the watch, and
+# each 0.1 s sooner saves the clients of the step an answer or two).
 canary_step() { # canary_step TO PERCENT
   local to="$1" name port start end now code fails=0 cs as co ao nn nb on ob checked=0
   name="$(container_name "$to")"; port="$(color_port "$to")"
@@ -1694,7 +1696,7 @@ canary_step() { # canary_step TO PERCENT
         return 1
       fi
     fi
-    if ((now - checked >= 200)); then
+    if ((now - checked >= 100)); then
       checked="$now"
       # the canary's log first: nginx writes a request's line there after its line in the other
       cs="$(stat -c %s "$STATE_DIR/canary.log" 2>/dev/null || echo 0)"
@@ -1705,7 +1707,7 @@ canary_step() { # canary_step TO PERCENT
       ((on >= 0)) || on=0
       ((ob >= 0)) || ob=0
       WATCH_BASE_TOTAL="$on"; WATCH_BASE_BAD="$ob"
-      CANARY_FIGURES="at $2 % of clients, in $(( (now - start) / 1000 )) s the new version answered $(watch_share "$nn" "$nb"), the old one in the same seconds $(watch_share "$on" "$ob")"
+      CANARY_FIGURES="at $2 % of clients, in $(( (now - start) / 1000 )).$(( (now - start) % 1000 / 100 )) s the new version answered $(watch_share "$nn" "$nb"), the old one in the same seconds $(watch_share "$on" "$ob")"
       if watch_breached "$nn" "$nb"; then
         CANARY_REASON="$nb of its $nn answers were 5xx, more than the old version's $(watch_base_rate) % + ${P[watch_max_error_rate]} beyond chance"
         return 1
@@ -2712,7 +2714,8 @@ lb_run() {
   journal_clear
   history_add ok "$idle"
   event finished
-  result_print true "$idle" "$active" "$RUN_VERSION" "$RUN_IMAGE"
+  result_print true "$idle" "$active" "$RUN_VERSION" "$RUN_IMAGE" 0 \
+    "$(if ((WATCH_FROM > 0)) && [[ "${P[watch]}" != 0 ]]; then echo "$WATCH_TOTAL,$WATCH_BAD,$WATCH_BASE_TOTAL,$WATCH_BASE_BAD"; fi)"
 }
 
 # After a breach of the watch: every app server back to its old color in one write (they kept it

@@ -61192,32 +61192,43 @@ const share = (total, bad) => (total > 0 ? (bad * 100) / total : 0);
 /**
  * The watch over several servers, each with its own nginx: every server reports what its nginx
  * logged (`watching`, repeated); the runner sums them and judges the sum as one server judges its
- * own (steps/watch.sh). The reason for a breach, or undefined when the window passed.
+ * own (steps/watch.sh). The reason for a breach (none when the window passed), and the sums.
  */
 async function watchFleet(apps, config) {
     const { watch, maxErrorRate, maxHealthFailures } = config.after;
     const start = Date.now();
+    const counts = { total: 0, bad: 0, baseTotal: 0, baseBad: 0 };
     for (;;) {
         await new Promise((r) => setTimeout(r, 200));
         const ended = apps.find((r) => r.settled !== undefined);
         if (ended)
-            return `${ended.name} ended during the watch: ${ended.settled instanceof Error ? ended.settled.message : 'without a word'}`;
+            return {
+                breach: `${ended.name} ended during the watch: ${ended.settled instanceof Error ? ended.settled.message : 'without a word'}`,
+                counts
+            };
         const seen = apps.map((r) => r.session.latest('watching') ?? {});
         const sum = (k) => seen.reduce((n, f) => n + (Number(f[k]) || 0), 0);
         const [total, bad, baseTotal, baseBad] = ['total', 'bad', 'base_total', 'base_bad'].map(sum);
+        Object.assign(counts, { total, bad, baseTotal, baseBad });
         const base = baseTotal >= 20 ? share(baseTotal, baseBad) : 0;
         const limit = base + maxErrorRate;
         const sick = apps.find((_, i) => Number(seen[i].fails) >= maxHealthFailures);
         if (sick)
-            return `the health check of ${sick.name} failed ${maxHealthFailures} times in a row`;
+            return {
+                breach: `the health check of ${sick.name} failed ${maxHealthFailures} times in a row`,
+                counts
+            };
         const over = Date.now() - start >= watch * 1000;
         const figures = `every server's nginx answered ${total} request(s) for it, ${bad} of them 5xx (${share(total, bad).toFixed(1)} %); before the switch the previous version answered ${baseTotal}, ${baseBad} of them 5xx (${share(baseTotal, baseBad).toFixed(1)} %)${baseTotal >= 20 ? '' : ', too few to compare with'}`;
         // before the end, only an excess beyond chance, as steps/watch.sh
         const beyondChance = over || binomialTail(total, bad, limit / 100) < 0.001;
         if (total > 0 && bad * 100 > limit * total && beyondChance)
-            return `${bad} of its ${total} answers were 5xx, more than ${Number(limit.toFixed(1))} %; ${figures}`;
+            return {
+                breach: `${bad} of its ${total} answers were 5xx, more than ${Number(limit.toFixed(1))} %; ${figures}`,
+                counts
+            };
         if (over)
-            return undefined;
+            return { counts };
     }
 }
 
@@ -61379,6 +61390,7 @@ async function runFleet(servers, lb, config, req, log) {
     }
     const first = apps[0];
     const fields = (lbRun ?? first).fields;
+    let summed;
     const result = (deployed, prepared) => {
         const main = lbRun ?? first;
         const res = main.settled instanceof Error ? undefined : main.settled;
@@ -61391,7 +61403,8 @@ async function runFleet(servers, lb, config, req, log) {
             image: fields.image || undefined,
             events: fleetEvents(all.map((r) => (r.settled instanceof Error ? [] : (r.settled?.events ?? [])))),
             history: res?.history ?? [],
-            servers: outcomes(() => (deployed ? 'switched' : 'prepared'))
+            servers: outcomes(() => (deployed ? 'switched' : 'prepared')),
+            watch: lbRun ? res?.watch : summed
         };
     };
     if (!config.fleet.promote) {
@@ -61442,7 +61455,8 @@ async function runFleet(servers, lb, config, req, log) {
         if (config.after.watch > 0 && fields.previous_color) {
             for (const r of apps)
                 r.session.send('finish');
-            const breach = await watchFleet(apps, config);
+            const { breach, counts } = await watchFleet(apps, config);
+            summed = counts;
             if (breach) {
                 await finishAll('revert');
                 throw new FleetError(`the watch window switched back from ${fields.version} on every server: ${breach}. The previous version serves everywhere; the new color is stopped and kept for its logs.`, outcomes(() => 'undone'));
@@ -70496,6 +70510,7 @@ async function switchOnServers(run, target, req, early) {
             events: withEvents(outcome, r.events),
             history: r.history,
             servers: r.servers,
+            watch: r.watch,
             image: r.image ?? outcome.image
         });
         if (req.action === 'rollback')

@@ -42,10 +42,12 @@ const stats = {
   failures: [], // first few failures, for the test's message
   errorsByKind: { keepalive: 0, fresh: 0, slow: 0 }, // connection errors (after the retry) per client kind
   versions: {}, // version -> { count, first, last } (ms since start)
+  failedClients: 0, // with --client-ids: how many clients got a non-2xx answer or an error
   clients: {}, // with --client-ids: client id -> [[ms since start, version], ...] of its quick 2xx answers
   statuses: {}
 }
 let running = true
+const failedClients = new Set()
 
 function get(path, agent) {
   const client = clientIds > 0 ? `u${Math.floor(Math.random() * clientIds)}` : undefined
@@ -64,11 +66,11 @@ function get(path, agent) {
         res.setEncoding('utf8')
         res.on('data', (d) => (body += d))
         res.on('end', () => resolve({ status: res.statusCode, body, client }))
-        res.on('error', (e) => resolve({ error: e, gotResponse: true }))
+        res.on('error', (e) => resolve({ error: e, gotResponse: true, client }))
       }
     )
     req.on('timeout', () => req.destroy(new Error('timeout')))
-    req.on('error', (e) => resolve({ error: e, reused: req.reusedSocket }))
+    req.on('error', (e) => resolve({ error: e, reused: req.reusedSocket, client }))
   })
 }
 
@@ -82,7 +84,10 @@ function bucket(t, key) {
 function record(kind, r) {
   const t = Date.now() - t0
   stats.requests++
-  if (r.error || r.status < 200 || r.status > 299) bucket(t, 'failed')
+  if (r.error || r.status < 200 || r.status > 299) {
+    bucket(t, 'failed')
+    if (r.client) failedClients.add(r.client)
+  }
   if (r.error) {
     stats.errors++
     stats.errorsByKind[kind]++
@@ -151,6 +156,7 @@ process.stdout.write(JSON.stringify({ started: true, t0 }) + '\n')
 await Promise.all(clients)
 clearTimeout(timer)
 stats.ms = Date.now() - t0
+stats.failedClients = failedClients.size
 const timeline = [...buckets.entries()]
   .sort((a, b) => a[0] - b[0])
   .map(([i, b]) => [i * bucketMs, b])

@@ -4,7 +4,7 @@
 // back. Each server's script holds its deploy lock from its start to its end, and acts on its own
 // when the runner goes away (src/remote/main.sh): the servers end on one version, or on the one
 // before, and the next run takes over from what the journal on each server says.
-import { checkResult, type Color, type HistoryEntry } from './remote/answer.js'
+import { checkResult, type Color, type HistoryEntry, type WatchCounts } from './remote/answer.js'
 import type { Config } from './config.js'
 import { hostForUrl } from './config-hosts.js'
 import type { EventName } from './remote/protocol.js'
@@ -45,6 +45,8 @@ export interface FleetResult {
   events: RemoteEvent[]
   history: HistoryEntry[]
   servers: ServerOutcome[]
+  /** what the watch counted over every server (the load balancer's nginx, or the runner's sum) */
+  watch?: WatchCounts
 }
 
 export class FleetError extends Error {
@@ -238,6 +240,7 @@ export async function runFleet(
 
   const first = apps[0]!
   const fields = (lbRun ?? first).fields!
+  let summed: WatchCounts | undefined
   const result = (deployed: boolean, prepared: boolean): FleetResult => {
     const main = lbRun ?? first
     const res = main.settled instanceof Error ? undefined : main.settled
@@ -252,7 +255,8 @@ export async function runFleet(
         all.map((r) => (r.settled instanceof Error ? [] : (r.settled?.events ?? [])))
       ),
       history: res?.history ?? [],
-      servers: outcomes(() => (deployed ? 'switched' : 'prepared'))
+      servers: outcomes(() => (deployed ? 'switched' : 'prepared')),
+      watch: lbRun ? res?.watch : summed
     }
   }
 
@@ -320,7 +324,8 @@ export async function runFleet(
     }
     if (config.after.watch > 0 && fields.previous_color) {
       for (const r of apps) r.session.send('finish')
-      const breach = await watchFleet(apps, config)
+      const { breach, counts } = await watchFleet(apps, config)
+      summed = counts
       if (breach) {
         await finishAll('revert')
         throw new FleetError(

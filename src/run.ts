@@ -35,7 +35,7 @@ export interface Outcome {
   previews?: string[]
   /** connections still open on the old color when the drain ended (drain-timeout) */
   openConnections?: number
-  /** what the watch window counted (one server) */
+  /** what the watch window counted (one server, the load balancer, or the sum over servers) */
   watch?: WatchCounts
   /** why the run failed */
   error?: string

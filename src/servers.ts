@@ -90,6 +90,7 @@ export async function switchOnServers(
       events: withEvents(outcome, r.events),
       history: r.history,
       servers: r.servers,
+      watch: r.watch,
       image: r.image ?? outcome.image
     })
     if (req.action === 'rollback') outcome.version = r.version

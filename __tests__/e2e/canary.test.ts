@@ -58,7 +58,7 @@ describe('canary steps on one server', () => {
     expect(stats.non2xx + stats.errors + stats.slowFailed).toBe(0)
     expect(run.log).toMatch(/nginx sends 10 % of clients \(by \$http_x_client\) to \S+-green/)
     expect(run.log).toMatch(
-      /canary step passed: at 50 % of clients, in \d+ s the new version answered \d+ request/
+      /canary step passed: at 50 % of clients, in \d+\.\d s the new version answered \d+ request/
     )
     expect(run.log).toMatch(/the watch passed/)
     // the shares, within sampling: about a tenth, then about half

@@ -189,10 +189,12 @@ function expectNoFailures(stats: LoadStats): void {
   })
 }
 
-async function loads(urls: string[]): Promise<Load[]> {
+async function loads(urls: string[], clientIds = 0): Promise<Load[]> {
   const per = Math.max(1, Math.floor(12 / urls.length))
   return Promise.all(
-    urls.map((u) => new Load().start(u, { keepalive: per, fresh: Math.max(1, per / 3), slow: 1 }))
+    urls.map((u) =>
+      new Load().start(u, { keepalive: per, fresh: Math.max(1, per / 3), slow: 1, clientIds })
+    )
   )
 }
 
@@ -419,6 +421,10 @@ describe('shape 1: three app servers behind a load-balancer server', () => {
     expect(run.log).toMatch(
       /the watch passed: in 5\.\d s after the switch nginx answered [1-9]\d* request/
     )
+    // the job summary has the load balancer's figures, as one server's run has its own
+    expect(run.summary).toMatch(
+      /passed: the new version \d+ of [1-9]\d* answers 5xx \(\d+\.\d %\); the version it replaced, just before the switch, \d+ of \d+ answers 5xx/
+    )
     expectNoFailures(stats)
     expect(await served(app)).toEqual(['v6.0.0'])
     expect(stateVersions(app)).toEqual(['v6.0.0', 'v6.0.0', 'v6.0.0'])
@@ -440,6 +446,50 @@ describe('shape 1: three app servers behind a load-balancer server', () => {
     )
     settled(app)
   }, 240_000)
+
+  test('canary on the load balancer: a version that answers 500 to everything is switched back in the first step on every app server in one write; a good one goes 10 %, 50 %, then the full switch; 0 failed', async () => {
+    const canary = { canary: '10,50', 'canary-key': '$http_x_client' }
+    // without the previews of the test before: this run names no preview file
+    rmSync(path.join(lb.dir, 'nginx/conf.d', `${app.name}-preview.inc`), { force: true })
+    commitVersion({ ws: app.ws } as never, {
+      version: 'v8.0.0',
+      failsLater: { after: 0, inTen: 10 }
+    })
+    let [load] = await loads(app.urls, 2000)
+    const bad = await deploy(app, { inputs: { ...canary, 'canary-step-time': '20', watch: '10' } })
+    await sleep(500)
+    let stats = (await stopAll([load!]))[0]!
+    console.log(
+      `shape 1, canary on the load balancer, v8 failing: ${failures(stats)}; exit ${bad.code}: ${/the canary switched back[^\n]*/.exec(bad.log)?.[0]}`
+    )
+    expect(bad.code).not.toBe(0)
+    expect(bad.log).toMatch(
+      /the canary switched back from v8\.0\.0: \d+ of its \d+ answers were 5xx, more than the old version's [\d.]+ % \+ 1 beyond chance; at 10 % of clients/
+    )
+    expect(bad.log).not.toMatch(/nginx sends 50 % of clients/)
+    expect(stats.errors).toBe(0)
+    expect(stats.non2xx).toBeGreaterThan(0)
+    // a tenth of the clients hurt: far fewer 500s than answers in the same time
+    expect(stats.non2xx).toBeLessThan(stats.requests / 5)
+    expect(await served(app)).toEqual(['v6.0.0'])
+    expect(stateVersions(app)).toEqual(['v6.0.0', 'v6.0.0', 'v6.0.0'])
+    settled(app)
+    for (const s of apps) expect(containers(s, app)[`${app.name}-blue`]).toBe('running')
+    commitVersion({ ws: app.ws } as never, { version: 'v9.0.0' })
+    ;[load] = await loads(app.urls, 2000)
+    const good = await deploy(app, { inputs: { ...canary, 'canary-step-time': '4', watch: '3' } })
+    stats = (await stopAll([load!]))[0]!
+    console.log(
+      `shape 1, canary on the load balancer, v9 good: ${failures(stats)}; run ${good.ms} ms`
+    )
+    expectOk(good)
+    expect(good.log).toMatch(/canary step passed: at 10 % of clients/)
+    expect(good.log).toMatch(/canary step passed: at 50 % of clients/)
+    expectNoFailures(stats)
+    expect(await served(app)).toEqual(['v9.0.0'])
+    expect(stateVersions(app)).toEqual(['v9.0.0', 'v9.0.0', 'v9.0.0'])
+    settled(app)
+  }, 300_000)
 })
 
 /** The pids of the sshd processes serving connections to server `s` (not its listener). */
@@ -587,6 +637,10 @@ describe('shape 2: three servers, each with its own nginx', () => {
     )
     expectOk(run)
     for (const st of stats) expectNoFailures(st)
+    // the job summary has the runner's sum over every server's nginx
+    expect(run.summary).toMatch(
+      /passed: the new version \d+ of [1-9]\d* answers 5xx \(\d+\.\d %\); the version it replaced, just before the switch, \d+ of [1-9]\d* answers 5xx/
+    )
     expect(await served(app)).toEqual(['v5.0.0', 'v5.0.0', 'v5.0.0'])
     settled(app)
   }, 240_000)

@@ -46,6 +46,7 @@ export function sleep(ms) {
  * @property {unknown[]} failures
  * @property {{ keepalive: number, fresh: number, slow: number }} errorsByKind
  * @property {Record<string, { count: number, first: number, last: number }>} versions
+ * @property {number} failedClients with clientIds: how many clients got a non-2xx answer or an error
  * @property {Record<string, [number, string][]>} clients with clientIds: each client's 2xx answers, [ms since t0, version]
  * @property {Record<string, number>} statuses
  * @property {number} ms

@@ -48,7 +48,8 @@ lb_run() {
   journal_clear
   history_add ok "$idle"
   event finished
-  result_print true "$idle" "$active" "$RUN_VERSION" "$RUN_IMAGE"
+  result_print true "$idle" "$active" "$RUN_VERSION" "$RUN_IMAGE" 0 \
+    "$(if ((WATCH_FROM > 0)) && [[ "${P[watch]}" != 0 ]]; then echo "$WATCH_TOTAL,$WATCH_BAD,$WATCH_BASE_TOTAL,$WATCH_BASE_BAD"; fi)"
 }
 
 # After a breach of the watch: every app server back to its old color in one write (they kept it
