@@ -70,8 +70,8 @@ declare -A P=(
   [switch_mode]=reload [live_port]=8083 [docker_timeout]=60 [role]=single [color]='' [bind_address]=127.0.0.1
   [lb_servers]='' [preview_file]='' [preview_allow]='' [commit_timeout]=900 [watch]=0 [watch_max_error_rate]=1
   [watch_max_health_failures]=3 [watch_health_only]=false [canary]='' [canary_step_time]=60 [canary_key]='' [keep_warm]=0
-  [engine]=ssh [replicas]=2 [health_cmd]='' [max_parallel]=1 [build_wait]=0 [task]=''
-  [task_timeout]=300 [task_force]=0 [workers]='' [single_workers]=here [explicit]=''
+  [engine]=ssh [replicas]=2 [health_cmd]='' [max_parallel]=1 [build_wait]=0 [command]=''
+  [task]='' [task_timeout]=300 [task_force]=0 [workers]='' [single_workers]=here [explicit]=''
 )
 
 # The secret lines each role's steps read (action status reads none).
@@ -85,7 +85,7 @@ declare -A PROTOCOL_ROLE_SECRETS=(
 PROTOCOL_RESULT_FIELDS=(deployed color previous_color version image open_connections watch)
 
 # A version's run spec: the parameters recorded with it (the secret lines env and run_arg too).
-PROTOCOL_RUN_SPEC_PARAMETERS=(container_port health_path health_cmd network env_file task workers)
+PROTOCOL_RUN_SPEC_PARAMETERS=(container_port command health_path health_cmd network env_file task workers)
 
 PROTOCOL_STAGES=(locked ready prepared switched watched watching)
 
@@ -1216,7 +1216,20 @@ start_color() { # start_color COLOR
   app_run_args
   local args=(run -d --name "$name" --init --restart unless-stopped
     --label "bg-deploy.app=${P[app]}" --label "bg-deploy.color=$color" --label "bg-deploy.version=$RUN_VERSION"
-    -p "${P[bind_address]}:$port:${P[container_port]}" "${APP_ARGS[@]}" -- "$RUN_IMAGE")
+    -p "${P[bind_address]}:$port:${P[container_port]}")
+  # a health command (health-cmd, or compose-file's healthcheck): Docker runs it, and health_wait
+  # waits for its verdict; compose-file's interval and the rest come in the run arguments
+  if [[ -n "${P[health_cmd]}" ]]; then
+    args+=(--health-cmd "${P[health_cmd]}")
+    if [[ " ${RUN_ARGS[*]} " != *" --health-interval "* ]]; then args+=(--health-interval 1s); fi
+  fi
+  args+=("${APP_ARGS[@]}" -- "$RUN_IMAGE")
+  # the web's own command (compose-file's), else the image's CMD
+  if [[ -n "${P[command]}" ]]; then
+    local words=()
+    mapfile -d '' words < <(printf '%s' "${P[command]}" | base64 -d)
+    args+=("${words[@]}")
+  fi
   log "starting $name ($RUN_IMAGE) on ${P[bind_address]}:$port"
   local out rc=0
   out="$(app_env_export; docker_call "${args[@]}" 2>&1)" || rc=$?
@@ -1267,16 +1280,29 @@ health_wait() { # health_wait COLOR
   name="$(container_name "$color")"; port="$(color_port "$color")"
   phase "health $name"
   start="$(now_ms)"; deadline=$((start + ${P[health_timeout]%.*} * 1000)); beat="$start"
-  log "polling http://$(bind_host):$port${P[health_path]} every ${P[health_interval]}s (up to ${P[health_timeout]}s)"
+  if [[ -n "${P[health_cmd]}" ]]; then
+    log "waiting for Docker's health check of $name ($(printf '%q' "${P[health_cmd]}")), then http://$(bind_host):$port${P[health_path]}, up to ${P[health_timeout]}s"
+  else
+    log "polling http://$(bind_host):$port${P[health_path]} every ${P[health_interval]}s (up to ${P[health_timeout]}s)"
+  fi
+  local docker_health=''
   while :; do
-    code="$(health_probe "$port" "${P[health_path]}" 2)"
+    # with a health command, Docker's verdict first (every probe's own time: one inspect each)
+    if [[ -n "${P[health_cmd]}" && "$docker_health" != healthy ]]; then
+      docker_health="$(docker_call inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{end}}' "$name" 2>/dev/null || true)"
+      if [[ "$docker_health" == unhealthy ]]; then
+        health_failed "$color" "$name: Docker's health check ($(printf '%q' "${P[health_cmd]}")) says unhealthy"
+      fi
+    fi
+    code=''
+    if [[ -z "${P[health_cmd]}" || "$docker_health" == healthy ]]; then code="$(health_probe "$port" "${P[health_path]}" 2)"; fi
     if [[ "$code" == 2?? ]]; then
       log "$name is healthy after $(( $(now_ms) - start )) ms (HTTP $code)"
       event healthy
       return 0
     fi
     if (( $(now_ms) >= deadline )); then
-      health_failed "$color" "$name did not answer 2xx on ${P[health_path]} within ${P[health_timeout]}s (last: ${code:-no HTTP answer})"
+      health_failed "$color" "$name did not answer 2xx on ${P[health_path]} within ${P[health_timeout]}s (last: ${code:-no HTTP answer}${P[health_cmd]:+; the Docker health check: ${docker_health:-none yet}})"
     fi
     now="$(now_ms)"
     # a heartbeat every 5 s, so a long wait is never silent: how long, and the last answer
@@ -1372,12 +1398,13 @@ workers_start() { # workers_start COLOR regular|single
     docker_call rm -f "$name" >/dev/null 2>&1 || true
     mapfile -d '' words < <(printf '%s' "${WORKER_WORDS[$i]}" | base64 -d)
     app_run_args
+    # the worker's own stop signal and timeout after the app's run arguments: docker takes the last
     log "worker ${WORKER_NAMES[$i]}: starting $name ('${words[*]}'; stop: ${WORKER_SIGNAL[$i]}, ${WORKER_TIMEOUT[$i]}s)"
     rc=0
     out="$(app_env_export; docker_call run -d --name "$name" --init --restart unless-stopped \
       --label "bg-deploy.app=${P[app]}" --label "bg-deploy.color=$color" --label "bg-deploy.version=$RUN_VERSION" \
-      --label "bg-deploy.worker=${WORKER_NAMES[$i]}" --stop-signal "${WORKER_SIGNAL[$i]}" --stop-timeout "${WORKER_TIMEOUT[$i]}" \
-      "${APP_ARGS[@]}" -- "$RUN_IMAGE" "${words[@]}" 2>&1)" || rc=$?
+      --label "bg-deploy.worker=${WORKER_NAMES[$i]}" "${APP_ARGS[@]}" \
+      --stop-signal "${WORKER_SIGNAL[$i]}" --stop-timeout "${WORKER_TIMEOUT[$i]}" -- "$RUN_IMAGE" "${words[@]}" 2>&1)" || rc=$?
     app_run_args_done
     ((rc == 0)) || workers_failed "$color" "docker run $name failed: $out"
   done

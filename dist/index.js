@@ -59606,7 +59606,7 @@ module.exports = {
 /* harmony import */ var node_fs__WEBPACK_IMPORTED_MODULE_1___default = /*#__PURE__*/__nccwpck_require__.n(node_fs__WEBPACK_IMPORTED_MODULE_1__);
 /* harmony import */ var node_os__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(8161);
 /* harmony import */ var node_os__WEBPACK_IMPORTED_MODULE_2___default = /*#__PURE__*/__nccwpck_require__.n(node_os__WEBPACK_IMPORTED_MODULE_2__);
-/* harmony import */ var _config_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(2516);
+/* harmony import */ var _config_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(7790);
 /* harmony import */ var _fleet_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(9423);
 /* harmony import */ var _foreign_js__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(6379);
 /* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_6__ = __nccwpck_require__(9024);
@@ -60150,7 +60150,7 @@ function checkTaskHost(c, hosts) {
 
 /***/ }),
 
-/***/ 2516:
+/***/ 7790:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -60211,6 +60211,8 @@ const INPUTS = {
     env: { group: 'app', lines: true, secret: true },
     'env-file': { group: 'app' },
     'docker-run-args': { group: 'app' },
+    'compose-file': { group: 'app' },
+    'compose-service': { group: 'app' },
     workers: { group: 'app', lines: true },
     'pre-switch-command': { group: 'app' },
     'pre-switch-timeout': { group: 'app', default: '300' },
@@ -60509,6 +60511,473 @@ function checkTask(c) {
 var src_dotenv = __nccwpck_require__(6345);
 // EXTERNAL MODULE: ./src/version.ts
 var src_version = __nccwpck_require__(311);
+// EXTERNAL MODULE: external "node:fs"
+var external_node_fs_ = __nccwpck_require__(3024);
+// EXTERNAL MODULE: external "node:path"
+var external_node_path_ = __nccwpck_require__(6760);
+var external_node_path_default = /*#__PURE__*/__nccwpck_require__.n(external_node_path_);
+// EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
+var dist = __nccwpck_require__(8815);
+;// CONCATENATED MODULE: ./src/compose.ts
+// The app as its compose file describes it (compose-file, compose-service): read on the runner
+// (Compose v2 is not in every distribution's packages), interpolated from the runner's environment
+// as Compose does, and turned into what bg-deploy already carries: the container port, the env,
+// `docker run` arguments, the web's command, its health command, and the workers. A key bg-deploy
+// does not carry over is refused by name, never dropped.
+
+
+
+
+
+class ComposeError extends Error {
+    problems;
+    constructor(problems) {
+        super(problems.join('\n'));
+        this.problems = problems;
+        this.name = 'ComposeError';
+    }
+}
+const isObj = (v) => typeof v === 'object' && v !== null && !Array.isArray(v);
+/** The service keys bg-deploy carries over, for the web and its workers. */
+const CARRIED = new Set([
+    'build',
+    'image',
+    'ports',
+    'expose',
+    'environment',
+    'env_file',
+    'command',
+    'entrypoint',
+    'volumes',
+    'healthcheck',
+    'networks',
+    'extra_hosts',
+    'user',
+    'working_dir',
+    'labels',
+    'stop_signal',
+    'stop_grace_period',
+    'ulimits',
+    'cap_add',
+    'cap_drop',
+    'tmpfs',
+    'read_only',
+    'shm_size',
+    'logging',
+    'mem_limit',
+    'memswap_limit',
+    'mem_reservation',
+    'cpus',
+    'pids_limit',
+    'init',
+    'restart',
+    'depends_on',
+    'deploy'
+]);
+/** What a worker has of its own; the rest of its definition is the web's. */
+const WORKER_OWN = new Set([
+    'build',
+    'image',
+    'command',
+    'stop_signal',
+    'stop_grace_period',
+    'depends_on'
+]);
+/** Why a key is not carried over, where there is more to say than "not supported". */
+const REFUSED = {
+    container_name: 'bg-deploy names the containers itself (APP-blue, APP-green), since two run at once during a deploy',
+    network_mode: 'the colors are published on their own ports; use networks',
+    privileged: 'bg-deploy does not start privileged containers; use cap_add for what it needs',
+    secrets: 'give secrets through environment with ${VAR} from the workflow, or env_file',
+    configs: 'mount the file with volumes instead',
+    profiles: 'give the services to deploy in the file, without profiles',
+    extends: 'write the service out in full',
+    scale: 'several servers or engine swarm with replicas run more than one',
+    links: 'use a network: containers reach each other by name there',
+    pid: 'a color shares no namespace with the host',
+    ipc: 'a color shares no namespace with the host'
+};
+/** Compose's interpolation: $$, $VAR, ${VAR}, ${VAR:-d}, ${VAR-d}, ${VAR:?err}, ${VAR?err}. */
+function interpolate(text, env, where, problems) {
+    return text.replace(/\$(\$|[A-Za-z_][A-Za-z0-9_]*|\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?)([-?])((?:[^{}]|\{[^{}]*\})*))?\})/g, (whole, body, name, colon, op, arg) => {
+        if (body === '$')
+            return '$';
+        const key = name ?? body;
+        const value = env[key];
+        const unset = value === undefined || (colon === ':' && value === '');
+        if (op === '-')
+            return unset ? interpolate(arg ?? '', env, where, problems) : value;
+        if (op === '?') {
+            if (unset)
+                problems.push(`${where}: ${key} is not set in the runner's environment${arg ? `: ${arg}` : ''}. Set it in the step's env (from a secret: env: ${key}: \${{ secrets.${key} }}).`);
+            return value ?? '';
+        }
+        if (value === undefined) {
+            problems.push(`${where}: ${whole} names ${key}, which is not set in the runner's environment. Set it in the step's env, or give a default: \${${key}:-default}.`);
+            return '';
+        }
+        return value;
+    });
+}
+/** Interpolate every string of a value (Compose interpolates values, not keys). */
+function interpolateAll(v, env, where, problems) {
+    if (typeof v === 'string')
+        return interpolate(v, env, where, problems);
+    if (Array.isArray(v))
+        return v.map((x) => interpolateAll(x, env, where, problems));
+    if (isObj(v))
+        return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, interpolateAll(x, env, `${where}.${k}`, problems)]));
+    return v;
+}
+/** Compose durations ("1m30s", "10s", "500ms") in seconds. */
+function durationSeconds(v) {
+    if (typeof v === 'number')
+        return v;
+    if (typeof v !== 'string')
+        return undefined;
+    const re = /(\d+(?:\.\d+)?)(h|ms|m|s|us|ns)/g;
+    let total = 0;
+    let used = 0;
+    for (const m of v.matchAll(re)) {
+        const n = Number(m[1]);
+        total += n * { h: 3600, m: 60, s: 1, ms: 0.001, us: 1e-6, ns: 1e-9 }[m[2]];
+        used += m[0].length;
+    }
+    return used === v.length && used > 0 ? total : undefined;
+}
+/** A list or a mapping of KEY=VALUE (environment, labels) as pairs; a bare KEY has no value. */
+function pairs(v, sep = '=') {
+    if (v === undefined || v === null)
+        return [];
+    if (Array.isArray(v))
+        return v.map((x) => {
+            const s = String(x);
+            const i = s.indexOf(sep);
+            return i < 0 ? [s, undefined] : [s.slice(0, i), s.slice(i + 1)];
+        });
+    if (isObj(v))
+        return Object.entries(v).map(([k, x]) => [k, x === null ? undefined : String(x)]);
+    return [];
+}
+const words = (v, where, problems) => {
+    if (Array.isArray(v))
+        return v.map(String);
+    try {
+        return splitWords(String(v));
+    }
+    catch (e) {
+        problems.push(`${where}: not quoted like a shell would (${e.message})`);
+        return [];
+    }
+};
+/**
+ * Read `file` (relative to the workspace) and turn service `service` (or the one with ports, or
+ * the only one built here) into the run spec; the services built from the same context or using
+ * the same image are its workers.
+ */
+function readCompose(workspace, file, service, env, app) {
+    const full = external_node_path_default().resolve(workspace, file);
+    let text;
+    try {
+        text = (0,external_node_fs_.readFileSync)(full, 'utf8');
+    }
+    catch (e) {
+        throw new ComposeError([
+            `Input 'compose-file': cannot read '${file}' (${e.code ?? e}). Expected a path relative to the workspace, such as docker-compose.yml.`
+        ]);
+    }
+    const doc = (0,dist/* parseDocument */.Tp)(text, { prettyErrors: false, uniqueKeys: true, merge: true });
+    if (doc.errors.length > 0)
+        throw new ComposeError([`${file}: ${doc.errors[0].message.split('\n')[0]}`]);
+    const root = doc.toJS({ maxAliasCount: 100 });
+    if (!isObj(root) || !isObj(root.services ?? null))
+        throw new ComposeError([`${file}: expected a compose file with a services mapping`]);
+    const problems = [];
+    const services = root.services;
+    const names = Object.keys(services);
+    const built = names.filter((n) => isObj(services[n]) && services[n].build !== undefined);
+    let web = service;
+    if (web === undefined) {
+        const published = names.filter((n) => services[n]?.ports !== undefined);
+        web = published.length === 1 ? published[0] : built.length === 1 ? built[0] : undefined;
+        if (!web)
+            throw new ComposeError([
+                `${file}: cannot tell which service is the web one (services: ${names.join(', ')}): name it in compose-service.`
+            ]);
+    }
+    if (!isObj(services[web] ?? null))
+        throw new ComposeError([
+            `Input 'compose-service': ${file} has no service '${web}' (services: ${names.join(', ')}).`
+        ]);
+    const dir = external_node_path_default().dirname(full);
+    const webDef = services[web];
+    const sameImage = (d) => (d.build !== undefined && JSON.stringify(d.build) === JSON.stringify(webDef.build)) ||
+        (d.image !== undefined && d.image === webDef.image);
+    const workers = [];
+    const others = [];
+    for (const n of names) {
+        if (n === web)
+            continue;
+        const d = services[n];
+        if (isObj(d) && sameImage(d)) {
+            // a worker runs with the web's spec and its own command: any other key must say the same
+            for (const k of Object.keys(d))
+                if (!WORKER_OWN.has(k) &&
+                    !k.startsWith('x-') &&
+                    JSON.stringify(d[k]) !== JSON.stringify(webDef[k]))
+                    problems.push(`${file}: services.${n}.${k}: a worker (same image as ${web}) runs with ${web}'s ${k}; give it the same as ${web}, or remove it.`);
+            const w = serviceSpec(n, d, root, env, dir, file, problems, app);
+            const cmd = w.command ?? [];
+            if (cmd.length === 0)
+                problems.push(`${file}: service ${n} (a worker: same image as ${web}) has no command: give it the one it runs.`);
+            workers.push({
+                name: n.toLowerCase().replace(/[^a-z0-9_.-]/g, '-'),
+                words: cmd,
+                single: false,
+                stopSignal: w.stopSignal ?? 'SIGTERM',
+                stopTimeout: w.stopTimeout ?? 30
+            });
+        }
+        else
+            others.push(n);
+    }
+    if (others.length > 0)
+        problems.push(`${file}: service(s) ${others.join(', ')} run another image than ${web} (a database, a cache): bg-deploy does not start those yet. Run them on the server yourself (on a network given as external: true), and leave them out of the file given in compose-file.`);
+    const spec = serviceSpec(web, webDef, root, env, dir, file, problems, app);
+    if (problems.length > 0)
+        throw new ComposeError(problems);
+    return {
+        service: web,
+        containerPort: spec.port,
+        env: spec.env,
+        runArgs: spec.runArgs,
+        command: spec.command,
+        healthCmd: spec.healthCmd,
+        workers
+    };
+}
+function serviceSpec(name, raw, root, env, dir, file, problems, app) {
+    const at = `${file}: services.${name}`;
+    for (const k of Object.keys(raw)) {
+        if (k.startsWith('x-') || CARRIED.has(k))
+            continue;
+        problems.push(`${at}.${k} is not carried over by bg-deploy${REFUSED[k] ? `: ${REFUSED[k]}` : ''}. Remove it, or give it in docker-run-args.`);
+    }
+    const d = interpolateAll(raw, env, at, problems);
+    const out = { env: [], runArgs: [] };
+    const args = out.runArgs;
+    // the container port: the target of the one published port, else the one exposed
+    const ports = Array.isArray(d.ports) ? d.ports : [];
+    const targets = ports.map((p) => isObj(p) ? Number(p.target) : Number(String(p).split(':').at(-1).split('/')[0]));
+    const exposed = (Array.isArray(d.expose) ? d.expose : []).map((p) => Number(String(p).split('/')[0]));
+    const port = targets[0] ?? exposed[0];
+    if (targets.length > 1 || (targets.length === 0 && exposed.length > 1))
+        problems.push(`${at}.ports: bg-deploy publishes one container port per color (its own host ports); give one.`);
+    if (port !== undefined) {
+        if (!Number.isInteger(port) || port < 1 || port > 65535)
+            problems.push(`${at}.ports: cannot read the container port.`);
+        else
+            out.port = port;
+    }
+    // env_file (read here, relative to the compose file, as Compose does), then environment
+    const envFiles = d.env_file === undefined ? [] : Array.isArray(d.env_file) ? d.env_file : [d.env_file];
+    for (const f of envFiles) {
+        const p = isObj(f) ? String(f.path) : String(f);
+        const required = isObj(f) ? f.required !== false : true;
+        let t;
+        try {
+            t = (0,external_node_fs_.readFileSync)(external_node_path_default().resolve(dir, p), 'utf8');
+        }
+        catch (e) {
+            if (required)
+                problems.push(`${at}.env_file: cannot read ${p} (${e.code ?? e}), relative to ${file}.`);
+            continue;
+        }
+        const parsed = (0,src_dotenv/* parseDotenv */.q)(t);
+        for (const pr of parsed.problems)
+            problems.push(`${at}.env_file ${p} line ${pr.line}: ${pr.why}.`);
+        out.env.push(...parsed.entries);
+    }
+    for (const [k, v] of pairs(d.environment)) {
+        const value = v ?? env[k];
+        if (value === undefined)
+            continue; // Compose leaves a bare KEY unset when the runner has none
+        out.env = out.env.filter(([o]) => o !== k);
+        out.env.push([k, value]);
+    }
+    // command and entrypoint: the first entrypoint word is --entrypoint, the rest go before the
+    // command, as docker run takes them
+    let command = d.command === undefined || d.command === null
+        ? undefined
+        : words(d.command, `${at}.command`, problems);
+    if (d.entrypoint !== undefined && d.entrypoint !== null) {
+        const ep = words(d.entrypoint, `${at}.entrypoint`, problems);
+        if (ep.length > 0) {
+            args.push('--entrypoint', ep[0]);
+            command = [...ep.slice(1), ...(command ?? [])];
+        }
+    }
+    out.command = command;
+    // volumes: named ones keep their Compose name (PROJECT_NAME, the project being the app: see
+    // composeVolumeName), binds need an absolute path on the server
+    for (const v of Array.isArray(d.volumes) ? d.volumes : []) {
+        const long = isObj(v)
+            ? v
+            : (() => {
+                const parts = String(v).split(':');
+                return {
+                    source: parts.length > 1 ? parts[0] : null,
+                    target: parts.length > 1 ? parts[1] : parts[0],
+                    read_only: parts[2]?.split(',').includes('ro') ?? false
+                };
+            })();
+        const source = long.source === undefined || long.source === null ? '' : String(long.source);
+        const target = String(long.target ?? '');
+        const ro = long.read_only === true ? ':ro' : '';
+        if (long.type === 'tmpfs') {
+            args.push('--tmpfs', target);
+            continue;
+        }
+        if (source === '')
+            args.push('-v', `${target}${ro}`);
+        else if (source.startsWith('/'))
+            args.push('-v', `${source}:${target}${ro}`);
+        else if (/^[.~]/.test(source))
+            problems.push(`${at}.volumes: ${source} is a path relative to the compose file on your machine, which the server does not have: give an absolute path on the server, or a named volume.`);
+        else
+            args.push('-v', `${volumeName(root, source, env, app)}:${target}${ro}`);
+    }
+    const nets = Array.isArray(d.networks)
+        ? d.networks.map(String)
+        : isObj(d.networks)
+            ? Object.keys(d.networks)
+            : [];
+    for (const n of nets) {
+        const def = isObj(root.networks ?? null) ? root.networks[n] : undefined;
+        if (!isObj(def ?? null) || def.external !== true)
+            problems.push(`${at}.networks: ${n} is not declared external: true, and bg-deploy does not create networks yet. Create it on the server (docker network create NAME) and declare it external.`);
+        else
+            args.push('--network', String(def.name ?? n));
+    }
+    for (const [h, ip] of pairs(d.extra_hosts, Array.isArray(d.extra_hosts) ? undefined : '='))
+        args.push('--add-host', ip === undefined ? h.replace('=', ':') : `${h}:${Array.isArray(ip) ? ip[0] : ip}`);
+    const flag = (key, opt) => {
+        if (d[key] !== undefined && d[key] !== null)
+            args.push(opt, String(d[key]));
+    };
+    flag('user', '--user');
+    flag('working_dir', '--workdir');
+    flag('shm_size', '--shm-size');
+    flag('mem_limit', '--memory');
+    flag('memswap_limit', '--memory-swap');
+    flag('mem_reservation', '--memory-reservation');
+    flag('cpus', '--cpus');
+    flag('pids_limit', '--pids-limit');
+    flag('stop_signal', '--stop-signal');
+    if (typeof d.stop_signal === 'string')
+        out.stopSignal = d.stop_signal;
+    for (const [k, v] of pairs(d.labels))
+        args.push('--label', v === undefined ? k : `${k}=${v}`);
+    if (d.stop_grace_period !== undefined) {
+        const s = durationSeconds(d.stop_grace_period);
+        if (s === undefined)
+            problems.push(`${at}.stop_grace_period: not a duration such as 30s or 1m30s.`);
+        else {
+            out.stopTimeout = Math.ceil(s);
+            args.push('--stop-timeout', String(Math.ceil(s)));
+        }
+    }
+    if (isObj(d.ulimits ?? null))
+        for (const [k, v] of Object.entries(d.ulimits))
+            args.push('--ulimit', isObj(v) ? `${k}=${v.soft}:${v.hard}` : `${k}=${v}`);
+    for (const c of Array.isArray(d.cap_add) ? d.cap_add : [])
+        args.push('--cap-add', String(c));
+    for (const c of Array.isArray(d.cap_drop) ? d.cap_drop : [])
+        args.push('--cap-drop', String(c));
+    for (const t of d.tmpfs === undefined ? [] : Array.isArray(d.tmpfs) ? d.tmpfs : [d.tmpfs])
+        args.push('--tmpfs', String(t));
+    if (d.read_only === true)
+        args.push('--read-only');
+    if (isObj(d.logging ?? null)) {
+        const l = d.logging;
+        if (l.driver)
+            args.push('--log-driver', String(l.driver));
+        for (const [k, v] of pairs(l.options))
+            args.push('--log-opt', `${k}=${v ?? ''}`);
+    }
+    if (d.restart !== undefined && !['always', 'unless-stopped'].includes(String(d.restart)))
+        problems.push(`${at}.restart: ${String(d.restart)}: bg-deploy restarts its containers unless stopped (restart: unless-stopped); remove the key.`);
+    if (d.init === false)
+        problems.push(`${at}.init: bg-deploy runs every container with an init process; remove the key.`);
+    if (isObj(d.deploy ?? null)) {
+        const dep = d.deploy;
+        for (const k of Object.keys(dep))
+            if (k !== 'resources')
+                problems.push(`${at}.deploy.${k} is not carried over by bg-deploy (deploy.resources is). Remove it.`);
+        const lim = isObj(dep.resources?.limits ?? null)
+            ? dep.resources.limits
+            : {};
+        if (lim.cpus !== undefined)
+            args.push('--cpus', String(lim.cpus));
+        if (lim.memory !== undefined)
+            args.push('--memory', String(lim.memory));
+        if (lim.pids !== undefined)
+            args.push('--pids-limit', String(lim.pids));
+    }
+    if (isObj(d.healthcheck ?? null)) {
+        const h = d.healthcheck;
+        if (h.disable !== true) {
+            const test = h.test;
+            const list = Array.isArray(test) ? test.map(String) : undefined;
+            if (list && list[0] === 'NONE') {
+                /* no health check */
+            }
+            else if (list && list[0] === 'CMD-SHELL')
+                out.healthCmd = list.slice(1).join(' ');
+            else if (list && list[0] === 'CMD')
+                out.healthCmd = list
+                    .slice(1)
+                    .map((w) => (/^[A-Za-z0-9_./:=@%+-]+$/.test(w) ? w : `'${w.replace(/'/g, `'\\''`)}'`))
+                    .join(' ');
+            else if (typeof test === 'string')
+                out.healthCmd = test;
+            else
+                problems.push(`${at}.healthcheck.test: expected a string, or a list starting with CMD or CMD-SHELL.`);
+            for (const [k, opt] of [
+                ['interval', '--health-interval'],
+                ['timeout', '--health-timeout'],
+                ['start_period', '--health-start-period'],
+                ['start_interval', '--health-start-interval']
+            ])
+                if (h[k] !== undefined) {
+                    const s = durationSeconds(h[k]);
+                    if (s === undefined)
+                        problems.push(`${at}.healthcheck.${k}: not a duration such as 10s.`);
+                    else
+                        args.push(opt, `${Math.round(s * 1000)}ms`);
+                }
+            if (h.retries !== undefined)
+                args.push('--health-retries', String(h.retries));
+        }
+    }
+    if (/[\0\r\n]/.test(out.healthCmd ?? ''))
+        problems.push(`${at}.healthcheck.test: one line, please.`);
+    return out;
+}
+/**
+ * A named volume's name on the server: its `name:` if it has one, as it is when external, else
+ * APP_NAME, as Compose names it in a project called after the app. The same name every deploy and
+ * rollback: the data stays.
+ */
+function volumeName(root, source, env, app) {
+    const def = isObj(root.volumes ?? null) ? root.volumes[source] : undefined;
+    if (isObj(def ?? null) && def.name !== undefined)
+        return interpolate(String(def.name), env, 'volumes', []);
+    if (isObj(def ?? null) && def.external === true)
+        return source;
+    return `${app}_${source}`;
+}
+
 ;// CONCATENATED MODULE: ./src/config-app.ts
 // The inputs of the app on the server, its health check and switch, and the run itself: each group
 // checked into its part of the Config, every problem reported to the one collector.
@@ -60518,9 +60987,11 @@ var src_version = __nccwpck_require__(311);
 
 
 
+
 /** The input behind each item of a version's run spec (src/remote/protocol.ts RUN_SPEC). */
 const RUN_SPEC_INPUTS = {
     container_port: 'container-port',
+    command: 'compose-file',
     health_path: 'health-path',
     health_cmd: 'health-cmd',
     network: 'network',
@@ -60580,17 +61051,55 @@ function checkApp(c, ctx) {
                 c.bad('docker-run-args', `arguments quoted like a shell would (${e.message})`);
             }
     }
+    const workers = checkWorkers(c);
+    let command;
+    let composeHealthCmd;
+    let port = containerPort;
+    const composeFile = c.get('compose-file')?.trim();
+    if (composeFile) {
+        try {
+            const compose = readCompose(ctx.workspace, composeFile, c.get('compose-service')?.trim() || undefined, ctx.env ?? process.env, appName);
+            // the inputs win over the file: env by key, run arguments after the file's
+            if (compose.containerPort !== undefined) {
+                if (c.get('container-port') !== undefined && compose.containerPort !== containerPort)
+                    c.add(`Input 'container-port' is ${containerPort}, but ${composeFile} publishes ${compose.containerPort} for ${compose.service}: remove one of them.`);
+                else
+                    port = compose.containerPort;
+            }
+            env.unshift(...compose.env.filter(([k]) => !env.some(([o]) => o === k)));
+            dockerRunArgs = [...compose.runArgs, ...dockerRunArgs];
+            command = compose.command;
+            composeHealthCmd = compose.healthCmd;
+            for (const w of compose.workers)
+                if (workers.some((o) => o.name === w.name))
+                    c.add(`Invalid workers: ${w.name} is in ${composeFile} too; give it once.`);
+                else
+                    workers.push(w);
+        }
+        catch (e) {
+            if (!(e instanceof ComposeError))
+                throw e;
+            for (const p of e.problems)
+                c.add(p);
+        }
+    }
+    else if (c.get('compose-service') !== undefined)
+        c.add("Input 'compose-service' names a service of compose-file: set compose-file too.");
+    if (command && /[\0]/.test(command.join('')))
+        c.add(`Invalid ${composeFile}: a command word holds a NUL character.`);
     return {
         name: appName,
-        containerPort,
+        containerPort: port,
         bluePort,
         greenPort,
         network,
         env,
         envFile,
         dockerRunArgs,
+        command,
+        composeHealthCmd,
         task: checkTask(c),
-        workers: checkWorkers(c),
+        workers,
         given: Object.keys(RUN_SPEC_INPUTS).filter((item) => c.get(RUN_SPEC_INPUTS[item]) !== undefined)
     };
 }
@@ -60692,6 +61201,8 @@ function checkEngine(c, s) {
             c.add("Input 'keep-warm' does not apply to a Swarm service (Swarm keeps the previous spec): remove it.");
         if (s.mode === 'dnat')
             c.add('engine swarm does not use switch-mode: Swarm replaces the tasks. Remove switch-mode.');
+        if (s.compose)
+            c.add("Input 'compose-file' does not work with engine swarm yet (its deploy: keys are not mapped onto the service): use engine ssh, or give the service's settings as inputs.");
         if (s.canary)
             c.add("Input 'canary' does not apply to a Swarm service: Swarm replaces the tasks in place, with no nginx of bg-deploy's to split clients. Remove canary.");
         if (s.runArgs.length > 0)
@@ -60708,9 +61219,6 @@ function checkEngine(c, s) {
     };
 }
 
-// EXTERNAL MODULE: external "node:path"
-var external_node_path_ = __nccwpck_require__(6760);
-var external_node_path_default = /*#__PURE__*/__nccwpck_require__.n(external_node_path_);
 // EXTERNAL MODULE: ./src/config-hosts.ts
 var config_hosts = __nccwpck_require__(7331);
 ;// CONCATENATED MODULE: ./src/config-build.ts
@@ -60860,10 +61368,6 @@ function checkServer(c) {
     return servers;
 }
 
-// EXTERNAL MODULE: external "node:fs"
-var external_node_fs_ = __nccwpck_require__(3024);
-// EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
-var dist = __nccwpck_require__(8815);
 ;// CONCATENATED MODULE: ./src/config-file.ts
 // The optional YAML config file (`config` input): its keys are input names, its values strings,
 // numbers, booleans or lists; secrets are refused there. Inputs given to the step win over it.
@@ -61021,8 +61525,12 @@ function parseConfig(inputs, ctx) {
         maxParallel: fleet.maxParallel,
         keepWarm: after.keepWarm,
         canary: after.canary.steps.length > 0,
+        compose: c.get('compose-file') !== undefined,
         envKeys: app.env.map(([k]) => k)
     });
+    // compose-file's healthcheck, unless health-cmd says otherwise
+    if (!engine.healthCmd && app.composeHealthCmd)
+        engine.healthCmd = app.composeHealthCmd;
     c.done();
     return {
         ...build,
@@ -69688,8 +70196,8 @@ function getOctokit(token, options, ...additionalPlugins) {
     return new GitHubWithPlugins(getOctokitOptions(token, options));
 }
 //# sourceMappingURL=github.js.map
-// EXTERNAL MODULE: ./src/config.ts + 7 modules
-var src_config = __nccwpck_require__(2516);
+// EXTERNAL MODULE: ./src/config.ts + 8 modules
+var src_config = __nccwpck_require__(7790);
 // EXTERNAL MODULE: external "node:child_process"
 var external_node_child_process_ = __nccwpck_require__(1421);
 ;// CONCATENATED MODULE: ./src/runner.ts
@@ -71384,6 +71892,8 @@ const PARAMETERS = {
     health_cmd: '',
     max_parallel: '1',
     build_wait: '0',
+    /** the web's command (after the image): its words, NUL-separated, base64 (empty: the image's CMD) */
+    command: '',
     /** the pre-switch task: its command's words, NUL-separated, base64 (empty: none) */
     task: '',
     task_timeout: '300',
@@ -71436,6 +71946,7 @@ const ROLE_SECRETS = {
  */
 const RUN_SPEC_PARAMETERS = [
     'container_port',
+    'command',
     'health_path',
     'health_cmd',
     'network',
@@ -71755,6 +72266,8 @@ function scriptArgs(config, req) {
         ['keep_warm', config.after.keepWarm],
         ['build_wait', req.buildWait],
         ['task', task && b64(task.words.join('\0'))],
+        ['command', config.app.command?.length ? b64(config.app.command.join('\0')) : undefined],
+        ['health_cmd', config.engine.healthCmd],
         ['task_timeout', task?.timeout],
         ['task_force', task?.force ? 1 : undefined],
         ['workers', workersParam(config)],
@@ -71764,7 +72277,6 @@ function scriptArgs(config, req) {
             ? [
                 ['engine', 'swarm'],
                 ['replicas', config.engine.replicas],
-                ['health_cmd', config.engine.healthCmd],
                 ['max_parallel', config.engine.parallelism]
             ]
             : [])

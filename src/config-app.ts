@@ -15,10 +15,12 @@ import type { RunSpecItem } from './remote/protocol.js'
 import { parseDotenv } from './dotenv.js'
 import { versionProblem } from './version.js'
 import { splitWords } from './words.js'
+import { ComposeError, readCompose } from './compose.js'
 
 /** The input behind each item of a version's run spec (src/remote/protocol.ts RUN_SPEC). */
 export const RUN_SPEC_INPUTS: Record<RunSpecItem, InputName> = {
   container_port: 'container-port',
+  command: 'compose-file',
   health_path: 'health-path',
   health_cmd: 'health-cmd',
   network: 'network',
@@ -99,17 +101,57 @@ export function checkApp(c: Collector, ctx: ConfigContext): Config['app'] {
         c.bad('docker-run-args', `arguments quoted like a shell would (${(e as Error).message})`)
       }
   }
+  const workers = checkWorkers(c)
+  let command: string[] | undefined
+  let composeHealthCmd: string | undefined
+  let port = containerPort
+  const composeFile = c.get('compose-file')?.trim()
+  if (composeFile) {
+    try {
+      const compose = readCompose(
+        ctx.workspace,
+        composeFile,
+        c.get('compose-service')?.trim() || undefined,
+        ctx.env ?? process.env,
+        appName
+      )
+      // the inputs win over the file: env by key, run arguments after the file's
+      if (compose.containerPort !== undefined) {
+        if (c.get('container-port') !== undefined && compose.containerPort !== containerPort)
+          c.add(
+            `Input 'container-port' is ${containerPort}, but ${composeFile} publishes ${compose.containerPort} for ${compose.service}: remove one of them.`
+          )
+        else port = compose.containerPort
+      }
+      env.unshift(...compose.env.filter(([k]) => !env.some(([o]) => o === k)))
+      dockerRunArgs = [...compose.runArgs, ...dockerRunArgs]
+      command = compose.command
+      composeHealthCmd = compose.healthCmd
+      for (const w of compose.workers)
+        if (workers.some((o) => o.name === w.name))
+          c.add(`Invalid workers: ${w.name} is in ${composeFile} too; give it once.`)
+        else workers.push(w)
+    } catch (e) {
+      if (!(e instanceof ComposeError)) throw e
+      for (const p of e.problems) c.add(p)
+    }
+  } else if (c.get('compose-service') !== undefined)
+    c.add("Input 'compose-service' names a service of compose-file: set compose-file too.")
+  if (command && /[\0]/.test(command.join('')))
+    c.add(`Invalid ${composeFile}: a command word holds a NUL character.`)
   return {
     name: appName,
-    containerPort,
+    containerPort: port,
     bluePort,
     greenPort,
     network,
     env,
     envFile,
     dockerRunArgs,
+    command,
+    composeHealthCmd,
     task: checkTask(c),
-    workers: checkWorkers(c),
+    workers,
     given: (Object.keys(RUN_SPEC_INPUTS) as RunSpecItem[]).filter(
       (item) => c.get(RUN_SPEC_INPUTS[item]) !== undefined
     )
@@ -264,6 +306,7 @@ export function checkEngine(
     maxParallel: number
     keepWarm: number
     canary: boolean
+    compose: boolean
     envKeys: string[]
   }
 ): Config['engine'] {
@@ -284,6 +327,10 @@ export function checkEngine(
       )
     if (s.mode === 'dnat')
       c.add('engine swarm does not use switch-mode: Swarm replaces the tasks. Remove switch-mode.')
+    if (s.compose)
+      c.add(
+        "Input 'compose-file' does not work with engine swarm yet (its deploy: keys are not mapped onto the service): use engine ssh, or give the service's settings as inputs."
+      )
     if (s.canary)
       c.add(
         "Input 'canary' does not apply to a Swarm service: Swarm replaces the tasks in place, with no nginx of bg-deploy's to split clients. Remove canary."

@@ -58,6 +58,8 @@ export const INPUTS = {
   env: { group: 'app', lines: true, secret: true },
   'env-file': { group: 'app' },
   'docker-run-args': { group: 'app' },
+  'compose-file': { group: 'app' },
+  'compose-service': { group: 'app' },
   workers: { group: 'app', lines: true },
   'pre-switch-command': { group: 'app' },
   'pre-switch-timeout': { group: 'app', default: '300' },

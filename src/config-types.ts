@@ -46,6 +46,10 @@ export interface Config {
     env: [string, string][]
     envFile?: string
     dockerRunArgs: string[]
+    /** the web's command (compose-file's command, after its entrypoint's other words) */
+    command?: string[]
+    /** the health command compose-file's healthcheck gives (health-cmd wins) */
+    composeHealthCmd?: string
     /**
      * pre-switch-command: run once per deploy in a one-off container of the new image (the app's
      * env, network and run arguments) on the first server, before any color starts anywhere
@@ -132,6 +136,8 @@ export interface ConfigContext {
   /** owner/repo */
   repository: string
   workspace: string
+  /** the runner's environment, for compose-file's ${VAR} (default: process.env) */
+  env?: Record<string, string | undefined>
   /** inputs no message may quote besides the secrets (the command line's values read from files) */
   unquoted?: readonly InputName[]
 }

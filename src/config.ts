@@ -90,8 +90,11 @@ export function parseConfig(inputs: Inputs, ctx: ConfigContext): Config {
     maxParallel: fleet.maxParallel,
     keepWarm: after.keepWarm,
     canary: after.canary.steps.length > 0,
+    compose: c.get('compose-file') !== undefined,
     envKeys: app.env.map(([k]) => k)
   })
+  // compose-file's healthcheck, unless health-cmd says otherwise
+  if (!engine.healthCmd && app.composeHealthCmd) engine.healthCmd = app.composeHealthCmd
   c.done()
   return {
     ...build,

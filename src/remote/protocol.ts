@@ -64,6 +64,8 @@ export const PARAMETERS = {
   health_cmd: '',
   max_parallel: '1',
   build_wait: '0',
+  /** the web's command (after the image): its words, NUL-separated, base64 (empty: the image's CMD) */
+  command: '',
   /** the pre-switch task: its command's words, NUL-separated, base64 (empty: none) */
   task: '',
   task_timeout: '300',
@@ -122,6 +124,7 @@ export const ROLE_SECRETS: Record<Role, readonly SecretLine[]> = {
  */
 export const RUN_SPEC_PARAMETERS = [
   'container_port',
+  'command',
   'health_path',
   'health_cmd',
   'network',

@@ -98,6 +98,8 @@ export function scriptArgs(
     ['keep_warm', config.after.keepWarm],
     ['build_wait', req.buildWait],
     ['task', task && b64(task.words.join('\0'))],
+    ['command', config.app.command?.length ? b64(config.app.command.join('\0')) : undefined],
+    ['health_cmd', config.engine.healthCmd],
     ['task_timeout', task?.timeout],
     ['task_force', task?.force ? 1 : undefined],
     ['workers', workersParam(config)],
@@ -107,7 +109,6 @@ export function scriptArgs(
       ? ([
           ['engine', 'swarm'],
           ['replicas', config.engine.replicas],
-          ['health_cmd', config.engine.healthCmd],
           ['max_parallel', config.engine.parallelism]
         ] as [Parameter, string | number | undefined][])
       : [])

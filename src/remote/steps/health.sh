@@ -20,16 +20,29 @@ health_wait() { # health_wait COLOR
   name="$(container_name "$color")"; port="$(color_port "$color")"
   phase "health $name"
   start="$(now_ms)"; deadline=$((start + ${P[health_timeout]%.*} * 1000)); beat="$start"
-  log "polling http://$(bind_host):$port${P[health_path]} every ${P[health_interval]}s (up to ${P[health_timeout]}s)"
+  if [[ -n "${P[health_cmd]}" ]]; then
+    log "waiting for Docker's health check of $name ($(printf '%q' "${P[health_cmd]}")), then http://$(bind_host):$port${P[health_path]}, up to ${P[health_timeout]}s"
+  else
+    log "polling http://$(bind_host):$port${P[health_path]} every ${P[health_interval]}s (up to ${P[health_timeout]}s)"
+  fi
+  local docker_health=''
   while :; do
-    code="$(health_probe "$port" "${P[health_path]}" 2)"
+    # with a health command, Docker's verdict first (every probe's own time: one inspect each)
+    if [[ -n "${P[health_cmd]}" && "$docker_health" != healthy ]]; then
+      docker_health="$(docker_call inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{end}}' "$name" 2>/dev/null || true)"
+      if [[ "$docker_health" == unhealthy ]]; then
+        health_failed "$color" "$name: Docker's health check ($(printf '%q' "${P[health_cmd]}")) says unhealthy"
+      fi
+    fi
+    code=''
+    if [[ -z "${P[health_cmd]}" || "$docker_health" == healthy ]]; then code="$(health_probe "$port" "${P[health_path]}" 2)"; fi
     if [[ "$code" == 2?? ]]; then
       log "$name is healthy after $(( $(now_ms) - start )) ms (HTTP $code)"
       event healthy
       return 0
     fi
     if (( $(now_ms) >= deadline )); then
-      health_failed "$color" "$name did not answer 2xx on ${P[health_path]} within ${P[health_timeout]}s (last: ${code:-no HTTP answer})"
+      health_failed "$color" "$name did not answer 2xx on ${P[health_path]} within ${P[health_timeout]}s (last: ${code:-no HTTP answer}${P[health_cmd]:+; the Docker health check: ${docker_health:-none yet}})"
     fi
     now="$(now_ms)"
     # a heartbeat every 5 s, so a long wait is never silent: how long, and the last answer

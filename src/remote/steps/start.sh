@@ -52,7 +52,20 @@ start_color() { # start_color COLOR
   app_run_args
   local args=(run -d --name "$name" --init --restart unless-stopped
     --label "bg-deploy.app=${P[app]}" --label "bg-deploy.color=$color" --label "bg-deploy.version=$RUN_VERSION"
-    -p "${P[bind_address]}:$port:${P[container_port]}" "${APP_ARGS[@]}" -- "$RUN_IMAGE")
+    -p "${P[bind_address]}:$port:${P[container_port]}")
+  # a health command (health-cmd, or compose-file's healthcheck): Docker runs it, and health_wait
+  # waits for its verdict; compose-file's interval and the rest come in the run arguments
+  if [[ -n "${P[health_cmd]}" ]]; then
+    args+=(--health-cmd "${P[health_cmd]}")
+    if [[ " ${RUN_ARGS[*]} " != *" --health-interval "* ]]; then args+=(--health-interval 1s); fi
+  fi
+  args+=("${APP_ARGS[@]}" -- "$RUN_IMAGE")
+  # the web's own command (compose-file's), else the image's CMD
+  if [[ -n "${P[command]}" ]]; then
+    local words=()
+    mapfile -d '' words < <(printf '%s' "${P[command]}" | base64 -d)
+    args+=("${words[@]}")
+  fi
   log "starting $name ($RUN_IMAGE) on ${P[bind_address]}:$port"
   local out rc=0
   out="$(app_env_export; docker_call "${args[@]}" 2>&1)" || rc=$?

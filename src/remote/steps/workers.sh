@@ -61,12 +61,13 @@ workers_start() { # workers_start COLOR regular|single
     docker_call rm -f "$name" >/dev/null 2>&1 || true
     mapfile -d '' words < <(printf '%s' "${WORKER_WORDS[$i]}" | base64 -d)
     app_run_args
+    # the worker's own stop signal and timeout after the app's run arguments: docker takes the last
     log "worker ${WORKER_NAMES[$i]}: starting $name ('${words[*]}'; stop: ${WORKER_SIGNAL[$i]}, ${WORKER_TIMEOUT[$i]}s)"
     rc=0
     out="$(app_env_export; docker_call run -d --name "$name" --init --restart unless-stopped \
       --label "bg-deploy.app=${P[app]}" --label "bg-deploy.color=$color" --label "bg-deploy.version=$RUN_VERSION" \
-      --label "bg-deploy.worker=${WORKER_NAMES[$i]}" --stop-signal "${WORKER_SIGNAL[$i]}" --stop-timeout "${WORKER_TIMEOUT[$i]}" \
-      "${APP_ARGS[@]}" -- "$RUN_IMAGE" "${words[@]}" 2>&1)" || rc=$?
+      --label "bg-deploy.worker=${WORKER_NAMES[$i]}" "${APP_ARGS[@]}" \
+      --stop-signal "${WORKER_SIGNAL[$i]}" --stop-timeout "${WORKER_TIMEOUT[$i]}" -- "$RUN_IMAGE" "${words[@]}" 2>&1)" || rc=$?
     app_run_args_done
     ((rc == 0)) || workers_failed "$color" "docker run $name failed: $out"
   done

@@ -1,0 +1,244 @@
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { durationSeconds, interpolate, readCompose } from '../src/compose.js'
+import { parseConfig } from '../src/config.js'
+
+function workspace(files: Record<string, string>): string {
+  const ws = mkdtempSync(path.join(tmpdir(), 'bgd-compose-'))
+  for (const [f, text] of Object.entries(files)) {
+    mkdirSync(path.dirname(path.join(ws, f)), { recursive: true })
+    writeFileSync(path.join(ws, f), text)
+  }
+  return ws
+}
+
+const TYPICAL = `
+services:
+  web:
+    build: .
+    ports: ["8000:3000"]
+    environment:
+      DATABASE_URL: postgres://app:\${DB_PASSWORD}@db/app
+      MODE: \${MODE:-production}
+      PRICE: "$$5"
+    env_file: [deploy/app.env]
+    command: bin/server --port 3000
+    volumes:
+      - uploads:/app/uploads
+      - /srv/shared:/shared:ro
+    healthcheck:
+      test: ["CMD", "wget", "-q", "-O-", "http://localhost:3000/up"]
+      interval: 2s
+      timeout: 1s
+      retries: 5
+    networks: [backend]
+    extra_hosts: ["api.internal:10.0.0.5"]
+    user: "1000"
+    working_dir: /app
+    labels: { team: shop }
+    stop_signal: SIGINT
+    stop_grace_period: 1m30s
+    ulimits: { nofile: { soft: 1024, hard: 2048 } }
+    cap_drop: [ALL]
+    tmpfs: /tmp
+    read_only: true
+    shm_size: 64m
+    logging: { driver: json-file, options: { max-size: 10m } }
+    deploy: { resources: { limits: { cpus: "0.5", memory: 256M } } }
+    restart: unless-stopped
+  jobs:
+    build: .
+    command: ["bin/jobs", "--queue", "default"]
+    stop_grace_period: 45s
+volumes:
+  uploads: {}
+networks:
+  backend: { external: true }
+`
+
+test('a typical compose file: the web service becomes the run spec, a service of the same build is a worker, ${VAR} comes from the runner', () => {
+  const ws = workspace({
+    'docker-compose.yml': TYPICAL,
+    'deploy/app.env': 'SECRET_KEY=abc\nMODE=dev\n'
+  })
+  const app = readCompose(ws, 'docker-compose.yml', undefined, { DB_PASSWORD: 's3cret' }, 'shop')
+  expect(app.service).toBe('web')
+  expect(app.containerPort).toBe(3000)
+  // env_file first, environment over it
+  expect(app.env).toEqual([
+    ['SECRET_KEY', 'abc'],
+    ['DATABASE_URL', 'postgres://app:s3cret@db/app'],
+    ['MODE', 'production'],
+    ['PRICE', '$5']
+  ])
+  expect(app.command).toEqual(['bin/server', '--port', '3000'])
+  expect(app.healthCmd).toBe('wget -q -O- http://localhost:3000/up')
+  expect(app.runArgs).toEqual([
+    '-v',
+    'shop_uploads:/app/uploads',
+    '-v',
+    '/srv/shared:/shared:ro',
+    '--network',
+    'backend',
+    '--add-host',
+    'api.internal:10.0.0.5',
+    '--user',
+    '1000',
+    '--workdir',
+    '/app',
+    '--shm-size',
+    '64m',
+    '--stop-signal',
+    'SIGINT',
+    '--label',
+    'team=shop',
+    '--stop-timeout',
+    '90',
+    '--ulimit',
+    'nofile=1024:2048',
+    '--cap-drop',
+    'ALL',
+    '--tmpfs',
+    '/tmp',
+    '--read-only',
+    '--log-driver',
+    'json-file',
+    '--log-opt',
+    'max-size=10m',
+    '--cpus',
+    '0.5',
+    '--memory',
+    '256M',
+    '--health-interval',
+    '2000ms',
+    '--health-timeout',
+    '1000ms',
+    '--health-retries',
+    '5'
+  ])
+  expect(app.workers).toEqual([
+    {
+      name: 'jobs',
+      words: ['bin/jobs', '--queue', 'default'],
+      single: false,
+      stopSignal: 'SIGTERM',
+      stopTimeout: 45
+    }
+  ])
+})
+
+test('what bg-deploy does not carry over is refused by name, with what to do; nothing is dropped', () => {
+  const ws = workspace({
+    'c.yml': `
+services:
+  web:
+    build: .
+    ports: ["80:8080"]
+    container_name: shop
+    privileged: true
+    volumes: ["./data:/data"]
+    networks: [inner]
+    restart: "no"
+    deploy: { replicas: 3 }
+    environment: { A: "\${MISSING}", B: "\${REQUIRED:?set it}" }
+  db:
+    image: postgres:16
+`
+  })
+  let problems: string[] = []
+  try {
+    readCompose(ws, 'c.yml', undefined, {}, 'shop')
+  } catch (e) {
+    problems = (e as { problems: string[] }).problems
+  }
+  const text = problems.join('\n')
+  expect(text).toMatch(
+    /services\.web\.container_name is not carried over by bg-deploy: bg-deploy names the containers itself/
+  )
+  expect(text).toMatch(/services\.web\.privileged is not carried over/)
+  expect(text).toMatch(/\.\/data is a path relative to the compose file on your machine/)
+  expect(text).toMatch(/networks: inner is not declared external: true/)
+  expect(text).toMatch(/restart: no: bg-deploy restarts its containers unless stopped/)
+  expect(text).toMatch(/deploy\.replicas is not carried over/)
+  expect(text).toMatch(/\$\{MISSING\} names MISSING, which is not set in the runner's environment/)
+  expect(text).toMatch(/REQUIRED is not set in the runner's environment: set it/)
+  expect(text).toMatch(/service\(s\) db run another image than web/)
+})
+
+test('which service is the web one: compose-service, else the one with ports, else the only one built', () => {
+  const ws = workspace({
+    'a.yml': 'services:\n  api: { build: ., expose: ["9000"] }\n',
+    'b.yml': 'services:\n  one: { build: ./a }\n  two: { build: ./b }\n'
+  })
+  expect(readCompose(ws, 'a.yml', undefined, {}, 'x')).toMatchObject({
+    service: 'api',
+    containerPort: 9000
+  })
+  expect(() => readCompose(ws, 'b.yml', undefined, {}, 'x')).toThrow(
+    /cannot tell which service is the web one \(services: one, two\): name it in compose-service/
+  )
+  expect(() => readCompose(ws, 'a.yml', 'web', {}, 'x')).toThrow(
+    /has no service 'web' \(services: api\)/
+  )
+  expect(() => readCompose(ws, 'none.yml', undefined, {}, 'x')).toThrow(
+    /Input 'compose-file': cannot read 'none.yml' \(ENOENT\)/
+  )
+})
+
+test('interpolation and durations as Compose has them', () => {
+  const p: string[] = []
+  const env = { A: 'a', E: '' }
+  expect(interpolate('$A ${A} ${E:-d} ${E-d} ${U-${A}} $$A', env, 'x', p)).toBe('a a d  a $A')
+  expect(p).toEqual([])
+  expect(durationSeconds('1m30s')).toBe(90)
+  expect(durationSeconds('500ms')).toBe(0.5)
+  expect(durationSeconds(10)).toBe(10)
+  expect(durationSeconds('soon')).toBeUndefined()
+})
+
+test('compose-file in the config: the inputs win (env by key, run arguments after), the file gives the port, command, health command and workers', () => {
+  const ws = workspace({ 'docker-compose.yml': TYPICAL, 'deploy/app.env': 'SECRET_KEY=abc\n' })
+  const c = parseConfig(
+    {
+      image: 'r/shop',
+      host: 'h',
+      username: 'u',
+      'ssh-key': '-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----',
+      'insecure-ignore-host-key': 'true',
+      'app-name': 'shop',
+      'compose-file': 'docker-compose.yml',
+      env: 'SECRET_KEY=from-input',
+      'docker-run-args': '--memory 512M'
+    },
+    { repository: 'o/shop', workspace: ws, env: { DB_PASSWORD: 'pw' } }
+  )
+  expect(c.app.containerPort).toBe(3000)
+  expect(c.app.env.find(([k]) => k === 'SECRET_KEY')).toEqual(['SECRET_KEY', 'from-input'])
+  expect(c.app.dockerRunArgs.slice(-2)).toEqual(['--memory', '512M'])
+  expect(c.app.command).toEqual(['bin/server', '--port', '3000'])
+  expect(c.engine.healthCmd).toBe('wget -q -O- http://localhost:3000/up')
+  expect(c.app.workers.map((w) => w.name)).toEqual(['jobs'])
+  expect(c.app.given).toContain('command')
+})
+
+test('compose-file with engine swarm is refused, not half applied', () => {
+  const ws = workspace({
+    'docker-compose.yml': 'services:\n  web: { build: ., ports: ["8080"] }\n'
+  })
+  expect(() =>
+    parseConfig(
+      {
+        image: 'r/shop',
+        host: 'h',
+        username: 'u',
+        'ssh-key': '-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----',
+        'insecure-ignore-host-key': 'true',
+        'app-name': 'shop',
+        engine: 'swarm',
+        'compose-file': 'docker-compose.yml'
+      },
+      { repository: 'o/shop', workspace: ws, env: {} }
+    )
+  ).toThrow(/Input 'compose-file' does not work with engine swarm yet/)
+})
