@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { durationSeconds, interpolate, readCompose } from '../src/compose.js'
@@ -163,7 +163,64 @@ services:
   expect(text).toMatch(/deploy\.replicas is not carried over/)
   expect(text).toMatch(/\$\{MISSING\} names MISSING, which is not set in the runner's environment/)
   expect(text).toMatch(/REQUIRED is not set in the runner's environment: set it/)
-  expect(text).toMatch(/service\(s\) db run another image than web/)
+  expect(problems.length).toBe(8)
+})
+
+test('a service of another image is an accessory: started once when missing, on the network it shares with the app (Compose default), by its service name', () => {
+  const ws = workspace({
+    'c.yml': `
+services:
+  web: { build: ., ports: ["8080"], environment: { DB: "postgres://db/app" } }
+  db:
+    image: postgres:16
+    environment: { POSTGRES_PASSWORD: "\${DB_PASSWORD}" }
+    volumes: [pg:/var/lib/postgresql/data]
+    ports: ["127.0.0.1:5432:5432"]
+    healthcheck: { test: ["CMD-SHELL", "pg_isready -U postgres"], interval: 1s }
+  tool:
+    build: ./tool
+`
+  })
+  let problems: string[] = []
+  try {
+    readCompose(ws, 'c.yml', 'web', { DB_PASSWORD: 'pw' }, 'shop')
+  } catch (e) {
+    problems = (e as { problems: string[] }).problems
+  }
+  expect(problems).toEqual([
+    expect.stringMatching(
+      /services\.tool is built from another context than web: bg-deploy builds one image per run/
+    )
+  ])
+  writeFileSync(
+    path.join(ws, 'd.yml'),
+    readFileSync(path.join(ws, 'c.yml'), 'utf8').replace(/ {2}tool:\n.*\n/s, '')
+  )
+  const app = readCompose(ws, 'd.yml', undefined, { DB_PASSWORD: 'pw' }, 'shop')
+  expect(app.runArgs.slice(0, 2)).toEqual(['--network', 'shop_default'])
+  expect(app.accessories).toEqual([
+    {
+      name: 'db',
+      image: 'postgres:16',
+      network: 'shop_default',
+      args: [
+        '--network',
+        'shop_default',
+        '--network-alias',
+        'db',
+        '-p',
+        '127.0.0.1:5432:5432',
+        '-v',
+        'shop_pg:/var/lib/postgresql/data',
+        '--health-interval',
+        '1000ms',
+        '--health-cmd',
+        'pg_isready -U postgres'
+      ],
+      env: [['POSTGRES_PASSWORD', 'pw']],
+      command: []
+    }
+  ])
 })
 
 test('which service is the web one: compose-service, else the one with ports, else the only one built', () => {

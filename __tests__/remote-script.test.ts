@@ -568,7 +568,8 @@ describe('each host reads exactly the secrets its steps use', () => {
   const lines: Record<SecretLine, string> = {
     registry_password: `registry_password ${b64('pull-pw')}`,
     env: `env K ${b64('v')}`,
-    run_arg: `run_arg ${b64('--memory')}`
+    run_arg: `run_arg ${b64('--memory')}`,
+    accessory: `accessory ${b64('db\0r/db:1\0\0' + '0\0' + '0\0')}`
   }
   /** Which secret lines the script accepts from stdin, run as `role` (or action=status). */
   function accepted(role: Role | 'status'): SecretLine[] {
@@ -597,6 +598,14 @@ describe('each host reads exactly the secrets its steps use', () => {
         'pull-registry-password': 'pull-pw',
         env: 'K=v',
         'docker-run-args': '--memory 1g'
+      })
+      // and an accessory, as compose-file gives one (a database with its password)
+      config.app.accessories.push({
+        name: 'db',
+        image: 'r/db:1',
+        args: [],
+        env: [['POSTGRES_PASSWORD', 'pw']],
+        command: []
       })
       const sent = new Set(
         remoteStdin('', config, role)

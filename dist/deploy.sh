@@ -76,7 +76,7 @@ declare -A P=(
 
 # The secret lines each role's steps read (action status reads none).
 declare -A PROTOCOL_ROLE_SECRETS=(
-  [single]='registry_password env run_arg'
+  [single]='registry_password env run_arg accessory'
   [host]='registry_password env run_arg'
   [app]='registry_password env run_arg'
   [lb]=''
@@ -112,6 +112,8 @@ ENV_VALUES=() # each value + 'x', so that command substitution keeps trailing ne
 
 REGISTRY_PASSWORD=''
 
+ACCESSORIES=() # compose-file's services of other images, base64 each (steps/accessories.sh)
+
 params_parse() {
   local arg key
   for arg in "$@"; do
@@ -142,6 +144,7 @@ params_read_secrets() {
       end) break ;;
       registry_password) REGISTRY_PASSWORD="$(printf '%s' "$a" | base64 -d)" ;;
       run_arg) RUN_ARGS+=("$(printf '%s' "$a" | base64 -d; printf x)"); RUN_ARGS[-1]="${RUN_ARGS[-1]%x}" ;;
+      accessory) ACCESSORIES+=("$a") ;;
       env)
         [[ "$a" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || die "bad env key"
         ENV_KEYS+=("$a")
@@ -1093,6 +1096,46 @@ pull_progress() { # pull_progress FILE START_MS: one line on a pull that runs, f
       id = $1; seen[id] = 1; if ($0 ~ /(Pull complete|Already exists)$/) done[id] = 1 }
     END { n = 0; d = 0; for (i in seen) n++; for (i in done) d++; printf "%d of %d layers done", d, n }' "$1" 2>/dev/null)"
   log "still pulling $RUN_IMAGE: $(( ($(now_ms) - $2) / 1000 ))s, ${layers:-no layer yet}"
+}
+
+# ==== src/remote/steps/accessories.sh
+# Step (compose-file's services of other images: a database, a cache): the app's accessories, each
+# started once when its container is missing (or started again when stopped), and never recreated
+# by a deploy or a rollback: their data and connections stay. The network they share with the app
+# (Compose's default, APP_default: they reach each other by service name) is created when
+# missing. One server only (the config refuses them with several). Globals: ACCESSORIES (from the
+# `accessory` secret lines, lib/params.sh).
+
+accessories_ensure() {
+  ((${#ACCESSORIES[@]} > 0)) || return 0
+  local line f=() name image net n args=() m envs=() acmd=() state out rc envfile
+  for line in "${ACCESSORIES[@]}"; do
+    # name, image, network, N, N run arguments, M, M KEY=VALUE, the command's words: each NUL-ended
+    mapfile -d '' f < <(printf '%s' "$line" | base64 -d)
+    name="${P[app]}-${f[0]}"; image="${f[1]}"; net="${f[2]}"; n="${f[3]}"
+    args=("${f[@]:4:n}"); m="${f[4 + n]}"; envs=("${f[@]:5 + n:m}"); acmd=("${f[@]:5 + n + m}")
+    if [[ -n "$net" ]] && ! docker_call network inspect "$net" >/dev/null 2>&1; then
+      docker_call network create "$net" >/dev/null 2>&1 || die "could not create the network $net for the app and its accessories"
+      log "created the network $net: the app and its accessories reach each other by service name there"
+    fi
+    state="$(docker_call inspect -f '{{.State.Running}}' "$name" 2>/dev/null || echo missing)"
+    case "$state" in
+      true) log "accessory ${f[0]}: $name runs; left as it is" ;;
+      false)
+        docker_call start "$name" >/dev/null 2>&1 || die "accessory ${f[0]}: $name exists but does not start (docker start $name)"
+        log "accessory ${f[0]}: started the stopped $name" ;;
+      *)
+        log "accessory ${f[0]}: $name is missing: starting it from compose-file ($image)"
+        # its env through an owner-only file, never on docker's command line
+        envfile="$STATE_DIR/.accessory.$$"; TMP_PATHS+=("$envfile")
+        (umask 077 && printf '%s\n' "${envs[@]}" >"$envfile")
+        rc=0
+        out="$(docker_call run -d --name "$name" --restart unless-stopped --label "bg-deploy.app=${P[app]}" \
+          --label "bg-deploy.accessory=${f[0]}" --env-file "$envfile" "${args[@]}" -- "$image" "${acmd[@]}" 2>&1)" || rc=$?
+        rm -f "$envfile"
+        ((rc == 0)) || { docker_call rm -f "$name" >/dev/null 2>&1 || true; die "accessory ${f[0]}: docker run $name failed: $out"; } ;;
+    esac
+  done
 }
 
 # ==== src/remote/steps/task.sh
@@ -2788,6 +2831,7 @@ main_deploy() {
     event started
   else
     pull_image
+    accessories_ensure
     task_run "${active:+$(container_name "$active") serves as before}"
     if [[ "${P[role]}" =~ ^(single|host)$ ]]; then watch_open "$active"; fi
     start_color "$idle"
@@ -2823,6 +2867,7 @@ main_rollback() {
   log "app ${P[app]}: ${current:-unknown} serving from ${active:-none}; rolling back to $RUN_VERSION"
   if [[ "${P[role]}" =~ ^(single|host)$ ]]; then watch_check; watch_open "$active"; fi
   spec_load
+  accessories_ensure
   local slow=''
   if spec_changes_container; then
     slow="slow path: this run sets ${SPEC_OVERRIDES//,/, } itself, so a new container of $RUN_VERSION starts, not the kept one"

@@ -60741,13 +60741,45 @@ function readCompose(workspace, file, service, env, app) {
         else
             others.push(n);
     }
-    if (others.length > 0)
-        problems.push(`${file}: service(s) ${others.join(', ')} run another image than ${web} (a database, a cache): bg-deploy does not start those yet. Run them on the server yourself (on a network given as external: true), and leave them out of the file given in compose-file.`);
+    // the others run another image (a database, a cache): accessories, on Compose's default network
+    // with the app unless they name networks, reached by their service name as under Compose
+    const network = `${app}_default`;
+    const accessories = [];
+    for (const n of others) {
+        const d = services[n];
+        if (!isObj(d))
+            continue;
+        if (d.build !== undefined || typeof d.image !== 'string') {
+            problems.push(`${file}: services.${n} is built from another context than ${web}: bg-deploy builds one image per run. Give it an image: it is then an accessory, started once when missing.`);
+            continue;
+        }
+        const spec = serviceSpec(n, d, root, env, dir, file, problems, app, 'accessory');
+        const args = [...spec.runArgs];
+        if (d.networks === undefined)
+            args.unshift('--network', network, '--network-alias', n);
+        if (spec.healthCmd)
+            args.push('--health-cmd', spec.healthCmd);
+        for (const [k, v] of spec.env)
+            if (/[\r\n]/.test(v))
+                problems.push(`${file}: services.${n}.environment: ${k} spans lines; an accessory's values take one line.`);
+        accessories.push({
+            name: n,
+            image: d.image,
+            network: d.networks === undefined ? network : undefined,
+            args,
+            env: spec.env,
+            command: spec.command ?? []
+        });
+    }
     const spec = serviceSpec(web, webDef, root, env, dir, file, problems, app);
+    // the web (and so its workers) joins the accessories' network, unless it names its own
+    if (accessories.some((x) => x.network) && webDef.networks === undefined)
+        spec.runArgs.unshift('--network', network);
     if (problems.length > 0)
         throw new ComposeError(problems);
     return {
         service: web,
+        accessories,
         containerPort: spec.port,
         env: spec.env,
         runArgs: spec.runArgs,
@@ -60756,7 +60788,7 @@ function readCompose(workspace, file, service, env, app) {
         workers
     };
 }
-function serviceSpec(name, raw, root, env, dir, file, problems, app) {
+function serviceSpec(name, raw, root, env, dir, file, problems, app, kind = 'app') {
     const at = `${file}: services.${name}`;
     for (const k of Object.keys(raw)) {
         if (k.startsWith('x-') || CARRIED.has(k))
@@ -60771,9 +60803,13 @@ function serviceSpec(name, raw, root, env, dir, file, problems, app) {
     const targets = ports.map((p) => isObj(p) ? Number(p.target) : Number(String(p).split(':').at(-1).split('/')[0]));
     const exposed = (Array.isArray(d.expose) ? d.expose : []).map((p) => Number(String(p).split('/')[0]));
     const port = targets[0] ?? exposed[0];
-    if (targets.length > 1 || (targets.length === 0 && exposed.length > 1))
+    // an accessory publishes what it says (a database's port for a backup job), as Compose does
+    if (kind === 'accessory')
+        for (const p of ports)
+            args.push('-p', isObj(p) ? `${p.host_ip ? `${p.host_ip}:` : ''}${p.published ?? ''}:${p.target}` : String(p));
+    else if (targets.length > 1 || (targets.length === 0 && exposed.length > 1))
         problems.push(`${at}.ports: bg-deploy publishes one container port per color (its own host ports); give one.`);
-    if (port !== undefined) {
+    if (port !== undefined && kind === 'app') {
         if (!Number.isInteger(port) || port < 1 || port > 65535)
             problems.push(`${at}.ports: cannot read the container port.`);
         else
@@ -61054,6 +61090,7 @@ function checkApp(c, ctx) {
     const workers = checkWorkers(c);
     let command;
     let composeHealthCmd;
+    let accessories = [];
     let port = containerPort;
     const composeFile = c.get('compose-file')?.trim();
     if (composeFile) {
@@ -61070,6 +61107,7 @@ function checkApp(c, ctx) {
             dockerRunArgs = [...compose.runArgs, ...dockerRunArgs];
             command = compose.command;
             composeHealthCmd = compose.healthCmd;
+            accessories = compose.accessories;
             for (const w of compose.workers)
                 if (workers.some((o) => o.name === w.name))
                     c.add(`Invalid workers: ${w.name} is in ${composeFile} too; give it once.`);
@@ -61098,6 +61136,7 @@ function checkApp(c, ctx) {
         dockerRunArgs,
         command,
         composeHealthCmd,
+        accessories,
         task: checkTask(c),
         workers,
         given: Object.keys(RUN_SPEC_INPUTS).filter((item) => c.get(RUN_SPEC_INPUTS[item]) !== undefined)
@@ -61528,6 +61567,8 @@ function parseConfig(inputs, ctx) {
         compose: c.get('compose-file') !== undefined,
         envKeys: app.env.map(([k]) => k)
     });
+    if (app.accessories.length > 0 && (hosts.length > 1 || lb))
+        c.add(`Input 'compose-file': its service(s) ${app.accessories.map((x) => x.name).join(', ')} (other images: a database, a cache) run on one server, and bg-deploy starts them with one server only for now. Run them yourself and leave them out of the file, or deploy to one server.`);
     // compose-file's healthcheck, unless health-cmd says otherwise
     if (!engine.healthCmd && app.composeHealthCmd)
         engine.healthCmd = app.composeHealthCmd;
@@ -71925,7 +71966,7 @@ const ROLES = (/* unused pure expression or super */ null && (['single', 'host',
  * password, one `env KEY B64` per app variable, one `run_arg B64` per `docker run` argument (they
  * may embed a secret, so they never ride on the command line), in order.
  */
-const SECRET_LINES = (/* unused pure expression or super */ null && (['registry_password', 'env', 'run_arg', 'end']));
+const SECRET_LINES = (/* unused pure expression or super */ null && (['registry_password', 'env', 'run_arg', 'accessory', 'end']));
 /**
  * What each role's steps read of the secret lines, and so all the runner sends it: a server that
  * runs containers (single, host, app) needs the pull credential, the env and the run arguments; the
@@ -71933,7 +71974,7 @@ const SECRET_LINES = (/* unused pure expression or super */ null && (['registry_
  * refuses a line its role does not read (src/remote/lib/params.sh).
  */
 const ROLE_SECRETS = {
-    single: ['registry_password', 'env', 'run_arg'],
+    single: ['registry_password', 'env', 'run_arg', 'accessory'],
     host: ['registry_password', 'env', 'run_arg'],
     app: ['registry_password', 'env', 'run_arg'],
     lb: []
@@ -72312,6 +72353,21 @@ function remoteStdin(script, config, role = 'single') {
     if (reads.includes('run_arg'))
         for (const a of config.app.dockerRunArgs)
             lines.push(`run_arg ${b64(a)}`);
+    // an accessory: its fields NUL-terminated (steps/accessories.sh); its env may hold a secret
+    if (reads.includes('accessory'))
+        for (const x of config.app.accessories) {
+            const fields = [
+                x.name,
+                x.image,
+                x.network ?? '',
+                String(x.args.length),
+                ...x.args,
+                String(x.env.length),
+                ...x.env.map(([k, v]) => `${k}=${v}`),
+                ...x.command
+            ];
+            lines.push(`accessory ${b64(fields.map((f) => `${f}\0`).join(''))}`);
+        }
     lines.push('end');
     return `${script.endsWith('\n') ? script : script + '\n'}${lines.join('\n')}\n`;
 }

@@ -26,6 +26,7 @@ export const PARTS = [
   'steps/spec.sh',
   'steps/await.sh',
   'steps/pull.sh',
+  'steps/accessories.sh',
   'steps/task.sh',
   'steps/start.sh',
   'steps/health.sh',

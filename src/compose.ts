@@ -10,8 +10,21 @@ import type { Worker } from './config-types.js'
 import { parseDotenv } from './dotenv.js'
 import { splitWords } from './words.js'
 
+/** A service of another image (a database, a cache): started once when missing, never recreated. */
+export interface Accessory {
+  name: string
+  image: string
+  /** the network it shares with the app (Compose's default, APP_default), created when missing */
+  network?: string
+  /** docker run arguments (ports, volumes, its alias on the network...), not the env */
+  args: string[]
+  env: [string, string][]
+  command: string[]
+}
+
 export interface ComposeApp {
   service: string
+  accessories: Accessory[]
   containerPort?: number
   env: [string, string][]
   runArgs: string[]
@@ -262,14 +275,45 @@ export function readCompose(
       })
     } else others.push(n)
   }
-  if (others.length > 0)
-    problems.push(
-      `${file}: service(s) ${others.join(', ')} run another image than ${web} (a database, a cache): bg-deploy does not start those yet. Run them on the server yourself (on a network given as external: true), and leave them out of the file given in compose-file.`
-    )
+  // the others run another image (a database, a cache): accessories, on Compose's default network
+  // with the app unless they name networks, reached by their service name as under Compose
+  const network = `${app}_default`
+  const accessories: Accessory[] = []
+  for (const n of others) {
+    const d = services[n] as Obj
+    if (!isObj(d)) continue
+    if (d.build !== undefined || typeof d.image !== 'string') {
+      problems.push(
+        `${file}: services.${n} is built from another context than ${web}: bg-deploy builds one image per run. Give it an image: it is then an accessory, started once when missing.`
+      )
+      continue
+    }
+    const spec = serviceSpec(n, d, root, env, dir, file, problems, app, 'accessory')
+    const args = [...spec.runArgs]
+    if (d.networks === undefined) args.unshift('--network', network, '--network-alias', n)
+    if (spec.healthCmd) args.push('--health-cmd', spec.healthCmd)
+    for (const [k, v] of spec.env)
+      if (/[\r\n]/.test(v))
+        problems.push(
+          `${file}: services.${n}.environment: ${k} spans lines; an accessory's values take one line.`
+        )
+    accessories.push({
+      name: n,
+      image: d.image,
+      network: d.networks === undefined ? network : undefined,
+      args,
+      env: spec.env,
+      command: spec.command ?? []
+    })
+  }
   const spec = serviceSpec(web, webDef, root, env, dir, file, problems, app)
+  // the web (and so its workers) joins the accessories' network, unless it names its own
+  if (accessories.some((x) => x.network) && webDef.networks === undefined)
+    spec.runArgs.unshift('--network', network)
   if (problems.length > 0) throw new ComposeError(problems)
   return {
     service: web,
+    accessories,
     containerPort: spec.port,
     env: spec.env,
     runArgs: spec.runArgs,
@@ -297,7 +341,8 @@ function serviceSpec(
   dir: string,
   file: string,
   problems: string[],
-  app: string
+  app: string,
+  kind: 'app' | 'accessory' = 'app'
 ): ServiceSpec {
   const at = `${file}: services.${name}`
   for (const k of Object.keys(raw)) {
@@ -318,11 +363,18 @@ function serviceSpec(
     Number(String(p).split('/')[0])
   )
   const port = targets[0] ?? exposed[0]
-  if (targets.length > 1 || (targets.length === 0 && exposed.length > 1))
+  // an accessory publishes what it says (a database's port for a backup job), as Compose does
+  if (kind === 'accessory')
+    for (const p of ports)
+      args.push(
+        '-p',
+        isObj(p) ? `${p.host_ip ? `${p.host_ip}:` : ''}${p.published ?? ''}:${p.target}` : String(p)
+      )
+  else if (targets.length > 1 || (targets.length === 0 && exposed.length > 1))
     problems.push(
       `${at}.ports: bg-deploy publishes one container port per color (its own host ports); give one.`
     )
-  if (port !== undefined) {
+  if (port !== undefined && kind === 'app') {
     if (!Number.isInteger(port) || port < 1 || port > 65535)
       problems.push(`${at}.ports: cannot read the container port.`)
     else out.port = port

@@ -15,7 +15,7 @@ import type { RunSpecItem } from './remote/protocol.js'
 import { parseDotenv } from './dotenv.js'
 import { versionProblem } from './version.js'
 import { splitWords } from './words.js'
-import { ComposeError, readCompose } from './compose.js'
+import { ComposeError, readCompose, type ComposeApp } from './compose.js'
 
 /** The input behind each item of a version's run spec (src/remote/protocol.ts RUN_SPEC). */
 export const RUN_SPEC_INPUTS: Record<RunSpecItem, InputName> = {
@@ -104,6 +104,7 @@ export function checkApp(c: Collector, ctx: ConfigContext): Config['app'] {
   const workers = checkWorkers(c)
   let command: string[] | undefined
   let composeHealthCmd: string | undefined
+  let accessories: ComposeApp['accessories'] = []
   let port = containerPort
   const composeFile = c.get('compose-file')?.trim()
   if (composeFile) {
@@ -127,6 +128,7 @@ export function checkApp(c: Collector, ctx: ConfigContext): Config['app'] {
       dockerRunArgs = [...compose.runArgs, ...dockerRunArgs]
       command = compose.command
       composeHealthCmd = compose.healthCmd
+      accessories = compose.accessories
       for (const w of compose.workers)
         if (workers.some((o) => o.name === w.name))
           c.add(`Invalid workers: ${w.name} is in ${composeFile} too; give it once.`)
@@ -150,6 +152,7 @@ export function checkApp(c: Collector, ctx: ConfigContext): Config['app'] {
     dockerRunArgs,
     command,
     composeHealthCmd,
+    accessories,
     task: checkTask(c),
     workers,
     given: (Object.keys(RUN_SPEC_INPUTS) as RunSpecItem[]).filter(

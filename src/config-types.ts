@@ -1,3 +1,4 @@
+import type { Accessory } from './compose.js'
 // The one typed, validated configuration a run works from (config.ts builds it), and what the
 // run's context supplies to it. Its own file, so that each checker (config-app.ts,
 // config-build.ts, config-hosts.ts) and config.ts, which calls them, import it from below.
@@ -50,6 +51,8 @@ export interface Config {
     command?: string[]
     /** the health command compose-file's healthcheck gives (health-cmd wins) */
     composeHealthCmd?: string
+    /** compose-file's services of other images: started once when missing, never recreated */
+    accessories: Accessory[]
     /**
      * pre-switch-command: run once per deploy in a one-off container of the new image (the app's
      * env, network and run arguments) on the first server, before any color starts anywhere

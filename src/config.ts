@@ -93,6 +93,10 @@ export function parseConfig(inputs: Inputs, ctx: ConfigContext): Config {
     compose: c.get('compose-file') !== undefined,
     envKeys: app.env.map(([k]) => k)
   })
+  if (app.accessories.length > 0 && (hosts.length > 1 || lb))
+    c.add(
+      `Input 'compose-file': its service(s) ${app.accessories.map((x) => x.name).join(', ')} (other images: a database, a cache) run on one server, and bg-deploy starts them with one server only for now. Run them yourself and leave them out of the file, or deploy to one server.`
+    )
   // compose-file's healthcheck, unless health-cmd says otherwise
   if (!engine.healthCmd && app.composeHealthCmd) engine.healthCmd = app.composeHealthCmd
   c.done()

@@ -13,6 +13,7 @@ import {
   docker,
   expectOk,
   httpGet,
+  makeWorkspace,
   rollbackApp,
   settled,
   timelineOf,
@@ -47,14 +48,26 @@ services:
       GREETING: \${GREETING:-hello from compose}
       PRICE: "$$5"
     stop_grace_period: 2s
+  cache:
+    image: CACHE_IMAGE
+    volumes: [cachedata:/data]
+    environment:
+      CACHE_TOKEN: \${CACHE_TOKEN:-t0ken}
 volumes:
   data: {}
+  cachedata: {}
 `
 
 const get = async (a: TestApp, p: string) => (await httpGet(`${a.url}${p}`)).body.trim()
 
 describe('compose-file: the app as its docker-compose.yml describes it, one server', () => {
   let a: TestApp
+  let cacheImage = ''
+  const cache = () =>
+    docker('inspect', '-f', '{{.Id}} {{.State.Running}}', `${a.name}-cache`).trim()
+  // what the web gets from the accessory, by its service name on the shared network
+  const fromWeb = (color: string) =>
+    docker('exec', `${a.name}-${color}`, 'wget', '-q', '-O', '-', 'http://cache:8080/').trim()
   const volume = () => `${a.name}_data`
   const ticks = () =>
     docker(
@@ -76,9 +89,14 @@ describe('compose-file: the app as its docker-compose.yml describes it, one serv
       { version: 'v1.0.0' },
       { 'compose-file': 'docker-compose.yml', 'health-path': '/health', 'docker-run-args': '' }
     )
-    writeFileSync(path.join(a.ws, 'docker-compose.yml'), COMPOSE)
+    // the accessory's image: another app (a stand-in for a cache), in the test registry
+    const cacheWs = makeWorkspace({ version: 'cache-1' }, 'cache')
+    cacheImage = `${a.inputs.image}-cache:1`
+    docker('build', '-q', '-t', cacheImage, cacheWs)
+    docker('push', '-q', cacheImage)
+    writeFileSync(path.join(a.ws, 'docker-compose.yml'), COMPOSE.replace('CACHE_IMAGE', cacheImage))
     docker('volume', 'rm', '-f', `${a.name}_data`)
-  })
+  }, 120_000)
 
   test('v1 then v2 under load: the web runs its compose spec, waits for its Docker health check, the worker swaps, the volume keeps its data; 0 failed', async () => {
     mkdirSync(path.join(a.ws, 'deploy'), { recursive: true })
@@ -86,6 +104,13 @@ describe('compose-file: the app as its docker-compose.yml describes it, one serv
     const first = await deployApp(a)
     expectOk(first)
     expect(first.log).toMatch(/waiting for Docker's health check of \S+-blue/)
+    expect(first.log).toMatch(
+      /accessory cache: \S+-cache is missing: starting it from compose-file/
+    )
+    expect(fromWeb('blue')).toBe('cache-1')
+    const cacheBefore = cache()
+    expect(cacheBefore).toMatch(/ true$/)
+    expect(docker('exec', `${a.name}-cache`, 'sh', '-c', 'echo $CACHE_TOKEN').trim()).toBe('t0ken')
     expect(await get(a, 'cgi-bin/env?SECRET_KEY')).toBe('from-env-file')
     expect(await get(a, 'cgi-bin/env?GREETING')).toBe('hello from compose')
     expect(await get(a, 'cgi-bin/env?PRICE')).toBe('$5')
@@ -121,6 +146,10 @@ describe('compose-file: the app as its docker-compose.yml describes it, one serv
       [`${a.name}-green-ticker`]: 'running'
     })
     expect(appContainers(a)[`${a.name}-blue-ticker`]).not.toBe('running')
+    // the accessory: the same container, untouched, and the new color reaches it by name
+    expect(run.log).toMatch(/accessory cache: \S+-cache runs; left as it is/)
+    expect(cache()).toBe(cacheBefore)
+    expect(fromWeb('green')).toBe('cache-1')
     // the data the old worker wrote is still there, and the new worker adds to it
     await new Promise((r) => setTimeout(r, 2000))
     const after = ticks()
@@ -144,12 +173,13 @@ describe('compose-file: the app as its docker-compose.yml describes it, one serv
     expect(await get(a, 'cmd.txt')).toBe('from-compose-command')
     settled(a)
     expect(ticks().length).toBeGreaterThan(3)
+    expect(fromWeb('blue')).toBe('cache-1')
   }, 240_000)
 
   test('a key bg-deploy does not carry over is refused by name before anything is built; nothing changes', async () => {
     writeFileSync(
       path.join(a.ws, 'bad-compose.yml'),
-      COMPOSE.replace(
+      COMPOSE.replace('CACHE_IMAGE', cacheImage).replace(
         '    build: .\n',
         '    build: .\n    container_name: shop\n    privileged: true\n'
       )

@@ -146,6 +146,14 @@ export function appStateDir(name) {
  */
 export function removeApp(svc, name, paths = []) {
   spawnSync('docker', ['rm', '-f', `${name}-blue`, `${name}-green`], { stdio: 'ignore' })
+  // and what else the app ran (workers, compose-file's accessories), its network and volumes
+  const ls = (/** @type {string[]} */ ...args) =>
+    spawnSync('docker', args, { encoding: 'utf8' }).stdout?.split('\n').filter(Boolean) ?? []
+  const ids = ls('ps', '-aq', '--filter', `label=bg-deploy.app=${name}`)
+  if (ids.length) spawnSync('docker', ['rm', '-f', ...ids], { stdio: 'ignore' })
+  spawnSync('docker', ['network', 'rm', `${name}_default`], { stdio: 'ignore' })
+  const vols = ls('volume', 'ls', '-q', '--filter', `name=^${name}_`)
+  if (vols.length) spawnSync('docker', ['volume', 'rm', '-f', ...vols], { stdio: 'ignore' })
   removeNatChain(name)
   for (const f of [`${name}-site.conf`, `${name}-upstream.conf`, `${name}-upstream.watch.inc`])
     rmSync(path.join(svc.nginxConfd, f), { force: true })

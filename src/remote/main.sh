@@ -26,6 +26,7 @@ main_deploy() {
     event started
   else
     pull_image
+    accessories_ensure
     task_run "${active:+$(container_name "$active") serves as before}"
     if [[ "${P[role]}" =~ ^(single|host)$ ]]; then watch_open "$active"; fi
     start_color "$idle"
@@ -61,6 +62,7 @@ main_rollback() {
   log "app ${P[app]}: ${current:-unknown} serving from ${active:-none}; rolling back to $RUN_VERSION"
   if [[ "${P[role]}" =~ ^(single|host)$ ]]; then watch_check; watch_open "$active"; fi
   spec_load
+  accessories_ensure
   local slow=''
   if spec_changes_container; then
     slow="slow path: this run sets ${SPEC_OVERRIDES//,/, } itself, so a new container of $RUN_VERSION starts, not the kept one"

@@ -100,7 +100,7 @@ export type Role = (typeof ROLES)[number]
  * password, one `env KEY B64` per app variable, one `run_arg B64` per `docker run` argument (they
  * may embed a secret, so they never ride on the command line), in order.
  */
-export const SECRET_LINES = ['registry_password', 'env', 'run_arg', 'end'] as const
+export const SECRET_LINES = ['registry_password', 'env', 'run_arg', 'accessory', 'end'] as const
 export type SecretLine = Exclude<(typeof SECRET_LINES)[number], 'end'>
 
 /**
@@ -110,7 +110,7 @@ export type SecretLine = Exclude<(typeof SECRET_LINES)[number], 'end'>
  * refuses a line its role does not read (src/remote/lib/params.sh).
  */
 export const ROLE_SECRETS: Record<Role, readonly SecretLine[]> = {
-  single: ['registry_password', 'env', 'run_arg'],
+  single: ['registry_password', 'env', 'run_arg', 'accessory'],
   host: ['registry_password', 'env', 'run_arg'],
   app: ['registry_password', 'env', 'run_arg'],
   lb: []

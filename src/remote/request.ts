@@ -150,6 +150,21 @@ export function remoteStdin(
   if (reads.includes('env')) for (const [k, v] of config.app.env) lines.push(`env ${k} ${b64(v)}`)
   if (reads.includes('run_arg'))
     for (const a of config.app.dockerRunArgs) lines.push(`run_arg ${b64(a)}`)
+  // an accessory: its fields NUL-terminated (steps/accessories.sh); its env may hold a secret
+  if (reads.includes('accessory'))
+    for (const x of config.app.accessories) {
+      const fields = [
+        x.name,
+        x.image,
+        x.network ?? '',
+        String(x.args.length),
+        ...x.args,
+        String(x.env.length),
+        ...x.env.map(([k, v]) => `${k}=${v}`),
+        ...x.command
+      ]
+      lines.push(`accessory ${b64(fields.map((f) => `${f}\0`).join(''))}`)
+    }
   lines.push('end')
   return `${script.endsWith('\n') ? script : script + '\n'}${lines.join('\n')}\n`
 }

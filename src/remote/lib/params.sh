@@ -11,6 +11,8 @@ ENV_VALUES=() # each value + 'x', so that command substitution keeps trailing ne
 
 REGISTRY_PASSWORD=''
 
+ACCESSORIES=() # compose-file's services of other images, base64 each (steps/accessories.sh)
+
 params_parse() {
   local arg key
   for arg in "$@"; do
@@ -41,6 +43,7 @@ params_read_secrets() {
       end) break ;;
       registry_password) REGISTRY_PASSWORD="$(printf '%s' "$a" | base64 -d)" ;;
       run_arg) RUN_ARGS+=("$(printf '%s' "$a" | base64 -d; printf x)"); RUN_ARGS[-1]="${RUN_ARGS[-1]%x}" ;;
+      accessory) ACCESSORIES+=("$a") ;;
       env)
         [[ "$a" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || die "bad env key"
         ENV_KEYS+=("$a")
