@@ -299,3 +299,19 @@ test('compose-file with engine swarm is refused, not half applied', () => {
     )
   ).toThrow(/Input 'compose-file' does not work with engine swarm yet/)
 })
+
+test("the Compose Specification's own schema checks the file first: a typo and a wrong type are named with their place", () => {
+  const ws = workspace({
+    'c.yml': 'services:\n  web:\n    build: .\n    enviroment: { A: b }\n    ports: 8080\n'
+  })
+  let problems: string[] = []
+  try {
+    readCompose(ws, 'c.yml', undefined, {}, 'shop')
+  } catch (e) {
+    problems = (e as { problems: string[] }).problems
+  }
+  expect(problems).toEqual([
+    'c.yml does not follow the Compose Specification: services.web.enviroment is not a key of the Compose Specification (a typo?)',
+    'c.yml does not follow the Compose Specification: services.web.ports must be array'
+  ])
+})

@@ -5,7 +5,9 @@
 // does not carry over is refused by name, never dropped.
 import { readFileSync } from 'node:fs'
 import path from 'node:path'
+import { Ajv, type ErrorObject } from 'ajv'
 import { parseDocument } from 'yaml'
+import composeSchema from './vendor/compose-spec/compose-spec.json' with { type: 'json' }
 import type { Worker } from './config-types.js'
 import { parseDotenv } from './dotenv.js'
 import { splitWords } from './words.js'
@@ -220,6 +222,11 @@ export function readCompose(
   if (doc.errors.length > 0)
     throw new ComposeError([`${file}: ${doc.errors[0]!.message.split('\n')[0]}`])
   const root = doc.toJS({ maxAliasCount: 100 }) as Json
+  const invalid = schemaProblems(root)
+  if (invalid.length > 0)
+    throw new ComposeError(
+      invalid.map((p) => `${file} does not follow the Compose Specification: ${p}`)
+    )
   if (!isObj(root) || !isObj(root.services ?? null))
     throw new ComposeError([`${file}: expected a compose file with a services mapping`])
   const problems: string[] = []
@@ -577,4 +584,39 @@ function volumeName(
     return interpolate(String((def as Obj).name), env, 'volumes', [])
   if (isObj(def ?? null) && (def as Obj).external === true) return source
   return `${app}_${source}`
+}
+
+let validate: ReturnType<Ajv['compile']> | undefined
+
+/**
+ * What the Compose Specification's own JSON schema (src/vendor/compose-spec, draft-07) says is
+ * wrong with the file, one line per place: an unknown key by name, else the first complaint.
+ */
+export function schemaProblems(doc: unknown): string[] {
+  if (!validate) {
+    // the schema uses keywords of later drafts (deprecated) and names its meta-schema without '#'
+    const ajv = new Ajv({ strict: false, allErrors: true, validateSchema: false })
+    validate = ajv.compile(composeSchema)
+  }
+  if (validate(doc)) return []
+  const byPlace = new Map<string, string>()
+  const where = (e: ErrorObject) =>
+    e.instancePath.replace(/^\//, '').replace(/\//g, '.') || '(the top level)'
+  for (const e of validate.errors ?? []) {
+    if (e.keyword === 'additionalProperties') {
+      const key = (e.params as { additionalProperty: string }).additionalProperty
+      const at = e.instancePath ? `${where(e)}.${key}` : key
+      byPlace.set(at, `${at} is not a key of the Compose Specification (a typo?)`)
+    }
+  }
+  for (const e of validate.errors ?? []) {
+    if (e.keyword === 'additionalProperties' || e.keyword === 'oneOf') continue
+    const at = where(e)
+    if (
+      [...byPlace.keys()].some((k) => k === at || k.startsWith(`${at}.`) || at.startsWith(`${k}.`))
+    )
+      continue
+    byPlace.set(at, `${at} ${e.message ?? 'is invalid'}`)
+  }
+  return [...byPlace.values()].slice(0, 10)
 }
