@@ -80,7 +80,7 @@ test('first deploy on a bare server, then v1 → v2 under load with 0 failed req
   const timeline = JSON.parse(run.outputs.timeline!) as { step: string; ms: number }[]
   const server = timeline.filter((e) => (EVENTS as string[]).includes(e.step))
   expect(server.map((e) => e.step)).toEqual(
-    EVENTS.filter((e) => !['watched', 'reverted', 'task', 'tasked'].includes(e))
+    EVENTS.filter((e) => !['canary', 'watched', 'reverted', 'task', 'tasked'].includes(e))
   )
   const ms = timeline.map((e) => e.ms)
   expect(ms).toEqual([...ms].sort((x, y) => x - y))
