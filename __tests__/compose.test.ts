@@ -279,25 +279,133 @@ test('compose-file in the config: the inputs win (env by key, run arguments afte
   expect(c.app.given).toContain('command')
 })
 
-test('compose-file with engine swarm is refused, not half applied', () => {
+const SWARM_KEY = '-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----'
+const swarmConfig = (ws: string, extra: Record<string, string> = {}) =>
+  parseConfig(
+    {
+      image: 'r/shop',
+      host: 'h',
+      username: 'u',
+      'ssh-key': SWARM_KEY,
+      'insecure-ignore-host-key': 'true',
+      'app-name': 'shop',
+      engine: 'swarm',
+      'compose-file': 'docker-compose.yml',
+      ...extra
+    },
+    { repository: 'o/shop', workspace: ws, env: { DB_PASSWORD: 'pw' } }
+  )
+
+test("engine swarm: the file becomes the service's create arguments, deploy: keys included; every setting is given so an update resets what a later file drops", () => {
   const ws = workspace({
-    'docker-compose.yml': 'services:\n  web: { build: ., ports: ["8080"] }\n'
+    'docker-compose.yml': `
+services:
+  web: &web
+    build: .
+    ports: ["8080"]
+    environment: { DATABASE_URL: "postgres://app:\${DB_PASSWORD}@db/app" }
+    command: ["bin/server", "--port", "8080"]
+    volumes: ["uploads:/app/uploads", "/srv/shared:/shared:ro"]
+    healthcheck: { test: "wget -q -O- localhost:8080/up", interval: 2s, retries: 4 }
+    networks: [backend]
+    user: "1000"
+    labels: { team: shop }
+    tmpfs: /tmp
+    stop_grace_period: 20s
+    deploy:
+      replicas: 3
+      update_config: { parallelism: 2, order: start-first, delay: 1s, monitor: 10s }
+      rollback_config: { parallelism: 3 }
+      resources: { limits: { cpus: "0.5", memory: 256M }, reservations: { memory: 64M } }
+      restart_policy: { condition: on-failure, max_attempts: 3 }
+      placement: { constraints: ["node.role == worker"], max_replicas_per_node: 2 }
+  jobs:
+    <<: *web
+    command: bin/jobs
+    stop_grace_period: 45s
+networks:
+  backend: { external: true, name: shop-net }
+volumes:
+  uploads: {}
+`
   })
-  expect(() =>
-    parseConfig(
-      {
-        image: 'r/shop',
-        host: 'h',
-        username: 'u',
-        'ssh-key': '-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----',
-        'insecure-ignore-host-key': 'true',
-        'app-name': 'shop',
-        engine: 'swarm',
-        'compose-file': 'docker-compose.yml'
-      },
-      { repository: 'o/shop', workspace: ws, env: {} }
-    )
-  ).toThrow(/Input 'compose-file' does not work with engine swarm yet/)
+  const c = swarmConfig(ws, { 'compose-service': 'web' })
+  const args = c.app.dockerRunArgs
+  const pairsOf = (opt: string) => args.flatMap((a, i) => (a === opt ? [args[i + 1]] : []))
+  expect(pairsOf('--mount')).toEqual([
+    'type=volume,source=shop_uploads,target=/app/uploads',
+    'type=bind,source=/srv/shared,target=/shared,readonly',
+    'type=tmpfs,target=/tmp'
+  ])
+  expect(pairsOf('--network')).toEqual(['shop-net'])
+  expect(pairsOf('--entrypoint')).toEqual([''])
+  expect(args).toContain('--read-only=false')
+  expect(pairsOf('--user')).toEqual(['1000'])
+  expect(pairsOf('--container-label')).toEqual(['team=shop'])
+  expect(pairsOf('--stop-grace-period')).toEqual(['20000ms'])
+  expect(pairsOf('--health-interval')).toEqual(['2000ms'])
+  expect(pairsOf('--health-retries')).toEqual(['4'])
+  expect(pairsOf('--replicas')).toEqual(['3'])
+  expect(pairsOf('--update-parallelism')).toEqual(['2'])
+  expect(pairsOf('--update-order')).toEqual(['start-first'])
+  expect(pairsOf('--update-delay')).toEqual(['1000ms'])
+  expect(pairsOf('--update-monitor')).toEqual(['10000ms'])
+  expect(pairsOf('--rollback-parallelism')).toEqual(['3'])
+  expect(pairsOf('--limit-cpu')).toEqual(['0.5'])
+  expect(pairsOf('--limit-memory')).toEqual(['256M'])
+  expect(pairsOf('--reserve-memory')).toEqual(['64M'])
+  expect(pairsOf('--restart-condition')).toEqual(['on-failure'])
+  expect(pairsOf('--restart-max-attempts')).toEqual(['3'])
+  expect(pairsOf('--constraint')).toEqual(['node.role == worker'])
+  expect(pairsOf('--replicas-max-per-node')).toEqual(['2'])
+  // no docker run flags: what only docker run takes is not there
+  expect(args).not.toContain('-v')
+  expect(args).not.toContain('--tmpfs')
+  expect(c.app.command).toEqual(['bin/server', '--port', '8080'])
+  expect(c.engine.healthCmd).toBe('wget -q -O- localhost:8080/up')
+  expect(c.app.env).toEqual([['DATABASE_URL', 'postgres://app:pw@db/app']])
+  expect(c.app.workers.map((w) => [w.name, w.words])).toEqual([['jobs', ['bin/jobs']]])
+})
+
+test('engine swarm: what Swarm cannot do, or what would leave a failed update in place, is refused by name', () => {
+  const ws = workspace({
+    'docker-compose.yml': `
+services:
+  web:
+    build: .
+    ports: ["8080"]
+    shm_size: 64m
+    deploy:
+      mode: global
+      update_config: { failure_action: pause }
+      resources: { reservations: { devices: [{ capabilities: [gpu] }] } }
+  db:
+    image: postgres:16
+`
+  })
+  let text = ''
+  try {
+    swarmConfig(ws, { replicas: '2' })
+  } catch (e) {
+    text = (e as Error).message
+  }
+  expect(text).toMatch(/services\.web\.shm_size does not apply with engine swarm/)
+  expect(text).toMatch(/deploy\.mode: global: bg-deploy runs the web as a replicated service/)
+  expect(text).toMatch(/update_config\.failure_action: pause: .*Swarm must roll back/)
+  expect(text).toMatch(/resources\.reservations\.devices is not carried over/)
+  expect(text).toMatch(
+    /services\.db runs another image than web \(an accessory\): with engine swarm/
+  )
+  const two = workspace({
+    'docker-compose.yml':
+      'services:\n  web: { build: ., ports: ["8080"], deploy: { replicas: 3 } }\n'
+  })
+  expect(() => swarmConfig(two, { replicas: '2' })).toThrow(
+    /Input 'replicas' and compose-file's deploy\.replicas both say/
+  )
+  expect(() => swarmConfig(two, { 'docker-run-args': '--memory 1g' })).toThrow(
+    /docker-run-args' does not apply to a Swarm service/
+  )
 })
 
 test("the Compose Specification's own schema checks the file first: a typo and a wrong type are named with their place", () => {

@@ -2429,6 +2429,35 @@ swarm_settings() { # prints one argument per line
   fi
 }
 
+# compose-file's settings (src/compose-swarm.ts: `docker service create` arguments, carried as the
+# run arguments so a rollback puts them back as they ran), in the form a FORM (create, update) of a
+# KIND (service: the web; worker; task: the one-off job) takes: update adds and replaces by key
+# (`--mount-add` replaces the mount at the same target) and cannot change networks; a worker or
+# the job leaves out what is the web service's own (replicas, update and rollback settings,
+# service labels) and its stop settings; the job its health check and restart policy too.
+swarm_args() { # swarm_args KIND FORM: prints each argument NUL-terminated
+  local i=0 opt val
+  while ((i < ${#RUN_ARGS[@]})); do
+    opt="${RUN_ARGS[$i]}"
+    if [[ "$opt" == *=* ]]; then val=''; i=$((i + 1)); else val="${RUN_ARGS[$((i + 1))]}"; i=$((i + 2)); fi
+    if [[ "$1" != service ]]; then
+      case "$opt" in
+        --replicas | --update-* | --rollback-* | --endpoint-mode | --label | --stop-signal | --stop-grace-period) continue ;;
+      esac
+      if [[ "$1" == task ]]; then case "$opt" in --health-* | --restart-*) continue ;; esac; fi
+    fi
+    if [[ "$2" == update ]]; then
+      case "$opt" in
+        --network) continue ;;
+        --mount | --host | --container-label | --label | --ulimit | --constraint | --placement-pref) opt+=-add ;;
+      esac
+    elif [[ "$opt" == --network && "$val" == "${P[network]}" ]]; then continue # given once
+    fi
+    printf '%s\0' "$opt"
+    if [[ "$opt" != *=* ]]; then printf '%s\0' "$val"; fi
+  done
+}
+
 # Create or update the service to RUN_IMAGE as RUN_VERSION, and wait until Swarm converged.
 swarm_deploy() {
   local svc cfg args=() line rc=0 out limit secret_env='' created=0
@@ -2436,6 +2465,9 @@ swarm_deploy() {
   registry_login
   cfg="$REGISTRY_CONFIG"
   while IFS= read -r line; do args+=("$line"); done < <(swarm_settings)
+  local command=() cmdq='' w
+  mapfile -d '' command < <(printf '%s' "${P[command]}" | base64 -d)
+  for w in "${command[@]}"; do cmdq+=" $(swarm_quote "$w")"; done
   if ((${#ENV_KEYS[@]} > 0)); then
     local i
     for i in "${!ENV_KEYS[@]}"; do
@@ -2451,10 +2483,11 @@ swarm_deploy() {
     # `--env-add KEY` without a value: the docker CLI reads the value from its own environment,
     # set in this subshell only, so no value is in any process's arguments (ps, /proc/*/cmdline)
     for i in "${!ENV_KEYS[@]}"; do args+=(--env-add "${ENV_KEYS[$i]}"); done
+    while IFS= read -r -d '' line; do args+=("$line"); done < <(swarm_args service update)
     out="$(docker_bin="$(command -v docker)"
       for i in "${!ENV_KEYS[@]}"; do export "${ENV_KEYS[$i]}=${ENV_VALUES[$i]%x}"; done
       timeout "$limit" "$docker_bin" ${cfg:+--config "$cfg"} service update --quiet --with-registry-auth --image "$RUN_IMAGE" \
-      --container-label-add "bg-deploy.version=$RUN_VERSION" "${args[@]}" -- "$svc" 2>&1)" || rc=$?
+      --args "${cmdq# }" --container-label-add "bg-deploy.version=$RUN_VERSION" "${args[@]}" -- "$svc" 2>&1)" || rc=$?
   else
     log "creating service $svc from $RUN_IMAGE with ${P[replicas]} replica(s)"
     created=1
@@ -2462,9 +2495,10 @@ swarm_deploy() {
     if [[ -n "$secret_env" ]]; then args+=(--env-file "$secret_env"); fi
     if [[ -n "${P[env_file]}" ]]; then args+=(--env-file "${P[env_file]}"); fi
     if [[ -n "${P[network]}" ]]; then args+=(--network "${P[network]}"); fi
+    while IFS= read -r -d '' line; do args+=("$line"); done < <(swarm_args service create)
     out="$(timeout "$limit" docker ${cfg:+--config "$cfg"} service create --quiet --with-registry-auth --name "$svc" \
       --replicas "${P[replicas]}" --label "bg-deploy.app=${P[app]}" --container-label "bg-deploy.version=$RUN_VERSION" \
-      "${args[@]}" -- "$RUN_IMAGE" 2>&1)" || rc=$?
+      "${args[@]}" -- "$RUN_IMAGE" "${command[@]}" 2>&1)" || rc=$?
   fi
   if [[ -n "$secret_env" ]]; then rm -f "$secret_env"; fi
   if ((rc != 0)); then
@@ -2530,13 +2564,19 @@ swarm_serving() { # what serves now, for a message
 # the run then rolls the web service and the workers it updated back too, so the app is never left
 # half on the new version. A worker no longer listed has its service removed.
 swarm_workers() {
-  local i i2 svc words=() args=() rc out q w keep=' ' limit
+  local i i2 svc words=() args=() rc out q w keep=' ' limit line
   workers_read
   limit=$(( ${P[health_timeout]%.*} + 60 ))
   for i in "${!WORKER_NAMES[@]}"; do
     svc="${P[app]}-${WORKER_NAMES[$i]}"; keep+="$svc "
     mapfile -d '' words < <(printf '%s' "${WORKER_WORDS[$i]}" | base64 -d)
-    args=(--update-failure-action rollback --update-monitor 5s --stop-signal "${WORKER_SIGNAL[$i]}"
+    args=()
+    if [[ "$(docker_call service inspect "$svc" --format x 2>/dev/null)" == x ]]; then
+      while IFS= read -r -d '' line; do args+=("$line"); done < <(swarm_args worker update)
+    else
+      while IFS= read -r -d '' line; do args+=("$line"); done < <(swarm_args worker create)
+    fi
+    args+=(--update-failure-action rollback --update-monitor 5s --stop-signal "${WORKER_SIGNAL[$i]}"
       --stop-grace-period "${WORKER_TIMEOUT[$i]}s" --rollback-order stop-first)
     if [[ "${WORKER_SINGLE[$i]}" == 1 ]]; then args+=(--update-order stop-first --replicas 1)
     else args+=(--update-order start-first); fi
@@ -2601,7 +2641,7 @@ swarm_workers_failed() { # swarm_workers_failed WHY
 # nothing and a version whose task succeeded is not run again (task.sh).
 swarm_task() {
   [[ -n "${P[task]}" ]] || return 0
-  local words=() job when args=() i secret_env='' state err rc=0 deadline code out why start
+  local words=() job when args=() i secret_env='' state err rc=0 deadline code out why start line
   mapfile -d '' words < <(printf '%s' "${P[task]}" | base64 -d)
   if [[ "${P[task_force]}" != 1 ]] && when="$(task_done)"; then
     log "pre-switch task: it succeeded for $RUN_VERSION on this swarm already ($when): not run again (pre-switch-force: true runs it anyway)"
@@ -2614,6 +2654,7 @@ swarm_task() {
   args=(--quiet --detach --mode replicated-job --restart-condition none --name "$job" --label "bg-deploy.app=${P[app]}"
     --label "bg-deploy.task=$RUN_VERSION" --with-registry-auth)
   if [[ -n "${P[network]}" ]]; then args+=(--network "${P[network]}"); fi
+  while IFS= read -r -d '' line; do args+=("$line"); done < <(swarm_args task create)
   if [[ -n "${P[env_file]}" ]]; then args+=(--env-file "${P[env_file]}"); fi
   secret_env="$(swarm_env_file)"
   if [[ -n "$secret_env" ]]; then args+=(--env-file "$secret_env"); fi

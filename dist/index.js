@@ -65408,7 +65408,7 @@ module.exports = {
 /* harmony import */ var node_fs__WEBPACK_IMPORTED_MODULE_1___default = /*#__PURE__*/__nccwpck_require__.n(node_fs__WEBPACK_IMPORTED_MODULE_1__);
 /* harmony import */ var node_os__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(8161);
 /* harmony import */ var node_os__WEBPACK_IMPORTED_MODULE_2___default = /*#__PURE__*/__nccwpck_require__.n(node_os__WEBPACK_IMPORTED_MODULE_2__);
-/* harmony import */ var _config_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(3854);
+/* harmony import */ var _config_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(1199);
 /* harmony import */ var _fleet_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(9423);
 /* harmony import */ var _foreign_js__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(6379);
 /* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_6__ = __nccwpck_require__(9024);
@@ -65952,7 +65952,7 @@ function checkTaskHost(c, hosts) {
 
 /***/ }),
 
-/***/ 3854:
+/***/ 1199:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -66456,7 +66456,7 @@ const words = (v, where, problems) => {
         return [];
     }
 };
-function serviceSpec(name, raw, root, env, dir, file, problems, app, kind = 'app') {
+function serviceSpec(name, raw, root, env, dir, file, problems, app, kind = 'app', engine = 'ssh') {
     const at = `${file}: services.${name}`;
     for (const k of Object.keys(raw)) {
         if (k.startsWith('x-') || CARRIED.has(k))
@@ -66464,7 +66464,7 @@ function serviceSpec(name, raw, root, env, dir, file, problems, app, kind = 'app
         problems.push(`${at}.${k} is not carried over by bg-deploy${REFUSED[k] ? `: ${REFUSED[k]}` : ''}. Remove it, or give it in docker-run-args.`);
     }
     const d = interpolateAll(raw, env, at, problems);
-    const out = { env: [], runArgs: [] };
+    const out = { env: [], runArgs: [], def: d };
     const args = out.runArgs;
     // the container port: the target of the one published port, else the one exposed
     const ports = Array.isArray(d.ports) ? d.ports : [];
@@ -66522,35 +66522,11 @@ function serviceSpec(name, raw, root, env, dir, file, problems, app, kind = 'app
         }
     }
     out.command = command;
-    // volumes: named ones keep their Compose name (PROJECT_NAME, the project being the app: see
-    // composeVolumeName), binds need an absolute path on the server
-    for (const v of Array.isArray(d.volumes) ? d.volumes : []) {
-        const long = isObj(v)
-            ? v
-            : (() => {
-                const parts = String(v).split(':');
-                return {
-                    source: parts.length > 1 ? parts[0] : null,
-                    target: parts.length > 1 ? parts[1] : parts[0],
-                    read_only: parts[2]?.split(',').includes('ro') ?? false
-                };
-            })();
-        const source = long.source === undefined || long.source === null ? '' : String(long.source);
-        const target = String(long.target ?? '');
-        const ro = long.read_only === true ? ':ro' : '';
-        if (long.type === 'tmpfs') {
-            args.push('--tmpfs', target);
-            continue;
-        }
-        if (source === '')
-            args.push('-v', `${target}${ro}`);
-        else if (source.startsWith('/'))
-            args.push('-v', `${source}:${target}${ro}`);
-        else if (/^[.~]/.test(source))
-            problems.push(`${at}.volumes: ${source} is a path relative to the compose file on your machine, which the server does not have: give an absolute path on the server, or a named volume.`);
+    for (const m of mountsOf(d, root, env, app, at, problems))
+        if (m.type === 'tmpfs')
+            args.push('--tmpfs', m.target);
         else
-            args.push('-v', `${volumeName(root, source, env, app)}:${target}${ro}`);
-    }
+            args.push('-v', `${m.source ? `${m.source}:` : ''}${m.target}${m.readOnly ? ':ro' : ''}`);
     const nets = Array.isArray(d.networks)
         ? d.networks.map(String)
         : isObj(d.networks)
@@ -66613,11 +66589,12 @@ function serviceSpec(name, raw, root, env, dir, file, problems, app, kind = 'app
         problems.push(`${at}.restart: ${String(d.restart)}: bg-deploy restarts its containers unless stopped (restart: unless-stopped); remove the key.`);
     if (d.init === false)
         problems.push(`${at}.init: bg-deploy runs every container with an init process; remove the key.`);
-    if (isObj(d.deploy ?? null)) {
+    // engine swarm maps deploy: onto the service (src/compose-swarm.ts)
+    if (isObj(d.deploy ?? null) && engine === 'ssh') {
         const dep = d.deploy;
         for (const k of Object.keys(dep))
             if (k !== 'resources')
-                problems.push(`${at}.deploy.${k} is not carried over by bg-deploy (deploy.resources is). Remove it.`);
+                problems.push(`${at}.deploy.${k} is not carried over by bg-deploy with engine ssh (deploy.resources is; engine swarm maps deploy: onto the service). Remove it.`);
         const lim = isObj(dep.resources?.limits ?? null)
             ? dep.resources.limits
             : {};
@@ -66669,6 +66646,39 @@ function serviceSpec(name, raw, root, env, dir, file, problems, app, kind = 'app
     return out;
 }
 /**
+ * A service's volumes: named ones keep their Compose name (PROJECT_NAME, the project being the
+ * app: see volumeName), binds need an absolute path on the server.
+ */
+function mountsOf(d, root, env, app, at, problems) {
+    const out = [];
+    for (const v of Array.isArray(d.volumes) ? d.volumes : []) {
+        const long = isObj(v)
+            ? v
+            : (() => {
+                const parts = String(v).split(':');
+                return {
+                    source: parts.length > 1 ? parts[0] : null,
+                    target: parts.length > 1 ? parts[1] : parts[0],
+                    read_only: parts[2]?.split(',').includes('ro') ?? false
+                };
+            })();
+        const source = long.source === undefined || long.source === null ? '' : String(long.source);
+        const target = String(long.target ?? '');
+        const readOnly = long.read_only === true;
+        if (long.type === 'tmpfs')
+            out.push({ type: 'tmpfs', source: '', target, readOnly });
+        else if (source === '')
+            out.push({ type: 'volume', source, target, readOnly });
+        else if (source.startsWith('/'))
+            out.push({ type: 'bind', source, target, readOnly });
+        else if (/^[.~]/.test(source))
+            problems.push(`${at}.volumes: ${source} is a path relative to the compose file on your machine, which the server does not have: give an absolute path on the server, or a named volume.`);
+        else
+            out.push({ type: 'volume', source: volumeName(root, source, env, app), target, readOnly });
+    }
+    return out;
+}
+/**
  * A named volume's name on the server: its `name:` if it has one, as it is when external, else
  * APP_NAME, as Compose names it in a project called after the app. The same name every deploy and
  * rollback: the data stays.
@@ -66682,12 +66692,219 @@ function volumeName(root, source, env, app) {
     return `${app}_${source}`;
 }
 
+;// CONCATENATED MODULE: ./src/compose-swarm.ts
+// engine swarm: a compose service as `docker service create` arguments, Compose's `deploy:` keys
+// included (replicas, update and rollback order, resources, restart policy, placement). The server
+// script takes them as the run arguments (so a rollback puts them back as they ran) and derives
+// what `docker service update` needs from them (steps/swarm.sh, swarm_args): `--mount` becomes
+// `--mount-add` (same target: replaced), `--host` `--host-add`, and so on.
+
+/** Keys a service cannot have under Swarm, and why. */
+const NOT_ON_SWARM = {
+    shm_size: 'a Swarm service has no shm size; mount a tmpfs on /dev/shm instead',
+    memswap_limit: 'a Swarm service has no swap limit; use deploy.resources.limits.memory'
+};
+/** deploy: keys bg-deploy maps onto the service. */
+const DEPLOY_KEYS = new Set([
+    'mode',
+    'replicas',
+    'labels',
+    'update_config',
+    'rollback_config',
+    'resources',
+    'restart_policy',
+    'placement',
+    'endpoint_mode'
+]);
+const quote = (w) => `'${w.replace(/'/g, `'\\''`)}'`;
+/** A command as the docker CLI's `--entrypoint`/`--args` take it: one string it splits like a shell. */
+const shellWords = (words) => words.map(quote).join(' ');
+const ms = (v, where, problems) => {
+    if (v === undefined || v === null)
+        return undefined;
+    const s = durationSeconds(v);
+    if (s === undefined) {
+        problems.push(`${where}: not a duration such as 10s or 1m30s.`);
+        return undefined;
+    }
+    return `${Math.round(s * 1000)}ms`;
+};
+/**
+ * The create arguments of service `d` (interpolated). Each setting is always given, to its
+ * default when the file has none (`--entrypoint ''`, `--read-only=false`), so an update to a
+ * version whose file dropped a key resets it.
+ */
+function swarmArgs(d, root, env, app, at, problems) {
+    const args = [];
+    const flag = (opt, v) => {
+        if (v !== undefined && v !== null)
+            args.push(opt, String(v));
+    };
+    for (const [k, why] of Object.entries(NOT_ON_SWARM))
+        if (d[k] !== undefined)
+            problems.push(`${at}.${k} does not apply with engine swarm: ${why}.`);
+    // cap_add/cap_drop: Swarm services take them (Docker 20.10+)
+    for (const c of Array.isArray(d.cap_add) ? d.cap_add : [])
+        args.push('--cap-add', String(c));
+    for (const c of Array.isArray(d.cap_drop) ? d.cap_drop : [])
+        args.push('--cap-drop', String(c));
+    const ep = d.entrypoint;
+    args.push('--entrypoint', ep === undefined || ep === null
+        ? ''
+        : Array.isArray(ep)
+            ? shellWords(ep.map(String))
+            : String(ep));
+    for (const m of mountsOf(d, root, env, app, at, problems)) {
+        if ([m.source, m.target].some((x) => /[,"\s]/.test(x)))
+            problems.push(`${at}.volumes: ${m.source || m.target}: a Swarm mount takes no comma, quote or space in its paths.`);
+        const parts = [`type=${m.type}`, m.source && `source=${m.source}`, `target=${m.target}`];
+        if (m.readOnly)
+            parts.push('readonly');
+        args.push('--mount', parts.filter(Boolean).join(','));
+    }
+    for (const t of d.tmpfs === undefined ? [] : Array.isArray(d.tmpfs) ? d.tmpfs : [d.tmpfs])
+        args.push('--mount', `type=tmpfs,target=${String(t).split(':')[0]}`);
+    for (const n of Array.isArray(d.networks)
+        ? d.networks.map(String)
+        : isObj(d.networks ?? null)
+            ? Object.keys(d.networks)
+            : []) {
+        const def = isObj(root.networks ?? null) ? root.networks[n] : undefined;
+        if (isObj(def ?? null) && def.external === true)
+            args.push('--network', String(def.name ?? n));
+        // not external: compose-service.ts refuses it
+    }
+    const hosts = d.extra_hosts;
+    if (Array.isArray(hosts))
+        for (const h of hosts.map(String))
+            args.push('--host', h.replace(/[=]/, ':'));
+    else if (isObj(hosts ?? null))
+        for (const [h, ip] of Object.entries(hosts))
+            args.push('--host', `${h}:${Array.isArray(ip) ? ip[0] : ip}`);
+    flag('--user', d.user);
+    flag('--workdir', d.working_dir);
+    flag('--stop-signal', d.stop_signal);
+    const grace = ms(d.stop_grace_period, `${at}.stop_grace_period`, problems);
+    if (grace)
+        args.push('--stop-grace-period', grace);
+    if (Array.isArray(d.labels))
+        for (const l of d.labels.map(String))
+            args.push('--container-label', l);
+    else if (isObj(d.labels ?? null))
+        for (const [k, v] of Object.entries(d.labels))
+            args.push('--container-label', v === null ? k : `${k}=${v}`);
+    if (isObj(d.ulimits ?? null))
+        for (const [k, v] of Object.entries(d.ulimits))
+            args.push('--ulimit', isObj(v) ? `${k}=${v.soft}:${v.hard}` : `${k}=${v}`);
+    args.push(`--read-only=${d.read_only === true}`);
+    args.push(`--init=${d.init === true}`);
+    if (isObj(d.logging ?? null)) {
+        const l = d.logging;
+        flag('--log-driver', l.driver);
+        if (isObj(l.options ?? null))
+            for (const [k, v] of Object.entries(l.options))
+                args.push('--log-opt', `${k}=${v ?? ''}`);
+    }
+    flag('--limit-memory', d.mem_limit);
+    flag('--limit-cpu', d.cpus);
+    flag('--reserve-memory', d.mem_reservation);
+    flag('--limit-pids', d.pids_limit);
+    if (isObj(d.healthcheck ?? null) && d.healthcheck.disable !== true) {
+        const h = d.healthcheck;
+        for (const [k, opt] of [
+            ['interval', '--health-interval'],
+            ['timeout', '--health-timeout'],
+            ['start_period', '--health-start-period']
+        ]) {
+            const v = ms(h[k], `${at}.healthcheck.${k}`, problems);
+            if (v)
+                args.push(opt, v);
+        }
+        flag('--health-retries', h.retries);
+    }
+    if (isObj(d.deploy ?? null))
+        args.push(...deployArgs(d.deploy, `${at}.deploy`, problems));
+    return args;
+}
+/** Compose's deploy: as service arguments (the service's own: replicas, update and rollback). */
+function deployArgs(dep, at, problems) {
+    const args = [];
+    const flag = (opt, v) => {
+        if (v !== undefined && v !== null)
+            args.push(opt, String(v));
+    };
+    for (const k of Object.keys(dep))
+        if (!DEPLOY_KEYS.has(k) && !k.startsWith('x-'))
+            problems.push(`${at}.${k} is not carried over by bg-deploy. Remove it.`);
+    if (dep.mode !== undefined && dep.mode !== 'replicated')
+        problems.push(`${at}.mode: ${String(dep.mode)}: bg-deploy runs the web as a replicated service (replicas). Remove the key, or set replicated.`);
+    flag('--replicas', dep.replicas);
+    flag('--endpoint-mode', dep.endpoint_mode);
+    if (isObj(dep.labels ?? null))
+        for (const [k, v] of Object.entries(dep.labels))
+            args.push('--label', v === null ? k : `${k}=${v}`);
+    else if (Array.isArray(dep.labels))
+        for (const l of dep.labels)
+            args.push('--label', String(l));
+    for (const [key, prefix] of [
+        ['update_config', '--update'],
+        ['rollback_config', '--rollback']
+    ]) {
+        const u = isObj(dep[key] ?? null) ? dep[key] : {};
+        if (key === 'update_config' &&
+            u.failure_action !== undefined &&
+            u.failure_action !== 'rollback')
+            problems.push(`${at}.update_config.failure_action: ${String(u.failure_action)}: bg-deploy keeps the old version serving when an update fails, so Swarm must roll back. Remove the key, or set rollback.`);
+        else
+            flag(`${prefix}-failure-action`, u.failure_action);
+        flag(`${prefix}-parallelism`, u.parallelism);
+        flag(`${prefix}-order`, u.order);
+        flag(`${prefix}-max-failure-ratio`, u.max_failure_ratio);
+        const delay = ms(u.delay, `${at}.${key}.delay`, problems);
+        if (delay)
+            args.push(`${prefix}-delay`, delay);
+        const monitor = ms(u.monitor, `${at}.${key}.monitor`, problems);
+        if (monitor)
+            args.push(`${prefix}-monitor`, monitor);
+    }
+    const res = isObj(dep.resources ?? null) ? dep.resources : {};
+    const lim = isObj(res.limits ?? null) ? res.limits : {};
+    const rsv = isObj(res.reservations ?? null) ? res.reservations : {};
+    flag('--limit-cpu', lim.cpus);
+    flag('--limit-memory', lim.memory);
+    flag('--limit-pids', lim.pids);
+    flag('--reserve-cpu', rsv.cpus);
+    flag('--reserve-memory', rsv.memory);
+    for (const k of Object.keys(rsv))
+        if (!['cpus', 'memory'].includes(k))
+            problems.push(`${at}.resources.reservations.${k} is not carried over by bg-deploy. Remove it.`);
+    const rp = isObj(dep.restart_policy ?? null) ? dep.restart_policy : {};
+    flag('--restart-condition', rp.condition);
+    flag('--restart-max-attempts', rp.max_attempts);
+    const rdelay = ms(rp.delay, `${at}.restart_policy.delay`, problems);
+    if (rdelay)
+        args.push('--restart-delay', rdelay);
+    const window = ms(rp.window, `${at}.restart_policy.window`, problems);
+    if (window)
+        args.push('--restart-window', window);
+    const pl = isObj(dep.placement ?? null) ? dep.placement : {};
+    for (const c of Array.isArray(pl.constraints) ? pl.constraints : [])
+        args.push('--constraint', String(c));
+    for (const p of Array.isArray(pl.preferences) ? pl.preferences : [])
+        if (isObj(p))
+            for (const [k, v] of Object.entries(p))
+                args.push('--placement-pref', `${k}=${v}`);
+    flag('--replicas-max-per-node', pl.max_replicas_per_node);
+    return args;
+}
+
 ;// CONCATENATED MODULE: ./src/compose.ts
 // The app as its compose file describes it (compose-file, compose-service): read on the runner
 // (Compose v2 is not in every distribution's packages), interpolated from the runner's environment
 // as Compose does, and turned into what bg-deploy already carries: the container port, the env,
 // `docker run` arguments, the web's command, its health command, and the workers. A key bg-deploy
 // does not carry over is refused by name, never dropped.
+
 
 
 
@@ -66717,7 +66934,7 @@ const WORKER_OWN = new Set([
  * the only one built here) into the run spec; the services built from the same context or using
  * the same image are its workers.
  */
-function readCompose(workspace, file, service, env, app) {
+function readCompose(workspace, file, service, env, app, engine = 'ssh') {
     const full = external_node_path_default().resolve(workspace, file);
     let text;
     try {
@@ -66728,9 +66945,9 @@ function readCompose(workspace, file, service, env, app) {
             `Input 'compose-file': cannot read '${file}' (${e.code ?? e}). Expected a path relative to the workspace, such as docker-compose.yml.`
         ]);
     }
-    const doc = (0,dist/* parseDocument */.Tp)(text, { prettyErrors: false, uniqueKeys: true, merge: true });
+    const doc = (0,dist/* parseDocument */.Tp)(text, { prettyErrors: true, uniqueKeys: true, merge: true });
     if (doc.errors.length > 0)
-        throw new ComposeError([`${file}: ${doc.errors[0].message.split('\n')[0]}`]);
+        throw new ComposeError([`${file}: ${doc.errors[0].message.split('\n')[0].replace(/:$/, '')}`]);
     const root = doc.toJS({ maxAliasCount: 100 });
     const invalid = schemaProblems(root);
     if (invalid.length > 0)
@@ -66744,7 +66961,15 @@ function readCompose(workspace, file, service, env, app) {
     let web = service;
     if (web === undefined) {
         const published = names.filter((n) => services[n]?.ports !== undefined);
-        web = published.length === 1 ? published[0] : built.length === 1 ? built[0] : undefined;
+        const exposed = names.filter((n) => services[n]?.expose !== undefined);
+        web =
+            published.length === 1
+                ? published[0]
+                : published.length === 0 && exposed.length === 1
+                    ? exposed[0]
+                    : built.length === 1
+                        ? built[0]
+                        : undefined;
         if (!web)
             throw new ComposeError([
                 `${file}: cannot tell which service is the web one (services: ${names.join(', ')}): name it in compose-service.`
@@ -66771,7 +66996,7 @@ function readCompose(workspace, file, service, env, app) {
                     !k.startsWith('x-') &&
                     JSON.stringify(d[k]) !== JSON.stringify(webDef[k]))
                     problems.push(`${file}: services.${n}.${k}: a worker (same image as ${web}) runs with ${web}'s ${k}; give it the same as ${web}, or remove it.`);
-            const w = serviceSpec(n, d, root, env, dir, file, problems, app);
+            const w = serviceSpec(n, d, root, env, dir, file, problems, app, 'app', engine);
             const cmd = w.command ?? [];
             if (cmd.length === 0)
                 problems.push(`${file}: service ${n} (a worker: same image as ${web}) has no command: give it the one it runs.`);
@@ -66794,6 +67019,10 @@ function readCompose(workspace, file, service, env, app) {
         const d = services[n];
         if (!isObj(d))
             continue;
+        if (engine === 'swarm') {
+            problems.push(`${file}: services.${n} runs another image than ${web} (an accessory): with engine swarm, bg-deploy deploys ${web} and its workers only. Run ${n} as a service of its own (docker stack deploy) and leave it out of the file.`);
+            continue;
+        }
         if (d.build !== undefined || typeof d.image !== 'string') {
             problems.push(`${file}: services.${n} is built from another context than ${web}: bg-deploy builds one image per run. Give it an image: it is then an accessory, started once when missing.`);
             continue;
@@ -66816,7 +67045,10 @@ function readCompose(workspace, file, service, env, app) {
             command: spec.command ?? []
         });
     }
-    const spec = serviceSpec(web, webDef, root, env, dir, file, problems, app);
+    const spec = serviceSpec(web, webDef, root, env, dir, file, problems, app, 'app', engine);
+    // engine swarm: the service's create arguments instead of docker run's, deploy: keys included
+    if (engine === 'swarm')
+        spec.runArgs = swarmArgs(spec.def, root, env, app, `${file}: services.${web}`, problems);
     // the web (and so its workers) joins the accessories' network, unless it names its own
     if (accessories.some((x) => x.network) && webDef.networks === undefined)
         spec.runArgs.unshift('--network', network);
@@ -66947,7 +67179,7 @@ function checkApp(c, ctx) {
     const composeFile = c.get('compose-file')?.trim();
     if (composeFile) {
         try {
-            const compose = readCompose(ctx.workspace, composeFile, c.get('compose-service')?.trim() || undefined, ctx.env ?? process.env, appName);
+            const compose = readCompose(ctx.workspace, composeFile, c.get('compose-service')?.trim() || undefined, ctx.env ?? process.env, appName, c.get('engine')?.trim() === 'swarm' ? 'swarm' : 'ssh');
             // the inputs win over the file: env by key, run arguments after the file's
             if (compose.containerPort !== undefined) {
                 if (c.get('container-port') !== undefined && compose.containerPort !== containerPort)
@@ -67092,11 +67324,11 @@ function checkEngine(c, s) {
             c.add("Input 'keep-warm' does not apply to a Swarm service (Swarm keeps the previous spec): remove it.");
         if (s.mode === 'dnat')
             c.add('engine swarm does not use switch-mode: Swarm replaces the tasks. Remove switch-mode.');
-        if (s.compose)
-            c.add("Input 'compose-file' does not work with engine swarm yet (its deploy: keys are not mapped onto the service): use engine ssh, or give the service's settings as inputs.");
+        if (s.compose && c.get('replicas') !== undefined && s.runArgs.includes('--replicas'))
+            c.add("Input 'replicas' and compose-file's deploy.replicas both say how many tasks the service runs: remove one of them.");
         if (s.canary)
             c.add("Input 'canary' does not apply to a Swarm service: Swarm replaces the tasks in place, with no nginx of bg-deploy's to split clients. Remove canary.");
-        if (s.runArgs.length > 0)
+        if (c.get('docker-run-args') !== undefined)
             c.add("Input 'docker-run-args' does not apply to a Swarm service: remove it with engine swarm.");
         const cli = s.envKeys.filter((k) => CLI_VARIABLES.test(k));
         if (cli.length > 0)
@@ -76089,8 +76321,8 @@ function getOctokit(token, options, ...additionalPlugins) {
     return new GitHubWithPlugins(getOctokitOptions(token, options));
 }
 //# sourceMappingURL=github.js.map
-// EXTERNAL MODULE: ./src/config.ts + 10 modules
-var src_config = __nccwpck_require__(3854);
+// EXTERNAL MODULE: ./src/config.ts + 11 modules
+var src_config = __nccwpck_require__(1199);
 // EXTERNAL MODULE: external "node:child_process"
 var external_node_child_process_ = __nccwpck_require__(1421);
 ;// CONCATENATED MODULE: ./src/runner.ts

@@ -159,6 +159,8 @@ export interface ServiceSpec {
   healthCmd?: string
   stopSignal?: string
   stopTimeout?: number
+  /** the service's definition, interpolated */
+  def: Obj
 }
 
 export function serviceSpec(
@@ -170,7 +172,8 @@ export function serviceSpec(
   file: string,
   problems: string[],
   app: string,
-  kind: 'app' | 'accessory' = 'app'
+  kind: 'app' | 'accessory' = 'app',
+  engine: 'ssh' | 'swarm' = 'ssh'
 ): ServiceSpec {
   const at = `${file}: services.${name}`
   for (const k of Object.keys(raw)) {
@@ -180,7 +183,7 @@ export function serviceSpec(
     )
   }
   const d = interpolateAll(raw, env, at, problems) as Obj
-  const out: ServiceSpec = { env: [], runArgs: [] }
+  const out: ServiceSpec = { env: [], runArgs: [], def: d }
   const args = out.runArgs
   // the container port: the target of the one published port, else the one exposed
   const ports = Array.isArray(d.ports) ? d.ports : []
@@ -248,34 +251,9 @@ export function serviceSpec(
     }
   }
   out.command = command
-  // volumes: named ones keep their Compose name (PROJECT_NAME, the project being the app: see
-  // composeVolumeName), binds need an absolute path on the server
-  for (const v of Array.isArray(d.volumes) ? d.volumes : []) {
-    const long = isObj(v)
-      ? v
-      : (() => {
-          const parts = String(v).split(':')
-          return {
-            source: parts.length > 1 ? parts[0]! : null,
-            target: parts.length > 1 ? parts[1]! : parts[0]!,
-            read_only: parts[2]?.split(',').includes('ro') ?? false
-          } as Obj
-        })()
-    const source = long.source === undefined || long.source === null ? '' : String(long.source)
-    const target = String(long.target ?? '')
-    const ro = long.read_only === true ? ':ro' : ''
-    if (long.type === 'tmpfs') {
-      args.push('--tmpfs', target)
-      continue
-    }
-    if (source === '') args.push('-v', `${target}${ro}`)
-    else if (source.startsWith('/')) args.push('-v', `${source}:${target}${ro}`)
-    else if (/^[.~]/.test(source))
-      problems.push(
-        `${at}.volumes: ${source} is a path relative to the compose file on your machine, which the server does not have: give an absolute path on the server, or a named volume.`
-      )
-    else args.push('-v', `${volumeName(root, source, env, app)}:${target}${ro}`)
-  }
+  for (const m of mountsOf(d, root, env, app, at, problems))
+    if (m.type === 'tmpfs') args.push('--tmpfs', m.target)
+    else args.push('-v', `${m.source ? `${m.source}:` : ''}${m.target}${m.readOnly ? ':ro' : ''}`)
   const nets = Array.isArray(d.networks)
     ? d.networks.map(String)
     : isObj(d.networks)
@@ -338,12 +316,13 @@ export function serviceSpec(
     problems.push(
       `${at}.init: bg-deploy runs every container with an init process; remove the key.`
     )
-  if (isObj(d.deploy ?? null)) {
+  // engine swarm maps deploy: onto the service (src/compose-swarm.ts)
+  if (isObj(d.deploy ?? null) && engine === 'ssh') {
     const dep = d.deploy as Obj
     for (const k of Object.keys(dep))
       if (k !== 'resources')
         problems.push(
-          `${at}.deploy.${k} is not carried over by bg-deploy (deploy.resources is). Remove it.`
+          `${at}.deploy.${k} is not carried over by bg-deploy with engine ssh (deploy.resources is; engine swarm maps deploy: onto the service). Remove it.`
         )
     const lim = isObj((dep.resources as Obj | undefined)?.limits ?? null)
       ? ((dep.resources as Obj).limits as Obj)
@@ -386,6 +365,53 @@ export function serviceSpec(
   }
   if (/[\0\r\n]/.test(out.healthCmd ?? ''))
     problems.push(`${at}.healthcheck.test: one line, please.`)
+  return out
+}
+
+export interface Mount {
+  type: 'volume' | 'bind' | 'tmpfs'
+  /** the volume's name on the server, or the bind's absolute path; empty: an anonymous volume */
+  source: string
+  target: string
+  readOnly: boolean
+}
+
+/**
+ * A service's volumes: named ones keep their Compose name (PROJECT_NAME, the project being the
+ * app: see volumeName), binds need an absolute path on the server.
+ */
+export function mountsOf(
+  d: Obj,
+  root: Obj,
+  env: Record<string, string | undefined>,
+  app: string,
+  at: string,
+  problems: string[]
+): Mount[] {
+  const out: Mount[] = []
+  for (const v of Array.isArray(d.volumes) ? d.volumes : []) {
+    const long = isObj(v)
+      ? v
+      : (() => {
+          const parts = String(v).split(':')
+          return {
+            source: parts.length > 1 ? parts[0]! : null,
+            target: parts.length > 1 ? parts[1]! : parts[0]!,
+            read_only: parts[2]?.split(',').includes('ro') ?? false
+          } as Obj
+        })()
+    const source = long.source === undefined || long.source === null ? '' : String(long.source)
+    const target = String(long.target ?? '')
+    const readOnly = long.read_only === true
+    if (long.type === 'tmpfs') out.push({ type: 'tmpfs', source: '', target, readOnly })
+    else if (source === '') out.push({ type: 'volume', source, target, readOnly })
+    else if (source.startsWith('/')) out.push({ type: 'bind', source, target, readOnly })
+    else if (/^[.~]/.test(source))
+      problems.push(
+        `${at}.volumes: ${source} is a path relative to the compose file on your machine, which the server does not have: give an absolute path on the server, or a named volume.`
+      )
+    else out.push({ type: 'volume', source: volumeName(root, source, env, app), target, readOnly })
+  }
   return out
 }
 

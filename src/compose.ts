@@ -9,6 +9,7 @@ import { Ajv, type ErrorObject } from 'ajv'
 import { parseDocument } from 'yaml'
 import composeSchema from './vendor/compose-spec/compose-spec.json' with { type: 'json' }
 import { isObj, serviceSpec, type Json, type Obj } from './compose-service.js'
+import { swarmArgs } from './compose-swarm.js'
 import type { Worker } from './config-types.js'
 
 export { durationSeconds, interpolate } from './compose-service.js'
@@ -62,7 +63,8 @@ export function readCompose(
   file: string,
   service: string | undefined,
   env: Record<string, string | undefined>,
-  app: string
+  app: string,
+  engine: 'ssh' | 'swarm' = 'ssh'
 ): ComposeApp {
   const full = path.resolve(workspace, file)
   let text: string
@@ -73,9 +75,9 @@ export function readCompose(
       `Input 'compose-file': cannot read '${file}' (${(e as NodeJS.ErrnoException).code ?? e}). Expected a path relative to the workspace, such as docker-compose.yml.`
     ])
   }
-  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true, merge: true })
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true, merge: true })
   if (doc.errors.length > 0)
-    throw new ComposeError([`${file}: ${doc.errors[0]!.message.split('\n')[0]}`])
+    throw new ComposeError([`${file}: ${doc.errors[0]!.message.split('\n')[0]!.replace(/:$/, '')}`])
   const root = doc.toJS({ maxAliasCount: 100 }) as Json
   const invalid = schemaProblems(root)
   if (invalid.length > 0)
@@ -91,7 +93,15 @@ export function readCompose(
   let web = service
   if (web === undefined) {
     const published = names.filter((n) => (services[n] as Obj)?.ports !== undefined)
-    web = published.length === 1 ? published[0] : built.length === 1 ? built[0] : undefined
+    const exposed = names.filter((n) => (services[n] as Obj)?.expose !== undefined)
+    web =
+      published.length === 1
+        ? published[0]
+        : published.length === 0 && exposed.length === 1
+          ? exposed[0]
+          : built.length === 1
+            ? built[0]
+            : undefined
     if (!web)
       throw new ComposeError([
         `${file}: cannot tell which service is the web one (services: ${names.join(', ')}): name it in compose-service.`
@@ -122,7 +132,7 @@ export function readCompose(
           problems.push(
             `${file}: services.${n}.${k}: a worker (same image as ${web}) runs with ${web}'s ${k}; give it the same as ${web}, or remove it.`
           )
-      const w = serviceSpec(n, d, root, env, dir, file, problems, app)
+      const w = serviceSpec(n, d, root, env, dir, file, problems, app, 'app', engine)
       const cmd = w.command ?? []
       if (cmd.length === 0)
         problems.push(
@@ -144,6 +154,12 @@ export function readCompose(
   for (const n of others) {
     const d = services[n] as Obj
     if (!isObj(d)) continue
+    if (engine === 'swarm') {
+      problems.push(
+        `${file}: services.${n} runs another image than ${web} (an accessory): with engine swarm, bg-deploy deploys ${web} and its workers only. Run ${n} as a service of its own (docker stack deploy) and leave it out of the file.`
+      )
+      continue
+    }
     if (d.build !== undefined || typeof d.image !== 'string') {
       problems.push(
         `${file}: services.${n} is built from another context than ${web}: bg-deploy builds one image per run. Give it an image: it is then an accessory, started once when missing.`
@@ -168,7 +184,10 @@ export function readCompose(
       command: spec.command ?? []
     })
   }
-  const spec = serviceSpec(web, webDef, root, env, dir, file, problems, app)
+  const spec = serviceSpec(web, webDef, root, env, dir, file, problems, app, 'app', engine)
+  // engine swarm: the service's create arguments instead of docker run's, deploy: keys included
+  if (engine === 'swarm')
+    spec.runArgs = swarmArgs(spec.def, root, env, app, `${file}: services.${web}`, problems)
   // the web (and so its workers) joins the accessories' network, unless it names its own
   if (accessories.some((x) => x.network) && webDef.networks === undefined)
     spec.runArgs.unshift('--network', network)

@@ -114,7 +114,8 @@ export function checkApp(c: Collector, ctx: ConfigContext): Config['app'] {
         composeFile,
         c.get('compose-service')?.trim() || undefined,
         ctx.env ?? process.env,
-        appName
+        appName,
+        c.get('engine')?.trim() === 'swarm' ? 'swarm' : 'ssh'
       )
       // the inputs win over the file: env by key, run arguments after the file's
       if (compose.containerPort !== undefined) {
@@ -330,15 +331,15 @@ export function checkEngine(
       )
     if (s.mode === 'dnat')
       c.add('engine swarm does not use switch-mode: Swarm replaces the tasks. Remove switch-mode.')
-    if (s.compose)
+    if (s.compose && c.get('replicas') !== undefined && s.runArgs.includes('--replicas'))
       c.add(
-        "Input 'compose-file' does not work with engine swarm yet (its deploy: keys are not mapped onto the service): use engine ssh, or give the service's settings as inputs."
+        "Input 'replicas' and compose-file's deploy.replicas both say how many tasks the service runs: remove one of them."
       )
     if (s.canary)
       c.add(
         "Input 'canary' does not apply to a Swarm service: Swarm replaces the tasks in place, with no nginx of bg-deploy's to split clients. Remove canary."
       )
-    if (s.runArgs.length > 0)
+    if (c.get('docker-run-args') !== undefined)
       c.add(
         "Input 'docker-run-args' does not apply to a Swarm service: remove it with engine swarm."
       )

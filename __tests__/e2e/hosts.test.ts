@@ -4,7 +4,7 @@
 // Shape 2: each server switches its own nginx; all switch or none, also when a session is cut or
 // the runner dies during the commit.
 import { execFileSync, spawnSync } from 'node:child_process'
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import {
   SERVER_NGINX as NGINX,
@@ -797,4 +797,112 @@ describe('a real application on three app servers behind the load balancer', () 
     expectNoFailures(stats)
     expect(await served(app)).toEqual(['v5.0.0'])
   }, 300_000)
+
+  test("compose-file on the three app servers: the web and its worker from the file on every server; v7 under load swaps the worker and keeps each server's volume data; the rollback puts v6 back as it ran; 0 failed", async () => {
+    mkdirSync(path.join(app.ws, 'deploy'), { recursive: true })
+    writeFileSync(path.join(app.ws, 'deploy/app.env'), 'SECRET_KEY=from-env-file\n')
+    writeFileSync(
+      path.join(app.ws, 'docker-compose.yml'),
+      `
+x-app: &app
+  build: .
+  env_file: deploy/app.env
+  environment: { GREETING: "\${GREETING:-from-compose}" }
+  volumes: [data:/data]
+services:
+  web:
+    <<: *app
+    ports: ["8080"]
+    command: ["/bin/sh", "-c", "echo from-compose-command > /www/cmd.txt; exec /start.sh"]
+    healthcheck:
+      test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/health"]
+      interval: 500ms
+  ticker:
+    <<: *app
+    command: ["/bin/sh", "-c", "while true; do echo \\"$$GREETING\\" >> /data/ticks; sleep 0.5; done"]
+    stop_grace_period: 2s
+volumes:
+  data: {}
+`
+    )
+    // the file replaces what the earlier tests gave as inputs
+    const composed = {
+      ...Object.fromEntries(
+        Object.entries(app.inputs).filter(
+          ([k]) => !['env', 'docker-run-args', 'pre-switch-command'].includes(k)
+        )
+      ),
+      'compose-file': 'docker-compose.yml'
+    }
+    const dk = (s: TestServer, ...args: string[]) =>
+      execFileSync('docker', ['-H', s.docker!, ...args])
+        .toString()
+        .trim()
+    const ticks = (s: TestServer) =>
+      dk(
+        s,
+        'run',
+        '--rm',
+        '-v',
+        `${app.name}_data:/data`,
+        '--entrypoint',
+        '/bin/cat',
+        image,
+        '/data/ticks'
+      ).split('\n')
+    const image = dk(apps[0]!, 'inspect', '-f', '{{.Config.Image}}', `${app.name}-blue`)
+    commitVersion({ ws: app.ws } as never, { version: 'v6.0.0' })
+    const first = await deploy({ ...app, inputs: composed })
+    expectOk(first)
+    settled(app)
+    expect(await served(app)).toEqual(['v6.0.0'])
+    for (const s of apps) {
+      expect(dk(s, 'exec', `${app.name}-green`, 'cat', '/www/cmd.txt')).toBe('from-compose-command')
+      expect(containers(s, app)[`${app.name}-green-ticker`]).toBe('running')
+    }
+    await sleep(1500)
+    const before = apps.map(ticks)
+    for (const t of before) expect(t[0]).toBe('from-compose')
+
+    commitVersion({ ws: app.ws } as never, { version: 'v7.0.0', startDelay: 1 })
+    let [load] = await loads(app.urls)
+    const run = await deploy({ ...app, inputs: composed }, { env: { GREETING: 'from-the-runner' } })
+    let stats = (await stopAll([load!]))[0]!
+    console.log(`compose-file, 3 app servers, v6 -> v7: ${failures(stats)}; run ${run.ms} ms`)
+    expectOk(run)
+    settled(app)
+    expectNoFailures(stats)
+    expect(await served(app)).toEqual(['v7.0.0'])
+    expect((await httpGet(`${app.urls[0]}cgi-bin/env?GREETING`)).body).toBe('from-the-runner\n')
+    await sleep(1500)
+    apps.forEach((s, i) => {
+      expect(containers(s, app)[`${app.name}-blue-ticker`]).toBe('running')
+      expect(containers(s, app)[`${app.name}-green-ticker`]).not.toBe('running')
+      const after = ticks(s)
+      expect(after.slice(0, before[i]!.length)).toEqual(before[i])
+      expect(after.at(-1)).toBe('from-the-runner')
+    })
+
+    ;[load] = await loads(app.urls)
+    const back = await deploy(
+      { ...app, inputs: { ...composed, 'compose-file': '' } },
+      {
+        inputs: { rollback: 'previous' },
+        eventName: 'workflow_dispatch',
+        event: { inputs: { rollback: 'previous' } }
+      }
+    )
+    stats = (await stopAll([load!]))[0]!
+    console.log(
+      `compose-file, 3 app servers, rollback to v6: ${failures(stats)}; run ${back.ms} ms`
+    )
+    expectOk(back)
+    expectNoFailures(stats)
+    expect(await served(app)).toEqual(['v6.0.0'])
+    expect((await httpGet(`${app.urls[0]}cgi-bin/env?GREETING`)).body).toBe('from-compose\n')
+    expect((await httpGet(`${app.urls[0]}cgi-bin/env?SECRET_KEY`)).body).toBe('from-env-file\n')
+    for (const s of apps)
+      expect(dk(s, 'exec', `${app.name}-green`, 'cat', '/www/cmd.txt')).toBe('from-compose-command')
+    settled(app)
+  }, 400_000)
 })

@@ -2,6 +2,8 @@
 // network namespace, its own sshd, an overlay network, nginx in a container on it reaching the
 // service's tasks by Docker's DNS), 2 replicas, under load through that nginx.
 import { execFileSync } from 'node:child_process'
+import { mkdirSync, writeFileSync } from 'node:fs'
+import path from 'node:path'
 import {
   Load,
   commitVersion,
@@ -212,5 +214,158 @@ describe('engine swarm, 2 replicas behind nginx on the overlay network', () => {
     )
     for (const svc of [NAME, `${NAME}-jobs`]) expect(image(svc)).toMatch(/:v6\.0\.0(@|$)/)
     expect((await httpGet(url())).body).toBe('v6.0.0\n')
+  }, 400_000)
+})
+
+// compose-file on Swarm: the web service's definition (env_file, environment, command, named
+// volume, healthcheck, deploy: replicas, update order, limits) becomes the service's; a worker of
+// the same build is a service of its own with the same mounts; the rollback puts back the
+// settings it ran with.
+const COMPOSE_PORT = 18201
+const COMPOSE_NAME = 'swarmcompose'
+const SWARM_COMPOSE = (memory: string) => `
+x-app: &app
+  build: .
+  env_file: deploy/app.env
+  environment:
+    GREETING: \${GREETING:-hello from compose}
+  volumes: [data:/data]
+  labels: { team: shop }
+services:
+  web:
+    <<: *app
+    expose: ["8080"]
+    command: ["/bin/sh", "-c", "echo from-compose-command > /www/cmd.txt; exec /start.sh"]
+    healthcheck:
+      test: 'printf ''GET /health HTTP/1.0\\r\\n\\r\\n'' | nc 127.0.0.1 8080 | grep -q '' 200 '''
+      interval: 1s
+      retries: 3
+    stop_grace_period: 10s
+    deploy:
+      replicas: 2
+      update_config: { parallelism: 1, order: start-first, monitor: 3s }
+      resources: { limits: { memory: ${memory} } }
+  ticker:
+    <<: *app
+    command: ["/bin/sh", "-c", "while true; do echo \\"$$(hostname) $$GREETING\\" >> /data/ticks; sleep 1; done"]
+    stop_grace_period: 2s
+volumes:
+  data: {}
+`
+
+describe('engine swarm with compose-file: the service as the file describes it', () => {
+  const url = () => `http://${env.BGD_SWARM_HOST}:${COMPOSE_PORT}/`
+  const get = async (p: string) => (await httpGet(`${url()}${p}`)).body.trim()
+  const dk = (...args: string[]) =>
+    execFileSync('docker', ['-H', env.BGD_SWARM_DOCKER ?? '', ...args]).toString()
+  const spec = (svc: string) =>
+    JSON.parse(dk('service', 'inspect', '-f', '{{json .Spec}}', svc)) as {
+      Mode: { Replicated: { Replicas: number } }
+      UpdateConfig: { Order: string; Parallelism: number }
+      TaskTemplate: {
+        ContainerSpec: {
+          Image: string
+          Args?: string[]
+          Mounts?: { Source: string; Target: string; Type: string }[]
+          Labels?: Record<string, string>
+        }
+        Resources: { Limits?: { MemoryBytes?: number } }
+      }
+    }
+  let ws: string
+  let image = ''
+  const repository = `e2e/swarmcompose-${Date.now().toString(36)}`
+  const ticks = () =>
+    dk(
+      'run',
+      '--rm',
+      '-v',
+      `${COMPOSE_NAME}_data:/data`,
+      '--entrypoint',
+      '/bin/cat',
+      image,
+      '/data/ticks'
+    )
+      .trim()
+      .split('\n')
+  const deploy = (extra: Record<string, string> = {}, opts: object = {}) => {
+    const sha = headSha(ws)
+    return runAction(
+      {
+        ...swarmInputs(svc, env, {
+          app: COMPOSE_NAME,
+          repository
+        }),
+        replicas: '',
+        'health-cmd': '',
+        'compose-file': 'docker-compose.yml',
+        ...extra
+      },
+      { workspace: ws, sha, event: { head_commit: { id: sha, message: headMessage(ws) } }, ...opts }
+    )
+  }
+  beforeAll(() => {
+    ws = makeWorkspace({ version: 'v1.0.0' }, 'release v1.0.0')
+    mkdirSync(path.join(ws, 'deploy'), { recursive: true })
+    writeFileSync(path.join(ws, 'deploy/app.env'), 'SECRET_KEY=from-env-file\n')
+    writeFileSync(path.join(ws, 'docker-compose.yml'), SWARM_COMPOSE('64M'))
+    swarmSite(env, COMPOSE_NAME, COMPOSE_PORT)
+  })
+
+  test('v1, then v2 with a changed limit under load (0 failed): the settings, the worker with the same volume, its data kept; the rollback puts v1 back with its settings', async () => {
+    const first = await deploy()
+    expectOk(first)
+    expect(await get('')).toBe('v1.0.0')
+    let web = spec(COMPOSE_NAME)
+    image = web.TaskTemplate.ContainerSpec.Image
+    expect(web.Mode.Replicated.Replicas).toBe(2)
+    expect(web.UpdateConfig).toMatchObject({ Order: 'start-first', Parallelism: 1 })
+    expect(web.TaskTemplate.ContainerSpec.Mounts).toEqual([
+      expect.objectContaining({ Type: 'volume', Source: `${COMPOSE_NAME}_data`, Target: '/data' })
+    ])
+    expect(web.TaskTemplate.ContainerSpec.Labels).toMatchObject({ team: 'shop' })
+    expect(web.TaskTemplate.Resources.Limits?.MemoryBytes).toBe(64 * 1024 * 1024)
+    expect(await get('cmd.txt')).toBe('from-compose-command')
+    expect(await get('cgi-bin/env?SECRET_KEY')).toBe('from-env-file')
+    expect(await get('cgi-bin/env?GREETING')).toBe('hello from compose')
+    await new Promise((r) => setTimeout(r, 2500))
+    const before = ticks()
+    expect(before[0]).toMatch(/ hello from compose$/)
+
+    commitVersion({ ws } as never, { version: 'v2.0.0', startDelay: 1 })
+    writeFileSync(path.join(ws, 'docker-compose.yml'), SWARM_COMPOSE('96M'))
+    const load = await new Load().start(url())
+    const second = await deploy({}, { env: { GREETING: 'hello from the runner' } })
+    const stats = await load.stop()
+    console.log(`swarm compose, v1 -> v2: ${failures(stats)}; run ${second.ms} ms`)
+    expectOk(second)
+    expect(stats.non2xx + stats.errors + stats.slowFailed).toBe(0)
+    expect(await get('')).toBe('v2.0.0')
+    expect(await get('cgi-bin/env?GREETING')).toBe('hello from the runner')
+    expect(await get('cmd.txt')).toBe('from-compose-command')
+    web = spec(COMPOSE_NAME)
+    expect(web.TaskTemplate.Resources.Limits?.MemoryBytes).toBe(96 * 1024 * 1024)
+    expect(web.TaskTemplate.ContainerSpec.Mounts).toHaveLength(1)
+    const worker = spec(`${COMPOSE_NAME}-ticker`)
+    expect(worker.TaskTemplate.ContainerSpec.Image).toMatch(/:v2\.0\.0(@|$)/)
+    expect(worker.TaskTemplate.ContainerSpec.Mounts).toEqual(web.TaskTemplate.ContainerSpec.Mounts)
+    // the worker's own: one task (not the web's replicas), its command
+    expect(worker.Mode.Replicated.Replicas).toBe(1)
+    await new Promise((r) => setTimeout(r, 2500))
+    const after = ticks()
+    expect(after.slice(0, before.length)).toEqual(before)
+    expect(after.at(-1)).toMatch(/ hello from the runner$/)
+
+    const back = await deploy(
+      { rollback: 'previous' },
+      { eventName: 'workflow_dispatch', event: { inputs: { rollback: 'previous' } } }
+    )
+    expectOk(back)
+    expect(await get('')).toBe('v1.0.0')
+    expect(await get('cgi-bin/env?GREETING')).toBe('hello from compose')
+    expect(spec(COMPOSE_NAME).TaskTemplate.Resources.Limits?.MemoryBytes).toBe(64 * 1024 * 1024)
+    expect(spec(`${COMPOSE_NAME}-ticker`).TaskTemplate.ContainerSpec.Image).toMatch(
+      /:v1\.0\.0(@|$)/
+    )
   }, 400_000)
 })
