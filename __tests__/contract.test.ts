@@ -9,6 +9,12 @@ const action = parse(readFileSync('action.yml', 'utf8')) as {
   runs: { using: string; main: string }
 }
 const readme = readFileSync('README.md', 'utf8')
+const reference = readFileSync('docs/inputs.md', 'utf8')
+/** The rows of a markdown table of inputs: name -> its default column. */
+const rowsOf = (text: string) =>
+  Object.fromEntries(
+    [...text.matchAll(/^\|\s*`([\w-]+)`\s*\|\s*([^|]*?)\s*\|/gm)].map((m) => [m[1]!, m[2]!])
+  )
 
 test('action.yml declares exactly the inputs the config reads', () => {
   expect(Object.keys(action.inputs).sort()).toEqual([...INPUT_NAMES].sort())
@@ -26,16 +32,22 @@ test('only github-token has a default in action.yml (the rest must not override 
   ).toEqual(['github-token'])
 })
 
-test('README documents every input and output', () => {
+test('docs/inputs.md documents every input and output', () => {
   for (const name of [...Object.keys(action.inputs), ...Object.keys(action.outputs)])
-    expect(readme).toMatch(new RegExp(`\\|\\s*\`${name}\`\\s*\\|`))
+    expect(reference).toMatch(new RegExp(`\\|\\s*\`${name}\`\\s*\\|`))
 })
 
-test('an input with a plain default has it in action.yml and in README, as the config table says', () => {
+test("README's short inputs table names real inputs, with the defaults the reference gives; README stays at most 15 KB", () => {
+  const full = rowsOf(reference.split('\n## Outputs')[0]!)
+  const short = rowsOf(readme)
+  expect(Object.keys(short).length).toBeGreaterThanOrEqual(10)
+  for (const [name, d] of Object.entries(short)) expect([name, d]).toEqual([name, full[name]])
+  expect(Buffer.byteLength(readme)).toBeLessThanOrEqual(15 * 1024)
+})
+
+test('an input with a plain default has it in action.yml and in docs/inputs.md, as the config table says', () => {
   const descriptions = action.inputs as Record<string, { description?: string }>
-  const rows = Object.fromEntries(
-    [...readme.matchAll(/^\|\s*`([\w-]+)`\s*\|\s*([^|]*?)\s*\|/gm)].map((m) => [m[1], m[2]])
-  )
+  const rows = rowsOf(reference)
   for (const name of INPUT_NAMES) {
     const d = defaultOf(name)
     if (!d) continue
@@ -46,7 +58,7 @@ test('an input with a plain default has it in action.yml and in README, as the c
   }
 })
 
-test('the secret inputs are the ones README calls secret', () => {
+test('the secret inputs are the ones docs/inputs.md calls secret', () => {
   for (const name of SECRET_INPUTS)
-    expect(readme).toMatch(new RegExp(`\\|\\s*\`${name}\`\\s*\\|[^\\n]*secret`, 'i'))
+    expect(reference).toMatch(new RegExp(`\\|\\s*\`${name}\`\\s*\\|[^\\n]*secret`, 'i'))
 })

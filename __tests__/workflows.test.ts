@@ -41,14 +41,18 @@ function schemaErrors(name: string, content: string): string[] {
   return r.context.errors.getErrors().map((e) => e.message)
 }
 
-/** The ```yaml blocks of README that are whole workflows (they have `jobs:`). */
-function readmeWorkflows(): [string, string][] {
-  const readme = readFileSync('README.md', 'utf8')
-  return [...readme.matchAll(/```yaml\n([\s\S]*?)```/g)]
+/** The ```yaml blocks of a markdown page that are whole workflows (they have `jobs:`). */
+function workflowsOf(page: string): [string, string][] {
+  return [...readFileSync(page, 'utf8').matchAll(/```yaml\n([\s\S]*?)```/g)]
     .map((m) => m[1]!)
     .filter((y) => /^jobs:/m.test(y))
-    .map((y, i) => [`README workflow ${i + 1}`, y])
+    .map((y, i) => [`${page} workflow ${i + 1}`, y])
 }
+const readmeWorkflows = () => workflowsOf('README.md')
+const docsWorkflows = () =>
+  readdirSync('docs')
+    .filter((f) => f.endsWith('.md'))
+    .flatMap((f) => workflowsOf(`docs/${f}`))
 
 test('there are example workflows', () => {
   expect(files.length).toBeGreaterThan(0)
@@ -82,7 +86,8 @@ test.each([
     `.github/workflows/${f}`,
     readFileSync(`.github/workflows/${f}`, 'utf8')
   ]),
-  ...readmeWorkflows()
+  ...readmeWorkflows(),
+  ...docsWorkflows()
 ])('%s is a valid workflow by GitHub’s schema', (name, content) => {
   expect(schemaErrors(name, content)).toEqual([])
 })
@@ -103,40 +108,42 @@ test('action.yml is a valid action by GitHub’s schema, running on node24', () 
   })
 })
 
-test.each([...files.map((f) => [f, readFileSync(`${dir}/${f}`, 'utf8')]), ...readmeWorkflows()])(
-  '%s passes only inputs that action.yml declares',
-  (_, text) => {
-    const wf = parse(text) as Workflow
-    const steps = Object.values(wf.jobs).flatMap((j) =>
-      j.steps.filter((s) => s.uses?.includes('bg-deploy'))
-    )
-    expect(steps.length).toBeGreaterThan(0)
-    for (const step of steps)
-      for (const name of Object.keys(step.with ?? {}))
-        expect(Object.keys(action.inputs)).toContain(name)
-  }
-)
+test.each([
+  ...files.map((f) => [f, readFileSync(`${dir}/${f}`, 'utf8')]),
+  ...readmeWorkflows(),
+  ...docsWorkflows()
+])('%s passes only inputs that action.yml declares', (_, text) => {
+  const wf = parse(text) as Workflow
+  const steps = Object.values(wf.jobs).flatMap((j) =>
+    j.steps.filter((s) => s.uses?.includes('bg-deploy'))
+  )
+  expect(steps.length).toBeGreaterThan(0)
+  for (const step of steps)
+    for (const name of Object.keys(step.with ?? {}))
+      expect(Object.keys(action.inputs)).toContain(name)
+})
 
-test.each([...files.map((f) => [f, readFileSync(`${dir}/${f}`, 'utf8')]), ...readmeWorkflows()])(
-  '%s: a lowercase image, packages: write for ghcr.io, a time limit on every job',
-  (_, text) => {
-    const wf = parse(text) as Workflow
-    for (const job of Object.values(wf.jobs)) {
-      for (const step of job.steps.filter((s) => s.uses?.includes('bg-deploy'))) {
-        const image = String(step.with?.image ?? '')
-        expect(image).not.toContain('github.repository')
-        expect(image.replace(/\$\{\{[^}]*\}\}/g, '')).toBe(
-          image.replace(/\$\{\{[^}]*\}\}/g, '').toLowerCase()
-        )
-      }
+test.each([
+  ...files.map((f) => [f, readFileSync(`${dir}/${f}`, 'utf8')]),
+  ...readmeWorkflows(),
+  ...docsWorkflows()
+])('%s: a lowercase image, packages: write for ghcr.io, a time limit on every job', (_, text) => {
+  const wf = parse(text) as Workflow
+  for (const job of Object.values(wf.jobs)) {
+    for (const step of job.steps.filter((s) => s.uses?.includes('bg-deploy'))) {
+      const image = String(step.with?.image ?? '')
+      expect(image).not.toContain('github.repository')
+      expect(image.replace(/\$\{\{[^}]*\}\}/g, '')).toBe(
+        image.replace(/\$\{\{[^}]*\}\}/g, '').toLowerCase()
+      )
     }
-    if (text.includes('ghcr.io'))
-      for (const job of Object.values(wf.jobs).filter((j) => j.steps.some((s) => s.uses)))
-        if (job.steps.some((s) => /bg-deploy|build-push/.test(s.uses ?? '')))
-          expect((job.permissions ?? wf.permissions)?.packages).toBe('write')
-    for (const job of Object.values(wf.jobs)) expect(job['timeout-minutes']).toBeGreaterThan(0)
   }
-)
+  if (text.includes('ghcr.io'))
+    for (const job of Object.values(wf.jobs).filter((j) => j.steps.some((s) => s.uses)))
+      if (job.steps.some((s) => /bg-deploy|build-push/.test(s.uses ?? '')))
+        expect((job.permissions ?? wf.permissions)?.packages).toBe('write')
+  for (const job of Object.values(wf.jobs)) expect(job['timeout-minutes']).toBeGreaterThan(0)
+})
 
 describe('deploy.yml', () => {
   const wf = parse(readFileSync(`${dir}/deploy.yml`, 'utf8')) as Workflow
@@ -183,7 +190,11 @@ describe('deploy.yml', () => {
   })
 })
 
-test.each([...files.map((f) => [f, readFileSync(`${dir}/${f}`, 'utf8')]), ...readmeWorkflows()])(
+test.each([
+  ...files.map((f) => [f, readFileSync(`${dir}/${f}`, 'utf8')]),
+  ...readmeWorkflows(),
+  ...docsWorkflows()
+])(
   '%s: the servers never get GITHUB_TOKEN; each job asks for its own permissions; third-party actions pinned by commit',
   (_, text) => {
     const wf = parse(text) as Workflow

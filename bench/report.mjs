@@ -1,6 +1,7 @@
-// The benchmark's report: medians of the rounds, the targets, the tables README shows, and the
+// The benchmark's report: medians of the rounds, the targets, the tables the docs pages show, and the
 // results file. bench/run.mjs measures; this turns the measurements into figures.
 import { readFileSync, writeFileSync } from 'node:fs'
+import path from 'node:path'
 
 export const median = (/** @type {number[]} */ xs) => {
   const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b)
@@ -273,7 +274,7 @@ function contextOf(m) {
 }
 
 /**
- * The switch modes per switch, for README's section on them.
+ * The switch modes per switch, for docs/switch-modes.md.
  * @param {Measured} m
  * @param {Figures} f
  */
@@ -293,7 +294,7 @@ function modesTable(m, { med, failed }) {
 }
 
 /**
- * Every table README shows, and the results file, from what bench/run.mjs measured.
+ * Every table the docs pages show, and the results file, from what bench/run.mjs measured.
  * @param {Measured} m
  */
 export function report(m) {
@@ -326,32 +327,31 @@ export function report(m) {
 }
 
 /**
- * Put the tables into README.md between its bench and modes markers (bench-busy for a run on a
- * busy machine).
- * @param {string} file
+ * Put the tables into the docs pages between their markers: bench (and bench-busy for a run on a
+ * busy machine) in docs/benchmark.md, modes in docs/switch-modes.md, hosts in
+ * docs/several-servers.md, swarm in docs/swarm.md.
+ * @param {string} root the repository
  * @param {{ table: string, pathTable: string, targetTable: string, context: string, modes: string, hosts?: string, swarm?: string, busy?: boolean }} r
- * @param {string} chartPath the chart, relative to README
+ * @param {string} chartPath the chart, relative to the repository
  */
-export async function updateReadme(file, r, chartPath) {
-  let text = readFileSync(file, 'utf8')
+export async function updateDocs(root, r, chartPath) {
+  const page = (/** @type {string} */ name) => path.join(root, 'docs', name)
   if (r.busy) {
-    text = text.replace(
-      /(<!-- bench-busy:start -->\n)[\s\S]*?(<!-- bench-busy:end -->)/,
-      `$1${r.context}\n\n${r.table}\n\n${r.pathTable}\n\n${r.targetTable}\n$2`
+    await updateMarkers(
+      page('benchmark.md'),
+      'bench-busy',
+      `${r.context}\n\n${r.table}\n\n${r.pathTable}\n\n${r.targetTable}`
     )
-    await writeFormatted(file, text)
     return
   }
-  text = text.replace(
-    /(<!-- bench:start -->\n)[\s\S]*?(<!-- bench:end -->)/,
-    `$1${r.context}\n\n${r.table}\n\n${r.pathTable}\n\n${r.targetTable}\n\n![version served over time](${chartPath})\n$2`
+  await updateMarkers(
+    page('benchmark.md'),
+    'bench',
+    `${r.context}\n\n${r.table}\n\n${r.pathTable}\n\n${r.targetTable}\n\n![version served over time](../${chartPath})`
   )
-  text = text.replace(/(<!-- modes:start -->\n)[\s\S]*?(<!-- modes:end -->)/, `$1${r.modes}\n$2`)
-  if (r.hosts)
-    text = text.replace(/(<!-- hosts:start -->\n)[\s\S]*?(<!-- hosts:end -->)/, `$1${r.hosts}\n$2`)
-  if (r.swarm)
-    text = text.replace(/(<!-- swarm:start -->\n)[\s\S]*?(<!-- swarm:end -->)/, `$1${r.swarm}\n$2`)
-  await writeFormatted(file, text)
+  await updateMarkers(page('switch-modes.md'), 'modes', r.modes)
+  if (r.hosts) await updateMarkers(page('several-servers.md'), 'hosts', r.hosts)
+  if (r.swarm) await updateMarkers(page('swarm.md'), 'swarm', r.swarm)
 }
 
 /**

@@ -13,8 +13,8 @@
 // keep-alive + 8 new-connection clients on the classic site) keeps the machine busy; --only single
 // leaves out the several-servers and Swarm rows.
 // Writes <out>/results.json (results-busy.json) and <out>/chart.svg, prints a table with medians,
-// the critical path and the targets, and (unless --no-readme) puts them into README.md between the
-// bench markers (bench-busy for --busy). It exits non-zero when a figure could not be measured
+// the critical path and the targets, and (unless --no-readme) puts them into docs/benchmark.md between the
+// bench markers (bench-busy for --busy), and the other tables into their pages. It exits non-zero when a figure could not be measured
 // (the new version never seen serving) or a site answers from something other than its deploy.
 import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import { createServer } from 'node:net'
@@ -46,7 +46,7 @@ import { chart } from './chart.mjs'
 import { benchCanary } from './canary.mjs'
 import { benchHosts } from './hosts.mjs'
 import { benchSwarm, swarmTable } from './swarm.mjs'
-import { median, report, s2, updateMarkers, updateReadme, writeFormatted } from './report.mjs'
+import { median, report, s2, updateMarkers, updateDocs, writeFormatted } from './report.mjs'
 
 const argv = process.argv.slice(2)
 const opt = (/** @type {string} */ name, /** @type {string} */ dflt) => {
@@ -632,7 +632,7 @@ function chartPanels(bg, dn, cl, prev, classicPrev, next) {
 }
 
 /**
- * The results file, the chart, the tables on stdout and (unless --no-readme) in README.
+ * The results file, the chart, the tables on stdout and (unless --no-readme) in the docs pages.
  * @param {Bench} b
  * @param {Awaited<ReturnType<typeof rounds>>} single
  * @param {{ hosts?: any, swarm?: any }} shapes
@@ -675,13 +675,13 @@ async function write(b, single, shapes, t00) {
   )
   say(`${r.modes}\n`)
   if (README) {
-    await updateReadme(
-      path.join(ROOT, 'README.md'),
+    await updateDocs(
+      ROOT,
       { ...r, hosts: hosts?.table, swarm: swarmRow, busy: BUSY },
       path.relative(ROOT, path.join(OUT, 'chart.svg'))
     )
     say(
-      `README.md: ${BUSY ? 'the busy-machine bench section' : 'bench and switch-mode sections'} updated`
+      `docs: ${BUSY ? 'the busy-machine bench section' : 'the benchmark, switch-mode, several-server and Swarm tables'} updated`
     )
     if (canary && !BUSY) {
       await updateMarkers(path.join(ROOT, 'docs/watch.md'), 'canary', canary.table)

@@ -35,7 +35,7 @@ npm run -s lint
 log "npm run demo"
 node scripts/demo.mjs
 
-log "npm run bench -- --runs 1 (smoke test; results in .e2e/bench, README untouched)"
+log "npm run bench -- --runs 1 (smoke test; results in .e2e/bench, docs untouched)"
 node bench/run.mjs --runs 1 --out .e2e/bench --no-readme
 
 log "tests (unit and end to end)"

@@ -1,6 +1,6 @@
 // The action's inputs, declared once: name (as in action.yml), group, whether it is secret, and
 // its default where the default is a plain value. INPUT_NAMES, SECRET_INPUTS and the defaults the
-// validators use come from this table; __tests__/contract.test.ts holds action.yml and README to it.
+// validators use come from this table; __tests__/contract.test.ts holds action.yml, docs/inputs.md and README's short table to it.
 
 export const SWITCH_MODES = ['reload', 'dnat'] as const
 export type SwitchMode = (typeof SWITCH_MODES)[number]
