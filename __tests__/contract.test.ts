@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync, readdirSync } from 'node:fs'
 import { parse } from 'yaml'
 import { INPUT_NAMES, SECRET_INPUTS } from '../src/config.js'
 import { defaultOf } from '../src/config-inputs.js'
@@ -61,4 +61,19 @@ test('an input with a plain default has it in action.yml and in docs/inputs.md, 
 test('the secret inputs are the ones docs/inputs.md calls secret', () => {
   for (const name of SECRET_INPUTS)
     expect(reference).toMatch(new RegExp(`\\|\\s*\`${name}\`\\s*\\|[^\\n]*secret`, 'i'))
+})
+
+test("Marketplace-ready: a description under 125 characters, an author, nothing Windows-only in dist/, the project's own workflows pinned by commit", () => {
+  const meta = action as unknown as { description: string; author?: string }
+  expect(meta.description.length).toBeLessThan(125)
+  expect(meta.author).toBeTruthy()
+  expect(readdirSync('dist').filter((f) => /\.(exe|dll|bat|cmd|ps1)$/i.test(f))).toEqual([])
+  for (const f of readdirSync('.github/workflows')) {
+    const uses = [...readFileSync(`.github/workflows/${f}`, 'utf8').matchAll(/uses:\s*(\S+)/g)]
+      .map((m) => m[1]!)
+      .filter((u) => !u.startsWith('./'))
+    for (const u of uses) expect([f, u]).toEqual([f, expect.stringMatching(/@[0-9a-f]{40}$/)])
+  }
+  for (const f of ['SECURITY.md', 'CONTRIBUTING.md', '.github/ISSUE_TEMPLATE/bug.yml'])
+    expect(existsSync(f)).toBe(true)
 })
