@@ -38,7 +38,8 @@ test('flags are the inputs; BG_DEPLOY_* variables fill in; a flag wins; @FILE re
       username: 'deploy',
       'health-path': '/healthz'
     },
-    fromFiles: ['ssh-key']
+    fromFiles: ['ssh-key'],
+    json: false
   })
 })
 
@@ -49,7 +50,11 @@ test('rollback takes a version, else previous', () => {
 
 test.each([
   [['ship'], /Unknown command 'ship'/],
-  [['deploy', '--hots', 'x'], /Unknown flag --hots/],
+  [['deploy', '--hots', 'x'], /Unknown flag --hots \(did you mean --host\?\)/],
+  [['deploy', '--host-fingerprnt', 'x'], /did you mean --host-fingerprint\?/],
+  [['deploy', '--ssh_key', 'x'], /did you mean --ssh-key\?/],
+  [['rollback', '-x'], /Unknown option -x/],
+  [['deplyo'], /Unknown command 'deplyo' \(did you mean 'deploy'\?\)/],
   [['deploy', '--host'], /--host needs a value/],
   [['deploy', 'v1'], /deploy takes no argument 'v1'/],
   [['rollback', 'v1', 'v2'], /one version at most/],
@@ -58,6 +63,49 @@ test.each([
 ])('%j is refused', (argv, message) => {
   expect(() => parseArgs(argv)).toThrow(UsageError)
   expect(() => parseArgs(argv)).toThrow(message)
+})
+
+test('a true-or-false flag alone is true, --no-FLAG is false, or it takes true/false after it', () => {
+  expect(parseArgs(['deploy', '--insecure-ignore-host-key', '--host', 'h']).inputs).toMatchObject({
+    'insecure-ignore-host-key': 'true',
+    host: 'h'
+  })
+  expect(parseArgs(['deploy', '--no-promote']).inputs.promote).toBe('false')
+  expect(parseArgs(['deploy', '--build', 'false']).inputs.build).toBe('false')
+  expect(parseArgs(['deploy', '--build']).inputs.build).toBe('true')
+  expect(parseArgs(['deploy', '--create-release=false']).inputs['create-release']).toBe('false')
+  // a flag that takes a value still needs one
+  expect(() => parseArgs(['deploy', '--no-host'])).toThrow(/Unknown flag --no-host/)
+})
+
+test("-h and --help anywhere give the command's help (its flags by group, with defaults), not a version; --version prints the version; --json is taken", async () => {
+  expect(parseArgs(['rollback', '-h'])).toMatchObject({ command: 'rollback', help: true })
+  expect(parseArgs(['rollback', '-h']).inputs.rollback).toBeUndefined()
+  expect(parseArgs(['deploy', '--json']).json).toBe(true)
+  const out: string[] = []
+  const io = { out: (l: string) => out.push(l), err: (l: string) => out.push(l), env: {}, cwd: '/' }
+  for (const argv of [
+    ['deploy', '--help'],
+    ['rollback', '-h'],
+    ['status', '--help'],
+    ['help', 'deploy']
+  ]) {
+    out.length = 0
+    expect(await cli(argv, io)).toBe(0)
+    const text = out.join('\n')
+    expect(text).toContain(`Usage: bg-deploy ${argv[0] === 'help' ? argv[1] : argv[0]}`)
+    expect(text).toMatch(/Servers and SSH:\n {2}--host VALUE/)
+    expect(text).toContain(
+      '--insecure-ignore-host-key, --no-insecure-ignore-host-key (default: false)'
+    )
+  }
+  expect(out.join('\n')).toMatch(/--container-port VALUE \(default: 8080\)\n {6}\S/)
+  out.length = 0
+  expect(await cli(['status', '--help'], io)).toBe(0)
+  expect(out.join('\n')).not.toContain('--build-args')
+  out.length = 0
+  expect(await cli(['--version'], io)).toBe(0)
+  expect(out).toEqual([expect.stringMatching(/^bg-deploy \d+\.\d+\.\d+/)])
 })
 
 test('a usage mistake exits 2 with the usage on stderr; --help exits 0', async () => {

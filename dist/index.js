@@ -892,7 +892,7 @@ Object.defineProperty(exports, "stringify", ({ enumerable: true, get: function (
 Object.defineProperty(exports, "nil", ({ enumerable: true, get: function () { return codegen_1.nil; } }));
 Object.defineProperty(exports, "Name", ({ enumerable: true, get: function () { return codegen_1.Name; } }));
 Object.defineProperty(exports, "CodeGen", ({ enumerable: true, get: function () { return codegen_1.CodeGen; } }));
-var validation_error_1 = __nccwpck_require__(3021);
+var validation_error_1 = __nccwpck_require__(5402);
 Object.defineProperty(exports, "ValidationError", ({ enumerable: true, get: function () { return validation_error_1.default; } }));
 var ref_error_1 = __nccwpck_require__(3162);
 Object.defineProperty(exports, "MissingRefError", ({ enumerable: true, get: function () { return ref_error_1.default; } }));
@@ -1069,7 +1069,7 @@ exports.regexpCode = regexpCode;
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.or = exports.and = exports.not = exports.CodeGen = exports.operators = exports.varKinds = exports.ValueScopeName = exports.ValueScope = exports.Scope = exports.Name = exports.regexpCode = exports.stringify = exports.getProperty = exports.nil = exports.strConcat = exports.str = exports._ = void 0;
 const code_1 = __nccwpck_require__(567);
-const scope_1 = __nccwpck_require__(7788);
+const scope_1 = __nccwpck_require__(5407);
 var code_2 = __nccwpck_require__(567);
 Object.defineProperty(exports, "_", ({ enumerable: true, get: function () { return code_2._; } }));
 Object.defineProperty(exports, "str", ({ enumerable: true, get: function () { return code_2.str; } }));
@@ -1079,7 +1079,7 @@ Object.defineProperty(exports, "getProperty", ({ enumerable: true, get: function
 Object.defineProperty(exports, "stringify", ({ enumerable: true, get: function () { return code_2.stringify; } }));
 Object.defineProperty(exports, "regexpCode", ({ enumerable: true, get: function () { return code_2.regexpCode; } }));
 Object.defineProperty(exports, "Name", ({ enumerable: true, get: function () { return code_2.Name; } }));
-var scope_2 = __nccwpck_require__(7788);
+var scope_2 = __nccwpck_require__(5407);
 Object.defineProperty(exports, "Scope", ({ enumerable: true, get: function () { return scope_2.Scope; } }));
 Object.defineProperty(exports, "ValueScope", ({ enumerable: true, get: function () { return scope_2.ValueScope; } }));
 Object.defineProperty(exports, "ValueScopeName", ({ enumerable: true, get: function () { return scope_2.ValueScopeName; } }));
@@ -1765,7 +1765,7 @@ function par(x) {
 
 /***/ }),
 
-/***/ 7788:
+/***/ 5407:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -2050,7 +2050,7 @@ function extraErrorProps(cxt, { params, message }, keyValues) {
 Object.defineProperty(exports, "__esModule", ({ value: true }));
 exports.resolveSchema = exports.getCompilingSchema = exports.resolveRef = exports.compileSchema = exports.SchemaEnv = void 0;
 const codegen_1 = __nccwpck_require__(1436);
-const validation_error_1 = __nccwpck_require__(3021);
+const validation_error_1 = __nccwpck_require__(5402);
 const names_1 = __nccwpck_require__(630);
 const resolve_1 = __nccwpck_require__(4090);
 const util_1 = __nccwpck_require__(4464);
@@ -3809,7 +3809,7 @@ Object.defineProperty(exports, "stringify", ({ enumerable: true, get: function (
 Object.defineProperty(exports, "nil", ({ enumerable: true, get: function () { return codegen_1.nil; } }));
 Object.defineProperty(exports, "Name", ({ enumerable: true, get: function () { return codegen_1.Name; } }));
 Object.defineProperty(exports, "CodeGen", ({ enumerable: true, get: function () { return codegen_1.CodeGen; } }));
-const validation_error_1 = __nccwpck_require__(3021);
+const validation_error_1 = __nccwpck_require__(5402);
 const ref_error_1 = __nccwpck_require__(3162);
 const rules_1 = __nccwpck_require__(7353);
 const compile_1 = __nccwpck_require__(2718);
@@ -4473,7 +4473,7 @@ exports["default"] = uri;
 
 /***/ }),
 
-/***/ 3021:
+/***/ 5402:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -4988,7 +4988,7 @@ const anyOf_1 = __nccwpck_require__(9380);
 const oneOf_1 = __nccwpck_require__(2490);
 const allOf_1 = __nccwpck_require__(9205);
 const if_1 = __nccwpck_require__(8584);
-const thenElse_1 = __nccwpck_require__(6829);
+const thenElse_1 = __nccwpck_require__(9210);
 function getApplicator(draft2020 = false) {
     const applicator = [
         // any
@@ -5413,7 +5413,7 @@ exports["default"] = def;
 
 /***/ }),
 
-/***/ 6829:
+/***/ 9210:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -65395,25 +65395,42 @@ module.exports = {
 
 /***/ }),
 
-/***/ 5581:
+/***/ 6618:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
-/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
-/* harmony export */   xw: () => (/* binding */ cli)
-/* harmony export */ });
-/* unused harmony exports USAGE, UsageError, parseArgs, uncommitted, repositoryOfRemote, terminalFilter */
-/* harmony import */ var node_child_process__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(1421);
-/* harmony import */ var node_child_process__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(node_child_process__WEBPACK_IMPORTED_MODULE_0__);
-/* harmony import */ var node_fs__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3024);
-/* harmony import */ var node_fs__WEBPACK_IMPORTED_MODULE_1___default = /*#__PURE__*/__nccwpck_require__.n(node_fs__WEBPACK_IMPORTED_MODULE_1__);
-/* harmony import */ var node_os__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(8161);
-/* harmony import */ var node_os__WEBPACK_IMPORTED_MODULE_2___default = /*#__PURE__*/__nccwpck_require__.n(node_os__WEBPACK_IMPORTED_MODULE_2__);
-/* harmony import */ var _config_js__WEBPACK_IMPORTED_MODULE_3__ = __nccwpck_require__(1199);
-/* harmony import */ var _fleet_js__WEBPACK_IMPORTED_MODULE_4__ = __nccwpck_require__(9423);
-/* harmony import */ var _foreign_js__WEBPACK_IMPORTED_MODULE_5__ = __nccwpck_require__(6379);
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_6__ = __nccwpck_require__(976);
-/* harmony import */ var _remote_session_js__WEBPACK_IMPORTED_MODULE_7__ = __nccwpck_require__(2258);
-/* harmony import */ var _ssh_js__WEBPACK_IMPORTED_MODULE_8__ = __nccwpck_require__(1543);
+
+// EXPORTS
+__nccwpck_require__.d(__webpack_exports__, {
+  xw: () => (/* binding */ cli)
+});
+
+// UNUSED EXPORTS: USAGE, UsageError, commandHelp, parseArgs, repositoryOfRemote, suggest, terminalFilter, uncommitted, userSsh
+
+// EXTERNAL MODULE: external "node:child_process"
+var external_node_child_process_ = __nccwpck_require__(1421);
+// EXTERNAL MODULE: external "node:fs"
+var external_node_fs_ = __nccwpck_require__(3024);
+// EXTERNAL MODULE: external "node:os"
+var external_node_os_ = __nccwpck_require__(8161);
+// EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
+var dist = __nccwpck_require__(8815);
+// EXTERNAL MODULE: ./src/config.ts + 10 modules
+var src_config = __nccwpck_require__(7888);
+// EXTERNAL MODULE: ./src/config-inputs.ts
+var config_inputs = __nccwpck_require__(3935);
+;// CONCATENATED MODULE: ./package.json
+const package_namespaceObject = {"rE":"1.0.0"};
+// EXTERNAL MODULE: ./src/fleet.ts + 1 modules
+var fleet = __nccwpck_require__(9423);
+// EXTERNAL MODULE: ./src/foreign.ts
+var foreign = __nccwpck_require__(6379);
+// EXTERNAL MODULE: ./src/main.ts + 53 modules
+var main = __nccwpck_require__(976);
+// EXTERNAL MODULE: ./src/remote/session.ts + 3 modules
+var session = __nccwpck_require__(2258);
+// EXTERNAL MODULE: ./src/ssh.ts + 3 modules
+var src_ssh = __nccwpck_require__(1543);
+;// CONCATENATED MODULE: ./src/cli.ts
 // The command line for operators: `npx bg-deploy deploy|rollback|status`, with the action's inputs
 // as flags (or the same config file), running the same code as the action. A rollback or a look at
 // what serves works while GitHub Actions is down.
@@ -65426,8 +65443,11 @@ module.exports = {
 
 
 
+
+
+
 const COMMANDS = ['deploy', 'rollback', 'status'];
-const USAGE = `Usage: bg-deploy <command> [--<input> <value>]...
+const USAGE = `Usage: bg-deploy <command> [--<input> <value>]... [--json]
 
 Commands:
   deploy              build, push, release and switch, as the action does on a push
@@ -65438,7 +65458,86 @@ Every input of the action is a flag of the same name (--host, --ssh-key, --confi
 environment variable BG_DEPLOY_<NAME> (BG_DEPLOY_SSH_KEY); a flag wins. A value @FILE is read from
 FILE (--ssh-key @~/.ssh/deploy_key). --config FILE reads the same YAML file as the action.
 --repository OWNER/REPO names the GitHub repository (default: the origin remote's); the release is
-made with --github-token or GITHUB_TOKEN.`;
+made with --github-token or GITHUB_TOKEN. A true-or-false flag alone is true (--promote), and
+--no-<flag> is false. --json prints the result as one JSON object on stdout (the log on stderr).
+
+bg-deploy <command> --help lists its flags; bg-deploy --version prints the version.`;
+const COMMAND_HELP = {
+    deploy: `Usage: bg-deploy deploy [--<input> <value>]... [--json]
+
+Builds the committed HEAD (refused with uncommitted changes; --build false deploys an image
+pushed before), pushes it, makes the release and switches the servers, as the action does on a
+push.`,
+    rollback: `Usage: bg-deploy rollback [VERSION] [--<input> <value>]... [--json]
+
+Switches back to VERSION (default: previous, the last version that served before this one),
+building nothing: the kept container, or the image from the registry, with the run spec it ran
+with.`,
+    status: `Usage: bg-deploy status [--<input> <value>]... [--json]
+
+Prints what serves on each server (version and color) and its last deploys. Needs only the
+server flags (--host or --hosts, --username, --ssh-key, the host key).`
+};
+const GROUP_TITLES = {
+    build: 'Image and registry',
+    version: 'Version and release',
+    server: 'Servers and SSH',
+    app: 'The app',
+    switch: 'Switch, watch and canary',
+    run: 'Run'
+};
+/** A command's help: what it does, then its flags by group, with defaults and what they mean. */
+function commandHelp(command, descriptions = {}) {
+    const names = command === 'status'
+        ? src_config/* INPUT_NAMES */.Qh.filter((n) => (0,config_inputs/* groupOf */.F8)(n) === 'server' || ['config', 'app-name'].includes(n))
+        : src_config/* INPUT_NAMES */.Qh;
+    const lines = [COMMAND_HELP[command], ''];
+    for (const group of Object.keys(GROUP_TITLES)) {
+        const inGroup = names.filter((n) => (0,config_inputs/* groupOf */.F8)(n) === group);
+        if (inGroup.length === 0)
+            continue;
+        lines.push(`${GROUP_TITLES[group]}:`);
+        for (const n of inGroup) {
+            const d = (0,config_inputs/* defaultOf */.HA)(n);
+            const flag = config_inputs/* FLAG_INPUTS */.nh.includes(n) ? `--${n}, --no-${n}` : `--${n} VALUE`;
+            const said = descriptions[n]?.replace(/\s+/g, ' ').trim();
+            lines.push(`  ${flag}${d ? ` (default: ${d})` : ''}`);
+            if (said)
+                lines.push(...wrap(said, 92).map((l) => `      ${l}`));
+        }
+        lines.push('');
+    }
+    lines.push(`  --repository OWNER/REPO, --json, --help`);
+    lines.push('', 'All inputs, with their details: docs/inputs.md.');
+    return lines.join('\n');
+}
+/** Words of TEXT in lines of at most WIDTH characters. */
+function wrap(text, width) {
+    const out = [];
+    let line = '';
+    for (const w of text.split(' ')) {
+        if (line && line.length + 1 + w.length > width) {
+            out.push(line);
+            line = w;
+        }
+        else
+            line = line ? `${line} ${w}` : w;
+    }
+    if (line)
+        out.push(line);
+    return out;
+}
+/** The inputs' descriptions from action.yml beside the bundle (absent: the help has none). */
+function actionDescriptions() {
+    try {
+        const text = (0,external_node_fs_.readFileSync)(new URL(/* asset import */ __nccwpck_require__(7707), __nccwpck_require__.b), 'utf8');
+        const doc = (0,dist/* parse */.qg)(text);
+        return Object.fromEntries(Object.entries(doc.inputs ?? {}).map(([k, v]) => [k, v.description ?? '']));
+    }
+    catch {
+        return {};
+    }
+}
 // the terminal itself: the run's own writes to stdout go through terminalFilter first
 const stdoutWrite = process.stdout.write.bind(process.stdout);
 const defaultIo = {
@@ -65449,38 +65548,90 @@ const defaultIo = {
 };
 class UsageError extends Error {
 }
+/** The edit distance of two words, a swap of two neighbours counting as one (for "did you mean"). */
+function distance(a, b) {
+    const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+    for (let i = 1; i <= a.length; i++)
+        for (let j = 1; j <= b.length; j++) {
+            const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+            let v = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost);
+            if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1])
+                v = Math.min(v, d[i - 2][j - 2] + 1);
+            d[i][j] = v;
+        }
+    return d[a.length][b.length];
+}
+/** The flag a mistyped one most likely meant, if one is close. */
+function suggest(name) {
+    const all = [...src_config/* INPUT_NAMES */.Qh, 'repository', 'json', 'help', 'version'];
+    const best = all.map((n) => [n, distance(name, n)]).sort((x, y) => x[1] - y[1])[0];
+    if (best && best[1] <= Math.max(2, Math.floor(name.length / 4)))
+        return best[0];
+    return all.find((n) => n.startsWith(name) || (name.length >= 4 && n.includes(name)));
+}
 /** Read the command line and BG_DEPLOY_* variables into inputs; @FILE values read FILE. */
 function parseArgs(argv, env = {}) {
     const [command, ...rest] = argv;
-    if (!COMMANDS.includes(command))
-        throw new UsageError(command ? `Unknown command '${command}': use deploy, rollback or status.` : 'No command.');
+    if (!COMMANDS.includes(command)) {
+        const near = command && COMMANDS.find((c) => distance(command, c) <= 2);
+        throw new UsageError(command
+            ? `Unknown command '${command}'${near ? ` (did you mean '${near}'?)` : ''}: use deploy, rollback or status.`
+            : 'No command.');
+    }
     const inputs = {};
-    for (const name of _config_js__WEBPACK_IMPORTED_MODULE_3__/* .INPUT_NAMES */ .Qh) {
+    for (const name of src_config/* INPUT_NAMES */.Qh) {
         const v = env[`BG_DEPLOY_${name.toUpperCase().replace(/-/g, '_')}`];
         if (v !== undefined && v !== '')
             inputs[name] = v;
     }
     let repository;
+    let json = false;
+    let help = false;
     const positional = [];
     const fromFiles = [];
     for (let i = 0; i < rest.length; i++) {
         const arg = rest[i];
+        if (arg === '-h' || arg === '--help') {
+            help = true;
+            continue;
+        }
+        if (arg === '--json') {
+            json = true;
+            continue;
+        }
+        if (arg.startsWith('-') && !arg.startsWith('--') && arg !== '-')
+            throw new UsageError(`Unknown option ${arg}: the flags are the action's inputs, written in full (--host, --ssh-key); -h is the help.`);
         if (!arg.startsWith('--')) {
             positional.push(arg);
             continue;
         }
         const eq = arg.indexOf('=');
-        const name = eq > 0 ? arg.slice(2, eq) : arg.slice(2);
-        let value = eq > 0 ? arg.slice(eq + 1) : rest[++i];
+        let name = eq > 0 ? arg.slice(2, eq) : arg.slice(2);
+        let value = eq > 0 ? arg.slice(eq + 1) : undefined;
+        // --no-FLAG: false; --FLAG alone (or before another flag): true
+        if (value === undefined &&
+            name.startsWith('no-') &&
+            config_inputs/* FLAG_INPUTS */.nh.includes(name.slice(3))) {
+            name = name.slice(3);
+            value = 'false';
+        }
+        else if (value === undefined && config_inputs/* FLAG_INPUTS */.nh.includes(name)) {
+            const next = rest[i + 1];
+            value = next !== undefined && /^(true|false)$/i.test(next) ? rest[++i] : 'true';
+        }
+        else if (value === undefined)
+            value = rest[++i];
+        const known = src_config/* INPUT_NAMES */.Qh.includes(name);
+        if (!known && name !== 'repository') {
+            const near = suggest(name);
+            throw new UsageError(`Unknown flag --${name}${near ? ` (did you mean --${near}?)` : ''}: the flags are the action's inputs (bg-deploy ${command} --help lists them).`);
+        }
         if (value === undefined)
             throw new UsageError(`Flag --${name} needs a value.`);
-        const known = _config_js__WEBPACK_IMPORTED_MODULE_3__/* .INPUT_NAMES */ .Qh.includes(name);
-        if (!known && name !== 'repository')
-            throw new UsageError(`Unknown flag --${name}: the flags are the action's inputs.`);
         if (value.startsWith('@')) {
             // the name only: the value may be a path to a key
-            if (!_config_js__WEBPACK_IMPORTED_MODULE_3__/* .FILE_INPUTS */ .zN.includes(name))
-                throw new UsageError(`--${name} takes its value as written; @FILE is read only for secrets and values of several lines (${_config_js__WEBPACK_IMPORTED_MODULE_3__/* .FILE_INPUTS */ .zN.map((n) => `--${n}`).join(', ')}).`);
+            if (!src_config/* FILE_INPUTS */.zN.includes(name))
+                throw new UsageError(`--${name} takes its value as written; @FILE is read only for secrets and values of several lines (${src_config/* FILE_INPUTS */.zN.map((n) => `--${n}`).join(', ')}).`);
             value = readValueFile(name, value.slice(1), env);
             fromFiles.push(name);
         }
@@ -65489,6 +65640,8 @@ function parseArgs(argv, env = {}) {
         else
             inputs[name] = value;
     }
+    if (help)
+        return { command: command, inputs, repository, fromFiles, json, help };
     if (command === 'rollback') {
         if (positional.length > 1)
             throw new UsageError('rollback takes one version at most.');
@@ -65498,12 +65651,12 @@ function parseArgs(argv, env = {}) {
         throw new UsageError(`${command} takes no argument '${positional[0]}'.`);
     else if (command === 'deploy' && inputs.rollback)
         throw new UsageError('deploy with --rollback: use the rollback command.');
-    return { command: command, inputs, repository, fromFiles };
+    return { command: command, inputs, repository, fromFiles, json };
 }
 function readValueFile(name, file, env) {
     const path = file.startsWith('~/') ? `${env.HOME ?? ''}${file.slice(1)}` : file;
     try {
-        return (0,node_fs__WEBPACK_IMPORTED_MODULE_1__.readFileSync)(path, 'utf8');
+        return (0,external_node_fs_.readFileSync)(path, 'utf8');
     }
     catch (e) {
         throw new UsageError(`--${name} @${file}: ${e.message}`);
@@ -65533,7 +65686,7 @@ function repositoryOfRemote(url) {
 }
 function git(cwd, ...args) {
     try {
-        return (0,node_child_process__WEBPACK_IMPORTED_MODULE_0__.execFileSync)('git', ['-C', cwd, ...args], {
+        return (0,external_node_child_process_.execFileSync)('git', ['-C', cwd, ...args], {
             encoding: 'utf8',
             stdio: ['ignore', 'pipe', 'ignore']
         }).trim();
@@ -65541,6 +65694,31 @@ function git(cwd, ...args) {
     catch {
         return undefined;
     }
+}
+/**
+ * What ssh on this machine already has, where the command line gives nothing else: the host keys
+ * of ~/.ssh/known_hosts (no host-fingerprint, known-hosts or insecure-ignore-host-key given) and
+ * the ssh-agent (no ssh-key). Returns what it took, for the log.
+ */
+function userSsh(args, io) {
+    const taken = {};
+    const i = args.inputs;
+    if (i['host-fingerprint'] === undefined &&
+        i['known-hosts'] === undefined &&
+        i['insecure-ignore-host-key'] === undefined &&
+        io.env.HOME) {
+        const file = `${io.env.HOME}/.ssh/known_hosts`;
+        try {
+            i['known-hosts'] = (0,external_node_fs_.readFileSync)(file, 'utf8');
+            taken.knownHosts = '~/.ssh/known_hosts';
+        }
+        catch {
+            /* none: the config says what to pin */
+        }
+    }
+    if (i['ssh-key'] === undefined && io.env.SSH_AUTH_SOCK)
+        taken.agent = io.env.SSH_AUTH_SOCK;
+    return taken;
 }
 /** The run's context from the working copy: its HEAD, its repository, who runs it. */
 function cliContext(args, io) {
@@ -65551,14 +65729,14 @@ function cliContext(args, io) {
         ? repository.split('/')
         : ['', repository];
     const serverUrl = (io.env.GITHUB_SERVER_URL ?? 'https://github.com').replace(/\/$/, '');
-    const actor = io.env.USER ?? (0,node_os__WEBPACK_IMPORTED_MODULE_2__.userInfo)().username;
+    const actor = io.env.USER ?? (0,external_node_os_.userInfo)().username;
     return {
         sha: args.command === 'deploy' ? (git(io.cwd, 'rev-parse', 'HEAD') ?? '') : '',
         owner,
         repo,
         repositoryUrl: `${serverUrl}/${owner}/${repo}`,
         // the history's "run" column: where it was started from
-        runUrl: `bg-deploy CLI on ${(0,node_os__WEBPACK_IMPORTED_MODULE_2__.hostname)()}`,
+        runUrl: `bg-deploy CLI on ${(0,external_node_os_.hostname)()}`,
         actor,
         eventName: 'cli',
         workspace: io.cwd
@@ -65578,7 +65756,7 @@ function terminalFilter(write) {
         .replace(/%3A/gi, ':')
         .replace(/%2C/gi, ',')
         .replace(/%25/g, '%');
-    const clean = _foreign_js__WEBPACK_IMPORTED_MODULE_5__/* .sanitizeForeign */ .I2;
+    const clean = foreign/* sanitizeForeign */.I2;
     const line = (l) => {
         if (stopToken !== undefined) {
             if (l === `::${stopToken}::`)
@@ -65618,8 +65796,16 @@ function terminalFilter(write) {
 /** Run a command; the exit code: 0 done, 1 failed, 2 bad usage. */
 async function cli(argv, io = defaultIo) {
     if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
+        if (argv[0] === 'help' && COMMANDS.includes(argv[1])) {
+            io.out(commandHelp(argv[1], actionDescriptions()));
+            return 0;
+        }
         io.out(USAGE);
         return argv.length === 0 ? 2 : 0;
+    }
+    if (argv[0] === '--version' || argv[0] === '-V' || argv[0] === 'version') {
+        io.out(`bg-deploy ${package_namespaceObject.rE}`);
+        return 0;
     }
     let args;
     try {
@@ -65631,17 +65817,28 @@ async function cli(argv, io = defaultIo) {
         io.err(`bg-deploy: ${e.message}\n\n${USAGE}`);
         return 2;
     }
+    if (args.help) {
+        io.out(commandHelp(args.command, actionDescriptions()));
+        return 0;
+    }
+    // --json: the log goes to stderr, stdout gets the result only
+    const log = args.json ? io.err : io.out;
     args.inputs['github-token'] ??= io.env.GITHUB_TOKEN;
-    const ctx = cliContext(args, io);
+    const sshDefaults = userSsh(args, io);
+    if (sshDefaults.knownHosts)
+        log(`host keys: checked against ${sshDefaults.knownHosts}`);
+    if (sshDefaults.agent)
+        log('ssh: no --ssh-key, so the keys of your ssh-agent (SSH_AUTH_SOCK)');
+    const ctx = { ...cliContext(args, io), agent: sshDefaults.agent };
     if (args.command === 'status')
-        return status(args, ctx, io);
+        return cli_status(args, ctx, io, log);
     const dirty = args.command === 'deploy' ? uncommitted(args, io.cwd) : undefined;
     if (dirty) {
         io.err(`bg-deploy: ${dirty}`);
         return 1;
     }
     // the action's own code, its log turned into terminal lines
-    const filter = terminalFilter(io.out);
+    const filter = terminalFilter(log);
     const write = process.stdout.write.bind(process.stdout);
     process.stdout.write = ((chunk) => {
         filter(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8'));
@@ -65649,7 +65846,7 @@ async function cli(argv, io = defaultIo) {
     });
     let outcome;
     try {
-        outcome = await (0,_main_js__WEBPACK_IMPORTED_MODULE_6__/* .run */ .e)({
+        outcome = await (0,main/* run */.e)({
             cli: true,
             ctx,
             unquoted: args.fromFiles,
@@ -65660,35 +65857,49 @@ async function cli(argv, io = defaultIo) {
         filter('\n');
         process.stdout.write = write;
     }
-    for (const [k, v] of [
-        ['version', outcome.version],
-        ['image', outcome.image],
-        ['digest', outcome.digest],
-        ['release', outcome.releaseUrl],
-        ['color', outcome.color],
-        ['deployed', String(outcome.deployed)]
-    ])
-        if (v)
-            io.out(`${k}: ${v}`);
+    const result = {
+        version: outcome.version,
+        image: outcome.image,
+        digest: outcome.digest,
+        release: outcome.releaseUrl,
+        color: outcome.color,
+        deployed: outcome.deployed,
+        ...(outcome.error ? { error: outcome.error } : {})
+    };
+    if (args.json)
+        io.out(JSON.stringify(result));
+    else
+        for (const [k, v] of Object.entries(result))
+            if (v !== undefined && v !== '' && k !== 'error')
+                io.out(`${k}: ${String(v)}`);
     return outcome.error ? 1 : 0;
 }
-/** status: every server's serving version and color, and its last deploys. */
-async function status(args, ctx, io) {
+/** status: every server's serving version and color, and its last deploys (--json: as one object). */
+async function cli_status(args, ctx, io, log) {
     let failed = false;
+    let app = '';
+    const report = [];
     try {
-        const config = (0,_config_js__WEBPACK_IMPORTED_MODULE_3__/* .loadConfig */ .Z9)((0,_config_js__WEBPACK_IMPORTED_MODULE_3__/* .readInputs */ .Ko)((name) => args.inputs[name] ?? ''), { repository: `${ctx.owner}/${ctx.repo}`, workspace: ctx.workspace, unquoted: args.fromFiles });
+        const config = (0,src_config/* loadConfig */.Z9)((0,src_config/* readInputs */.Ko)((name) => args.inputs[name] ?? ''), {
+            repository: `${ctx.owner}/${ctx.repo}`,
+            workspace: ctx.workspace,
+            unquoted: args.fromFiles,
+            agent: ctx.agent
+        });
+        app = config.app.name;
         const servers = [...config.hosts, ...(config.lb ? [config.lb] : [])];
         for (const ssh of servers) {
-            const name = (0,_fleet_js__WEBPACK_IMPORTED_MODULE_4__/* .serverName */ .L5)(ssh);
+            const name = (0,fleet/* serverName */.L5)(ssh);
             try {
-                const shell = await (0,_ssh_js__WEBPACK_IMPORTED_MODULE_8__/* .connectSsh */ .L)(ssh, { warn: (m) => io.err(`warning: ${m}`) });
+                const shell = await (0,src_ssh/* connectSsh */.L)(ssh, { warn: (m) => io.err(`warning: ${m}`) });
                 try {
-                    const s = await (0,_remote_session_js__WEBPACK_IMPORTED_MODULE_7__/* .readStatus */ .rk)(shell, config);
-                    io.out(`${name}: ${config.app.name} ${s.serving ? `serves ${s.serving.version} (${s.serving.color})` : 'serves nothing deployed by bg-deploy'}`);
+                    const s = await (0,session/* readStatus */.rk)(shell, config);
+                    report.push({ server: name, serving: s.serving, history: s.history });
+                    log(`${name}: ${config.app.name} ${s.serving ? `serves ${s.serving.version} (${s.serving.color})` : 'serves nothing deployed by bg-deploy'}`);
                     for (const l of s.lines)
-                        io.out(`  ${(0,_foreign_js__WEBPACK_IMPORTED_MODULE_5__/* .sanitizeForeign */ .I2)(l)}`);
+                        log(`  ${(0,foreign/* sanitizeForeign */.I2)(l)}`);
                     for (const h of s.history.slice().reverse())
-                        io.out(`  ${h.time}  ${h.action} ${h.version}  ${h.result}  ${h.color}  by ${h.actor}`);
+                        log(`  ${h.time}  ${h.action} ${h.version}  ${h.result}  ${h.color}  by ${h.actor}`);
                 }
                 finally {
                     shell.dispose();
@@ -65696,7 +65907,9 @@ async function status(args, ctx, io) {
             }
             catch (e) {
                 failed = true;
-                io.err(`${name}: ${(0,_foreign_js__WEBPACK_IMPORTED_MODULE_5__/* .sanitizeForeign */ .I2)(e.message)}`);
+                const why = (0,foreign/* sanitizeForeign */.I2)(e.message);
+                report.push({ server: name, error: why });
+                io.err(`${name}: ${why}`);
             }
         }
     }
@@ -65704,6 +65917,8 @@ async function status(args, ctx, io) {
         io.err(`bg-deploy: ${e.message}`);
         return 1;
     }
+    if (args.json)
+        io.out(JSON.stringify({ app, servers: report }));
     return failed ? 1 : 0;
 }
 
@@ -65791,6 +66006,7 @@ function sshOf(c, a, shared, where) {
         username: a.username,
         privateKey: shared.privateKey,
         passphrase: shared.passphrase,
+        ...(shared.agent ? { agent: shared.agent } : {}),
         hostKeyPins,
         insecureIgnoreHostKey: shared.insecureIgnoreHostKey,
         connectTimeout: shared.connectTimeout,
@@ -65830,6 +66046,7 @@ function checkJump(c, d, shared) {
         ...a,
         privateKey: key ?? shared.privateKey,
         passphrase: key === undefined ? shared.passphrase : undefined,
+        ...(key === undefined && shared.agent ? { agent: shared.agent } : {}),
         hostKeyPins,
         insecureIgnoreHostKey: shared.insecureIgnoreHostKey
     };
@@ -65952,23 +66169,20 @@ function checkTaskHost(c, hosts) {
 
 /***/ }),
 
-/***/ 1199:
+/***/ 3935:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
-
-// EXPORTS
-__nccwpck_require__.d(__webpack_exports__, {
-  zN: () => (/* reexport */ FILE_INPUTS),
-  Qh: () => (/* reexport */ INPUT_NAMES),
-  pH: () => (/* reexport */ SECRET_INPUTS),
-  Z9: () => (/* binding */ loadConfig),
-  rq: () => (/* binding */ pullCredentialNote),
-  Ko: () => (/* binding */ readInputs)
-});
-
-// UNUSED EXPORTS: ConfigError, SWITCH_MODES, mergeInputs, parseConfig, parseConfigFile, registryOf
-
-;// CONCATENATED MODULE: ./src/config-inputs.ts
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   Ew: () => (/* binding */ SWITCH_MODES),
+/* harmony export */   F8: () => (/* binding */ groupOf),
+/* harmony export */   HA: () => (/* binding */ defaultOf),
+/* harmony export */   Qh: () => (/* binding */ INPUT_NAMES),
+/* harmony export */   nh: () => (/* binding */ FLAG_INPUTS),
+/* harmony export */   pH: () => (/* binding */ SECRET_INPUTS),
+/* harmony export */   ug: () => (/* binding */ ENGINES),
+/* harmony export */   zN: () => (/* binding */ FILE_INPUTS)
+/* harmony export */ });
+/* unused harmony export INPUTS */
 // The action's inputs, declared once: name (as in action.yml), group, whether it is secret, and
 // its default where the default is a plain value. INPUT_NAMES, SECRET_INPUTS and the defaults the
 // validators use come from this table; __tests__/contract.test.ts holds action.yml, docs/inputs.md and README's short table to it.
@@ -65976,7 +66190,7 @@ const SWITCH_MODES = ['reload', 'dnat'];
 const ENGINES = ['ssh', 'swarm'];
 const INPUTS = {
     image: { group: 'build' },
-    build: { group: 'build', default: 'true' },
+    build: { group: 'build', default: 'true', flag: true },
     context: { group: 'build', default: '.' },
     dockerfile: { group: 'build' },
     'build-args': { group: 'build', lines: true },
@@ -65985,11 +66199,11 @@ const INPUTS = {
     'registry-password': { group: 'build', secret: true },
     'pull-registry-username': { group: 'build' },
     'pull-registry-password': { group: 'build', secret: true },
-    'push-credential-to-servers': { group: 'build', default: 'false' },
+    'push-credential-to-servers': { group: 'build', default: 'false', flag: true },
     version: { group: 'version' },
     'version-pattern': { group: 'version' },
     'github-token': { group: 'version', secret: true },
-    'create-release': { group: 'version', default: 'true' },
+    'create-release': { group: 'version', default: 'true', flag: true },
     host: { group: 'server' },
     hosts: { group: 'server', lines: true },
     'lb-host': { group: 'server' },
@@ -65999,7 +66213,7 @@ const INPUTS = {
     'ssh-passphrase': { group: 'server', secret: true },
     'host-fingerprint': { group: 'server', lines: true },
     'known-hosts': { group: 'server', lines: true },
-    'insecure-ignore-host-key': { group: 'server', default: 'false' },
+    'insecure-ignore-host-key': { group: 'server', default: 'false', flag: true },
     'proxy-jump': { group: 'server' },
     'proxy-jump-key': { group: 'server', secret: true },
     'proxy-jump-fingerprint': { group: 'server' },
@@ -66018,7 +66232,7 @@ const INPUTS = {
     workers: { group: 'app', lines: true },
     'pre-switch-command': { group: 'app' },
     'pre-switch-timeout': { group: 'app', default: '300' },
-    'pre-switch-force': { group: 'app', default: 'false' },
+    'pre-switch-force': { group: 'app', default: 'false', flag: true },
     'pre-switch-host': { group: 'server' },
     'health-path': { group: 'switch', default: '/' },
     'health-timeout': { group: 'switch', default: '60' },
@@ -66037,12 +66251,12 @@ const INPUTS = {
     watch: { group: 'switch', default: '0' },
     'watch-max-error-rate': { group: 'switch', default: '1' },
     'watch-max-health-failures': { group: 'switch', default: '3' },
-    'watch-health-only': { group: 'switch', default: 'false' },
+    'watch-health-only': { group: 'switch', default: 'false', flag: true },
     canary: { group: 'switch' },
     'canary-step-time': { group: 'switch', default: '60' },
     'canary-key': { group: 'switch', default: '$remote_addr' },
     'keep-warm': { group: 'switch', default: '0' },
-    promote: { group: 'run', default: 'true' },
+    promote: { group: 'run', default: 'true', flag: true },
     engine: { group: 'server', default: 'ssh' },
     replicas: { group: 'app', default: '2' },
     'health-cmd': { group: 'switch' },
@@ -66058,11 +66272,38 @@ const SECRET_INPUTS = INPUT_NAMES.filter((n) => INPUTS[n].secret);
  * is one short word, and @ there is most likely a slip that would read (and quote) a file.
  */
 const FILE_INPUTS = INPUT_NAMES.filter((n) => INPUTS[n].secret || INPUTS[n].lines);
+/** Inputs that are true or false: the command line's `--NAME` (true) and `--no-NAME` (false). */
+const FLAG_INPUTS = INPUT_NAMES.filter((n) => INPUTS[n].flag);
+/** The group an input belongs to (the command line's help lists the flags by group). */
+function groupOf(name) {
+    return INPUTS[name].group;
+}
 /** The plain default of an input ('' when it has none or it is derived). */
 function defaultOf(name) {
     return INPUTS[name].default ?? '';
 }
 
+
+/***/ }),
+
+/***/ 7888:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+
+// EXPORTS
+__nccwpck_require__.d(__webpack_exports__, {
+  zN: () => (/* reexport */ config_inputs/* FILE_INPUTS */.zN),
+  Qh: () => (/* reexport */ config_inputs/* INPUT_NAMES */.Qh),
+  pH: () => (/* reexport */ config_inputs/* SECRET_INPUTS */.pH),
+  Z9: () => (/* binding */ loadConfig),
+  rq: () => (/* binding */ pullCredentialNote),
+  Ko: () => (/* binding */ readInputs)
+});
+
+// UNUSED EXPORTS: ConfigError, SWITCH_MODES, mergeInputs, parseConfig, parseConfigFile, registryOf
+
+// EXTERNAL MODULE: ./src/config-inputs.ts
+var config_inputs = __nccwpck_require__(3935);
 ;// CONCATENATED MODULE: ./src/config-check.ts
 // Checking inputs: one collector that every group of inputs reports to, so that a user sees every
 // problem at once. Messages name the input, quote the value (whole, never cut; never for inputs
@@ -66079,7 +66320,7 @@ class ConfigError extends Error {
     }
 }
 /** Inputs whose value no message quotes: the secrets, and those that can embed one. */
-const UNQUOTED_INPUTS = [...SECRET_INPUTS, 'build-args', 'docker-run-args'];
+const UNQUOTED_INPUTS = [...config_inputs/* SECRET_INPUTS */.pH, 'build-args', 'docker-run-args'];
 const noControl = (v) => !/[\0-\x1f\x7f]/.test(v);
 class Collector {
     inputs;
@@ -66120,7 +66361,7 @@ class Collector {
             return this.bad(name, expected) ?? fallback;
         return v;
     }
-    bool(name, fallback = defaultOf(name) === 'true') {
+    bool(name, fallback = (0,config_inputs/* defaultOf */.HA)(name) === 'true') {
         const v = this.get(name)?.trim();
         if (v === undefined)
             return fallback;
@@ -66130,7 +66371,7 @@ class Collector {
             return false;
         return this.bad(name, 'true or false') ?? fallback;
     }
-    num(name, min, max, integer, fallback = Number(defaultOf(name))) {
+    num(name, min, max, integer, fallback = Number((0,config_inputs/* defaultOf */.HA)(name))) {
         const v = this.get(name)?.trim();
         if (v === undefined)
             return fallback;
@@ -67229,18 +67470,18 @@ function checkApp(c, ctx) {
 /** Health check, drain, nginx and the switch mode. */
 function checkSwitch(c, app) {
     const { name: appName, bluePort, greenPort, network } = app;
-    const healthPath = c.text('health-path', defaultOf('health-path'), (v) => v.startsWith('/') && !/[\s\0-\x1f\x7f]/.test(v), 'a URL path starting with / and without spaces');
+    const healthPath = c.text('health-path', (0,config_inputs/* defaultOf */.HA)('health-path'), (v) => v.startsWith('/') && !/[\s\0-\x1f\x7f]/.test(v), 'a URL path starting with / and without spaces');
     const healthTimeout = c.num('health-timeout', 1, 3600, false);
     const healthInterval = c.num('health-interval', 0.05, 60, false);
     const drainTimeout = c.num('drain-timeout', 0, 3600, false);
     const upstreamFile = c.text('nginx-upstream-file', `/etc/nginx/conf.d/${appName}-upstream.conf`, (v) => v.startsWith('/') && !v.endsWith('/') && noControl(v), 'an absolute file path on the server');
     const upstreamName = c.text('nginx-upstream-name', appName, (v) => UPSTREAM_NAME.test(v), 'an nginx upstream name of letters, digits, _ . and -');
-    const testCommand = c.text('nginx-test-command', defaultOf('nginx-test-command'), noControl, 'a one-line command');
-    const reloadCommand = c.text('nginx-reload-command', defaultOf('nginx-reload-command'), noControl, 'a one-line command');
+    const testCommand = c.text('nginx-test-command', (0,config_inputs/* defaultOf */.HA)('nginx-test-command'), noControl, 'a one-line command');
+    const reloadCommand = c.text('nginx-reload-command', (0,config_inputs/* defaultOf */.HA)('nginx-reload-command'), noControl, 'a one-line command');
     const switchModeRaw = c.get('switch-mode')?.trim();
-    let switchMode = defaultOf('switch-mode');
+    let switchMode = (0,config_inputs/* defaultOf */.HA)('switch-mode');
     if (switchModeRaw !== undefined) {
-        if (SWITCH_MODES.includes(switchModeRaw))
+        if (config_inputs/* SWITCH_MODES */.Ew.includes(switchModeRaw))
             switchMode = switchModeRaw;
         else
             c.bad('switch-mode', 'reload (nginx is reloaded at each switch) or dnat (nginx points at live-port and a NAT rule on the server picks the color; needs root or sudo there)');
@@ -67267,7 +67508,7 @@ function checkRun(c) {
 /** After the switch: the watch window and the warm standby. */
 function checkAfterSwitch(c) {
     const rate = c.get('watch-max-error-rate')?.trim().replace(/ ?%$/, '');
-    let maxErrorRate = Number(defaultOf('watch-max-error-rate'));
+    let maxErrorRate = Number((0,config_inputs/* defaultOf */.HA)('watch-max-error-rate'));
     if (rate !== undefined) {
         if (/^\d+(\.\d+)?$/.test(rate) && Number(rate) <= 100)
             maxErrorRate = Number(rate);
@@ -67292,7 +67533,7 @@ function checkAfterSwitch(c) {
 function checkCanary(c, watch, healthOnly) {
     const raw = c.get('canary')?.trim() ?? '';
     const stepTime = c.num('canary-step-time', 1, 3600, true);
-    const key = c.text('canary-key', defaultOf('canary-key'), (v) => /^(\$[A-Za-z_][A-Za-z0-9_]*|[A-Za-z0-9_.:-])+$/.test(v), 'nginx variables (and plain characters) that tell one client from another, such as $remote_addr or $cookie_session');
+    const key = c.text('canary-key', (0,config_inputs/* defaultOf */.HA)('canary-key'), (v) => /^(\$[A-Za-z_][A-Za-z0-9_]*|[A-Za-z0-9_.:-])+$/.test(v), 'nginx variables (and plain characters) that tell one client from another, such as $remote_addr or $cookie_session');
     if (raw === '')
         return { steps: [], stepTime, key };
     const words = raw.split(/[\s,]+/).filter(Boolean);
@@ -67311,8 +67552,8 @@ function checkCanary(c, watch, healthOnly) {
 }
 /** engine: ssh (blue-green over SSH) or swarm (a Docker Swarm service on a manager). */
 function checkEngine(c, s) {
-    const raw = c.get('engine')?.trim() ?? defaultOf('engine');
-    const kind = ENGINES.includes(raw) ? raw : undefined;
+    const raw = c.get('engine')?.trim() ?? (0,config_inputs/* defaultOf */.HA)('engine');
+    const kind = config_inputs/* ENGINES */.ug.includes(raw) ? raw : undefined;
     if (!kind)
         c.bad('engine', 'ssh or swarm');
     const replicas = c.num('replicas', 1, 1000, true);
@@ -67398,7 +67639,7 @@ function checkBuild(c) {
             prebuilt = ref[2];
     }
     const registry = c.text('registry', image ? registryOf(image) : '', (v) => REGISTRY_HOST.test(v) && !v.startsWith('-'), 'a registry host such as ghcr.io or registry.example.com:5000');
-    const context = c.text('context', defaultOf('context'), noControl, 'a directory path relative to the workspace');
+    const context = c.text('context', (0,config_inputs/* defaultOf */.HA)('context'), noControl, 'a directory path relative to the workspace');
     const dockerfile = c.text('dockerfile', external_node_path_default().join(context, 'Dockerfile'), noControl, 'a file path relative to the workspace');
     const buildArgs = splitLines(c.get('build-args') ?? '');
     if (buildArgs.some((l) => !/^[A-Za-z_][A-Za-z0-9_]*=/.test(l)))
@@ -67453,7 +67694,7 @@ function checkVersion(c) {
     return { version, versionPattern, githubToken: c.get('github-token')?.trim(), createRelease };
 }
 /** The servers and how to reach them: the key, the host keys, and each server (config-hosts.ts). */
-function checkServer(c) {
+function checkServer(c, agent) {
     const sshPort = c.port('port');
     const username = c.get('username')?.trim();
     if (username === undefined)
@@ -67461,7 +67702,11 @@ function checkServer(c) {
     else if (!USER.test(username))
         c.bad('username', 'a user name of letters, digits, _ . and -, not starting with -');
     const privateKey = c.get('ssh-key');
-    if (privateKey === undefined)
+    // the command line without a key logs in with the user's ssh-agent
+    if (privateKey === undefined && agent) {
+        /* the agent's keys */
+    }
+    else if (privateKey === undefined)
         c.missing('ssh-key', 'the private key, e.g. ${{ secrets.DEPLOY_KEY }}');
     else if (/-----BEGIN (ENCRYPTED )?PRIVATE KEY-----/.test(privateKey))
         c.bad('ssh-key', 'an OpenSSH or PEM private key; this is a PKCS#8 key, which is not supported. Convert it with: ssh-keygen -p -f KEYFILE (it is rewritten in OpenSSH format)');
@@ -67474,6 +67719,7 @@ function checkServer(c) {
     };
     const shared = {
         privateKey: privateKey ?? '',
+        agent: privateKey === undefined ? agent : undefined,
         passphrase: c.get('ssh-passphrase'),
         insecureIgnoreHostKey,
         fingerprints: c.get('host-fingerprint'),
@@ -67534,12 +67780,12 @@ function parseConfigFile(text, file) {
         const key = (0,dist/* isScalar */.jn)(pair.key) ? String(pair.key.value) : String(pair.key);
         const line = lineOf(text, pair.key?.range?.[0]);
         const at = `config file ${file}${line}`;
-        if (!INPUT_NAMES.includes(key)) {
+        if (!config_inputs/* INPUT_NAMES */.Qh.includes(key)) {
             problems.push(`${at}: unknown input '${key}'. Expected one of the inputs in action.yml.`);
             continue;
         }
         const name = key;
-        if (SECRET_INPUTS.includes(name) || name === 'config') {
+        if (config_inputs/* SECRET_INPUTS */.pH.includes(name) || name === 'config') {
             problems.push(name === 'config'
                 ? `${at}: 'config' cannot be set inside the config file.`
                 : `${at}: '${name}' is a secret and must not be committed in a file; pass it as an input from \${{ secrets.* }}.`);
@@ -67618,7 +67864,7 @@ function checkCommandTimeout(c, sw, after, task) {
 /** Read every input through `get` (core.getInput); empty means not given. */
 function readInputs(get) {
     const inputs = {};
-    for (const name of INPUT_NAMES) {
+    for (const name of config_inputs/* INPUT_NAMES */.Qh) {
         const value = get(name);
         if (value !== '')
             inputs[name] = value;
@@ -67634,7 +67880,7 @@ function parseConfig(inputs, ctx) {
     const c = new Collector(inputs, ctx.unquoted);
     const build = checkBuild(c);
     const version = checkVersion(c);
-    const { ssh, hosts, lb } = checkServer(c);
+    const { ssh, hosts, lb } = checkServer(c, ctx.agent);
     const app = checkApp(c, ctx);
     const sw = checkSwitch(c, app);
     const after = checkAfterSwitch(c);
@@ -68317,7 +68563,7 @@ function verifyHostKey(pins, blob) {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _shim_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(2710);
-/* harmony import */ var _cli_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(5581);
+/* harmony import */ var _cli_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6618);
 /* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(976);
 
 
@@ -76031,8 +76277,8 @@ function getOctokit(token, options, ...additionalPlugins) {
     return new GitHubWithPlugins(getOctokitOptions(token, options));
 }
 //# sourceMappingURL=github.js.map
-// EXTERNAL MODULE: ./src/config.ts + 11 modules
-var src_config = __nccwpck_require__(1199);
+// EXTERNAL MODULE: ./src/config.ts + 10 modules
+var src_config = __nccwpck_require__(7888);
 // EXTERNAL MODULE: external "node:child_process"
 var external_node_child_process_ = __nccwpck_require__(1421);
 ;// CONCATENATED MODULE: ./src/runner.ts
@@ -77490,7 +77736,8 @@ async function run(start = {}) {
         const config = (0,src_config/* loadConfig */.Z9)((0,src_config/* readInputs */.Ko)(get), {
             repository: `${ctx.owner}/${ctx.repo}`,
             workspace: ctx.workspace,
-            unquoted: start.unquoted
+            unquoted: start.unquoted,
+            agent: ctx.agent
         });
         await deploy(config, ctx, {
             runner: execRunner,
@@ -79250,6 +79497,8 @@ var hostkey = __nccwpck_require__(2626);
 
 /** The key type of the private key ('ssh-ed25519', 'ssh-rsa', ...); throws a message a user can act on. */
 function privateKeyType(cfg, input = 'ssh-key') {
+    if (!cfg.privateKey && cfg.agent)
+        return 'ssh-agent';
     const parsed = lib_default().utils.parseKey(cfg.privateKey, cfg.passphrase);
     if (parsed instanceof Error) {
         const encrypted = /encrypted|passphrase|decrypt/i.test(parsed.message);
@@ -79334,8 +79583,9 @@ async function ssh_open(cfg, sock, timeoutMs, what, keyType) {
             host: cfg.host,
             port: cfg.port,
             username: cfg.username,
-            privateKey: cfg.privateKey,
-            passphrase: cfg.passphrase,
+            ...(cfg.privateKey
+                ? { privateKey: cfg.privateKey, passphrase: cfg.passphrase }
+                : { agent: cfg.agent }),
             readyTimeout: timeoutMs,
             keepaliveInterval: 10_000,
             keepaliveCountMax: 3,
@@ -79392,6 +79642,8 @@ function explainConnectError(e, c) {
         return new Error(`Cannot connect to ${c.where}: the host name '${c.cfg.host}' does not resolve. Check ${jump ? "'proxy-jump'" : "'host'"}.`);
     if (e.code === 'ETIMEDOUT' || e.code === 'EHOSTUNREACH' || /timed out/i.test(m))
         return new Error(`Cannot connect to ${c.where}: ${/handshake/i.test(m) ? 'no SSH handshake' : 'no answer'} within connect-timeout (${c.cfg.connectTimeout} s). Check ${check}, and that a firewall lets the runner in.`);
+    if (/authentication methods failed/i.test(m) && c.keyType === 'ssh-agent')
+        return new Error(`The ${jump ? 'bastion' : 'server'} refused every key of your ssh-agent (SSH_AUTH_SOCK) for ${c.where}. Add the key (ssh-add -L lists the agent's) to ~${c.cfg.username}/.ssh/authorized_keys there, check ${jump ? "the user in 'proxy-jump'" : "'username'"}, or give --ssh-key @KEYFILE.`);
     if (/authentication methods failed/i.test(m))
         return new Error(`The ${jump ? 'bastion' : 'server'} refused authentication for ${c.where} with the ${c.keyType} key from '${jump ? 'proxy-jump-key' : 'ssh-key'}'. Add its public key (ssh-keygen -y -f KEYFILE) to ~${c.cfg.username}/.ssh/authorized_keys there, and check ${jump ? "the user in 'proxy-jump'" : "'username'"}.`);
     if (/no matching.*host key/i.test(m) || /handshake failed/i.test(m))
@@ -79524,6 +79776,13 @@ module.exports = eval("require")("../build/Release/cpufeatures.node");
 
 module.exports = eval("require")("./crypto/build/Release/sshcrypto.node");
 
+
+/***/ }),
+
+/***/ 7707:
+/***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
+
+module.exports = __nccwpck_require__.p + "6afa8c02910505892c3f.yml";
 
 /***/ }),
 
@@ -81902,9 +82161,9 @@ exports.composeCollection = composeCollection;
 
 
 
-var Document = __nccwpck_require__(5402);
+var Document = __nccwpck_require__(3021);
 var composeNode = __nccwpck_require__(5937);
-var resolveEnd = __nccwpck_require__(5407);
+var resolveEnd = __nccwpck_require__(7788);
 var resolveProps = __nccwpck_require__(4631);
 
 function composeDoc(options, directives, { offset, start, value, end }, onError) {
@@ -81958,7 +82217,7 @@ var Alias = __nccwpck_require__(4065);
 var identity = __nccwpck_require__(1127);
 var composeCollection = __nccwpck_require__(7349);
 var composeScalar = __nccwpck_require__(5413);
-var resolveEnd = __nccwpck_require__(5407);
+var resolveEnd = __nccwpck_require__(7788);
 var utilEmptyScalarPosition = __nccwpck_require__(2599);
 
 const CN = { composeNode, composeEmptyNode };
@@ -82170,11 +82429,11 @@ exports.composeScalar = composeScalar;
 
 var node_process = __nccwpck_require__(932);
 var directives = __nccwpck_require__(1342);
-var Document = __nccwpck_require__(5402);
+var Document = __nccwpck_require__(3021);
 var errors = __nccwpck_require__(1464);
 var identity = __nccwpck_require__(1127);
 var composeDoc = __nccwpck_require__(3683);
-var resolveEnd = __nccwpck_require__(5407);
+var resolveEnd = __nccwpck_require__(7788);
 
 function getErrorPos(src) {
     if (typeof src === 'number')
@@ -82783,7 +83042,7 @@ exports.resolveBlockSeq = resolveBlockSeq;
 
 /***/ }),
 
-/***/ 5407:
+/***/ 7788:
 /***/ ((__unused_webpack_module, exports) => {
 
 
@@ -82838,7 +83097,7 @@ var identity = __nccwpck_require__(1127);
 var Pair = __nccwpck_require__(7165);
 var YAMLMap = __nccwpck_require__(4454);
 var YAMLSeq = __nccwpck_require__(2223);
-var resolveEnd = __nccwpck_require__(5407);
+var resolveEnd = __nccwpck_require__(7788);
 var resolveProps = __nccwpck_require__(4631);
 var utilContainsNewline = __nccwpck_require__(9499);
 var utilMapIncludes = __nccwpck_require__(1187);
@@ -83051,7 +83310,7 @@ exports.resolveFlowCollection = resolveFlowCollection;
 
 
 var Scalar = __nccwpck_require__(3301);
-var resolveEnd = __nccwpck_require__(5407);
+var resolveEnd = __nccwpck_require__(7788);
 
 function resolveFlowScalar(scalar, strict, onError) {
     const { offset, type, source, end } = scalar;
@@ -83559,7 +83818,7 @@ exports.mapIncludes = mapIncludes;
 
 /***/ }),
 
-/***/ 5402:
+/***/ 3021:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -83570,7 +83829,7 @@ var identity = __nccwpck_require__(1127);
 var Pair = __nccwpck_require__(7165);
 var toJS = __nccwpck_require__(4043);
 var Schema = __nccwpck_require__(5840);
-var stringifyDocument = __nccwpck_require__(9210);
+var stringifyDocument = __nccwpck_require__(6829);
 var anchors = __nccwpck_require__(1596);
 var applyReviver = __nccwpck_require__(3661);
 var createNode = __nccwpck_require__(2404);
@@ -84408,7 +84667,7 @@ var __webpack_unused_export__;
 
 
 var composer = __nccwpck_require__(9984);
-var Document = __nccwpck_require__(5402);
+var Document = __nccwpck_require__(3021);
 var Schema = __nccwpck_require__(5840);
 var errors = __nccwpck_require__(1464);
 var Alias = __nccwpck_require__(4065);
@@ -84449,7 +84708,7 @@ __webpack_unused_export__ = cst;
 __webpack_unused_export__ = lexer.Lexer;
 __webpack_unused_export__ = lineCounter.LineCounter;
 __webpack_unused_export__ = parser.Parser;
-__webpack_unused_export__ = publicApi.parse;
+exports.qg = publicApi.parse;
 __webpack_unused_export__ = publicApi.parseAllDocuments;
 exports.Tp = publicApi.parseDocument;
 __webpack_unused_export__ = publicApi.stringify;
@@ -87642,7 +87901,7 @@ exports.Parser = Parser;
 
 
 var composer = __nccwpck_require__(9984);
-var Document = __nccwpck_require__(5402);
+var Document = __nccwpck_require__(3021);
 var errors = __nccwpck_require__(1464);
 var log = __nccwpck_require__(7249);
 var identity = __nccwpck_require__(1127);
@@ -89492,7 +89751,7 @@ exports.stringifyComment = stringifyComment;
 
 /***/ }),
 
-/***/ 9210:
+/***/ 6829:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -90420,6 +90679,9 @@ module.exports = {"rE":"1.17.0"};
 /******/ 	return module.exports;
 /******/ }
 /******/ 
+/******/ // expose the modules object (__webpack_modules__)
+/******/ __nccwpck_require__.m = __webpack_modules__;
+/******/ 
 /************************************************************************/
 /******/ /* webpack/runtime/asset-relocator-loader */
 /******/ if (typeof __nccwpck_require__ !== 'undefined') __nccwpck_require__.ab = decodeURIComponent(new URL('.', import.meta.url).pathname).slice(import.meta.url.match(/^file:\/\/\/\w:/) ? 1 : 0, -1) + "/";
@@ -90520,6 +90782,41 @@ module.exports = {"rE":"1.17.0"};
 /******/ /* webpack/runtime/hasOwnProperty shorthand */
 /******/ (() => {
 /******/ 	__nccwpck_require__.o = (obj, prop) => (Object.prototype.hasOwnProperty.call(obj, prop))
+/******/ })();
+/******/ 
+/******/ /* webpack/runtime/publicPath */
+/******/ (() => {
+/******/ 	var scriptUrl;
+/******/ 	if (typeof import.meta.url === "string") scriptUrl = import.meta.url
+/******/ 	// When supporting browsers where an automatic publicPath is not supported you must specify an output.publicPath manually via configuration
+/******/ 	// or pass an empty string ("") and set the __webpack_public_path__ variable from your code to use your own logic.
+/******/ 	if (!scriptUrl) throw new Error("Automatic publicPath is not supported in this browser");
+/******/ 	scriptUrl = scriptUrl.replace(/#.*$/, "").replace(/\?.*$/, "").replace(/\/[^\/]+$/, "/");
+/******/ 	__nccwpck_require__.p = scriptUrl;
+/******/ })();
+/******/ 
+/******/ /* webpack/runtime/import chunk loading */
+/******/ (() => {
+/******/ 	__nccwpck_require__.b = new URL("./", import.meta.url);
+/******/ 	
+/******/ 	// object to store loaded and loading chunks
+/******/ 	// undefined = chunk not loaded, null = chunk preloaded/prefetched
+/******/ 	// [resolve, Promise] = chunk loading, 0 = chunk loaded
+/******/ 	var installedChunks = {
+/******/ 		792: 0
+/******/ 	};
+/******/ 	
+/******/ 	// no install chunk
+/******/ 	
+/******/ 	// no chunk on demand loading
+/******/ 	
+/******/ 	// no prefetching
+/******/ 	
+/******/ 	// no preloaded
+/******/ 	
+/******/ 	// no external install chunk
+/******/ 	
+/******/ 	// no on chunks loaded
 /******/ })();
 /******/ 
 /************************************************************************/

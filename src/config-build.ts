@@ -189,14 +189,17 @@ export function checkVersion(
 }
 
 /** The servers and how to reach them: the key, the host keys, and each server (config-hosts.ts). */
-export function checkServer(c: Collector): ReturnType<typeof checkHosts> {
+export function checkServer(c: Collector, agent?: string): ReturnType<typeof checkHosts> {
   const sshPort = c.port('port')
   const username = c.get('username')?.trim()
   if (username === undefined) c.missing('username', 'the SSH user on the server, e.g. deploy')
   else if (!USER.test(username))
     c.bad('username', 'a user name of letters, digits, _ . and -, not starting with -')
   const privateKey = c.get('ssh-key')
-  if (privateKey === undefined)
+  // the command line without a key logs in with the user's ssh-agent
+  if (privateKey === undefined && agent) {
+    /* the agent's keys */
+  } else if (privateKey === undefined)
     c.missing('ssh-key', 'the private key, e.g. ${{ secrets.DEPLOY_KEY }}')
   else if (/-----BEGIN (ENCRYPTED )?PRIVATE KEY-----/.test(privateKey))
     c.bad(
@@ -215,6 +218,7 @@ export function checkServer(c: Collector): ReturnType<typeof checkHosts> {
   }
   const shared = {
     privateKey: privateKey ?? '',
+    agent: privateKey === undefined ? agent : undefined,
     passphrase: c.get('ssh-passphrase'),
     insecureIgnoreHostKey,
     fingerprints: c.get('host-fingerprint'),

@@ -62,6 +62,7 @@ export function hostForUrl(host: string): string {
 
 interface Shared {
   privateKey: string
+  agent?: string
   passphrase?: string
   insecureIgnoreHostKey: boolean
   fingerprints?: string
@@ -83,6 +84,7 @@ function sshOf(c: Collector, a: HostAddress, shared: Shared, where: string): Ssh
     username: a.username,
     privateKey: shared.privateKey,
     passphrase: shared.passphrase,
+    ...(shared.agent ? { agent: shared.agent } : {}),
     hostKeyPins,
     insecureIgnoreHostKey: shared.insecureIgnoreHostKey,
     connectTimeout: shared.connectTimeout,
@@ -142,6 +144,7 @@ export function checkJump(
     ...a,
     privateKey: key ?? shared.privateKey,
     passphrase: key === undefined ? shared.passphrase : undefined,
+    ...(key === undefined && shared.agent ? { agent: shared.agent } : {}),
     hostKeyPins,
     insecureIgnoreHostKey: shared.insecureIgnoreHostKey
   }

@@ -17,11 +17,13 @@ interface InputSpec {
   default?: string
   /** a value of several lines (a list, keys, env): the command line may read it from @FILE */
   lines?: true
+  /** true or false: the command line takes `--NAME` alone as true and `--no-NAME` as false */
+  flag?: true
 }
 
 export const INPUTS = {
   image: { group: 'build' },
-  build: { group: 'build', default: 'true' },
+  build: { group: 'build', default: 'true', flag: true },
   context: { group: 'build', default: '.' },
   dockerfile: { group: 'build' },
   'build-args': { group: 'build', lines: true },
@@ -30,11 +32,11 @@ export const INPUTS = {
   'registry-password': { group: 'build', secret: true },
   'pull-registry-username': { group: 'build' },
   'pull-registry-password': { group: 'build', secret: true },
-  'push-credential-to-servers': { group: 'build', default: 'false' },
+  'push-credential-to-servers': { group: 'build', default: 'false', flag: true },
   version: { group: 'version' },
   'version-pattern': { group: 'version' },
   'github-token': { group: 'version', secret: true },
-  'create-release': { group: 'version', default: 'true' },
+  'create-release': { group: 'version', default: 'true', flag: true },
   host: { group: 'server' },
   hosts: { group: 'server', lines: true },
   'lb-host': { group: 'server' },
@@ -44,7 +46,7 @@ export const INPUTS = {
   'ssh-passphrase': { group: 'server', secret: true },
   'host-fingerprint': { group: 'server', lines: true },
   'known-hosts': { group: 'server', lines: true },
-  'insecure-ignore-host-key': { group: 'server', default: 'false' },
+  'insecure-ignore-host-key': { group: 'server', default: 'false', flag: true },
   'proxy-jump': { group: 'server' },
   'proxy-jump-key': { group: 'server', secret: true },
   'proxy-jump-fingerprint': { group: 'server' },
@@ -63,7 +65,7 @@ export const INPUTS = {
   workers: { group: 'app', lines: true },
   'pre-switch-command': { group: 'app' },
   'pre-switch-timeout': { group: 'app', default: '300' },
-  'pre-switch-force': { group: 'app', default: 'false' },
+  'pre-switch-force': { group: 'app', default: 'false', flag: true },
   'pre-switch-host': { group: 'server' },
   'health-path': { group: 'switch', default: '/' },
   'health-timeout': { group: 'switch', default: '60' },
@@ -82,12 +84,12 @@ export const INPUTS = {
   watch: { group: 'switch', default: '0' },
   'watch-max-error-rate': { group: 'switch', default: '1' },
   'watch-max-health-failures': { group: 'switch', default: '3' },
-  'watch-health-only': { group: 'switch', default: 'false' },
+  'watch-health-only': { group: 'switch', default: 'false', flag: true },
   canary: { group: 'switch' },
   'canary-step-time': { group: 'switch', default: '60' },
   'canary-key': { group: 'switch', default: '$remote_addr' },
   'keep-warm': { group: 'switch', default: '0' },
-  promote: { group: 'run', default: 'true' },
+  promote: { group: 'run', default: 'true', flag: true },
   engine: { group: 'server', default: 'ssh' },
   replicas: { group: 'app', default: '2' },
   'health-cmd': { group: 'switch' },
@@ -113,6 +115,16 @@ export const SECRET_INPUTS: readonly InputName[] = INPUT_NAMES.filter(
 export const FILE_INPUTS: readonly InputName[] = INPUT_NAMES.filter(
   (n) => (INPUTS[n] as InputSpec).secret || (INPUTS[n] as InputSpec).lines
 )
+
+/** Inputs that are true or false: the command line's `--NAME` (true) and `--no-NAME` (false). */
+export const FLAG_INPUTS: readonly InputName[] = INPUT_NAMES.filter(
+  (n) => (INPUTS[n] as InputSpec).flag
+)
+
+/** The group an input belongs to (the command line's help lists the flags by group). */
+export function groupOf(name: InputName): Group {
+  return (INPUTS[name] as InputSpec).group
+}
 
 /** The plain default of an input ('' when it has none or it is derived). */
 export function defaultOf(name: InputName): string {

@@ -125,8 +125,11 @@ export interface SshTarget {
   host: string
   port: number
   username: string
+  /** empty with `agent` */
   privateKey: string
   passphrase?: string
+  /** an ssh-agent's socket to authenticate with instead of a key (the command line only) */
+  agent?: string
   hostKeyPins: HostKeyPin[]
   insecureIgnoreHostKey: boolean
 }
@@ -143,4 +146,6 @@ export interface ConfigContext {
   env?: Record<string, string | undefined>
   /** inputs no message may quote besides the secrets (the command line's values read from files) */
   unquoted?: readonly InputName[]
+  /** the command line without ssh-key: the ssh-agent socket (SSH_AUTH_SOCK) to log in with */
+  agent?: string
 }

@@ -76,7 +76,7 @@ export function parseConfig(inputs: Inputs, ctx: ConfigContext): Config {
   const c = new Collector(inputs, ctx.unquoted)
   const build = checkBuild(c)
   const version = checkVersion(c)
-  const { ssh, hosts, lb } = checkServer(c)
+  const { ssh, hosts, lb } = checkServer(c, ctx.agent)
   const app = checkApp(c, ctx)
   const sw = checkSwitch(c, app)
   const after = checkAfterSwitch(c)

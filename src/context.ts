@@ -16,6 +16,8 @@ export interface RunContext {
   headCommitMessage?: string
   /** The push event's head commit author (user name, else name), with the message. */
   headCommitAuthor?: string
+  /** the command line without ssh-key: the ssh-agent socket to log in with */
+  agent?: string
 }
 
 export function fromGithubContext(

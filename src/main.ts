@@ -63,7 +63,8 @@ export async function run(start: RunStart = {}): Promise<Outcome> {
     const config = loadConfig(readInputs(get), {
       repository: `${ctx.owner}/${ctx.repo}`,
       workspace: ctx.workspace,
-      unquoted: start.unquoted
+      unquoted: start.unquoted,
+      agent: ctx.agent
     })
     await deploy(
       config,

@@ -29,9 +29,10 @@ export type SshConfig = Config['ssh']
 
 /** The key type of the private key ('ssh-ed25519', 'ssh-rsa', ...); throws a message a user can act on. */
 export function privateKeyType(
-  cfg: Pick<SshConfig, 'privateKey' | 'passphrase'>,
+  cfg: Pick<SshConfig, 'privateKey' | 'passphrase' | 'agent'>,
   input: 'ssh-key' | 'proxy-jump-key' = 'ssh-key'
 ): string {
+  if (!cfg.privateKey && cfg.agent) return 'ssh-agent'
   const parsed = ssh2.utils.parseKey(cfg.privateKey, cfg.passphrase)
   if (parsed instanceof Error) {
     const encrypted = /encrypted|passphrase|decrypt/i.test(parsed.message)
@@ -136,8 +137,9 @@ async function open(
       host: cfg.host,
       port: cfg.port,
       username: cfg.username,
-      privateKey: cfg.privateKey,
-      passphrase: cfg.passphrase,
+      ...(cfg.privateKey
+        ? { privateKey: cfg.privateKey, passphrase: cfg.passphrase }
+        : { agent: cfg.agent }),
       readyTimeout: timeoutMs,
       keepaliveInterval: 10_000,
       keepaliveCountMax: 3,
@@ -220,6 +222,10 @@ function explainConnectError(
   if (e.code === 'ETIMEDOUT' || e.code === 'EHOSTUNREACH' || /timed out/i.test(m))
     return new Error(
       `Cannot connect to ${c.where}: ${/handshake/i.test(m) ? 'no SSH handshake' : 'no answer'} within connect-timeout (${c.cfg.connectTimeout} s). Check ${check}, and that a firewall lets the runner in.`
+    )
+  if (/authentication methods failed/i.test(m) && c.keyType === 'ssh-agent')
+    return new Error(
+      `The ${jump ? 'bastion' : 'server'} refused every key of your ssh-agent (SSH_AUTH_SOCK) for ${c.where}. Add the key (ssh-add -L lists the agent's) to ~${c.cfg.username}/.ssh/authorized_keys there, check ${jump ? "the user in 'proxy-jump'" : "'username'"}, or give --ssh-key @KEYFILE.`
     )
   if (/authentication methods failed/i.test(m))
     return new Error(

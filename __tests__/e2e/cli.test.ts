@@ -1,8 +1,8 @@
 // The command line (`npx bg-deploy`, bin/bg-deploy.mjs) against the real services: deploy from a
 // working copy under load, status, and a rollback, with the action's inputs as flags, the key in a
 // file and no GitHub at all.
-import { spawn } from 'node:child_process'
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { execFileSync, spawn } from 'node:child_process'
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import {
@@ -102,3 +102,86 @@ test('deploy refuses a working tree with uncommitted changes, before anything is
   expect(r.out).toMatch(/the working tree has 1 uncommitted change\(s\) \(www\/index\.html\)/)
   expect(r.out).not.toMatch(/Build |Connected to/)
 }, 60_000)
+
+test("status with the user's own ssh: the ssh-agent's key and ~/.ssh/known_hosts, no key or fingerprint flag; --json prints one object on stdout", async () => {
+  const a = fixture.newApp('cliagent', { version: 'v1.0.0' })
+  expectOk(await deployApp(a))
+  settled(a)
+  const home = mkdtempSync(path.join(tmpdir(), 'bgd-home-'))
+  mkdirSync(path.join(home, '.ssh'), { mode: 0o700 })
+  const port = a.inputs.port ?? '22'
+  writeFileSync(
+    path.join(home, '.ssh/known_hosts'),
+    execFileSync('ssh-keyscan', ['-p', port, '-t', 'ed25519', '127.0.0.1'], {
+      stdio: ['ignore', 'pipe', 'ignore']
+    })
+  )
+  const keyFile = path.join(home, 'key')
+  writeFileSync(keyFile, a.inputs['ssh-key']!, { mode: 0o600 })
+  const sock = path.join(home, 'agent.sock')
+  const agent = spawn('ssh-agent', ['-D', '-a', sock], { stdio: 'ignore' })
+  try {
+    for (let i = 0; i < 50 && !existsSync(sock); i++) await new Promise((r) => setTimeout(r, 100))
+    execFileSync('ssh-add', [keyFile], { env: { SSH_AUTH_SOCK: sock }, stdio: 'ignore' })
+    const flags = Object.entries(a.inputs)
+      .filter(
+        ([k]) =>
+          ![
+            'ssh-key',
+            'host-fingerprint',
+            'insecure-ignore-host-key',
+            'github-token',
+            'create-release'
+          ].includes(k)
+      )
+      .flatMap(([k, v]) => [`--${k}`, v])
+    const clean = Object.fromEntries(
+      Object.entries(process.env).filter(
+        ([k]) => !/^(GITHUB_|RUNNER_|INPUT_|SSH_AUTH_SOCK)/.test(k)
+      )
+    )
+    const run = (env: Record<string, string>) =>
+      new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
+        const p = spawn('node', [bin, 'status', '--json', ...flags], {
+          cwd: a.ws,
+          env: { ...clean, HOME: home, ...env }
+        })
+        let out = ''
+        let err = ''
+        p.stdout.on('data', (d: Buffer) => (out += d.toString()))
+        p.stderr.on('data', (d: Buffer) => (err += d.toString()))
+        p.on('close', (code) => resolve({ code, out, err }))
+      })
+    const r = await run({ SSH_AUTH_SOCK: sock })
+    if (r.code !== 0) throw new Error(`status exited ${r.code}:\n${r.out}\n${r.err}`)
+    expect(r.err).toContain('host keys: checked against ~/.ssh/known_hosts')
+    expect(r.err).toContain('the keys of your ssh-agent')
+    const result = JSON.parse(r.out) as {
+      app: string
+      servers: { serving?: { version: string } }[]
+    }
+    expect(result.app).toBe(a.name)
+    expect(result.servers[0]?.serving?.version).toBe('v1.0.0')
+    // a known_hosts without this server: refused before connecting, naming the fix
+    writeFileSync(
+      path.join(home, '.ssh/known_hosts'),
+      'other.example ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n'
+    )
+    const unknown = await run({ SSH_AUTH_SOCK: sock })
+    expect(unknown.code).toBe(1)
+    expect(unknown.err).toMatch(/has no entry for \[127\.0\.0\.1\]:\d+/)
+    // the agent without the key: refused by the server, with what to do
+    execFileSync('ssh-add', ['-D'], { env: { SSH_AUTH_SOCK: sock }, stdio: 'ignore' })
+    writeFileSync(
+      path.join(home, '.ssh/known_hosts'),
+      execFileSync('ssh-keyscan', ['-p', port, '-t', 'ed25519', '127.0.0.1'], {
+        stdio: ['ignore', 'pipe', 'ignore']
+      })
+    )
+    const refused = await run({ SSH_AUTH_SOCK: sock })
+    expect(refused.code).toBe(1)
+    expect(refused.err).toMatch(/refused every key of your ssh-agent/)
+  } finally {
+    agent.kill()
+  }
+}, 120_000)
