@@ -77,3 +77,14 @@ test("Marketplace-ready: a description under 125 characters, an author, nothing 
   for (const f of ['SECURITY.md', 'CONTRIBUTING.md', '.github/ISSUE_TEMPLATE/bug.yml'])
     expect(existsSync(f)).toBe(true)
 })
+
+test('an install of the command line pulls nothing: the bundle carries every runtime dependency', () => {
+  const pkg = JSON.parse(readFileSync('package.json', 'utf8')) as {
+    dependencies?: Record<string, string>
+    scripts: Record<string, string>
+  }
+  expect(pkg.dependencies ?? {}).toEqual({})
+  // no install-time script would build anything on a user's machine
+  for (const s of ['preinstall', 'install', 'postinstall', 'prepare'])
+    expect(pkg.scripts[s]).toBeUndefined()
+})
