@@ -484,7 +484,9 @@ case "$1" in info) echo true ;; version) echo 20 ;; *) exit 1 ;; esac`
 
   test('it reports locked, and without a word within build_wait gives up (exit 75): no container touched, the lock free', () => {
     const r = waiting('')
-    expect(r.stdout).toMatch(/^::bg-deploy-await:: locked color=blue previous_color=$/m)
+    expect(r.stdout).toMatch(
+      /^::bg-deploy-await:: locked color=blue previous_color= previous_version=$/m
+    )
     expect(r.stdout).toMatch(/::bg-deploy-error:: no image from the runner within 1s/)
     expect(r.status).toBe(75)
     // only questions to Docker (info, inspect, version): no pull, run, rm or start

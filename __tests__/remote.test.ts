@@ -263,6 +263,11 @@ test.each([
     'deployed=true color=blue previous_color= version=v2 image=ghcr.io/acme/shop:v1',
     /version is "v2", not the version sent/
   ],
+  [
+    'a previous version that is no version',
+    'deployed=true color=blue previous_color= version=v1 image=ghcr.io/acme/shop:v1 previous_version=$(id)',
+    /previous_version is "\$\(id\)", which is not a version/
+  ],
   ['deployed', 'deployed=yes color=blue', /deployed is "yes"/],
   ['extra field', 'deployed=true color=blue x=1', /unknown result fields/],
   [

@@ -82,7 +82,7 @@ declare -A PROTOCOL_ROLE_SECRETS=(
   [lb]=''
 )
 
-PROTOCOL_RESULT_FIELDS=(deployed color previous_color version image open_connections watch)
+PROTOCOL_RESULT_FIELDS=(deployed color previous_color version image open_connections watch previous_version)
 
 # A version's run spec: the parameters recorded with it (the secret lines env and run_arg too).
 PROTOCOL_RUN_SPEC_PARAMETERS=(container_port command health_path health_cmd network env_file task workers)
@@ -91,11 +91,13 @@ PROTOCOL_STAGES=(locked ready prepared switched watched watching)
 
 EXIT_AWAIT_GAVE_UP=75
 
-# The result line: one value per field of PROTOCOL_RESULT_FIELDS, in order (missing ones empty).
+# The result line: one value per field of PROTOCOL_RESULT_FIELDS, in order (missing ones empty);
+# previous_version is the version serving when the run took the lock (PREVIOUS_VERSION, main.sh).
+PREVIOUS_VERSION=''
 result_print() { # result_print DEPLOYED COLOR PREVIOUS_COLOR VERSION IMAGE [OPEN_CONNECTIONS] [WATCH]
   local i line=''
   for ((i = 1; i <= $#; i++)); do line+="${line:+ }${PROTOCOL_RESULT_FIELDS[i - 1]}=${!i}"; done
-  marker result "$line"
+  marker result "$line previous_version=$PREVIOUS_VERSION"
 }
 
 # ==== src/remote/lib/params.sh
@@ -826,9 +828,10 @@ command_next() { # command_next [TIMEOUT]
   fi
 }
 
-command_await() { # command_await STAGE [key=value...]: the stage reached, for the runner
+command_await() { # command_await STAGE [key=value...]: the stage reached, for the runner (with
+  # the version that served when the run took the lock)
   [[ " ${PROTOCOL_STAGES[*]} " == *" $1 "* ]] || die "stage '$1' is not declared in src/remote/protocol.ts"
-  marker await "$*"
+  marker await "$* previous_version=$PREVIOUS_VERSION"
 }
 
 # After `eof`: nobody reads the SSH session any more; what this run still says goes to a file.
@@ -2985,6 +2988,7 @@ main() {
   state_init
   event begin
   lock_acquire
+  PREVIOUS_VERSION="$(state_get version)"
   switch_mode_decide
   if [[ "$SWITCH_MODE" == dnat || "$PREV_MODE" == dnat ]]; then nat_preflight; fi
   journal_report

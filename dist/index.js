@@ -65424,8 +65424,8 @@ const package_namespaceObject = {"rE":"1.0.0"};
 var fleet = __nccwpck_require__(9423);
 // EXTERNAL MODULE: ./src/foreign.ts
 var foreign = __nccwpck_require__(6379);
-// EXTERNAL MODULE: ./src/main.ts + 53 modules
-var main = __nccwpck_require__(976);
+// EXTERNAL MODULE: ./src/main.ts + 54 modules
+var main = __nccwpck_require__(5456);
 // EXTERNAL MODULE: ./src/remote/session.ts + 3 modules
 var session = __nccwpck_require__(2258);
 // EXTERNAL MODULE: ./src/ssh.ts + 3 modules
@@ -66261,6 +66261,9 @@ const INPUTS = {
     replicas: { group: 'app', default: '2' },
     'health-cmd': { group: 'switch' },
     rollback: { group: 'run' },
+    url: { group: 'run' },
+    'deployment-environment': { group: 'run' },
+    'notify-url': { group: 'run', secret: true },
     config: { group: 'run' }
 };
 /** The action's inputs, exactly as named in action.yml. */
@@ -67503,7 +67506,18 @@ function checkSwitch(c, app) {
 /** A rollback instead of a deploy. */
 function checkRun(c) {
     const rollback = c.text('rollback', '', (v) => v === 'previous' || !(0,src_version/* versionProblem */.Ec)(v), "empty, 'previous', or a version such as v1.3.2") || undefined;
-    return { rollback };
+    const httpUrl = (v) => {
+        try {
+            return /^https?:$/.test(new URL(v).protocol) && !/\s/.test(v);
+        }
+        catch {
+            return false;
+        }
+    };
+    const url = c.text('url', '', httpUrl, "the app's address, such as https://shop.example.com") || undefined;
+    const environment = c.text('deployment-environment', '', (v) => v.length <= 255 && !/[\0-\x1f\x7f]/.test(v), "a GitHub environment's name, such as production") || undefined;
+    const notifyUrl = c.text('notify-url', '', httpUrl, 'an incoming webhook URL, such as https://hooks.slack.com/services/…') || undefined;
+    return { rollback, report: { url, environment, notifyUrl } };
 }
 /** After the switch: the watch window and the warm standby. */
 function checkAfterSwitch(c) {
@@ -68278,6 +68292,7 @@ async function runFleet(servers, lb, config, req, log) {
             prepared,
             color: (fields.color || undefined),
             previousColor: (fields.previous_color || undefined),
+            ...(0,answer/* previousVersionOf */.fV)(first.fields ?? {}),
             version: fields.version || undefined,
             image: fields.image || undefined,
             events: fleetEvents(all.map((r) => (r.settled instanceof Error ? [] : (r.settled?.events ?? [])))),
@@ -68564,7 +68579,7 @@ function verifyHostKey(pins, blob) {
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _shim_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(2710);
 /* harmony import */ var _cli_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6618);
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(976);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(5456);
 
 
 
@@ -68580,7 +68595,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 976:
+/***/ 5456:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -77096,6 +77111,7 @@ async function switchOnServers(run, target, req, early) {
             prepared: r.prepared,
             color: r.color,
             previousColor: r.previousColor,
+            previousVersion: r.previousVersion,
             events: withEvents(outcome, r.events),
             history: r.history,
             servers: r.servers,
@@ -77205,6 +77221,7 @@ async function switchOnServer({ config, ctx, outcome }, shell, req, early) {
         outcome.deployed = r.deployed;
         outcome.color = r.color;
         outcome.previousColor = r.previousColor;
+        outcome.previousVersion = r.previousVersion;
         outcome.events = withEvents(outcome, r.events);
         outcome.history = r.history;
         outcome.openConnections = r.openConnections;
@@ -77555,7 +77572,144 @@ function registryCredentials(registry, inputs, env = process.env) {
 
 // EXTERNAL MODULE: ./src/ssh.ts + 3 modules
 var src_ssh = __nccwpck_require__(1543);
+;// CONCATENATED MODULE: ./src/report.ts
+// Telling GitHub and the team what a run did: its one-word result, a GitHub deployment record with
+// its status (opt-in: deployment-environment), and a Slack-compatible message (opt-in:
+// notify-url). Each is sent once the run has ended, whatever its end; a failure to tell is a
+// warning, never the run's failure.
+
+
+function resultOf(o, rollback) {
+    if (o.error) {
+        const last = o.history?.at(-1)?.result ?? '';
+        return /^rolled-back-after-/.test(last) || /switched back/.test(o.error)
+            ? 'switched-back'
+            : 'failed';
+    }
+    if (o.prepared)
+        return 'prepared';
+    if (!o.deployed)
+        return 'failed';
+    return rollback ? 'rolled-back' : 'deployed';
+}
+/** "v1.3.0 → v1.4.0", or the version alone on a first deploy. */
+function versionChange(o) {
+    const to = o.version ?? o.image ?? '(none)';
+    return o.previousVersion && o.previousVersion !== to ? `${o.previousVersion} → ${to}` : to;
+}
+const SAY = {
+    deployed: 'deployed',
+    'rolled-back': 'rolled back',
+    prepared: 'prepared (not switched to: promote false)',
+    'switched-back': 'switched back by the watch',
+    failed: 'failed'
+};
+/** One line a person reads at a glance: app, versions, result, who, how long. */
+function headline(config, ctx, o, result, ms) {
+    const versions = result === 'rolled-back'
+        ? `${o.previousVersion ?? '?'} → ${o.version ?? '?'}`
+        : versionChange(o);
+    return `${config.app.name} ${versions}: ${SAY[result]} by ${ctx.actor} in ${(ms / 1000).toFixed(0)} s`;
+}
+function githubDeployments(token, owner, repo, opts = {}) {
+    const octokit = getOctokit(token, {
+        retry: { retryAfterBaseValue: opts.retryBaseMs ?? 1000 },
+        ...(opts.baseUrl ? { baseUrl: opts.baseUrl } : {})
+    }, retry);
+    return {
+        async create(p) {
+            const r = await octokit.rest.repos.createDeployment({
+                owner,
+                repo,
+                ...p,
+                auto_merge: false,
+                // the checks of the commit ran before the deploy; a rollback's tag has none of its own
+                required_contexts: [],
+                transient_environment: false
+            });
+            if (!('id' in r.data))
+                throw new Error(`GitHub did not create it: ${JSON.stringify(r.data)}`);
+            return { id: r.data.id };
+        },
+        async status(id, p) {
+            await octokit.rest.repos.createDeploymentStatus({
+                owner,
+                repo,
+                deployment_id: id,
+                ...p,
+                auto_inactive: true
+            });
+        }
+    };
+}
+/** GitHub's description field takes 140 characters. */
+const report_short = (s) => (s.length > 140 ? `${s.slice(0, 139)}…` : s);
+/**
+ * The deployment record: against the version's tag when it has a release (a rollback names the
+ * version it put back, not the dispatch commit), else the commit; its status says how it ended.
+ */
+async function recordDeployment(api, a) {
+    const o = a.outcome;
+    const version = o.version;
+    const ref = version && (await a.tagExists(version)) ? version : a.ctx.sha || version || '';
+    if (!ref)
+        throw new Error('no commit or version to record the deployment against');
+    const { id } = await api.create({
+        ref,
+        environment: a.environment,
+        description: report_short(`${SAY[a.result]}: ${versionChange(o)}`),
+        payload: {
+            version: version ?? '',
+            previous_version: o.previousVersion ?? '',
+            image: o.image ?? '',
+            result: a.result
+        }
+    });
+    const state = a.result === 'deployed' || a.result === 'rolled-back'
+        ? 'success'
+        : a.result === 'prepared'
+            ? 'inactive'
+            : 'failure';
+    await api.status(id, {
+        state,
+        description: report_short(a.result === 'switched-back'
+            ? `switched back to ${o.previousVersion ?? 'the previous version'}: ${o.error ?? ''}`
+            : o.error
+                ? `failed: ${o.error}`
+                : `${versionChange(o)} serves`),
+        ...(a.url && state === 'success' ? { environment_url: a.url } : {}),
+        log_url: a.ctx.runUrl
+    });
+    return id;
+}
+/** A Slack-compatible incoming-webhook message (Slack, Mattermost, Rocket.Chat take `text`). */
+function notification(config, ctx, o, result, ms, url) {
+    const icon = result === 'deployed' || result === 'rolled-back' ? '✅' : result === 'prepared' ? '⏸️' : '❌';
+    const lines = [`${icon} ${headline(config, ctx, o, result, ms)}`];
+    if (o.error)
+        lines.push(`> ${o.error.split('\n')[0].slice(0, 300)}`);
+    const links = [
+        /^https?:\/\//.test(ctx.runUrl) ? `<${ctx.runUrl}|the run>` : ctx.runUrl,
+        ...(url ? [`<${url}|${url}>`] : []),
+        ...(o.releaseUrl && !o.releaseDraft ? [`<${o.releaseUrl}|release>`] : [])
+    ];
+    lines.push(links.join(' · '));
+    return { text: lines.join('\n') };
+}
+/** POST the message; an answer other than 2xx is an error naming the status (never the URL). */
+async function notify(url, message, timeoutMs = 10_000) {
+    const res = await fetch(url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(message),
+        signal: AbortSignal.timeout(timeoutMs)
+    });
+    if (!res.ok)
+        throw new Error(`the webhook answered ${res.status} ${res.statusText}`);
+}
+
 ;// CONCATENATED MODULE: ./src/summary.ts
+
 
 
 /**
@@ -77604,7 +77758,7 @@ function servingNow(o) {
     return 'unknown: the server did not say; its history is below';
 }
 /** The job summary; skipped outside a runner (no GITHUB_STEP_SUMMARY). */
-async function writeSummary(o) {
+async function writeSummary(o, result) {
     if (!process.env.GITHUB_STEP_SUMMARY)
         return;
     const rows = [
@@ -77612,7 +77766,8 @@ async function writeSummary(o) {
             { data: 'Field', header: true },
             { data: 'Value', header: true }
         ],
-        ['Version', escapeHtml(o.version ?? '(none)')],
+        ['Version', escapeHtml(o.version ? versionChange(o) : '(none)')],
+        ...(result ? [['Result', escapeHtml(result)]] : []),
         ['Tags', o.tags.map(escapeHtml).join('<br>') || '(not pushed)'],
         ['Digest', escapeHtml(o.digest ?? '')],
         ['Release', releaseCell(o)],
@@ -77694,6 +77849,7 @@ async function writeSummary(o) {
 
 
 
+
 /**
  * Register every secret input with the log masker, before anything is logged: each value whole,
  * each of its lines, and for `env` each value as the dotenv rules read it (and its lines), so no
@@ -77729,19 +77885,23 @@ function linesOf(value) {
 async function run(start = {}) {
     const outcome = { tags: [], deployed: false, events: [] };
     const get = start.getInput ?? ((name) => getInput(name));
+    const began = Date.now();
+    let config;
+    let ctx;
     try {
         if (!start.cli)
             maskSecrets(get);
-        const ctx = start.ctx ?? fromGithubContext(github_context);
-        const config = (0,src_config/* loadConfig */.Z9)((0,src_config/* readInputs */.Ko)(get), {
+        ctx = start.ctx ?? fromGithubContext(github_context);
+        config = (0,src_config/* loadConfig */.Z9)((0,src_config/* readInputs */.Ko)(get), {
             repository: `${ctx.owner}/${ctx.repo}`,
             workspace: ctx.workspace,
             unquoted: start.unquoted,
             agent: ctx.agent
         });
+        const { owner, repo } = ctx;
         await deploy(config, ctx, {
             runner: execRunner,
-            releases: (token) => githubReleases(token, ctx.owner, ctx.repo),
+            releases: (token) => githubReleases(token, owner, repo),
             registry: (c) => registryClient(c.image, c.registry, registryCredentials(c.registry, c)),
             connect: (ssh) => (0,src_ssh/* connectSsh */.L)(ssh, { warn: (m) => job_log_warning(m, { title: 'Host key not checked' }) })
         }, outcome);
@@ -77755,10 +77915,16 @@ async function run(start = {}) {
         process.exitCode = 1;
     }
     finally {
+        // a run that failed before its result line: what serves still is the previous version
+        if (outcome.error && outcome.previousVersion === undefined && outcome.serving?.version)
+            outcome.previousVersion = outcome.serving.version;
+        const result = resultOf(outcome, !!config?.rollback);
+        if (config && ctx)
+            await tell(config, ctx, outcome, result, Date.now() - began);
         if (!start.cli) {
-            setOutputs(outcome);
+            setOutputs(outcome, result, config?.report.url);
             try {
-                await writeSummary(outcome);
+                await writeSummary(outcome, result);
             }
             catch (e) {
                 job_log_warning(`The job summary could not be written: ${e.message}`);
@@ -77767,8 +77933,48 @@ async function run(start = {}) {
     }
     return outcome;
 }
-function setOutputs(o) {
+/**
+ * The deployment record and the message, once the run has ended: each opt-in, and a failure to
+ * tell is a warning, never the run's failure.
+ */
+async function tell(config, ctx, outcome, result, ms) {
+    const { environment, url, notifyUrl } = config.report;
+    if (environment && result !== 'prepared') {
+        if (!config.githubToken)
+            job_log_warning("deployment-environment is set but 'github-token' is empty: no deployment record. Pass ${{ github.token }} with permissions: deployments: write.");
+        else
+            try {
+                // GITHUB_API_URL, as for the release (GitHub Enterprise Server too)
+                const releases = githubReleases(config.githubToken, ctx.owner, ctx.repo);
+                const api = githubDeployments(config.githubToken, ctx.owner, ctx.repo);
+                const id = await recordDeployment(api, {
+                    environment,
+                    url,
+                    ctx,
+                    outcome,
+                    result,
+                    tagExists: async (tag) => (await releases.tagCommit(tag)) !== undefined
+                });
+                info(`GitHub deployment ${id} in ${environment}: ${result}`);
+            }
+            catch (e) {
+                job_log_warning(`The GitHub deployment record could not be written (${e.message}): the job needs permissions: deployments: write.`);
+            }
+    }
+    if (notifyUrl)
+        try {
+            await notify(notifyUrl, notification(config, ctx, outcome, result, ms, url));
+            info('The notification was sent');
+        }
+        catch (e) {
+            job_log_warning(`The notification could not be sent: ${e.message}`);
+        }
+}
+function setOutputs(o, result, url) {
     foreign/* foreignText */.qk.resume();
+    setOutput('previous-version', o.previousVersion ?? '');
+    setOutput('result', result);
+    setOutput('url', url ?? '');
     setOutput('version', o.version ?? '');
     setOutput('image', o.image ?? '');
     setOutput('tags', o.tags.join('\n'));
@@ -77788,6 +77994,7 @@ function setOutputs(o) {
 
 /* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
 /* harmony export */   aF: () => (/* binding */ parseHistoryLine),
+/* harmony export */   fV: () => (/* binding */ previousVersionOf),
 /* harmony export */   iJ: () => (/* binding */ checkResult),
 /* harmony export */   wj: () => (/* binding */ parseEvent),
 /* harmony export */   xz: () => (/* binding */ unescapeMarker)
@@ -77875,8 +78082,18 @@ function checkResult(fields, expected) {
         color: color('color'),
         previousColor: color('previous_color'),
         version,
-        image
+        image,
+        ...previousVersionOf(fields)
     };
+}
+/** previous_version, held to what a version can be (the server's state file says it). */
+function previousVersionOf(fields) {
+    const v = fields.previous_version || undefined;
+    if (v === undefined)
+        return {};
+    if ((0,_version_js__WEBPACK_IMPORTED_MODULE_2__/* .versionProblem */ .Ec)(v) && !/^sha-[0-9a-f]{7,40}$/.test(v))
+        throw new MalformedAnswer(`previous_version is ${shown(v)}, which is not a version`);
+    return { previousVersion: v };
 }
 /** A history row (tab-separated, as the script writes it), or undefined when it is not one. */
 function parseHistoryLine(text) {
@@ -78046,7 +78263,9 @@ const RESULT_FIELDS = [
     'image',
     'open_connections',
     /** the watch's counts: the new version's answers,5xx, the old one's answers,5xx before the switch */
-    'watch'
+    'watch',
+    /** the version the server's state named when the run took the lock (written by result_print itself) */
+    'previous_version'
 ];
 /** The `serving` marker's fields: what serves on the server as its script ends. */
 const SERVING_FIELDS = (/* unused pure expression or super */ null && (['color', 'version']));
@@ -79782,7 +80001,7 @@ module.exports = eval("require")("./crypto/build/Release/sshcrypto.node");
 /***/ 7707:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
-module.exports = __nccwpck_require__.p + "6afa8c02910505892c3f.yml";
+module.exports = __nccwpck_require__.p + "eebb1e7414b833e287ae.yml";
 
 /***/ }),
 

@@ -91,11 +91,13 @@ PROTOCOL_STAGES=(${p.STAGES.join(' ')})
 
 ${exits.join('\n')}
 
-# The result line: one value per field of PROTOCOL_RESULT_FIELDS, in order (missing ones empty).
+# The result line: one value per field of PROTOCOL_RESULT_FIELDS, in order (missing ones empty);
+# previous_version is the version serving when the run took the lock (PREVIOUS_VERSION, main.sh).
+PREVIOUS_VERSION=''
 result_print() { # result_print DEPLOYED COLOR PREVIOUS_COLOR VERSION IMAGE [OPEN_CONNECTIONS] [WATCH]
   local i line=''
   for ((i = 1; i <= $#; i++)); do line+="\${line:+ }\${PROTOCOL_RESULT_FIELDS[i - 1]}=\${!i}"; done
-  marker result "$line"
+  marker result "$line previous_version=$PREVIOUS_VERSION"
 }
 `
 }

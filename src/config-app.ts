@@ -234,7 +234,7 @@ export function checkSwitch(
 }
 
 /** A rollback instead of a deploy. */
-export function checkRun(c: Collector): Pick<Config, 'rollback'> {
+export function checkRun(c: Collector): Pick<Config, 'rollback' | 'report'> {
   const rollback =
     c.text(
       'rollback',
@@ -242,7 +242,30 @@ export function checkRun(c: Collector): Pick<Config, 'rollback'> {
       (v) => v === 'previous' || !versionProblem(v),
       "empty, 'previous', or a version such as v1.3.2"
     ) || undefined
-  return { rollback }
+  const httpUrl = (v: string) => {
+    try {
+      return /^https?:$/.test(new URL(v).protocol) && !/\s/.test(v)
+    } catch {
+      return false
+    }
+  }
+  const url =
+    c.text('url', '', httpUrl, "the app's address, such as https://shop.example.com") || undefined
+  const environment =
+    c.text(
+      'deployment-environment',
+      '',
+      (v) => v.length <= 255 && !/[\0-\x1f\x7f]/.test(v),
+      "a GitHub environment's name, such as production"
+    ) || undefined
+  const notifyUrl =
+    c.text(
+      'notify-url',
+      '',
+      httpUrl,
+      'an incoming webhook URL, such as https://hooks.slack.com/services/…'
+    ) || undefined
+  return { rollback, report: { url, environment, notifyUrl } }
 }
 
 /** After the switch: the watch window and the warm standby. */

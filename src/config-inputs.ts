@@ -94,6 +94,9 @@ export const INPUTS = {
   replicas: { group: 'app', default: '2' },
   'health-cmd': { group: 'switch' },
   rollback: { group: 'run' },
+  url: { group: 'run' },
+  'deployment-environment': { group: 'run' },
+  'notify-url': { group: 'run', secret: true },
   config: { group: 'run' }
 } as const satisfies Record<string, InputSpec>
 

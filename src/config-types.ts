@@ -69,6 +69,15 @@ export interface Config {
   /** reload: nginx reload per switch; dnat: nginx points at livePort, a NAT rule picks the color */
   switch: { mode: SwitchMode; livePort: number }
   rollback?: string
+  /** telling GitHub and the team (src/report.ts) */
+  report: {
+    /** the app's public URL: the url output, the deployment's environment URL, the message's link */
+    url?: string
+    /** a GitHub deployment record in this environment (opt-in) */
+    environment?: string
+    /** a Slack-compatible incoming webhook (secret) */
+    notifyUrl?: string
+  }
   /**
    * watch: seconds the new color is watched after the switch, the old one warm (0: off);
    * keepWarm: seconds the old color keeps running after a deploy (0: stopped at once)

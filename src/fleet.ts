@@ -4,7 +4,13 @@
 // back. Each server's script holds its deploy lock from its start to its end, and acts on its own
 // when the runner goes away (src/remote/main.sh): the servers end on one version, or on the one
 // before, and the next run takes over from what the journal on each server says.
-import { checkResult, type Color, type HistoryEntry, type WatchCounts } from './remote/answer.js'
+import {
+  checkResult,
+  previousVersionOf,
+  type Color,
+  type HistoryEntry,
+  type WatchCounts
+} from './remote/answer.js'
 import type { Config } from './config.js'
 import { hostForUrl } from './config-hosts.js'
 import type { EventName } from './remote/protocol.js'
@@ -40,6 +46,8 @@ export interface FleetResult {
   prepared: boolean
   color?: Color
   previousColor?: Color
+  /** the version the first app server served when the run began */
+  previousVersion?: string
   version?: string
   image?: string
   events: RemoteEvent[]
@@ -249,6 +257,7 @@ export async function runFleet(
       prepared,
       color: (fields.color || undefined) as Color | undefined,
       previousColor: (fields.previous_color || undefined) as Color | undefined,
+      ...previousVersionOf(first.fields ?? {}),
       version: fields.version || undefined,
       image: fields.image || undefined,
       events: fleetEvents(

@@ -11,6 +11,15 @@ import { foreignText } from './foreign.js'
 import { execRunner } from './runner.js'
 import { connectSsh } from './ssh.js'
 import { writeSummary } from './summary.js'
+import {
+  githubDeployments,
+  notification,
+  notify,
+  recordDeployment,
+  resultOf,
+  type RunResult
+} from './report.js'
+import type { Config } from './config.js'
 
 /**
  * Register every secret input with the log masker, before anything is logged: each value whole,
@@ -57,21 +66,25 @@ export interface RunStart {
 export async function run(start: RunStart = {}): Promise<Outcome> {
   const outcome: Outcome = { tags: [], deployed: false, events: [] }
   const get = start.getInput ?? ((name: string) => core.getInput(name))
+  const began = Date.now()
+  let config: Config | undefined
+  let ctx: RunContext | undefined
   try {
     if (!start.cli) maskSecrets(get)
-    const ctx = start.ctx ?? fromGithubContext(context)
-    const config = loadConfig(readInputs(get), {
+    ctx = start.ctx ?? fromGithubContext(context)
+    config = loadConfig(readInputs(get), {
       repository: `${ctx.owner}/${ctx.repo}`,
       workspace: ctx.workspace,
       unquoted: start.unquoted,
       agent: ctx.agent
     })
+    const { owner, repo } = ctx
     await deploy(
       config,
       ctx,
       {
         runner: execRunner,
-        releases: (token) => githubReleases(token, ctx.owner, ctx.repo),
+        releases: (token) => githubReleases(token, owner, repo),
         registry: (c) => registryClient(c.image, c.registry, registryCredentials(c.registry, c)),
         connect: (ssh) =>
           connectSsh(ssh, { warn: (m) => jobLog.warning(m, { title: 'Host key not checked' }) })
@@ -86,10 +99,15 @@ export async function run(start: RunStart = {}): Promise<Outcome> {
     })
     process.exitCode = 1
   } finally {
+    // a run that failed before its result line: what serves still is the previous version
+    if (outcome.error && outcome.previousVersion === undefined && outcome.serving?.version)
+      outcome.previousVersion = outcome.serving.version
+    const result = resultOf(outcome, !!config?.rollback)
+    if (config && ctx) await tell(config, ctx, outcome, result, Date.now() - began)
     if (!start.cli) {
-      setOutputs(outcome)
+      setOutputs(outcome, result, config?.report.url)
       try {
-        await writeSummary(outcome)
+        await writeSummary(outcome, result)
       } catch (e) {
         jobLog.warning(`The job summary could not be written: ${(e as Error).message}`)
       }
@@ -98,8 +116,57 @@ export async function run(start: RunStart = {}): Promise<Outcome> {
   return outcome
 }
 
-function setOutputs(o: Outcome): void {
+/**
+ * The deployment record and the message, once the run has ended: each opt-in, and a failure to
+ * tell is a warning, never the run's failure.
+ */
+async function tell(
+  config: Config,
+  ctx: RunContext,
+  outcome: Outcome,
+  result: RunResult,
+  ms: number
+): Promise<void> {
+  const { environment, url, notifyUrl } = config.report
+  if (environment && result !== 'prepared') {
+    if (!config.githubToken)
+      jobLog.warning(
+        "deployment-environment is set but 'github-token' is empty: no deployment record. Pass ${{ github.token }} with permissions: deployments: write."
+      )
+    else
+      try {
+        // GITHUB_API_URL, as for the release (GitHub Enterprise Server too)
+        const releases = githubReleases(config.githubToken, ctx.owner, ctx.repo)
+        const api = githubDeployments(config.githubToken, ctx.owner, ctx.repo)
+        const id = await recordDeployment(api, {
+          environment,
+          url,
+          ctx,
+          outcome,
+          result,
+          tagExists: async (tag) => (await releases.tagCommit(tag)) !== undefined
+        })
+        core.info(`GitHub deployment ${id} in ${environment}: ${result}`)
+      } catch (e) {
+        jobLog.warning(
+          `The GitHub deployment record could not be written (${(e as Error).message}): the job needs permissions: deployments: write.`
+        )
+      }
+  }
+  if (notifyUrl)
+    try {
+      await notify(notifyUrl, notification(config, ctx, outcome, result, ms, url))
+      core.info('The notification was sent')
+    } catch (e) {
+      jobLog.warning(`The notification could not be sent: ${(e as Error).message}`)
+    }
+}
+
+function setOutputs(o: Outcome, result: RunResult, url?: string): void {
   foreignText.resume()
+  core.setOutput('previous-version', o.previousVersion ?? '')
+  core.setOutput('result', result)
+  core.setOutput('url', url ?? '')
   core.setOutput('version', o.version ?? '')
   core.setOutput('image', o.image ?? '')
   core.setOutput('tags', o.tags.join('\n'))

@@ -22,6 +22,8 @@ export interface Outcome {
   releaseDraft?: boolean
   color?: string
   previousColor?: string
+  /** the version that served before the run (empty on a first deploy) */
+  previousVersion?: string
   deployed: boolean
   /** the timeline: the runner's steps (build, pushed, drafted) and the server's, by time */
   events: TimelineEvent[]

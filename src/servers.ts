@@ -87,6 +87,7 @@ export async function switchOnServers(
       prepared: r.prepared,
       color: r.color,
       previousColor: r.previousColor,
+      previousVersion: r.previousVersion,
       events: withEvents(outcome, r.events),
       history: r.history,
       servers: r.servers,
@@ -231,6 +232,7 @@ export async function switchOnServer(
     outcome.deployed = r.deployed
     outcome.color = r.color
     outcome.previousColor = r.previousColor
+    outcome.previousVersion = r.previousVersion
     outcome.events = withEvents(outcome, r.events)
     outcome.history = r.history
     outcome.openConnections = r.openConnections

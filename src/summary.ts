@@ -1,6 +1,7 @@
 import * as core from '@actions/core'
 import type { Outcome } from './run.js'
 import { TIMELINE_LABELS } from './remote/protocol.js'
+import { versionChange, type RunResult } from './report.js'
 
 /**
  * Text for an HTML table cell: what the server sent is shown, never interpreted. Its line breaks
@@ -55,14 +56,15 @@ export function servingNow(o: Outcome): string {
 }
 
 /** The job summary; skipped outside a runner (no GITHUB_STEP_SUMMARY). */
-export async function writeSummary(o: Outcome): Promise<void> {
+export async function writeSummary(o: Outcome, result?: RunResult): Promise<void> {
   if (!process.env.GITHUB_STEP_SUMMARY) return
   const rows = [
     [
       { data: 'Field', header: true },
       { data: 'Value', header: true }
     ],
-    ['Version', escapeHtml(o.version ?? '(none)')],
+    ['Version', escapeHtml(o.version ? versionChange(o) : '(none)')],
+    ...(result ? [['Result', escapeHtml(result)]] : []),
     ['Tags', o.tags.map(escapeHtml).join('<br>') || '(not pushed)'],
     ['Digest', escapeHtml(o.digest ?? '')],
     ['Release', releaseCell(o)],

@@ -3,6 +3,8 @@
 // stand-in for GitHub's release API.
 import { execFileSync, spawnSync } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import path from 'node:path'
 import {
   FakeGitHub,
@@ -393,3 +395,111 @@ test('bad input fails before any side effect, naming the input and the fix', asy
   expect(api.requests).toEqual([])
   expect(run.outputs.deployed).toBe('false')
 }, 60_000)
+
+test('telling GitHub and the team: a deployment record per run (a rollback against the version it put back, a failure as failure) and a webhook message each; outputs previous-version, result and url; the summary shows v1.0.0 → v1.1.0', async () => {
+  const messages: { text: string }[] = []
+  const hook = createServer((req, res) => {
+    let raw = ''
+    req.on('data', (d: Buffer) => (raw += d.toString()))
+    req.on('end', () => {
+      messages.push(JSON.parse(raw) as { text: string })
+      res.writeHead(200).end('ok')
+    })
+  })
+  await new Promise<void>((r) => hook.listen(0, '127.0.0.1', () => r()))
+  try {
+    const { a, ws, inputs: base } = release('v1.0.0', 'release v1.0.0')
+    const inputs = {
+      ...base,
+      'health-path': '/health',
+      'health-timeout': '3',
+      url: 'https://shop.example.com',
+      'deployment-environment': 'production',
+      'notify-url': `http://127.0.0.1:${(hook.address() as AddressInfo).port}/hook`
+    }
+    const first = await push(inputs, ws, 'release v1.0.0')
+    expectOk(first)
+    expect(first.outputs).toMatchObject({
+      result: 'deployed',
+      'previous-version': '',
+      url: 'https://shop.example.com'
+    })
+    const { sha, event } = commitVersion(a, { version: 'v1.1.0' })
+    const second = await runAction(inputs, { workspace: ws, sha, event, apiUrl: api.url })
+    expectOk(second)
+    expect(second.outputs).toMatchObject({ result: 'deployed', 'previous-version': 'v1.0.0' })
+    expect(second.summary).toContain('v1.0.0 → v1.1.0')
+    settled(a)
+    // the rollback is dispatched from the v1.1.0 commit: its record names v1.0.0's tag
+    const back = await runAction(
+      { ...inputs, rollback: 'previous' },
+      { workspace: ws, sha, eventName: 'workflow_dispatch', event: {}, apiUrl: api.url }
+    )
+    expectOk(back)
+    expect(back.outputs).toMatchObject({
+      result: 'rolled-back',
+      version: 'v1.0.0',
+      'previous-version': 'v1.1.0'
+    })
+    settled(a)
+    const bad = commitVersion(a, { version: 'v1.2.0', neverHealthy: true })
+    const failed = await runAction(inputs, {
+      workspace: ws,
+      sha: bad.sha,
+      event: bad.event,
+      apiUrl: api.url
+    })
+    expect(failed.code).toBe(1)
+    expect(failed.outputs).toMatchObject({ result: 'failed', 'previous-version': 'v1.0.0' })
+
+    expect(
+      api.deployments.map((d) => [d.ref, d.environment, d.statuses.map((s) => s.state)])
+    ).toEqual([
+      ['v1.0.0', 'production', ['success']],
+      ['v1.1.0', 'production', ['success']],
+      ['v1.0.0', 'production', ['success']],
+      // v1.2.0 was never released (its draft has no tag): the commit
+      [bad.sha, 'production', ['failure']]
+    ])
+    expect(api.deployments[1]).toMatchObject({
+      description: 'deployed: v1.0.0 → v1.1.0',
+      payload: { version: 'v1.1.0', previous_version: 'v1.0.0', result: 'deployed' }
+    })
+    expect(api.deployments[1]!.statuses[0]).toMatchObject({
+      environment_url: 'https://shop.example.com',
+      log_url: 'https://github.com/acme/shop/actions/runs/4242',
+      description: 'v1.0.0 → v1.1.0 serves'
+    })
+    expect(api.deployments[3]!.statuses[0]!.description).toMatch(/^failed: /)
+    expect(messages.map((m) => m.text.split('\n')[0])).toEqual([
+      expect.stringMatching(/^✅ \S+ v1\.0\.0: deployed by octocat in \d+ s$/),
+      expect.stringMatching(/^✅ \S+ v1\.0\.0 → v1\.1\.0: deployed by octocat in \d+ s$/),
+      expect.stringMatching(/^✅ \S+ v1\.1\.0 → v1\.0\.0: rolled back by octocat in \d+ s$/),
+      expect.stringMatching(/^❌ \S+ v1\.0\.0 → v1\.2\.0: failed by octocat in \d+ s$/)
+    ])
+    expect(messages[1]!.text).toContain('<https://github.com/acme/shop/actions/runs/4242|the run>')
+    expect(messages[3]!.text).toMatch(/\n> .*health/)
+
+    // a webhook that refuses, and GitHub refusing the record: warnings, the deploy still succeeds
+    hook.removeAllListeners('request')
+    hook.on('request', (_req, res) => res.writeHead(500).end())
+    const c = commitVersion(a, { version: 'v1.3.0' })
+    api.failNext = 0
+    const told = await runAction(
+      { ...inputs, 'deployment-environment': 'prod\u0007uction' },
+      { workspace: ws, sha: c.sha, event: c.event, apiUrl: api.url }
+    )
+    expect(told.code).toBe(1)
+    expect(told.log).toMatch(/Invalid deployment-environment/)
+    const quiet = await runAction(inputs, {
+      workspace: ws,
+      sha: c.sha,
+      event: c.event,
+      apiUrl: api.url
+    })
+    expectOk(quiet)
+    expect(quiet.log).toMatch(/The notification could not be sent: the webhook answered 500/)
+  } finally {
+    hook.close()
+  }
+}, 300_000)

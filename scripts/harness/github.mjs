@@ -1,4 +1,4 @@
-// A loopback stand-in for GitHub's release endpoints.
+// A loopback stand-in for GitHub's release and deployment endpoints.
 import { createServer } from 'node:http'
 import { sleep } from './load.mjs'
 
@@ -22,6 +22,9 @@ export class FakeGitHub {
   /** @type {import('node:http').Server | undefined} */
   server = undefined
   url = ''
+  /** deployment records, each with its statuses, as POSTed */
+  /** @type {{ id: number, ref: string, environment: string, description: string, payload: Record<string, unknown>, statuses: Record<string, unknown>[] }[]} */
+  deployments = []
   /** ms each answer waits, as a round trip to GitHub's API from a runner takes */
   latencyMs = 0
   /** how many of the next requests are answered 502, as GitHub does now and then */
@@ -94,6 +97,30 @@ export class FakeGitHub {
       return send(502, { message: 'Server Error' })
     }
     const notFound = () => send(404, { message: 'Not Found', status: '404' })
+    const deployments = /^\/repos\/[^/]+\/[^/]+\/deployments$/.exec(url)
+    if (req.method === 'POST' && deployments) {
+      // GitHub takes a branch, a tag or a commit; an unknown ref is 422
+      const r = String(body.ref ?? '')
+      if (!/^[0-9a-f]{40}$/.test(r) && !(r in this.tags) && r !== 'main')
+        return send(422, { message: `No ref found for: ${r}`, status: '422' })
+      const d = {
+        id: this.deployments.length + 100,
+        ref: r,
+        environment: String(body.environment ?? 'production'),
+        description: String(body.description ?? ''),
+        payload: /** @type {Record<string, unknown>} */ (body.payload ?? {}),
+        statuses: /** @type {Record<string, unknown>[]} */ ([])
+      }
+      this.deployments.push(d)
+      return send(201, d)
+    }
+    const statuses = /^\/repos\/[^/]+\/[^/]+\/deployments\/(\d+)\/statuses$/.exec(url)
+    if (req.method === 'POST' && statuses) {
+      const d = this.deployments.find((x) => x.id === Number(statuses[1]))
+      if (!d) return notFound()
+      d.statuses.push(body)
+      return send(201, { id: d.statuses.length, ...body })
+    }
     const ref = /^\/repos\/[^/]+\/[^/]+\/git\/ref\/tags\/(.+)$/.exec(url)
     if (req.method === 'GET' && ref) {
       const commit = this.tags[decodeURIComponent(ref[1] ?? '')]

@@ -11,6 +11,8 @@ export interface ServerResult {
   previousColor?: Color
   version?: string
   image?: string
+  /** the version that served when the run began (empty on a first deploy) */
+  previousVersion?: string
   /** connections still open on the old color when its drain ended at drain-timeout */
   openConnections?: number
   /** what the watch counted: nginx's answers for the new version after the switch, and for the
@@ -115,8 +117,18 @@ export function checkResult(
     color: color('color'),
     previousColor: color('previous_color'),
     version,
-    image
+    image,
+    ...previousVersionOf(fields)
   }
+}
+
+/** previous_version, held to what a version can be (the server's state file says it). */
+export function previousVersionOf(fields: Record<string, string>): { previousVersion?: string } {
+  const v = fields.previous_version || undefined
+  if (v === undefined) return {}
+  if (versionProblem(v) && !/^sha-[0-9a-f]{7,40}$/.test(v))
+    throw new MalformedAnswer(`previous_version is ${shown(v)}, which is not a version`)
+  return { previousVersion: v }
 }
 
 /** A history row (tab-separated, as the script writes it), or undefined when it is not one. */

@@ -139,6 +139,7 @@ main() {
   state_init
   event begin
   lock_acquire
+  PREVIOUS_VERSION="$(state_get version)"
   switch_mode_decide
   if [[ "$SWITCH_MODE" == dnat || "$PREV_MODE" == dnat ]]; then nat_preflight; fi
   journal_report

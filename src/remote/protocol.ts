@@ -144,7 +144,9 @@ export const RESULT_FIELDS = [
   'image',
   'open_connections',
   /** the watch's counts: the new version's answers,5xx, the old one's answers,5xx before the switch */
-  'watch'
+  'watch',
+  /** the version the server's state named when the run took the lock (written by result_print itself) */
+  'previous_version'
 ] as const
 /** The `serving` marker's fields: what serves on the server as its script ends. */
 export const SERVING_FIELDS = ['color', 'version'] as const

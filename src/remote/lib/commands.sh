@@ -15,9 +15,10 @@ command_next() { # command_next [TIMEOUT]
   fi
 }
 
-command_await() { # command_await STAGE [key=value...]: the stage reached, for the runner
+command_await() { # command_await STAGE [key=value...]: the stage reached, for the runner (with
+  # the version that served when the run took the lock)
   [[ " ${PROTOCOL_STAGES[*]} " == *" $1 "* ]] || die "stage '$1' is not declared in src/remote/protocol.ts"
-  marker await "$*"
+  marker await "$* previous_version=$PREVIOUS_VERSION"
 }
 
 # After `eof`: nobody reads the SSH session any more; what this run still says goes to a file.
