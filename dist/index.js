@@ -65446,13 +65446,14 @@ var src_ssh = __nccwpck_require__(1543);
 
 
 
-const COMMANDS = ['deploy', 'rollback', 'status'];
+const COMMANDS = ['deploy', 'rollback', 'status', 'check'];
 const USAGE = `Usage: bg-deploy <command> [--<input> <value>]... [--json]
 
 Commands:
   deploy              build, push, release and switch, as the action does on a push
   rollback [VERSION]  switch back to VERSION (default: previous), building nothing
   status              what serves on each server, and its last deploys
+  check               is each server ready for a first deploy? each line ok, or the fix
 
 Every input of the action is a flag of the same name (--host, --ssh-key, --config, ...), or an
 environment variable BG_DEPLOY_<NAME> (BG_DEPLOY_SSH_KEY); a flag wins. A value @FILE is read from
@@ -65473,6 +65474,12 @@ push.`,
 Switches back to VERSION (default: previous, the last version that served before this one),
 building nothing: the kept container, or the image from the registry, with the run spec it ran
 with.`,
+    check: `Usage: bg-deploy check [--<input> <value>]... [--json]
+
+Checks each server before a first deploy, changing nothing: SSH and its host key, Docker for the
+user, live-restore, the proxy setting the switch mode needs, nginx (its test, the reload rule for
+sudo, the upstream file writable and included, a site proxying to it), the ports, disk and the
+state directory. Each line is ok, or says the exact fix. Exit 1 when one fails.`,
     status: `Usage: bg-deploy status [--<input> <value>]... [--json]
 
 Prints what serves on each server (version and color) and its last deploys. Needs only the
@@ -65488,7 +65495,7 @@ const GROUP_TITLES = {
 };
 /** A command's help: what it does, then its flags by group, with defaults and what they mean. */
 function commandHelp(command, descriptions = {}) {
-    const names = command === 'status'
+    const names = command === 'status' || command === 'check'
         ? src_config/* INPUT_NAMES */.Qh.filter((n) => (0,config_inputs/* groupOf */.F8)(n) === 'server' || ['config', 'app-name'].includes(n))
         : src_config/* INPUT_NAMES */.Qh;
     const lines = [COMMAND_HELP[command], ''];
@@ -65832,6 +65839,8 @@ async function cli(argv, io = defaultIo) {
     const ctx = { ...cliContext(args, io), agent: sshDefaults.agent };
     if (args.command === 'status')
         return cli_status(args, ctx, io, log);
+    if (args.command === 'check')
+        return check(args, ctx, io, log);
     const dirty = args.command === 'deploy' ? uncommitted(args, io.cwd) : undefined;
     if (dirty) {
         io.err(`bg-deploy: ${dirty}`);
@@ -65919,6 +65928,73 @@ async function cli_status(args, ctx, io, log) {
     }
     if (args.json)
         io.out(JSON.stringify({ app, servers: report }));
+    return failed ? 1 : 0;
+}
+/**
+ * check: each server (and the load balancer) before a first deploy: the SSH connection and its
+ * host key here, the rest on the server (steps/check.sh). Exit 1 when a check fails.
+ */
+async function check(args, ctx, io, log) {
+    let failed = false;
+    const report = [];
+    const say = (server, c) => {
+        log(`  ${c.status === 'ok' ? 'ok  ' : c.status === 'warn' ? 'warn' : 'FAIL'}  ${c.name}: ${c.text}`);
+        if (c.status === 'fail')
+            failed = true;
+        report.find((r) => r.server === server)?.checks.push(c);
+    };
+    try {
+        const config = (0,src_config/* loadConfig */.Z9)((0,src_config/* readInputs */.Ko)((name) => args.inputs[name] ?? ''), {
+            repository: `${ctx.owner}/${ctx.repo}`,
+            workspace: ctx.workspace,
+            unquoted: args.fromFiles,
+            agent: ctx.agent
+        });
+        const servers = [...config.hosts, ...(config.lb ? [config.lb] : [])];
+        for (const ssh of servers) {
+            const name = (0,fleet/* serverName */.L5)(ssh);
+            report.push({ server: name, checks: [] });
+            log(`${name}:`);
+            let shell;
+            try {
+                shell = await (0,src_ssh/* connectSsh */.L)(ssh, { warn: (m) => io.err(`warning: ${m}`) });
+            }
+            catch (e) {
+                say(name, { status: 'fail', name: 'ssh', text: (0,foreign/* sanitizeForeign */.I2)(e.message) });
+                continue;
+            }
+            try {
+                say(name, {
+                    status: ssh.hostKeyPins.length > 0 ? 'ok' : 'warn',
+                    name: 'ssh',
+                    text: ssh.hostKeyPins.length > 0
+                        ? `logged in as ${ssh.username}, host key pinned`
+                        : `logged in as ${ssh.username}, but the host key is not checked: pin it with host-fingerprint`
+                });
+                const lb = config.lb && ssh === config.lb;
+                for (const c of await (0,session/* readChecks */.wf)(shell, lb ? { ...config, engine: { ...config.engine } } : config))
+                    // the load balancer runs no container: only its nginx and state matter
+                    if (!lb || /^(bash|flock|nginx-|upstream-file|state)/.test(c.name))
+                        say(name, c);
+            }
+            catch (e) {
+                say(name, { status: 'fail', name: 'script', text: (0,foreign/* sanitizeForeign */.I2)(e.message) });
+            }
+            finally {
+                shell.dispose();
+            }
+        }
+    }
+    catch (e) {
+        io.err(`bg-deploy: ${e.message}`);
+        return 1;
+    }
+    if (args.json)
+        io.out(JSON.stringify({ ok: !failed, servers: report }));
+    else
+        log(failed
+            ? 'Some checks failed: fix them, then run bg-deploy check again.'
+            : 'Ready for a first deploy.');
     return failed ? 1 : 0;
 }
 
@@ -78138,7 +78214,7 @@ function parseEvent(text) {
  * task runs the pre-switch task alone (pulls the image, runs it once, records it), on the one
  * server a run over several names for it, before any server starts a color.
  */
-const ACTIONS = (/* unused pure expression or super */ null && (['deploy', 'rollback', 'status', 'task']));
+const ACTIONS = (/* unused pure expression or super */ null && (['deploy', 'rollback', 'status', 'check', 'task']));
 /** The script's parameters (`key=value` arguments) and the defaults its table gives them. */
 const PARAMETERS = {
     action: 'deploy',
@@ -78283,7 +78359,9 @@ const MARKERS = (/* unused pure expression or super */ null && ([
     'serving',
     'warning',
     'error',
-    'await'
+    'await',
+    /** action check: `ok|warn|fail NAME TEXT` (steps/check.sh) */
+    'check'
 ]));
 /** The timeline events the script reports, in order, with their job summary labels. */
 const EVENT_LABELS = {
@@ -78358,6 +78436,7 @@ const COMMANDS = (/* unused pure expression or super */ null && ([
 // EXPORTS
 __nccwpck_require__.d(__webpack_exports__, {
   Hi: () => (/* binding */ RemoteError),
+  wf: () => (/* binding */ readChecks),
   rk: () => (/* binding */ readStatus),
   Q5: () => (/* binding */ runRemote),
   t_: () => (/* binding */ startRemote)
@@ -78410,6 +78489,8 @@ class OutputParser {
     error;
     /** what serves on the server as its script ended */
     serving;
+    /** action check: each check's verdict, name and text (the fix when it is not ok) */
+    checks = [];
     tail = [];
     warnings = 0;
     constructor(log, onStage = () => { }) {
@@ -78483,6 +78564,12 @@ class OutputParser {
                 case 'error':
                     this.error = said().slice(0, MAX_LINE);
                     return;
+                case 'check': {
+                    const m2 = /^(ok|warn|fail) ([a-z-]{1,40}) (.*)$/s.exec(said());
+                    if (m2 && this.checks.length < 100)
+                        this.checks.push({ status: m2[1], name: m2[2], text: m2[3].slice(0, 2000) });
+                    return;
+                }
                 case 'await': {
                     const [stage, ...kv] = (0,answer/* unescapeMarker */.xz)(text).split(' ');
                     if (!protocol/* STAGES */.an.includes(stage ?? ''))
@@ -78782,6 +78869,26 @@ async function readStatus(shell, config, script = loadDeployScript()) {
         throw new Error(parser.error ??
             `The status script failed with exit code ${r.code}. Last output:\n${parser.tail.slice(-10).join('\n')}`);
     return { serving: parser.serving, history: parser.history, lines };
+}
+/** Run the checks of steps/check.sh: the script reads, takes no lock and changes nothing. */
+async function readChecks(shell, config, script = loadDeployScript()) {
+    const lines = [];
+    const parser = new OutputParser({
+        line: (t) => lines.push(t),
+        phase: () => undefined,
+        warning: (t) => lines.push(`warning: ${t}`)
+    });
+    const args = scriptArgs(config, { action: 'check', image: config.image, actor: '', runUrl: '' });
+    const r = await shell.exec(remoteCommand(args), {
+        stdin: remoteStdin(script, config, 'status'),
+        onStdout: (c) => parser.push('out', c),
+        onStderr: (c) => parser.push('err', c)
+    });
+    parser.flush();
+    if (r.code !== 0)
+        throw new Error(parser.error ??
+            `The check script failed with exit code ${r.code}. Last output:\n${parser.tail.slice(-10).join('\n')}`);
+    return parser.checks;
 }
 
 

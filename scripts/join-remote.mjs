@@ -39,6 +39,7 @@ export const PARTS = [
   'steps/preview.sh',
   'steps/undo.sh',
   'steps/swarm.sh',
+  'steps/check.sh',
   'roles/fleet.sh',
   'roles/lb.sh',
   'main.sh'

@@ -13,10 +13,10 @@ import type { Outcome } from './run.js'
 import { serverName } from './fleet.js'
 import { sanitizeForeign } from './foreign.js'
 import { run } from './main.js'
-import { readStatus } from './remote/session.js'
+import { readChecks, readStatus, type CheckLine } from './remote/session.js'
 import { connectSsh } from './ssh.js'
 
-const COMMANDS = ['deploy', 'rollback', 'status'] as const
+const COMMANDS = ['deploy', 'rollback', 'status', 'check'] as const
 type Command = (typeof COMMANDS)[number]
 
 export const USAGE = `Usage: bg-deploy <command> [--<input> <value>]... [--json]
@@ -25,6 +25,7 @@ Commands:
   deploy              build, push, release and switch, as the action does on a push
   rollback [VERSION]  switch back to VERSION (default: previous), building nothing
   status              what serves on each server, and its last deploys
+  check               is each server ready for a first deploy? each line ok, or the fix
 
 Every input of the action is a flag of the same name (--host, --ssh-key, --config, ...), or an
 environment variable BG_DEPLOY_<NAME> (BG_DEPLOY_SSH_KEY); a flag wins. A value @FILE is read from
@@ -46,6 +47,12 @@ push.`,
 Switches back to VERSION (default: previous, the last version that served before this one),
 building nothing: the kept container, or the image from the registry, with the run spec it ran
 with.`,
+  check: `Usage: bg-deploy check [--<input> <value>]... [--json]
+
+Checks each server before a first deploy, changing nothing: SSH and its host key, Docker for the
+user, live-restore, the proxy setting the switch mode needs, nginx (its test, the reload rule for
+sudo, the upstream file writable and included, a site proxying to it), the ports, disk and the
+state directory. Each line is ok, or says the exact fix. Exit 1 when one fails.`,
   status: `Usage: bg-deploy status [--<input> <value>]... [--json]
 
 Prints what serves on each server (version and color) and its last deploys. Needs only the
@@ -64,7 +71,7 @@ const GROUP_TITLES: Record<Group, string> = {
 /** A command's help: what it does, then its flags by group, with defaults and what they mean. */
 export function commandHelp(command: Command, descriptions: Record<string, string> = {}): string {
   const names: readonly InputName[] =
-    command === 'status'
+    command === 'status' || command === 'check'
       ? INPUT_NAMES.filter((n) => groupOf(n) === 'server' || ['config', 'app-name'].includes(n))
       : INPUT_NAMES
   const lines = [COMMAND_HELP[command], '']
@@ -430,6 +437,7 @@ export async function cli(argv: string[], io: CliIo = defaultIo): Promise<number
   if (sshDefaults.agent) log('ssh: no --ssh-key, so the keys of your ssh-agent (SSH_AUTH_SOCK)')
   const ctx = { ...cliContext(args, io), agent: sshDefaults.agent }
   if (args.command === 'status') return status(args, ctx, io, log)
+  if (args.command === 'check') return check(args, ctx, io, log)
   const dirty = args.command === 'deploy' ? uncommitted(args, io.cwd) : undefined
   if (dirty) {
     io.err(`bg-deploy: ${dirty}`)
@@ -526,5 +534,82 @@ async function status(
     return 1
   }
   if (args.json) io.out(JSON.stringify({ app, servers: report }))
+  return failed ? 1 : 0
+}
+
+/**
+ * check: each server (and the load balancer) before a first deploy: the SSH connection and its
+ * host key here, the rest on the server (steps/check.sh). Exit 1 when a check fails.
+ */
+async function check(
+  args: CliArgs,
+  ctx: RunContext,
+  io: CliIo,
+  log: (line: string) => void
+): Promise<number> {
+  let failed = false
+  const report: { server: string; checks: CheckLine[] }[] = []
+  const say = (server: string, c: CheckLine) => {
+    log(
+      `  ${c.status === 'ok' ? 'ok  ' : c.status === 'warn' ? 'warn' : 'FAIL'}  ${c.name}: ${c.text}`
+    )
+    if (c.status === 'fail') failed = true
+    report.find((r) => r.server === server)?.checks.push(c)
+  }
+  try {
+    const config = loadConfig(
+      readInputs((name) => args.inputs[name as InputName] ?? ''),
+      {
+        repository: `${ctx.owner}/${ctx.repo}`,
+        workspace: ctx.workspace,
+        unquoted: args.fromFiles,
+        agent: ctx.agent
+      }
+    )
+    const servers = [...config.hosts, ...(config.lb ? [config.lb] : [])]
+    for (const ssh of servers) {
+      const name = serverName(ssh)
+      report.push({ server: name, checks: [] })
+      log(`${name}:`)
+      let shell
+      try {
+        shell = await connectSsh(ssh, { warn: (m) => io.err(`warning: ${m}`) })
+      } catch (e) {
+        say(name, { status: 'fail', name: 'ssh', text: sanitizeForeign((e as Error).message) })
+        continue
+      }
+      try {
+        say(name, {
+          status: ssh.hostKeyPins.length > 0 ? 'ok' : 'warn',
+          name: 'ssh',
+          text:
+            ssh.hostKeyPins.length > 0
+              ? `logged in as ${ssh.username}, host key pinned`
+              : `logged in as ${ssh.username}, but the host key is not checked: pin it with host-fingerprint`
+        })
+        const lb = config.lb && ssh === config.lb
+        for (const c of await readChecks(
+          shell,
+          lb ? { ...config, engine: { ...config.engine } } : config
+        ))
+          // the load balancer runs no container: only its nginx and state matter
+          if (!lb || /^(bash|flock|nginx-|upstream-file|state)/.test(c.name)) say(name, c)
+      } catch (e) {
+        say(name, { status: 'fail', name: 'script', text: sanitizeForeign((e as Error).message) })
+      } finally {
+        shell.dispose()
+      }
+    }
+  } catch (e) {
+    io.err(`bg-deploy: ${(e as Error).message}`)
+    return 1
+  }
+  if (args.json) io.out(JSON.stringify({ ok: !failed, servers: report }))
+  else
+    log(
+      failed
+        ? 'Some checks failed: fix them, then run bg-deploy check again.'
+        : 'Ready for a first deploy.'
+    )
   return failed ? 1 : 0
 }

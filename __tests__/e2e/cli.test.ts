@@ -2,6 +2,7 @@
 // working copy under load, status, and a rollback, with the action's inputs as flags, the key in a
 // file and no GitHub at all.
 import { execFileSync, spawn } from 'node:child_process'
+import { createServer } from 'node:net'
 import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
@@ -183,5 +184,86 @@ test("status with the user's own ssh: the ssh-agent's key and ~/.ssh/known_hosts
     expect(refused.err).toMatch(/refused every key of your ssh-agent/)
   } finally {
     agent.kill()
+  }
+}, 120_000)
+
+test('bg-deploy check: a server set up as the docs say is ready; each setup step broken on purpose is a FAIL line naming the fix, and exit 1', async () => {
+  const a = fixture.newApp('clicheck', { version: 'v1.0.0' })
+  const keyFile = path.join(mkdtempSync(path.join(tmpdir(), 'bgd-cli-')), 'key')
+  writeFileSync(keyFile, a.inputs['ssh-key']!, { mode: 0o600 })
+  const clean = Object.fromEntries(
+    Object.entries(process.env).filter(([k]) => !/^(GITHUB_|RUNNER_|INPUT_|SSH_AUTH_SOCK)/.test(k))
+  )
+  const check = (over: Record<string, string> = {}) =>
+    new Promise<{ code: number | null; out: string }>((resolve) => {
+      const flags = Object.entries({ ...a.inputs, ...over })
+        .filter(([k]) => !['ssh-key', 'github-token', 'create-release'].includes(k))
+        .flatMap(([k, v]) => [`--${k}`, v])
+      const p = spawn('node', [bin, 'check', ...flags, '--ssh-key', `@${keyFile}`], {
+        cwd: a.ws,
+        env: clean
+      })
+      let out = ''
+      p.stdout.on('data', (d: Buffer) => (out += d.toString()))
+      p.stderr.on('data', (d: Buffer) => (out += d.toString()))
+      p.on('close', (code) => resolve({ code, out }))
+    })
+  const ready = await check()
+  if (ready.code !== 0) throw new Error(ready.out)
+  expect(ready.out).toMatch(/ok {4}ssh: logged in as \S+, host key pinned/)
+  expect(ready.out).toMatch(/ok {4}nginx-include: nginx includes \S+clicheck-\S+-upstream\.conf/)
+  expect(ready.out).toMatch(/ok {4}nginx-site: a site proxies to http:\/\/clicheck/)
+  expect(ready.out).toContain('Ready for a first deploy.')
+
+  const outside = mkdtempSync(path.join(tmpdir(), 'bgd-upstream-'))
+  const taken = createServer(() => undefined)
+  await new Promise<void>((r) =>
+    taken.listen(Number(a.inputs['blue-port']), '127.0.0.1', () => r())
+  )
+  try {
+    const cases: [string, Record<string, string>, RegExp][] = [
+      [
+        "a host key that is not the server's",
+        { 'host-fingerprint': 'SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' },
+        /FAIL {2}ssh: .*host key/i
+      ],
+      [
+        'an upstream file nginx does not include',
+        { 'nginx-upstream-file': path.join(outside, 'clicheck-upstream.conf') },
+        /FAIL {2}nginx-include: nginx does not include \S+: add 'include \S+-upstream\*\.conf;'/
+      ],
+      [
+        'an upstream file in a directory that does not exist',
+        { 'nginx-upstream-file': '/nonexistent/bg/clicheck-upstream.conf' },
+        /FAIL {2}upstream-file: \/nonexistent\/bg does not exist: create it/
+      ],
+      [
+        'no site proxying to the upstream',
+        { 'nginx-upstream-name': 'nosuchsite' },
+        /FAIL {2}nginx-site: no site proxies to the upstream nosuchsite: add 'location \/ \{ proxy_pass http:\/\/nosuchsite; \}'/
+      ],
+      [
+        'nginx-test-command failing',
+        { 'nginx-test-command': 'nginx -t -q -c /nonexistent/nginx.conf' },
+        /FAIL {2}nginx-test: 'nginx -t -q -c \/nonexistent\/nginx\.conf' failed/
+      ],
+      ['a port taken by another process', {}, /FAIL {2}port-blue: \d+ is taken by another process/],
+      [
+        'a sudo rule missing for the reload',
+        { 'nginx-reload-command': 'sudo -n /usr/sbin/nginx-not-allowed -s reload' },
+        /FAIL {2}nginx-reload: sudo does not allow/
+      ]
+    ]
+    const seen: string[] = []
+    for (const [what, over, line] of cases) {
+      const r = await check(over)
+      seen.push(`${what}: exit ${r.code}`)
+      expect([what, r.code]).toEqual([what, 1])
+      expect([what, r.out]).toEqual([what, expect.stringMatching(line)])
+      expect(r.out).toContain('Some checks failed')
+    }
+    console.log(`bg-deploy check, broken on purpose: ${seen.join('; ')}`)
+  } finally {
+    taken.close()
   }
 }, 120_000)

@@ -132,6 +132,7 @@ main() {
   # when it reads the runner's next command, and undoes or leaves things as its role says
   if [[ "${P[role]}" != single ]]; then trap '' PIPE; fi
   if [[ "${P[action]}" == status ]]; then status_print; return 0; fi
+  if [[ "${P[action]}" == check ]]; then check_run; return 0; fi
   if [[ "${P[role]}" != lb ]]; then
     command -v docker >/dev/null || die "docker is not installed on the server (or not on PATH for this user)"
   fi

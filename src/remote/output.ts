@@ -69,6 +69,8 @@ export class OutputParser {
   error?: string
   /** what serves on the server as its script ended */
   serving?: Serving
+  /** action check: each check's verdict, name and text (the fix when it is not ok) */
+  checks: { status: 'ok' | 'warn' | 'fail'; name: string; text: string }[] = []
   tail: string[] = []
   private warnings = 0
 
@@ -146,6 +148,12 @@ export class OutputParser {
         case 'error':
           this.error = said().slice(0, MAX_LINE)
           return
+        case 'check': {
+          const m2 = /^(ok|warn|fail) ([a-z-]{1,40}) (.*)$/s.exec(said())
+          if (m2 && this.checks.length < 100)
+            this.checks.push({ status: m2[1] as 'ok', name: m2[2]!, text: m2[3]!.slice(0, 2000) })
+          return
+        }
         case 'await': {
           const [stage, ...kv] = unescapeMarker(text).split(' ')
           if (!(STAGES as readonly string[]).includes(stage ?? '')) return

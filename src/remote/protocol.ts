@@ -9,7 +9,7 @@
  * task runs the pre-switch task alone (pulls the image, runs it once, records it), on the one
  * server a run over several names for it, before any server starts a color.
  */
-export const ACTIONS = ['deploy', 'rollback', 'status', 'task'] as const
+export const ACTIONS = ['deploy', 'rollback', 'status', 'check', 'task'] as const
 export type Action = (typeof ACTIONS)[number]
 
 /** The script's parameters (`key=value` arguments) and the defaults its table gives them. */
@@ -166,7 +166,9 @@ export const MARKERS = [
   'serving',
   'warning',
   'error',
-  'await'
+  'await',
+  /** action check: `ok|warn|fail NAME TEXT` (steps/check.sh) */
+  'check'
 ] as const
 export type Marker = (typeof MARKERS)[number]
 

@@ -15,7 +15,7 @@ export function loadDeployScript(): string {
 
 /** What the server is asked to do. */
 export interface RemoteRequest {
-  action: Exclude<Action, 'status'>
+  action: Exclude<Action, 'status' | 'check'>
   /** rollback: 'previous' or a version */
   target?: string
   /** full image reference to run, repository:tag */

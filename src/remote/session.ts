@@ -228,3 +228,33 @@ export async function readStatus(
     )
   return { serving: parser.serving, history: parser.history, lines }
 }
+
+/** What `bg-deploy check` found on a server: each check, ok or the exact fix. */
+export type CheckLine = OutputParser['checks'][number]
+
+/** Run the checks of steps/check.sh: the script reads, takes no lock and changes nothing. */
+export async function readChecks(
+  shell: RemoteShell,
+  config: Config,
+  script = loadDeployScript()
+): Promise<CheckLine[]> {
+  const lines: string[] = []
+  const parser = new OutputParser({
+    line: (t) => lines.push(t),
+    phase: () => undefined,
+    warning: (t) => lines.push(`warning: ${t}`)
+  })
+  const args = scriptArgs(config, { action: 'check', image: config.image, actor: '', runUrl: '' })
+  const r = await shell.exec(remoteCommand(args), {
+    stdin: remoteStdin(script, config, 'status'),
+    onStdout: (c) => parser.push('out', c),
+    onStderr: (c) => parser.push('err', c)
+  })
+  parser.flush()
+  if (r.code !== 0)
+    throw new Error(
+      parser.error ??
+        `The check script failed with exit code ${r.code}. Last output:\n${parser.tail.slice(-10).join('\n')}`
+    )
+  return parser.checks
+}

@@ -31,10 +31,10 @@ params_parse() {
 # Secrets come after the script on stdin: `registry_password B64`, `env KEY B64`, `run_arg B64`,
 # then `end`. A line this run does not read is refused: the runner sends each host only what its
 # steps use (PROTOCOL_ROLE_SECRETS: a server that runs containers reads them all, the load
-# balancer none; `status` changes nothing and reads none).
+# balancer none; `status` and `check` change nothing and read none).
 params_read_secrets() {
   local name a b wanted=' '
-  if [[ "${P[action]}" != status ]]; then wanted+="${PROTOCOL_ROLE_SECRETS[${P[role]}]-} "; fi
+  if [[ "${P[action]}" != status && "${P[action]}" != check ]]; then wanted+="${PROTOCOL_ROLE_SECRETS[${P[role]}]-} "; fi
   while IFS=' ' read -r name a b; do
     if [[ -n "$name" && "$name" != end && "$wanted" != *" $name "* ]]; then
       die "the runner sent a secret line '$name', which ${P[action]} in role ${P[role]} does not read: refused"
