@@ -193,3 +193,36 @@ test.each([
   await expect(client.digest('v1')).rejects.toThrow(/not HTTPS|not a URL/)
   expect(asked).toEqual(['https://ghcr.io/v2/acme/shop/manifests/v1'])
 })
+
+test("a laptop's credential helpers answer as they do for the docker CLI: credHelpers for the registry, else credsStore", () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'bgd-dockercfg-'))
+  const bin = mkdtempSync(path.join(tmpdir(), 'bgd-helpers-'))
+  // two helpers, as docker-credential-* are: the registry on stdin, JSON on stdout
+  const helper = (name: string, user: string) =>
+    writeFileSync(
+      path.join(bin, `docker-credential-${name}`),
+      `#!/bin/sh\nread r\ncase "$r" in\n  *.example) printf '{"ServerURL":"%s","Username":"${user}","Secret":"s3cret-%s"}' "$r" "$r" ;;\n  *) echo "credentials not found in native keychain"; exit 1 ;;\nesac\n`,
+      { mode: 0o755 }
+    )
+  helper('pass', 'from-pass')
+  helper('desktop', 'from-desktop')
+  writeFileSync(
+    path.join(dir, 'config.json'),
+    JSON.stringify({
+      auths: { 'ghcr.io': {}, 'reg.example': {} },
+      credHelpers: { 'reg.example': 'pass' },
+      credsStore: 'desktop'
+    })
+  )
+  const env = { DOCKER_CONFIG: dir, PATH: `${bin}:${process.env.PATH ?? ''}` }
+  expect(registryCredentials('reg.example', {}, env)).toEqual({
+    username: 'from-pass',
+    password: 's3cret-reg.example'
+  })
+  expect(registryCredentials('other.example', {}, env)).toEqual({
+    username: 'from-desktop',
+    password: 's3cret-other.example'
+  })
+  // the helper has nothing for it: anonymous, as before
+  expect(registryCredentials('ghcr.io', {}, env)).toEqual({})
+})

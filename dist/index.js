@@ -77474,6 +77474,7 @@ var external_node_crypto_ = __nccwpck_require__(7598);
 
 
 
+
 const MANIFEST_TYPES = [
     'application/vnd.oci.image.index.v1+json',
     'application/vnd.docker.distribution.manifest.list.v2+json',
@@ -77621,27 +77622,50 @@ function registryClient(image, registry, creds = {}, fetchImpl = fetch) {
 }
 /**
  * The credential for the registry API on the runner: the action's inputs, else what `docker login`
- * (or docker/login-action) stored in the runner's Docker config for that registry.
+ * (or docker/login-action) stored in the runner's Docker config for that registry: an `auths`
+ * entry, or the credential helper it names (`credHelpers` for that registry, else `credsStore`),
+ * as the docker CLI asks it (`docker-credential-NAME get`, the registry on stdin).
  */
 function registryCredentials(registry, inputs, env = process.env) {
     if (inputs.registryUsername && inputs.registryPassword)
         return { username: inputs.registryUsername, password: inputs.registryPassword };
     const dir = env.DOCKER_CONFIG || external_node_path_default().join(env.HOME || (0,external_node_os_.homedir)(), '.docker');
+    let config;
     try {
-        const config = JSON.parse((0,external_node_fs_.readFileSync)(external_node_path_default().join(dir, 'config.json'), 'utf8'));
-        const keys = registry === 'docker.io' ? ['https://index.docker.io/v1/', 'docker.io'] : [registry];
-        for (const key of keys) {
-            const auth = config.auths?.[key]?.auth;
-            if (!auth)
-                continue;
-            const plain = Buffer.from(auth, 'base64').toString('utf8');
-            const colon = plain.indexOf(':');
-            if (colon > 0)
-                return { username: plain.slice(0, colon), password: plain.slice(colon + 1) };
-        }
+        config = JSON.parse((0,external_node_fs_.readFileSync)(external_node_path_default().join(dir, 'config.json'), 'utf8'));
     }
     catch {
-        /* no Docker config: anonymous */
+        return {}; // no Docker config: anonymous
+    }
+    const keys = registry === 'docker.io' ? ['https://index.docker.io/v1/', 'docker.io'] : [registry];
+    for (const key of keys) {
+        const auth = config.auths?.[key]?.auth;
+        if (!auth)
+            continue;
+        const plain = Buffer.from(auth, 'base64').toString('utf8');
+        const colon = plain.indexOf(':');
+        if (colon > 0)
+            return { username: plain.slice(0, colon), password: plain.slice(colon + 1) };
+    }
+    const helper = keys.map((k) => config.credHelpers?.[k]).find(Boolean) ?? config.credsStore;
+    if (!helper || !/^[A-Za-z0-9_.-]+$/.test(helper))
+        return {};
+    for (const key of keys) {
+        try {
+            const out = (0,external_node_child_process_.execFileSync)(`docker-credential-${helper}`, ['get'], {
+                input: key,
+                env,
+                timeout: 10_000,
+                stdio: ['pipe', 'pipe', 'ignore']
+            }).toString();
+            const c = JSON.parse(out);
+            // "<token>": an identity token for an OAuth flow the registry API here does not speak
+            if (c.Username && c.Secret && c.Username !== '<token>')
+                return { username: c.Username, password: c.Secret };
+        }
+        catch {
+            /* the helper has nothing for this registry */
+        }
     }
     return {};
 }

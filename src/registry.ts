@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { homedir } from 'node:os'
@@ -198,7 +199,9 @@ export function registryClient(
 
 /**
  * The credential for the registry API on the runner: the action's inputs, else what `docker login`
- * (or docker/login-action) stored in the runner's Docker config for that registry.
+ * (or docker/login-action) stored in the runner's Docker config for that registry: an `auths`
+ * entry, or the credential helper it names (`credHelpers` for that registry, else `credsStore`),
+ * as the docker CLI asks it (`docker-credential-NAME get`, the registry on stdin).
  */
 export function registryCredentials(
   registry: string,
@@ -208,21 +211,41 @@ export function registryCredentials(
   if (inputs.registryUsername && inputs.registryPassword)
     return { username: inputs.registryUsername, password: inputs.registryPassword }
   const dir = env.DOCKER_CONFIG || path.join(env.HOME || homedir(), '.docker')
+  let config: {
+    auths?: Record<string, { auth?: string }>
+    credHelpers?: Record<string, string>
+    credsStore?: string
+  }
   try {
-    const config = JSON.parse(readFileSync(path.join(dir, 'config.json'), 'utf8')) as {
-      auths?: Record<string, { auth?: string }>
-    }
-    const keys =
-      registry === 'docker.io' ? ['https://index.docker.io/v1/', 'docker.io'] : [registry]
-    for (const key of keys) {
-      const auth = config.auths?.[key]?.auth
-      if (!auth) continue
-      const plain = Buffer.from(auth, 'base64').toString('utf8')
-      const colon = plain.indexOf(':')
-      if (colon > 0) return { username: plain.slice(0, colon), password: plain.slice(colon + 1) }
-    }
+    config = JSON.parse(readFileSync(path.join(dir, 'config.json'), 'utf8')) as typeof config
   } catch {
-    /* no Docker config: anonymous */
+    return {} // no Docker config: anonymous
+  }
+  const keys = registry === 'docker.io' ? ['https://index.docker.io/v1/', 'docker.io'] : [registry]
+  for (const key of keys) {
+    const auth = config.auths?.[key]?.auth
+    if (!auth) continue
+    const plain = Buffer.from(auth, 'base64').toString('utf8')
+    const colon = plain.indexOf(':')
+    if (colon > 0) return { username: plain.slice(0, colon), password: plain.slice(colon + 1) }
+  }
+  const helper = keys.map((k) => config.credHelpers?.[k]).find(Boolean) ?? config.credsStore
+  if (!helper || !/^[A-Za-z0-9_.-]+$/.test(helper)) return {}
+  for (const key of keys) {
+    try {
+      const out = execFileSync(`docker-credential-${helper}`, ['get'], {
+        input: key,
+        env,
+        timeout: 10_000,
+        stdio: ['pipe', 'pipe', 'ignore']
+      }).toString()
+      const c = JSON.parse(out) as { Username?: string; Secret?: string }
+      // "<token>": an identity token for an OAuth flow the registry API here does not speak
+      if (c.Username && c.Secret && c.Username !== '<token>')
+        return { username: c.Username, password: c.Secret }
+    } catch {
+      /* the helper has nothing for this registry */
+    }
   }
   return {}
 }
