@@ -203,10 +203,16 @@ state_write() { # state_write color version image
   fi
 }
 
+HISTORY_KEEP=1000 # rows the history keeps: trimmed to that once it holds 200 more
+
 history_add() { # history_add RESULT [COLOR]: this run's action, version and image, and how it ended
+  local f="$STATE_DIR/history"
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "${P[actor]:--}" "${P[run_url]:--}" \
-    "${P[action]}" "${RUN_VERSION:--}" "${RUN_IMAGE:--}" "${2:--}" "$1" >>"$STATE_DIR/history" 2>/dev/null \
-    || log "warning: could not append to $STATE_DIR/history"
+    "${P[action]}" "${RUN_VERSION:--}" "${RUN_IMAGE:--}" "${2:--}" "$1" >>"$f" 2>/dev/null \
+    || log "warning: could not append to $f"
+  if (($(wc -l <"$f" 2>/dev/null || echo 0) > HISTORY_KEEP + 200)); then
+    if tail -n "$HISTORY_KEEP" "$f" >"$f.tmp" 2>/dev/null; then mv -f "$f.tmp" "$f"; else rm -f "$f.tmp"; fi
+  fi
 }
 
 # Versions deployed successfully here, newest first, one per line: VERSION<TAB>IMAGE.
@@ -1967,7 +1973,8 @@ watch_open() { # watch_open ACTIVE_COLOR
   local now need
   now="$(date +%s)"; need=$((now + ${P[health_timeout]%.*} + $(canary_seconds) + P[watch] + 60))
   if ((WATCH_FROM > 0 && WATCH_UNTIL >= need)); then return 0; fi
-  if ((WATCH_FROM == 0)); then WATCH_FROM="$now"; fi
+  local fresh=0
+  if ((WATCH_FROM == 0)); then WATCH_FROM="$now"; fresh=1; fi
   WATCH_UNTIL=$((now + 600 > need ? now + 600 : need))
   UPSTREAM_EXTRA="$(watch_log_directives)"
   # the log is this user's own file, which nginx (root) appends to: a file nginx created would be
@@ -1975,7 +1982,9 @@ watch_open() { # watch_open ACTIVE_COLOR
   local f
   for f in "$STATE_DIR/access.log" "$STATE_DIR/canary.log"; do
     if [[ -e "$f" && ! (-f "$f" && -r "$f" && -w "$f") ]]; then rm -f "$f"; fi
-    if [[ -f "$f" ]] && (($(stat -c %s "$f") > 10485760)); then : >"$f"; fi
+    # a new window starts the file anew: the last run's lines are read (the watch reads from
+    # the window's opening on), so the file holds one run's answers, never more (the soak's bound)
+    if ((fresh)) && [[ -f "$f" ]]; then : >"$f"; fi
     [[ -f "$f" ]] || (umask 077 && : >"$f")
   done
   local ok=0

@@ -38,6 +38,9 @@ node scripts/demo.mjs
 log "npm run bench -- --runs 1 (smoke test; results in .e2e/bench, docs untouched)"
 node bench/run.mjs --runs 1 --out .e2e/bench --no-readme
 
+log "soak, short: 10 runs in a row under load (npm run soak: 100)"
+node bench/soak.mjs --runs 10 --out .e2e/soak
+
 log "tests (unit and end to end)"
 mkdir -p .e2e
 rc=0

@@ -39,10 +39,16 @@ state_write() { # state_write color version image
   fi
 }
 
+HISTORY_KEEP=1000 # rows the history keeps: trimmed to that once it holds 200 more
+
 history_add() { # history_add RESULT [COLOR]: this run's action, version and image, and how it ended
+  local f="$STATE_DIR/history"
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "${P[actor]:--}" "${P[run_url]:--}" \
-    "${P[action]}" "${RUN_VERSION:--}" "${RUN_IMAGE:--}" "${2:--}" "$1" >>"$STATE_DIR/history" 2>/dev/null \
-    || log "warning: could not append to $STATE_DIR/history"
+    "${P[action]}" "${RUN_VERSION:--}" "${RUN_IMAGE:--}" "${2:--}" "$1" >>"$f" 2>/dev/null \
+    || log "warning: could not append to $f"
+  if (($(wc -l <"$f" 2>/dev/null || echo 0) > HISTORY_KEEP + 200)); then
+    if tail -n "$HISTORY_KEEP" "$f" >"$f.tmp" 2>/dev/null; then mv -f "$f.tmp" "$f"; else rm -f "$f.tmp"; fi
+  fi
 }
 
 # Versions deployed successfully here, newest first, one per line: VERSION<TAB>IMAGE.

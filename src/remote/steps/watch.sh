@@ -146,7 +146,8 @@ watch_open() { # watch_open ACTIVE_COLOR
   local now need
   now="$(date +%s)"; need=$((now + ${P[health_timeout]%.*} + $(canary_seconds) + P[watch] + 60))
   if ((WATCH_FROM > 0 && WATCH_UNTIL >= need)); then return 0; fi
-  if ((WATCH_FROM == 0)); then WATCH_FROM="$now"; fi
+  local fresh=0
+  if ((WATCH_FROM == 0)); then WATCH_FROM="$now"; fresh=1; fi
   WATCH_UNTIL=$((now + 600 > need ? now + 600 : need))
   UPSTREAM_EXTRA="$(watch_log_directives)"
   # the log is this user's own file, which nginx (root) appends to: a file nginx created would be
@@ -154,7 +155,9 @@ watch_open() { # watch_open ACTIVE_COLOR
   local f
   for f in "$STATE_DIR/access.log" "$STATE_DIR/canary.log"; do
     if [[ -e "$f" && ! (-f "$f" && -r "$f" && -w "$f") ]]; then rm -f "$f"; fi
-    if [[ -f "$f" ]] && (($(stat -c %s "$f") > 10485760)); then : >"$f"; fi
+    # a new window starts the file anew: the last run's lines are read (the watch reads from
+    # the window's opening on), so the file holds one run's answers, never more (the soak's bound)
+    if ((fresh)) && [[ -f "$f" ]]; then : >"$f"; fi
     [[ -f "$f" ]] || (umask 077 && : >"$f")
   done
   local ok=0
