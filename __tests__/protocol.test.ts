@@ -108,7 +108,8 @@ test('the serving line has the declared fields, in order', () => {
 })
 
 test('a history row has the declared fields, in order', () => {
-  const add = /history_add\(\) \{[^\n]*\n(?:\s*local [^\n]*\n)?\s*printf '([^']*)'/.exec(script)?.[1] ?? ''
+  const add =
+    /history_add\(\) \{[^\n]*\n(?:\s*local [^\n]*\n)?\s*printf '([^']*)'/.exec(script)?.[1] ?? ''
   expect(add.split('\\t')).toHaveLength(HISTORY_FIELDS.length)
 })
 
