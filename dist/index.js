@@ -65415,7 +65415,7 @@ var external_node_os_ = __nccwpck_require__(8161);
 // EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
 var dist = __nccwpck_require__(8815);
 // EXTERNAL MODULE: ./src/config.ts + 10 modules
-var src_config = __nccwpck_require__(7888);
+var config = __nccwpck_require__(7888);
 // EXTERNAL MODULE: ./src/config-inputs.ts
 var config_inputs = __nccwpck_require__(3935);
 ;// CONCATENATED MODULE: ./package.json
@@ -65496,8 +65496,8 @@ const GROUP_TITLES = {
 /** A command's help: what it does, then its flags by group, with defaults and what they mean. */
 function commandHelp(command, descriptions = {}) {
     const names = command === 'status' || command === 'check'
-        ? src_config/* INPUT_NAMES */.Qh.filter((n) => (0,config_inputs/* groupOf */.F8)(n) === 'server' || ['config', 'app-name'].includes(n))
-        : src_config/* INPUT_NAMES */.Qh;
+        ? config/* INPUT_NAMES */.Qh.filter((n) => (0,config_inputs/* groupOf */.F8)(n) === 'server' || ['config', 'app-name'].includes(n))
+        : config/* INPUT_NAMES */.Qh;
     const lines = [COMMAND_HELP[command], ''];
     for (const group of Object.keys(GROUP_TITLES)) {
         const inGroup = names.filter((n) => (0,config_inputs/* groupOf */.F8)(n) === group);
@@ -65570,7 +65570,7 @@ function distance(a, b) {
 }
 /** The flag a mistyped one most likely meant, if one is close. */
 function suggest(name) {
-    const all = [...src_config/* INPUT_NAMES */.Qh, 'repository', 'json', 'help', 'version'];
+    const all = [...config/* INPUT_NAMES */.Qh, 'repository', 'json', 'help', 'version'];
     const best = all.map((n) => [n, distance(name, n)]).sort((x, y) => x[1] - y[1])[0];
     if (best && best[1] <= Math.max(2, Math.floor(name.length / 4)))
         return best[0];
@@ -65586,7 +65586,7 @@ function parseArgs(argv, env = {}) {
             : 'No command.');
     }
     const inputs = {};
-    for (const name of src_config/* INPUT_NAMES */.Qh) {
+    for (const name of config/* INPUT_NAMES */.Qh) {
         const v = env[`BG_DEPLOY_${name.toUpperCase().replace(/-/g, '_')}`];
         if (v !== undefined && v !== '')
             inputs[name] = v;
@@ -65628,7 +65628,7 @@ function parseArgs(argv, env = {}) {
         }
         else if (value === undefined)
             value = rest[++i];
-        const known = src_config/* INPUT_NAMES */.Qh.includes(name);
+        const known = config/* INPUT_NAMES */.Qh.includes(name);
         if (!known && name !== 'repository') {
             const near = suggest(name);
             throw new UsageError(`Unknown flag --${name}${near ? ` (did you mean --${near}?)` : ''}: the flags are the action's inputs (bg-deploy ${command} --help lists them).`);
@@ -65637,8 +65637,8 @@ function parseArgs(argv, env = {}) {
             throw new UsageError(`Flag --${name} needs a value.`);
         if (value.startsWith('@')) {
             // the name only: the value may be a path to a key
-            if (!src_config/* FILE_INPUTS */.zN.includes(name))
-                throw new UsageError(`--${name} takes its value as written; @FILE is read only for secrets and values of several lines (${src_config/* FILE_INPUTS */.zN.map((n) => `--${n}`).join(', ')}).`);
+            if (!config/* FILE_INPUTS */.zN.includes(name))
+                throw new UsageError(`--${name} takes its value as written; @FILE is read only for secrets and values of several lines (${config/* FILE_INPUTS */.zN.map((n) => `--${n}`).join(', ')}).`);
             value = readValueFile(name, value.slice(1), env);
             fromFiles.push(name);
         }
@@ -65883,18 +65883,22 @@ async function cli(argv, io = defaultIo) {
                 io.out(`${k}: ${String(v)}`);
     return outcome.error ? 1 : 0;
 }
+/** The config of a command that only reads the servers (status, check). */
+function cliConfig(args, ctx) {
+    return (0,config/* loadConfig */.Z9)((0,config/* readInputs */.Ko)((name) => args.inputs[name] ?? ''), {
+        repository: `${ctx.owner}/${ctx.repo}`,
+        workspace: ctx.workspace,
+        unquoted: args.fromFiles,
+        agent: ctx.agent
+    });
+}
 /** status: every server's serving version and color, and its last deploys (--json: as one object). */
 async function cli_status(args, ctx, io, log) {
     let failed = false;
     let app = '';
     const report = [];
     try {
-        const config = (0,src_config/* loadConfig */.Z9)((0,src_config/* readInputs */.Ko)((name) => args.inputs[name] ?? ''), {
-            repository: `${ctx.owner}/${ctx.repo}`,
-            workspace: ctx.workspace,
-            unquoted: args.fromFiles,
-            agent: ctx.agent
-        });
+        const config = cliConfig(args, ctx);
         app = config.app.name;
         const servers = [...config.hosts, ...(config.lb ? [config.lb] : [])];
         for (const ssh of servers) {
@@ -65944,12 +65948,7 @@ async function check(args, ctx, io, log) {
         report.find((r) => r.server === server)?.checks.push(c);
     };
     try {
-        const config = (0,src_config/* loadConfig */.Z9)((0,src_config/* readInputs */.Ko)((name) => args.inputs[name] ?? ''), {
-            repository: `${ctx.owner}/${ctx.repo}`,
-            workspace: ctx.workspace,
-            unquoted: args.fromFiles,
-            agent: ctx.agent
-        });
+        const config = cliConfig(args, ctx);
         const servers = [...config.hosts, ...(config.lb ? [config.lb] : [])];
         for (const ssh of servers) {
             const name = (0,fleet/* serverName */.L5)(ssh);
@@ -76641,6 +76640,13 @@ function permissionHint(e, what) {
         return new Error(`Cannot ${what} (HTTP ${release_status(e)}). Give the workflow 'permissions: contents: write', or set create-release: false.`);
     return undefined;
 }
+/** Octokit with retries (network errors, 5xx, 429), for releases and deployment records alike. */
+function githubClient(token, opts = {}) {
+    return getOctokit(token, {
+        retry: { retryAfterBaseValue: opts.retryBaseMs ?? 1000 },
+        ...(opts.baseUrl ? { baseUrl: opts.baseUrl } : {})
+    }, retry);
+}
 /**
  * Releases through Octokit: every list is read page by page, and a request that meets a network
  * error or a 5xx/429 is retried (3 times, waiting 1, 4, 9 s; `retryBaseMs` scales that in tests).
@@ -76648,10 +76654,7 @@ function permissionHint(e, what) {
  * handles.
  */
 function githubReleases(token, owner, repo, opts = {}) {
-    const octokit = getOctokit(token, {
-        retry: { retryAfterBaseValue: opts.retryBaseMs ?? 1000 },
-        ...(opts.baseUrl ? { baseUrl: opts.baseUrl } : {})
-    }, retry);
+    const octokit = githubClient(token, opts);
     return {
         async list() {
             return await octokit.paginate(octokit.rest.repos.listReleases, { owner, repo, per_page: 100 });
@@ -77673,11 +77676,6 @@ function registryCredentials(registry, inputs, env = process.env) {
 // EXTERNAL MODULE: ./src/ssh.ts + 3 modules
 var src_ssh = __nccwpck_require__(1543);
 ;// CONCATENATED MODULE: ./src/report.ts
-// Telling GitHub and the team what a run did: its one-word result, a GitHub deployment record with
-// its status (opt-in: deployment-environment), and a Slack-compatible message (opt-in:
-// notify-url). Each is sent once the run has ended, whatever its end; a failure to tell is a
-// warning, never the run's failure.
-
 
 function resultOf(o, rollback) {
     if (o.error) {
@@ -77712,10 +77710,7 @@ function headline(config, ctx, o, result, ms) {
     return `${config.app.name} ${versions}: ${SAY[result]} by ${ctx.actor} in ${(ms / 1000).toFixed(0)} s`;
 }
 function githubDeployments(token, owner, repo, opts = {}) {
-    const octokit = getOctokit(token, {
-        retry: { retryAfterBaseValue: opts.retryBaseMs ?? 1000 },
-        ...(opts.baseUrl ? { baseUrl: opts.baseUrl } : {})
-    }, retry);
+    const octokit = githubClient(token, opts);
     return {
         async create(p) {
             const r = await octokit.rest.repos.createDeployment({
@@ -78873,16 +78868,18 @@ class RemoteError extends Error {
         this.name = 'RemoteError';
     }
 }
-/** Ask the server what serves, with the same script: it reads, takes no lock and changes nothing. */
-async function readStatus(shell, config, script = loadDeployScript()) {
+/**
+ * Run the script in a read-only action (status, check): it takes no lock, changes nothing and is
+ * sent no secret. The parsed output, or an error with the script's last lines.
+ */
+async function readOnly(shell, config, action, script) {
     const lines = [];
     const parser = new OutputParser({
         line: (t) => lines.push(t),
         phase: () => undefined,
         warning: (t) => lines.push(`warning: ${t}`)
     });
-    const args = scriptArgs(config, { action: 'status', image: config.image, actor: '', runUrl: '' });
-    // no secret is sent: status needs none
+    const args = scriptArgs(config, { action, image: config.image, actor: '', runUrl: '' });
     const r = await shell.exec(remoteCommand(args), {
         stdin: remoteStdin(script, config, 'status'),
         onStdout: (c) => parser.push('out', c),
@@ -78891,28 +78888,17 @@ async function readStatus(shell, config, script = loadDeployScript()) {
     parser.flush();
     if (r.code !== 0)
         throw new Error(parser.error ??
-            `The status script failed with exit code ${r.code}. Last output:\n${parser.tail.slice(-10).join('\n')}`);
+            `The ${action} script failed with exit code ${r.code}. Last output:\n${parser.tail.slice(-10).join('\n')}`);
+    return { parser, lines };
+}
+/** Ask the server what serves, with the same script: it reads, takes no lock and changes nothing. */
+async function readStatus(shell, config, script = loadDeployScript()) {
+    const { parser, lines } = await readOnly(shell, config, 'status', script);
     return { serving: parser.serving, history: parser.history, lines };
 }
 /** Run the checks of steps/check.sh: the script reads, takes no lock and changes nothing. */
 async function readChecks(shell, config, script = loadDeployScript()) {
-    const lines = [];
-    const parser = new OutputParser({
-        line: (t) => lines.push(t),
-        phase: () => undefined,
-        warning: (t) => lines.push(`warning: ${t}`)
-    });
-    const args = scriptArgs(config, { action: 'check', image: config.image, actor: '', runUrl: '' });
-    const r = await shell.exec(remoteCommand(args), {
-        stdin: remoteStdin(script, config, 'status'),
-        onStdout: (c) => parser.push('out', c),
-        onStderr: (c) => parser.push('err', c)
-    });
-    parser.flush();
-    if (r.code !== 0)
-        throw new Error(parser.error ??
-            `The check script failed with exit code ${r.code}. Last output:\n${parser.tail.slice(-10).join('\n')}`);
-    return parser.checks;
+    return (await readOnly(shell, config, 'check', script)).parser.checks;
 }
 
 

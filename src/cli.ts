@@ -479,6 +479,19 @@ export async function cli(argv: string[], io: CliIo = defaultIo): Promise<number
   return outcome.error ? 1 : 0
 }
 
+/** The config of a command that only reads the servers (status, check). */
+function cliConfig(args: CliArgs, ctx: RunContext): ReturnType<typeof loadConfig> {
+  return loadConfig(
+    readInputs((name) => args.inputs[name as InputName] ?? ''),
+    {
+      repository: `${ctx.owner}/${ctx.repo}`,
+      workspace: ctx.workspace,
+      unquoted: args.fromFiles,
+      agent: ctx.agent
+    }
+  )
+}
+
 /** status: every server's serving version and color, and its last deploys (--json: as one object). */
 async function status(
   args: CliArgs,
@@ -495,15 +508,7 @@ async function status(
     error?: string
   }[] = []
   try {
-    const config = loadConfig(
-      readInputs((name) => args.inputs[name as InputName] ?? ''),
-      {
-        repository: `${ctx.owner}/${ctx.repo}`,
-        workspace: ctx.workspace,
-        unquoted: args.fromFiles,
-        agent: ctx.agent
-      }
-    )
+    const config = cliConfig(args, ctx)
     app = config.app.name
     const servers = [...config.hosts, ...(config.lb ? [config.lb] : [])]
     for (const ssh of servers) {
@@ -557,15 +562,7 @@ async function check(
     report.find((r) => r.server === server)?.checks.push(c)
   }
   try {
-    const config = loadConfig(
-      readInputs((name) => args.inputs[name as InputName] ?? ''),
-      {
-        repository: `${ctx.owner}/${ctx.repo}`,
-        workspace: ctx.workspace,
-        unquoted: args.fromFiles,
-        agent: ctx.agent
-      }
-    )
+    const config = cliConfig(args, ctx)
     const servers = [...config.hosts, ...(config.lb ? [config.lb] : [])]
     for (const ssh of servers) {
       const name = serverName(ssh)

@@ -109,6 +109,21 @@ function permissionHint(e: unknown, what: string): Error | undefined {
   return undefined
 }
 
+/** Octokit with retries (network errors, 5xx, 429), for releases and deployment records alike. */
+export function githubClient(
+  token: string,
+  opts: { retryBaseMs?: number; baseUrl?: string } = {}
+): ReturnType<typeof getOctokit> {
+  return getOctokit(
+    token,
+    {
+      retry: { retryAfterBaseValue: opts.retryBaseMs ?? 1000 },
+      ...(opts.baseUrl ? { baseUrl: opts.baseUrl } : {})
+    },
+    retry
+  )
+}
+
 /**
  * Releases through Octokit: every list is read page by page, and a request that meets a network
  * error or a 5xx/429 is retried (3 times, waiting 1, 4, 9 s; `retryBaseMs` scales that in tests).
@@ -121,14 +136,7 @@ export function githubReleases(
   repo: string,
   opts: { retryBaseMs?: number; baseUrl?: string } = {}
 ): ReleasesApi {
-  const octokit = getOctokit(
-    token,
-    {
-      retry: { retryAfterBaseValue: opts.retryBaseMs ?? 1000 },
-      ...(opts.baseUrl ? { baseUrl: opts.baseUrl } : {})
-    },
-    retry
-  )
+  const octokit = githubClient(token, opts)
   return {
     async list() {
       return await octokit.paginate(octokit.rest.repos.listReleases, { owner, repo, per_page: 100 })

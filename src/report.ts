@@ -2,9 +2,8 @@
 // its status (opt-in: deployment-environment), and a Slack-compatible message (opt-in:
 // notify-url). Each is sent once the run has ended, whatever its end; a failure to tell is a
 // warning, never the run's failure.
-import { getOctokit } from '@actions/github'
-import { retry } from '@octokit/plugin-retry'
 import type { Config } from './config.js'
+import { githubClient } from './release.js'
 import type { RunContext } from './context.js'
 import type { Outcome } from './run.js'
 
@@ -77,14 +76,7 @@ export function githubDeployments(
   repo: string,
   opts: { retryBaseMs?: number; baseUrl?: string } = {}
 ): DeploymentsApi {
-  const octokit = getOctokit(
-    token,
-    {
-      retry: { retryAfterBaseValue: opts.retryBaseMs ?? 1000 },
-      ...(opts.baseUrl ? { baseUrl: opts.baseUrl } : {})
-    },
-    retry
-  )
+  const octokit = githubClient(token, opts)
   return {
     async create(p) {
       const r = await octokit.rest.repos.createDeployment({

@@ -201,20 +201,23 @@ export interface ServerStatus {
   lines: string[]
 }
 
-/** Ask the server what serves, with the same script: it reads, takes no lock and changes nothing. */
-export async function readStatus(
+/**
+ * Run the script in a read-only action (status, check): it takes no lock, changes nothing and is
+ * sent no secret. The parsed output, or an error with the script's last lines.
+ */
+async function readOnly(
   shell: RemoteShell,
   config: Config,
-  script = loadDeployScript()
-): Promise<ServerStatus> {
+  action: 'status' | 'check',
+  script: string
+): Promise<{ parser: OutputParser; lines: string[] }> {
   const lines: string[] = []
   const parser = new OutputParser({
     line: (t) => lines.push(t),
     phase: () => undefined,
     warning: (t) => lines.push(`warning: ${t}`)
   })
-  const args = scriptArgs(config, { action: 'status', image: config.image, actor: '', runUrl: '' })
-  // no secret is sent: status needs none
+  const args = scriptArgs(config, { action, image: config.image, actor: '', runUrl: '' })
   const r = await shell.exec(remoteCommand(args), {
     stdin: remoteStdin(script, config, 'status'),
     onStdout: (c) => parser.push('out', c),
@@ -224,8 +227,18 @@ export async function readStatus(
   if (r.code !== 0)
     throw new Error(
       parser.error ??
-        `The status script failed with exit code ${r.code}. Last output:\n${parser.tail.slice(-10).join('\n')}`
+        `The ${action} script failed with exit code ${r.code}. Last output:\n${parser.tail.slice(-10).join('\n')}`
     )
+  return { parser, lines }
+}
+
+/** Ask the server what serves, with the same script: it reads, takes no lock and changes nothing. */
+export async function readStatus(
+  shell: RemoteShell,
+  config: Config,
+  script = loadDeployScript()
+): Promise<ServerStatus> {
+  const { parser, lines } = await readOnly(shell, config, 'status', script)
   return { serving: parser.serving, history: parser.history, lines }
 }
 
@@ -238,23 +251,5 @@ export async function readChecks(
   config: Config,
   script = loadDeployScript()
 ): Promise<CheckLine[]> {
-  const lines: string[] = []
-  const parser = new OutputParser({
-    line: (t) => lines.push(t),
-    phase: () => undefined,
-    warning: (t) => lines.push(`warning: ${t}`)
-  })
-  const args = scriptArgs(config, { action: 'check', image: config.image, actor: '', runUrl: '' })
-  const r = await shell.exec(remoteCommand(args), {
-    stdin: remoteStdin(script, config, 'status'),
-    onStdout: (c) => parser.push('out', c),
-    onStderr: (c) => parser.push('err', c)
-  })
-  parser.flush()
-  if (r.code !== 0)
-    throw new Error(
-      parser.error ??
-        `The check script failed with exit code ${r.code}. Last output:\n${parser.tail.slice(-10).join('\n')}`
-    )
-  return parser.checks
+  return (await readOnly(shell, config, 'check', script)).parser.checks
 }
