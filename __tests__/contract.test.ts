@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process'
 import { existsSync, readFileSync, readdirSync } from 'node:fs'
 import { parse } from 'yaml'
 import { INPUT_NAMES, SECRET_INPUTS } from '../src/config.js'
@@ -30,6 +31,13 @@ test('only github-token has a default in action.yml (the rest must not override 
       .filter(([, v]) => v.default !== undefined)
       .map(([k]) => k)
   ).toEqual(['github-token'])
+})
+
+test("docs/inputs.md's inputs reference is what the inputs table and action.yml give (node scripts/docs-inputs.mjs)", () => {
+  const r = spawnSync(process.execPath, ['scripts/docs-inputs.mjs', '--check'], {
+    encoding: 'utf8'
+  })
+  expect([r.status, r.stderr]).toEqual([0, ''])
 })
 
 test('docs/inputs.md documents every input and output', () => {
