@@ -66260,7 +66260,8 @@ function checkTaskHost(c, hosts) {
 /* unused harmony export INPUTS */
 // The action's inputs, declared once: name (as in action.yml), group, whether it is secret, and
 // its default where the default is a plain value. INPUT_NAMES, SECRET_INPUTS and the defaults the
-// validators use come from this table; __tests__/contract.test.ts holds action.yml, docs/inputs.md and README's short table to it.
+// validators use come from this table; docs/inputs.md's reference is generated from it and action.yml's
+// descriptions (scripts/docs-inputs.mjs); __tests__/contract.test.ts holds action.yml, that page and README's short table to it.
 const SWITCH_MODES = ['reload', 'dnat'];
 const ENGINES = ['ssh', 'swarm'];
 const INPUTS = {
