@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { HtmlRenderer, Parser } from 'commonmark'
-import { durations, escapeHtml, servingNow, writeSummary } from '../src/summary.js'
+import { durations, escapeHtml, servingNow, timelineBars, writeSummary } from '../src/summary.js'
 
 // @actions/core keeps the summary file's path once it has read it: one file for the whole file
 const file = path.join(mkdtempSync(path.join(tmpdir(), 'bgd-sum-')), 'summary.md')
@@ -140,4 +140,13 @@ test("a watched deploy: the summary gives both versions' shares of 5xx", async (
   expect(readFileSync(file, 'utf8')).toContain(
     'passed: the new version 40 of 2000 answers 5xx (2.0 %); the version it replaced, just before the switch, 10 of 500 answers 5xx (2.0 %)'
   )
+})
+
+test('the timeline at a glance: each step a bar from the step before to its own time, across the run', () => {
+  expect(timelineBars([1000, 1000, 2000, 5000], 8)).toEqual([
+    '█░░░░░░░',
+    '█░░░░░░░',
+    '██░░░░░░',
+    '░░██████'
+  ])
 })

@@ -77843,6 +77843,22 @@ function durations(o) {
         return a !== undefined && b !== undefined ? [`${label}: ${((b - a) / 1000).toFixed(2)} s`] : [];
     });
 }
+/**
+ * The timeline at a glance: a bar per step across the run's width, light up to the step before,
+ * dark from there to this one (what the step took), so the long steps stand out.
+ */
+function timelineBars(ms, width = 30) {
+    const t0 = ms[0] ?? 0;
+    const span = Math.max(1, (ms[ms.length - 1] ?? t0) - t0);
+    const at = (m) => Math.round(((m - t0) / span) * width);
+    return ms.map((m, i) => {
+        const from = i === 0 ? 0 : at(ms[i - 1]);
+        const to = Math.max(at(m), from + 1);
+        return ('░'.repeat(from) +
+            '█'.repeat(Math.min(to, width) - from) +
+            '░'.repeat(width - Math.min(to, width)));
+    });
+}
 /** What a failed run leaves serving, as far as the run knows it. */
 function servingNow(o) {
     if (o.serving)
@@ -77896,14 +77912,17 @@ async function writeSummary(o, result) {
     const summary = summary_summary.addHeading('bg-deploy', 2).addTable(rows);
     if (o.events.length > 0) {
         const t0 = o.events[0].ms;
+        const bars = timelineBars(o.events.map((e) => e.ms));
         summary.addHeading('Timeline', 3).addTable([
             [
                 { data: 'step', header: true },
-                { data: 'at', header: true }
+                { data: 'at', header: true },
+                { data: '', header: true }
             ],
-            ...o.events.map((e) => [
+            ...o.events.map((e, i) => [
                 escapeHtml(protocol/* TIMELINE_LABELS */.IT[e.name]),
-                `${((e.ms - t0) / 1000).toFixed(2)} s`
+                `${((e.ms - t0) / 1000).toFixed(2)} s`,
+                `<code>${bars[i]}</code>`
             ])
         ]);
     }

@@ -13,7 +13,7 @@
 //
 // Ports: the site on 127.0.0.1:$BGD_DEMO_PORT (default 18080), blue and green on the next two.
 import { spawnSync } from 'node:child_process'
-import { existsSync } from 'node:fs'
+import { existsSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import {
   FakeGitHub,
@@ -176,6 +176,8 @@ async function main() {
   const load = await new Load().start(`http://127.0.0.1:${PORT}/`)
   const deploy = await run()
   mustSucceed(deploy)
+  // the job summary GitHub shows for this run (scripts/summary-picture.mjs draws it for docs/)
+  writeFileSync(path.join(svc.dir, 'demo-summary.md'), deploy.summary)
   say(
     `    release ${deploy.outputs['release-url'] ?? ''} (on a loopback stand-in for GitHub's API)`
   )
@@ -236,6 +238,9 @@ async function main() {
   for (const [k, v] of rows) say(`    ${k.padEnd(28)} ${v}`)
   say(
     `\n    The site keeps running: curl http://127.0.0.1:${PORT}/ — remove it all with: npm run demo -- --down`
+  )
+  say(
+    `    The v2.0.0 deploy's job summary, as GitHub shows it: ${path.join(svc.dir, 'demo-summary.md')}`
   )
   say(`    Whole demo: ${secs(Date.now() - t00)}`)
   if (failed > 0 || stats.slowFailed > 0) {

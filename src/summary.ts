@@ -45,6 +45,25 @@ export function durations(o: Outcome): string[] {
   })
 }
 
+/**
+ * The timeline at a glance: a bar per step across the run's width, light up to the step before,
+ * dark from there to this one (what the step took), so the long steps stand out.
+ */
+export function timelineBars(ms: number[], width = 30): string[] {
+  const t0 = ms[0] ?? 0
+  const span = Math.max(1, (ms[ms.length - 1] ?? t0) - t0)
+  const at = (m: number) => Math.round(((m - t0) / span) * width)
+  return ms.map((m, i) => {
+    const from = i === 0 ? 0 : at(ms[i - 1]!)
+    const to = Math.max(at(m), from + 1)
+    return (
+      '░'.repeat(from) +
+      '█'.repeat(Math.min(to, width) - from) +
+      '░'.repeat(width - Math.min(to, width))
+    )
+  })
+}
+
 /** What a failed run leaves serving, as far as the run knows it. */
 export function servingNow(o: Outcome): string {
   if (o.serving) return `${o.serving.version} (${o.serving.color}), as the server's state says`
@@ -97,14 +116,17 @@ export async function writeSummary(o: Outcome, result?: RunResult): Promise<void
   const summary = core.summary.addHeading('bg-deploy', 2).addTable(rows)
   if (o.events.length > 0) {
     const t0 = o.events[0]!.ms
+    const bars = timelineBars(o.events.map((e) => e.ms))
     summary.addHeading('Timeline', 3).addTable([
       [
         { data: 'step', header: true },
-        { data: 'at', header: true }
+        { data: 'at', header: true },
+        { data: '', header: true }
       ],
-      ...o.events.map((e) => [
+      ...o.events.map((e, i) => [
         escapeHtml(TIMELINE_LABELS[e.name]),
-        `${((e.ms - t0) / 1000).toFixed(2)} s`
+        `${((e.ms - t0) / 1000).toFixed(2)} s`,
+        `<code>${bars[i]}</code>`
       ])
     ])
   }
