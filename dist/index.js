@@ -65885,12 +65885,21 @@ async function cli(argv, io = defaultIo) {
 }
 /** The config of a command that only reads the servers (status, check). */
 function cliConfig(args, ctx) {
-    return (0,config/* loadConfig */.Z9)((0,config/* readInputs */.Ko)((name) => args.inputs[name] ?? ''), {
-        repository: `${ctx.owner}/${ctx.repo}`,
-        workspace: ctx.workspace,
-        unquoted: args.fromFiles,
-        agent: ctx.agent
-    });
+    // status and check only read the servers: they pull nothing, so they need no image
+    const image = args.inputs.image ?? `bg-deploy/${args.inputs['app-name'] ?? (ctx.repo || 'app')}`;
+    try {
+        return (0,config/* loadConfig */.Z9)((0,config/* readInputs */.Ko)((name) => (name === 'image' ? image : (args.inputs[name] ?? ''))), {
+            repository: `${ctx.owner}/${ctx.repo}`,
+            workspace: ctx.workspace,
+            unquoted: args.fromFiles,
+            agent: ctx.agent
+        });
+    }
+    catch (e) {
+        if (!/host key is not pinned/.test(e.message))
+            throw e;
+        throw new Error(`${e.message}\nFrom the command line: --host-fingerprint "$(ssh HOST ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub)" run once where you trust the connection, or ssh to the server once so that ~/.ssh/known_hosts has its key (the command line reads it).`);
+    }
 }
 /** status: every server's serving version and color, and its last deploys (--json: as one object). */
 async function cli_status(args, ctx, io, log) {

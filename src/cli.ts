@@ -481,15 +481,24 @@ export async function cli(argv: string[], io: CliIo = defaultIo): Promise<number
 
 /** The config of a command that only reads the servers (status, check). */
 function cliConfig(args: CliArgs, ctx: RunContext): ReturnType<typeof loadConfig> {
-  return loadConfig(
-    readInputs((name) => args.inputs[name as InputName] ?? ''),
-    {
-      repository: `${ctx.owner}/${ctx.repo}`,
-      workspace: ctx.workspace,
-      unquoted: args.fromFiles,
-      agent: ctx.agent
-    }
-  )
+  // status and check only read the servers: they pull nothing, so they need no image
+  const image = args.inputs.image ?? `bg-deploy/${args.inputs['app-name'] ?? (ctx.repo || 'app')}`
+  try {
+    return loadConfig(
+      readInputs((name) => (name === 'image' ? image : (args.inputs[name as InputName] ?? ''))),
+      {
+        repository: `${ctx.owner}/${ctx.repo}`,
+        workspace: ctx.workspace,
+        unquoted: args.fromFiles,
+        agent: ctx.agent
+      }
+    )
+  } catch (e) {
+    if (!/host key is not pinned/.test((e as Error).message)) throw e
+    throw new Error(
+      `${(e as Error).message}\nFrom the command line: --host-fingerprint "$(ssh HOST ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub)" run once where you trust the connection, or ssh to the server once so that ~/.ssh/known_hosts has its key (the command line reads it).`
+    )
+  }
 }
 
 /** status: every server's serving version and color, and its last deploys (--json: as one object). */

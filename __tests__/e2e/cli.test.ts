@@ -194,10 +194,11 @@ test('bg-deploy check: a server set up as the docs say is ready; each setup step
   const clean = Object.fromEntries(
     Object.entries(process.env).filter(([k]) => !/^(GITHUB_|RUNNER_|INPUT_|SSH_AUTH_SOCK)/.test(k))
   )
+  // no image: check (like status) only reads the servers
   const check = (over: Record<string, string> = {}) =>
     new Promise<{ code: number | null; out: string }>((resolve) => {
       const flags = Object.entries({ ...a.inputs, ...over })
-        .filter(([k]) => !['ssh-key', 'github-token', 'create-release'].includes(k))
+        .filter(([k]) => !['ssh-key', 'github-token', 'create-release', 'image'].includes(k))
         .flatMap(([k, v]) => [`--${k}`, v])
       const p = spawn('node', [bin, 'check', ...flags, '--ssh-key', `@${keyFile}`], {
         cwd: a.ws,
@@ -208,6 +209,15 @@ test('bg-deploy check: a server set up as the docs say is ready; each setup step
       p.stderr.on('data', (d: Buffer) => (out += d.toString()))
       p.on('close', (code) => resolve({ code, out }))
     })
+  // the site as README lays it out: it includes the upstream the first deploy writes, a glob that
+  // matches nothing yet, as the last include nginx's config walk meets
+  const svc = fixture.services()
+  const upstream = path.join(svc.nginxConfd, `${a.name}-upstream.conf`)
+  writeFileSync(
+    path.join(svc.nginxConfd, `${a.name}-site.conf`),
+    `include ${svc.nginxConfd}/${a.name}-upstream*.conf;\nserver {\n  listen 127.0.0.1:${a.lbPort};\n  location / { proxy_pass http://${a.name}; }\n}\n`
+  )
+  expect(existsSync(upstream)).toBe(false)
   const ready = await check()
   if (ready.code !== 0) throw new Error(ready.out)
   expect(ready.out).toMatch(/ok {4}ssh: logged in as \S+, host key pinned/)

@@ -128,8 +128,12 @@ nginx_conf_walk() {
     [[ "$inc" == /* ]] || inc="$base/$inc"
     patterns+=("$inc")
     local g
-    for g in $inc; do [[ -f "$g" && -r "$g" ]] && nginx_conf_walk "$g" $(($2 + 1)); done
+    # a glob that matches nothing yet (the upstream before the first deploy) is no error
+    for g in $inc; do
+      if [[ -f "$g" && -r "$g" ]]; then nginx_conf_walk "$g" $(($2 + 1)); fi
+    done
   done < <(sed -e 's/#.*//' "$f" 2>/dev/null | grep -o 'include[[:space:]]\{1,\}[^;]*;' | sed 's/^include[[:space:]]*//; s/;$//')
+  return 0
 }
 
 # the main config: -c in nginx-test-command, else nginx -V's conf-path
