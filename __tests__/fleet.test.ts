@@ -8,6 +8,8 @@ import type { RemoteRequest } from '../src/remote/request.js'
 import type { ExecResult } from '../src/ssh.js'
 
 interface Behaviour {
+  /** a run that overlaps the build: the script fails while it waits for the image */
+  failWaiting?: string
   /** the prepare step fails with this message */
   failPrepare?: string
   /** the switch fails with this message (a host) */
@@ -109,6 +111,13 @@ function fakeServer(host: string, b: Behaviour = {}, log: string[] = []): Fake {
                 if (c !== `switch ${color}`) return fail(`told ${c}`)
                 out(`::bg-deploy-await:: switched color=${color}`)
                 return (await next()) === 'finish' ? done(true) : fail('undone')
+              }
+              // a run that overlaps the build: wait for the runner's word (steps/await.sh)
+              if (Number(arg('build_wait')) > 0) {
+                if (b.failWaiting) return fail(b.failWaiting)
+                log.push(`${host} waits for the image`)
+                const c = await next()
+                if (c !== 'pull') return fail(`the runner said ${c}: nothing was changed here`)
               }
               log.push(`${host} prepare`)
               await tick()
@@ -340,4 +349,67 @@ test('the load balancer is sent no secret; each app server the env, run argument
   expect(lb.secrets).toEqual([])
   for (const f of apps)
     expect(f.secrets).toEqual(['registry_password', 'env', 'env', 'run_arg', 'run_arg'])
+})
+
+test('a deploy that overlaps the build: every server gets ready and waits; once the image is pushed all pull, then switch as one', async () => {
+  const log: string[] = []
+  const fakes = ['a', 'b', 'c'].map((h) => fakeServer(h, {}, log))
+  let push: (ok: boolean) => void = () => undefined
+  const gate = new Promise<boolean>((r) => (push = r))
+  const run = runFleet(
+    fakes.map((f) => f.server),
+    undefined,
+    config(),
+    { ...req, buildWait: 3600 },
+    quiet,
+    gate
+  )
+  for (let i = 0; i < 20 && log.length < 3; i++) await tick()
+  // all three started while the image still builds, and none prepares before it is pushed
+  expect(log.sort()).toEqual([
+    'a waits for the image',
+    'b waits for the image',
+    'c waits for the image'
+  ])
+  push(true)
+  const r = await run
+  for (const f of fakes) expect(f.commands).toEqual(['pull', 'switch', 'finish'])
+  expect(r).toMatchObject({ deployed: true, version: 'v2' })
+})
+
+test('a deploy that overlaps the build, and the build fails: every server and the load balancer are told abort, nothing is changed', async () => {
+  const lb = fakeServer('lb')
+  const fakes = ['a', 'b'].map((h) => fakeServer(h))
+  const run = runFleet(
+    fakes.map((f) => f.server),
+    lb.server,
+    config({ hosts: 'a\nb', 'lb-host': 'lb', 'bind-address': '0.0.0.0' }),
+    { ...req, buildWait: 3600 },
+    quiet,
+    Promise.resolve(false)
+  )
+  await expect(run).rejects.toThrow(/^The image was not pushed .*nothing was changed on any server/)
+  for (const f of [lb, ...fakes]) expect(f.commands).toEqual(['abort'])
+  const e = (await run.catch((x: unknown) => x)) as FleetError
+  expect(e.servers.map((s) => s.state)).toEqual(['untouched', 'untouched', 'untouched'])
+})
+
+test('a deploy that overlaps the build, and a server fails while the image builds: once pushed, nothing is switched and the run says why (it does not wait for that server)', async () => {
+  const fakes = [fakeServer('a'), fakeServer('b', { failWaiting: 'the watch would not see nginx' })]
+  let push: (ok: boolean) => void = () => undefined
+  const run = runFleet(
+    fakes.map((f) => f.server),
+    undefined,
+    config({ hosts: 'a\nb' }),
+    { ...req, buildWait: 3600 },
+    quiet,
+    new Promise<boolean>((r) => (push = r))
+  )
+  // b's script has ended before the image is pushed
+  for (let i = 0; i < 20; i++) await tick()
+  push(true)
+  await expect(run).rejects.toThrow(
+    /^Nothing was switched: b could not get ready: the watch would not see nginx/
+  )
+  expect(fakes[0]!.commands).toEqual(['pull', 'abort'])
 })

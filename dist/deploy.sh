@@ -1032,11 +1032,12 @@ spec_changes_container() {
 }
 
 # ==== src/remote/steps/await.sh
-# Step (a deploy that overlaps the runner's build, build_wait > 0): the lock, the checks, the
-# recovery, which color serves and the registry login have run while the runner builds and pushes
-# the image. Now wait for its word: `pull` (the image is in the registry: go on) or `abort` (its
-# build failed). Without a word within build_wait seconds (a runner that died or hangs), give up:
-# nothing here changed, and the lock is free again as the script ends.
+# Step (a deploy that overlaps the runner's build, build_wait > 0; one server, or each app server
+# of a run over several): the lock, the checks, the recovery, which color serves and the registry
+# login have run while the runner builds and pushes the image. Now wait for its word: `pull` (the
+# image is in the registry: go on) or `abort` (its build failed). Without a word within build_wait
+# seconds (a runner that died or hangs), give up: nothing here changed, and the lock is free again
+# as the script ends.
 
 # Whether TO_COLOR has a container, found while waiting: start_color need not ask Docker again.
 IDLE_EXISTS=''
@@ -2982,7 +2983,8 @@ lb_run() {
   if [[ -n "$active" ]]; then watch_check; watch_open "$active"; fi
   if [[ -n "${P[preview_file]}" ]]; then preview_ensure "$active" || die "$UPSTREAM_ERROR"; fi
   command_await ready "color=$idle previous_color=$active version=$RUN_VERSION image=$RUN_IMAGE"
-  cmd="$(command_next)"
+  # a run that overlaps the build (build_wait > 0) gets here while the image still builds
+  cmd="$(command_next $((${P[commit_timeout]%.*} + ${P[build_wait]%.*})))"
   case "$cmd" in
     "switch $idle") ;;
     keep)
@@ -3054,7 +3056,8 @@ main_deploy() {
   fi
   log "app ${P[app]}: ${active:-nothing} serving now; deploying ${RUN_VERSION:-$RUN_IMAGE} to $idle"
   if [[ "${P[role]}" =~ ^(single|host)$ && -n "$active" ]]; then watch_check; watch_open "$active"; fi
-  if [[ "${P[role]}" == single ]] && ((${P[build_wait]%.*} > 0)); then await_image "$active" "$idle"; fi
+  # the runner still builds (one server, or every app server of a run over several): wait for it
+  if ((${P[build_wait]%.*} > 0)); then await_image "$active" "$idle"; fi
   if [[ "${P[role]}" != single ]] && journal_kept "$idle"; then
     log "$(container_name "$idle") runs $RUN_VERSION already, prepared by $(journal_get run): promoting it"
     event started

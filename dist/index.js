@@ -68269,9 +68269,11 @@ function fleetEvents(all) {
 }
 /**
  * Run a deploy or rollback on every server: prepare, then (promote) commit, or keep.
- * `log(name)` gives the callbacks for one server's output.
+ * `log(name)` gives the callbacks for one server's output. With `gate` (a deploy that overlaps the
+ * build; `req.buildWait` set) every server starts at once and waits until it resolves: true, the
+ * image is pushed; false, nothing is changed anywhere.
  */
-async function runFleet(servers, lb, config, req, log) {
+async function runFleet(servers, lb, config, req, log, gate) {
     // a deploy's image is the one sent, whatever a server answers; a rollback's is the load
     // balancer's choice from its history, checked, and then sent to every app server
     const expected = (fields, action = req.action, version = req.version, sent = req.image) => (0,answer/* checkResult */.iJ)({ deployed: 'false', ...fields }, { image: config.image, action, version, sent });
@@ -68334,27 +68336,48 @@ async function runFleet(servers, lb, config, req, log) {
     }
     // prepare: pull, start the new color, wait for its health; at most max-parallel at a time
     const role = lb ? 'app' : 'host';
-    const queue = [...servers];
     let failed = false;
-    const worker = async () => {
-        for (let s = queue.shift(); s && !failed; s = queue.shift()) {
-            // the single workers (a scheduler) run on the first server only; a prepare for a later
-            // promote leaves them as they are (the promote swaps them)
-            const singleWorkers = s !== servers[0] ? 'elsewhere' : config.fleet.promote ? 'here' : 'leave';
-            const run = start(s, role, { ...appReq, singleWorkers });
-            try {
-                const fields = await run.session.reached('prepared');
-                expected(fields, appReq.action, appReq.action === 'deploy' ? appReq.version : undefined, appReq.image);
-                run.fields = fields;
-            }
-            catch (e) {
-                run.error = messageOf(e);
-                failed = true;
-            }
+    // the single workers (a scheduler) run on the first server only; a prepare for a later promote
+    // leaves them as they are (the promote swaps them)
+    const startApp = (s) => start(s, role, {
+        ...appReq,
+        singleWorkers: s !== servers[0] ? 'elsewhere' : config.fleet.promote ? 'here' : 'leave'
+    });
+    const prepared = async (run) => {
+        try {
+            const fields = await run.session.reached('prepared');
+            expected(fields, appReq.action, appReq.action === 'deploy' ? appReq.version : undefined, appReq.image);
+            run.fields = fields;
+        }
+        catch (e) {
+            run.error = messageOf(e);
+            failed = true;
         }
     };
-    const limit = config.fleet.maxParallel > 0 ? config.fleet.maxParallel : servers.length;
-    await Promise.all(Array.from({ length: Math.min(limit, servers.length) }, worker));
+    if (gate) {
+        // the image still builds: every app server gets ready now (lock, checks, which color serves,
+        // the registry login) and waits for it (steps/await.sh); once it is pushed, all pull at once
+        const early = servers.map(startApp);
+        if (!(await gate)) {
+            await finishAll('abort');
+            throw new FleetError('The image was not pushed (the build, the push or the release failed, above): nothing was changed on any server.', outcomes(() => 'untouched'));
+        }
+        for (const r of all) {
+            r.session.arm();
+            if (r.role !== 'lb')
+                r.session.send('pull');
+        }
+        await Promise.all(early.map(prepared));
+    }
+    else {
+        const queue = [...servers];
+        const worker = async () => {
+            for (let s = queue.shift(); s && !failed; s = queue.shift())
+                await prepared(startApp(s));
+        };
+        const limit = config.fleet.maxParallel > 0 ? config.fleet.maxParallel : servers.length;
+        await Promise.all(Array.from({ length: Math.min(limit, servers.length) }, worker));
+    }
     const apps = all.filter((r) => r.role !== 'lb');
     const versions = new Set(apps.map((r) => r.fields?.version));
     if (!failed && versions.size > 1) {
@@ -77077,7 +77100,7 @@ async function moveLatest({ config, outcome }, registry, action) {
 }
 
 // EXTERNAL MODULE: ./src/fleet.ts + 1 modules
-var fleet = __nccwpck_require__(9423);
+var src_fleet = __nccwpck_require__(9423);
 // EXTERNAL MODULE: ./src/remote/protocol.ts
 var protocol = __nccwpck_require__(3980);
 // EXTERNAL MODULE: ./src/remote/session.ts + 3 modules
@@ -77156,7 +77179,7 @@ function disconnect(target) {
 async function connectAll({ config, deps }) {
     const all = [...config.hosts, ...(config.lb ? [config.lb] : [])];
     const connected = await Promise.allSettled(all.map((ssh) => deps.connect(ssh)));
-    const failed = connected.flatMap((r, i) => r.status === 'rejected' ? [{ name: (0,fleet/* serverName */.L5)(all[i]), error: r.reason }] : []);
+    const failed = connected.flatMap((r, i) => r.status === 'rejected' ? [{ name: (0,src_fleet/* serverName */.L5)(all[i]), error: r.reason }] : []);
     if (failed.length > 0) {
         for (const r of connected)
             if (r.status === 'fulfilled')
@@ -77169,7 +77192,7 @@ async function connectAll({ config, deps }) {
         ssh: all[i],
         shell: r.value
     }));
-    info(`Connected to ${all.length === 1 ? `${config.ssh.username}@${config.ssh.host}:${config.ssh.port}` : all.map(fleet/* serverName */.L5).join(', ')}`);
+    info(`Connected to ${all.length === 1 ? `${config.ssh.username}@${config.ssh.host}:${config.ssh.port}` : all.map(src_fleet/* serverName */.L5).join(', ')}`);
     info((0,src_config/* pullCredentialNote */.rq)(config));
     return config.lb
         ? { servers: servers.slice(0, -1), lb: servers[servers.length - 1] }
@@ -77179,22 +77202,16 @@ async function switchOnServers(run, target, req, early) {
     const { config, ctx, outcome } = run;
     if (!config.fleet.several)
         return switchOnServer(run, target.servers[0].shell, req, early);
-    const log = (name) => ({
-        line: (text) => foreign/* foreignText */.qk.print(`${name}: ${text}`),
-        warning: (text) => job_log_warning(text, { title: `Server ${name}` }),
-        phase: (phase) => {
-            foreign/* foreignText */.qk.resume();
-            info(`${name}: ${phase}`);
-        }
-    });
     const where = target.lb
-        ? `${target.servers.length} app server(s) behind ${(0,fleet/* serverName */.L5)(target.lb.ssh)}`
+        ? `${target.servers.length} app server(s) behind ${(0,src_fleet/* serverName */.L5)(target.lb.ssh)}`
         : `${target.servers.length} server(s)`;
     info(`${req.action === 'rollback' ? 'Rollback' : 'Deploy'} on ${where}: prepare every one, then ${config.fleet.promote ? 'switch all or none' : 'stop (promote: false)'}`);
     try {
         if (req.action === 'deploy' && config.app.task)
             await taskFirst(run, target.servers[config.fleet.taskHost], req);
-        const r = await (0,fleet/* runFleet */.gI)(target.servers, target.lb, config, { ...req, actor: ctx.actor, runUrl: ctx.runUrl }, log);
+        const r = early
+            ? await early.fleet
+            : await (0,src_fleet/* runFleet */.gI)(target.servers, target.lb, config, { ...req, actor: ctx.actor, runUrl: ctx.runUrl }, fleetLog);
         Object.assign(outcome, {
             deployed: r.deployed,
             prepared: r.prepared,
@@ -77212,7 +77229,7 @@ async function switchOnServers(run, target, req, early) {
     }
     catch (e) {
         outcome.failedPhase ??= 'on the servers (each one below)';
-        if (e instanceof fleet/* FleetError */.tp) {
+        if (e instanceof src_fleet/* FleetError */.tp) {
             outcome.servers = e.servers;
             outcome.events = withEvents(outcome, e.events);
             outcome.history = e.history;
@@ -77224,7 +77241,7 @@ async function switchOnServers(run, target, req, early) {
     }
     if (config.fleet.previewFile && outcome.color) {
         const on = target.lb ? [target.lb] : target.servers;
-        outcome.previews = on.map((s) => `/${outcome.color}/ on the nginx of ${(0,fleet/* serverName */.L5)(s.ssh)}`);
+        outcome.previews = on.map((s) => `/${outcome.color}/ on the nginx of ${(0,src_fleet/* serverName */.L5)(s.ssh)}`);
     }
     for (const s of outcome.servers ?? [])
         info(`${s.name}: ${s.state}${s.color ? ` (${s.color}, ${s.version})` : ''}`);
@@ -77240,7 +77257,7 @@ async function switchOnServers(run, target, req, early) {
  * run with every server untouched. One server runs it inside its deploy (src/remote/main.sh).
  */
 async function taskFirst({ config, ctx, outcome }, server, req) {
-    const name = (0,fleet/* serverName */.L5)(server.ssh);
+    const name = (0,src_fleet/* serverName */.L5)(server.ssh);
     info(`${name}: the pre-switch task runs here first, before any server starts ${req.version}`);
     const log = new ServerLog(name);
     try {
@@ -77262,8 +77279,45 @@ async function taskFirst({ config, ctx, outcome }, server, req) {
  * for `pull` (src/remote/steps/await.sh) this long at most, so a runner that dies frees the lock.
  */
 const BUILD_WAIT_S = 3600;
+/**
+ * Whether the servers' scripts start while the image builds: one server over SSH, or several when
+ * every one starts at once (no max-parallel below their number) and no pre-switch task must run
+ * alone on one of them first. Swarm starts after the push.
+ */
 function overlapsBuild(config) {
-    return !config.fleet.several && config.engine.kind === 'ssh';
+    if (config.engine.kind !== 'ssh')
+        return false;
+    if (!config.fleet.several)
+        return true;
+    const all = config.hosts.length;
+    const limit = config.fleet.maxParallel;
+    return !config.app.task && (limit === 0 || limit >= all);
+}
+function startFleetEarly({ config, ctx }, target, req) {
+    let open = () => undefined;
+    const gate = new Promise((resolve) => (open = resolve));
+    const fleet = (0,src_fleet/* runFleet */.gI)(target.servers, target.lb, config, { ...req, actor: ctx.actor, runUrl: ctx.runUrl, buildWait: BUILD_WAIT_S }, fleetLog, gate);
+    // awaited by switchOnServers, or settled by abort(): never an unhandled rejection meanwhile
+    fleet.catch(() => undefined);
+    return {
+        fleet,
+        go: () => open(true),
+        async abort() {
+            open(false);
+            await Promise.race([fleet.catch(() => undefined), sleep(10_000)]);
+        }
+    };
+}
+/** One server's output in a run over several: its lines, warnings and phases, by its name. */
+function fleetLog(name) {
+    return {
+        line: (text) => foreign/* foreignText */.qk.print(`${name}: ${text}`),
+        warning: (text) => job_log_warning(text, { title: `Server ${name}` }),
+        phase: (phase) => {
+            foreign/* foreignText */.qk.resume();
+            info(`${name}: ${phase}`);
+        }
+    };
 }
 function startEarly({ config, ctx, outcome }, shell, req) {
     const log = new ServerLog(config.ssh.host);
@@ -77447,8 +77501,12 @@ async function buildReleaseAndSwitch(run, target, { plan, built, registry, relea
     }
     // a deploy without a version is labelled on the server by its sha- tag, so it can be rolled back to
     const req = { action: 'deploy', image: ref, version: plan.version ?? plan.tag };
-    // the server gets ready (lock, checks, which color serves) while the image builds
-    const early = overlapsBuild(config) ? startEarly(run, target.servers[0].shell, req) : undefined;
+    // the servers get ready (lock, checks, which color serves) while the image builds
+    const early = !overlapsBuild(config)
+        ? undefined
+        : config.fleet.several
+            ? startFleetEarly(run, target, req)
+            : startEarly(run, target.servers[0].shell, req);
     // the draft claims the version while the image builds; the push waits for it, so two commits
     // that name one version cannot both push its tag (the second one's draft is refused)
     const drafting = plan.version && releases ? draftStep(run, releases, plan.version) : Promise.resolve(undefined);
@@ -78826,7 +78884,10 @@ function startRemote(shell, config, req, log, script = loadDeployScript()) {
     });
     if (!req.buildWait)
         arm();
+    // once the script has ended, a stage it never reported never comes: later askers hear so at once
+    let ended;
     const settle = (e) => {
+        ended = e;
         for (const ws of waiting.values())
             for (const w of ws)
                 w.reject(e);
@@ -78838,6 +78899,8 @@ function startRemote(shell, config, req, log, script = loadDeployScript()) {
             const seen = stages.get(stage);
             if (seen)
                 return Promise.resolve(seen);
+            if (ended)
+                return Promise.reject(ended);
             return new Promise((resolve, reject) => {
                 waiting.set(stage, [...(waiting.get(stage) ?? []), { resolve, reject }]);
             });

@@ -23,6 +23,7 @@ import {
   disconnect,
   overlapsBuild,
   startEarly,
+  startFleetEarly,
   switchOnServers,
   type Target
 } from './servers.js'
@@ -158,8 +159,12 @@ async function buildReleaseAndSwitch(
   }
   // a deploy without a version is labelled on the server by its sha- tag, so it can be rolled back to
   const req = { action: 'deploy' as const, image: ref, version: plan.version ?? plan.tag }
-  // the server gets ready (lock, checks, which color serves) while the image builds
-  const early = overlapsBuild(config) ? startEarly(run, target.servers[0]!.shell, req) : undefined
+  // the servers get ready (lock, checks, which color serves) while the image builds
+  const early = !overlapsBuild(config)
+    ? undefined
+    : config.fleet.several
+      ? startFleetEarly(run, target, req)
+      : startEarly(run, target.servers[0]!.shell, req)
   // the draft claims the version while the image builds; the push waits for it, so two commits
   // that name one version cannot both push its tag (the second one's draft is refused)
   const drafting =

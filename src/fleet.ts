@@ -120,14 +120,17 @@ export interface Running {
 
 /**
  * Run a deploy or rollback on every server: prepare, then (promote) commit, or keep.
- * `log(name)` gives the callbacks for one server's output.
+ * `log(name)` gives the callbacks for one server's output. With `gate` (a deploy that overlaps the
+ * build; `req.buildWait` set) every server starts at once and waits until it resolves: true, the
+ * image is pushed; false, nothing is changed anywhere.
  */
 export async function runFleet(
   servers: Server[],
   lb: Server | undefined,
   config: Config,
   req: RemoteRequest,
-  log: (name: string) => RemoteLog
+  log: (name: string) => RemoteLog,
+  gate?: Promise<boolean>
 ): Promise<FleetResult> {
   // a deploy's image is the one sent, whatever a server answers; a rollback's is the load
   // balancer's choice from its history, checked, and then sent to every app server
@@ -203,31 +206,53 @@ export async function runFleet(
 
   // prepare: pull, start the new color, wait for its health; at most max-parallel at a time
   const role = lb ? 'app' : 'host'
-  const queue = [...servers]
   let failed = false
-  const worker = async () => {
-    for (let s = queue.shift(); s && !failed; s = queue.shift()) {
-      // the single workers (a scheduler) run on the first server only; a prepare for a later
-      // promote leaves them as they are (the promote swaps them)
-      const singleWorkers = s !== servers[0] ? 'elsewhere' : config.fleet.promote ? 'here' : 'leave'
-      const run = start(s, role, { ...appReq, singleWorkers })
-      try {
-        const fields = await run.session.reached('prepared')
-        expected(
-          fields,
-          appReq.action,
-          appReq.action === 'deploy' ? appReq.version : undefined,
-          appReq.image
-        )
-        run.fields = fields
-      } catch (e) {
-        run.error = messageOf(e)
-        failed = true
-      }
+  // the single workers (a scheduler) run on the first server only; a prepare for a later promote
+  // leaves them as they are (the promote swaps them)
+  const startApp = (s: Server) =>
+    start(s, role, {
+      ...appReq,
+      singleWorkers: s !== servers[0] ? 'elsewhere' : config.fleet.promote ? 'here' : 'leave'
+    })
+  const prepared = async (run: Running) => {
+    try {
+      const fields = await run.session.reached('prepared')
+      expected(
+        fields,
+        appReq.action,
+        appReq.action === 'deploy' ? appReq.version : undefined,
+        appReq.image
+      )
+      run.fields = fields
+    } catch (e) {
+      run.error = messageOf(e)
+      failed = true
     }
   }
-  const limit = config.fleet.maxParallel > 0 ? config.fleet.maxParallel : servers.length
-  await Promise.all(Array.from({ length: Math.min(limit, servers.length) }, worker))
+  if (gate) {
+    // the image still builds: every app server gets ready now (lock, checks, which color serves,
+    // the registry login) and waits for it (steps/await.sh); once it is pushed, all pull at once
+    const early = servers.map(startApp)
+    if (!(await gate)) {
+      await finishAll('abort')
+      throw new FleetError(
+        'The image was not pushed (the build, the push or the release failed, above): nothing was changed on any server.',
+        outcomes(() => 'untouched')
+      )
+    }
+    for (const r of all) {
+      r.session.arm()
+      if (r.role !== 'lb') r.session.send('pull')
+    }
+    await Promise.all(early.map(prepared))
+  } else {
+    const queue = [...servers]
+    const worker = async () => {
+      for (let s = queue.shift(); s && !failed; s = queue.shift()) await prepared(startApp(s))
+    }
+    const limit = config.fleet.maxParallel > 0 ? config.fleet.maxParallel : servers.length
+    await Promise.all(Array.from({ length: Math.min(limit, servers.length) }, worker))
+  }
   const apps = all.filter((r) => r.role !== 'lb')
   const versions = new Set(apps.map((r) => r.fields?.version))
   if (!failed && versions.size > 1) {

@@ -2,10 +2,10 @@
 // start overlapping the build) or on several (src/fleet.ts), their answers put into the outcome.
 import * as core from '@actions/core'
 import { pullCredentialNote, type Config } from './config.js'
-import { FleetError, runFleet, serverName, type Server } from './fleet.js'
+import { FleetError, runFleet, serverName, type FleetResult, type Server } from './fleet.js'
 import { foreignText } from './foreign.js'
 import * as jobLog from './job-log.js'
-import type { HistoryEntry, RemoteEvent, Serving } from './remote/output.js'
+import type { HistoryEntry, RemoteEvent, RemoteLog, Serving } from './remote/output.js'
 import { EXIT_CODES } from './remote/protocol.js'
 import type { RemoteRequest } from './remote/request.js'
 import { RemoteError, runRemote, startRemote, type RemoteSession } from './remote/session.js'
@@ -54,18 +54,11 @@ export async function switchOnServers(
   run: Run,
   target: Target,
   req: Pick<RemoteRequest, 'action' | 'image' | 'version' | 'target'>,
-  early?: EarlyStart
+  early?: EarlyStart | FleetEarly
 ): Promise<void> {
   const { config, ctx, outcome } = run
-  if (!config.fleet.several) return switchOnServer(run, target.servers[0]!.shell, req, early)
-  const log = (name: string) => ({
-    line: (text: string) => foreignText.print(`${name}: ${text}`),
-    warning: (text: string) => jobLog.warning(text, { title: `Server ${name}` }),
-    phase: (phase: string) => {
-      foreignText.resume()
-      core.info(`${name}: ${phase}`)
-    }
-  })
+  if (!config.fleet.several)
+    return switchOnServer(run, target.servers[0]!.shell, req, early as EarlyStart | undefined)
   const where = target.lb
     ? `${target.servers.length} app server(s) behind ${serverName(target.lb.ssh)}`
     : `${target.servers.length} server(s)`
@@ -75,13 +68,15 @@ export async function switchOnServers(
   try {
     if (req.action === 'deploy' && config.app.task)
       await taskFirst(run, target.servers[config.fleet.taskHost]!, req)
-    const r = await runFleet(
-      target.servers,
-      target.lb,
-      config,
-      { ...req, actor: ctx.actor, runUrl: ctx.runUrl },
-      log
-    )
+    const r = early
+      ? await (early as FleetEarly).fleet
+      : await runFleet(
+          target.servers,
+          target.lb,
+          config,
+          { ...req, actor: ctx.actor, runUrl: ctx.runUrl },
+          fleetLog
+        )
     Object.assign(outcome, {
       deployed: r.deployed,
       prepared: r.prepared,
@@ -161,8 +156,65 @@ async function taskFirst(
  */
 export const BUILD_WAIT_S = 3600
 
+/**
+ * Whether the servers' scripts start while the image builds: one server over SSH, or several when
+ * every one starts at once (no max-parallel below their number) and no pre-switch task must run
+ * alone on one of them first. Swarm starts after the push.
+ */
 export function overlapsBuild(config: Config): boolean {
-  return !config.fleet.several && config.engine.kind === 'ssh'
+  if (config.engine.kind !== 'ssh') return false
+  if (!config.fleet.several) return true
+  const all = config.hosts.length
+  const limit = config.fleet.maxParallel
+  return !config.app.task && (limit === 0 || limit >= all)
+}
+
+/** A run over several servers started while the image builds (runFleet with a gate). */
+export interface FleetEarly {
+  fleet: Promise<FleetResult>
+  /** the image is pushed: every app server pulls */
+  go(): void
+  /** the build failed: every script ends with nothing changed */
+  abort(): Promise<void>
+}
+
+export function startFleetEarly(
+  { config, ctx }: Run,
+  target: Target,
+  req: Pick<RemoteRequest, 'action' | 'image' | 'version'>
+): FleetEarly {
+  let open: (pushed: boolean) => void = () => undefined
+  const gate = new Promise<boolean>((resolve) => (open = resolve))
+  const fleet = runFleet(
+    target.servers,
+    target.lb,
+    config,
+    { ...req, actor: ctx.actor, runUrl: ctx.runUrl, buildWait: BUILD_WAIT_S },
+    fleetLog,
+    gate
+  )
+  // awaited by switchOnServers, or settled by abort(): never an unhandled rejection meanwhile
+  fleet.catch(() => undefined)
+  return {
+    fleet,
+    go: () => open(true),
+    async abort() {
+      open(false)
+      await Promise.race([fleet.catch(() => undefined), sleep(10_000)])
+    }
+  }
+}
+
+/** One server's output in a run over several: its lines, warnings and phases, by its name. */
+function fleetLog(name: string): RemoteLog {
+  return {
+    line: (text: string) => foreignText.print(`${name}: ${text}`),
+    warning: (text: string) => jobLog.warning(text, { title: `Server ${name}` }),
+    phase: (phase: string) => {
+      foreignText.resume()
+      core.info(`${name}: ${phase}`)
+    }
+  }
 }
 
 export interface EarlyStart {

@@ -109,7 +109,10 @@ export function startRemote(
       return answer(parser, r, config, req)
     })
   if (!req.buildWait) arm()
+  // once the script has ended, a stage it never reported never comes: later askers hear so at once
+  let ended: Error | undefined
   const settle = (e: Error) => {
+    ended = e
     for (const ws of waiting.values()) for (const w of ws) w.reject(e)
     waiting.clear()
   }
@@ -121,6 +124,7 @@ export function startRemote(
     reached(stage) {
       const seen = stages.get(stage)
       if (seen) return Promise.resolve(seen)
+      if (ended) return Promise.reject(ended)
       return new Promise((resolve, reject) => {
         waiting.set(stage, [...(waiting.get(stage) ?? []), { resolve, reject }])
       })

@@ -17,7 +17,8 @@ lb_run() {
   if [[ -n "$active" ]]; then watch_check; watch_open "$active"; fi
   if [[ -n "${P[preview_file]}" ]]; then preview_ensure "$active" || die "$UPSTREAM_ERROR"; fi
   command_await ready "color=$idle previous_color=$active version=$RUN_VERSION image=$RUN_IMAGE"
-  cmd="$(command_next)"
+  # a run that overlaps the build (build_wait > 0) gets here while the image still builds
+  cmd="$(command_next $((${P[commit_timeout]%.*} + ${P[build_wait]%.*})))"
   case "$cmd" in
     "switch $idle") ;;
     keep)

@@ -1,8 +1,9 @@
-# Step (a deploy that overlaps the runner's build, build_wait > 0): the lock, the checks, the
-# recovery, which color serves and the registry login have run while the runner builds and pushes
-# the image. Now wait for its word: `pull` (the image is in the registry: go on) or `abort` (its
-# build failed). Without a word within build_wait seconds (a runner that died or hangs), give up:
-# nothing here changed, and the lock is free again as the script ends.
+# Step (a deploy that overlaps the runner's build, build_wait > 0; one server, or each app server
+# of a run over several): the lock, the checks, the recovery, which color serves and the registry
+# login have run while the runner builds and pushes the image. Now wait for its word: `pull` (the
+# image is in the registry: go on) or `abort` (its build failed). Without a word within build_wait
+# seconds (a runner that died or hangs), give up: nothing here changed, and the lock is free again
+# as the script ends.
 
 # Whether TO_COLOR has a container, found while waiting: start_color need not ask Docker again.
 IDLE_EXISTS=''
