@@ -3,7 +3,7 @@
 // baseline), side by side on the same loopback server, same app image, same load.
 //
 //   npm run bench [-- --runs 5] [--out bench] [--no-readme] [--busy] [--only single]
-//        [--github-latency 150]
+//        [--github-latency 150] [--servers 1,3,10]
 //
 // Each round: bg-deploy deploys a new version (the real bundle, run as GitHub runs it), the classic
 // script deploys that same image to its own site, then bg-deploy rolls back. A load generator
@@ -58,6 +58,8 @@ const OUT = path.resolve(opt('out', path.join(ROOT, 'bench')))
 const README = !argv.includes('--no-readme')
 const BUSY = argv.includes('--busy')
 const ONLY_SINGLE = opt('only', '') === 'single'
+// the fleets of the several-servers comparison: one server, then app servers behind a load balancer
+const SERVERS = opt('servers', '1,3,10').split(',').map(Number)
 const GITHUB_LATENCY = Number(opt('github-latency', '150'))
 const START_UP = 1 // seconds the sample app sleeps before it listens
 const BG = { app: 'bgbench', port: 18090 }
@@ -701,9 +703,9 @@ async function main() {
   shapes.canary = await benchCanary(b.svc, RUNS, say)
   if (!ONLY_SINGLE) {
     say(
-      '==> one server and three servers behind a load balancer (scripts/hosts.sh), same app and load'
+      `==> one server, and ${SERVERS.slice(1).join(' and ')} servers behind a load balancer (scripts/hosts.sh), same app and load`
     )
-    shapes.hosts = await benchHosts(b.svc, RUNS, say)
+    shapes.hosts = await benchHosts(b.svc, RUNS, say, SERVERS)
     say(
       '==> engine swarm: a Docker Swarm service, 2 replicas (scripts/swarm.sh), same app and load'
     )

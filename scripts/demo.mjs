@@ -129,8 +129,8 @@ async function main() {
   const hosts = process.argv.indexOf('--hosts')
   if (hosts >= 0) {
     const n = Number(process.argv[hosts + 1])
-    if (!Number.isInteger(n) || n < 1 || n > 9) {
-      say('--hosts takes a number of app servers from 1 to 9, e.g. npm run demo -- --hosts 3')
+    if (!Number.isInteger(n) || n < 1 || n > 10) {
+      say('--hosts takes a number of app servers from 1 to 10, e.g. npm run demo -- --hosts 3')
       process.exit(1)
     }
     await hostsDemo(n, say, phase)

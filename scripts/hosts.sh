@@ -29,8 +29,12 @@ wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
   done
 }
 
-address() { # address NAME -> its address: h1 .11, h2 .12, ..., lb .20, sw (scripts/swarm.sh) .30
-  case "$1" in lb) echo "$NET.20" ;; sw) echo "$NET.30" ;; *) echo "$NET.$((10 + ${1#h}))" ;; esac
+address() { # address NAME -> its address: h1 .11 … h9 .19, lb .20, sw (scripts/swarm.sh) .30, h10 .40 … h99 .129
+  case "$1" in
+    lb) echo "$NET.20" ;;
+    sw) echo "$NET.30" ;;
+    *) local n="${1#h}"; if ((n < 10)); then echo "$NET.$((10 + n))"; else echo "$NET.$((30 + n))"; fi ;;
+  esac
 }
 
 bridge_up() {
@@ -122,6 +126,7 @@ CFG
 
 up() {
   local n="${1:-3}" i name names=()
+  if ! [[ "$n" =~ ^[0-9]+$ ]] || ((n < 1 || n > 99)); then die "up takes a number of app servers from 1 to 99, not '$n'"; fi
   [[ -f "$SERVICES/env" ]] || die "run scripts/services.sh up first"
   command -v socat >/dev/null || die "socat is not installed (scripts/services.sh up installs it)"
   down # what an interrupted run left

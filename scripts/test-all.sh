@@ -35,8 +35,8 @@ npm run -s lint
 log "npm run demo"
 node scripts/demo.mjs
 
-log "npm run bench -- --runs 1 (smoke test; results in .e2e/bench, docs untouched)"
-node bench/run.mjs --runs 1 --out .e2e/bench --no-readme
+log "npm run bench -- --runs 1 --servers 1,3 (smoke test; results in .e2e/bench, docs untouched; ten servers only in npm run bench)"
+node bench/run.mjs --runs 1 --out .e2e/bench --no-readme --servers 1,3
 
 log "soak, short: 10 runs in a row under load (npm run soak: 100)"
 node bench/soak.mjs --runs 10 --out .e2e/soak
