@@ -117,7 +117,8 @@ function fakeServer(host: string, b: Behaviour = {}, log: string[] = []): Fake {
                 if (b.failWaiting) return fail(b.failWaiting)
                 log.push(`${host} waits for the image`)
                 const c = await next()
-                if (c !== 'pull') return fail(`the runner said ${c}: nothing was changed here`)
+                if (!/^pull( blue| green)?$/.test(c))
+                  return fail(`the runner said ${c}: nothing was changed here`)
               }
               log.push(`${host} prepare`)
               await tick()
@@ -412,4 +413,28 @@ test('a deploy that overlaps the build, and a server fails while the image build
     /^Nothing was switched: b could not get ready: the watch would not see nginx/
   )
   expect(fakes[0]!.commands).toEqual(['pull', 'abort'])
+})
+
+test('a deploy that overlaps the build behind a load balancer: the app servers start beside it, before it names the color, and hear the color with pull', async () => {
+  const lb = fakeServer('lb', { idle: 'blue' })
+  const fakes = ['a', 'b'].map((h) => fakeServer(h))
+  let push: (ok: boolean) => void = () => undefined
+  const run = runFleet(
+    fakes.map((f) => f.server),
+    lb.server,
+    config({ hosts: 'a\nb', 'lb-host': 'lb', 'bind-address': '0.0.0.0' }),
+    { ...req, buildWait: 3600 },
+    quiet,
+    new Promise<boolean>((r) => (push = r))
+  )
+  for (let i = 0; i < 20; i++) await tick()
+  for (const f of fakes) {
+    expect(f.role()).toBe('app')
+    expect(f.args()).not.toMatch(/'color=/)
+  }
+  push(true)
+  const r = await run
+  for (const f of fakes) expect(f.commands).toEqual(['pull blue', 'finish'])
+  expect(lb.commands).toEqual(['switch blue', 'finish'])
+  expect(r).toMatchObject({ deployed: true, color: 'blue' })
 })

@@ -1057,6 +1057,22 @@ await_image() { # await_image FROM_COLOR TO_COLOR
   esac
 }
 
+# An app server behind a load balancer, started while the image builds and before the load balancer
+# said which color to start (no color parameter): the lock and the checks have run; wait for
+# `pull COLOR` (the image is pushed, start COLOR) or `abort`, as await_image does.
+await_color() {
+  local cmd
+  registry_login
+  cmd="$(command_next "${P[build_wait]}")"
+  case "$cmd" in
+    "pull blue" | "pull green") P[color]="${cmd#pull }" ;;
+    abort) die "the runner's build or release failed (it said abort): nothing was changed here" ;;
+    *)
+      marker error "no image from the runner within ${P[build_wait]}s of waiting (build_wait): nothing was changed here"
+      exit "$EXIT_AWAIT_GAVE_UP" ;;
+  esac
+}
+
 # ==== src/remote/steps/pull.sh
 # Step: pull the image (with the pull credential, in a temporary Docker config).
 
@@ -1294,14 +1310,16 @@ start_color() { # start_color COLOR
 # A rollback's fast path: the idle color's container was kept (stopped) after the deploy it served
 # in, with RUN_VERSION and RUN_IMAGE: start it again. False when there is no such container.
 start_kept() { # start_kept COLOR
-  local name kept running version image
+  local name kept running version image ip
   name="$(container_name "$1")"
-  # one docker call for all it needs to know (the fewer on this path, the sooner it serves)
-  kept="$(docker_call inspect -f '{{.State.Running}} {{index .Config.Labels "bg-deploy.version"}} {{.Config.Image}}' "$name" 2>/dev/null)" || return 1
-  read -r running version image <<<"$kept"
+  # one docker call for all it needs to know (the fewer on this path, the sooner it serves), the
+  # address nginx's backup line names too (upstream_backup, lib/nginx.sh)
+  kept="$(docker_call inspect -f "{{.State.Running}} {{index .Config.Labels \"bg-deploy.version\"}} {{.Config.Image}} $IPS_FORMAT" "$name" 2>/dev/null)" || return 1
+  read -r running version image ip _ <<<"$kept"
   [[ "$version" == "$RUN_VERSION" && "$image" == "$RUN_IMAGE" ]] || return 1
   phase "start $name (kept from $RUN_VERSION)"
   if [[ "$running" == true ]]; then
+    CIP[$1]="${ip:-}"
     log "fast path: $name is running still (kept warm): a switch only"
   else
     log "fast path: starting the kept container $name"
@@ -3046,7 +3064,9 @@ main_cleanup() { local p; for p in "${TMP_PATHS[@]}"; do rm -rf "$p"; done; }
 main_deploy() {
   local active idle
   if [[ "${P[role]}" == app ]]; then
-    # behind a load-balancer host, which says which color to start: the other one serves
+    # behind a load-balancer host, which says which color to start: the other one serves. Started
+    # while the image builds, the color comes with the runner's word that it is pushed.
+    if [[ -z "${P[color]}" ]]; then await_color; fi
     idle="${P[color]}"; active="$(color_other "$idle")"
     container_running "$active" || active=''
   else
@@ -3056,8 +3076,8 @@ main_deploy() {
   fi
   log "app ${P[app]}: ${active:-nothing} serving now; deploying ${RUN_VERSION:-$RUN_IMAGE} to $idle"
   if [[ "${P[role]}" =~ ^(single|host)$ && -n "$active" ]]; then watch_check; watch_open "$active"; fi
-  # the runner still builds (one server, or every app server of a run over several): wait for it
-  if ((${P[build_wait]%.*} > 0)); then await_image "$active" "$idle"; fi
+  # the runner still builds (one server, or each server of a run over several): wait for it
+  if ((${P[build_wait]%.*} > 0)) && [[ "${P[role]}" != app ]]; then await_image "$active" "$idle"; fi
   if [[ "${P[role]}" != single ]] && journal_kept "$idle"; then
     log "$(container_name "$idle") runs $RUN_VERSION already, prepared by $(journal_get run): promoting it"
     event started

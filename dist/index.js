@@ -68309,9 +68309,32 @@ async function runFleet(servers, lb, config, req, log, gate) {
         }
         await Promise.allSettled(all.map((r) => r.session.result));
     };
-    // the load balancer first: it says which color to start and, for a rollback, which version
     let lbRun;
     let appReq = req;
+    // prepare: pull, start the new color, wait for its health; at most max-parallel at a time
+    const role = lb ? 'app' : 'host';
+    let failed = false;
+    // the single workers (a scheduler) run on the first server only; a prepare for a later promote
+    // leaves them as they are (the promote swaps them)
+    const startApp = (s) => start(s, role, {
+        ...appReq,
+        singleWorkers: s !== servers[0] ? 'elsewhere' : config.fleet.promote ? 'here' : 'leave'
+    });
+    const prepared = async (run) => {
+        try {
+            const fields = await run.session.reached('prepared');
+            expected(fields, appReq.action, appReq.action === 'deploy' ? appReq.version : undefined, appReq.image);
+            run.fields = fields;
+        }
+        catch (e) {
+            run.error = messageOf(e);
+            failed = true;
+        }
+    };
+    // a run that overlaps the build starts every app server at once, beside the load balancer: they
+    // get ready while the image builds, and hear the color with the word that it is pushed
+    const early = gate ? servers.map(startApp) : undefined;
+    // the load balancer says which color to start and, for a rollback, which version
     if (lb) {
         lbRun = start(lb, 'lb', {
             ...req,
@@ -68334,38 +68357,19 @@ async function runFleet(servers, lb, config, req, log, gate) {
             throw new FleetError(`The load balancer ${lbRun.name} could not start the run: ${lbRun.error}. Nothing was changed on any server.`, outcomes(() => 'untouched'));
         }
     }
-    // prepare: pull, start the new color, wait for its health; at most max-parallel at a time
-    const role = lb ? 'app' : 'host';
-    let failed = false;
-    // the single workers (a scheduler) run on the first server only; a prepare for a later promote
-    // leaves them as they are (the promote swaps them)
-    const startApp = (s) => start(s, role, {
-        ...appReq,
-        singleWorkers: s !== servers[0] ? 'elsewhere' : config.fleet.promote ? 'here' : 'leave'
-    });
-    const prepared = async (run) => {
-        try {
-            const fields = await run.session.reached('prepared');
-            expected(fields, appReq.action, appReq.action === 'deploy' ? appReq.version : undefined, appReq.image);
-            run.fields = fields;
-        }
-        catch (e) {
-            run.error = messageOf(e);
-            failed = true;
-        }
-    };
-    if (gate) {
-        // the image still builds: every app server gets ready now (lock, checks, which color serves,
-        // the registry login) and waits for it (steps/await.sh); once it is pushed, all pull at once
-        const early = servers.map(startApp);
+    if (early && gate) {
+        // the image still builds: every app server gets ready (lock, checks, which color serves, the
+        // registry login) and waits for it (steps/await.sh); once it is pushed, all pull at once
         if (!(await gate)) {
             await finishAll('abort');
             throw new FleetError('The image was not pushed (the build, the push or the release failed, above): nothing was changed on any server.', outcomes(() => 'untouched'));
         }
         for (const r of all) {
             r.session.arm();
-            if (r.role !== 'lb')
+            if (r.role === 'host')
                 r.session.send('pull');
+            if (r.role === 'app')
+                r.session.send(`pull ${appReq.color}`);
         }
         await Promise.all(early.map(prepared));
     }
@@ -78517,7 +78521,8 @@ const HISTORY_FIELDS = [
  */
 const STAGES = ['locked', 'ready', 'prepared', 'switched', 'watched', 'watching'];
 /**
- * The runner's commands; `switch` takes a color on the load balancer; `pull`: the image is pushed;
+ * The runner's commands; `switch` takes a color on the load balancer; `pull`: the image is pushed
+ * (to an app server started before the load balancer said which color to start, `pull COLOR`);
  * `revert`: the watch over every server breached (the load balancer's, or the runner's sum of
  * each server's), so a server switches back or stops the new color; `pass`: that watch passed.
  */

@@ -176,34 +176,8 @@ export async function runFleet(
     await Promise.allSettled(all.map((r) => r.session.result))
   }
 
-  // the load balancer first: it says which color to start and, for a rollback, which version
   let lbRun: Running | undefined
   let appReq: RemoteRequest = req
-  if (lb) {
-    lbRun = start(lb, 'lb', {
-      ...req,
-      lbServers: servers.map((s) => hostForUrl(s.ssh.host))
-    })
-    try {
-      const ready = await lbRun.session.reached('ready')
-      const checked = expected(ready, req.action, req.action === 'deploy' ? req.version : undefined)
-      lbRun.fields = ready
-      appReq = {
-        ...req,
-        color: checked.color,
-        version: checked.version,
-        image: req.action === 'deploy' ? req.image : (checked.image ?? req.image)
-      }
-    } catch (e) {
-      lbRun.error = messageOf(e)
-      await finishAll('abort')
-      throw new FleetError(
-        `The load balancer ${lbRun.name} could not start the run: ${lbRun.error}. Nothing was changed on any server.`,
-        outcomes(() => 'untouched')
-      )
-    }
-  }
-
   // prepare: pull, start the new color, wait for its health; at most max-parallel at a time
   const role = lb ? 'app' : 'host'
   let failed = false
@@ -229,10 +203,39 @@ export async function runFleet(
       failed = true
     }
   }
-  if (gate) {
-    // the image still builds: every app server gets ready now (lock, checks, which color serves,
-    // the registry login) and waits for it (steps/await.sh); once it is pushed, all pull at once
-    const early = servers.map(startApp)
+  // a run that overlaps the build starts every app server at once, beside the load balancer: they
+  // get ready while the image builds, and hear the color with the word that it is pushed
+  const early = gate ? servers.map(startApp) : undefined
+
+  // the load balancer says which color to start and, for a rollback, which version
+  if (lb) {
+    lbRun = start(lb, 'lb', {
+      ...req,
+      lbServers: servers.map((s) => hostForUrl(s.ssh.host))
+    })
+    try {
+      const ready = await lbRun.session.reached('ready')
+      const checked = expected(ready, req.action, req.action === 'deploy' ? req.version : undefined)
+      lbRun.fields = ready
+      appReq = {
+        ...req,
+        color: checked.color,
+        version: checked.version,
+        image: req.action === 'deploy' ? req.image : (checked.image ?? req.image)
+      }
+    } catch (e) {
+      lbRun.error = messageOf(e)
+      await finishAll('abort')
+      throw new FleetError(
+        `The load balancer ${lbRun.name} could not start the run: ${lbRun.error}. Nothing was changed on any server.`,
+        outcomes(() => 'untouched')
+      )
+    }
+  }
+
+  if (early && gate) {
+    // the image still builds: every app server gets ready (lock, checks, which color serves, the
+    // registry login) and waits for it (steps/await.sh); once it is pushed, all pull at once
     if (!(await gate)) {
       await finishAll('abort')
       throw new FleetError(
@@ -242,7 +245,8 @@ export async function runFleet(
     }
     for (const r of all) {
       r.session.arm()
-      if (r.role !== 'lb') r.session.send('pull')
+      if (r.role === 'host') r.session.send('pull')
+      if (r.role === 'app') r.session.send(`pull ${appReq.color as Color}`)
     }
     await Promise.all(early.map(prepared))
   } else {

@@ -10,7 +10,9 @@ main_cleanup() { local p; for p in "${TMP_PATHS[@]}"; do rm -rf "$p"; done; }
 main_deploy() {
   local active idle
   if [[ "${P[role]}" == app ]]; then
-    # behind a load-balancer host, which says which color to start: the other one serves
+    # behind a load-balancer host, which says which color to start: the other one serves. Started
+    # while the image builds, the color comes with the runner's word that it is pushed.
+    if [[ -z "${P[color]}" ]]; then await_color; fi
     idle="${P[color]}"; active="$(color_other "$idle")"
     container_running "$active" || active=''
   else
@@ -20,8 +22,8 @@ main_deploy() {
   fi
   log "app ${P[app]}: ${active:-nothing} serving now; deploying ${RUN_VERSION:-$RUN_IMAGE} to $idle"
   if [[ "${P[role]}" =~ ^(single|host)$ && -n "$active" ]]; then watch_check; watch_open "$active"; fi
-  # the runner still builds (one server, or every app server of a run over several): wait for it
-  if ((${P[build_wait]%.*} > 0)); then await_image "$active" "$idle"; fi
+  # the runner still builds (one server, or each server of a run over several): wait for it
+  if ((${P[build_wait]%.*} > 0)) && [[ "${P[role]}" != app ]]; then await_image "$active" "$idle"; fi
   if [[ "${P[role]}" != single ]] && journal_kept "$idle"; then
     log "$(container_name "$idle") runs $RUN_VERSION already, prepared by $(journal_get run): promoting it"
     event started

@@ -227,7 +227,8 @@ export const HISTORY_FIELDS = [
 export const STAGES = ['locked', 'ready', 'prepared', 'switched', 'watched', 'watching'] as const
 export type Stage = (typeof STAGES)[number]
 /**
- * The runner's commands; `switch` takes a color on the load balancer; `pull`: the image is pushed;
+ * The runner's commands; `switch` takes a color on the load balancer; `pull`: the image is pushed
+ * (to an app server started before the load balancer said which color to start, `pull COLOR`);
  * `revert`: the watch over every server breached (the load balancer's, or the runner's sum of
  * each server's), so a server switches back or stops the new color; `pass`: that watch passed.
  */

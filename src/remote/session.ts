@@ -44,7 +44,7 @@ export interface RemoteSession {
   reached(stage: Stage): Promise<StageFields>
   /** the fields the stage came with the last time the script reported it (it may repeat one) */
   latest(stage: Stage): StageFields | undefined
-  send(command: Command | `switch ${'blue' | 'green'}`): void
+  send(command: Command | `${'switch' | 'pull'} ${'blue' | 'green'}`): void
   /** no more commands: the script reads end of input */
   close(): void
   /** start the command-timeout clock (at once, unless the script waits for the build first) */

@@ -22,3 +22,19 @@ await_image() { # await_image FROM_COLOR TO_COLOR
       exit "$EXIT_AWAIT_GAVE_UP" # the runner then starts the script anew ;;
   esac
 }
+
+# An app server behind a load balancer, started while the image builds and before the load balancer
+# said which color to start (no color parameter): the lock and the checks have run; wait for
+# `pull COLOR` (the image is pushed, start COLOR) or `abort`, as await_image does.
+await_color() {
+  local cmd
+  registry_login
+  cmd="$(command_next "${P[build_wait]}")"
+  case "$cmd" in
+    "pull blue" | "pull green") P[color]="${cmd#pull }" ;;
+    abort) die "the runner's build or release failed (it said abort): nothing was changed here" ;;
+    *)
+      marker error "no image from the runner within ${P[build_wait]}s of waiting (build_wait): nothing was changed here"
+      exit "$EXIT_AWAIT_GAVE_UP" ;;
+  esac
+}
