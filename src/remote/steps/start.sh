@@ -77,14 +77,16 @@ start_color() { # start_color COLOR
 # A rollback's fast path: the idle color's container was kept (stopped) after the deploy it served
 # in, with RUN_VERSION and RUN_IMAGE: start it again. False when there is no such container.
 start_kept() { # start_kept COLOR
-  local name kept running version image
+  local name kept running version image ip
   name="$(container_name "$1")"
-  # one docker call for all it needs to know (the fewer on this path, the sooner it serves)
-  kept="$(docker_call inspect -f '{{.State.Running}} {{index .Config.Labels "bg-deploy.version"}} {{.Config.Image}}' "$name" 2>/dev/null)" || return 1
-  read -r running version image <<<"$kept"
+  # one docker call for all it needs to know (the fewer on this path, the sooner it serves), the
+  # address nginx's backup line names too (upstream_backup, lib/nginx.sh)
+  kept="$(docker_call inspect -f "{{.State.Running}} {{index .Config.Labels \"bg-deploy.version\"}} {{.Config.Image}} $IPS_FORMAT" "$name" 2>/dev/null)" || return 1
+  read -r running version image ip _ <<<"$kept"
   [[ "$version" == "$RUN_VERSION" && "$image" == "$RUN_IMAGE" ]] || return 1
   phase "start $name (kept from $RUN_VERSION)"
   if [[ "$running" == true ]]; then
+    CIP[$1]="${ip:-}"
     log "fast path: $name is running still (kept warm): a switch only"
   else
     log "fast path: starting the kept container $name"
