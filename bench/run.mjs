@@ -126,6 +126,40 @@ async function startupMs(ws, inputs) {
 }
 
 /**
+ * The floor of a rollback from the click on this machine, each part alone (median of 10): node's
+ * own start (`node -e 0`), an SSH handshake to the server (TCP, key exchange, host key, key auth;
+ * in a process already running), one SSH command over that connection (`true`: the session and the
+ * user's login shell), and one `nginx -s reload`.
+ * @param {Record<string, string>} inputs the bench's action inputs (host, port, user, key, reload)
+ */
+async function floorMs(inputs) {
+  const { NodeSSH } = await import('node-ssh')
+  const times = async (/** @type {() => unknown} */ f) => {
+    const out = []
+    for (let i = 0; i < 10; i++) {
+      const t = performance.now()
+      await f()
+      out.push(performance.now() - t)
+    }
+    return Math.round(median(out))
+  }
+  const nodeStart = await times(() => spawnSync(process.execPath, ['-e', '0']))
+  const login = {
+    host: inputs.host,
+    port: Number(inputs.port),
+    username: inputs.username,
+    privateKey: inputs['ssh-key']
+  }
+  const handshake = await times(async () => (await new NodeSSH().connect(login)).dispose())
+  const ssh = await new NodeSSH().connect(login)
+  const exec = await times(() => ssh.execCommand('true'))
+  ssh.dispose()
+  const [cmd = 'nginx', ...args] = (inputs['nginx-reload-command'] ?? '').split(' ')
+  const reload = await times(() => spawnSync(cmd, args))
+  return { nodeStart, handshake, exec, reload, sum: nodeStart + handshake + exec + reload }
+}
+
+/**
  * The app's own readiness: `docker run` of the image until its first 2xx, polled every 10 ms.
  * @param {string} image
  */
@@ -305,6 +339,7 @@ function phasesOf(tl, startedAt, serving) {
  *   a bg-deploy run, then the wait until the old color has stopped in the background (lock free)
  * @property {(v: string) => string} image
  * @property {number[]} startup
+ * @property {Awaited<ReturnType<typeof floorMs>>} floor
  * @property {number} bundleBytes
  * @property {number[]} readiness
  * @property {number} ready
@@ -383,6 +418,10 @@ async function setup() {
   const bundleBytes = statSync(path.join(ROOT, 'dist/index.js')).size
   const startup = await startupMs(ws, inputs)
   measured('start-up', { median: median(startup) })
+  const floor = await floorMs(inputs)
+  say(
+    `    a rollback's floor here: node start ${floor.nodeStart} ms, SSH handshake ${floor.handshake} ms, one SSH command ${floor.exec} ms, nginx reload ${floor.reload} ms`
+  )
   say(
     `    dist/index.js ${(bundleBytes / 2 ** 20).toFixed(2)} MiB; start-up median ${median(startup)} ms (${startup.join(', ')})`
   )
@@ -443,6 +482,7 @@ async function setup() {
     deploy,
     image,
     startup,
+    floor,
     bundleBytes,
     readiness,
     ready,
@@ -648,6 +688,7 @@ async function write(b, single, shapes, t00) {
     ready: b.ready,
     readiness: b.readiness,
     startup: b.startup,
+    floor: b.floor,
     bundleBytes: b.bundleBytes,
     facts: b.facts,
     load: LOAD,
