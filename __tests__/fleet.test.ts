@@ -149,6 +149,12 @@ const req: RemoteRequest = {
   runUrl: 'u'
 }
 const quiet = () => ({ line() {}, phase() {}, warning() {} })
+/** The image still building: `push(true)` once it is pushed, `push(false)` when the build failed. */
+function building() {
+  let push: (ok: boolean) => void = () => undefined
+  const gate = new Promise<boolean>((r) => (push = r))
+  return { gate, push }
+}
 const config = (extra: Record<string, string> = {}) =>
   testConfig({ host: '', hosts: 'a\nb\nc', ...extra })
 
@@ -355,8 +361,7 @@ test('the load balancer is sent no secret; each app server the env, run argument
 test('a deploy that overlaps the build: every server gets ready and waits; once the image is pushed all pull, then switch as one', async () => {
   const log: string[] = []
   const fakes = ['a', 'b', 'c'].map((h) => fakeServer(h, {}, log))
-  let push: (ok: boolean) => void = () => undefined
-  const gate = new Promise<boolean>((r) => (push = r))
+  const { gate, push } = building()
   const run = runFleet(
     fakes.map((f) => f.server),
     undefined,
@@ -397,14 +402,14 @@ test('a deploy that overlaps the build, and the build fails: every server and th
 
 test('a deploy that overlaps the build, and a server fails while the image builds: once pushed, nothing is switched and the run says why (it does not wait for that server)', async () => {
   const fakes = [fakeServer('a'), fakeServer('b', { failWaiting: 'the watch would not see nginx' })]
-  let push: (ok: boolean) => void = () => undefined
+  const { gate, push } = building()
   const run = runFleet(
     fakes.map((f) => f.server),
     undefined,
     config({ hosts: 'a\nb' }),
     { ...req, buildWait: 3600 },
     quiet,
-    new Promise<boolean>((r) => (push = r))
+    gate
   )
   // b's script has ended before the image is pushed
   for (let i = 0; i < 20; i++) await tick()
@@ -418,14 +423,14 @@ test('a deploy that overlaps the build, and a server fails while the image build
 test('a deploy that overlaps the build behind a load balancer: the app servers start beside it, before it names the color, and hear the color with pull', async () => {
   const lb = fakeServer('lb', { idle: 'blue' })
   const fakes = ['a', 'b'].map((h) => fakeServer(h))
-  let push: (ok: boolean) => void = () => undefined
+  const { gate, push } = building()
   const run = runFleet(
     fakes.map((f) => f.server),
     lb.server,
     config({ hosts: 'a\nb', 'lb-host': 'lb', 'bind-address': '0.0.0.0' }),
     { ...req, buildWait: 3600 },
     quiet,
-    new Promise<boolean>((r) => (push = r))
+    gate
   )
   for (let i = 0; i < 20; i++) await tick()
   for (const f of fakes) {

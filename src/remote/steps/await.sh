@@ -7,34 +7,35 @@
 
 # Whether TO_COLOR has a container, found while waiting: start_color need not ask Docker again.
 IDLE_EXISTS=''
+# The runner's word that the image is pushed: `pull`, or to an app server `pull COLOR` (await_word).
+AWAIT_WORD=''
 
 await_image() { # await_image FROM_COLOR TO_COLOR
-  local cmd
   registry_login
   if container_exists "$2"; then IDLE_EXISTS=yes; else IDLE_EXISTS=no; fi
   command_await locked "color=$2 previous_color=$1"
-  cmd="$(command_next "${P[build_wait]}")"
-  case "$cmd" in
-    pull) ;;
-    abort) die "the runner's build or release failed (it said abort): nothing was changed here" ;;
-    *)
-      marker error "no image from the runner within ${P[build_wait]}s of waiting (build_wait): nothing was changed here"
-      exit "$EXIT_AWAIT_GAVE_UP" # the runner then starts the script anew ;;
-  esac
+  await_word
 }
 
 # An app server behind a load balancer, started while the image builds and before the load balancer
 # said which color to start (no color parameter): the lock and the checks have run; wait for
 # `pull COLOR` (the image is pushed, start COLOR) or `abort`, as await_image does.
 await_color() {
-  local cmd
   registry_login
-  cmd="$(command_next "${P[build_wait]}")"
-  case "$cmd" in
-    "pull blue" | "pull green") P[color]="${cmd#pull }" ;;
+  await_word
+  [[ "$AWAIT_WORD" == "pull "* ]] || die "the runner said pull without the color to start: nothing was changed here"
+  P[color]="${AWAIT_WORD#pull }"
+}
+
+# Wait for the runner's word into AWAIT_WORD; `abort` (its build or release failed), or none within
+# build_wait seconds, ends the script with nothing changed.
+await_word() {
+  AWAIT_WORD="$(command_next "${P[build_wait]}")"
+  case "$AWAIT_WORD" in
+    pull | "pull blue" | "pull green") ;;
     abort) die "the runner's build or release failed (it said abort): nothing was changed here" ;;
     *)
       marker error "no image from the runner within ${P[build_wait]}s of waiting (build_wait): nothing was changed here"
-      exit "$EXIT_AWAIT_GAVE_UP" ;;
+      exit "$EXIT_AWAIT_GAVE_UP" # the runner then starts the script anew ;;
   esac
 }
