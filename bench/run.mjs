@@ -17,7 +17,7 @@
 // bench markers (bench-busy for --busy), and the other tables into their pages. It exits non-zero when a figure could not be measured
 // (the new version never seen serving) or a site answers from something other than its deploy.
 import { execFileSync, spawn, spawnSync } from 'node:child_process'
-import { createServer } from 'node:net'
+import { connect, createServer } from 'node:net'
 import { cpus, totalmem } from 'node:os'
 import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
@@ -144,14 +144,14 @@ async function floorMs(inputs) {
     return Math.round(median(out))
   }
   const nodeStart = await times(() => spawnSync(process.execPath, ['-e', '0']))
-  const login = {
-    host: inputs.host,
-    port: Number(inputs.port),
+  // as src/ssh.ts connects: its own socket with TCP_NODELAY
+  const login = () => ({
+    sock: connect({ host: inputs.host, port: Number(inputs.port), noDelay: true }),
     username: inputs.username,
     privateKey: inputs['ssh-key']
-  }
-  const handshake = await times(async () => (await new NodeSSH().connect(login)).dispose())
-  const ssh = await new NodeSSH().connect(login)
+  })
+  const handshake = await times(async () => (await new NodeSSH().connect(login())).dispose())
+  const ssh = await new NodeSSH().connect(login())
   const exec = await times(() => ssh.execCommand('true'))
   ssh.dispose()
   const [cmd = 'nginx', ...args] = (inputs['nginx-reload-command'] ?? '').split(' ')
