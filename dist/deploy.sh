@@ -1064,9 +1064,12 @@ await_color() {
 # Wait for the runner's word into AWAIT_WORD; `abort` (its build or release failed), or none within
 # build_wait seconds, ends the script with nothing changed.
 await_word() {
-  AWAIT_WORD="$(command_next "${P[build_wait]}")"
-  case "$AWAIT_WORD" in
-    pull | "pull blue" | "pull green") ;;
+  local cmd
+  cmd="$(command_next "${P[build_wait]}")"
+  AWAIT_WORD="$cmd"
+  case "$cmd" in
+    pull) ;;
+    "pull blue" | "pull green") ;;
     abort) die "the runner's build or release failed (it said abort): nothing was changed here" ;;
     *)
       marker error "no image from the runner within ${P[build_wait]}s of waiting (build_wait): nothing was changed here"
